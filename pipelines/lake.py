@@ -1,0 +1,92 @@
+"""The lake: the source of truth, laid out as files that are written aside and renamed in.
+
+Layout under the lake root:
+    landing/contract=<c>/period=<p>/<sha256><suffix>     immutable copy of each delivery
+    quarantine/contract=<c>/period=<p>/<sha256>.parquet  failing rows with their reasons
+    staging/contract=<c>/period=<p>/<sha256>.parquet     passing rows awaiting publication
+    curated/contract=<c>/period=<p>/data.parquet         the published month
+    governance/deliveries/contract=<c>/<time>-<sha>-<event>.parquet  delivery events
+    governance/breaches/contract=<c>/period=<p>/<sha256>.parquet     breaches per delivery
+
+Nothing is edited in place: a reader sees the old file or the new one, never half of one.
+Landing and quarantine hold data in the clear, so they are readable by the owner only.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+PRIVATE_AREAS = ("landing", "quarantine", "staging")
+
+
+class Lake:
+    """A lake rooted in a local folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def _area(self, area: str, contract: str, period: str | None = None) -> Path:
+        path = self.root / area / f"contract={contract}"
+        if period is not None:
+            path = path / f"period={period}"
+        return path
+
+    def landing_path(self, contract: str, period: str, delivery_id: str, suffix: str) -> Path:
+        return self._area("landing", contract, period) / f"{delivery_id}{suffix}"
+
+    def quarantine_path(self, contract: str, period: str, delivery_id: str) -> Path:
+        return self._area("quarantine", contract, period) / f"{delivery_id}.parquet"
+
+    def staging_path(self, contract: str, period: str, delivery_id: str) -> Path:
+        return self._area("staging", contract, period) / f"{delivery_id}.parquet"
+
+    def curated_path(self, contract: str, period: str) -> Path:
+        return self._area("curated", contract, period) / "data.parquet"
+
+    def breaches_path(self, contract: str, period: str, delivery_id: str) -> Path:
+        return self._area("governance/breaches", contract, period) / f"{delivery_id}.parquet"
+
+    def delivery_events_dir(self, contract: str) -> Path:
+        return self._area("governance/deliveries", contract)
+
+    def glob(self, pattern: str) -> list[Path]:
+        return sorted(self.root.glob(pattern))
+
+    def _prepare(self, path: Path) -> None:
+        private = path.relative_to(self.root).parts[0] in PRIVATE_AREAS
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700 if private else 0o755)
+        if private:
+            # mkdir's mode does not apply to folders that already existed with looser modes.
+            for folder in [path.parent, *path.parent.parents]:
+                if folder == self.root or self.root not in folder.parents:
+                    break
+                os.chmod(folder, 0o700)
+
+    @contextmanager
+    def writing(self, path: Path) -> Iterator[Path]:
+        """Yield a temporary path beside `path`; rename it into place if the block succeeds."""
+        self._prepare(path)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            yield tmp
+            if path.relative_to(self.root).parts[0] in PRIVATE_AREAS:
+                os.chmod(tmp, 0o600)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def write_table(self, path: Path, table: pa.Table) -> None:
+        with self.writing(path) as tmp:
+            pq.write_table(table, tmp, compression="zstd")
+
+    def copy_in(self, source: Path, path: Path) -> None:
+        with self.writing(path) as tmp:
+            shutil.copyfile(source, tmp)

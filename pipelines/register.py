@@ -1,0 +1,165 @@
+"""The governance register in the lake: what was delivered, what happened to it, what broke.
+
+Every fact is an immutable Parquet file. A delivery's history is a series of events
+(received, rejected, validated, published, duplicate, superseded); its current state is
+its latest event. Breaches are written once per validated delivery.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.lake import Lake
+
+DELIVERY_EVENT_SCHEMA = pa.schema(
+    [
+        ("contract", pa.string()),
+        ("period", pa.string()),
+        ("delivery_id", pa.string()),
+        ("event", pa.string()),
+        ("at", pa.timestamp("us", tz="UTC")),
+        ("source_path", pa.string()),
+        ("source_size", pa.int64()),
+        ("source_mtime_ns", pa.int64()),
+        ("landing_path", pa.string()),
+        ("file_format", pa.string()),
+        ("rows_delivered", pa.int64()),
+        ("rows_curated", pa.int64()),
+        ("rows_quarantined", pa.int64()),
+        ("reason", pa.string()),
+        ("run_id", pa.string()),
+    ]
+)
+
+BREACH_SCHEMA = pa.schema(
+    [
+        ("breach_id", pa.string()),
+        ("contract", pa.string()),
+        ("contract_version", pa.string()),
+        ("period", pa.string()),
+        ("delivery_id", pa.string()),
+        ("rule", pa.string()),
+        ("clause", pa.string()),
+        ("severity", pa.string()),
+        ("action", pa.string()),
+        ("failing_rows", pa.int64()),
+        ("rows_checked", pa.int64()),
+        ("failing_share", pa.float64()),
+        ("sample_rows", pa.list_(pa.int64())),
+        ("detail", pa.string()),
+        ("raised_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+@dataclass
+class DeliveryEvent:
+    contract: str
+    period: str
+    delivery_id: str
+    event: str
+    source_path: str | None = None
+    source_size: int | None = None
+    source_mtime_ns: int | None = None
+    landing_path: str | None = None
+    file_format: str | None = None
+    rows_delivered: int | None = None
+    rows_curated: int | None = None
+    rows_quarantined: int | None = None
+    reason: str | None = None
+    run_id: str | None = None
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass
+class Breach:
+    """One rule broken by one delivery, in words a data-sharing lead can act on."""
+
+    contract: str
+    contract_version: str
+    period: str
+    delivery_id: str
+    rule: str
+    clause: str
+    severity: str
+    action: str
+    failing_rows: int
+    rows_checked: int
+    detail: str
+    sample_rows: list[int] = field(default_factory=list)
+    raised_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def breach_id(self) -> str:
+        # Stable: the same rule on the same delivery is the same breach, however often run.
+        key = f"{self.contract}|{self.delivery_id}|{self.rule}"
+        return "B-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+    @property
+    def failing_share(self) -> float:
+        return self.failing_rows / self.rows_checked if self.rows_checked else 1.0
+
+
+class Register:
+    """Reads and appends the governance records kept in the lake."""
+
+    def __init__(self, lake: Lake) -> None:
+        self.lake = lake
+
+    def record(self, event: DeliveryEvent) -> None:
+        stamp = event.at.strftime("%Y%m%dT%H%M%S%f")
+        name = f"{stamp}-{event.delivery_id[:16]}-{event.event}-{uuid.uuid4().hex[:6]}.parquet"
+        path = self.lake.delivery_events_dir(event.contract) / name
+        self.lake.write_table(path, pa.Table.from_pylist([asdict(event)], DELIVERY_EVENT_SCHEMA))
+
+    def write_breaches(
+        self, contract: str, period: str, delivery_id: str, breaches: list[Breach]
+    ) -> None:
+        rows = [
+            {**asdict(b), "breach_id": b.breach_id, "failing_share": b.failing_share}
+            for b in breaches
+        ]
+        table = pa.Table.from_pylist(rows, BREACH_SCHEMA)
+        self.lake.write_table(self.lake.breaches_path(contract, period, delivery_id), table)
+
+    def events(self, contract: str | None = None) -> list[dict]:
+        """Every delivery event, oldest first."""
+        pattern = f"governance/deliveries/contract={contract or '*'}/*.parquet"
+        files = self.lake.glob(pattern)
+        if not files:
+            return []
+        rows = pa.concat_tables(
+            [pq.read_table(f, schema=DELIVERY_EVENT_SCHEMA) for f in files]
+        ).to_pylist()
+        return sorted(rows, key=lambda r: r["at"])
+
+    def deliveries(self, contract: str | None = None) -> dict[str, dict]:
+        """The current state of each delivery (its latest event), keyed by delivery id."""
+        state: dict[str, dict] = {}
+        for event in self.events(contract):
+            if event["event"] == "duplicate":
+                continue  # a duplicate is a second sighting, not a new state of the delivery
+            merged = {**state.get(event["delivery_id"], {})}
+            merged.update({k: v for k, v in event.items() if v is not None})
+            state[event["delivery_id"]] = merged
+        return state
+
+    def seen_sources(self, contract: str) -> set[tuple[str, int, int]]:
+        """(path, size, mtime) of every drop-zone file already taken, to spot what is new."""
+        return {
+            (e["source_path"], e["source_size"], e["source_mtime_ns"])
+            for e in self.events(contract)
+            if e["event"] in ("received", "duplicate") and e["source_path"]
+        }
+
+    def breaches(self, contract: str | None = None) -> list[dict]:
+        files = self.lake.glob(f"governance/breaches/contract={contract or '*'}/*/*.parquet")
+        if not files:
+            return []
+        return pa.concat_tables([pq.read_table(f, schema=BREACH_SCHEMA) for f in files]).to_pylist()

@@ -1,0 +1,433 @@
+"""Validate one landed delivery against its contract, in bounded memory.
+
+The file is streamed as text in batches. Each batch goes through the contract's pandera
+checks; a row that breaks a quarantining rule goes to quarantine with every reason, the
+others are typed and written to staging, ready to publish. Every source row ends up in
+exactly one of the two, numbered from 1 in file order (`_source_row`).
+
+A file that cannot be read at all, or lacks agreed columns, is rejected as a whole: the
+caller records why, and its bytes stay in the landing area.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import io
+import json
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandera.errors
+import polars as pl
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from pipelines.lake import Lake
+from pipelines.register import Breach
+from schemas.contract import Contract
+from schemas.row_checks import RowRule, compile_row_checks, curated_dtype, typed_columns
+
+BATCH_BYTES = 16 << 20  # ~16 MB of CSV text per batch keeps memory flat at any file size
+SAMPLE_ROWS = 20  # row numbers kept per breach, enough for the force to find the pattern
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("contract", pa.string()),
+        ("_delivery_id", pa.string()),
+        ("_source_row", pa.int64()),
+        ("_period", pa.string()),
+        ("rules", pa.list_(pa.string())),
+        ("reasons", pa.list_(pa.string())),
+        ("record", pa.string()),
+    ]
+)
+
+
+class DeliveryRejected(Exception):
+    """The delivery cannot be validated at all; `reason` says why in plain words."""
+
+    def __init__(self, reason: str, rule: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.rule = rule
+
+
+@dataclass
+class ValidationOutcome:
+    rows_delivered: int = 0
+    rows_curated: int = 0
+    rows_quarantined: int = 0
+    breaches: list[Breach] = field(default_factory=list)
+    preview: pl.DataFrame | None = None
+
+
+@dataclass
+class _RuleTally:
+    rule: RowRule
+    count: int = 0
+    sample: list[int] = field(default_factory=list)
+
+    def add(self, rows: list[int]) -> None:
+        self.count += len(rows)
+        room = SAMPLE_ROWS - len(self.sample)
+        if room > 0:
+            self.sample.extend(rows[:room])
+
+
+def curated_schema(contract: Contract) -> pa.Schema:
+    """The Arrow schema of a curated partition: agreed columns, typed, plus lineage."""
+    fields = [
+        pa.field(c.name, pl.DataFrame(schema={c.name: curated_dtype(c)}).to_arrow().schema[0].type)
+        for c in contract.columns
+    ]
+    fields += [
+        pa.field("_delivery_id", pa.string()),
+        pa.field("_source_row", pa.int64()),
+        pa.field("_period", pa.string()),
+    ]
+    return pa.schema(fields)
+
+
+def _open_text(path: Path) -> pa.NativeFile:
+    # "detect" picks gzip from a .gz suffix; anything else is read as it is.
+    return pa.input_stream(str(path), compression="detect")
+
+
+def read_header(path: Path) -> list[str]:
+    """The delivered column names, or DeliveryRejected with a reason a person can act on."""
+    try:
+        with _open_text(path) as stream:
+            head = stream.read(1 << 20)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise DeliveryRejected(f"The file could not be opened: {exc}.", "file.readable") from exc
+    if not head.strip():
+        raise DeliveryRejected("The file is empty: it has no header and no rows.", "file.empty")
+    try:
+        text = head.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DeliveryRejected(
+            f"The file is not UTF-8 text (byte {exc.start} cannot be decoded); "
+            "the agreement asks for UTF-8 CSV.",
+            "file.encoding",
+        ) from exc
+    header = next(csv.reader(io.StringIO(text)), [])
+    if len(header) < 2:
+        raise DeliveryRejected(
+            "The file is not a comma-separated table: its first line has no column names.",
+            "file.format",
+        )
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise DeliveryRejected(
+            f"The header names these columns more than once: {', '.join(repeated)}.",
+            "file.header",
+        )
+    return header
+
+
+class _SourceRowNumbers:
+    """Numbers each parsed row by its position among all data rows, including broken ones.
+
+    The CSV reader skips rows with the wrong number of fields and reports each one (by
+    record number) to `on_invalid_row`; rows read after it must not take its number.
+    """
+
+    def __init__(self) -> None:
+        self.next_row = 1
+        self.broken: list[tuple[int, int, str]] = []  # (row number, field count, text)
+        self._broken_numbers: list[int] = []
+
+    def on_invalid_row(self, row: pacsv.InvalidRow) -> str:
+        number = row.number - 1  # the reader counts the header as record 1
+        self.broken.append((number, row.actual_columns, row.text))
+        bisect.insort(self._broken_numbers, number)
+        return "skip"
+
+    def take(self, count: int) -> list[int]:
+        out = []
+        row = self.next_row
+        i = bisect.bisect_left(self._broken_numbers, row)
+        while len(out) < count:
+            if i < len(self._broken_numbers) and self._broken_numbers[i] == row:
+                i += 1
+            else:
+                out.append(row)
+            row += 1
+        self.next_row = row
+        return out
+
+
+def _batches(path: Path, header: list[str], numbers: _SourceRowNumbers) -> Iterator[pl.DataFrame]:
+    reader = pacsv.open_csv(
+        _open_text(path),
+        read_options=pacsv.ReadOptions(
+            column_names=header, skip_rows=1, block_size=BATCH_BYTES, use_threads=False
+        ),
+        parse_options=pacsv.ParseOptions(
+            newlines_in_values=True, invalid_row_handler=numbers.on_invalid_row
+        ),
+        # Everything as text, and only an empty cell is blank: "NA" or "null" are values.
+        convert_options=pacsv.ConvertOptions(
+            column_types={name: pa.string() for name in header},
+            null_values=[""],
+            strings_can_be_null=True,
+        ),
+    )
+    for batch in reader:
+        if batch.num_rows == 0:
+            continue
+        frame = pl.from_arrow(batch)
+        rows = numbers.take(batch.num_rows)
+        yield frame.with_columns(pl.Series("_source_row", rows, dtype=pl.Int64))
+
+
+def _failures(schema, rules: list[RowRule], frame: pl.DataFrame) -> pl.DataFrame:
+    """One row per (batch row index, broken rule id)."""
+    try:
+        schema.validate(frame, lazy=True)
+        return pl.DataFrame(schema={"index": pl.Int64, "rule": pl.String})
+    except pandera.errors.SchemaErrors as err:
+        cases = err.failure_cases
+    required = {r.source_name: r.id for r in rules if r.id.endswith(".required")}
+    return (
+        cases.filter(pl.col("index").is_not_null())
+        .with_columns(
+            pl.when(pl.col("check") == "not_nullable")
+            .then(pl.col("column").replace_strict(required, default=None))
+            .otherwise(pl.col("check"))
+            .alias("rule"),
+            pl.col("index").cast(pl.Int64),
+        )
+        .select("index", "rule")
+        .unique()
+    )
+
+
+def validate_delivery(
+    contract: Contract,
+    landed: Path,
+    period: str,
+    delivery_id: str,
+    lake: Lake,
+) -> ValidationOutcome:
+    """Split a landed delivery into staged curated rows and quarantined rows, with breaches."""
+    header = read_header(landed)
+    agreed = set(contract.source_names)
+    missing = [name for name in contract.source_names if name not in header]
+    if missing:
+        raise DeliveryRejected(
+            f"The file lacks {len(missing)} agreed column(s): {', '.join(missing)}. "
+            "A renamed column counts as missing; nothing from this file was published.",
+            "file.columns",
+        )
+    extra = [name for name in header if name not in agreed]
+
+    schema, rules = compile_row_checks(contract, period)
+    by_id = {r.id: r for r in rules}
+    tallies = {r.id: _RuleTally(r) for r in rules}
+    quarantining = [r.id for r in rules if r.on_failure == "quarantine"]
+    missing_counts = {rule.name: 0 for rule in contract.completeness_rules}
+    numbers = _SourceRowNumbers()
+    outcome = ValidationOutcome()
+    typed = typed_columns(contract)
+    lineage = [pl.lit(delivery_id).alias("_delivery_id"), pl.lit(period).alias("_period")]
+    source_cols = list(contract.source_names)
+
+    staging_path = lake.staging_path(contract.name, period, delivery_id)
+    quarantine_path = lake.quarantine_path(contract.name, period, delivery_id)
+    with ExitStack() as stack:
+        staging_tmp = stack.enter_context(lake.writing(staging_path))
+        quarantine_tmp = stack.enter_context(lake.writing(quarantine_path))
+        curated_writer = stack.enter_context(
+            pq.ParquetWriter(staging_tmp, curated_schema(contract), compression="zstd")
+        )
+        quarantine_writer = stack.enter_context(
+            pq.ParquetWriter(quarantine_tmp, QUARANTINE_SCHEMA, compression="zstd")
+        )
+        try:
+            for frame in _batches(landed, header, numbers):
+                outcome.rows_delivered += frame.height
+                for rule in contract.completeness_rules:
+                    src = contract.column(rule.column).source_name
+                    values = [v for v in rule.missing_values if v is not None]
+                    missing_counts[rule.name] += frame.select(
+                        (pl.col(src).is_null() | pl.col(src).is_in(values)).sum()
+                    ).item()
+
+                failures = _failures(schema, rules, frame)
+                per_row = failures.group_by("index").agg(pl.col("rule").sort())
+                for rule_id, group in failures.group_by("rule"):
+                    idx = group["index"].sort()
+                    tallies[rule_id[0]].add(frame["_source_row"].gather(idx).to_list())
+
+                flagged = (
+                    frame.with_row_index("index")
+                    .with_columns(pl.col("index").cast(pl.Int64))
+                    .join(per_row, on="index", how="left")
+                    .with_columns(pl.col("rule").fill_null(pl.lit([], dtype=pl.List(pl.String))))
+                )
+                is_quarantined = (
+                    pl.col("rule").list.eval(pl.element().is_in(quarantining)).list.any()
+                )
+                passing = flagged.filter(~is_quarantined)
+                failing = flagged.filter(is_quarantined)
+
+                curated = passing.select(*typed, *lineage, "_source_row")
+                curated = curated.select(curated_writer.schema.names)
+                if curated.height:
+                    curated_writer.write_table(curated.to_arrow().cast(curated_writer.schema))
+                    if outcome.preview is None:
+                        outcome.preview = curated.head(10)
+                outcome.rows_curated += curated.height
+
+                if failing.height:
+                    reasons = {rid: f"{rid}: {by_id[rid].reason}" for rid in by_id}
+                    quarantined = failing.select(
+                        pl.lit(contract.name).alias("contract"),
+                        pl.lit(delivery_id).alias("_delivery_id"),
+                        "_source_row",
+                        pl.lit(period).alias("_period"),
+                        pl.col("rule").alias("rules"),
+                        pl.col("rule")
+                        .list.eval(pl.element().replace_strict(reasons))
+                        .alias("reasons"),
+                        pl.struct(source_cols).struct.json_encode().alias("record"),
+                    )
+                    quarantine_writer.write_table(quarantined.to_arrow().cast(QUARANTINE_SCHEMA))
+                    outcome.rows_quarantined += failing.height
+        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+            raise DeliveryRejected(
+                f"The file could not be read as CSV after row {numbers.next_row - 1}: {exc}. "
+                "Nothing from this file was published.",
+                "file.format",
+            ) from exc
+
+        if numbers.broken:
+            broken = pl.DataFrame(
+                {
+                    "contract": contract.name,
+                    "_delivery_id": delivery_id,
+                    "_source_row": [b[0] for b in numbers.broken],
+                    "_period": period,
+                    "rules": [["file.row_shape"]] * len(numbers.broken),
+                    "reasons": [
+                        [f"file.row_shape: the row has {b[1]} fields, the header has {len(header)}"]
+                        for b in numbers.broken
+                    ],
+                    "record": [json.dumps({"raw_line": b[2]}) for b in numbers.broken],
+                }
+            )
+            quarantine_writer.write_table(broken.to_arrow().cast(QUARANTINE_SCHEMA))
+            outcome.rows_delivered += len(numbers.broken)
+            outcome.rows_quarantined += len(numbers.broken)
+
+    if outcome.rows_delivered == 0:
+        lake.staging_path(contract.name, period, delivery_id).unlink(missing_ok=True)
+        lake.quarantine_path(contract.name, period, delivery_id).unlink(missing_ok=True)
+        raise DeliveryRejected("The file has a header but no data rows.", "file.empty")
+
+    outcome.breaches = _breaches(
+        contract, period, delivery_id, outcome, tallies, missing_counts, numbers, extra, header
+    )
+    return outcome
+
+
+def _share(count: int, total: int) -> str:
+    return f"{count:,} of {total:,} rows ({count / total:.1%})"
+
+
+def _breaches(
+    contract: Contract,
+    period: str,
+    delivery_id: str,
+    outcome: ValidationOutcome,
+    tallies: dict[str, _RuleTally],
+    missing_counts: dict[str, int],
+    numbers: _SourceRowNumbers,
+    extra: list[str],
+    header: list[str],
+) -> list[Breach]:
+    total = outcome.rows_delivered
+    common = dict(
+        contract=contract.name,
+        contract_version=contract.version,
+        period=period,
+        delivery_id=delivery_id,
+        rows_checked=total,
+    )
+    found: list[Breach] = []
+    if numbers.broken:
+        rows = sorted(b[0] for b in numbers.broken)
+        found.append(
+            Breach(
+                **common,
+                rule="file.row_shape",
+                clause=f"{contract.path.name}: schema[{contract.name}] (agreed layout)",
+                severity="major",
+                action="rows quarantined",
+                failing_rows=len(rows),
+                sample_rows=rows[:SAMPLE_ROWS],
+                detail=f"{_share(len(rows), total)} do not have the {len(header)} fields "
+                "of the header (a missing or extra comma, or a broken quote); "
+                "these rows were quarantined.",
+            )
+        )
+    for tally in tallies.values():
+        if not tally.count:
+            continue
+        rule = tally.rule
+        kept = rule.on_failure == "keep"
+        found.append(
+            Breach(
+                **common,
+                rule=rule.id,
+                clause=rule.clause,
+                severity=rule.severity,
+                action="rows kept" if kept else "rows quarantined",
+                failing_rows=tally.count,
+                sample_rows=tally.sample,
+                detail=f"{_share(tally.count, total)}: {rule.reason}. "
+                + (
+                    "The agreement keeps these rows; please correct them at source."
+                    if kept
+                    else "These rows were quarantined and not published."
+                ),
+            )
+        )
+    for rule in contract.completeness_rules:
+        count = missing_counts[rule.name]
+        share = 100 * count / total
+        if share <= rule.max_percent:
+            continue
+        col = contract.column(rule.column)
+        found.append(
+            Breach(
+                **common,
+                rule=rule.name,
+                clause=f"{contract.path.name}: schema[{contract.name}]"
+                f".properties[{col.name}].quality[{rule.name}]",
+                severity=rule.severity,
+                action="delivery published",
+                failing_rows=count,
+                detail=f"{_share(count, total)} have no {col.source_name}; "
+                f"the agreement allows at most {rule.max_percent:g}%.",
+            )
+        )
+    if extra:
+        found.append(
+            Breach(
+                **common,
+                rule="file.unagreed_columns",
+                clause=f"{contract.path.name}: schema[{contract.name}].properties",
+                severity="major",
+                action="columns withheld",
+                failing_rows=total,
+                detail=f"The file includes {len(extra)} column(s) the agreement does not list "
+                f"({', '.join(extra)}). Over-sharing: these columns were not published.",
+            )
+        )
+    return found

@@ -1,0 +1,256 @@
+"""A typed model of a data contract (ODCS v3 plus the sharing-agreement terms).
+
+The YAML in `data_contracts/` is the source of truth; this module only reads it into
+plain dataclasses that the rest of the code can rely on. It knows nothing of Dagster.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+Severity = Literal["critical", "major", "minor"]
+OnFailure = Literal["quarantine", "keep"]
+LogicalType = Literal["string", "timestamp", "date", "number", "integer", "boolean"]
+
+SEVERITIES: tuple[Severity, ...] = ("critical", "major", "minor")
+DEFAULT_CONTRACTS_DIR = Path(__file__).resolve().parents[1] / "data_contracts"
+
+
+class ContractError(ValueError):
+    """A contract file that cannot be turned into a working contract."""
+
+
+@dataclass(frozen=True)
+class ValueRule:
+    """A row rule on one column, from the contract's `quality` list (`invalidValues`)."""
+
+    name: str
+    valid_values: tuple[str, ...]
+    severity: Severity
+    on_failure: OnFailure
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class CompletenessRule:
+    """A dataset rule: the share of missing values in a column must stay under a limit."""
+
+    name: str
+    column: str
+    missing_values: tuple[str | None, ...]
+    max_percent: float
+    severity: Severity
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class InPeriodRule:
+    """A row rule: a timestamp column must fall inside the delivery's month (London time)."""
+
+    name: str
+    severity: Severity
+    on_failure: OnFailure
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Column:
+    """One agreed column: its delivered header, curated name, type and row rules."""
+
+    name: str
+    source_name: str
+    logical_type: LogicalType
+    required: bool
+    description: str
+    classification: str | None = None
+    timestamp_format: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    pattern: str | None = None
+    value_rules: tuple[ValueRule, ...] = ()
+    in_period_rule: InPeriodRule | None = None
+
+
+@dataclass(frozen=True)
+class DeliverySchedule:
+    period: str
+    first_period: str
+    due_day_of_following_month: int
+    late_after_days: int
+
+
+@dataclass(frozen=True)
+class Contract:
+    """A data contract, ready for the pipeline to compile into checks."""
+
+    name: str
+    version: str
+    title: str
+    description: str
+    path: Path
+    columns: tuple[Column, ...]
+    completeness_rules: tuple[CompletenessRule, ...]
+    schedule: DeliverySchedule
+    agreement: dict[str, Any] = field(default_factory=dict)
+    owners: tuple[str, ...] = ()
+
+    @property
+    def source_names(self) -> tuple[str, ...]:
+        return tuple(c.source_name for c in self.columns)
+
+    @property
+    def required_source_names(self) -> tuple[str, ...]:
+        return tuple(c.source_name for c in self.columns if c.required)
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+
+def _custom_properties(block: dict[str, Any]) -> dict[str, Any]:
+    return {p["property"]: p.get("value") for p in block.get("customProperties") or []}
+
+
+def _severity(raw: Any, where: str) -> Severity:
+    if raw not in SEVERITIES:
+        raise ContractError(
+            f"{where}: severity must be one of {', '.join(SEVERITIES)}, not {raw!r}"
+        )
+    return raw
+
+
+def _java_to_strptime(fmt: str) -> str:
+    """Translate the contract's JDK-style timestamp format into a strptime format."""
+    table = [
+        ("yyyy", "%Y"), ("MM", "%m"), ("dd", "%d"), ("HH", "%H"),
+        ("mm", "%M"), ("ss", "%S"), ("XXX", "%:z"), ("'T'", "T"),
+    ]  # fmt: skip
+    out = fmt
+    for java, py in table:
+        out = out.replace(java, py)
+    if re.search(r"[A-Za-z]", re.sub(r"%:?[A-Za-z]|T", "", out)):
+        raise ContractError(f"timestamp format {fmt!r} uses letters this pipeline cannot parse")
+    return out
+
+
+def _column(prop: dict[str, Any], where: str) -> Column:
+    name = prop["name"]
+    where = f"{where}.properties[{name}]"
+    options = prop.get("logicalTypeOptions") or {}
+    value_rules: list[ValueRule] = []
+    in_period: InPeriodRule | None = None
+    for q in prop.get("quality") or []:
+        custom = _custom_properties(q)
+        qwhere = f"{where}.quality[{q.get('name')}]"
+        if q.get("metric") == "invalidValues":
+            value_rules.append(
+                ValueRule(
+                    name=q["name"],
+                    valid_values=tuple(str(v) for v in q["arguments"]["validValues"]),
+                    severity=_severity(q.get("severity"), qwhere),
+                    on_failure=custom.get("onFailure", "quarantine"),
+                    description=" ".join((q.get("description") or "").split()),
+                )
+            )
+        elif q.get("type") == "custom" and q.get("implementation") == "inPeriod":
+            in_period = InPeriodRule(
+                name=q["name"],
+                severity=_severity(q.get("severity"), qwhere),
+                on_failure=custom.get("onFailure", "quarantine"),
+                description=" ".join((q.get("description") or "").split()),
+            )
+    fmt = options.get("format") if prop.get("logicalType") == "timestamp" else None
+    return Column(
+        name=name,
+        source_name=prop.get("physicalName", name),
+        logical_type=prop.get("logicalType", "string"),
+        required=bool(prop.get("required", False)),
+        description=" ".join((prop.get("description") or "").split()),
+        classification=prop.get("classification"),
+        timestamp_format=_java_to_strptime(fmt) if fmt else None,
+        minimum=options.get("minimum"),
+        maximum=options.get("maximum"),
+        pattern=options.get("pattern"),
+        value_rules=tuple(value_rules),
+        in_period_rule=in_period,
+    )
+
+
+def _completeness_rules(prop: dict[str, Any], where: str) -> list[CompletenessRule]:
+    rules = []
+    for q in prop.get("quality") or []:
+        if q.get("metric") != "missingValues":
+            continue
+        rules.append(
+            CompletenessRule(
+                name=q["name"],
+                column=prop["name"],
+                missing_values=tuple(q.get("arguments", {}).get("missingValues", [None, ""])),
+                max_percent=float(q["mustBeLessOrEqualTo"]),
+                severity=_severity(q.get("severity"), f"{where}.quality[{q['name']}]"),
+                description=" ".join((q.get("description") or "").split()),
+            )
+        )
+    return rules
+
+
+def parse_contract(doc: dict[str, Any], path: Path) -> Contract:
+    """Build a Contract from an already-parsed ODCS document."""
+    try:
+        table = doc["schema"][0]
+        where = f"schema[{table['name']}]"
+        props = table["properties"]
+        columns = tuple(_column(p, where) for p in props)
+        completeness = tuple(r for p in props for r in _completeness_rules(p, where))
+        custom = _custom_properties(doc)
+        sched = custom["deliverySchedule"]
+        schedule = DeliverySchedule(
+            period=sched["period"],
+            first_period=str(sched["firstPeriod"]),
+            due_day_of_following_month=int(sched["dueDayOfFollowingMonth"]),
+            late_after_days=int(sched["lateAfterDays"]),
+        )
+    except (KeyError, IndexError, TypeError) as exc:
+        raise ContractError(f"{path}: missing or malformed field {exc}") from exc
+    team = doc.get("team") or {}
+    return Contract(
+        name=doc["name"],
+        version=str(doc["version"]),
+        title=table.get("description", doc["name"]),
+        description=" ".join(((doc.get("description") or {}).get("purpose") or "").split()),
+        path=path,
+        columns=columns,
+        completeness_rules=completeness,
+        schedule=schedule,
+        agreement=custom.get("sharingAgreement") or {},
+        owners=(f"team:{team['name']}",) if team.get("name") else (),
+    )
+
+
+def load_contract(path: Path) -> Contract:
+    """Read one contract YAML file."""
+    with open(path, encoding="utf-8") as fh:
+        doc = yaml.safe_load(fh)
+    return parse_contract(doc, path)
+
+
+def contracts_dir() -> Path:
+    return Path(os.environ.get("DATASHARE_CONTRACTS", DEFAULT_CONTRACTS_DIR))
+
+
+def load_contracts(directory: Path | None = None) -> dict[str, Contract]:
+    """Every contract in the contracts folder, by name."""
+    directory = directory or contracts_dir()
+    contracts = {}
+    for path in sorted(directory.glob("*.yaml")):
+        contract = load_contract(path)
+        contracts[contract.name] = contract
+    return contracts
