@@ -23,7 +23,7 @@ DELIVERY_EVENT_SCHEMA = pa.schema(
         ("period", pa.string()),
         ("delivery_id", pa.string()),
         ("event", pa.string()),
-        ("at", pa.timestamp("us", tz="UTC")),
+        ("event_at", pa.timestamp("us", tz="UTC")),
         ("source_path", pa.string()),
         ("source_size", pa.int64()),
         ("source_mtime_ns", pa.int64()),
@@ -74,7 +74,7 @@ class DeliveryEvent:
     rows_quarantined: int | None = None
     reason: str | None = None
     run_id: str | None = None
-    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    event_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 @dataclass
@@ -113,7 +113,7 @@ class Register:
         self.lake = lake
 
     def record(self, event: DeliveryEvent) -> None:
-        stamp = event.at.strftime("%Y%m%dT%H%M%S%f")
+        stamp = event.event_at.strftime("%Y%m%dT%H%M%S%f")
         name = f"{stamp}-{event.delivery_id[:16]}-{event.event}-{uuid.uuid4().hex[:6]}.parquet"
         path = self.lake.delivery_events_dir(event.contract) / name
         self.lake.write_table(path, pa.Table.from_pylist([asdict(event)], DELIVERY_EVENT_SCHEMA))
@@ -137,7 +137,7 @@ class Register:
         rows = pa.concat_tables(
             [pq.read_table(f, schema=DELIVERY_EVENT_SCHEMA) for f in files]
         ).to_pylist()
-        return sorted(rows, key=lambda r: r["at"])
+        return sorted(rows, key=lambda r: r["event_at"])
 
     def deliveries(self, contract: str | None = None) -> dict[str, dict]:
         """The current state of each delivery (its latest event), keyed by delivery id."""

@@ -27,7 +27,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from pipelines.lake import Lake
-from pipelines.register import Breach
+from pipelines.register import Breach, DeliveryEvent, Register
 from schemas.contract import Contract
 from schemas.row_checks import RowRule, compile_row_checks, curated_dtype, typed_columns
 
@@ -78,17 +78,18 @@ class _RuleTally:
             self.sample.extend(rows[:room])
 
 
+# Lineage columns every curated row carries, after the agreed columns.
+LINEAGE_TYPES = {"_delivery_id": "String", "_source_row": "Int64", "_period": "String"}
+LINEAGE_ARROW = {"_delivery_id": pa.string(), "_source_row": pa.int64(), "_period": pa.string()}
+
+
 def curated_schema(contract: Contract) -> pa.Schema:
     """The Arrow schema of a curated partition: agreed columns, typed, plus lineage."""
     fields = [
         pa.field(c.name, pl.DataFrame(schema={c.name: curated_dtype(c)}).to_arrow().schema[0].type)
         for c in contract.columns
     ]
-    fields += [
-        pa.field("_delivery_id", pa.string()),
-        pa.field("_source_row", pa.int64()),
-        pa.field("_period", pa.string()),
-    ]
+    fields += [pa.field(name, LINEAGE_ARROW[name]) for name in LINEAGE_TYPES]
     return pa.schema(fields)
 
 
@@ -431,3 +432,76 @@ def _breaches(
             )
         )
     return found
+
+
+@dataclass
+class DeliveryVerdict:
+    """What validation decided about one delivery."""
+
+    delivery_id: str
+    source_path: str | None
+    status: str  # "validated" or "rejected"
+    outcome: ValidationOutcome
+    reason: str | None = None
+
+
+def validate_pending(
+    contract: Contract, period: str, lake: Lake, register: Register, run_id: str | None = None
+) -> list[DeliveryVerdict]:
+    """Validate every received, not yet validated delivery for one period, oldest first.
+
+    Each one is recorded as validated (with its breaches) or rejected (with the reason,
+    as a critical breach); nothing raises for what the force sent.
+    """
+    pending = sorted(
+        (
+            d
+            for d in register.deliveries(contract.name).values()
+            if d["period"] == period and d["event"] == "received"
+        ),
+        key=lambda d: d["event_at"],
+    )
+    verdicts = []
+    for delivery in pending:
+        delivery_id = delivery["delivery_id"]
+        landed = lake.root / delivery["landing_path"]
+        try:
+            outcome = validate_delivery(contract, landed, period, delivery_id, lake)
+            status, reason = "validated", None
+        except DeliveryRejected as rejected:
+            outcome = ValidationOutcome()
+            status, reason = "rejected", rejected.reason
+            outcome.breaches = [
+                Breach(
+                    contract=contract.name,
+                    contract_version=contract.version,
+                    period=period,
+                    delivery_id=delivery_id,
+                    rule=rejected.rule,
+                    clause=f"{contract.path.name}: fileFormat and schema[{contract.name}]",
+                    severity="critical",
+                    action="delivery rejected",
+                    failing_rows=0,
+                    rows_checked=0,
+                    detail=f"{delivery.get('source_path')}: {rejected.reason} "
+                    "The file is kept in the landing area.",
+                )
+            ]
+        register.write_breaches(contract.name, period, delivery_id, outcome.breaches)
+        register.record(
+            DeliveryEvent(
+                contract=contract.name,
+                period=period,
+                delivery_id=delivery_id,
+                event=status,
+                rows_delivered=outcome.rows_delivered,
+                rows_curated=outcome.rows_curated,
+                rows_quarantined=outcome.rows_quarantined,
+                reason=reason,
+                run_id=run_id,
+            )
+        )
+        verdicts.append(
+            DeliveryVerdict(delivery_id, delivery.get("source_path"), status, outcome, reason)
+        )
+    return verdicts

@@ -22,6 +22,10 @@ class Settings:
     def ensure_folders(self) -> None:
         for folder in (self.home, self.dropzone, self.lake, self.dagster_home):
             folder.mkdir(parents=True, exist_ok=True)
+        config = self.dagster_home / "dagster.yaml"
+        if not config.exists():
+            # Dagster's default SQLite storage under this home; no telemetry (no internet).
+            config.write_text("telemetry:\n  enabled: false\n")
 
 
 def load_settings(home: str | Path | None = None) -> Settings:

@@ -1,0 +1,75 @@
+"""Curated assets: the month's validated rows published as Parquet and catalogued in DuckDB."""
+
+import dagster as dg
+import polars as pl
+import pyarrow.parquet as pq
+
+from assets.partitions import monthly_partitions
+from assets.validation import validated_key
+from pipelines.previews import frame_preview
+from pipelines.publishing import awaiting_publication, publish_delivery, published
+from pipelines.resources import LakeResource, WarehouseResource
+from pipelines.row_validation import LINEAGE_TYPES
+from schemas.contract import Contract, load_contracts
+from schemas.row_checks import curated_dtype
+
+
+def curated_key(contract: Contract) -> dg.AssetKey:
+    return dg.AssetKey(["curated", contract.name])
+
+
+def column_schema(contract: Contract) -> dg.TableSchema:
+    """The curated table's columns, with the contract's descriptions."""
+    columns = [
+        dg.TableColumn(c.name, str(curated_dtype(c)), description=c.description)
+        for c in contract.columns
+    ]
+    columns += [dg.TableColumn(name, kind) for name, kind in LINEAGE_TYPES.items()]
+    return dg.TableSchema(columns=columns)
+
+
+def build_curated_asset(contract: Contract) -> dg.AssetsDefinition:
+    """The curated asset for one contract: `curated.<name>` in the warehouse."""
+
+    @dg.asset(
+        key=curated_key(contract),
+        deps=[validated_key(contract)],
+        group_name="curated",
+        kinds={"parquet", "duckdb"},
+        owners=list(contract.owners),
+        partitions_def=monthly_partitions(contract),
+        description=(
+            f"{contract.title} The agreed columns only, typed, one Parquet file per month "
+            f"swapped in as a whole; queried as `curated.{contract.name}` in warehouse.duckdb. "
+            "Every row carries `_delivery_id`, `_source_row` and `_period`."
+        ),
+        metadata={"dagster/column_schema": column_schema(contract)},
+    )
+    def curated(
+        context: dg.AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
+        period = context.partition_key
+        register = lake.register()
+        candidate = awaiting_publication(register, contract.name, period)
+        if candidate:
+            publish_delivery(lake.lake(), register, candidate, context.run_id)
+            context.log.info(f"published delivery {candidate['delivery_id'][:12]} for {period}")
+        current = published(register, contract.name, period)
+        warehouse.rebuild(lake.lake(), load_contracts(contract.path.parent))
+
+        path = lake.lake().curated_path(contract.name, period)
+        rows = pq.ParquetFile(path).metadata.num_rows if path.exists() else 0
+        preview = pl.read_parquet(path, n_rows=10) if path.exists() else None
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": rows,
+                "dagster/column_schema": column_schema(contract),
+                "published_now": candidate is not None,
+                "delivery_id": current["delivery_id"] if current else "none published",
+                "path": dg.MetadataValue.path(str(path)),
+                "table": f"curated.{contract.name}",
+                "preview": dg.MetadataValue.md(frame_preview(preview)),
+            }
+        )
+
+    return curated

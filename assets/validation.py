@@ -1,0 +1,107 @@
+"""Validation assets: each new delivery checked against its contract, row by row."""
+
+import dagster as dg
+
+from assets.intake import landing_key
+from assets.partitions import monthly_partitions
+from pipelines.previews import markdown_table
+from pipelines.resources import LakeResource
+from pipelines.row_validation import validate_pending
+from schemas.contract import Contract
+
+CONFORMANCE_CHECK = "contract_conformance"
+BREACH_COLUMNS = ["severity", "rule", "failing_rows", "action", "detail"]
+
+
+def validated_key(contract: Contract) -> dg.AssetKey:
+    return dg.AssetKey(["validated", contract.name])
+
+
+def conformance_result(breaches: list[dict], delivery: str | None) -> dg.AssetCheckResult:
+    """The contract-conformance check: fails on critical or major breaches."""
+    counts = {s: sum(b["severity"] == s for b in breaches) for s in ("critical", "major", "minor")}
+    return dg.AssetCheckResult(
+        check_name=CONFORMANCE_CHECK,
+        passed=counts["critical"] == 0 and counts["major"] == 0,
+        severity=dg.AssetCheckSeverity.ERROR if counts["critical"] else dg.AssetCheckSeverity.WARN,
+        metadata={
+            "delivery_id": delivery or "none",
+            **{f"{s}_breaches": n for s, n in counts.items()},
+            "breaches": dg.MetadataValue.md(markdown_table(breaches, BREACH_COLUMNS)),
+        },
+    )
+
+
+def build_validation_asset(contract: Contract) -> dg.AssetsDefinition:
+    """The validation asset for one contract, with its contract-conformance check."""
+    key = validated_key(contract)
+
+    @dg.asset(
+        key=key,
+        deps=[landing_key(contract)],
+        group_name="validation",
+        kinds={"pandera", "polars"},
+        owners=list(contract.owners),
+        partitions_def=monthly_partitions(contract),
+        check_specs=[
+            dg.AssetCheckSpec(
+                CONFORMANCE_CHECK,
+                asset=key,
+                description=f"The delivery conforms to contract {contract.name} "
+                f"v{contract.version}: no critical or major breach.",
+            )
+        ],
+        description=(
+            f"Each new {contract.name} delivery checked against its contract in bounded "
+            "batches: failing rows quarantined with every reason, passing rows typed and "
+            "staged for publication, each broken rule recorded as a breach."
+        ),
+    )
+    def validated(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+        period = context.partition_key
+        register = lake.register()
+        verdicts = validate_pending(contract, period, lake.lake(), register, context.run_id)
+        if verdicts:
+            latest = verdicts[-1]
+            breaches = [b.__dict__ for b in latest.outcome.breaches]
+            delivery_id = latest.delivery_id
+        else:
+            # Nothing new: report on the delivery that last went through validation.
+            done = [
+                d
+                for d in register.deliveries(contract.name).values()
+                if d["period"] == period and d["event"] != "received"
+            ]
+            delivery_id = max(done, key=lambda d: d["event_at"])["delivery_id"] if done else None
+            breaches = [
+                b for b in register.breaches(contract.name) if b["delivery_id"] == delivery_id
+            ]
+        for v in verdicts:
+            if v.status == "rejected":
+                context.log.error(f"{v.source_path} rejected: {v.reason}")
+        summary = [
+            {
+                "file": v.source_path,
+                "delivery_id": v.delivery_id[:12],
+                "status": v.status,
+                "rows": v.outcome.rows_delivered,
+                "curated": v.outcome.rows_curated,
+                "quarantined": v.outcome.rows_quarantined,
+                "breaches": len(v.outcome.breaches),
+            }
+            for v in verdicts
+        ]
+        delivered = sum(v.outcome.rows_delivered for v in verdicts)
+        return dg.MaterializeResult(
+            metadata={
+                "deliveries_validated": len(verdicts),
+                "rows_delivered": delivered,
+                "rows_passed": sum(v.outcome.rows_curated for v in verdicts),
+                "rows_quarantined": sum(v.outcome.rows_quarantined for v in verdicts),
+                "deliveries": dg.MetadataValue.md(markdown_table(summary)),
+                "breaches": dg.MetadataValue.md(markdown_table(breaches, BREACH_COLUMNS)),
+            },
+            check_results=[conformance_result(breaches, delivery_id)],
+        )
+
+    return validated

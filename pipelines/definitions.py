@@ -1,0 +1,52 @@
+"""The Dagster code location: one intake, validation and curated asset per contract."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets.curated import build_curated_asset, curated_key
+from assets.intake import build_intake_asset, landing_key
+from assets.partitions import monthly_partitions
+from assets.validation import build_validation_asset, validated_key
+from pipelines.resources import DropZoneResource, LakeResource, WarehouseResource
+from pipelines.settings import Settings, load_settings
+from schemas.contract import Contract, load_contracts
+
+
+def delivery_job_name(contract: Contract) -> str:
+    return f"{contract.name}_delivery"
+
+
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    """Assets, jobs and resources for every contract in `data_contracts/`."""
+    settings = settings or load_settings()
+    contracts = load_contracts()
+    assets, jobs = [], []
+    for contract in contracts.values():
+        assets += [
+            build_intake_asset(contract),
+            build_validation_asset(contract),
+            build_curated_asset(contract),
+        ]
+        jobs.append(
+            dg.define_asset_job(
+                delivery_job_name(contract),
+                selection=dg.AssetSelection.assets(
+                    landing_key(contract), validated_key(contract), curated_key(contract)
+                ),
+                partitions_def=monthly_partitions(contract),
+                description=f"Take, validate and publish one month of {contract.name}.",
+            )
+        )
+    return dg.Definitions(
+        assets=assets,
+        jobs=jobs,
+        resources={
+            "dropzone": DropZoneResource(root=str(settings.dropzone)),
+            "lake": LakeResource(root=str(settings.lake)),
+            "warehouse": WarehouseResource(path=str(settings.warehouse)),
+        },
+    )
+
+
+defs = build_definitions()

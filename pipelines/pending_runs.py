@@ -1,0 +1,148 @@
+"""`datashare run`: find what is new in the drop zone and run each contract-month through
+Dagster, in this process, recorded in the same instance the UI shows."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import dagster as dg
+import duckdb
+
+from pipelines.definitions import build_definitions, delivery_job_name
+from pipelines.dropzone import DropFile, FolderDropZone
+from pipelines.lake import Lake
+from pipelines.register import Register
+from pipelines.settings import Settings
+from pipelines.warehouse import build_warehouse
+from schemas.contract import Contract, load_contracts
+
+
+# The summary says what happened; Dagster's step-by-step log stays in the UI.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+@dataclass
+class RunReport:
+    settings: Settings
+    contracts: dict[str, Contract]
+    runs: list[tuple[str, str, str, bool]] = field(default_factory=list)  # contract, period, id, ok
+    problems: list[str] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+    breaches: list[dict] = field(default_factory=list)
+    files_seen: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return all(run[3] for run in self.runs)
+
+    def text(self) -> str:
+        counts = Counter(e["event"] for e in self.events)
+        rows_curated = sum(e["rows_curated"] or 0 for e in self.events if e["event"] == "validated")
+        rows_quarantined = sum(
+            e["rows_quarantined"] or 0 for e in self.events if e["event"] == "validated"
+        )
+        severities = Counter(b["severity"] for b in self.breaches)
+        lines = []
+        if not self.runs:
+            lines.append(
+                f"Nothing new in the drop zone {self.settings.dropzone} "
+                f"({self.files_seen} file(s) there, all already taken)."
+            )
+        else:
+            failed = [r for r in self.runs if not r[3]]
+            lines += [
+                f"Ran {len(self.runs)} contract-month(s) through Dagster"
+                + (f", {len(failed)} FAILED" if failed else "")
+                + ".",
+                f"  deliveries taken:   {counts['received']} "
+                f"({counts['validated']} validated, {counts['rejected']} rejected as unreadable "
+                f"or off-contract, {counts['duplicate']} duplicate(s) not processed again)",
+                f"  rows curated:       {rows_curated:,}",
+                f"  rows quarantined:   {rows_quarantined:,}",
+                f"  breaches raised:    {len(self.breaches)} "
+                f"({severities['critical']} critical, {severities['major']} major, "
+                f"{severities['minor']} minor)",
+            ]
+            for contract, period, run_id, ok in failed:
+                lines.append(f"  FAILED: {contract} {period}, Dagster run {run_id}")
+        if self.problems:
+            lines.append("Files in the drop zone that were not processed (kept where they are):")
+            lines += [f"  {p}" for p in self.problems]
+        lines.append(self._warehouse_summary())
+        home = self.settings.home
+        wh = self.settings.warehouse
+        lines += [
+            "",
+            "Next:",
+            f"  Dagster UI:  datashare --home {home} ui   (then open http://127.0.0.1:3000)",
+            '  Query:       python -c "import duckdb; '
+            f"con = duckdb.connect('{wh}', read_only=True); "
+            "print(con.sql('select severity, rule, failing_rows, detail from governance.breaches'))\"",
+        ]
+        return "\n".join(lines)
+
+    def _warehouse_summary(self) -> str:
+        wh = self.settings.warehouse
+        lines = [f"Warehouse: {wh}"]
+        with duckdb.connect(str(wh), read_only=True) as con:
+            for name in self.contracts:
+                rows, months = con.execute(
+                    f"SELECT count(*), count(DISTINCT _period) FROM curated.{name}"
+                ).fetchone()
+                lines.append(f"  curated.{name}: {rows:,} rows over {months} month(s)")
+            for table in ("deliveries", "quarantine", "breaches"):
+                (n,) = con.execute(f"SELECT count(*) FROM governance.{table}").fetchone()
+                lines.append(f"  governance.{table}: {n:,} rows")
+        return "\n".join(lines)
+
+
+def _pending(
+    files: list[DropFile], contract: Contract, register: Register, periods: set[str]
+) -> tuple[list[str], list[str]]:
+    seen = register.seen_sources(contract.name)
+    pending, problems = set(), []
+    for f in files:
+        if f.contract != contract.name or f.problem:
+            continue
+        if f.period not in periods:
+            problems.append(
+                f"{f.relative}: period {f.period} is outside the agreement "
+                f"(from {contract.schedule.first_period} to last month)"
+            )
+        elif (f.relative, f.size, f.mtime_ns) not in seen:
+            pending.add(f.period)
+    return sorted(pending), problems
+
+
+def run_pending(settings: Settings) -> RunReport:
+    """Run every contract-month with new files; report what happened."""
+    contracts = load_contracts()
+    defs = build_definitions(settings)
+    lake = Lake(settings.lake)
+    register = Register(lake)
+    files = FolderDropZone(settings.dropzone).files(set(contracts))
+    report = RunReport(settings, contracts, files_seen=len(files))
+    report.problems = [f"{f.relative} {f.problem}" for f in files if f.problem]
+
+    instance = dg.DagsterInstance.get()
+    for contract in contracts.values():
+        job = defs.resolve_job_def(delivery_job_name(contract))
+        periods = set(job.partitions_def.get_partition_keys())
+        pending, problems = _pending(files, contract, register, periods)
+        report.problems += problems
+        for period in pending:
+            result = job.execute_in_process(
+                partition_key=period,
+                instance=instance,
+                raise_on_error=False,
+                run_config=QUIET,
+            )
+            report.runs.append((contract.name, period, result.run_id, result.success))
+
+    run_ids = {r[2] for r in report.runs}
+    report.events = [e for e in register.events() if e["run_id"] in run_ids]
+    judged = {e["delivery_id"] for e in report.events if e["event"] in ("validated", "rejected")}
+    report.breaches = [b for b in register.breaches() if b["delivery_id"] in judged]
+    build_warehouse(lake, contracts, settings.warehouse)
+    return report

@@ -1,0 +1,88 @@
+"""Publishing: swap a validated delivery's rows in as the curated month, as a whole.
+
+The staged Parquet file is renamed over the month's `data.parquet`, so a reader sees the
+old month or the new one, never a mix. The delivery it replaces stays in the register,
+marked superseded.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pyarrow.parquet as pq
+
+from pipelines.lake import Lake
+from pipelines.register import DeliveryEvent, Register
+
+
+def awaiting_publication(register: Register, contract: str, period: str) -> dict | None:
+    """The newest validated delivery for the period not yet published, if any."""
+    candidates = [
+        d
+        for d in register.deliveries(contract).values()
+        if d["period"] == period and d["event"] == "validated"
+    ]
+    return max(candidates, key=lambda d: d["event_at"]) if candidates else None
+
+
+def published(register: Register, contract: str, period: str) -> dict | None:
+    """The delivery currently published for the period, if any."""
+    for d in register.deliveries(contract).values():
+        if d["period"] == period and d["event"] == "published":
+            return d
+    return None
+
+
+def publish_delivery(
+    lake: Lake, register: Register, delivery: dict, run_id: str | None = None
+) -> int:
+    """Make `delivery` the published month; returns the number of curated rows."""
+    contract, period, delivery_id = (
+        delivery["contract"],
+        delivery["period"],
+        delivery["delivery_id"],
+    )
+    staged = lake.staging_path(contract, period, delivery_id)
+    target = lake.curated_path(contract, period)
+    previous = published(register, contract, period)
+    if staged.exists():
+        rows = pq.ParquetFile(staged).metadata.num_rows
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(staged, 0o644)  # curated data is for analysts; staging was owner-only
+        os.replace(staged, target)
+    elif _delivery_in(target) == delivery_id:
+        # An earlier run swapped the file in and died before recording it: finish the job.
+        rows = pq.ParquetFile(target).metadata.num_rows
+    else:
+        raise FileNotFoundError(f"staged rows for delivery {delivery_id[:12]} are missing")
+    register.record(
+        DeliveryEvent(
+            contract=contract,
+            period=period,
+            delivery_id=delivery_id,
+            event="published",
+            rows_curated=rows,
+            run_id=run_id,
+        )
+    )
+    if previous and previous["delivery_id"] != delivery_id:
+        register.record(
+            DeliveryEvent(
+                contract=contract,
+                period=period,
+                delivery_id=previous["delivery_id"],
+                event="superseded",
+                reason=f"Replaced as a whole by delivery {delivery_id[:12]}.",
+                run_id=run_id,
+            )
+        )
+    return rows
+
+
+def _delivery_in(path) -> str | None:
+    if not path.exists():
+        return None
+    pf = pq.ParquetFile(path)
+    if pf.metadata.num_rows == 0:
+        return None
+    return pf.read_row_group(0, columns=["_delivery_id"]).column(0)[0].as_py()

@@ -1,0 +1,43 @@
+"""Dagster resources: the drop zone, the lake and the warehouse, configured from settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from pipelines.dropzone import FolderDropZone
+from pipelines.lake import Lake
+from pipelines.register import Register
+from pipelines.warehouse import build_warehouse
+from schemas.contract import Contract
+
+
+class DropZoneResource(dg.ConfigurableResource):
+    """Where the force drops deliveries: `<contract>/<YYYY-MM>/<file>`."""
+
+    root: str
+
+    def zone(self) -> FolderDropZone:
+        return FolderDropZone(Path(self.root))
+
+
+class LakeResource(dg.ConfigurableResource):
+    """The lake: landing copies, quarantine, curated partitions, governance records."""
+
+    root: str
+
+    def lake(self) -> Lake:
+        return Lake(Path(self.root))
+
+    def register(self) -> Register:
+        return Register(self.lake())
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """`warehouse.duckdb`, the analysts' catalog over the lake."""
+
+    path: str
+
+    def rebuild(self, lake: Lake, contracts: dict[str, Contract]) -> Path:
+        return build_warehouse(lake, contracts, Path(self.path))

@@ -1,0 +1,158 @@
+"""The warehouse: `warehouse.duckdb`, a catalog of views over the lake.
+
+It holds no data of its own, only views (with the contracts' descriptions as comments)
+over the lake's Parquet files, so it can always be rebuilt from the lake. It is built as
+a new file and renamed into place: an analyst with the old file open keeps reading it,
+and never blocks a run.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from pipelines.lake import Lake
+from pipelines.register import BREACH_SCHEMA, DELIVERY_EVENT_SCHEMA
+from pipelines.row_validation import QUARANTINE_SCHEMA, curated_schema
+from schemas.contract import Contract
+
+SCHEMAS = ("curated", "oversight", "governance")
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _source(con: duckdb.DuckDBPyConnection, name: str, lake: Lake, pattern: str, schema: pa.Schema):
+    """A view over the files matching `pattern`, or an empty typed table if there are none."""
+    if lake.glob(pattern):
+        glob = _quote(str(lake.root / pattern))
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({glob}, union_by_name=true)")
+    else:
+        con.register("_empty", pa.Table.from_batches([], schema))
+        con.execute(f"CREATE TABLE {name} AS SELECT * FROM _empty")
+        con.unregister("_empty")
+
+
+def _comment(con: duckdb.DuckDBPyConnection, target: str, text: str, column: str | None = None):
+    kind = "COLUMN" if column else ("VIEW" if _is_view(con, target) else "TABLE")
+    name = f"{target}.{column}" if column else target
+    con.execute(f"COMMENT ON {kind} {name} IS {_quote(text)}")
+
+
+def _is_view(con: duckdb.DuckDBPyConnection, target: str) -> bool:
+    schema, table = target.split(".")
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM duckdb_views() WHERE schema_name = ? AND view_name = ?",
+            [schema, table],
+        ).fetchone()[0]
+    )
+
+
+LINEAGE_COMMENTS = {
+    "_delivery_id": "SHA-256 of the delivered file this row came from.",
+    "_source_row": "Data row number of this row in the delivered file, from 1.",
+    "_period": "The month (YYYY-MM) the delivery is for.",
+}
+
+
+def build_warehouse(lake: Lake, contracts: dict[str, Contract], path: Path) -> Path:
+    """Write a fresh catalog of the lake to `path`, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        con = duckdb.connect(str(tmp))
+        try:
+            for schema in SCHEMAS:
+                con.execute(f"CREATE SCHEMA {schema}")
+            for contract in contracts.values():
+                target = f"curated.{contract.name}"
+                _source(
+                    con,
+                    target,
+                    lake,
+                    f"curated/contract={contract.name}/period=*/data.parquet",
+                    curated_schema(contract),
+                )
+                _comment(
+                    con, target, f"{contract.title} Contract {contract.name} v{contract.version}."
+                )
+                for col in contract.columns:
+                    _comment(con, target, col.description, col.name)
+                for col, text in LINEAGE_COMMENTS.items():
+                    _comment(con, target, text, col)
+            _governance(con, lake)
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        Path(f"{tmp}.wal").unlink(missing_ok=True)
+    return path
+
+
+def _governance(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
+    _source(
+        con,
+        "governance.delivery_events",
+        lake,
+        "governance/deliveries/contract=*/*.parquet",
+        DELIVERY_EVENT_SCHEMA,
+    )
+    _comment(con, "governance.delivery_events", "Every event in every delivery's history.")
+    con.execute(
+        """
+        CREATE VIEW governance.deliveries AS
+        SELECT contract, period, delivery_id,
+               arg_max(event, event_at) AS status,
+               min(event_at) AS received_at,
+               max(event_at) AS updated_at,
+               arg_min(source_path, event_at) FILTER (WHERE source_path IS NOT NULL) AS source_path,
+               max(source_size) AS source_size,
+               max(file_format) AS file_format,
+               max(landing_path) AS landing_path,
+               max(rows_delivered) AS rows_delivered,
+               max(rows_curated) AS rows_curated,
+               max(rows_quarantined) AS rows_quarantined,
+               arg_max(reason, event_at) FILTER (WHERE reason IS NOT NULL) AS reason
+        FROM governance.delivery_events
+        WHERE event <> 'duplicate'
+        GROUP BY ALL
+        UNION ALL
+        SELECT contract, period, delivery_id, 'duplicate', event_at, event_at, source_path, source_size,
+               NULL, NULL, NULL, NULL, NULL, reason
+        FROM governance.delivery_events
+        WHERE event = 'duplicate'
+        """
+    )
+    _comment(
+        con,
+        "governance.deliveries",
+        "One row per delivery (its current status), plus one per duplicate sighting.",
+    )
+    _source(
+        con,
+        "governance.breaches",
+        lake,
+        "governance/breaches/contract=*/period=*/*.parquet",
+        BREACH_SCHEMA,
+    )
+    _comment(con, "governance.breaches", "Each contract rule broken by each delivery.")
+    _source(
+        con,
+        "governance.quarantine",
+        lake,
+        "quarantine/contract=*/period=*/*.parquet",
+        QUARANTINE_SCHEMA,
+    )
+    _comment(
+        con,
+        "governance.quarantine",
+        "Rows held back from the curated tables, with every rule each one broke.",
+    )
