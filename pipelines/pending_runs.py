@@ -17,7 +17,6 @@ from pipelines.settings import Settings
 from pipelines.warehouse import build_warehouse
 from schemas.contract import Contract, load_contracts
 
-
 # The summary says what happened; Dagster's step-by-step log stays in the UI.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -64,7 +63,7 @@ class RunReport:
                 f"({severities['critical']} critical, {severities['major']} major, "
                 f"{severities['minor']} minor)",
             ]
-            for contract, period, run_id, ok in failed:
+            for contract, period, run_id, _ in failed:
                 lines.append(f"  FAILED: {contract} {period}, Dagster run {run_id}")
         if self.problems:
             lines.append("Files in the drop zone that were not processed (kept where they are):")
@@ -78,7 +77,8 @@ class RunReport:
             f"  Dagster UI:  datashare --home {home} ui   (then open http://127.0.0.1:3000)",
             '  Query:       python -c "import duckdb; '
             f"con = duckdb.connect('{wh}', read_only=True); "
-            "print(con.sql('select severity, rule, failing_rows, detail from governance.breaches'))\"",
+            "print(con.sql('select severity, rule, failing_rows, detail "
+            "from governance.breaches'))\"",
         ]
         return "\n".join(lines)
 

@@ -47,6 +47,15 @@ QUARANTINE_SCHEMA = pa.schema(
 )
 
 
+# Signatures of files that often arrive under a .csv name by mistake.
+NOT_CSV = (
+    (b"PK\x03\x04", "a zip archive (an Excel workbook saved as .xlsx is one)"),
+    (b"\xd0\xcf\x11\xe0", "an old-style Excel or Office document"),
+    (b"%PDF", "a PDF document"),
+    (b"\x1f\x8b", "gzip-compressed but not named .csv.gz"),
+)
+
+
 class DeliveryRejected(Exception):
     """The delivery cannot be validated at all; `reason` says why in plain words."""
 
@@ -107,6 +116,12 @@ def read_header(path: Path) -> list[str]:
         raise DeliveryRejected(f"The file could not be opened: {exc}.", "file.readable") from exc
     if not head.strip():
         raise DeliveryRejected("The file is empty: it has no header and no rows.", "file.empty")
+    for magic, what in NOT_CSV:
+        if head.startswith(magic):
+            raise DeliveryRejected(
+                f"The file is {what}, not CSV text; the agreement asks for a CSV export.",
+                "file.format",
+            )
     try:
         text = head.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -125,8 +125,8 @@ def _governance(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
         WHERE event <> 'duplicate'
         GROUP BY ALL
         UNION ALL
-        SELECT contract, period, delivery_id, 'duplicate', event_at, event_at, source_path, source_size,
-               NULL, NULL, NULL, NULL, NULL, reason
+        SELECT contract, period, delivery_id, 'duplicate', event_at, event_at,
+               source_path, source_size, NULL, NULL, NULL, NULL, NULL, reason
         FROM governance.delivery_events
         WHERE event = 'duplicate'
         """

@@ -131,7 +131,7 @@ def _java_to_strptime(fmt: str) -> str:
     """Translate the contract's JDK-style timestamp format into a strptime format."""
     table = [
         ("yyyy", "%Y"), ("MM", "%m"), ("dd", "%d"), ("HH", "%H"),
-        ("mm", "%M"), ("ss", "%S"), ("XXX", "%:z"), ("'T'", "T"),
+        ("mm", "%M"), ("ss", "%S"), ("xxx", "%:z"), ("'T'", "T"),
     ]  # fmt: skip
     out = fmt
     for java, py in table:

@@ -1,0 +1,247 @@
+"""The synthetic delivery generator: layout, determinism, validity, defects and realism."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pyarrow as pa
+import pytest
+import yaml
+
+from pipelines.synthetic import CHUNK_ROWS, PROFILES_DIR, generate_batches, write_delivery
+from schemas.contract import Contract, parse_contract
+
+LONDON = ZoneInfo("Europe/London")
+PERIOD = "2022-06"
+
+
+def _read(path: Path) -> tuple[list[str], list[list[str]]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        header, *rows = csv.reader(fh)
+    return header, rows
+
+
+def _problems(contract: Contract, period: str, row: list[str]) -> list[str]:
+    """What is wrong with one delivered row against the contract (empty when valid)."""
+    problems = []
+    for column, value in zip(contract.columns, row, strict=True):
+        name = column.source_name
+        if value == "":
+            if column.required:
+                problems.append(f"{name} blank")
+            continue
+        for rule in column.value_rules:
+            if value not in rule.valid_values:
+                problems.append(f"{name} not allowed: {value!r}")
+        if column.logical_type == "timestamp":
+            try:
+                when = datetime.strptime(value, column.timestamp_format.replace("%:z", "%z"))
+            except ValueError:
+                problems.append(f"{name} malformed: {value!r}")
+                continue
+            if column.in_period_rule and when.astimezone(LONDON).strftime("%Y-%m") != period:
+                problems.append(f"{name} outside {period}: {value!r}")
+        elif column.logical_type == "date":
+            try:
+                day = datetime.strptime(value, "%Y-%m-%d")
+            except ValueError:
+                problems.append(f"{name} malformed: {value!r}")
+                continue
+            if column.in_period_rule and day.strftime("%Y-%m") != period:
+                problems.append(f"{name} outside {period}: {value!r}")
+        elif column.logical_type in ("number", "integer"):
+            try:
+                number = float(value) if column.logical_type == "number" else int(value)
+            except ValueError:
+                problems.append(f"{name} not a number: {value!r}")
+                continue
+            low, high = column.minimum, column.maximum
+            if (low is not None and number < low) or (high is not None and number > high):
+                problems.append(f"{name} out of range: {value!r}")
+        elif column.logical_type == "boolean" and value not in ("True", "False"):
+            problems.append(f"{name} not a boolean: {value!r}")
+    return problems
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory: pytest.TempPathFactory, stop_and_search: Contract) -> Path:
+    path = tmp_path_factory.mktemp("clean") / "2022-06-metropolitan-stop-and-search.csv"
+    return write_delivery(stop_and_search, PERIOD, path, rows=20_000, seed=7, defect_rate=0)
+
+
+@pytest.fixture(scope="module")
+def defective(tmp_path_factory: pytest.TempPathFactory, stop_and_search: Contract) -> Path:
+    path = tmp_path_factory.mktemp("defective") / "2022-06-metropolitan-stop-and-search.csv"
+    return write_delivery(stop_and_search, PERIOD, path, rows=20_000, seed=7, defect_rate=0.05)
+
+
+def test_layout_matches_the_published_file(
+    stop_and_search: Contract, clean: Path, real_stop_and_search: Path
+) -> None:
+    data = clean.read_bytes()
+    assert not data.startswith(b"\xef\xbb\xbf")
+    assert b"\r" not in data and b'"' not in data and data.endswith(b"\n")
+    header, rows = _read(clean)
+    assert header == list(stop_and_search.source_names)
+    assert len(rows) == 20_000
+    assert data.split(b"\n", 1)[0] == real_stop_and_search.read_bytes().split(b"\n", 1)[0]
+    assert rows[0][1].endswith("+00:00") and len(rows[0][1]) == len("2022-06-01T10:15:00+00:00")
+
+
+@pytest.mark.parametrize("rows", [0, 1, 999])
+def test_row_count_is_exact(tmp_path: Path, stop_and_search: Contract, rows: int) -> None:
+    path = write_delivery(stop_and_search, PERIOD, tmp_path / "a" / "b" / "out.csv", rows)
+    assert len(_read(path)[1]) == rows
+    assert [p.name for p in path.parent.iterdir()] == ["out.csv"]  # no temporary left behind
+
+
+def test_same_arguments_give_the_same_bytes(tmp_path: Path, stop_and_search: Contract) -> None:
+    first = write_delivery(stop_and_search, PERIOD, tmp_path / "1.csv", 3_000, seed=3)
+    second = write_delivery(stop_and_search, PERIOD, tmp_path / "2.csv", 3_000, seed=3)
+    other = write_delivery(stop_and_search, PERIOD, tmp_path / "3.csv", 3_000, seed=4)
+    assert first.read_bytes() == second.read_bytes()
+    assert first.read_bytes() != other.read_bytes()
+
+
+def test_no_defects_gives_a_valid_file(stop_and_search: Contract, clean: Path) -> None:
+    _, rows = _read(clean)
+    bad = [(i, p) for i, row in enumerate(rows) if (p := _problems(stop_and_search, PERIOD, row))]
+    assert bad == []
+    dates = [row[1] for row in rows]
+    assert dates == sorted(dates)
+
+
+def test_defect_share_is_roughly_as_asked(
+    stop_and_search: Contract, clean: Path, defective: Path
+) -> None:
+    _, good = _read(clean)
+    _, rows = _read(defective)
+    failing = [_problems(stop_and_search, PERIOD, row) for row in rows]
+    share = sum(1 for p in failing if p) / len(rows)
+    assert 0.042 < share < 0.058
+    assert all(len(p) == 1 for p in failing if p)  # one defect per row
+    # Defects change cells of the clean file, nothing else.
+    changed = sum(1 for a, b in zip(good, rows, strict=True) if a != b)
+    assert changed == sum(1 for p in failing if p)
+    text = " | ".join(p[0] for p in failing if p)
+    for symptom in ("blank", "not allowed", "malformed", "outside 2022-06", "out of range"):
+        assert symptom in text
+    assert "Self-defined ethnicity not allowed" in text and " '" in text  # trailing space
+
+
+def test_value_mix_follows_the_profile(stop_and_search: Contract, clean: Path) -> None:
+    profile = yaml.safe_load((PROFILES_DIR / "stop_and_search.yaml").read_text())
+    weights = profile["columns"]["Type"]["weights"]
+    _, rows = _read(clean)
+    seen = Counter(row[0] for row in rows)
+    for value, weight in weights.items():
+        assert abs(seen[value] / len(rows) - weight / sum(weights.values())) < 0.012, value
+
+
+def test_realistic_correlations(stop_and_search: Contract, clean: Path) -> None:
+    header, rows = _read(clean)
+    col = {name: i for i, name in enumerate(header)}
+    pairs = Counter((r[col["Legislation"]], r[col["Object of search"]]) for r in rows)
+    drugs = {o for (law, o) in pairs if law == "Misuse of Drugs Act 1971 (section 23)"}
+    assert drugs == {"Controlled drugs"}
+    assert all((r[col["Latitude"]] == "") == (r[col["Longitude"]] == "") for r in rows)
+    assert 0.08 < sum(1 for r in rows if not r[col["Latitude"]]) / len(rows) < 0.13
+    assert {r[col["Part of a policing operation"]] for r in rows} == {"False"}
+    for blank in ("Policing operation", "Outcome linked to object of search"):
+        assert {r[col[blank]] for r in rows} == {""}
+    officer = col["Officer-defined ethnicity"]
+    black = [r for r in rows if r[officer] == "Black"]
+    assert sum(r[col["Self-defined ethnicity"]].startswith("Black") for r in black) > len(black) / 2
+    extra = len(rows) - len(set(map(tuple, rows)))
+    assert 0.010 < extra / len(rows) < 0.026  # people searched together
+
+
+@pytest.mark.parametrize("period", ["2022-03", "2022-10", "2023-01"])
+def test_timestamps_stay_in_the_london_month(
+    tmp_path: Path, stop_and_search: Contract, period: str
+) -> None:
+    path = write_delivery(stop_and_search, period, tmp_path / "x.csv", 4_000, defect_rate=0)
+    _, rows = _read(path)
+    assert all(not _problems(stop_and_search, period, row) for row in rows)
+
+
+def test_chunks_join_up(tmp_path: Path, stop_and_search: Contract) -> None:
+    """Across chunk boundaries the rows stay in time order and the count stays exact."""
+    rows = CHUNK_ROWS + 2_345
+    path = write_delivery(stop_and_search, PERIOD, tmp_path / "big.csv", rows, defect_rate=0)
+    _, delivered = _read(path)
+    dates = [row[1] for row in delivered]
+    assert len(dates) == rows and dates == sorted(dates)
+
+
+def test_generate_batches_gives_text_without_nulls(stop_and_search: Contract) -> None:
+    batches = list(generate_batches(stop_and_search, PERIOD, rows=1_000, seed=1))
+    assert sum(b.num_rows for b in batches) == 1_000
+    for batch in batches:
+        assert batch.schema.names == list(stop_and_search.source_names)
+        assert all(c.type == pa.string() and c.null_count == 0 for c in batch.columns)
+
+
+def test_contract_without_profile(tmp_path: Path) -> None:
+    """Any contract works from the contract alone, and awkward text is quoted minimally."""
+    schedule = {"period": "monthly", "firstPeriod": "2020-01", "dueDayOfFollowingMonth": 20}
+    doc = {
+        "name": "synthetic_test_no_profile",
+        "version": "1.0.0",
+        "schema": [
+            {
+                "name": "t",
+                "properties": [
+                    {
+                        "name": "kind",
+                        "physicalName": "Kind, of thing",
+                        "logicalType": "string",
+                        "required": True,
+                        "quality": [
+                            {
+                                "name": "kind_known",
+                                "metric": "invalidValues",
+                                "arguments": {"validValues": ["a, b", 'say "hi"', "plain"]},
+                                "severity": "major",
+                            }
+                        ],
+                    },
+                    {"name": "n", "logicalType": "integer", "logicalTypeOptions": {"minimum": 1}},
+                    {
+                        "name": "x",
+                        "logicalType": "number",
+                        "logicalTypeOptions": {"minimum": -2.5, "maximum": 2.5},
+                    },
+                    {"name": "flag", "logicalType": "boolean"},
+                    {"name": "day", "logicalType": "date", "quality": [_in_period()]},
+                    {"name": "note", "logicalType": "string"},
+                ],
+            }
+        ],
+        "customProperties": [
+            {"property": "deliverySchedule", "value": {**schedule, "lateAfterDays": 5}}
+        ],
+    }
+    contract = parse_contract(doc, tmp_path / "synthetic_test_no_profile.yaml")
+    path = write_delivery(contract, "2024-02", tmp_path / "out.csv", 2_000, defect_rate=0)
+    header, rows = _read(path)
+    assert header == list(contract.source_names)
+    assert all(not _problems(contract, "2024-02", row) for row in rows)
+    assert {r[0] for r in rows} == {"a, b", 'say "hi"', "plain"}
+    expected = io.StringIO()
+    csv.writer(expected, lineterminator="\n").writerows([header, *rows])
+    assert path.read_text(encoding="utf-8") == expected.getvalue()
+
+
+def _in_period() -> dict:
+    return {
+        "name": "day_in_period",
+        "type": "custom",
+        "implementation": "inPeriod",
+        "severity": "major",
+    }
