@@ -1,0 +1,185 @@
+"""Validation engine: every source row accounted for, reasons given, bad files rejected."""
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipelines.lake import Lake
+from pipelines.row_validation import DeliveryRejected, validate_delivery
+
+PERIOD = "2022-06"
+
+
+def _rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    query = f"SELECT * FROM read_parquet('{path}') ORDER BY _source_row"
+    return duckdb.sql(query).to_arrow_table().to_pylist()
+
+
+def _validate(contract, tmp_path: Path, text: str | bytes, name: str = "d.csv"):
+    source = tmp_path / name
+    source.write_bytes(text.encode() if isinstance(text, str) else text)
+    lake = Lake(tmp_path / "lake")
+    outcome = validate_delivery(contract, source, PERIOD, "delivery1", lake)
+    curated = _rows(lake.staging_path(contract.name, PERIOD, "delivery1"))
+    quarantined = _rows(lake.quarantine_path(contract.name, PERIOD, "delivery1"))
+    return outcome, curated, quarantined
+
+
+def _good_row(**overrides) -> dict:
+    row = {
+        "Type": "Person search",
+        "Date": "2022-06-03T10:00:00+00:00",
+        "Part of a policing operation": "False",
+        "Policing operation": "",
+        "Latitude": "51.5",
+        "Longitude": "-0.1",
+        "Gender": "Male",
+        "Age range": "25-34",
+        "Self-defined ethnicity": "White - Irish",
+        "Officer-defined ethnicity": "White",
+        "Legislation": "Misuse of Drugs Act 1971 (section 23)",
+        "Object of search": "Controlled drugs",
+        "Outcome": "Arrest",
+        "Outcome linked to object of search": "",
+        "Removal of more than just outer clothing": "",
+    }
+    row.update(overrides)
+    return row
+
+
+def _csv(rows: list[dict], header: list[str] | None = None) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=header or list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def test_real_june_2022_file_every_row_accounted_for(
+    stop_and_search, real_stop_and_search, tmp_path
+):
+    lake = Lake(tmp_path / "lake")
+    outcome = validate_delivery(stop_and_search, real_stop_and_search, PERIOD, "real", lake)
+    curated = lake.staging_path("stop_and_search", PERIOD, "real")
+    quarantine = lake.quarantine_path("stop_and_search", PERIOD, "real")
+    numbers = duckdb.sql(
+        f"SELECT _source_row FROM read_parquet('{curated}') "
+        f"UNION ALL SELECT _source_row FROM read_parquet('{quarantine}')"
+    ).fetchall()
+    assert outcome.rows_delivered == 16_332
+    assert outcome.rows_curated + outcome.rows_quarantined == 16_332
+    assert sorted(n for (n,) in numbers) == list(range(1, 16_333))
+    # The real file's known gap, in words a data-sharing lead understands.
+    completeness = [b for b in outcome.breaches if b.rule == "self_defined_ethnicity_completeness"]
+    assert len(completeness) == 1
+    assert "4,963 of 16,332 rows (30.4%) have no Self-defined ethnicity" in completeness[0].detail
+    # The first row, 23:00 UTC on 31 May, is 00:00 on 1 June in London: inside the month.
+    first = duckdb.sql(f"SELECT date, type FROM read_parquet('{curated}') WHERE _source_row = 1")
+    assert str(first.fetchall()[0][0]).startswith("2022-05-31 23:00:00")
+
+
+def test_identical_rows_are_both_kept(stop_and_search, tmp_path):
+    outcome, curated, _ = _validate(stop_and_search, tmp_path, _csv([_good_row(), _good_row()]))
+    assert outcome.rows_curated == 2
+    assert [r["_source_row"] for r in curated] == [1, 2]
+    assert outcome.breaches == []
+
+
+def test_failing_row_is_quarantined_with_every_reason(stop_and_search, tmp_path):
+    rows = [
+        _good_row(),
+        _good_row(Date="2022-06-31T10:00:00+00:00", Latitude="151.5"),
+        _good_row(Type=""),
+        _good_row(Date="2022-05-03T10:00:00+00:00", **{"Officer-defined ethnicity": "NA"}),
+    ]
+    outcome, curated, quarantined = _validate(stop_and_search, tmp_path, _csv(rows))
+    assert [r["_source_row"] for r in curated] == [1]
+    by_row = {r["_source_row"]: r for r in quarantined}
+    assert set(by_row) == {2, 3, 4}
+    assert by_row[2]["rules"] == ["date.type", "latitude.range"]
+    assert by_row[3]["rules"] == ["type.required"]
+    # "NA" is a value the force sent, not a blank: it breaks the allowed-values rule.
+    assert by_row[4]["rules"] == ["date_in_period", "officer_defined_ethnicity_known"]
+    assert json.loads(by_row[4]["record"])["Officer-defined ethnicity"] == "NA"
+    assert all(r["reasons"] and r["_delivery_id"] == "delivery1" for r in quarantined)
+    breaches = {b.rule: b for b in outcome.breaches}
+    assert breaches["type.required"].sample_rows == [3]
+    assert breaches["type.required"].failing_rows == 1
+    assert "Type is blank, but the agreement requires it" in breaches["type.required"].detail
+
+
+def test_unknown_value_the_contract_keeps_is_published_with_a_breach(stop_and_search, tmp_path):
+    rows = [_good_row(**{"Self-defined ethnicity": "White - Irish "}), _good_row()]
+    outcome, curated, quarantined = _validate(stop_and_search, tmp_path, _csv(rows))
+    assert len(curated) == 2 and not quarantined
+    # Kept exactly as sent: nothing is trimmed or coerced.
+    assert curated[0]["self_defined_ethnicity"] == "White - Irish "
+    (breach,) = outcome.breaches
+    assert (breach.rule, breach.severity, breach.action) == (
+        "self_defined_ethnicity_known",
+        "minor",
+        "rows kept",
+    )
+    assert "White - Irish " not in breach.detail  # breaches never print classified values
+
+
+def test_broken_rows_keep_the_numbering_of_the_rows_after_them(stop_and_search, tmp_path):
+    text = _csv([_good_row(), _good_row(**{"Policing operation": "Op\nTwo lines"})])
+    text += "Person search,2022-06-03T10:00:00+00:00,False\n"  # a row cut short
+    text += _csv([_good_row()]).split("\n", 1)[1]
+    outcome, curated, quarantined = _validate(stop_and_search, tmp_path, text)
+    assert [r["_source_row"] for r in curated] == [1, 2, 4]
+    assert curated[1]["policing_operation"] == "Op\nTwo lines"
+    assert [(r["_source_row"], r["rules"]) for r in quarantined] == [(3, ["file.row_shape"])]
+    assert outcome.rows_delivered == 4
+    assert any(b.rule == "file.row_shape" and b.sample_rows == [3] for b in outcome.breaches)
+
+
+def test_unagreed_column_never_reaches_curated_and_is_named_in_a_breach(stop_and_search, tmp_path):
+    rows = [_good_row(**{"Officer badge": "PC 1234"})]
+    outcome, curated, _ = _validate(stop_and_search, tmp_path, _csv(rows))
+    assert "Officer badge" not in curated[0] and "officer_badge" not in curated[0]
+    (breach,) = [b for b in outcome.breaches if b.rule == "file.unagreed_columns"]
+    assert "Officer badge" in breach.detail and "PC 1234" not in breach.detail
+
+
+def test_utf8_bom_and_crlf_are_read(stop_and_search, tmp_path):
+    text = _csv([_good_row()]).replace("\n", "\r\n")
+    outcome, curated, _ = _validate(stop_and_search, tmp_path, b"\xef\xbb\xbf" + text.encode())
+    assert outcome.rows_curated == 1 and curated[0]["type"] == "Person search"
+    assert curated[0]["removal_of_more_than_just_outer_clothing"] is None
+
+
+WINDOWS_1252 = _csv([_good_row()]).replace("White - Irish", "Caf\xe9").encode("cp1252")
+
+
+@pytest.mark.parametrize(
+    ("content", "rule", "words"),
+    [
+        (b"", "file.empty", "empty"),
+        (",".join(_good_row()).encode() + b"\n", "file.empty", "no data rows"),
+        (b"PK\x03\x04\x14\x00" + bytes(range(256)), "file.format", "zip archive"),
+        (b"just one line of prose\n", "file.format", "not a comma-separated table"),
+        (b"Type,Date\nPerson search,2022-06-03\n", "file.columns", "lacks 13 agreed"),
+        (WINDOWS_1252, "file.encoding", "not UTF-8"),
+    ],
+)
+def test_unreadable_or_off_contract_file_is_rejected_with_a_reason(
+    stop_and_search, tmp_path, content, rule, words
+):
+    with pytest.raises(DeliveryRejected) as rejected:
+        _validate(stop_and_search, tmp_path, content)
+    assert rejected.value.rule == rule
+    assert words in rejected.value.reason
+
+
+def test_renamed_column_is_a_missing_column(stop_and_search, tmp_path):
+    text = _csv([_good_row()]).replace("Officer-defined ethnicity", "Officer defined ethnicity", 1)
+    with pytest.raises(DeliveryRejected, match="Officer-defined ethnicity"):
+        _validate(stop_and_search, tmp_path, text)
