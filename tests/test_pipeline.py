@@ -1,0 +1,169 @@
+"""The pipeline end to end: Dagster assets, `datashare run` and `datashare demo`."""
+
+import os
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import yaml
+
+from assets.curated import build_curated_asset
+from assets.intake import build_intake_asset
+from assets.validation import build_validation_asset
+from pipelines.cli import REPO_ROOT, main
+from pipelines.definitions import build_definitions
+from pipelines.resources import DropZoneResource, LakeResource, WarehouseResource
+from tests.conftest import drop
+
+
+def _query(settings, sql: str) -> list[tuple]:
+    with duckdb.connect(str(settings.warehouse), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_definitions_load_every_contract_with_its_check_and_job(home):
+    defs = build_definitions(home)
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert {
+        "landing/stop_and_search",
+        "validated/stop_and_search",
+        "curated/stop_and_search",
+    } <= keys
+    checks = {str(k) for k in graph.asset_check_keys}
+    assert any("contract_conformance" in k for k in checks)
+    job = defs.resolve_job_def("stop_and_search_delivery")
+    assert "2022-06" in job.partitions_def.get_partition_keys()
+    workspace = yaml.safe_load((REPO_ROOT / "workspace.yaml").read_text())
+    assert workspace["load_from"][0]["python_module"]["module_name"] == "pipelines.definitions"
+
+
+def test_materialize_the_graph_into_a_tmp_home(home, stop_and_search, real_stop_and_search):
+    drop(home, "stop_and_search", "2022-06", real_stop_and_search)
+    result = dg.materialize(
+        [
+            build_intake_asset(stop_and_search),
+            build_validation_asset(stop_and_search),
+            build_curated_asset(stop_and_search),
+        ],
+        partition_key="2022-06",
+        instance=dg.DagsterInstance.get(),
+        resources={
+            "dropzone": DropZoneResource(root=str(home.dropzone)),
+            "lake": LakeResource(root=str(home.lake)),
+            "warehouse": WarehouseResource(path=str(home.warehouse)),
+        },
+    )
+    assert result.success
+    curated = result.asset_materializations_for_node("curated__stop_and_search")[0]
+    assert curated.metadata["dagster/row_count"].value == 16_332
+    assert "| type |" in curated.metadata["preview"].value
+    columns = [c.name for c in curated.metadata["dagster/column_schema"].schema.columns]
+    assert columns[:2] == ["type", "date"] and columns[-3:] == [
+        "_delivery_id",
+        "_source_row",
+        "_period",
+    ]
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed  # the real file breaks only a minor completeness rule
+    assert check.metadata["minor_breaches"].value == 1
+    assert _query(home, "SELECT count(*) FROM curated.stop_and_search") == [(16_332,)]
+
+
+def test_run_takes_good_and_bad_deliveries_and_goes_on(home, real_stop_and_search, capsys):
+    drop(home, "stop_and_search", "2022-06", real_stop_and_search)
+    bad = home.dropzone / "stop_and_search" / "2022-07" / "2022-07-stop-and-search.csv"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"%PDF-1.7\n" + bytes(range(256)))
+    stray = home.dropzone / "stop_and_search" / "june.csv"
+    stray.write_text("Type\n")
+
+    assert main(["run"]) == 0
+    out = capsys.readouterr().out
+    assert "rows curated:       16,332" in out
+    assert "1 critical" in out
+    assert "stop_and_search/june.csv is not in the agreed layout" in out
+
+    deliveries = _query(
+        home, "SELECT period, status, reason FROM governance.deliveries ORDER BY period"
+    )
+    assert deliveries[0][:2] == ("2022-06", "published")
+    assert deliveries[1][:2] == ("2022-07", "rejected")
+    assert "PDF document" in deliveries[1][2]
+    rows = _query(
+        home,
+        "SELECT count(*), count(DISTINCT _source_row), min(_source_row), max(_source_row) FROM ("
+        " SELECT _source_row FROM curated.stop_and_search WHERE _period = '2022-06'"
+        " UNION ALL SELECT _source_row FROM governance.quarantine WHERE _period = '2022-06')",
+    )
+    assert rows == [(16_332, 16_332, 1, 16_332)]
+    (critical,) = _query(
+        home, "SELECT rule, detail FROM governance.breaches WHERE severity = 'critical'"
+    )
+    assert critical[0] == "file.format"
+    # The unreadable file's bytes are kept in the lake.
+    (landing,) = _query(
+        home, "SELECT landing_path FROM governance.deliveries WHERE period = '2022-07'"
+    )
+    assert (home.lake / landing[0]).read_bytes() == bad.read_bytes()
+
+    # A second run finds nothing new and changes nothing.
+    before = sorted(p.name for p in home.lake.rglob("*"))
+    assert main(["run"]) == 0
+    assert "Nothing new in the drop zone" in capsys.readouterr().out
+    assert sorted(p.name for p in home.lake.rglob("*")) == before
+
+
+def test_duplicate_is_not_processed_and_restatement_replaces_the_month(
+    home, real_stop_and_search, tmp_path, capsys
+):
+    drop(home, "stop_and_search", "2022-06", real_stop_and_search)
+    assert main(["run"]) == 0
+    drop(home, "stop_and_search", "2022-06", real_stop_and_search, name="resent.csv")
+    assert main(["run"]) == 0
+    assert "1 duplicate(s)" in capsys.readouterr().out
+    assert _query(home, "SELECT count(*) FROM curated.stop_and_search") == [(16_332,)]
+
+    restated = tmp_path / "restated.csv"
+    lines = real_stop_and_search.read_text(encoding="utf-8").splitlines(keepends=True)
+    restated.write_text("".join(lines[:101]), encoding="utf-8")
+    drop(home, "stop_and_search", "2022-06", restated)
+    os.utime(home.dropzone / "stop_and_search" / "2022-06" / "restated.csv", None)
+    assert main(["run"]) == 0
+    assert _query(home, "SELECT count(*) FROM curated.stop_and_search") == [(100,)]
+    statuses = dict(
+        _query(home, "SELECT source_path, status FROM governance.deliveries WHERE period='2022-06'")
+    )
+    assert statuses["stop_and_search/2022-06/restated.csv"] == "published"
+    assert statuses[f"stop_and_search/2022-06/{real_stop_and_search.name}"] == "superseded"
+    assert statuses["stop_and_search/2022-06/resent.csv"] == "duplicate"
+
+
+def test_demo_runs_the_whole_pipeline_and_is_idempotent(home, capsys):
+    assert main(["demo", "--rows", "400"]) == 0
+    out = capsys.readouterr().out
+    assert "deliveries taken:   8 (6 validated, 2 rejected" in out
+    assert "1 duplicate(s)" in out
+    assert "curated.stop_and_search: " in out and "over 6 month(s)" in out
+    assert "datashare --home" in out and "ui" in out
+    curated, quarantined = _query(
+        home,
+        "SELECT (SELECT count(*) FROM curated.stop_and_search),"
+        " (SELECT count(*) FROM governance.quarantine)",
+    )[0]
+    assert curated + quarantined == 6 * 400
+    assert quarantined > 0
+
+    assert main(["demo", "--rows", "400"]) == 0
+    again = capsys.readouterr().out
+    assert "0 new, 9 already there" in again and "Nothing new in the drop zone" in again
+
+
+def test_home_defaults_to_dot_datashare_in_the_current_folder(tmp_path, monkeypatch):
+    from pipelines.settings import load_settings
+
+    monkeypatch.delenv("DATASHARE_HOME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings()
+    assert settings.home == Path(tmp_path / ".datashare").resolve()
+    assert settings.warehouse.parent == settings.home
