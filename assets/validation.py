@@ -94,6 +94,7 @@ def build_validation_asset(contract: Contract) -> dg.AssetsDefinition:
         delivered = sum(v.outcome.rows_delivered for v in verdicts)
         return dg.MaterializeResult(
             metadata={
+                "dagster/row_count": delivered,
                 "deliveries_validated": len(verdicts),
                 "rows_delivered": delivered,
                 "rows_passed": sum(v.outcome.rows_curated for v in verdicts),

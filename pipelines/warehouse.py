@@ -146,13 +146,29 @@ def _governance(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
     _comment(con, "governance.breaches", "Each contract rule broken by each delivery.")
     _source(
         con,
-        "governance.quarantine",
+        "governance.quarantine_history",
         lake,
         "quarantine/contract=*/period=*/*.parquet",
         QUARANTINE_SCHEMA,
     )
     _comment(
         con,
+        "governance.quarantine_history",
+        "Every row ever held back, including those of deliveries since superseded.",
+    )
+    # What an analyst means by "the quarantine": rows of the deliveries that stand now.
+    con.execute(
+        """
+        CREATE VIEW governance.quarantine AS
+        SELECT q.* FROM governance.quarantine_history q
+        WHERE q._delivery_id IN (
+            SELECT delivery_id FROM governance.deliveries
+            WHERE status IN ('validated', 'published'))
+        """
+    )
+    _comment(
+        con,
         "governance.quarantine",
-        "Rows held back from the curated tables, with every rule each one broke.",
+        "Rows of the current deliveries held back from the curated tables, with every "
+        "rule each one broke. Superseded deliveries' rows are in quarantine_history.",
     )

@@ -70,6 +70,7 @@ class Column:
     description: str
     classification: str | None = None
     timestamp_format: str | None = None
+    example: str | None = None
     minimum: float | None = None
     maximum: float | None = None
     pattern: str | None = None
@@ -176,6 +177,7 @@ def _column(prop: dict[str, Any], where: str) -> Column:
         description=" ".join((prop.get("description") or "").split()),
         classification=prop.get("classification"),
         timestamp_format=_java_to_strptime(fmt) if fmt else None,
+        example=str(prop["examples"][0]) if prop.get("examples") else None,
         minimum=options.get("minimum"),
         maximum=options.get("maximum"),
         pattern=options.get("pattern"),

@@ -106,7 +106,7 @@ def compile_row_checks(contract: Contract, period: str) -> tuple[pa.DataFrameSch
                 )
             )  # fmt: skip
         if col.logical_type != "string":
-            fmt = f" in the agreed format ({col.timestamp_format})" if col.timestamp_format else ""
+            fmt = f" (agreed form: {col.example})" if col.example else ""
             add(
                 RowRule(
                     f"{col.name}.type", col.name, src, "major", "quarantine",

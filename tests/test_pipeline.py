@@ -137,6 +137,9 @@ def test_duplicate_is_not_processed_and_restatement_replaces_the_month(
     assert statuses["stop_and_search/2022-06/restated.csv"] == "published"
     assert statuses[f"stop_and_search/2022-06/{real_stop_and_search.name}"] == "superseded"
     assert statuses["stop_and_search/2022-06/resent.csv"] == "duplicate"
+    current = _query(home, "SELECT DISTINCT _delivery_id FROM curated.stop_and_search")
+    quarantined = _query(home, "SELECT DISTINCT _delivery_id FROM governance.quarantine")
+    assert len(current) == 1 and set(quarantined) <= set(current)
 
 
 def test_demo_runs_the_whole_pipeline_and_is_idempotent(home, capsys):
