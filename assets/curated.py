@@ -10,8 +10,18 @@ from pipelines.previews import frame_preview
 from pipelines.publishing import awaiting_publication, publish_delivery, published
 from pipelines.resources import LakeResource, WarehouseResource
 from pipelines.row_validation import LINEAGE_TYPES
+from pipelines.warehouse import LINEAGE_COMMENTS
 from schemas.contract import Contract, load_contracts
-from schemas.row_checks import curated_dtype
+
+# Column types as analysts see them in DuckDB.
+WAREHOUSE_TYPES = {
+    "string": "VARCHAR",
+    "integer": "BIGINT",
+    "number": "DOUBLE",
+    "boolean": "BOOLEAN",
+    "date": "DATE",
+    "timestamp": "TIMESTAMP WITH TIME ZONE",
+}
 
 
 def curated_key(contract: Contract) -> dg.AssetKey:
@@ -21,10 +31,13 @@ def curated_key(contract: Contract) -> dg.AssetKey:
 def column_schema(contract: Contract) -> dg.TableSchema:
     """The curated table's columns, with the contract's descriptions."""
     columns = [
-        dg.TableColumn(c.name, str(curated_dtype(c)), description=c.description)
+        dg.TableColumn(c.name, WAREHOUSE_TYPES[c.logical_type], description=c.description)
         for c in contract.columns
     ]
-    columns += [dg.TableColumn(name, kind) for name, kind in LINEAGE_TYPES.items()]
+    columns += [
+        dg.TableColumn(name, "BIGINT" if kind == "Int64" else "VARCHAR", description=text)
+        for (name, kind), text in zip(LINEAGE_TYPES.items(), LINEAGE_COMMENTS.values(), strict=True)
+    ]
     return dg.TableSchema(columns=columns)
 
 

@@ -47,6 +47,7 @@ def build_validation_asset(contract: Contract) -> dg.AssetsDefinition:
             dg.AssetCheckSpec(
                 CONFORMANCE_CHECK,
                 asset=key,
+                partitions_def=monthly_partitions(contract),
                 description=f"The delivery conforms to contract {contract.name} "
                 f"v{contract.version}: no critical or major breach.",
             )

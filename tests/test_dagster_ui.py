@@ -354,12 +354,6 @@ def test_conformance_check_has_executions(webserver: Webserver) -> None:
     assert january["status"] == "SUCCEEDED", january
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="AssetCheckSpec('contract_conformance') has no partitions_def, so its evaluations "
-    "are recorded unpartitioned and every partition's check shows SKIPPED in the UI; "
-    "fix: partitions_def=monthly_partitions(contract) in assets/validation.py, then drop this mark",
-)
 def test_conformance_check_for_rejected_july_shows_failed(webserver: Webserver) -> None:
     variables = {"key": {"path": VALIDATED}, "check": CHECK, "partition": REJECTED_PERIOD}
     (latest,) = webserver.graphql(CHECK_PARTITION_QUERY, variables)["assetCheckExecutions"]
