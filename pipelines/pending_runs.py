@@ -3,8 +3,10 @@ Dagster, in this process, recorded in the same instance the UI shows."""
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -74,8 +76,9 @@ class RunReport:
         lines += [
             "",
             "Next:",
-            f"  Dagster UI:  datashare --home {home} ui   (then open http://127.0.0.1:3000)",
-            '  Query:       python -c "import duckdb; '
+            f"  Dagster UI:  {Path(sys.executable).with_name('datashare')} --home {home} ui"
+            "   (then open http://127.0.0.1:3000)",
+            f'  Query:       {sys.executable} -c "import duckdb; '
             f"con = duckdb.connect('{wh}', read_only=True); "
             "print(con.sql('select severity, rule, failing_rows, detail "
             "from governance.breaches'))\"",
