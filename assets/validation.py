@@ -7,7 +7,7 @@ import dagster as dg
 from assets.intake import landing_key
 from assets.partitions import monthly_partitions
 from pipelines.previews import markdown_table
-from pipelines.resources import LakeResource
+from pipelines.resources import LakeResource, PseudonymKeyResource
 from pipelines.row_validation import validate_pending
 from schemas.contract import Contract
 
@@ -64,10 +64,13 @@ def build_validation_asset(contract: Contract) -> dg.AssetsDefinition:
             "staged for publication, each broken rule recorded as a breach."
         ),
     )
-    def validated(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    def validated(
+        context: dg.AssetExecutionContext, lake: LakeResource, pseudonym_key: PseudonymKeyResource
+    ) -> dg.MaterializeResult:
         period = context.partition_key
         register = lake.register()
-        verdicts = validate_pending(contract, period, lake.lake(), register, context.run_id)
+        key = pseudonym_key.key() if contract.pseudonymised else None
+        verdicts = validate_pending(contract, period, lake.lake(), register, context.run_id, key)
         if verdicts:
             latest = verdicts[-1]
             breaches = [b.__dict__ for b in latest.outcome.breaches]

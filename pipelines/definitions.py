@@ -8,7 +8,12 @@ from assets.curated import build_curated_asset, curated_key
 from assets.intake import build_intake_asset, landing_key
 from assets.partitions import monthly_partitions
 from assets.validation import build_validation_asset, validated_key
-from pipelines.resources import DropZoneResource, LakeResource, WarehouseResource
+from pipelines.resources import (
+    DropZoneResource,
+    LakeResource,
+    PseudonymKeyResource,
+    WarehouseResource,
+)
 from pipelines.settings import Settings, load_settings
 from schemas.contract import Contract, load_contracts
 
@@ -45,6 +50,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             "dropzone": DropZoneResource(root=str(settings.dropzone)),
             "lake": LakeResource(root=str(settings.lake)),
             "warehouse": WarehouseResource(path=str(settings.warehouse)),
+            "pseudonym_key": PseudonymKeyResource(home=str(settings.home)),
         },
     )
 

@@ -8,6 +8,7 @@ import dagster as dg
 
 from pipelines.dropzone import FolderDropZone
 from pipelines.lake import Lake
+from pipelines.pseudonymise import load_key
 from pipelines.register import Register
 from pipelines.warehouse import build_warehouse
 from schemas.contract import Contract
@@ -41,3 +42,12 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def rebuild(self, lake: Lake, contracts: dict[str, Contract]) -> Path:
         return build_warehouse(lake, contracts, Path(self.path))
+
+
+class PseudonymKeyResource(dg.ConfigurableResource):
+    """The pseudonymisation key: `DATASHARE_PSEUDONYM_KEY`, else `<home>/pseudonym.key`."""
+
+    home: str
+
+    def key(self) -> bytes:
+        return load_key(Path(self.home))

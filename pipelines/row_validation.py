@@ -27,9 +27,17 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from pipelines.lake import Lake
+from pipelines.pseudonymise import pseudonymise
 from pipelines.register import Breach, DeliveryEvent, Register
+from pipelines.wide_layout import curated_long, value_columns, value_rule
 from schemas.contract import Contract
-from schemas.row_checks import RowRule, compile_row_checks, curated_dtype, typed_columns
+from schemas.row_checks import (
+    RowRule,
+    compile_row_checks,
+    curated_dtype,
+    key_expr,
+    typed_columns,
+)
 
 BATCH_BYTES = 16 << 20  # ~16 MB of CSV text per batch keeps memory flat at any file size
 SAMPLE_ROWS = 20  # row numbers kept per breach, enough for the force to find the pattern
@@ -92,12 +100,18 @@ LINEAGE_TYPES = {"_delivery_id": "String", "_source_row": "Int64", "_period": "S
 LINEAGE_ARROW = {"_delivery_id": pa.string(), "_source_row": pa.int64(), "_period": pa.string()}
 
 
+def _arrow_type(dtype: pl.DataType) -> pa.DataType:
+    return pl.DataFrame(schema={"x": dtype}).to_arrow().schema[0].type
+
+
 def curated_schema(contract: Contract) -> pa.Schema:
     """The Arrow schema of a curated partition: agreed columns, typed, plus lineage."""
-    fields = [
-        pa.field(c.name, pl.DataFrame(schema={c.name: curated_dtype(c)}).to_arrow().schema[0].type)
-        for c in contract.columns
-    ]
+    fields = [pa.field(c.name, _arrow_type(curated_dtype(c))) for c in contract.columns]
+    if contract.layout:
+        fields += [
+            pa.field(contract.layout.period_name, pa.date32()),
+            pa.field(contract.layout.value_name, pa.int64()),
+        ]
     fields += [pa.field(name, LINEAGE_ARROW[name]) for name in LINEAGE_TYPES]
     return pa.schema(fields)
 
@@ -229,10 +243,21 @@ def validate_delivery(
     period: str,
     delivery_id: str,
     lake: Lake,
+    pseudonym_key: bytes | None = None,
 ) -> ValidationOutcome:
-    """Split a landed delivery into staged curated rows and quarantined rows, with breaches."""
-    header = read_header(landed)
-    agreed = set(contract.source_names)
+    """Split a landed delivery into staged curated rows and quarantined rows, with breaches.
+
+    Identifiers the agreement pseudonymises are tokenised before anything leaves the
+    landing area, in curated and quarantined rows alike.
+    """
+    if contract.pseudonymised and pseudonym_key is None:
+        raise ValueError(f"{contract.name} pseudonymises fields: a key is required")
+    # Earlier published names the agreement still accepts are read as today's name.
+    aliases = {old: c.source_name for c in contract.columns for old in c.previous_names}
+    delivered = read_header(landed)
+    header = [aliases[h] if aliases.get(h, h) not in delivered else h for h in delivered]
+    values = value_columns(contract, header)
+    agreed = set(contract.source_names) | set(values)
     missing = [name for name in contract.source_names if name not in header]
     if missing:
         raise DeliveryRejected(
@@ -242,16 +267,26 @@ def validate_delivery(
         )
     extra = [name for name in header if name not in agreed]
 
-    schema, rules = compile_row_checks(contract, period)
+    if contract.layout and not values:
+        raise DeliveryRejected(
+            f"The file has no value columns matching {contract.layout.value_column_pattern} "
+            f"(one per {contract.layout.period_name}).",
+            "file.columns",
+        )
+    numbers = _SourceRowNumbers()
+    duplicates = _duplicate_keys(contract, landed, header) if contract.unique_keys else {}
+    schema, rules = compile_row_checks(contract, period, duplicates)
+    if values:
+        schema, rules = value_rule(contract, schema, rules, values)
     by_id = {r.id: r for r in rules}
     tallies = {r.id: _RuleTally(r) for r in rules}
     quarantining = [r.id for r in rules if r.on_failure == "quarantine"]
     missing_counts = {rule.name: 0 for rule in contract.completeness_rules}
-    numbers = _SourceRowNumbers()
     outcome = ValidationOutcome()
     typed = typed_columns(contract)
     lineage = [pl.lit(delivery_id).alias("_delivery_id"), pl.lit(period).alias("_period")]
-    source_cols = list(contract.source_names)
+    source_cols = list(contract.source_names) + values
+    secret = [contract.column(n).source_name for n in contract.pseudonymised]
 
     staging_path = lake.staging_path(contract.name, period, delivery_id)
     quarantine_path = lake.quarantine_path(contract.name, period, delivery_id)
@@ -269,9 +304,9 @@ def validate_delivery(
                 outcome.rows_delivered += frame.height
                 for rule in contract.completeness_rules:
                     src = contract.column(rule.column).source_name
-                    values = [v for v in rule.missing_values if v is not None]
+                    blanks = [v for v in rule.missing_values if v is not None]
                     missing_counts[rule.name] += frame.select(
-                        (pl.col(src).is_null() | pl.col(src).is_in(values)).sum()
+                        (pl.col(src).is_null() | pl.col(src).is_in(blanks)).sum()
                     ).item()
 
                 failures = _failures(schema, rules, frame)
@@ -292,7 +327,12 @@ def validate_delivery(
                 passing = flagged.filter(~is_quarantined)
                 failing = flagged.filter(is_quarantined)
 
-                curated = passing.select(*typed, *lineage, "_source_row")
+                if secret:
+                    passing = pseudonymise(passing, secret, pseudonym_key)
+                    failing = pseudonymise(failing, secret, pseudonym_key)
+                curated = passing.select(*typed, *lineage, "_source_row", *values)
+                if contract.layout:
+                    curated = curated_long(contract, curated, values)
                 curated = curated.select(curated_writer.schema.names)
                 if curated.height:
                     curated_writer.write_table(curated.to_arrow().cast(curated_writer.schema))
@@ -334,7 +374,14 @@ def validate_delivery(
                         [f"file.row_shape: the row has {b[1]} fields, the header has {len(header)}"]
                         for b in numbers.broken
                     ],
-                    "record": [json.dumps({"raw_line": b[2]}) for b in numbers.broken],
+                    "record": [
+                        json.dumps(
+                            {"raw_line": "(withheld: it may hold pseudonymised identifiers)"}
+                            if secret
+                            else {"raw_line": b[2]}
+                        )
+                        for b in numbers.broken
+                    ],
                 }
             )
             quarantine_writer.write_table(broken.to_arrow().cast(QUARANTINE_SCHEMA))
@@ -350,6 +397,35 @@ def validate_delivery(
         contract, period, delivery_id, outcome, tallies, missing_counts, numbers, extra, header
     )
     return outcome
+
+
+def _duplicate_keys(
+    contract: Contract, landed: Path, header: list[str]
+) -> dict[tuple[str, ...], list[str]]:
+    """A first pass over the file: key values occurring more than once, per unique key.
+
+    Only the key text is kept, so memory grows with the number of distinct keys, not with
+    the width of the file.
+    """
+    counts: dict[tuple[str, ...], pl.DataFrame] = {}
+    try:
+        for frame in _batches(landed, header, _SourceRowNumbers()):
+            for key in contract.unique_keys:
+                batch = (
+                    frame.select(key_expr(contract, key).alias("k"))
+                    .drop_nulls()
+                    .group_by("k")
+                    .len()
+                )
+                seen = counts.get(key)
+                counts[key] = (
+                    batch
+                    if seen is None
+                    else pl.concat([seen, batch]).group_by("k").agg(pl.col("len").sum())
+                )
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        return {}  # the main pass reports the file as unreadable
+    return {key: frame.filter(pl.col("len") > 1)["k"].to_list() for key, frame in counts.items()}
 
 
 def _share(count: int, total: int) -> str:
@@ -461,7 +537,12 @@ class DeliveryVerdict:
 
 
 def validate_pending(
-    contract: Contract, period: str, lake: Lake, register: Register, run_id: str | None = None
+    contract: Contract,
+    period: str,
+    lake: Lake,
+    register: Register,
+    run_id: str | None = None,
+    pseudonym_key: bytes | None = None,
 ) -> list[DeliveryVerdict]:
     """Validate every received, not yet validated delivery for one period, oldest first.
 
@@ -481,7 +562,7 @@ def validate_pending(
         delivery_id = delivery["delivery_id"]
         landed = lake.root / delivery["landing_path"]
         try:
-            outcome = validate_delivery(contract, landed, period, delivery_id, lake)
+            outcome = validate_delivery(contract, landed, period, delivery_id, lake, pseudonym_key)
             status, reason = "validated", None
         except DeliveryRejected as rejected:
             outcome = ValidationOutcome()

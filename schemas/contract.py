@@ -16,7 +16,8 @@ import yaml
 
 Severity = Literal["critical", "major", "minor"]
 OnFailure = Literal["quarantine", "keep"]
-LogicalType = Literal["string", "timestamp", "date", "number", "integer", "boolean"]
+LogicalType = Literal["string", "timestamp", "date", "time", "number", "integer", "boolean"]
+Period = Literal["monthly", "quarterly", "annual", "once"]
 
 SEVERITIES: tuple[Severity, ...] = ("critical", "major", "minor")
 DEFAULT_CONTRACTS_DIR = Path(__file__).resolve().parents[1] / "data_contracts"
@@ -60,6 +61,32 @@ class InPeriodRule:
 
 
 @dataclass(frozen=True)
+class NotBeforeRule:
+    """A row rule across fields: `column` is blank or not earlier than `reference`."""
+
+    name: str
+    column: str
+    reference: str
+    severity: Severity
+    on_failure: OnFailure
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class WideLayout:
+    """One value column per period (e.g. `202401`), curated as long rows."""
+
+    value_column_pattern: str
+    period_format: str  # strptime, e.g. %Y%m
+    period_name: str
+    value_name: str
+    value_type: LogicalType
+    value_minimum: float | None
+    period_description: str
+    value_description: str
+
+
+@dataclass(frozen=True)
 class Column:
     """One agreed column: its delivered header, curated name, type and row rules."""
 
@@ -69,18 +96,22 @@ class Column:
     required: bool
     description: str
     classification: str | None = None
-    timestamp_format: str | None = None
+    timestamp_format: str | None = None  # strptime format for dates, times and timestamps
+    default_timezone: str | None = None  # for timestamps delivered without an offset
     example: str | None = None
     minimum: float | None = None
     maximum: float | None = None
     pattern: str | None = None
     value_rules: tuple[ValueRule, ...] = ()
     in_period_rule: InPeriodRule | None = None
+    previous_names: tuple[str, ...] = ()
+    unique: bool = False
+    primary_key_position: int | None = None
 
 
 @dataclass(frozen=True)
 class DeliverySchedule:
-    period: str
+    period: Period
     first_period: str
     due_day_of_following_month: int
     late_after_days: int
@@ -100,6 +131,33 @@ class Contract:
     schedule: DeliverySchedule
     agreement: dict[str, Any] = field(default_factory=dict)
     owners: tuple[str, ...] = ()
+    cross_rules: tuple[NotBeforeRule, ...] = ()
+    layout: WideLayout | None = None
+
+    @property
+    def unique_keys(self) -> tuple[tuple[str, ...], ...]:
+        """Column-name tuples that must be unique across a delivery (primary key first)."""
+        pk = sorted(
+            (c for c in self.columns if c.primary_key_position),
+            key=lambda c: c.primary_key_position,
+        )
+        keys = [tuple(c.name for c in pk)] if pk else []
+        keys += [(c.name,) for c in self.columns if c.unique and (c.name,) not in keys]
+        return tuple(keys)
+
+    @property
+    def pseudonymised(self) -> tuple[str, ...]:
+        return tuple(self.agreement.get("pseudonymisedFields") or ())
+
+    @property
+    def classified(self) -> tuple[str, ...]:
+        """Columns whose values never appear in breach reports or analysts' quarantine."""
+        return tuple(
+            c.name
+            for c in self.columns
+            if c.classification in ("personal", "special-category", "restricted")
+            or c.name in self.pseudonymised
+        )
 
     @property
     def source_names(self) -> tuple[str, ...]:
@@ -129,10 +187,10 @@ def _severity(raw: Any, where: str) -> Severity:
 
 
 def _java_to_strptime(fmt: str) -> str:
-    """Translate the contract's JDK-style timestamp format into a strptime format."""
+    """Translate the contract's JDK-style date/time format into a strptime format."""
     table = [
         ("yyyy", "%Y"), ("MM", "%m"), ("dd", "%d"), ("HH", "%H"),
-        ("mm", "%M"), ("ss", "%S"), ("xxx", "%:z"), ("'T'", "T"),
+        ("mm", "%M"), ("ss", "%S"), ("xxx", "%:z"), ("XXX", "%:z"), ("'T'", "T"),
     ]  # fmt: skip
     out = fmt
     for java, py in table:
@@ -161,14 +219,17 @@ def _column(prop: dict[str, Any], where: str) -> Column:
                     description=" ".join((q.get("description") or "").split()),
                 )
             )
-        elif q.get("type") == "custom" and q.get("implementation") == "inPeriod":
+        elif q.get("type") == "custom" and _rule_name(q) == "inPeriod":
             in_period = InPeriodRule(
                 name=q["name"],
                 severity=_severity(q.get("severity"), qwhere),
                 on_failure=custom.get("onFailure", "quarantine"),
                 description=" ".join((q.get("description") or "").split()),
             )
-    fmt = options.get("format") if prop.get("logicalType") == "timestamp" else None
+    fmt = (
+        options.get("format") if prop.get("logicalType") in ("timestamp", "date", "time") else None
+    )
+    custom = _custom_properties(prop)
     return Column(
         name=name,
         source_name=prop.get("physicalName", name),
@@ -177,12 +238,55 @@ def _column(prop: dict[str, Any], where: str) -> Column:
         description=" ".join((prop.get("description") or "").split()),
         classification=prop.get("classification"),
         timestamp_format=_java_to_strptime(fmt) if fmt else None,
+        default_timezone=options.get("defaultTimezone"),
         example=str(prop["examples"][0]) if prop.get("examples") else None,
         minimum=options.get("minimum"),
         maximum=options.get("maximum"),
         pattern=options.get("pattern"),
         value_rules=tuple(value_rules),
         in_period_rule=in_period,
+        previous_names=tuple(custom.get("previousNames") or ()),
+        unique=bool(prop.get("unique", False)),
+        primary_key_position=prop.get("primaryKeyPosition") if prop.get("primaryKey") else None,
+    )
+
+
+def _rule_name(q: dict[str, Any]) -> str | None:
+    impl = q.get("implementation")
+    return impl.get("rule") if isinstance(impl, dict) else impl
+
+
+def _cross_rules(table: dict[str, Any], where: str) -> list[NotBeforeRule]:
+    rules = []
+    for q in table.get("quality") or []:
+        if q.get("type") == "custom" and _rule_name(q) == "notBefore":
+            impl = q["implementation"]
+            rules.append(
+                NotBeforeRule(
+                    name=q["name"],
+                    column=impl["column"],
+                    reference=impl["reference"],
+                    severity=_severity(q.get("severity"), f"{where}.quality[{q['name']}]"),
+                    on_failure=_custom_properties(q).get("onFailure", "quarantine"),
+                    description=" ".join((q.get("description") or "").split()),
+                )
+            )
+    return rules
+
+
+def _layout(table: dict[str, Any]) -> WideLayout | None:
+    raw = _custom_properties(table).get("layout") or {}
+    if raw.get("type", "long") != "wide":
+        return None
+    return WideLayout(
+        value_column_pattern=raw["valueColumnPattern"],
+        period_format=_java_to_strptime(raw.get("periodFormat", "yyyyMM").replace("YYYY", "yyyy")),
+        period_name=raw.get("periodName", "month"),
+        value_name=raw.get("valueName", "value"),
+        value_type=raw.get("valueType", "integer"),
+        value_minimum=raw.get("valueMinimum", 0),
+        period_description=raw.get("periodDescription", "The month the figure is for."),
+        value_description=raw.get("valueDescription", "The figure for the month."),
     )
 
 
@@ -212,6 +316,8 @@ def parse_contract(doc: dict[str, Any], path: Path) -> Contract:
         props = table["properties"]
         columns = tuple(_column(p, where) for p in props)
         completeness = tuple(r for p in props for r in _completeness_rules(p, where))
+        cross_rules = tuple(_cross_rules(table, where))
+        layout = _layout(table)
         custom = _custom_properties(doc)
         sched = custom["deliverySchedule"]
         schedule = DeliverySchedule(
@@ -234,6 +340,8 @@ def parse_contract(doc: dict[str, Any], path: Path) -> Contract:
         schedule=schedule,
         agreement=custom.get("sharingAgreement") or {},
         owners=(f"team:{team['name']}",) if team.get("name") else (),
+        cross_rules=cross_rules,
+        layout=layout,
     )
 
 

@@ -7,8 +7,9 @@ to its curated type. A row passes when no quarantining rule fails on it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import pandera.polars as pa
@@ -17,12 +18,24 @@ import polars as pl
 from schemas.contract import Column, Contract, OnFailure, Severity
 
 LONDON = ZoneInfo("Europe/London")
+UTC = ZoneInfo("UTC")
 BOOLEAN_TEXT = {"True": True, "False": False}
+PERIOD_MONTHS = {"monthly": 1, "quarterly": 3, "annual": 12}
+KEY_SEPARATOR = "\x1f"  # cannot occur in CSV text the force sends; joins composite keys
+
+# Polars' parsers are lenient (they take "2022-6-3" or " 12"); the text must also have
+# exactly the agreed shape.
+_NUMBER_SHAPE = r"-?\d+(\.\d+)?"
+_INTEGER_SHAPE = r"-?\d+"
+_FORMAT_SHAPES = {
+    "%Y": r"\d{4}", "%m": r"\d{2}", "%d": r"\d{2}", "%H": r"\d{2}",
+    "%M": r"\d{2}", "%S": r"\d{2}", "%:z": r"[+-]\d{2}:\d{2}",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
 class RowRule:
-    """A check on one column, with what the contract says about it."""
+    """A check on one column (or across columns), with what the contract says about it."""
 
     id: str
     column: str
@@ -33,15 +46,42 @@ class RowRule:
     reason: str  # what is wrong with a failing row, without its value
 
 
-def _parsed(column: Column, expr: pl.Expr) -> pl.Expr:
-    """The text in `expr` parsed strictly to the column's curated type (null when it fails)."""
+def format_shape(fmt: str) -> str:
+    """A regular expression matching exactly the text a strptime format produces."""
+    parts = re.split(r"(%:?[A-Za-z])", fmt)
+    return "".join(_FORMAT_SHAPES.get(p, re.escape(p)) for p in parts)
+
+
+def _shape(column: Column) -> str | None:
+    if column.logical_type in ("timestamp", "date", "time") and column.timestamp_format:
+        return format_shape(column.timestamp_format)
+    return {"number": _NUMBER_SHAPE, "integer": _INTEGER_SHAPE}.get(column.logical_type)
+
+
+def _parse_expr(column: Column, expr: pl.Expr) -> pl.Expr:
+    fmt = column.timestamp_format
     match column.logical_type:
         case "timestamp":
-            return expr.str.strptime(
-                pl.Datetime("us", "UTC"), column.timestamp_format, strict=False
+            if "%z" in fmt or "%:z" in fmt:
+                return expr.str.strptime(pl.Datetime("us", "UTC"), fmt, strict=False)
+            # Local clock time: an hour that does not exist (clocks forward) fails the check;
+            # the repeated hour (clocks back) is read as its first occurrence.
+            return (
+                expr.str.strptime(pl.Datetime("us"), fmt, strict=False)
+                .dt.replace_time_zone(
+                    column.default_timezone or "Europe/London",
+                    ambiguous="earliest",
+                    non_existent="null",
+                )
+                .dt.convert_time_zone("UTC")
             )
         case "date":
-            return expr.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
+            fmt = fmt or "%Y-%m-%d"
+            if "%d" not in fmt:  # a month such as 2023-01 is its first day
+                return (expr + "|01").str.strptime(pl.Date, fmt + "|%d", strict=False)
+            return expr.str.strptime(pl.Date, fmt, strict=False)
+        case "time":
+            return expr.str.strptime(pl.Time, fmt or "%H:%M", strict=False)
         case "number":
             return expr.cast(pl.Float64, strict=False)
         case "integer":
@@ -52,10 +92,20 @@ def _parsed(column: Column, expr: pl.Expr) -> pl.Expr:
             return expr
 
 
+def parsed(column: Column, expr: pl.Expr) -> pl.Expr:
+    """The text in `expr` parsed strictly to the column's curated type (null when it fails)."""
+    value = _parse_expr(column, expr)
+    shape = _shape(column)
+    if shape is None:
+        return value
+    return pl.when(expr.str.contains(f"^(?:{shape})$")).then(value).otherwise(None)
+
+
 def curated_dtype(column: Column) -> pl.DataType:
     return {
         "timestamp": pl.Datetime("us", "UTC"),
         "date": pl.Date(),
+        "time": pl.Time(),
         "number": pl.Float64(),
         "integer": pl.Int64(),
         "boolean": pl.Boolean(),
@@ -64,97 +114,196 @@ def curated_dtype(column: Column) -> pl.DataType:
 
 def typed_columns(contract: Contract) -> list[pl.Expr]:
     """Expressions turning the delivered text columns into the curated, typed columns."""
-    return [_parsed(c, pl.col(c.source_name)).alias(c.name) for c in contract.columns]
+    return [parsed(c, pl.col(c.source_name)).alias(c.name) for c in contract.columns]
 
 
-def period_bounds(period: str) -> tuple[datetime, datetime]:
-    """The first instant of the month and of the next, London time, in UTC."""
+def key_expr(contract: Contract, key: tuple[str, ...]) -> pl.Expr:
+    """One text value per row for a (possibly composite) key; null if any part is blank."""
+    parts = [pl.col(contract.column(name).source_name) for name in key]
+    if len(parts) == 1:
+        return parts[0]
+    return pl.concat_str(parts, separator=KEY_SEPARATOR, ignore_nulls=False)
+
+
+def period_bounds(period: str, months: int = 1) -> tuple[datetime, datetime]:
+    """The first instant of the period and of the next, London time, in UTC."""
     year, month = (int(x) for x in period.split("-"))
+    end_year, end_month = divmod(year * 12 + month - 1 + months, 12)
     start = datetime(year, month, 1, tzinfo=LONDON)
-    end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=LONDON)
-    utc = ZoneInfo("UTC")
-    return start.astimezone(utc), end.astimezone(utc)
+    end = datetime(end_year, end_month + 1, 1, tzinfo=LONDON)
+    return start.astimezone(UTC), end.astimezone(UTC)
 
 
-def _clause(contract: Contract, column: Column, suffix: str) -> str:
-    return f"{contract.path.name}: schema[{contract.name}].properties[{column.name}].{suffix}"
+def _clause(contract: Contract, where: str) -> str:
+    return f"{contract.path.name}: schema[{contract.name}]{where}"
 
 
-def compile_row_checks(contract: Contract, period: str) -> tuple[pa.DataFrameSchema, list[RowRule]]:
+def compile_row_checks(
+    contract: Contract,
+    period: str,
+    duplicate_keys: dict[tuple[str, ...], list[str]] | None = None,
+) -> tuple[pa.DataFrameSchema, list[RowRule]]:
     """The pandera schema for one delivery period, and the rule behind each of its checks.
 
-    Check names are rule ids, so a failure case maps straight back to its rule.
-    Blank cells arrive as null: `required` is pandera's nullability.
+    Check names are rule ids, so a failure case maps straight back to its rule. Blank
+    cells arrive as null: `required` is pandera's nullability. `duplicate_keys` holds, per
+    unique key, the key values that occur more than once in the whole delivery (found in a
+    first pass over the file, since a batch alone cannot tell).
     """
-    start, end = period_bounds(period)
+    months = PERIOD_MONTHS.get(contract.schedule.period)
+    start, end = period_bounds(period, months) if months else (None, None)
     rules: list[RowRule] = []
     columns: dict[str, pa.Column] = {}
+
+    def rule(rule_id, col: Column, severity, on_failure, where, reason) -> RowRule:
+        made = RowRule(rule_id, col.name, col.source_name, severity, on_failure, where, reason)
+        rules.append(made)
+        return made
+
     for col in contract.columns:
         src = col.source_name
         checks: list[pa.Check] = []
+        where = f".properties[{col.name}]"
 
-        def add(rule: RowRule, check_fn, checks: list[pa.Check] = checks) -> None:
-            rules.append(rule)
-            checks.append(pa.Check(check_fn, name=rule.id, error=rule.id))
+        def add(made: RowRule, check_fn, checks: list[pa.Check] = checks) -> None:
+            checks.append(pa.Check(check_fn, name=made.id, error=made.id))
 
         if col.required:
-            rules.append(
-                RowRule(
-                    f"{col.name}.required", col.name, src, "major", "quarantine",
-                    _clause(contract, col, "required"),
-                    f"{src} is blank, but the agreement requires it",
-                )
+            rule(
+                f"{col.name}.required", col, "major", "quarantine",
+                _clause(contract, f"{where}.required"),
+                f"{src} is blank, but the agreement requires it",
             )  # fmt: skip
         if col.logical_type != "string":
-            fmt = f" (agreed form: {col.example})" if col.example else ""
+            form = f" (agreed form: {col.example})" if col.example else ""
             add(
-                RowRule(
-                    f"{col.name}.type", col.name, src, "major", "quarantine",
-                    _clause(contract, col, "logicalType"),
-                    f"{src} is not a valid {col.logical_type}{fmt}",
+                rule(
+                    f"{col.name}.type", col, "major", "quarantine",
+                    _clause(contract, f"{where}.logicalType"),
+                    f"{src} is not a valid {col.logical_type}{form}",
                 ),
                 lambda data, col=col: data.lazyframe.select(
-                    pl.col(data.key).is_null() | _parsed(col, pl.col(data.key)).is_not_null()
+                    pl.col(data.key).is_null() | parsed(col, pl.col(data.key)).is_not_null()
                 ),
             )  # fmt: skip
         if col.minimum is not None or col.maximum is not None:
             low = col.minimum if col.minimum is not None else float("-inf")
             high = col.maximum if col.maximum is not None else float("inf")
             add(
-                RowRule(
-                    f"{col.name}.range", col.name, src, "major", "quarantine",
-                    _clause(contract, col, "logicalTypeOptions"),
-                    f"{src} is outside the agreed range {low} to {high}",
+                rule(
+                    f"{col.name}.range", col, "major", "quarantine",
+                    _clause(contract, f"{where}.logicalTypeOptions"),
+                    f"{src} is outside the agreed range {low:g} to {high:g}",
                 ),
                 lambda data, col=col, low=low, high=high: data.lazyframe.select(
-                    _parsed(col, pl.col(data.key)).is_between(low, high).fill_null(True)
+                    parsed(col, pl.col(data.key)).is_between(low, high).fill_null(True)
+                ),
+            )  # fmt: skip
+        if col.pattern:
+            add(
+                rule(
+                    f"{col.name}.pattern", col, "major", "quarantine",
+                    _clause(contract, f"{where}.logicalTypeOptions.pattern"),
+                    f"{src} does not have the agreed form"
+                    + (f" (for example {col.example})" if col.example else ""),
+                ),
+                lambda data, pattern=col.pattern: data.lazyframe.select(
+                    pl.col(data.key).is_null()
+                    | pl.col(data.key).str.contains(f"^(?:{pattern})$")
                 ),
             )  # fmt: skip
         for vr in col.value_rules:
             add(
-                RowRule(
-                    vr.name, col.name, src, vr.severity, vr.on_failure,
-                    _clause(contract, col, f"quality[{vr.name}]"),
+                rule(
+                    vr.name, col, vr.severity, vr.on_failure,
+                    _clause(contract, f"{where}.quality[{vr.name}]"),
                     f"{src} is not one of the {len(vr.valid_values)} agreed values",
                 ),
                 lambda data, values=vr.valid_values: data.lazyframe.select(
                     pl.col(data.key).is_null() | pl.col(data.key).is_in(list(values))
                 ),
             )  # fmt: skip
-        if col.in_period_rule is not None:
+        if col.in_period_rule is not None and start is not None:
             ipr = col.in_period_rule
+            low, high = (start, end) if col.logical_type == "timestamp" else _dates(period, months)
             add(
-                RowRule(
-                    ipr.name, col.name, src, ipr.severity, ipr.on_failure,
-                    _clause(contract, col, f"quality[{ipr.name}]"),
-                    f"{src} is outside the month the delivery is for ({period}, London time)",
+                rule(
+                    ipr.name, col, ipr.severity, ipr.on_failure,
+                    _clause(contract, f"{where}.quality[{ipr.name}]"),
+                    f"{src} is outside the period the delivery is for ({period}, London time)",
                 ),
-                lambda data, col=col: data.lazyframe.select(
-                    _parsed(col, pl.col(data.key))
-                    .is_between(pl.lit(start), pl.lit(end), closed="left")
+                lambda data, col=col, low=low, high=high: data.lazyframe.select(
+                    parsed(col, pl.col(data.key))
+                    .is_between(pl.lit(low), pl.lit(high), closed="left")
                     .fill_null(True)
                 ),
             )  # fmt: skip
         columns[src] = pa.Column(pl.String, nullable=not col.required, checks=checks)
-    schema = pa.DataFrameSchema(columns, name=contract.name, strict=False, ordered=False)
+
+    table_checks = _table_checks(contract, period, duplicate_keys or {}, rules)
+    schema = pa.DataFrameSchema(
+        columns, checks=table_checks, name=contract.name, strict=False, ordered=False
+    )
     return schema, rules
+
+
+def _dates(period: str, months: int) -> tuple[date, date]:
+    start, end = period_bounds(period, months)
+    return start.astimezone(LONDON).date(), end.astimezone(LONDON).date()
+
+
+def _table_checks(
+    contract: Contract,
+    period: str,
+    duplicate_keys: dict[tuple[str, ...], list[str]],
+    rules: list[RowRule],
+) -> list[pa.Check]:
+    """Checks across columns: unique keys and the contract's notBefore rules."""
+    checks = []
+    for key in contract.unique_keys:
+        names = [contract.column(n).source_name for n in key]
+        made = RowRule(
+            id=f"{'+'.join(key)}.unique",
+            column=key[0],
+            source_name=" + ".join(names),
+            severity="major",
+            on_failure="quarantine",
+            clause=_clause(contract, f".properties[{key[0]}].primaryKey/unique"),
+            reason=f"{' + '.join(names)} occurs more than once in the delivery; "
+            "every copy is held back because the agreement says it identifies one record",
+        )
+        rules.append(made)
+        dupes = list(duplicate_keys.get(key, []))
+        checks.append(
+            pa.Check(
+                lambda data, key=key, dupes=dupes: data.lazyframe.select(
+                    ~key_expr(contract, key).is_in(dupes).fill_null(False)
+                ),
+                name=made.id,
+                error=made.id,
+            )
+        )
+    for cr in contract.cross_rules:
+        col, ref = contract.column(cr.column), contract.column(cr.reference)
+        made = RowRule(
+            id=cr.name,
+            column=col.name,
+            source_name=col.source_name,
+            severity=cr.severity,
+            on_failure=cr.on_failure,
+            clause=_clause(contract, f".quality[{cr.name}]"),
+            reason=f"{col.source_name} is earlier than {ref.source_name}",
+        )
+        rules.append(made)
+        checks.append(
+            pa.Check(
+                lambda data, col=col, ref=ref: data.lazyframe.select(
+                    (
+                        parsed(col, pl.col(col.source_name)) >= parsed(ref, pl.col(ref.source_name))
+                    ).fill_null(True)
+                ),
+                name=made.id,
+                error=made.id,
+            )
+        )
+    return checks

@@ -12,7 +12,12 @@ from assets.intake import build_intake_asset
 from assets.validation import build_validation_asset
 from pipelines.cli import REPO_ROOT, main
 from pipelines.definitions import build_definitions
-from pipelines.resources import DropZoneResource, LakeResource, WarehouseResource
+from pipelines.resources import (
+    DropZoneResource,
+    LakeResource,
+    PseudonymKeyResource,
+    WarehouseResource,
+)
 from tests.conftest import drop
 
 
@@ -52,6 +57,7 @@ def test_materialize_the_graph_into_a_tmp_home(home, stop_and_search, real_stop_
             "dropzone": DropZoneResource(root=str(home.dropzone)),
             "lake": LakeResource(root=str(home.lake)),
             "warehouse": WarehouseResource(path=str(home.warehouse)),
+            "pseudonym_key": PseudonymKeyResource(home=str(home.home)),
         },
     )
     assert result.success
