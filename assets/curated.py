@@ -4,7 +4,7 @@ import dagster as dg
 import polars as pl
 import pyarrow.parquet as pq
 
-from assets.partitions import monthly_partitions
+from assets.partitions import delivery_partitions
 from assets.validation import validated_key
 from pipelines.previews import frame_preview
 from pipelines.publishing import awaiting_publication, publish_delivery, published
@@ -34,6 +34,12 @@ def column_schema(contract: Contract) -> dg.TableSchema:
         dg.TableColumn(c.name, WAREHOUSE_TYPES[c.logical_type], description=c.description)
         for c in contract.columns
     ]
+    if contract.layout:
+        layout = contract.layout
+        columns += [
+            dg.TableColumn(layout.period_name, "DATE", description=layout.period_description),
+            dg.TableColumn(layout.value_name, "BIGINT", description=layout.value_description),
+        ]
     columns += [
         dg.TableColumn(name, "BIGINT" if kind == "Int64" else "VARCHAR", description=text)
         for (name, kind), text in zip(LINEAGE_TYPES.items(), LINEAGE_COMMENTS.values(), strict=True)
@@ -50,7 +56,7 @@ def build_curated_asset(contract: Contract) -> dg.AssetsDefinition:
         group_name="curated",
         kinds={"parquet", "duckdb"},
         owners=list(contract.owners),
-        partitions_def=monthly_partitions(contract),
+        partitions_def=delivery_partitions(contract),
         description=(
             f"{contract.title} The agreed columns only, typed, one Parquet file per month "
             f"swapped in as a whole; queried as `curated.{contract.name}` in warehouse.duckdb. "

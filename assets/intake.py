@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets.partitions import monthly_partitions
+from assets.partitions import delivery_partitions
 from pipelines.delivery_intake import take_deliveries
 from pipelines.previews import markdown_table
 from pipelines.resources import DropZoneResource, LakeResource
@@ -21,7 +21,7 @@ def build_intake_asset(contract: Contract) -> dg.AssetsDefinition:
         group_name="intake",
         kinds={"csv", "file"},
         owners=list(contract.owners),
-        partitions_def=monthly_partitions(contract),
+        partitions_def=delivery_partitions(contract),
         description=(
             f"Every new file in `dropzone/{contract.name}/<YYYY-MM>/`, identified by the SHA-256 "
             "of its bytes and copied, unchanged and verified, into the lake's landing area. "

@@ -5,7 +5,7 @@ import warnings
 import dagster as dg
 
 from assets.intake import landing_key
-from assets.partitions import monthly_partitions
+from assets.partitions import delivery_partitions
 from pipelines.previews import markdown_table
 from pipelines.resources import LakeResource, PseudonymKeyResource
 from pipelines.row_validation import validate_pending
@@ -48,12 +48,12 @@ def build_validation_asset(contract: Contract) -> dg.AssetsDefinition:
         group_name="validation",
         kinds={"pandera", "polars"},
         owners=list(contract.owners),
-        partitions_def=monthly_partitions(contract),
+        partitions_def=delivery_partitions(contract),
         check_specs=[
             dg.AssetCheckSpec(
                 CONFORMANCE_CHECK,
                 asset=key,
-                partitions_def=monthly_partitions(contract),
+                partitions_def=delivery_partitions(contract),
                 description=f"The delivery conforms to contract {contract.name} "
                 f"v{contract.version}: no critical or major breach.",
             )

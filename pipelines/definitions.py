@@ -6,7 +6,7 @@ import dagster as dg
 
 from assets.curated import build_curated_asset, curated_key
 from assets.intake import build_intake_asset, landing_key
-from assets.partitions import monthly_partitions
+from assets.partitions import delivery_partitions
 from assets.validation import build_validation_asset, validated_key
 from pipelines.resources import (
     DropZoneResource,
@@ -39,7 +39,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
                 selection=dg.AssetSelection.assets(
                     landing_key(contract), validated_key(contract), curated_key(contract)
                 ),
-                partitions_def=monthly_partitions(contract),
+                partitions_def=delivery_partitions(contract),
                 description=f"Take, validate and publish one month of {contract.name}.",
             )
         )

@@ -72,18 +72,28 @@ def build_warehouse(lake: Lake, contracts: dict[str, Contract], path: Path) -> P
                 con.execute(f"CREATE SCHEMA {schema}")
             for contract in contracts.values():
                 target = f"curated.{contract.name}"
-                _source(
-                    con,
-                    target,
-                    lake,
-                    f"curated/contract={contract.name}/period=*/data.parquet",
-                    curated_schema(contract),
-                )
+                pattern = f"curated/contract={contract.name}/period=*/data.parquet"
+                if contract.layout:
+                    # Each release re-sends earlier months; the newest release's figures win.
+                    releases = f"{target}_releases"
+                    _source(con, releases, lake, pattern, curated_schema(contract))
+                    _comment(con, releases, f"Every release of {contract.name}, as delivered.")
+                    con.execute(
+                        f"CREATE VIEW {target} AS SELECT * FROM {releases} "
+                        f"QUALIFY _period = max(_period) OVER "
+                        f"(PARTITION BY {contract.layout.period_name})"
+                    )
+                else:
+                    _source(con, target, lake, pattern, curated_schema(contract))
                 _comment(
                     con, target, f"{contract.title} Contract {contract.name} v{contract.version}."
                 )
                 for col in contract.columns:
                     _comment(con, target, col.description, col.name)
+                if contract.layout:
+                    layout = contract.layout
+                    _comment(con, target, layout.period_description, layout.period_name)
+                    _comment(con, target, layout.value_description, layout.value_name)
                 for col, text in LINEAGE_COMMENTS.items():
                     _comment(con, target, text, col)
             _governance(con, lake)

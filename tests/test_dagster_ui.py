@@ -279,7 +279,7 @@ def test_code_location_loads(webserver: Webserver) -> None:
     assert _location_loaded(webserver)
 
 
-def test_assets_sit_in_their_groups_with_monthly_partitions(webserver: Webserver) -> None:
+def test_assets_sit_in_their_groups_with_delivery_partitions(webserver: Webserver) -> None:
     expected = {"intake": LANDING, "validation": VALIDATED, "curated": CURATED}
     for group, path in expected.items():
         node = _asset_node(webserver, path)
