@@ -54,8 +54,11 @@ def build_validation_asset(contract: Contract) -> dg.AssetsDefinition:
                 CONFORMANCE_CHECK,
                 asset=key,
                 partitions_def=delivery_partitions(contract),
+                # A critical breach stops the month being published in the same run.
+                blocking=True,
                 description=f"The delivery conforms to contract {contract.name} "
-                f"v{contract.version}: no critical or major breach.",
+                f"v{contract.version}: no critical or major breach. Blocking: a critical breach "
+                "(error) holds the delivery back and the curated month is left as it was.",
             )
         ],
         description=(

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipelines.breaches_cli import add_breaches_commands, run_breaches_command
 from pipelines.settings import Settings, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -73,9 +74,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ui = sub.add_parser("ui", help="start the Dagster UI on this home")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
+    add_breaches_commands(sub)
     args = parser.parse_args(argv)
 
     settings = load_settings(args.home)
+    if args.command == "breaches":
+        return run_breaches_command(args, settings)
     if args.command == "run":
         return cmd_run(settings)
     if args.command == "demo":

@@ -41,7 +41,7 @@ class RunReport:
         counts = Counter(e["event"] for e in self.events)
         rows_curated = sum(e["rows_curated"] or 0 for e in self.events if e["event"] == "validated")
         rows_quarantined = sum(
-            e["rows_quarantined"] or 0 for e in self.events if e["event"] == "validated"
+            e["rows_quarantined"] or 0 for e in self.events if e["event"] in ("validated", "held")
         )
         severities = Counter(b["severity"] for b in self.breaches)
         lines = []
@@ -58,7 +58,8 @@ class RunReport:
                 + ".",
                 f"  deliveries taken:   {counts['received']} "
                 f"({counts['validated']} validated, {counts['rejected']} rejected as unreadable "
-                f"or off-contract, {counts['duplicate']} duplicate(s) not processed again)",
+                f"or off-contract, {counts['held']} held back by a critical breach, "
+                f"{counts['duplicate']} duplicate(s) not processed again)",
                 f"  rows curated:       {rows_curated:,}",
                 f"  rows quarantined:   {rows_quarantined:,}",
                 f"  breaches raised:    {len(self.breaches)} "
@@ -118,6 +119,16 @@ def _pending(
     return sorted(pending), problems
 
 
+def _ran(result: dg.ExecuteInProcessResult) -> bool:
+    """True when the pipeline ran, even if a blocking check held a delivery back on purpose."""
+    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    return all(
+        e.step_failure_data.error
+        and e.step_failure_data.error.cls_name == "DagsterAssetCheckFailedError"
+        for e in failures
+    )
+
+
 def run_pending(settings: Settings) -> RunReport:
     """Run every contract-month with new files; report what happened."""
     contracts = load_contracts()
@@ -141,11 +152,13 @@ def run_pending(settings: Settings) -> RunReport:
                 raise_on_error=False,
                 run_config=QUIET,
             )
-            report.runs.append((contract.name, period, result.run_id, result.success))
+            report.runs.append((contract.name, period, result.run_id, _ran(result)))
 
     run_ids = {r[2] for r in report.runs}
     report.events = [e for e in register.events() if e["run_id"] in run_ids]
-    judged = {e["delivery_id"] for e in report.events if e["event"] in ("validated", "rejected")}
+    judged = {
+        e["delivery_id"] for e in report.events if e["event"] in ("validated", "rejected", "held")
+    }
     report.breaches = [b for b in register.breaches() if b["delivery_id"] in judged]
     build_warehouse(lake, contracts, settings.warehouse)
     return report

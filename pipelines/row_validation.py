@@ -12,8 +12,6 @@ caller records why, and its bytes stay in the landing area.
 from __future__ import annotations
 
 import bisect
-import csv
-import io
 import json
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -26,6 +24,14 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from pipelines.delivery_formats import (
+    DeliveryFile,
+    UnreadableFile,
+    format_breaches,
+    open_delivery,
+    text_batches,
+    text_stream,
+)
 from pipelines.lake import Lake
 from pipelines.pseudonymise import pseudonymise
 from pipelines.register import Breach, DeliveryEvent, Register
@@ -117,46 +123,24 @@ def curated_schema(contract: Contract) -> pa.Schema:
 
 
 def _open_text(path: Path) -> pa.NativeFile:
-    # "detect" picks gzip from a .gz suffix; anything else is read as it is.
-    return pa.input_stream(str(path), compression="detect")
+    """The delivery's CSV text, decompressed and as UTF-8 (see `delivery_formats`)."""
+    return text_stream(_open_delivery(path))
+
+
+def _open_delivery(path: Path) -> DeliveryFile:
+    try:
+        return open_delivery(path)
+    except UnreadableFile as exc:
+        raise DeliveryRejected(exc.reason, exc.rule) from exc
 
 
 def read_header(path: Path) -> list[str]:
-    """The delivered column names, or DeliveryRejected with a reason a person can act on."""
-    try:
-        with _open_text(path) as stream:
-            head = stream.read(1 << 20)
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise DeliveryRejected(f"The file could not be opened: {exc}.", "file.readable") from exc
-    if not head.strip():
-        raise DeliveryRejected("The file is empty: it has no header and no rows.", "file.empty")
-    for magic, what in NOT_CSV:
-        if head.startswith(magic):
-            raise DeliveryRejected(
-                f"The file is {what}, not CSV text; the agreement asks for a CSV export.",
-                "file.format",
-            )
-    try:
-        text = head.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DeliveryRejected(
-            f"The file is not UTF-8 text (byte {exc.start} cannot be decoded); "
-            "the agreement asks for UTF-8 CSV.",
-            "file.encoding",
-        ) from exc
-    header = next(csv.reader(io.StringIO(text)), [])
-    if len(header) < 2:
-        raise DeliveryRejected(
-            "The file is not a comma-separated table: its first line has no column names.",
-            "file.format",
-        )
-    repeated = sorted({h for h in header if header.count(h) > 1})
-    if repeated:
-        raise DeliveryRejected(
-            f"The header names these columns more than once: {', '.join(repeated)}.",
-            "file.header",
-        )
-    return header
+    """The delivered column names, or DeliveryRejected with a reason a person can act on.
+
+    Any agreed format (CSV in UTF-8 or Windows-1252, gzip-compressed CSV, Parquet) is
+    read by `pipelines.delivery_formats`.
+    """
+    return list(_open_delivery(path).header)
 
 
 class _SourceRowNumbers:
@@ -192,27 +176,19 @@ class _SourceRowNumbers:
 
 
 def _batches(path: Path, header: list[str], numbers: _SourceRowNumbers) -> Iterator[pl.DataFrame]:
-    reader = pacsv.open_csv(
-        _open_text(path),
-        read_options=pacsv.ReadOptions(
-            column_names=header, skip_rows=1, block_size=BATCH_BYTES, use_threads=False
-        ),
-        parse_options=pacsv.ParseOptions(
-            newlines_in_values=True, invalid_row_handler=numbers.on_invalid_row
-        ),
-        # Everything as text, and only an empty cell is blank: "NA" or "null" are values.
-        convert_options=pacsv.ConvertOptions(
-            column_types={name: pa.string() for name in header},
-            null_values=[""],
-            strings_can_be_null=True,
-        ),
+    # All-text batches of any agreed format; only an empty cell is blank ("NA" is a value).
+    batches = text_batches(
+        _open_delivery(path),
+        on_invalid_row=numbers.on_invalid_row,
+        block_size=BATCH_BYTES,
+        names=header,
     )
-    for batch in reader:
-        if batch.num_rows == 0:
-            continue
-        frame = pl.from_arrow(batch)
-        rows = numbers.take(batch.num_rows)
-        yield frame.with_columns(pl.Series("_source_row", rows, dtype=pl.Int64))
+    try:
+        for frame in batches:
+            rows = numbers.take(frame.height)
+            yield frame.with_columns(pl.Series("_source_row", rows, dtype=pl.Int64))
+    except UnreadableFile as exc:
+        raise DeliveryRejected(exc.reason, exc.rule) from exc
 
 
 def _failures(schema, rules: list[RowRule], frame: pl.DataFrame) -> pl.DataFrame:
@@ -396,6 +372,9 @@ def validate_delivery(
     outcome.breaches = _breaches(
         contract, period, delivery_id, outcome, tallies, missing_counts, numbers, extra, header
     )
+    outcome.breaches += format_breaches(
+        contract, period, delivery_id, _open_delivery(landed), outcome.rows_delivered
+    )
     return outcome
 
 
@@ -429,7 +408,9 @@ def _duplicate_keys(
 
 
 def _share(count: int, total: int) -> str:
-    return f"{count:,} of {total:,} rows ({count / total:.1%})"
+    share = count / total
+    percent = "under 0.1%" if 0 < share < 0.001 else f"{share:.1%}"
+    return f"{count:,} of {total:,} rows ({percent})"
 
 
 def _breaches(
@@ -564,6 +545,14 @@ def validate_pending(
         try:
             outcome = validate_delivery(contract, landed, period, delivery_id, lake, pseudonym_key)
             status, reason = "validated", None
+            critical = sorted({b.rule for b in outcome.breaches if b.severity == "critical"})
+            if critical:
+                # Held, not published: the month already published stays in place.
+                status = "held"
+                reason = (
+                    f"Held back by critical breach(es) of {', '.join(critical)}; "
+                    "the previously published month stays in place."
+                )
         except DeliveryRejected as rejected:
             outcome = ValidationOutcome()
             status, reason = "rejected", rejected.reason
