@@ -11,6 +11,7 @@ from pipelines.breach_register import STATUSES, BreachChangeError, BreachRegiste
 from pipelines.lake import Lake
 from pipelines.register import Register
 from pipelines.settings import Settings
+from pipelines.warehouse import build_warehouse
 from schemas.contract import load_contracts
 
 LIST_COLUMNS = [
@@ -74,6 +75,8 @@ def run_breaches_command(args: argparse.Namespace, settings: Settings) -> int:
             for breach_id in args.breach_ids:
                 entry = register.change(breach_id, command, args.by, args.note)
                 print(f"{entry['breach_id']}: now {entry['status']} (by {args.by})")
+            # The analysts' catalog shows the new status at once.
+            build_warehouse(lake, load_contracts(), settings.warehouse)
     except BreachChangeError as exc:
         print(f"error: {exc}")
         return 1

@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from pipelines.breach_register import BREACH_EVENT_SCHEMA
 from pipelines.lake import Lake
 from pipelines.register import BREACH_SCHEMA, DELIVERY_EVENT_SCHEMA
 from pipelines.row_validation import QUARANTINE_SCHEMA, curated_schema
@@ -154,6 +155,36 @@ def _governance(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
         BREACH_SCHEMA,
     )
     _comment(con, "governance.breaches", "Each contract rule broken by each delivery.")
+    _source(
+        con,
+        "governance.breach_events",
+        lake,
+        "governance/breach_events/contract=*/*.parquet",
+        BREACH_EVENT_SCHEMA,
+    )
+    _comment(con, "governance.breach_events", "Each step of each breach's lifecycle.")
+    con.execute(
+        """
+        CREATE VIEW governance.breach_register AS
+        SELECT b.*,
+               coalesce(s.status, 'open') AS status,
+               s.updated_at,
+               count(DISTINCT b.period) OVER (
+                   PARTITION BY b.contract, b.rule ORDER BY b.period
+                   RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS recurrence
+        FROM governance.breaches b
+        LEFT JOIN (
+            SELECT breach_id, arg_max(status, event_at) AS status, max(event_at) AS updated_at
+            FROM governance.breach_events GROUP BY breach_id
+        ) s USING (breach_id)
+        """
+    )
+    _comment(
+        con,
+        "governance.breach_register",
+        "Breaches with their current status (open, notified, acknowledged, resolved, waived) "
+        "and in how many periods the same rule has been broken so far.",
+    )
     _source(
         con,
         "governance.quarantine_history",

@@ -2,6 +2,8 @@
 
 import csv
 
+import duckdb
+
 import pytest
 
 from pipelines.cli import main
@@ -44,6 +46,12 @@ def test_list_filters_and_lifecycle_keeps_history(real_june, capsys):
     assert "notified by lead: letter" in shown and "resolved by lead" in shown
     assert main(["breaches", "list", "--status", "open"]) == 0
     assert "No breaches match." in capsys.readouterr().out
+    (status,) = (
+        duckdb.connect(str(real_june.warehouse), read_only=True)
+        .execute("SELECT status FROM governance.breach_register")
+        .fetchone()
+    )
+    assert status == "resolved"
 
 
 def test_notice_for_the_real_june_file_is_ready_to_send(
