@@ -3,7 +3,6 @@
 import csv
 
 import duckdb
-
 import pytest
 
 from pipelines.cli import main
