@@ -6,6 +6,7 @@ import argparse
 import getpass
 from pathlib import Path
 
+from pipelines.audit_log import record_export
 from pipelines.breach_notice import build_notice
 from pipelines.breach_register import STATUSES, BreachChangeError, BreachRegister
 from pipelines.lake import Lake
@@ -127,6 +128,15 @@ def _notice(args, settings: Settings, lake: Lake, register: BreachRegister) -> i
     stem = folder / f"notice-{args.contract}-{args.period}"
     stem.with_suffix(".md").write_text(notice.markdown, encoding="utf-8")
     stem.with_suffix(".html").write_text(notice.html, encoding="utf-8")
+    record_export(
+        lake,
+        args.contract,
+        args.period,
+        f"notice {stem.with_suffix('.md').name} ({len(entries)} breach(es))",
+        getpass.getuser(),
+        "notice to the force under the data-sharing agreement",
+    )
     print(notice.markdown)
     print(f"Written: {stem.with_suffix('.md')} and {stem.with_suffix('.html')}")
+    build_warehouse(lake, contracts, settings.warehouse)  # the export shows in the audit log
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import sys
 from collections.abc import Sequence
@@ -36,6 +37,14 @@ def cmd_demo(settings: Settings, rows: int) -> int:
     from pipelines.demo import write_demo_deliveries
 
     _use_home(settings)
+    if settings.dropzone_is_s3:
+        from pipelines.dropzone import open_dropzone
+
+        # Written locally under the home, then uploaded where the bucket lacks them.
+        write_demo_deliveries(settings.home / "demo-dropzone", rows=rows)
+        new, kept = open_dropzone(settings.dropzone).upload_missing(settings.home / "demo-dropzone")
+        print(f"Demo deliveries in {settings.dropzone}: {new} new, {kept} already there.")
+        return cmd_run(settings)
     written = write_demo_deliveries(settings.dropzone, rows=rows)
     print(
         f"Demo deliveries in {settings.dropzone}: {written.new} new, {written.kept} already there."
@@ -58,6 +67,32 @@ def cmd_ui(settings: Settings, host: str, port: int) -> int:
     return 0  # not reached
 
 
+def cmd_warehouse_rebuild(settings: Settings) -> int:
+    """Recreate warehouse.duckdb from the lake alone."""
+    from pipelines.lake import Lake
+    from pipelines.warehouse import build_warehouse
+    from schemas.contract import load_contracts
+
+    path = build_warehouse(Lake(settings.lake), load_contracts(), settings.warehouse)
+    print(f"Warehouse rebuilt from {settings.lake}: {path}")
+    return 0
+
+
+def cmd_retention(settings: Settings, apply: bool, by: str) -> int:
+    """List (or, with --apply, erase and record) what is past its retention period."""
+    from pipelines.lake import Lake
+    from pipelines.retention import describe, enforce_retention
+    from pipelines.warehouse import build_warehouse
+    from schemas.contract import load_contracts
+
+    lake, contracts = Lake(settings.lake), load_contracts()
+    found = enforce_retention(lake, contracts, apply, by)
+    print(describe(found, apply))
+    if apply and found:
+        build_warehouse(lake, contracts, settings.warehouse)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="datashare",
@@ -74,12 +109,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     ui = sub.add_parser("ui", help="start the Dagster UI on this home")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
+    warehouse = sub.add_parser("warehouse", help="the analysts' catalog")
+    warehouse.add_argument("action", choices=["rebuild"], help="recreate it from the lake alone")
+    retention = sub.add_parser("retention", help="erase what is past its retention period")
+    retention.add_argument("--apply", action="store_true", help="erase (default: only list)")
+    retention.add_argument("--by", default=getpass.getuser(), help="who (default: you)")
     add_breaches_commands(sub)
     args = parser.parse_args(argv)
 
     settings = load_settings(args.home)
     if args.command == "breaches":
         return run_breaches_command(args, settings)
+    if args.command == "warehouse":
+        return cmd_warehouse_rebuild(settings)
+    if args.command == "retention":
+        return cmd_retention(settings, args.apply, args.by)
     if args.command == "run":
         return cmd_run(settings)
     if args.command == "demo":

@@ -12,7 +12,11 @@ import dagster as dg
 import duckdb
 
 from pipelines.definitions import build_definitions, delivery_job_name
-from pipelines.dropzone import DropFile, FolderDropZone
+from pipelines.delivery_intake import UNFILED, plan_intake
+from pipelines.delivery_schedule import RULE as LATE_RULE
+from pipelines.delivery_schedule import late_periods, today_in_london
+from pipelines.delivery_sensor import TIMELINESS_JOB, UNFILED_JOB
+from pipelines.dropzone import open_dropzone
 from pipelines.lake import Lake
 from pipelines.register import Register
 from pipelines.settings import Settings
@@ -32,10 +36,17 @@ class RunReport:
     events: list[dict] = field(default_factory=list)
     breaches: list[dict] = field(default_factory=list)
     files_seen: int = 0
+    late: dict[str, list[str]] = field(default_factory=dict)  # contract: periods past due
+    late_flagged_now: int = 0
+    checks_ok: bool = True  # the late-delivery check ran
+
+    @property
+    def months(self) -> list[tuple[str, str, str, bool]]:
+        return [r for r in self.runs if r[0] != UNFILED]
 
     @property
     def ok(self) -> bool:
-        return all(run[3] for run in self.runs)
+        return all(run[3] for run in self.runs) and self.checks_ok
 
     def text(self) -> str:
         counts = Counter(e["event"] for e in self.events)
@@ -45,6 +56,7 @@ class RunReport:
         )
         severities = Counter(b["severity"] for b in self.breaches)
         lines = []
+        unfiled = [e for e in self.events if e["contract"] == UNFILED and e["event"] == "rejected"]
         if not self.runs:
             lines.append(
                 f"Nothing new in the drop zone {self.settings.dropzone} "
@@ -53,10 +65,10 @@ class RunReport:
         else:
             failed = [r for r in self.runs if not r[3]]
             lines += [
-                f"Ran {len(self.runs)} contract-month(s) through Dagster"
+                f"Ran {len(self.months)} contract-month(s) through Dagster"
                 + (f", {len(failed)} FAILED" if failed else "")
                 + ".",
-                f"  deliveries taken:   {counts['received']} "
+                f"  deliveries taken:   {counts['received'] + len(unfiled)} "
                 f"({counts['validated']} validated, {counts['rejected']} rejected as unreadable "
                 f"or off-contract, {counts['held']} held back by a critical breach, "
                 f"{counts['duplicate']} duplicate(s) not processed again)",
@@ -68,6 +80,17 @@ class RunReport:
             ]
             for contract, period, run_id, _ in failed:
                 lines.append(f"  FAILED: {contract} {period}, Dagster run {run_id}")
+        if unfiled:
+            lines.append("Files outside the agreed layout, recorded as rejected (once):")
+            lines += [f"  {e['reason']}" for e in unfiled]
+        if self.late:
+            lines.append(
+                f"Late deliveries ({self.late_flagged_now} flagged now, see delivery.late "
+                "in governance.breaches):"
+            )
+            lines += [f"  {c}: no delivery for {_periods_text(ps)}" for c, ps in self.late.items()]
+        if not self.checks_ok:
+            lines.append(f"  FAILED: the late-delivery check ({TIMELINESS_JOB})")
         if self.problems:
             lines.append("Files in the drop zone that were not processed (kept where they are):")
             lines += [f"  {p}" for p in self.problems]
@@ -101,22 +124,10 @@ class RunReport:
         return "\n".join(lines)
 
 
-def _pending(
-    files: list[DropFile], contract: Contract, register: Register, periods: set[str]
-) -> tuple[list[str], list[str]]:
-    seen = register.seen_sources(contract.name)
-    pending, problems = set(), []
-    for f in files:
-        if f.contract != contract.name or f.problem:
-            continue
-        if f.period not in periods:
-            problems.append(
-                f"{f.relative}: period {f.period} is outside the agreement "
-                f"(from {contract.schedule.first_period} to last month)"
-            )
-        elif (f.relative, f.size, f.mtime_ns) not in seen:
-            pending.add(f.period)
-    return sorted(pending), problems
+def _periods_text(periods: list[str]) -> str:
+    if len(periods) <= 6:
+        return ", ".join(periods)
+    return f"{', '.join(periods[:3])}, … {', '.join(periods[-2:])} ({len(periods)} periods)"
 
 
 def _ran(result: dg.ExecuteInProcessResult) -> bool:
@@ -135,24 +146,50 @@ def run_pending(settings: Settings) -> RunReport:
     defs = build_definitions(settings)
     lake = Lake(settings.lake)
     register = Register(lake)
-    files = FolderDropZone(settings.dropzone).files(set(contracts))
+    zone = open_dropzone(settings.dropzone)
+    files = zone.files(set(contracts))
+    periods = {
+        c.name: defs.resolve_job_def(delivery_job_name(c)).partitions_def.get_partition_keys()
+        for c in contracts.values()
+    }
+    plan = plan_intake(files, register.seen_versions(), periods)
     report = RunReport(settings, contracts, files_seen=len(files))
-    report.problems = [f"{f.relative} {f.problem}" for f in files if f.problem]
+    report.problems = [f"{f.relative} {reason}" for f, reason in plan.waiting]
 
     instance = dg.DagsterInstance.get()
+    if plan.unfiled:
+        result = defs.resolve_job_def(UNFILED_JOB).execute_in_process(
+            instance=instance, raise_on_error=False, run_config=QUIET
+        )
+        report.runs.append((UNFILED, "", result.run_id, _ran(result)))
+    for contract_name, period in sorted(plan.pending):
+        job = defs.resolve_job_def(delivery_job_name(contracts[contract_name]))
+        result = job.execute_in_process(
+            partition_key=period,
+            instance=instance,
+            raise_on_error=False,
+            run_config=QUIET,
+        )
+        report.runs.append((contract_name, period, result.run_id, _ran(result)))
+
+    # Late deliveries: the same job the daily schedule runs, after what was just taken.
+    flagged = {b["breach_id"] for b in register.breaches() if b["rule"] == LATE_RULE}
+    timeliness = defs.resolve_job_def(TIMELINESS_JOB).execute_in_process(
+        instance=instance, raise_on_error=False, run_config=QUIET
+    )
+    report.checks_ok = _ran(timeliness)
+    late_now = {b["breach_id"] for b in register.breaches() if b["rule"] == LATE_RULE}
+    report.late_flagged_now = len(late_now - flagged)
+    waiting = {(f.contract, f.period) for f, _ in plan.waiting}
+    today = today_in_london()
     for contract in contracts.values():
-        job = defs.resolve_job_def(delivery_job_name(contract))
-        periods = set(job.partitions_def.get_partition_keys())
-        pending, problems = _pending(files, contract, register, periods)
-        report.problems += problems
-        for period in pending:
-            result = job.execute_in_process(
-                partition_key=period,
-                instance=instance,
-                raise_on_error=False,
-                run_config=QUIET,
-            )
-            report.runs.append((contract.name, period, result.run_id, _ran(result)))
+        delivered = {
+            d["period"] for d in register.deliveries(contract.name).values() if d.get("period")
+        }
+        here = {p for c, p in waiting if c == contract.name}
+        _, late = late_periods(contract, delivered, today, here)
+        if late:
+            report.late[contract.name] = [p.period for p in late]
 
     run_ids = {r[2] for r in report.runs}
     report.events = [e for e in register.events() if e["run_id"] in run_ids]

@@ -15,9 +15,11 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from pipelines.audit_log import AUDIT_LOG_SQL, EXPORT_SCHEMA
 from pipelines.breach_register import BREACH_EVENT_SCHEMA
 from pipelines.lake import Lake
 from pipelines.register import BREACH_SCHEMA, DELIVERY_EVENT_SCHEMA
+from pipelines.retention import ERASURE_SCHEMA
 from pipelines.row_validation import QUARANTINE_SCHEMA, curated_schema
 from schemas.contract import Contract
 
@@ -178,6 +180,21 @@ def _governance(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
             FROM governance.breach_events GROUP BY breach_id
         ) s USING (breach_id)
         """
+    )
+    for name, pattern, schema, text in [
+        ("erasures", "governance/erasures/contract=*/*.parquet", ERASURE_SCHEMA,
+         "Each file erased at the end of its retention period, under which clause."),
+        ("exports", "governance/exports/contract=*/*.parquet", EXPORT_SCHEMA,
+         "Each export out of the pipeline (notices to the force), by whom and why."),
+    ]:  # fmt: skip
+        _source(con, f"governance.{name}", lake, pattern, schema)
+        _comment(con, f"governance.{name}", text)
+    con.execute(AUDIT_LOG_SQL)
+    _comment(
+        con,
+        "governance.audit_log",
+        "Every collection, publication, breach-status change, erasure and export: "
+        "when, by which run or person, and why.",
     )
     _comment(
         con,

@@ -1,0 +1,145 @@
+"""Storage analysts can trust: kills, open connections, rebuilds, retention, the audit log."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+
+import duckdb
+import pytest
+
+from pipelines.cli import REPO_ROOT, main
+from pipelines.lake import Lake
+from pipelines.retention import enforce_retention, expiry
+from pipelines.synthetic import write_delivery
+from schemas.contract import load_contracts
+from tests.conftest import drop
+
+
+def _count(settings, sql: str):
+    with duckdb.connect(str(settings.warehouse), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def _datashare(home, *args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "DATASHARE_HOME": str(home.home), "DAGSTER_HOME": str(home.dagster_home)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize("kill_after", [2.0, 3.5, 5.0])
+def test_a_killed_run_leaves_a_consistent_state_and_the_next_run_finishes(
+    home, stop_and_search, kill_after, capsys
+):
+    # Last month is published; this month's delivery is in flight when the process dies.
+    january = home.dropzone / "stop_and_search" / "2024-01" / "d.csv"
+    write_delivery(stop_and_search, "2024-01", january, rows=2_000, seed=1, defect_rate=0.001)
+    assert main(["run"]) == 0
+    february = home.dropzone / "stop_and_search" / "2024-02" / "d.csv"
+    write_delivery(stop_and_search, "2024-02", february, rows=150_000, seed=2, defect_rate=0.001)
+
+    process = _datashare(home, "run")
+    time.sleep(kill_after)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+    # Whatever the moment of the kill: the catalog opens, January is whole, February is
+    # absent or whole, never half.
+    months = dict(_count(home, "SELECT _period, count(*) FROM curated.stop_and_search GROUP BY 1"))
+    assert months["2024-01"] + _quarantined(home, "2024-01") == 2_000
+    assert months.get("2024-02", 0) in (0, 150_000 - _quarantined(home, "2024-02"))
+
+    assert main(["run"]) == 0
+    months = dict(_count(home, "SELECT _period, count(*) FROM curated.stop_and_search GROUP BY 1"))
+    assert months["2024-02"] + _quarantined(home, "2024-02") == 150_000
+    (statuses,) = _count(home, "SELECT list(status ORDER BY period) FROM governance.deliveries")
+    assert statuses[0] == ["published", "published"]
+
+
+def _quarantined(home, period: str) -> int:
+    quarantine = home.lake / "quarantine" / "contract=stop_and_search" / f"period={period}"
+    files = list(quarantine.glob("*.parquet")) if quarantine.exists() else []
+    if not files:
+        return 0
+    names = ", ".join(f"'{f}'" for f in files)
+    return duckdb.sql(f"SELECT count(*) FROM read_parquet([{names}])").fetchall()[0][0]
+
+
+def test_an_analyst_connection_open_across_a_run_never_blocks_it(
+    home, real_stop_and_search, stop_and_search, tmp_path
+):
+    drop(home, "stop_and_search", "2022-06", real_stop_and_search)
+    assert main(["run"]) == 0
+    analyst = duckdb.connect(str(home.warehouse), read_only=True)
+    assert analyst.execute("SELECT count(*) FROM curated.stop_and_search").fetchone() == (16_332,)
+
+    restated = tmp_path / "restated.csv"
+    lines = real_stop_and_search.read_text(encoding="utf-8").splitlines(keepends=True)
+    restated.write_text("".join(lines[:1001]), encoding="utf-8")
+    drop(home, "stop_and_search", "2022-06", restated)
+    assert main(["run"]) == 0  # the open connection does not make the run fail
+
+    # The analyst's session still answers; a new connection sees the restated month.
+    analyst.execute("SELECT count(*) FROM governance.deliveries").fetchall()
+    analyst.close()
+    assert _count(home, "SELECT count(*) FROM curated.stop_and_search") == [(1_000,)]
+
+
+def test_warehouse_is_rebuilt_from_the_lake_alone(home, real_stop_and_search, capsys):
+    drop(home, "stop_and_search", "2022-06", real_stop_and_search)
+    assert main(["run"]) == 0
+    home.warehouse.unlink()
+    assert main(["warehouse", "rebuild"]) == 0
+    assert _count(home, "SELECT count(*) FROM curated.stop_and_search") == [(16_332,)]
+    comments = _count(
+        home,
+        "SELECT comment FROM duckdb_columns() "
+        "WHERE table_name = 'stop_and_search' AND column_name = 'officer_defined_ethnicity'",
+    )
+    assert "as the officer perceived it" in comments[0][0]
+
+
+def test_retention_lists_then_erases_and_records(home, real_stop_and_search, capsys):
+    drop(home, "stop_and_search", "2022-06", real_stop_and_search)
+    assert main(["run"]) == 0
+    contracts = load_contracts()
+    assert expiry("2022-06", "P6Y") == date(2028, 7, 1)
+    lake = Lake(home.lake)
+    assert enforce_retention(lake, contracts, apply=False, by="t", today=date(2028, 6, 30)) == []
+    due = enforce_retention(lake, contracts, apply=False, by="t", today=date(2028, 7, 1))
+    assert {e.area for e in due} >= {"landing", "curated"}
+    assert (home.lake / due[0].path).exists()  # a dry run erases nothing
+
+    erased = enforce_retention(lake, contracts, apply=True, by="dpo", today=date(2028, 7, 1))
+    assert all(not (home.lake / e.path).exists() for e in erased)
+    assert main(["warehouse", "rebuild"]) == 0
+    assert _count(home, "SELECT count(*) FROM curated.stop_and_search") == [(0,)]
+    rows = _count(home, "SELECT area, erased_by, clause FROM governance.erasures")
+    assert len(rows) == len(erased) and rows[0][1] == "dpo" and "P6Y" in rows[0][2]
+    # The record of what was delivered survives the data.
+    assert _count(home, "SELECT count(*) FROM governance.deliveries") == [(1,)]
+
+
+def test_audit_log_has_collection_publication_breach_changes_and_exports(
+    home, real_stop_and_search, capsys
+):
+    drop(home, "stop_and_search", "2022-06", real_stop_and_search)
+    assert main(["run"]) == 0
+    (breach_id,) = _count(home, "SELECT breach_id FROM governance.breaches")[0]
+    assert main(["breaches", "notify", breach_id, "--by", "lead", "--note", "monthly letter"]) == 0
+    args = ["--contract", "stop_and_search", "--period", "2022-06"]
+    assert main(["breaches", "notice", *args]) == 0
+    actions = dict(_count(home, "SELECT action, by_whom FROM governance.audit_log"))
+    assert actions["collection"].startswith("run ")
+    assert actions["publication"].startswith("run ")
+    assert actions["breach notified"] == "lead"
+    assert "export" in actions
