@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipelines.breaches_cli import add_breaches_commands, run_breaches_command
+from pipelines.contracts_cli import add_contracts_commands, run_contracts_command
 from pipelines.settings import Settings, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -115,7 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     retention.add_argument("--apply", action="store_true", help="erase (default: only list)")
     retention.add_argument("--by", default=getpass.getuser(), help="who (default: you)")
     add_breaches_commands(sub)
+    add_contracts_commands(sub)
     args = parser.parse_args(argv)
+    if args.command == "contracts":
+        return run_contracts_command(args)  # needs no home folder
 
     settings = load_settings(args.home)
     if args.command == "breaches":
