@@ -18,6 +18,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/datashare contracts lint
 	$(BIN)/pytest -q
 
 ui: $(STAMP)
