@@ -21,6 +21,7 @@ WAREHOUSE_TYPES = {
     "boolean": "BOOLEAN",
     "date": "DATE",
     "timestamp": "TIMESTAMP WITH TIME ZONE",
+    "time": "TIME",
 }
 
 

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assets.partitions import delivery_partitions
-from pipelines.delivery_intake import take_deliveries
+from pipelines.delivery_intake import UNFILED, take_deliveries, take_unfiled
 from pipelines.previews import markdown_table
 from pipelines.resources import DropZoneResource, LakeResource
 from schemas.contract import Contract
@@ -19,13 +19,15 @@ def build_intake_asset(contract: Contract) -> dg.AssetsDefinition:
     @dg.asset(
         key=landing_key(contract),
         group_name="intake",
-        kinds={"csv", "file"},
+        kinds={"csv", "parquet", "file"},
         owners=list(contract.owners),
         partitions_def=delivery_partitions(contract),
         description=(
-            f"Every new file in `dropzone/{contract.name}/<YYYY-MM>/`, identified by the SHA-256 "
-            "of its bytes and copied, unchanged and verified, into the lake's landing area. "
-            "The same bytes again are recorded as a duplicate and not processed twice."
+            f"Every new file in `dropzone/{contract.name}/<YYYY-MM>/` (a folder or "
+            "`s3://bucket/prefix`), identified by the SHA-256 of its bytes and copied, "
+            "unchanged and verified, into the lake's landing area as a read-only file. "
+            "The same bytes again are recorded as a duplicate and not processed twice; a "
+            "`<file>.manifest.json` beside it is kept for validation."
         ),
     )
     def landing(
@@ -57,3 +59,45 @@ def build_intake_asset(contract: Contract) -> dg.AssetsDefinition:
         )
 
     return landing
+
+
+UNFILED_KEY = dg.AssetKey(["landing", UNFILED])
+
+
+def build_unfiled_asset(contracts: dict[str, Contract]) -> dg.AssetsDefinition:
+    """Files in the drop zone outside the agreed layout, kept and recorded once."""
+
+    @dg.asset(
+        key=UNFILED_KEY,
+        group_name="intake",
+        kinds={"file"},
+        description=(
+            "Every new file in the drop zone that is not `<contract>/<YYYY-MM>/<file>` for an "
+            "agreed contract and period: its bytes kept in `landing/unfiled/`, recorded once "
+            "in `governance.deliveries` as rejected with the reason, and a critical breach "
+            "raised. The other deliveries go on."
+        ),
+    )
+    def unfiled(
+        context: dg.AssetExecutionContext, dropzone: DropZoneResource, lake: LakeResource
+    ) -> dg.MaterializeResult:
+        periods = {c.name: delivery_partitions(c).get_partition_keys() for c in contracts.values()}
+        result = take_unfiled(
+            dropzone.zone(), lake.lake(), lake.register(), periods, context.run_id
+        )
+        for e in result.rejected:
+            context.log.error(e.reason)
+        rows = [
+            {"file": e.source_path, "delivery_id": e.delivery_id[:12], "taken as": e.event,
+             "reason": e.reason}
+            for e in result.rejected + result.duplicates
+        ]  # fmt: skip
+        return dg.MaterializeResult(
+            metadata={
+                "files_rejected": len(result.rejected),
+                "duplicates": len(result.duplicates),
+                "files": dg.MetadataValue.md(markdown_table(rows)),
+            }
+        )
+
+    return unfiled

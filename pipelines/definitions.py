@@ -8,6 +8,7 @@ from assets.curated import build_curated_asset, curated_key
 from assets.intake import build_intake_asset, landing_key
 from assets.partitions import delivery_partitions
 from assets.validation import build_validation_asset, validated_key
+from pipelines.delivery_sensor import build_intake_automation
 from pipelines.resources import (
     DropZoneResource,
     LakeResource,
@@ -43,9 +44,13 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
                 description=f"Take, validate and publish one month of {contract.name}.",
             )
         )
+    # The drop-zone sensor, unfiled files and the daily late-delivery check.
+    automation = build_intake_automation(contracts, jobs)
     return dg.Definitions(
-        assets=assets,
-        jobs=jobs,
+        assets=assets + automation.assets,
+        jobs=jobs + automation.jobs,
+        sensors=automation.sensors,
+        schedules=automation.schedules,
         resources={
             "dropzone": DropZoneResource(root=str(settings.dropzone)),
             "lake": LakeResource(root=str(settings.lake)),

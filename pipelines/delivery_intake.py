@@ -1,21 +1,33 @@
 """Intake: take each drop-zone file exactly once, by the SHA-256 of its bytes.
 
-A file already taken (same path, size and modification time) is skipped. New bytes are
-copied into the lake's landing area, the copy checked against the hash, and recorded as
-received. The same bytes under another name are recorded as a duplicate, not processed.
+A file version already taken (same path and `DropFile.version`) is skipped. New bytes are
+streamed into the lake, hashed on the way, checked against the hash and renamed into the
+landing area as an immutable (read-only) copy, then recorded as received. The same bytes
+again, under any name, are recorded as a duplicate and not processed.
+
+Intake is idempotent: the "received" record of a delivery is written under a fixed name
+that only one writer can create, so two runs racing over the same new file record one
+delivery and one duplicate sighting, never two deliveries.
+
+A file outside the agreed layout (or naming no agreed contract, or a period the agreement
+does not cover) is kept too: its bytes go to `landing/unfiled/`, and it is recorded once,
+under the pseudo-contract `unfiled`, as a rejected delivery with the reason and a
+critical breach. The other deliveries go on.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.dropzone import DropFile, FolderDropZone
+from pipelines.dropzone import DropFile, DropZone
 from pipelines.lake import Lake
-from pipelines.register import DeliveryEvent, Register
+from pipelines.register import Breach, DeliveryEvent, Register
 
 KNOWN_SUFFIXES = (".csv.gz", ".csv", ".parquet")
+UNFILED = "unfiled"  # the pseudo-contract of files outside the agreed layout
 
 
 class LandingCopyMismatch(RuntimeError):
@@ -40,27 +52,73 @@ def suffix_of(name: str) -> str:
 
 @dataclass
 class IntakeResult:
-    received: list[DeliveryEvent]
-    duplicates: list[DeliveryEvent]
+    received: list[DeliveryEvent] = field(default_factory=list)
+    duplicates: list[DeliveryEvent] = field(default_factory=list)
+    rejected: list[DeliveryEvent] = field(default_factory=list)
+
+
+@dataclass
+class IntakePlan:
+    """What the drop zone holds that has not been taken yet."""
+
+    pending: dict[tuple[str, str], list[DropFile]] = field(default_factory=dict)
+    unfiled: list[tuple[DropFile, str]] = field(default_factory=list)  # (file, reason)
+    waiting: list[tuple[DropFile, str]] = field(default_factory=list)  # (file, reason)
+    files_seen: int = 0
+
+
+def plan_intake(
+    files: Iterable[DropFile],
+    seen: set[tuple[str, str]],
+    periods: Mapping[str, Iterable[str]],
+) -> IntakePlan:
+    """Sort new files into deliveries per (contract, period), unfiled files, and waiting ones.
+
+    `periods` holds each contract's delivery periods up to now (its partition keys): a
+    file for a later period waits for its period to close; one for a period the agreement
+    does not have is unfiled.
+    """
+    plan = IntakePlan()
+    keys = {name: set(ps) for name, ps in periods.items()}
+    for f in files:
+        plan.files_seen += 1
+        if (f.relative, f.version) in seen:
+            continue
+        if f.problem:
+            plan.unfiled.append((f, f.problem))
+            continue
+        known = keys.get(f.contract, set())
+        if f.period in known:
+            plan.pending.setdefault((f.contract, f.period), []).append(f)
+        elif not known or f.period > max(known):
+            plan.waiting.append(
+                (f, f"is for {f.period}, a period not yet closed; it will be taken once it is")
+            )
+        elif f.period < min(known):
+            plan.unfiled.append(
+                (f, f"is for {f.period}, before the agreement's first period {min(known)}")
+            )
+        else:
+            plan.unfiled.append((f, f"is for {f.period}, not one of the agreed delivery periods"))
+    return plan
 
 
 def take_deliveries(
     contract: str,
     period: str,
-    dropzone: FolderDropZone,
+    dropzone: DropZone,
     lake: Lake,
     register: Register,
     run_id: str | None = None,
 ) -> IntakeResult:
     """Land every new file for one contract and period; record what each one is."""
-    seen = register.seen_sources(contract)
+    seen = register.seen_versions()
     known = register.deliveries(contract)
-    result = IntakeResult([], [])
+    result = IntakeResult()
     for drop in dropzone.deliveries(contract, period):
-        if (drop.relative, drop.size, drop.mtime_ns) in seen:
+        if (drop.relative, drop.version) in seen:
             continue
-        event = _take_one(drop, contract, period, lake, known, run_id)
-        register.record(event)
+        event = _take_one(drop, contract, period, dropzone, lake, register, known, run_id)
         if event.event == "duplicate":
             result.duplicates.append(event)
         else:
@@ -69,37 +127,160 @@ def take_deliveries(
     return result
 
 
-def _take_one(
-    drop: DropFile, contract: str, period: str, lake: Lake, known: dict[str, dict], run_id
-) -> DeliveryEvent:
-    sha = sha256_of(drop.path)
-    common = dict(
-        contract=contract,
-        period=period,
-        delivery_id=sha,
-        source_path=drop.relative,
-        source_size=drop.size,
-        source_mtime_ns=drop.mtime_ns,
-        run_id=run_id,
+def _land(lake: Lake, tmp: Path, landing: Path, sha: str, relative: str) -> None:
+    """Move the verified temporary copy into place, read-only; keep one already there."""
+    if landing.exists() and sha256_of(landing) == sha:
+        return  # an earlier or racing intake landed the same bytes
+    if sha256_of(tmp) != sha:
+        raise LandingCopyMismatch(f"landing copy of {relative} does not match its SHA-256")
+    lake.move_in(tmp, landing, read_only=True)
+
+
+def _duplicate(common: dict, first: Mapping | None, why: str = "") -> DeliveryEvent:
+    where = (
+        f"the delivery already taken from {first.get('source_path')} for {first.get('period')}"
+        if first
+        else "a delivery taken at the same moment by another run"
     )
-    if sha in known:
-        first = known[sha]
-        return DeliveryEvent(
-            **common,
-            event="duplicate",
-            reason=f"Same bytes as the delivery already taken from {first.get('source_path')} "
-            f"for {first.get('period')}; not processed again.",
-        )
-    suffix = suffix_of(drop.path.name)
-    landing = lake.landing_path(contract, period, sha, suffix)
-    if not landing.exists():
-        lake.copy_in(drop.path, landing)
-    if sha256_of(landing) != sha:
-        landing.unlink()
-        raise LandingCopyMismatch(f"landing copy of {drop.relative} does not match its SHA-256")
     return DeliveryEvent(
+        **common,
+        event="duplicate",
+        reason=f"Same bytes as {where}; not processed again.{why}",
+    )
+
+
+def _take_one(
+    drop: DropFile,
+    contract: str,
+    period: str,
+    zone: DropZone,
+    lake: Lake,
+    register: Register,
+    known: dict[str, dict],
+    run_id: str | None,
+) -> DeliveryEvent:
+    with lake.incoming() as tmp:
+        sha, version = zone.fetch(drop, tmp)
+        common = dict(
+            contract=contract,
+            period=period,
+            delivery_id=sha,
+            source_path=drop.relative,
+            source_size=tmp.stat().st_size,
+            source_mtime_ns=drop.mtime_ns,
+            source_version=version,
+            run_id=run_id,
+        )
+        if sha in known:
+            event = _duplicate(common, known[sha])
+            register.record(event)
+            return event
+        suffix = suffix_of(drop.name)
+        landing = lake.landing_path(contract, period, sha, suffix)
+        _land(lake, tmp, landing, sha, drop.relative)
+    if drop.manifest is not None:
+        # The force's manifest, kept beside the landing copy; checked at validation.
+        manifest = zone.read_small(drop.manifest)
+        with lake.writing(lake.manifest_path(contract, period, sha)) as out:
+            out.write_bytes(manifest)
+    event = DeliveryEvent(
         **common,
         event="received",
         landing_path=str(landing.relative_to(lake.root)),
         file_format=suffix.lstrip("."),
     )
+    if register.record_once(event, f"received-{sha}"):
+        return event
+    event = _duplicate(common, None)  # another run recorded these bytes a moment ago
+    register.record(event)
+    return event
+
+
+def take_unfiled(
+    dropzone: DropZone,
+    lake: Lake,
+    register: Register,
+    periods: Mapping[str, Iterable[str]],
+    run_id: str | None = None,
+) -> IntakeResult:
+    """Keep and record, once, every new file outside the agreed layout or periods."""
+    plan = plan_intake(dropzone.files(set(periods)), register.seen_versions(), periods)
+    known = register.deliveries()
+    result = IntakeResult()
+    for drop, problem in plan.unfiled:
+        event = _take_unfiled_one(drop, problem, dropzone, lake, register, known, run_id)
+        (result.duplicates if event.event == "duplicate" else result.rejected).append(event)
+        if event.event != "duplicate":
+            known[event.delivery_id] = {"source_path": drop.relative, "period": drop.period}
+    return result
+
+
+def _unfiled_rule(problem: str) -> str:
+    if "no agreed contract" in problem:
+        return "file.contract"
+    if "period" in problem or problem.startswith("is for"):
+        return "file.period"
+    return "file.layout"
+
+
+def _take_unfiled_one(
+    drop: DropFile,
+    problem: str,
+    zone: DropZone,
+    lake: Lake,
+    register: Register,
+    known: dict[str, dict],
+    run_id: str | None,
+) -> DeliveryEvent:
+    with lake.incoming() as tmp:
+        sha, version = zone.fetch(drop, tmp)
+        common = dict(
+            contract=UNFILED,
+            period=drop.period,
+            delivery_id=sha,
+            source_path=drop.relative,
+            source_size=tmp.stat().st_size,
+            source_mtime_ns=drop.mtime_ns,
+            source_version=version,
+            run_id=run_id,
+        )
+        if sha in known:
+            event = _duplicate(
+                common, known[sha], f" This copy ({drop.relative}) is outside the agreed layout."
+            )
+            register.record(event)
+            return event
+        suffix = suffix_of(drop.name)
+        landing = lake.unfiled_path(sha, suffix)
+        _land(lake, tmp, landing, sha, drop.relative)
+    kept = str(landing.relative_to(lake.root))
+    reason = (
+        f"{drop.relative} {problem}. The file is kept in the lake ({kept}); nothing from it "
+        "was published."
+    )
+    event = DeliveryEvent(
+        **common,
+        event="rejected",
+        landing_path=kept,
+        file_format=suffix.lstrip("."),
+        reason=reason,
+    )
+    if not register.record_once(event, f"unfiled-{sha}"):
+        event = _duplicate(common, None)
+        register.record(event)
+        return event
+    breach = Breach(
+        contract=UNFILED,
+        contract_version="",
+        period=drop.period,
+        delivery_id=sha,
+        rule=_unfiled_rule(problem),
+        clause="delivery layout: <contract>/<YYYY-MM>/<file>",
+        severity="critical",
+        action="delivery rejected",
+        failing_rows=0,
+        rows_checked=0,
+        detail=reason,
+    )
+    register.write_breaches(UNFILED, drop.period or "none", sha, [breach])
+    return event

@@ -2,7 +2,10 @@
 
 Layout under the lake root:
     landing/contract=<c>/period=<p>/<sha256><suffix>     immutable copy of each delivery
+    landing/contract=<c>/period=<p>/<sha256>.manifest.json  the force's manifest, if sent
+    landing/unfiled/<sha256><suffix>                     a file outside the agreed layout
     quarantine/contract=<c>/period=<p>/<sha256>.parquet  failing rows with their reasons
+    quarantine_masked/contract=<c>/period=<p>/<sha256>.parquet  the same, classified fields withheld
     staging/contract=<c>/period=<p>/<sha256>.parquet     passing rows awaiting publication
     curated/contract=<c>/period=<p>/data.parquet         the published month
     governance/deliveries/contract=<c>/<time>-<sha>-<event>.parquet  delivery events
@@ -14,8 +17,10 @@ Landing and quarantine hold data in the clear, so they are readable by the owner
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,8 +47,19 @@ class Lake:
     def landing_path(self, contract: str, period: str, delivery_id: str, suffix: str) -> Path:
         return self._area("landing", contract, period) / f"{delivery_id}{suffix}"
 
+    def manifest_path(self, contract: str, period: str, delivery_id: str) -> Path:
+        return self._area("landing", contract, period) / f"{delivery_id}.manifest.json"
+
+    def unfiled_path(self, delivery_id: str, suffix: str) -> Path:
+        """Where the bytes of a file outside the agreed layout are kept."""
+        return self.root / "landing" / "unfiled" / f"{delivery_id}{suffix}"
+
     def quarantine_path(self, contract: str, period: str, delivery_id: str) -> Path:
         return self._area("quarantine", contract, period) / f"{delivery_id}.parquet"
+
+    def masked_quarantine_path(self, contract: str, period: str, delivery_id: str) -> Path:
+        """The analysts' copy of a quarantine file, with classified fields withheld."""
+        return self._area("quarantine_masked", contract, period) / f"{delivery_id}.parquet"
 
     def staging_path(self, contract: str, period: str, delivery_id: str) -> Path:
         return self._area("staging", contract, period) / f"{delivery_id}.parquet"
@@ -90,3 +106,46 @@ class Lake:
     def copy_in(self, source: Path, path: Path) -> None:
         with self.writing(path) as tmp:
             shutil.copyfile(source, tmp)
+
+    @contextmanager
+    def incoming(self) -> Iterator[Path]:
+        """A private temporary file in the landing area, removed unless moved in.
+
+        Copies left by a run that was killed mid-copy are swept once a day old.
+        """
+        tmp = self.root / "landing" / ".incoming" / f"{uuid.uuid4().hex}.tmp"
+        self._prepare(tmp)
+        for stale in tmp.parent.glob("*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                if time.time() - stale.stat().st_mtime > 86_400:
+                    stale.unlink()
+        try:
+            yield tmp
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def move_in(self, tmp: Path, path: Path, read_only: bool = False) -> None:
+        """Rename a finished temporary file into place, atomically (same file system)."""
+        self._prepare(path)
+        if read_only:
+            os.chmod(tmp, 0o400)
+        elif path.relative_to(self.root).parts[0] in PRIVATE_AREAS:
+            os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+
+    def write_table_once(self, path: Path, table: pa.Table) -> bool:
+        """Write `path` only if nothing is there yet, atomically; False if it already was.
+
+        The file is written aside and hard-linked into place: the link fails if another
+        writer got there first, so of two racing writers exactly one wins.
+        """
+        self._prepare(path)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            pq.write_table(table, tmp, compression="zstd")
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)

@@ -14,10 +14,11 @@ import duckdb
 from pipelines.definitions import build_definitions, delivery_job_name
 from pipelines.delivery_intake import UNFILED, plan_intake
 from pipelines.delivery_schedule import RULE as LATE_RULE
-from pipelines.delivery_schedule import late_periods, today_in_london
+from pipelines.delivery_schedule import late_periods, today_in_london, watching_since
 from pipelines.delivery_sensor import TIMELINESS_JOB, UNFILED_JOB
 from pipelines.dropzone import open_dropzone
 from pipelines.lake import Lake
+from pipelines.publishing import published
 from pipelines.register import Register
 from pipelines.settings import Settings
 from pipelines.warehouse import build_warehouse
@@ -124,6 +125,20 @@ class RunReport:
         return "\n".join(lines)
 
 
+def _unfinished(register: Register, contract: str) -> set[str]:
+    """Periods a run left half done (killed after intake): received and not validated, or
+    validated after the month last published and not published."""
+    periods = set()
+    for d in register.deliveries(contract).values():
+        if d["event"] == "received":
+            periods.add(d["period"])
+        elif d["event"] == "validated":
+            current = published(register, contract, d["period"])
+            if current is None or current["event_at"] < d["event_at"]:
+                periods.add(d["period"])
+    return periods
+
+
 def _periods_text(periods: list[str]) -> str:
     if len(periods) <= 6:
         return ", ".join(periods)
@@ -153,6 +168,9 @@ def run_pending(settings: Settings) -> RunReport:
         for c in contracts.values()
     }
     plan = plan_intake(files, register.seen_versions(), periods)
+    for name in contracts:  # and whatever a killed run left half done
+        for period in _unfinished(register, name) & set(periods[name]):
+            plan.pending.setdefault((name, period), [])
     report = RunReport(settings, contracts, files_seen=len(files))
     report.problems = [f"{f.relative} {reason}" for f, reason in plan.waiting]
 
@@ -187,7 +205,8 @@ def run_pending(settings: Settings) -> RunReport:
             d["period"] for d in register.deliveries(contract.name).values() if d.get("period")
         }
         here = {p for c, p in waiting if c == contract.name}
-        _, late = late_periods(contract, delivered, today, here)
+        since = watching_since(register, contract.name)
+        _, late = late_periods(contract, delivered, today, here, since)
         if late:
             report.late[contract.name] = [p.period for p in late]
 

@@ -34,6 +34,7 @@ DELIVERY_EVENT_SCHEMA = pa.schema(
         ("rows_quarantined", pa.int64()),
         ("reason", pa.string()),
         ("run_id", pa.string()),
+        ("source_version", pa.string()),
     ]
 )
 
@@ -74,6 +75,7 @@ class DeliveryEvent:
     rows_quarantined: int | None = None
     reason: str | None = None
     run_id: str | None = None
+    source_version: str | None = None  # DropFile.version of the file the bytes came from
     event_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -84,7 +86,7 @@ class Breach:
     contract: str
     contract_version: str
     period: str
-    delivery_id: str
+    delivery_id: str | None  # None for a breach of the schedule (no delivery)
     rule: str
     clause: str
     severity: str
@@ -98,7 +100,8 @@ class Breach:
     @property
     def breach_id(self) -> str:
         # Stable: the same rule on the same delivery is the same breach, however often run.
-        key = f"{self.contract}|{self.delivery_id}|{self.rule}"
+        # A breach of the schedule has no delivery: it is the period's.
+        key = f"{self.contract}|{self.delivery_id or self.period}|{self.rule}"
         return "B-" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
     @property
@@ -117,6 +120,15 @@ class Register:
         name = f"{stamp}-{event.delivery_id[:16]}-{event.event}-{uuid.uuid4().hex[:6]}.parquet"
         path = self.lake.delivery_events_dir(event.contract) / name
         self.lake.write_table(path, pa.Table.from_pylist([asdict(event)], DELIVERY_EVENT_SCHEMA))
+
+    def record_once(self, event: DeliveryEvent, key: str) -> bool:
+        """Record `event` under a fixed name; False (and nothing written) if already there.
+
+        Of two intakes racing over the same bytes exactly one records them as received.
+        """
+        path = self.lake.delivery_events_dir(event.contract) / f"{key}.parquet"
+        table = pa.Table.from_pylist([asdict(event)], DELIVERY_EVENT_SCHEMA)
+        return self.lake.write_table_once(path, table)
 
     def write_breaches(
         self, contract: str, period: str, delivery_id: str, breaches: list[Breach]
@@ -156,6 +168,14 @@ class Register:
             (e["source_path"], e["source_size"], e["source_mtime_ns"])
             for e in self.events(contract)
             if e["event"] in ("received", "duplicate") and e["source_path"]
+        }
+
+    def seen_versions(self) -> set[tuple[str, str]]:
+        """(path, version) of every drop-zone file already taken, whatever became of it."""
+        return {
+            (e["source_path"], e["source_version"] or f"{e['source_size']}:{e['source_mtime_ns']}")
+            for e in self.events()
+            if e["source_path"]
         }
 
     def breaches(self, contract: str | None = None) -> list[dict]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.dropzone import FolderDropZone
+from pipelines.dropzone import DropZone, open_dropzone
 from pipelines.lake import Lake
 from pipelines.pseudonymise import load_key
 from pipelines.register import Register
@@ -15,12 +15,13 @@ from schemas.contract import Contract
 
 
 class DropZoneResource(dg.ConfigurableResource):
-    """Where the force drops deliveries: `<contract>/<YYYY-MM>/<file>`."""
+    """Where the force drops deliveries: `<contract>/<YYYY-MM>/<file>`, in a folder or in
+    an S3 bucket (`s3://bucket/prefix`)."""
 
     root: str
 
-    def zone(self) -> FolderDropZone:
-        return FolderDropZone(Path(self.root))
+    def zone(self) -> DropZone:
+        return open_dropzone(self.root)
 
 
 class LakeResource(dg.ConfigurableResource):

@@ -33,6 +33,8 @@ from pipelines.delivery_formats import (
     text_stream,
 )
 from pipelines.lake import Lake
+from pipelines.manifests import manifest_breaches
+from pipelines.masking import mask_quarantine
 from pipelines.pseudonymise import pseudonymise
 from pipelines.register import Breach, DeliveryEvent, Register
 from pipelines.wide_layout import curated_long, value_columns, value_rule
@@ -372,9 +374,12 @@ def validate_delivery(
     outcome.breaches = _breaches(
         contract, period, delivery_id, outcome, tallies, missing_counts, numbers, extra, header
     )
+    # The file's format and its manifest, if the force sent one (a mismatch is critical).
+    delivered_rows = outcome.rows_delivered
     outcome.breaches += format_breaches(
-        contract, period, delivery_id, _open_delivery(landed), outcome.rows_delivered
+        contract, period, delivery_id, _open_delivery(landed), delivered_rows
     )
+    outcome.breaches += manifest_breaches(contract, period, delivery_id, lake, delivered_rows)
     return outcome
 
 
@@ -544,6 +549,7 @@ def validate_pending(
         landed = lake.root / delivery["landing_path"]
         try:
             outcome = validate_delivery(contract, landed, period, delivery_id, lake, pseudonym_key)
+            mask_quarantine(contract, lake, period, delivery_id)
             status, reason = "validated", None
             critical = sorted({b.rule for b in outcome.breaches if b.severity == "critical"})
             if critical:

@@ -2,6 +2,9 @@
 
 `DATASHARE_HOME` (default `.datashare/` in the current folder) holds the drop zone, the
 lake, the warehouse and Dagster's own home, so one variable moves a whole installation.
+`DATASHARE_DROP_ZONE` may be a folder or an `s3://bucket/prefix` URL; an S3 drop zone is
+reached with the standard AWS settings (credentials, region, `AWS_ENDPOINT_URL_S3` or
+`AWS_ENDPOINT_URL` for an S3-compatible store).
 """
 
 from __future__ import annotations
@@ -10,22 +13,49 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+# Dagster's default SQLite storage under the home; no telemetry (no internet). Runs for
+# the same contract-period (tagged by the delivery sensor) go one at a time.
+DAGSTER_YAML = """\
+telemetry:
+  enabled: false
+concurrency:
+  runs:
+    tag_concurrency_limits:
+      - key: datashare/partition
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+"""
+
 
 @dataclass(frozen=True)
 class Settings:
     home: Path
-    dropzone: Path
+    dropzone: Path | str  # a local folder, or an `s3://bucket/prefix` URL (a str)
     lake: Path
     warehouse: Path
     dagster_home: Path
 
+    @property
+    def dropzone_is_s3(self) -> bool:
+        return isinstance(self.dropzone, str)
+
     def ensure_folders(self) -> None:
-        for folder in (self.home, self.dropzone, self.lake, self.dagster_home):
+        folders = [self.home, self.lake, self.dagster_home]
+        if not self.dropzone_is_s3:
+            folders.append(self.dropzone)
+        for folder in folders:
             folder.mkdir(parents=True, exist_ok=True)
         config = self.dagster_home / "dagster.yaml"
         if not config.exists():
-            # Dagster's default SQLite storage under this home; no telemetry (no internet).
-            config.write_text("telemetry:\n  enabled: false\n")
+            config.write_text(DAGSTER_YAML)
+
+
+def dropzone_location(raw: str | None, home: Path) -> Path | str:
+    """The drop zone: an `s3://` URL kept as written (less a trailing slash), else a folder."""
+    if raw and raw.strip().startswith("s3://"):
+        return raw.strip().rstrip("/")
+    return Path(raw or home / "dropzone").resolve()
 
 
 def load_settings(home: str | Path | None = None) -> Settings:
@@ -33,7 +63,7 @@ def load_settings(home: str | Path | None = None) -> Settings:
     base = Path(home or os.environ.get("DATASHARE_HOME") or ".datashare").resolve()
     return Settings(
         home=base,
-        dropzone=Path(os.environ.get("DATASHARE_DROP_ZONE") or base / "dropzone").resolve(),
+        dropzone=dropzone_location(os.environ.get("DATASHARE_DROP_ZONE"), base),
         lake=Path(os.environ.get("DATASHARE_LAKE") or base / "lake").resolve(),
         warehouse=base / "warehouse.duckdb",
         dagster_home=base / "dagster",

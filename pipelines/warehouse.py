@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipelines.audit_log import AUDIT_LOG_SQL, EXPORT_SCHEMA
 from pipelines.breach_register import BREACH_EVENT_SCHEMA
@@ -99,6 +100,7 @@ def build_warehouse(lake: Lake, contracts: dict[str, Contract], path: Path) -> P
                     _comment(con, target, layout.value_description, layout.value_name)
                 for col, text in LINEAGE_COMMENTS.items():
                     _comment(con, target, text, col)
+            _oversight(con, lake)
             _governance(con, lake)
             con.execute("CHECKPOINT")
         finally:
@@ -108,6 +110,24 @@ def build_warehouse(lake: Lake, contracts: dict[str, Contract], path: Path) -> P
         tmp.unlink(missing_ok=True)
         Path(f"{tmp}.wal").unlink(missing_ok=True)
     return path
+
+
+def _oversight(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
+    """A view per oversight mart (`oversight/<mart>.parquet`), with its column comments.
+
+    A mart's Parquet file carries its table and column descriptions as key-value metadata
+    (`comment` and `comment:<column>`), written beside the code that defines the measure.
+    """
+    for path in lake.glob("oversight/*.parquet"):
+        name = f"oversight.{path.stem}"
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({_quote(str(path))})")
+        metadata = pq.read_schema(path).metadata or {}
+        for key, value in metadata.items():
+            key, text = key.decode(), value.decode()
+            if key == "comment":
+                _comment(con, name, text)
+            elif key.startswith("comment:"):
+                _comment(con, name, text, key.removeprefix("comment:"))
 
 
 def _governance(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
@@ -206,13 +226,15 @@ def _governance(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
         con,
         "governance.quarantine_history",
         lake,
-        "quarantine/contract=*/period=*/*.parquet",
+        # The analysts' copy: classified fields withheld (the clear copy is owner-only).
+        "quarantine_masked/contract=*/period=*/*.parquet",
         QUARANTINE_SCHEMA,
     )
     _comment(
         con,
         "governance.quarantine_history",
-        "Every row ever held back, including those of deliveries since superseded.",
+        "Every row ever held back, including those of deliveries since superseded; "
+        "classified fields read [withheld].",
     )
     # What an analyst means by "the quarantine": rows of the deliveries that stand now.
     con.execute(

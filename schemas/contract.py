@@ -115,6 +115,7 @@ class DeliverySchedule:
     first_period: str
     due_day_of_following_month: int
     late_after_days: int
+    late_checks_from: str | None = None  # first period watched for lateness (optional)
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ class Contract:
     owners: tuple[str, ...] = ()
     cross_rules: tuple[NotBeforeRule, ...] = ()
     layout: WideLayout | None = None
+    file_format: dict[str, Any] = field(default_factory=dict)  # customProperties.fileFormat
 
     @property
     def unique_keys(self) -> tuple[tuple[str, ...], ...]:
@@ -325,6 +327,7 @@ def parse_contract(doc: dict[str, Any], path: Path) -> Contract:
             first_period=str(sched["firstPeriod"]),
             due_day_of_following_month=int(sched["dueDayOfFollowingMonth"]),
             late_after_days=int(sched["lateAfterDays"]),
+            late_checks_from=str(sched["lateChecksFrom"]) if sched.get("lateChecksFrom") else None,
         )
     except (KeyError, IndexError, TypeError) as exc:
         raise ContractError(f"{path}: missing or malformed field {exc}") from exc
@@ -342,6 +345,7 @@ def parse_contract(doc: dict[str, Any], path: Path) -> Contract:
         owners=(f"team:{team['name']}",) if team.get("name") else (),
         cross_rules=cross_rules,
         layout=layout,
+        file_format=custom.get("fileFormat") or {},
     )
 
 

@@ -1,5 +1,6 @@
 """The pipeline end to end: Dagster assets, `datashare run` and `datashare demo`."""
 
+import json
 import os
 from pathlib import Path
 
@@ -81,13 +82,18 @@ def test_run_takes_good_and_bad_deliveries_and_goes_on(home, real_stop_and_searc
     bad = home.dropzone / "stop_and_search" / "2022-07" / "2022-07-stop-and-search.csv"
     bad.parent.mkdir(parents=True)
     bad.write_bytes(b"%PDF-1.7\n" + bytes(range(256)))
+    # June's rows sent as September's: every row falls outside the month.
+    lines = real_stop_and_search.read_text(encoding="utf-8").splitlines(keepends=True)
+    wrong_month = home.dropzone / "stop_and_search" / "2022-09" / "2022-09.csv"
+    wrong_month.parent.mkdir(parents=True)
+    wrong_month.write_text("".join(lines[:11]), encoding="utf-8")
     stray = home.dropzone / "stop_and_search" / "june.csv"
     stray.write_text("Type\n")
 
     assert main(["run"]) == 0
     out = capsys.readouterr().out
     assert "rows curated:       16,332" in out
-    assert "1 critical" in out
+    assert "2 critical" in out  # the PDF, and june.csv outside the layout (recorded, kept)
     assert "stop_and_search/june.csv is not in the agreed layout" in out
 
     deliveries = _query(
@@ -103,10 +109,16 @@ def test_run_takes_good_and_bad_deliveries_and_goes_on(home, real_stop_and_searc
         " UNION ALL SELECT _source_row FROM governance.quarantine WHERE _period = '2022-06')",
     )
     assert rows == [(16_332, 16_332, 1, 16_332)]
-    (critical,) = _query(
-        home, "SELECT rule, detail FROM governance.breaches WHERE severity = 'critical'"
+    # Analysts see quarantined rows with classified fields withheld.
+    records = [json.loads(r) for (r,) in _query(home, "SELECT record FROM governance.quarantine")]
+    assert len(records) == 10
+    assert all(r["Self-defined ethnicity"] == "[withheld]" for r in records)
+    assert all(r["Type"] != "[withheld]" for r in records)
+    critical = _query(
+        home,
+        "SELECT contract, rule FROM governance.breaches WHERE severity = 'critical' ORDER BY 1",
     )
-    assert critical[0] == "file.format"
+    assert critical == [("stop_and_search", "file.format"), ("unfiled", "file.layout")]
     # The unreadable file's bytes are kept in the lake.
     (landing,) = _query(
         home, "SELECT landing_path FROM governance.deliveries WHERE period = '2022-07'"

@@ -1,0 +1,381 @@
+"""Delivery formats: a landed file of any agreed format, as a header and all-text batches.
+
+Agreed formats, told apart by the file's name (the landing copy keeps the suffix the force
+gave it) and then checked against its bytes:
+
+- `.csv`: UTF-8 (with or without a byte-order mark), or Windows-1252 as Excel's
+  "CSV (Comma delimited)" writes it; LF or CRLF line ends.
+- `.csv.gz`: the same, gzip-compressed. The whole stream is checked first, so a truncated
+  upload is reported as truncated instead of failing half-way through validation.
+- `.parquet`: every column read as text, so the contract's checks see the same thing they
+  see in a CSV (timestamps as ISO 8601 with offset, booleans as True/False).
+
+The encoding is decided over the whole file, never from its first bytes: UTF-8 is tried
+strictly first; a file that is not UTF-8 is read as Windows-1252 only if every byte of it
+decodes as Windows-1252 (its five undefined bytes never appear in real Excel exports).
+Windows-1252 is accepted rather than rejected because it is what Excel on Windows writes
+by default and it decodes unambiguously; unless the contract's `fileFormat.encoding`
+lists it, the delivery carries a minor `file.encoding` breach asking for "CSV UTF-8".
+
+Anything else is `UnreadableFile` with a reason a person can act on and a rule id.
+Memory stays bounded: files are streamed in blocks, never read whole.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import functools
+import gzip
+import io
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from pipelines.register import Breach
+
+CSV, CSV_GZ, PARQUET = "csv", "csv.gz", "parquet"
+SUFFIXES = {".csv.gz": CSV_GZ, ".csv": CSV, ".parquet": PARQUET}
+UTF8, WINDOWS_1252 = "utf-8", "windows-1252"
+ENCODING_NAMES = {  # how a contract may spell an encoding
+    "utf-8": UTF8,
+    "utf8": UTF8,
+    "windows-1252": WINDOWS_1252,
+    "cp1252": WINDOWS_1252,
+    "win-1252": WINDOWS_1252,
+}
+BLOCK = 1 << 20
+HEAD = 1 << 20
+BATCH_BYTES = 16 << 20
+PARQUET_BATCH_ROWS = 65_536
+AGREED = "CSV (.csv), gzip-compressed CSV (.csv.gz) or Parquet (.parquet)"
+
+# Signatures of files that often arrive under an agreed name by mistake.
+NOT_TEXT = (
+    (b"PK\x03\x04", "a zip archive (an Excel workbook saved as .xlsx is one)"),
+    (b"\xd0\xcf\x11\xe0", "an old-style Excel or Office document"),
+    (b"%PDF", "a PDF document"),
+    (b"PAR1", "a Parquet file"),
+    (b"\x1f\x8b", "gzip-compressed but not named .csv.gz"),
+    (b"\xff\xfe", "UTF-16 text (as Excel's 'Unicode Text' writes it)"),
+    (b"\xfe\xff", "UTF-16 text"),
+)
+
+
+class UnreadableFile(Exception):
+    """The file cannot be read as any agreed format; `reason` says why in plain words."""
+
+    def __init__(self, reason: str, rule: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.rule = rule
+
+
+@dataclass(frozen=True)
+class DeliveryFile:
+    """A landed delivery, opened: its format, text encoding and delivered column names."""
+
+    path: Path
+    format: str  # csv, csv.gz or parquet
+    encoding: str | None  # utf-8 or windows-1252 for CSV; None for Parquet
+    header: tuple[str, ...]
+
+
+def format_of(name: str) -> str | None:
+    lowered = name.lower()
+    for suffix, fmt in SUFFIXES.items():
+        if lowered.endswith(suffix):
+            return fmt
+    return None
+
+
+def _raw(path: Path, fmt: str) -> pa.NativeFile:
+    return pa.input_stream(str(path), compression="gzip" if fmt == CSV_GZ else None)
+
+
+def _blocks(path: Path, fmt: str) -> Iterator[bytes]:
+    """The file's (decompressed) bytes in blocks; a broken gzip stream is UnreadableFile."""
+    offset = 0
+    opener = gzip.open if fmt == CSV_GZ else open
+    try:
+        with opener(path, "rb") as fh:
+            while chunk := fh.read(BLOCK):
+                yield chunk
+                offset += len(chunk)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        what = "truncated" if isinstance(exc, EOFError) else "corrupt"
+        raise UnreadableFile(
+            f"The gzip-compressed file is {what}: it could be decompressed only as far as "
+            f"byte {offset:,} ({exc}). An upload may have been cut short; please send it "
+            "again.",
+            "file.compression",
+        ) from exc
+
+
+def _head(path: Path, fmt: str) -> bytes:
+    head = b""
+    for chunk in _blocks(path, fmt):
+        head += chunk
+        if len(head) >= HEAD:
+            break
+    return head[:HEAD]
+
+
+def _check_head(head: bytes) -> None:
+    """Reject what is plainly not CSV text, by its first bytes."""
+    if not head.strip():
+        raise UnreadableFile("The file is empty: it has no header and no rows.", "file.empty")
+    for magic, what in NOT_TEXT:
+        if head.startswith(magic):
+            raise UnreadableFile(
+                f"The file is {what}, not CSV text; the agreement asks for a CSV export.",
+                "file.format",
+            )
+    if b"\x00" in head[:4096]:
+        raise UnreadableFile(
+            "The file holds binary data (NUL bytes), not CSV text; "
+            "the agreement asks for a CSV export.",
+            "file.format",
+        )
+
+
+def _encoding(path: Path, fmt: str) -> str:
+    """UTF-8 if every byte of the file is UTF-8, else Windows-1252 if every byte is that."""
+    utf8 = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    try:
+        for chunk in _blocks(path, fmt):
+            if not chunk.isascii() or utf8.getstate()[0]:
+                utf8.decode(chunk)
+            offset += len(chunk)
+        utf8.decode(b"", final=True)
+        return UTF8
+    except UnicodeDecodeError as exc:
+        first_bad = offset + exc.start
+    # Not UTF-8 (rare): a second pass, over the whole file, for Windows-1252.
+    offset = 0
+    for chunk in _blocks(path, fmt):
+        try:
+            chunk.decode("cp1252")
+        except UnicodeDecodeError as exc:
+            raise UnreadableFile(
+                f"The file is not UTF-8 text (byte {first_bad:,} cannot be decoded) and not "
+                f"Windows-1252 either (byte {offset + exc.start:,}); the agreement asks for "
+                "UTF-8 CSV.",
+                "file.encoding",
+            ) from exc
+        offset += len(chunk)
+    return WINDOWS_1252
+
+
+def _header_from_text(head: bytes, encoding: str) -> list[str]:
+    text = head.decode("utf-8-sig" if encoding == UTF8 else "cp1252", errors="replace")
+    return next(csv.reader(io.StringIO(text)), [])
+
+
+def _parquet_header(path: Path) -> list[str]:
+    try:
+        schema = pq.ParquetFile(path).schema_arrow
+    except (pa.ArrowException, OSError) as exc:
+        size = path.stat().st_size
+        what = "empty" if size == 0 else f"not a readable Parquet file ({exc})"
+        raise UnreadableFile(
+            f"The file is named .parquet but is {what}. Nothing from this file was published.",
+            "file.empty" if size == 0 else "file.format",
+        ) from exc
+    nested = [f.name for f in schema if pa.types.is_nested(f.type)]
+    if nested:
+        raise UnreadableFile(
+            f"The Parquet file has nested columns ({', '.join(nested)}); the agreement asks "
+            "for one plain value per cell.",
+            "file.format",
+        )
+    return list(schema.names)
+
+
+def open_delivery(path: Path, name: str | None = None) -> DeliveryFile:
+    """Open a landed delivery: decide its format and encoding and read its header.
+
+    Landing copies never change, so what was decided about a file (by path, size and
+    modification time) is remembered: validation opens a file several times.
+    """
+    try:
+        stat = Path(path).stat()
+    except OSError as exc:
+        raise UnreadableFile(f"The file could not be opened: {exc}.", "file.readable") from exc
+    return _open(str(path), name or Path(path).name, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _open(path_text: str, name: str, size: int, _mtime_ns: int) -> DeliveryFile:
+    path = Path(path_text)
+    fmt = format_of(name)
+    if fmt is None:
+        with open(path, "rb") as fh:
+            _check_head(fh.read(HEAD))  # a clearer reason when the bytes say what it is
+        raise UnreadableFile(
+            f"The file is named {Path(name).suffix or 'without a suffix'!s}; the agreement "
+            f"accepts {AGREED}.",
+            "file.format",
+        )
+    if fmt == PARQUET:
+        header = _parquet_header(path)
+        encoding = None
+    else:
+        if size == 0:
+            raise UnreadableFile("The file is empty: it has no header and no rows.", "file.empty")
+        if fmt == CSV_GZ:
+            with open(path, "rb") as fh:
+                if fh.read(2) != b"\x1f\x8b":
+                    raise UnreadableFile(
+                        "The file is named .csv.gz but is not gzip-compressed.", "file.format"
+                    )
+        head = _head(path, fmt)
+        _check_head(head)
+        encoding = _encoding(path, fmt)
+        header = _header_from_text(head, encoding)
+    if len(header) < 2:
+        raise UnreadableFile(
+            "The file is not a comma-separated table: its first line has no column names.",
+            "file.format",
+        )
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise UnreadableFile(
+            f"The header names these columns more than once: {', '.join(repeated)}.",
+            "file.header",
+        )
+    return DeliveryFile(path, fmt, encoding, tuple(header))
+
+
+def text_stream(delivery: DeliveryFile) -> pa.NativeFile:
+    """The CSV text of a delivery, decompressed and as UTF-8."""
+    if delivery.format == PARQUET:
+        raise ValueError("a Parquet delivery has no CSV text")
+    stream = _raw(delivery.path, delivery.format)
+    if delivery.encoding == WINDOWS_1252:
+        stream = pa.transcoding_input_stream(stream, "cp1252", "utf-8")
+    return stream
+
+
+def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
+    """Every column as text, written the way the force's CSV exports write it."""
+    columns = []
+    for name, dtype in frame.schema.items():
+        col = pl.col(name)
+        if dtype == pl.String:
+            columns.append(col)
+        elif dtype == pl.Boolean:
+            columns.append(col.replace_strict({True: "True", False: "False"}, default=None))
+        elif isinstance(dtype, pl.Datetime):
+            fmt = "%Y-%m-%dT%H:%M:%S%.f" + ("%:z" if dtype.time_zone else "")
+            columns.append(col.dt.to_string(fmt))
+        elif dtype == pl.Date:
+            columns.append(col.dt.to_string("%Y-%m-%d"))
+        elif dtype == pl.Binary:
+            columns.append(col.cast(pl.String, strict=True))
+        else:
+            columns.append(col.cast(pl.String))
+    return frame.select(
+        [c.cast(pl.String).alias(n) for c, n in zip(columns, frame.columns, strict=True)]
+    )
+
+
+def text_batches(
+    delivery: DeliveryFile,
+    on_invalid_row: Callable[[pacsv.InvalidRow], str] | None = None,
+    block_size: int = BATCH_BYTES,
+    names: list[str] | None = None,
+) -> Iterator[pl.DataFrame]:
+    """The delivery's rows in bounded batches, every column text.
+
+    Columns are named by `names` (in delivered order; default the header). Only an empty
+    CSV cell is blank: "NA" or "null" are values. CSV rows with the wrong number of fields
+    go to `on_invalid_row`. A CSV that turns out malformed part-way raises
+    `pa.ArrowInvalid`; a file that cannot be read raises `UnreadableFile`.
+    """
+    header = list(names or delivery.header)
+    if delivery.format == PARQUET:
+        rows = 0
+        try:
+            for batch in pq.ParquetFile(delivery.path).iter_batches(
+                batch_size=PARQUET_BATCH_ROWS, use_threads=False
+            ):
+                if batch.num_rows:
+                    rows += batch.num_rows
+                    frame = _as_text(pl.from_arrow(batch))
+                    yield frame.rename(dict(zip(frame.columns, header, strict=True)))
+        except (pa.ArrowException, OSError, pl.exceptions.PolarsError) as exc:
+            raise UnreadableFile(
+                f"The Parquet file could not be read after row {rows:,}: {exc}. "
+                "Nothing from this file was published.",
+                "file.format",
+            ) from exc
+        return
+    reader = pacsv.open_csv(
+        text_stream(delivery),
+        read_options=pacsv.ReadOptions(
+            column_names=header, skip_rows=1, block_size=block_size, use_threads=False
+        ),
+        parse_options=pacsv.ParseOptions(
+            newlines_in_values=True, invalid_row_handler=on_invalid_row
+        ),
+        # Everything as text, and only an empty cell is blank: "NA" or "null" are values.
+        convert_options=pacsv.ConvertOptions(
+            column_types={name: pa.string() for name in header},
+            null_values=[""],
+            strings_can_be_null=True,
+        ),
+    )
+    try:
+        for batch in reader:
+            if batch.num_rows:
+                yield pl.from_arrow(batch)
+    except (OSError, EOFError) as exc:
+        raise UnreadableFile(
+            f"The file could not be read to its end: {exc}. Nothing from this file was published.",
+            "file.readable",
+        ) from exc
+
+
+def accepted_encodings(file_format: dict | None) -> set[str]:
+    """The encodings a contract's `fileFormat.encoding` agrees (UTF-8 if it says nothing)."""
+    raw = (file_format or {}).get("encoding") or UTF8
+    names = raw if isinstance(raw, list) else [raw]
+    return {ENCODING_NAMES.get(str(n).lower(), str(n).lower()) for n in names} | {UTF8}
+
+
+def format_breaches(
+    contract,
+    period: str,
+    delivery_id: str,
+    delivery: DeliveryFile,
+    rows_checked: int,
+) -> list[Breach]:
+    """Breaches of the agreed file format that did not stop the delivery being read."""
+    agreed = accepted_encodings(contract.file_format)
+    if delivery.encoding is None or delivery.encoding in agreed:
+        return []
+    return [
+        Breach(
+            contract=contract.name,
+            contract_version=contract.version,
+            period=period,
+            delivery_id=delivery_id,
+            rule="file.encoding",
+            clause=f"{contract.path.name}: customProperties.fileFormat.encoding",
+            severity="minor",
+            action="delivery read as " + delivery.encoding,
+            failing_rows=0,
+            rows_checked=rows_checked,
+            detail=f"The file is {delivery.encoding.title()} text (as Excel's 'CSV (Comma "
+            "delimited)' writes it), not the agreed UTF-8. It was read as "
+            f"{delivery.encoding.title()}; please export as 'CSV UTF-8' next time.",
+        )
+    ]

@@ -1,0 +1,192 @@
+"""Late and missing deliveries, from each contract's delivery schedule.
+
+A period is due on `dueDayOfFollowingMonth` of the month after it ends and is late once
+`lateAfterDays` more days have passed. A period with no delivery by then (nothing in the
+register for it, nothing waiting in the drop zone) raises a `delivery.late` breach, once:
+the breach is written under a fixed name per contract and period, so checking again, or
+two checks at once, never raise it twice. It stays in `governance.breaches` after the
+delivery finally arrives, as the record that it was late.
+
+Which periods are watched: a contract's `firstPeriod` is when the agreement starts, often
+years before this pipeline ran (the bundled contract says 2019-01); flagging every month
+since then as late would bury the real news, and would do so again on every new install
+that is sent a few historical months. So, unless the contract sets
+`deliverySchedule.lateChecksFrom` (then every period from it is watched):
+- a period between the first and the last period delivered with no delivery of its own
+  (a missed month) is late once past its late date;
+- a period after the last one delivered is late if it became late while the pipeline
+  was watching, that is after the first delivery for the contract was received;
+- nothing before `firstPeriod`, and nothing for a contract that has had no delivery
+  yet (the report says so).
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pyarrow as pa
+
+from pipelines.lake import Lake
+from pipelines.register import BREACH_SCHEMA, Breach, Register
+from schemas.contract import Contract
+
+LONDON = ZoneInfo("Europe/London")
+RULE = "delivery.late"
+MONTHS = {"monthly": 1, "quarterly": 3, "annual": 12, "once": 1}
+
+
+def today_in_london() -> date:
+    return datetime.now(LONDON).date()
+
+
+def _add_months(period: str, months: int) -> str:
+    year, month = int(period[:4]), int(period[5:7])
+    index = year * 12 + (month - 1) + months
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def deadlines(contract: Contract, period: str) -> tuple[date, date]:
+    """(due date, late after) for one period of the contract's schedule."""
+    schedule = contract.schedule
+    following = _add_months(period, MONTHS.get(schedule.period, 1))
+    year, month = int(following[:4]), int(following[5:7])
+    day = min(schedule.due_day_of_following_month, calendar.monthrange(year, month)[1])
+    due = date(year, month, day)
+    return due, due + timedelta(days=schedule.late_after_days)
+
+
+def scheduled_periods(contract: Contract, until: date) -> list[str]:
+    """Every period of the schedule that has ended by `until`."""
+    schedule = contract.schedule
+    if schedule.period == "once":
+        return [schedule.first_period]
+    step = MONTHS.get(schedule.period, 1)
+    now = f"{until.year:04d}-{until.month:02d}"
+    periods, period = [], schedule.first_period
+    while _add_months(period, step) <= now:
+        periods.append(period)
+        period = _add_months(period, step)
+    return periods
+
+
+@dataclass
+class LatePeriod:
+    period: str
+    due: date
+    late_after: date
+
+
+@dataclass
+class ScheduleReport:
+    contract: str
+    watched_from: str | None
+    late: list[LatePeriod] = field(default_factory=list)  # overdue and still missing
+    raised: list[Breach] = field(default_factory=list)  # breaches raised by this check
+
+    @property
+    def note(self) -> str:
+        if self.watched_from is None:
+            return (
+                f"{self.contract}: nothing delivered yet and no lateChecksFrom in the "
+                "contract, so no period is watched for lateness yet."
+            )
+        if not self.late:
+            return f"{self.contract}: every period since {self.watched_from} has a delivery."
+        return (
+            f"{self.contract}: {len(self.late)} period(s) with no delivery past due: "
+            + ", ".join(p.period for p in self.late)
+        )
+
+
+def late_periods(
+    contract: Contract,
+    delivered: Iterable[str],
+    today: date,
+    waiting: Iterable[str] = (),
+    watching_since: date | None = None,
+) -> tuple[str | None, list[LatePeriod]]:
+    """(first period watched, periods past their late date with no delivery).
+
+    `watching_since` is when the first delivery for the contract was received (None:
+    since ever); see the module docstring for which periods are watched.
+    """
+    have = set(delivered) | set(waiting)
+    first = contract.schedule.first_period
+    explicit = contract.schedule.late_checks_from
+    agreed = sorted(p for p in have if p >= first)
+    if explicit:
+        start, last = max(explicit, first), None
+    elif agreed:
+        start, last = agreed[0], agreed[-1]
+    else:
+        return None, []
+    late = []
+    for period in scheduled_periods(contract, today):
+        if period < start or period in have:
+            continue
+        due, late_after = deadlines(contract, period)
+        if today <= late_after:
+            continue
+        missed = last is None or period < last
+        while_watching = watching_since is None or late_after >= watching_since
+        if missed or while_watching:
+            late.append(LatePeriod(period, due, late_after))
+    return start, late
+
+
+def watching_since(register: Register, contract: str) -> date | None:
+    """The day (London) the first delivery for the contract was received."""
+    times = [e["event_at"] for e in register.events(contract) if e["event"] != "duplicate"]
+    return min(times).astimezone(LONDON).date() if times else None
+
+
+def late_breach(contract: Contract, late: LatePeriod) -> Breach:
+    schedule = contract.schedule
+    return Breach(
+        contract=contract.name,
+        contract_version=contract.version,
+        period=late.period,
+        delivery_id=None,
+        rule=RULE,
+        clause=f"{contract.path.name}: customProperties.deliverySchedule",
+        severity="major",
+        action="delivery chased",
+        failing_rows=0,
+        rows_checked=0,
+        detail=f"No delivery for {late.period} had arrived by {late.late_after:%d %B %Y}: it "
+        f"was due on {late.due:%d %B %Y} (day {schedule.due_day_of_following_month} of the "
+        f"following month) and is late after {schedule.late_after_days} more day(s).",
+    )
+
+
+def check_schedule(
+    contract: Contract,
+    lake: Lake,
+    register: Register,
+    today: date | None = None,
+    waiting: Iterable[str] = (),
+) -> ScheduleReport:
+    """Find the contract's late periods and raise a breach for each, once.
+
+    `waiting` are periods with files in the drop zone not yet taken: those are not late.
+    """
+    today = today or today_in_london()
+    delivered = {
+        d["period"] for d in register.deliveries(contract.name).values() if d.get("period")
+    }
+    since = watching_since(register, contract.name)
+    start, late = late_periods(contract, delivered, today, waiting, since)
+    report = ScheduleReport(contract.name, start, late)
+    for period in late:
+        breach = late_breach(contract, period)
+        path = lake.breaches_path(contract.name, period.period, "delivery-late")
+        if path.exists():
+            continue
+        row = {**breach.__dict__, "breach_id": breach.breach_id, "failing_share": None}
+        if lake.write_table_once(path, pa.Table.from_pylist([row], BREACH_SCHEMA)):
+            report.raised.append(breach)
+    return report
