@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipelines.lake import Lake
 from pipelines.register import Register
@@ -65,7 +64,7 @@ class BreachRegister:
         files = self.lake.glob("governance/breach_events/contract=*/*.parquet")
         if not files:
             return []
-        rows = pa.concat_tables([pq.read_table(f, schema=BREACH_EVENT_SCHEMA) for f in files])
+        rows = self.lake.read_all(files, BREACH_EVENT_SCHEMA)
         return sorted(rows.to_pylist(), key=lambda r: r["event_at"])
 
     def entries(

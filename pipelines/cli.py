@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pipelines.breaches_cli import add_breaches_commands, run_breaches_command
 from pipelines.contracts_cli import add_contracts_commands, run_contracts_command
+from pipelines.report_cli import add_report_command, run_report_command
 from pipelines.settings import Settings, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +34,7 @@ def cmd_run(settings: Settings) -> int:
     return 0 if report.ok else 1
 
 
-def cmd_demo(settings: Settings, rows: int) -> int:
+def cmd_demo(settings: Settings, rows: int, months: int, only: set[str] | None) -> int:
     """Write the bundled demo deliveries into the drop zone, then run."""
     from pipelines.demo import write_demo_deliveries
 
@@ -42,15 +43,22 @@ def cmd_demo(settings: Settings, rows: int) -> int:
         from pipelines.dropzone import open_dropzone
 
         # Written locally under the home, then uploaded where the bucket lacks them.
-        write_demo_deliveries(settings.home / "demo-dropzone", rows=rows)
+        write_demo_deliveries(settings.home / "demo-dropzone", rows, months, only)
         new, kept = open_dropzone(settings.dropzone).upload_missing(settings.home / "demo-dropzone")
         print(f"Demo deliveries in {settings.dropzone}: {new} new, {kept} already there.")
-        return cmd_run(settings)
-    written = write_demo_deliveries(settings.dropzone, rows=rows)
+        return _demo_report(settings, cmd_run(settings))
+    written = write_demo_deliveries(settings.dropzone, rows, months, only)
     print(
         f"Demo deliveries in {settings.dropzone}: {written.new} new, {written.kept} already there."
     )
-    return cmd_run(settings)
+    return _demo_report(settings, cmd_run(settings))
+
+
+def _demo_report(settings: Settings, status: int) -> int:
+    """The demo ends with the oversight pack, so a new user sees the measures too."""
+    if status == 0:
+        status = run_report_command(argparse.Namespace(output=None, refresh=False), settings)
+    return status
 
 
 def cmd_ui(settings: Settings, host: str, port: int) -> int:
@@ -105,7 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="write demo deliveries into the drop zone, then run")
-    demo.add_argument("--rows", type=int, default=20_000, help="rows per monthly delivery")
+    demo.add_argument("--rows", type=int, default=5_000, help="rows per delivery")
+    demo.add_argument("--months", type=int, default=24, help="months of deliveries, to 2025-12")
+    demo.add_argument("--contracts", help="comma-separated contract names (default: all)")
     sub.add_parser("run", help="process everything pending in the drop zone")
     ui = sub.add_parser("ui", help="start the Dagster UI on this home")
     ui.add_argument("--host", default="127.0.0.1")
@@ -117,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     retention.add_argument("--by", default=getpass.getuser(), help="who (default: you)")
     add_breaches_commands(sub)
     add_contracts_commands(sub)
+    add_report_command(sub)
     args = parser.parse_args(argv)
     if args.command == "contracts":
         return run_contracts_command(args)  # needs no home folder
@@ -124,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = load_settings(args.home)
     if args.command == "breaches":
         return run_breaches_command(args, settings)
+    if args.command == "report":
+        return run_report_command(args, settings)
     if args.command == "warehouse":
         return cmd_warehouse_rebuild(settings)
     if args.command == "retention":
@@ -131,7 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         return cmd_run(settings)
     if args.command == "demo":
-        return cmd_demo(settings, args.rows)
+        only = set(args.contracts.split(",")) if args.contracts else None
+        return cmd_demo(settings, args.rows, args.months, only)
     return cmd_ui(settings, args.host, args.port)
 
 

@@ -1,24 +1,33 @@
-"""The bundled demo: synthetic monthly deliveries, with a few realistic breaches on purpose.
+"""The bundled demo: the whole estate, every contract, with a few realistic breaches on purpose.
 
-- six good-but-imperfect months of stop and search (a small share of defective rows);
-- March sent twice under two names (the second is a duplicate, not processed again);
-- July with a renamed column (the delivery is rejected, kept, and reported);
-- August is a spreadsheet saved with a .csv name (unreadable, kept, and reported).
+Every contract gets synthetic deliveries for the months (or quarters) up to December 2025,
+with a small share of defective rows; the Census 2021 reference population is the real
+published file, bundled. On purpose, in stop and search and use of force:
+- one month sent twice under two names: the second is a duplicate, not processed again;
+- one month first sent with a renamed column (rejected, kept, reported), then re-sent right;
+- one month arrives only as a spreadsheet renamed .csv: unreadable, so the month stays
+  missing and is flagged late;
+- one use-of-force month whose manifest disagrees with the file: held back, not published.
 
 Files already in the drop zone are left alone, so running the demo twice changes nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.synthetic import write_delivery
-from schemas.contract import load_contracts
+from schemas.contract import Contract, load_contracts
 
-GOOD_PERIODS = ("2025-01", "2025-02", "2025-03", "2025-04", "2025-05", "2025-06")
+LAST_PERIOD = "2025-12"
 DEFECT_RATE = 0.003
+CENSUS = Path(__file__).with_name("demo_data") / "census2021_london_age3_ethnic8_sex.csv"
+STEP = {"monthly": 1, "quarterly": 3, "annual": 12}
 
 
 @dataclass
@@ -27,46 +36,99 @@ class DemoFiles:
     kept: int = 0
 
 
-def _name(period: str) -> str:
-    return f"{period}-metropolitan-stop-and-search.csv"
+def _shift(period: str, months: int) -> str:
+    year, month = (int(x) for x in period.split("-"))
+    total = year * 12 + month - 1 + months
+    return f"{total // 12:04d}-{total % 12 + 1:02d}"
 
 
-def write_demo_deliveries(dropzone: Path, rows: int = 20_000) -> DemoFiles:
+def demo_periods(contract: Contract, months: int) -> list[str]:
+    """The contract's periods inside the last `months` months up to LAST_PERIOD."""
+    if contract.schedule.period == "once":
+        return [contract.schedule.first_period]
+    step = STEP[contract.schedule.period]
+    first = _shift(LAST_PERIOD, 1 - months)
+    period, periods = contract.schedule.first_period, []
+    while period <= LAST_PERIOD:
+        if period >= first:
+            periods.append(period)
+        period = _shift(period, step)
+    return periods
+
+
+def write_demo_deliveries(
+    dropzone: Path, rows: int = 5_000, months: int = 24, only: set[str] | None = None
+) -> DemoFiles:
     """Write the demo deliveries that are not already in `dropzone`."""
-    contract = load_contracts()["stop_and_search"]
-    base = dropzone / contract.name
     files = DemoFiles()
 
-    def make(path: Path, build) -> None:
+    def make(path: Path, build: Callable[[Path], object]) -> None:
         if path.exists():
             files.kept += 1
             return
+        path.parent.mkdir(parents=True, exist_ok=True)
         build(path)
         files.new += 1
 
-    for i, period in enumerate(GOOD_PERIODS):
-        make(
-            base / period / _name(period),
-            lambda p, period=period, i=i: write_delivery(
-                contract, period, p, rows=rows, seed=2025_00 + i, defect_rate=DEFECT_RATE
-            ),
-        )
-    march = base / "2025-03" / _name("2025-03")
-    make(base / "2025-03" / f"resent-{_name('2025-03')}", lambda p: shutil.copyfile(march, p))
+    for index, contract in enumerate(load_contracts().values()):
+        if only and contract.name not in only:
+            continue
+        base = dropzone / contract.name
+        if contract.name == "census_2021_population":
+            period = contract.schedule.first_period
+            make(base / period / CENSUS.name, lambda p: shutil.copyfile(CENSUS, p))
+            continue
+        periods = demo_periods(contract, months)
+        mishaps = contract.name == "stop_and_search" and len(periods) >= 6
+        resent, renamed, missing = (periods[-6], periods[-4], periods[-3]) if mishaps else ("",) * 3
+        for i, period in enumerate(periods):
+            seed = 1000 * index + i
+            good = base / period / f"{period}-{contract.name}.csv"
+            if period == missing:
+                make(good.with_suffix(".xlsx.csv"), _spreadsheet)
+                continue
+            if period == renamed:
+                # The bad attempt is written (and so taken) before its correction.
+                make(
+                    base / period / f"0-first-attempt-{good.name}", _renamed_column(contract, seed)
+                )
+            make(good, _delivery(contract, period, rows, seed))
+            if period == resent:
+                make(base / period / f"resent-{good.name}", lambda p, g=good: shutil.copyfile(g, p))
+        if contract.name == "use_of_force" and len(periods) >= 6:
+            _manifest_mismatch(base, periods[-3], contract.name, make)
+    return files
 
-    def renamed_column(path: Path) -> None:
-        write_delivery(contract, "2025-07", path, rows=rows, seed=2025_07, defect_rate=DEFECT_RATE)
-        text = path.read_text(encoding="utf-8")
-        header, rest = text.split("\n", 1)
+
+def _delivery(contract: Contract, period: str, rows: int, seed: int) -> Callable[[Path], object]:
+    return lambda path: write_delivery(
+        contract, period, path, rows=rows, seed=seed, defect_rate=DEFECT_RATE
+    )
+
+
+def _renamed_column(contract: Contract, seed: int) -> Callable[[Path], None]:
+    def build(path: Path) -> None:
+        period = path.parent.name
+        write_delivery(contract, period, path, rows=500, seed=seed, defect_rate=DEFECT_RATE)
+        header, rest = path.read_text(encoding="utf-8").split("\n", 1)
         header = header.replace("Officer-defined ethnicity", "Officer defined ethnicity")
         path.write_text(f"{header}\n{rest}", encoding="utf-8")
 
-    make(base / "2025-07" / _name("2025-07"), renamed_column)
+    return build
 
-    def spreadsheet(path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # The first bytes of an .xlsx (a zip archive): what arrives when a workbook is renamed.
-        path.write_bytes(b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00" + bytes(range(256)) * 8)
 
-    make(base / "2025-08" / _name("2025-08"), spreadsheet)
-    return files
+def _spreadsheet(path: Path) -> None:
+    # The first bytes of an .xlsx (a zip archive): a workbook renamed .csv.
+    path.write_bytes(b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00" + bytes(range(256)) * 8)
+
+
+def _manifest_mismatch(base: Path, period: str, name: str, make) -> None:
+    delivery = base / period / f"{period}-{name}.csv"
+
+    def manifest(path: Path) -> None:
+        sha = hashlib.sha256(delivery.read_bytes()).hexdigest()
+        rows = delivery.read_text(encoding="utf-8").count("\n") - 1
+        # The force's count is off by the rows it dropped after computing the checksum.
+        path.write_text(json.dumps({"rows": rows + 12, "sha256": sha}))
+
+    make(delivery.with_name(delivery.name + ".manifest.json"), manifest)

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 PRIVATE_AREAS = ("landing", "quarantine", "staging")
@@ -75,6 +76,12 @@ class Lake:
 
     def glob(self, pattern: str) -> list[Path]:
         return sorted(self.root.glob(pattern))
+
+    def read_all(self, files: list[Path], schema: pa.Schema) -> pa.Table:
+        """Many small record files as one table (one dataset scan, not a read per file)."""
+        if not files:
+            return schema.empty_table()
+        return ds.dataset([str(f) for f in files], schema=schema, format="parquet").to_table()
 
     def _prepare(self, path: Path) -> None:
         private = path.relative_to(self.root).parts[0] in PRIVATE_AREAS

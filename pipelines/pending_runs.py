@@ -11,13 +11,14 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from pipelines.definitions import build_definitions, delivery_job_name
+from pipelines.definitions import OVERSIGHT_JOB, build_definitions, delivery_job_name
 from pipelines.delivery_intake import UNFILED, plan_intake
 from pipelines.delivery_schedule import RULE as LATE_RULE
 from pipelines.delivery_schedule import late_periods, today_in_london, watching_since
 from pipelines.delivery_sensor import TIMELINESS_JOB, UNFILED_JOB
 from pipelines.dropzone import open_dropzone
 from pipelines.lake import Lake
+from pipelines.oversight_marts import MARTS
 from pipelines.publishing import published
 from pipelines.register import Register
 from pipelines.settings import Settings
@@ -25,7 +26,7 @@ from pipelines.warehouse import build_warehouse
 from schemas.contract import Contract, load_contracts
 
 # The summary says what happened; Dagster's step-by-step log stays in the UI.
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 @dataclass
@@ -209,6 +210,16 @@ def run_pending(settings: Settings) -> RunReport:
         _, late = late_periods(contract, delivered, today, here, since)
         if late:
             report.late[contract.name] = [p.period for p in late]
+
+    # The oversight marts, when anything changed (or one is missing): a second run with
+    # nothing new changes nothing.
+    marts_missing = len(lake.glob("oversight/*.parquet")) < len(MARTS)
+    if report.runs or marts_missing:
+        build_warehouse(lake, contracts, settings.warehouse)
+        oversight = defs.resolve_job_def(OVERSIGHT_JOB).execute_in_process(
+            instance=instance, raise_on_error=False, run_config=QUIET
+        )
+        report.checks_ok = report.checks_ok and oversight.success
 
     run_ids = {r[2] for r in report.runs}
     report.events = [e for e in register.events() if e["run_id"] in run_ids]

@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipelines.lake import Lake
 
@@ -146,9 +145,7 @@ class Register:
         files = self.lake.glob(pattern)
         if not files:
             return []
-        rows = pa.concat_tables(
-            [pq.read_table(f, schema=DELIVERY_EVENT_SCHEMA) for f in files]
-        ).to_pylist()
+        rows = self.lake.read_all(files, DELIVERY_EVENT_SCHEMA).to_pylist()
         return sorted(rows, key=lambda r: r["event_at"])
 
     def deliveries(self, contract: str | None = None) -> dict[str, dict]:
@@ -182,4 +179,4 @@ class Register:
         files = self.lake.glob(f"governance/breaches/contract={contract or '*'}/*/*.parquet")
         if not files:
             return []
-        return pa.concat_tables([pq.read_table(f, schema=BREACH_SCHEMA) for f in files]).to_pylist()
+        return self.lake.read_all(files, BREACH_SCHEMA).to_pylist()

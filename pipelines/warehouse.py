@@ -72,6 +72,7 @@ def build_warehouse(lake: Lake, contracts: dict[str, Contract], path: Path) -> P
     try:
         con = duckdb.connect(str(tmp))
         try:
+            con.execute("BEGIN")  # one commit for the whole catalog, not one per comment
             for schema in SCHEMAS:
                 con.execute(f"CREATE SCHEMA {schema}")
             for contract in contracts.values():
@@ -102,6 +103,7 @@ def build_warehouse(lake: Lake, contracts: dict[str, Contract], path: Path) -> P
                     _comment(con, target, text, col)
             _oversight(con, lake)
             _governance(con, lake)
+            con.execute("COMMIT")
             con.execute("CHECKPOINT")
         finally:
             con.close()

@@ -6,6 +6,7 @@ plain dataclasses that the rest of the code can rely on. It knows nothing of Dag
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -351,8 +352,15 @@ def parse_contract(doc: dict[str, Any], path: Path) -> Contract:
 
 def load_contract(path: Path) -> Contract:
     """Read one contract YAML file."""
+    path = Path(path)
+    return _load_contract(path, path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _load_contract(path: Path, mtime_ns: int) -> Contract:
+    # Cached by modification time: runs load every contract many times; an edit reloads.
     with open(path, encoding="utf-8") as fh:
-        doc = yaml.safe_load(fh)
+        doc = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     return parse_contract(doc, path)
 
 

@@ -161,23 +161,29 @@ def test_duplicate_is_not_processed_and_restatement_replaces_the_month(
 
 
 def test_demo_runs_the_whole_pipeline_and_is_idempotent(home, capsys):
-    assert main(["demo", "--rows", "400"]) == 0
+    demo = ["demo", "--rows", "300", "--months", "6"]
+    demo += ["--contracts", "stop_and_search,use_of_force,census_2021_population"]
+    assert main(demo) == 0
     out = capsys.readouterr().out
-    assert "deliveries taken:   8 (6 validated, 2 rejected" in out
-    assert "1 duplicate(s)" in out
-    assert "curated.stop_and_search: " in out and "over 6 month(s)" in out
-    assert "datashare --home" in out and "ui" in out
+    # Stop and search: a duplicate, a renamed column then its correction, a spreadsheet;
+    # use of force: a manifest that disagrees with its file.
+    assert "deliveries taken:   14 (11 validated, 2 rejected" in out
+    assert "1 held back by a critical breach, 1 duplicate(s)" in out
+    assert "curated.stop_and_search: " in out and "over 5 month(s)" in out
+    assert "curated.census_2021_population: 48 rows" in out
+    assert "Oversight pack: " in out
+    assert (home.home / "reports" / "oversight-pack.html").exists()
     curated, quarantined = _query(
         home,
         "SELECT (SELECT count(*) FROM curated.stop_and_search),"
-        " (SELECT count(*) FROM governance.quarantine)",
+        " (SELECT count(*) FROM governance.quarantine WHERE contract = 'stop_and_search')",
     )[0]
-    assert curated + quarantined == 6 * 400
-    assert quarantined > 0
+    assert curated + quarantined == 5 * 300
+    assert _query(home, "SELECT count(*) > 0 FROM oversight.stop_search_disproportionality")[0][0]
 
-    assert main(["demo", "--rows", "400"]) == 0
+    assert main(demo) == 0
     again = capsys.readouterr().out
-    assert "0 new, 9 already there" in again and "Nothing new in the drop zone" in again
+    assert "0 new, 16 already there" in again and "Nothing new in the drop zone" in again
 
 
 def test_home_defaults_to_dot_datashare_in_the_current_folder(tmp_path, monkeypatch):

@@ -13,11 +13,25 @@ import pyarrow as pa
 import pytest
 import yaml
 
+from pipelines.lake import Lake
+from pipelines.row_validation import validate_delivery
 from pipelines.synthetic import CHUNK_ROWS, PROFILES_DIR, generate_batches, write_delivery
-from schemas.contract import Contract, parse_contract
+from schemas.contract import Contract, load_contracts, parse_contract
 
 LONDON = ZoneInfo("Europe/London")
 PERIOD = "2022-06"
+CONTRACTS = load_contracts()
+# A key over a finite set of values allows fewer rows than asked for: the census has one row
+# per age band, ethnic group and sex; a quarter of the survey one per borough and measure.
+DISTINCT_ROWS = {"census_2021_population": 48, "public_attitude_survey": 32 * 8}
+# Completeness limits a realistic delivery breaches (the breach publishes the delivery):
+# 30.4% of the real June 2022 stop and search file has no self-defined ethnicity, over the
+# 25% agreed; and workforce counts "Not stated" in rows of cells, one of six ethnicity
+# values in almost every group, over the 10% agreed.
+KNOWN_COMPLETENESS = {
+    "stop_and_search": {"self_defined_ethnicity_completeness"},
+    "workforce": {"ethnicity_completeness"},
+}
 
 
 def _read(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -245,3 +259,95 @@ def _in_period() -> dict:
         "implementation": "inPeriod",
         "severity": "major",
     }
+
+
+def _contract_period(contract: Contract) -> str:
+    """A period within the contract's schedule: March 2025 (the clocks go forward), the
+    quarter from April 2025, or the one period of a delivery sent once."""
+    return {"once": contract.schedule.first_period, "quarterly": "2025-04"}.get(
+        contract.schedule.period, "2025-03"
+    )
+
+
+def _validated(contract: Contract, tmp_path: Path, rows: int, defect_rate: float, seed: int = 0):
+    period = _contract_period(contract)
+    path = write_delivery(contract, period, tmp_path / "d.csv", rows, seed, defect_rate)
+    lake = Lake(tmp_path / "lake")
+    return validate_delivery(contract, path, period, f"d{defect_rate}", lake, b"k")
+
+
+@pytest.mark.parametrize("name", sorted(CONTRACTS))
+def test_every_contract_gives_a_delivery_that_passes_validation(tmp_path: Path, name: str) -> None:
+    contract = CONTRACTS[name]
+    outcome = _validated(contract, tmp_path, rows=500, defect_rate=0)
+    assert outcome.rows_delivered == DISTINCT_ROWS.get(name, 500)
+    assert outcome.rows_quarantined == 0
+    row_breaches = [
+        (b.rule, b.failing_rows, b.sample_rows)
+        for b in outcome.breaches
+        if b.action in ("rows quarantined", "rows kept")
+    ]
+    assert row_breaches == []
+    others = {b.rule for b in outcome.breaches} - KNOWN_COMPLETENESS.get(name, set())
+    assert others == set()
+
+
+@pytest.mark.parametrize("name", sorted(CONTRACTS))
+def test_every_contract_gives_defects_that_validation_catches(tmp_path: Path, name: str) -> None:
+    # Fixed seed: the census's 48 rows carry about one defect at 2%.
+    outcome = _validated(CONTRACTS[name], tmp_path, rows=500, defect_rate=0.02)
+    assert outcome.rows_delivered == DISTINCT_ROWS.get(name, 500)
+    assert 0 < outcome.rows_quarantined < outcome.rows_delivered * 0.1
+
+
+def test_wide_layout_has_the_release_months(tmp_path: Path) -> None:
+    """A release for 2024-02 has the 24 months 2022-02 to 2024-01, as the real file has."""
+    contract = CONTRACTS["borough_crime"]
+    months = [f"{2022 + (m - 1) // 12}{(m - 1) % 12 + 1:02d}" for m in range(2, 26)]
+    path = write_delivery(contract, "2024-02", tmp_path / "wide.csv", 300, defect_rate=0)
+    header, rows = _read(path)
+    assert header[:3] == ["MajorText", "MinorText", "BoroughName"]
+    assert header[3:] == months and months[0] == "202202" and months[-1] == "202401"
+    assert all(int(v) >= 0 for row in rows for v in row[3:])
+    assert all(sum(int(v) for v in row[3:]) > 0 for row in rows)
+    assert len({tuple(row[:3]) for row in rows}) == len(rows) == 300
+
+
+@pytest.mark.parametrize("rows", [10, 1_000])
+def test_census_rows_are_distinct_combinations(tmp_path: Path, rows: int) -> None:
+    contract = CONTRACTS["census_2021_population"]
+    path = write_delivery(contract, "2021-03", tmp_path / "c.csv", rows, defect_rate=0)
+    _, delivered = _read(path)
+    assert len(delivered) == min(rows, 48)
+    assert len({(r[2], r[4], r[6]) for r in delivered}) == len(delivered)
+
+
+def test_linked_times_follow_their_reference(tmp_path: Path) -> None:
+    """Local wall-clock times without an offset, arrival after the call, sometimes none;
+    an allegation finalised after its case was received, or open with no outcome."""
+    emergency = CONTRACTS["emergency_response"]
+    path = write_delivery(emergency, "2025-03", tmp_path / "e.csv", 3_000, defect_rate=0)
+    _, rows = _read(path)
+    calls = [datetime.strptime(r[2], "%Y-%m-%d %H:%M:%S") for r in rows]
+    assert all(c.strftime("%Y-%m") == "2025-03" for c in calls)
+    # Nothing in the hour the clocks skip (01:00 to 01:59 on 30 March 2025).
+    assert not [c for c in calls if c.day == 30 and c.hour == 1]
+    assert len({r[0] for r in rows}) == len(rows)
+    days = [c.strftime("%d%b%y").upper() for c in calls]
+    assert all(r[0].endswith("/" + day) for r, day in zip(rows, days, strict=True))
+    arrivals = [(r, c) for r, c in zip(rows, calls, strict=True) if r[3]]
+    assert 0.6 < len(arrivals) / len(rows) < 0.95
+    assert all(datetime.strptime(r[3], "%Y-%m-%d %H:%M:%S") >= c for r, c in arrivals)
+
+    complaints = CONTRACTS["complaints"]
+    path = write_delivery(complaints, "2025-03", tmp_path / "c.csv", 2_000, defect_rate=0)
+    _, rows = _read(path)
+    assert len({(r[0], r[1]) for r in rows}) == len(rows)
+    assert {r[1] for r in rows} >= {"1", "2", "3"}
+    for case, _, received, finalised, *_, outcome in (r[:7] for r in rows):
+        assert case.endswith("/25") and received.endswith("/03/2025")
+        assert (finalised == "") == (outcome == "")
+        if finalised:
+            day = datetime.strptime(finalised, "%d/%m/%Y")
+            assert datetime.strptime(received, "%d/%m/%Y") <= day <= datetime(2025, 4, 15)
+    assert 0.2 < sum(1 for r in rows if not r[3]) / len(rows) < 0.8

@@ -1,0 +1,2046 @@
+"""Oversight marts: the performance framework's measures, computed from the curated tables.
+
+Each mart is defined once, here, as data: its name and title, the definition of the measure
+(numerator, denominator, the source fields it reads and its caveats), its columns with
+their comments, its SQL over the warehouse's `curated.*` views, and whether it is meant for
+publication (and so has small counts suppressed). `compute_mart` runs the SQL in DuckDB
+against a read-only view of `warehouse.duckdb`; `write_mart` writes the result to
+`lake/oversight/<mart>.parquet` with the definition and the column comments as Parquet
+key-value metadata (`comment`, `comment:<column>`), which the warehouse turns into the
+comments of view `oversight.<mart>`.
+
+Rules every mart follows:
+- A curated table with no rows (a contract with no deliveries yet) gives an empty mart with
+  all its columns, never an error.
+- Records whose ethnicity is blank ("Not recorded"), declined ("Not stated") or a value the
+  mapping does not know ("Not mapped") are counted and shown as groups of their own, never
+  dropped. The mappings are data: `pipelines/oversight_mappings/*.yaml`.
+- Disclosure control: in a mart meant for publication, a count from 1 up to one below the
+  mart's threshold is withheld: the count and every figure derived from it are NULL (not
+  zero) and the boolean column `<count>_suppressed` is true. Zero is shown as zero.
+- Months are London months (Europe/London), first day of the month.
+
+No Dagster here: the assets in `assets/oversight.py` only call `write_mart`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import cache
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import yaml
+
+from pipelines.lake import Lake
+from pipelines.row_validation import curated_schema
+from schemas.contract import Contract, contracts_dir, load_contracts
+
+MAPPINGS_DIR = Path(__file__).resolve().parent / "oversight_mappings"
+LONDON = "Europe/London"
+NOT_RECORDED, NOT_STATED, NOT_MAPPED = "Not recorded", "Not stated", "Not mapped"
+SPECIAL_GROUPS = (NOT_STATED, NOT_RECORDED, NOT_MAPPED)
+# Response-time targets by grade, in minutes (the MPS's published targets).
+RESPONSE_TARGETS = {"I": 15, "S": 60}
+
+
+# --- definitions ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MartColumn:
+    name: str
+    type: str  # DuckDB type
+    description: str
+
+
+@dataclass(frozen=True)
+class Suppression:
+    """Withhold `count` (and the columns derived from it) when it is from 1 to threshold-1.
+
+    `flag` adds the boolean column `<count>_suppressed` after the count. A hidden count
+    (a helper column of the SQL whose name starts with `_`, such as the White reference
+    group's count on every row) withholds its dependants without a flag of its own.
+    """
+
+    count: str
+    withheld: tuple[str, ...]
+    flag: bool = True
+
+    @property
+    def flag_name(self) -> str:
+        return f"{self.count}_suppressed"
+
+
+@dataclass(frozen=True)
+class Mart:
+    name: str
+    title: str
+    definition: str
+    grain: str
+    numerator: str
+    denominator: str
+    source_fields: tuple[str, ...]
+    caveats: tuple[str, ...]
+    sources: tuple[str, ...]  # contracts whose curated tables it reads (`*`: all)
+    columns: tuple[MartColumn, ...]
+    sql: Callable[[Mappings, dict[str, Contract]], str]
+    order_by: tuple[str, ...]
+    publication: bool
+    threshold: int | None  # counts from 1 to threshold-1 are withheld (publication marts)
+    disclosure: str  # why this threshold (or none)
+    suppressions: tuple[Suppression, ...] = ()
+    # SQL over the mart (as `mart`) picking its latest figures for previews.
+    latest: str = "SELECT * FROM mart"
+    # SQL over the mart (as `mart`) giving one row of headline numbers for the asset metadata.
+    headline: str | None = None
+    # Scalar SQL over the curated tables: figures the mart's caveats refer to.
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def source_contracts(self, contracts: dict[str, Contract]) -> tuple[str, ...]:
+        """The contracts whose curated tables the mart reads (`*`: every contract)."""
+        if self.sources == ("*",):
+            return tuple(contracts)
+        return tuple(dict.fromkeys(s.removesuffix("_releases") for s in self.sources))
+
+    @property
+    def output_columns(self) -> tuple[MartColumn, ...]:
+        """The mart's columns, each suppression flag right after its count."""
+        flags = {s.count: s for s in self._active_suppressions() if s.flag}
+        out: list[MartColumn] = []
+        for col in self.columns:
+            out.append(col)
+            if col.name in flags:
+                out.append(
+                    MartColumn(
+                        flags[col.name].flag_name,
+                        "BOOLEAN",
+                        f"True when {col.name} is from 1 to {self.threshold - 1} and so is "
+                        f"withheld for disclosure control: {col.name} and the figures derived "
+                        "from it are then NULL, not zero.",
+                    )
+                )
+        return tuple(out)
+
+    def _active_suppressions(self) -> tuple[Suppression, ...]:
+        return self.suppressions if self.publication and self.threshold else ()
+
+    def column_comment(self, column: MartColumn) -> str:
+        withheld_by = [
+            s.count
+            for s in self._active_suppressions()
+            if column.name in s.withheld and s.count != column.name and s.flag
+        ]
+        text = column.description
+        if withheld_by:
+            text += f" NULL when {' or '.join(c + '_suppressed' for c in withheld_by)}."
+        return text
+
+    @property
+    def disclosure_text(self) -> str:
+        if self.publication and self.threshold:
+            return (
+                f"Meant for publication: counts from 1 to {self.threshold - 1} are withheld "
+                f"(NULL, with a `_suppressed` flag), never shown as zero. {self.disclosure} "
+                "Primary suppression only: where a total and all but one of its parts are "
+                "shown, the withheld part can be worked out, so check before publishing a "
+                "new cut of the figures."
+            )
+        if self.publication:
+            return f"Meant for publication without suppression. {self.disclosure}"
+        return f"Internal: not for publication. {self.disclosure}"
+
+    @property
+    def comment(self) -> str:
+        """The table comment: the measure's whole definition."""
+        parts = [
+            f"{self.title}. {self.definition}",
+            f"Grain: {self.grain}.",
+            f"Numerator: {self.numerator}",
+            f"Denominator: {self.denominator}",
+            f"Source fields: {', '.join(self.source_fields)}.",
+            "Caveats: " + " ".join(self.caveats),
+            f"Disclosure: {self.disclosure_text}",
+        ]
+        return "\n".join(parts)
+
+
+# --- mappings (data, not code) ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mappings:
+    groups: tuple[str, ...]
+    ethnicity: dict[str, dict[str, str]]  # "<contract>.<column>" -> value -> group
+    age_to_census: dict[str, str]
+    census_band_labels: dict[str, str]
+    outcome_groups: dict[str, tuple[str, ...]]  # group -> outcome types, in precedence order
+    no_further_action: tuple[str, ...]
+
+
+@cache
+def load_mappings(directory: Path = MAPPINGS_DIR) -> Mappings:
+    ethnicity = yaml.safe_load((directory / "ethnicity.yaml").read_text(encoding="utf-8"))
+    ages = yaml.safe_load((directory / "age_bands.yaml").read_text(encoding="utf-8"))
+    outcomes = yaml.safe_load((directory / "outcomes.yaml").read_text(encoding="utf-8"))
+    groups = tuple(ethnicity.pop("groups"))
+    for key, mapping in ethnicity.items():
+        unknown = set(mapping.values()) - set(groups) - {NOT_STATED}
+        if unknown:
+            raise ValueError(f"ethnicity mapping {key} maps to unknown groups {sorted(unknown)}")
+    return Mappings(
+        groups=groups,
+        ethnicity={k: {str(a): str(b) for a, b in v.items()} for k, v in ethnicity.items()},
+        age_to_census=dict(ages["use_of_force.subject_age"]),
+        census_band_labels=dict(ages["census_band_labels"]),
+        outcome_groups={g: tuple(v) for g, v in outcomes["crime_outcome_groups"].items()},
+        no_further_action=tuple(outcomes["stop_and_search.no_further_action"]),
+    )
+
+
+# --- SQL helpers --------------------------------------------------------------------------
+
+
+def _lit(value: object) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _in(values: tuple[str, ...] | list[str]) -> str:
+    return "(" + ", ".join(_lit(v) for v in values) + ")" if values else "(NULL)"
+
+
+def _values(rows: list[tuple], names: list[str], types: list[str]) -> str:
+    """A literal table (subquery) with typed columns; typed and empty when `rows` is."""
+    if not rows:
+        cols = ", ".join(f"NULL::{t} AS {n}" for n, t in zip(names, types, strict=True))
+        return f"(SELECT {cols} WHERE false)"
+    body = ", ".join("(" + ", ".join(_lit(v) for v in row) + ")" for row in rows)
+    cols = ", ".join(f"{n}::{t} AS {n}" for n, t in zip(names, types, strict=True))
+    return f"(SELECT {cols} FROM (VALUES {body}) AS v({', '.join(names)}))"
+
+
+def ethnic_group_sql(expr: str, mapping: dict[str, str]) -> str:
+    """Map a delivered ethnicity to its group: blank is Not recorded, unknown Not mapped.
+
+    Values are compared without surrounding spaces (published strings sometimes carry a
+    trailing space; it is the same category).
+    """
+    whens = " ".join(f"WHEN {_lit(k.strip())} THEN {_lit(v)}" for k, v in mapping.items())
+    return (
+        f"(CASE WHEN {expr} IS NULL OR trim({expr}) = '' THEN {_lit(NOT_RECORDED)} "
+        f"ELSE CASE trim({expr}) {whens} ELSE {_lit(NOT_MAPPED)} END END)"
+    )
+
+
+def group_order_sql(expr: str, groups: tuple[str, ...]) -> str:
+    """Sort key: the 5 groups in the mappings' order, then Not stated/recorded/mapped."""
+    order = [*groups, *SPECIAL_GROUPS]
+    whens = " ".join(f"WHEN {_lit(g)} THEN {i}" for i, g in enumerate(order))
+    return f"(CASE {expr} {whens} ELSE {len(order)} END)"
+
+
+def _london_month(expr: str) -> str:
+    """The first day of the London month of a UTC timestamp."""
+    return f"date_trunc('month', timezone('{LONDON}', {expr}))::DATE"
+
+
+def _population_sql(m: Mappings, by_age: bool = False) -> str:
+    """Census 2021 London residents per 5-group ethnic group (and age band)."""
+    group = ethnic_group_sql("ethnic_group", m.ethnicity["census_2021_population.ethnic_group"])
+    age = ", age_band" if by_age else ""
+    return (
+        f"SELECT {group} AS ethnic_group{age}, sum(observation) AS population "
+        f"FROM curated.census_2021_population WHERE {group} IN {_in(m.groups)} GROUP BY ALL"
+    )
+
+
+def _windows(
+    keys: list[str], measures: list[str], source: str = "monthly", name: str = "windowed"
+) -> str:
+    """CTEs turning `source` (month, keys, additive measures) into `name`.
+
+    `name` has every row of `source` (time_window 'month') and, for every month with data,
+    the sums over the 12 months ending with it (time_window '12 months'), with
+    `window_start` and `months_with_data` (months in the window that have any data).
+    """
+    k = ", ".join(keys)
+    gk = ", ".join(f"g.{c}" for c in keys)
+    ms = ", ".join(measures)
+    sums = ", ".join(f"sum(g.{c}) AS {c}" for c in measures)
+    start = "(m.month - INTERVAL 11 MONTH)::DATE"
+    return f"""
+    {name}_data_months AS (SELECT DISTINCT month FROM {source}),
+    {name}_months AS (
+        SELECT m.month, count(*) AS months_with_data
+        FROM {name}_data_months m
+        JOIN {name}_data_months d ON d.month BETWEEN {start} AND m.month
+        GROUP BY m.month
+    ),
+    {name} AS (
+        SELECT 'month' AS time_window, month, month AS window_start, 1 AS months_with_data,
+               {k}, {ms}
+        FROM {source}
+        UNION ALL
+        SELECT '12 months' AS time_window, m.month, {start} AS window_start,
+               m.months_with_data, {gk}, {sums}
+        FROM {name}_months m
+        JOIN {source} g ON g.month BETWEEN {start} AND m.month
+        GROUP BY m.month, m.months_with_data, {gk}
+    )"""
+
+
+_WINDOW_COLUMNS = (
+    MartColumn(
+        "time_window",
+        "VARCHAR",
+        "'month' for the calendar month; '12 months' for the 12 months ending with `month`.",
+    ),
+    MartColumn(
+        "month",
+        "DATE",
+        "The month (first day, London time); for a 12-month window, its last month.",
+    ),
+    MartColumn("window_start", "DATE", "The first month of the window (first day)."),
+    MartColumn(
+        "months_with_data",
+        "INTEGER",
+        "How many months in the window have any data delivered: a 12-month window with fewer "
+        "covers only those months, so its counts and rates are not yet annual.",
+    ),
+)
+_LATEST_12 = (
+    "SELECT * FROM mart WHERE time_window = '12 months' AND month = (SELECT max(month) FROM mart)"
+)
+
+
+# --- 1. stop and search disproportionality ---------------------------------------------
+
+
+def _disproportionality_sql(m: Mappings, _: dict[str, Contract]) -> str:
+    officer = ethnic_group_sql(
+        "officer_defined_ethnicity", m.ethnicity["stop_and_search.officer_defined_ethnicity"]
+    )
+    self_ = ethnic_group_sql(
+        "self_defined_ethnicity", m.ethnicity["stop_and_search.self_defined_ethnicity"]
+    )
+    officer_groups = sorted(
+        set(m.ethnicity["stop_and_search.officer_defined_ethnicity"].values()) & set(m.groups)
+    )
+    shown = [("officer-defined", g) for g in officer_groups]
+    shown += [("self-defined", g) for g in m.groups]
+    return f"""
+    WITH searches AS (
+        SELECT {_london_month("date")} AS month,
+               {officer} AS officer_group, {self_} AS self_group
+        FROM curated.stop_and_search
+    ),
+    counts AS (
+        SELECT month, 'officer-defined' AS basis, officer_group AS ethnic_group,
+               count(*) AS searches
+        FROM searches GROUP BY ALL
+        UNION ALL
+        SELECT month, 'self-defined', self_group, count(*) FROM searches GROUP BY ALL
+    ),
+    shown_groups AS (
+        SELECT basis, ethnic_group
+        FROM {_values(shown, ["basis", "ethnic_group"], ["VARCHAR", "VARCHAR"])}
+        UNION SELECT DISTINCT basis, ethnic_group FROM counts
+    ),
+    monthly AS (
+        SELECT mo.month, g.basis, g.ethnic_group, coalesce(c.searches, 0) AS searches
+        FROM (SELECT DISTINCT month FROM searches) mo
+        CROSS JOIN shown_groups g
+        LEFT JOIN counts c
+          ON c.month = mo.month AND c.basis = g.basis AND c.ethnic_group = g.ethnic_group
+    ),
+    {_windows(["basis", "ethnic_group"], ["searches"])},
+    population AS ({_population_sql(m)}),
+    rated AS (
+        SELECT w.*, p.population,
+               CASE WHEN p.population > 0 THEN w.searches * 1000.0 / p.population END
+                   AS rate_per_1000
+        FROM windowed w LEFT JOIN population p ON p.ethnic_group = w.ethnic_group
+    )
+    SELECT time_window, month, window_start, months_with_data, basis, ethnic_group,
+           searches,
+           searches / sum(searches) OVER cell AS share_of_searches,
+           population, rate_per_1000,
+           max(rate_per_1000) FILTER (WHERE ethnic_group = 'White') OVER cell
+               AS white_rate_per_1000,
+           CASE WHEN white_rate_per_1000 > 0 THEN rate_per_1000 / white_rate_per_1000 END
+               AS ratio_to_white,
+           max(searches) FILTER (WHERE ethnic_group = 'White') OVER cell AS _white_searches,
+           {group_order_sql("ethnic_group", m.groups)} AS _order
+    FROM rated
+    WINDOW cell AS (PARTITION BY time_window, month, basis)
+    """
+
+
+STOP_SEARCH_DISPROPORTIONALITY = Mart(
+    name="stop_search_disproportionality",
+    title="Stop and search disproportionality",
+    definition=(
+        "How often people of each ethnic group are stopped and searched, per 1,000 London "
+        "residents of that group (Census 2021), and how many times the White rate that is. "
+        "Computed twice: on the officer's perception of ethnicity (officer-defined) and on "
+        "the ethnicity the person gave (self-defined, 2011 Census categories mapped to the "
+        "Census 2021 groups), for each month and for the 12 months ending with it."
+    ),
+    grain="one row per time window (month, 12 months), month, basis and ethnic group",
+    numerator="searches of people of the group in the window (every record, person and "
+    "vehicle searches alike).",
+    denominator="London usual residents of the group on Census day 2021 "
+    "(curated.census_2021_population, the three White rows added together); the ratio "
+    "divides the group's rate by the White rate of the same window and basis.",
+    source_fields=(
+        "stop_and_search.date",
+        "stop_and_search.officer_defined_ethnicity",
+        "stop_and_search.self_defined_ethnicity",
+        "census_2021_population.ethnic_group",
+        "census_2021_population.observation",
+    ),
+    caveats=(
+        "Residents are not the people who could be searched: visitors, commuters and people "
+        "in transit are searched too, and the population dates from March 2021.",
+        "Officers cannot record Mixed, so there is no officer-defined Mixed rate; people of "
+        "Mixed ethnicity are counted in whatever group the officer perceived.",
+        "Records with no ethnicity (Not recorded), a declined self-definition (Not stated) "
+        "or a value the mapping does not know (Not mapped) are counted and shown as their "
+        "own rows with no rate; they are in the share of searches, so the group rates "
+        "understate the true rates by up to that share.",
+        "A monthly rate is per month, not annualised; a 12-month window is annual only when "
+        "months_with_data is 12.",
+        "Vehicle-only searches are counted; they have no meaningful person ethnicity and are "
+        "mostly Not recorded.",
+    ),
+    sources=("stop_and_search", "census_2021_population"),
+    columns=(
+        *_WINDOW_COLUMNS,
+        MartColumn(
+            "basis",
+            "VARCHAR",
+            "'officer-defined' (stop_and_search.officer_defined_ethnicity) or 'self-defined' "
+            "(stop_and_search.self_defined_ethnicity mapped to the Census 2021 groups).",
+        ),
+        MartColumn(
+            "ethnic_group",
+            "VARCHAR",
+            "Census 2021 group (White, Asian, Black, Mixed, Other), or Not stated (the person "
+            "declined), Not recorded (blank) or Not mapped (a value the mapping lacks).",
+        ),
+        MartColumn("searches", "BIGINT", "Searches of people of the group in the window."),
+        MartColumn(
+            "share_of_searches",
+            "DOUBLE",
+            "The group's searches over all searches in the window and basis (Not stated and "
+            "Not recorded included), from 0 to 1.",
+        ),
+        MartColumn(
+            "population",
+            "BIGINT",
+            "London usual residents of the group, Census 2021; NULL for Not stated, Not "
+            "recorded and Not mapped, or when the census has not been delivered.",
+        ),
+        MartColumn(
+            "rate_per_1000",
+            "DOUBLE",
+            "searches per 1,000 residents of the group (searches * 1000 / population).",
+        ),
+        MartColumn(
+            "white_rate_per_1000",
+            "DOUBLE",
+            "The White group's rate in the same window and basis, the reference.",
+        ),
+        MartColumn(
+            "ratio_to_white",
+            "DOUBLE",
+            "rate_per_1000 over white_rate_per_1000: 3.0 means three times as likely as a "
+            "White Londoner to be searched. NULL when the White rate is 0, unknown or withheld.",
+        ),
+    ),
+    sql=_disproportionality_sql,
+    order_by=("time_window", "month", "basis", "_order", "ethnic_group"),
+    publication=True,
+    threshold=10,
+    disclosure=(
+        "The records are published by data.police.uk, but MOPAC's figures apply the "
+        "publication threshold of its oversight products; a withheld White count also "
+        "withholds every ratio of its window."
+    ),
+    suppressions=(
+        Suppression(
+            "searches",
+            ("searches", "share_of_searches", "rate_per_1000", "ratio_to_white"),
+        ),
+        Suppression("_white_searches", ("white_rate_per_1000", "ratio_to_white"), flag=False),
+    ),
+    latest=_LATEST_12,
+    headline="""
+        SELECT max(month) AS latest_month,
+               max(ratio_to_white) FILTER (WHERE basis = 'self-defined'
+                   AND ethnic_group = 'Black') AS black_white_ratio_self_defined_12m,
+               max(ratio_to_white) FILTER (WHERE basis = 'officer-defined'
+                   AND ethnic_group = 'Black') AS black_white_ratio_officer_defined_12m,
+               max(share_of_searches) FILTER (WHERE basis = 'self-defined'
+                   AND ethnic_group = 'Not stated') AS not_stated_share_12m
+        FROM mart WHERE time_window = '12 months' AND month = (SELECT max(month) FROM mart)
+    """,
+)
+
+
+# --- 2. stop and search outcomes ----------------------------------------------------------
+
+
+def _stop_search_outcomes_sql(m: Mappings, _: dict[str, Contract]) -> str:
+    officer = ethnic_group_sql(
+        "officer_defined_ethnicity", m.ethnicity["stop_and_search.officer_defined_ethnicity"]
+    )
+    self_ = ethnic_group_sql(
+        "self_defined_ethnicity", m.ethnicity["stop_and_search.self_defined_ethnicity"]
+    )
+    dims = "legislation, object_of_search"
+    return f"""
+    WITH searches AS (
+        SELECT {_london_month("date")} AS month, {officer} AS officer_group,
+               {self_} AS self_group,
+               coalesce(nullif(trim(legislation), ''), '{NOT_RECORDED}') AS legislation,
+               coalesce(nullif(trim(object_of_search), ''), '{NOT_RECORDED}')
+                   AS object_of_search,
+               outcome NOT IN {_in(m.no_further_action)} AS action_taken
+        FROM curated.stop_and_search
+    ),
+    stacked AS (
+        SELECT month, 'officer-defined' AS basis, officer_group AS ethnic_group, {dims},
+               action_taken FROM searches
+        UNION ALL
+        SELECT month, 'self-defined', self_group, {dims}, action_taken FROM searches
+    ),
+    monthly AS (
+        SELECT month, basis,
+               CASE WHEN grouping(ethnic_group) = 1 THEN 'All' ELSE ethnic_group END
+                   AS ethnic_group,
+               CASE WHEN grouping(legislation) = 1 THEN 'All' ELSE legislation END
+                   AS legislation,
+               CASE WHEN grouping(object_of_search) = 1 THEN 'All' ELSE object_of_search END
+                   AS object_of_search,
+               count(*) AS searches,
+               count(*) FILTER (WHERE action_taken) AS action_taken
+        FROM stacked
+        GROUP BY GROUPING SETS (
+            (month, basis), (month, basis, ethnic_group), (month, basis, legislation),
+            (month, basis, object_of_search),
+            (month, basis, ethnic_group, legislation, object_of_search))
+    ),
+    {
+        _windows(
+            ["basis", "ethnic_group", "legislation", "object_of_search"],
+            ["searches", "action_taken"],
+        )
+    }
+    SELECT *, action_taken / searches AS action_taken_share,
+           (ethnic_group <> 'All')::INT + (legislation <> 'All')::INT
+               + (object_of_search <> 'All')::INT AS _depth,
+           {group_order_sql("ethnic_group", ("All", *m.groups))} AS _order
+    FROM windowed
+    """
+
+
+STOP_SEARCH_OUTCOMES = Mart(
+    name="stop_search_outcomes",
+    title="Stop and search outcomes",
+    definition=(
+        "The share of searches that ended in an outcome other than no further action "
+        "(arrest, summons, caution, penalty notice, community resolution, cannabis or khat "
+        "warning), by ethnic group (officer- and self-defined), legislation and object of "
+        "search, for each month and the 12 months ending with it. 'All' rows give each "
+        "breakdown on its own and the total."
+    ),
+    grain="one row per time window, month, basis, ethnic group (or All), legislation (or "
+    "All) and object of search (or All), where there was at least one search",
+    numerator="searches whose outcome is not 'A no further action disposal' "
+    "(oversight_mappings/outcomes.yaml).",
+    denominator="all searches in the same cell.",
+    source_fields=(
+        "stop_and_search.date",
+        "stop_and_search.outcome",
+        "stop_and_search.legislation",
+        "stop_and_search.object_of_search",
+        "stop_and_search.officer_defined_ethnicity",
+        "stop_and_search.self_defined_ethnicity",
+    ),
+    caveats=(
+        "The Met does not record whether the outcome was linked to the object of search, so "
+        "an arrest for something else counts as an outcome.",
+        "An outcome other than no further action is not a 'find': a community resolution or "
+        "warning can follow a small find, and an arrest may lead to no charge.",
+        "Legislation and object rows are repeated under each basis (they do not depend on "
+        "it). Blank legislation or object is Not recorded.",
+        "Cells of the full breakdown are small; many are withheld in the published figures.",
+    ),
+    sources=("stop_and_search",),
+    columns=(
+        *_WINDOW_COLUMNS,
+        MartColumn("basis", "VARCHAR", "'officer-defined' or 'self-defined' ethnicity."),
+        MartColumn(
+            "ethnic_group",
+            "VARCHAR",
+            "Census 2021 group, Not stated, Not recorded, Not mapped, or All (every group).",
+        ),
+        MartColumn(
+            "legislation", "VARCHAR", "The power used (stop_and_search.legislation), or All."
+        ),
+        MartColumn(
+            "object_of_search",
+            "VARCHAR",
+            "What was searched for (stop_and_search.object_of_search), Not recorded, or All.",
+        ),
+        MartColumn("searches", "BIGINT", "Searches in the cell."),
+        MartColumn(
+            "action_taken",
+            "BIGINT",
+            "Searches in the cell whose outcome was other than no further action.",
+        ),
+        MartColumn("action_taken_share", "DOUBLE", "action_taken over searches, from 0 to 1."),
+    ),
+    sql=_stop_search_outcomes_sql,
+    order_by=(
+        "time_window",
+        "month",
+        "basis",
+        "_depth",
+        "_order",
+        "ethnic_group",
+        "legislation",
+        "object_of_search",
+    ),  # fmt: skip
+    publication=True,
+    threshold=10,
+    disclosure="Same threshold as the disproportionality figures.",
+    suppressions=(
+        Suppression("searches", ("searches", "action_taken", "action_taken_share")),
+        Suppression("action_taken", ("action_taken", "action_taken_share")),
+    ),
+    latest=(
+        "SELECT * FROM mart WHERE time_window = '12 months' AND basis = 'self-defined' "
+        "AND legislation = 'All' AND object_of_search = 'All' "
+        "AND month = (SELECT max(month) FROM mart)"
+    ),
+    headline="""
+        SELECT max(month) AS latest_month,
+               max(action_taken_share) FILTER (WHERE ethnic_group = 'All')
+                   AS action_taken_share_12m,
+               max(searches) FILTER (WHERE ethnic_group = 'All') AS searches_12m
+        FROM mart WHERE time_window = '12 months' AND basis = 'self-defined'
+          AND legislation = 'All' AND object_of_search = 'All'
+          AND month = (SELECT max(month) FROM mart)
+    """,
+)
+
+
+# --- 3. crime trends ------------------------------------------------------------------
+
+
+def _crime_trends_sql(_: Mappings, __: dict[str, Contract]) -> str:
+    return """
+    WITH cells AS (
+        SELECT borough, major_category, month, sum("count") AS crimes,
+               count(*) FILTER (WHERE "count" IS NULL) AS blank_cells
+        FROM curated.borough_crime GROUP BY ALL
+    ),
+    releases AS (
+        SELECT month, max(_period) AS release FROM curated.borough_crime GROUP BY month
+    ),
+    months AS (
+        SELECT unnest(generate_series(min(month), max(month), INTERVAL 1 MONTH))::DATE AS month
+        FROM cells HAVING count(*) > 0
+    ),
+    grid AS (
+        SELECT p.borough, p.major_category, mo.month, r.release,
+               CASE WHEN r.release IS NOT NULL THEN coalesce(c.crimes, 0) END AS crimes,
+               coalesce(c.blank_cells, 0) AS blank_cells
+        FROM (SELECT DISTINCT borough, major_category FROM cells) p
+        CROSS JOIN months mo
+        LEFT JOIN releases r ON r.month = mo.month
+        LEFT JOIN cells c ON c.borough = p.borough AND c.major_category = p.major_category
+                         AND c.month = mo.month
+    ),
+    rolled AS (
+        SELECT *,
+               sum(crimes) OVER last12 AS _last, count(release) OVER last12 AS _last_n,
+               sum(crimes) OVER prev12 AS _prev, count(release) OVER prev12 AS _prev_n
+        FROM grid
+        WINDOW last12 AS (PARTITION BY borough, major_category ORDER BY month
+                          ROWS BETWEEN 11 PRECEDING AND CURRENT ROW),
+               prev12 AS (PARTITION BY borough, major_category ORDER BY month
+                          ROWS BETWEEN 23 PRECEDING AND 12 PRECEDING)
+    )
+    SELECT borough, major_category, month, release, crimes, blank_cells,
+           CASE WHEN _last_n = 12 THEN _last END AS last_12_months,
+           CASE WHEN _prev_n = 12 THEN _prev END AS previous_12_months,
+           last_12_months - previous_12_months AS change,
+           CASE WHEN previous_12_months > 0
+                THEN (last_12_months - previous_12_months) * 100.0 / previous_12_months
+           END AS change_percent
+    FROM rolled
+    """
+
+
+CRIME_TRENDS = Mart(
+    name="crime_trends",
+    title="Recorded crime trends",
+    definition=(
+        "Recorded crime by borough and major category, month by month, with the 12 months "
+        "ending with each month set against the 12 months before them. Each month's figures "
+        "come from the latest release that carries it (each release re-sends 24 months and "
+        "revises them)."
+    ),
+    grain="one row per borough, major category and month",
+    numerator="crimes recorded in the borough, major category and month (the minor "
+    "categories added together); for the comparison, the sums over the 12 months ending "
+    "with the month and over the 12 months before.",
+    denominator="none for the counts; change_percent divides the change by the previous 12 months.",
+    source_fields=(
+        "borough_crime.borough",
+        "borough_crime.major_category",
+        "borough_crime.month",
+        "borough_crime.count",
+        "borough_crime._period (the release)",
+    ),
+    caveats=(
+        "Recorded crime depends on reporting and recording practice as well as on crime.",
+        "A borough and category missing from a release had no crime in its 24 months, so "
+        "it counts as 0; a month no release covers is NULL, and so is any 12-month sum "
+        "that includes it.",
+        "A blank cell in the release is unknown, not 0: it is left out of the sums and "
+        "counted in blank_cells.",
+        "'London Heathrow and London City Airports' is reported as a borough.",
+        "Releases revise earlier months: the same month can change from one release to the next.",
+    ),
+    sources=("borough_crime",),
+    columns=(
+        MartColumn("borough", "VARCHAR", "London borough (or the airports), as published."),
+        MartColumn("major_category", "VARCHAR", "Home Office major crime category."),
+        MartColumn("month", "DATE", "The month the crimes were recorded in (first day)."),
+        MartColumn(
+            "release",
+            "VARCHAR",
+            "The release (delivery period, YYYY-MM) the month's figures are taken from: the "
+            "newest that carries the month. NULL when no release covers the month.",
+        ),
+        MartColumn(
+            "crimes",
+            "BIGINT",
+            "Crimes recorded in the month (0 when the borough and category is absent from "
+            "the release; NULL when no release covers the month).",
+        ),
+        MartColumn(
+            "blank_cells",
+            "BIGINT",
+            "Minor-category cells left blank (unknown) in the release for this month.",
+        ),
+        MartColumn(
+            "last_12_months",
+            "BIGINT",
+            "Crimes in the 12 months ending with this month; NULL unless all 12 are covered.",
+        ),
+        MartColumn(
+            "previous_12_months",
+            "BIGINT",
+            "Crimes in the 12 months before those; NULL unless all 12 are covered.",
+        ),
+        MartColumn("change", "BIGINT", "last_12_months minus previous_12_months."),
+        MartColumn(
+            "change_percent",
+            "DOUBLE",
+            "change as a percentage of previous_12_months (NULL when that is 0).",
+        ),
+    ),
+    sql=_crime_trends_sql,
+    order_by=("borough", "major_category", "month"),
+    publication=True,
+    threshold=None,
+    disclosure="Recorded crime by borough is already published by the MPS with no cell "
+    "suppressed (contract borough_crime).",
+    latest="SELECT * FROM mart WHERE month = (SELECT max(month) FROM mart)",
+    headline="""
+        SELECT max(month) AS latest_month, sum(last_12_months) AS london_last_12_months,
+               sum(previous_12_months) AS london_previous_12_months,
+               (sum(last_12_months) - sum(previous_12_months)) * 100.0
+                   / nullif(sum(previous_12_months), 0) AS london_change_percent
+        FROM mart WHERE month = (SELECT max(month) FROM mart)
+    """,
+)
+
+
+# --- 4. crime outcome rates -----------------------------------------------------------
+
+
+def _crime_outcomes_sql(m: Mappings, _: dict[str, Contract]) -> str:
+    rows = [
+        (outcome, group, rank)
+        for rank, (group, outcomes) in enumerate(m.outcome_groups.items())
+        for outcome in outcomes
+    ]
+    groups = _values(
+        rows, ["outcome_type", "outcome_group", "precedence"], ["VARCHAR", "VARCHAR", "INTEGER"]
+    )
+    order = [*m.outcome_groups, NOT_MAPPED, "No outcome recorded"]
+    return f"""
+    WITH outcome_groups AS {groups},
+    street AS (
+        SELECT crime_id, month, crime_type, reported_by, last_outcome_category
+        FROM curated.street_crime WHERE crime_id IS NOT NULL AND crime_id <> ''
+    ),
+    crimes AS (
+        SELECT crime_id,
+               min(month) AS month,
+               first(crime_type ORDER BY month, crime_type) AS crime_type,
+               first(reported_by ORDER BY month, reported_by) AS force,
+               first(last_outcome_category ORDER BY month DESC, last_outcome_category)
+                   FILTER (WHERE coalesce(last_outcome_category, '') <> '')
+                   AS street_outcome
+        FROM street GROUP BY crime_id
+    ),
+    outcomes AS (
+        SELECT DISTINCT o.crime_id, o.month, o.outcome_type,
+               coalesce(g.outcome_group, '{NOT_MAPPED}') AS outcome_group,
+               coalesce(g.precedence, 999) AS precedence
+        FROM curated.crime_outcomes o LEFT JOIN outcome_groups g USING (outcome_type)
+    ),
+    latest AS (
+        SELECT crime_id,
+               first(outcome_group ORDER BY month DESC, precedence, outcome_type)
+                   AS outcome_group
+        FROM outcomes GROUP BY crime_id
+    ),
+    judged AS (
+        SELECT c.month, c.force, c.crime_type,
+               CASE WHEN l.crime_id IS NOT NULL THEN l.outcome_group
+                    WHEN c.street_outcome IS NOT NULL
+                        THEN coalesce(g.outcome_group, '{NOT_MAPPED}')
+                    ELSE 'No outcome recorded' END AS outcome_group,
+               l.crime_id IS NOT NULL AS from_outcomes
+        FROM crimes c
+        LEFT JOIN latest l ON l.crime_id = c.crime_id
+        LEFT JOIN outcome_groups g ON g.outcome_type = c.street_outcome
+    )
+    SELECT month, force, crime_type, outcome_group,
+           count(*) AS crimes,
+           count(*) FILTER (WHERE from_outcomes) AS crimes_from_outcomes_file,
+           sum(count(*)) OVER (PARTITION BY month, force, crime_type) AS crimes_of_type,
+           count(*) / sum(count(*)) OVER (PARTITION BY month, force, crime_type)
+               AS outcome_rate,
+           {group_order_sql("outcome_group", tuple(order))} AS _order
+    FROM judged GROUP BY month, force, crime_type, outcome_group
+    """
+
+
+CRIME_OUTCOME_RATES = Mart(
+    name="crime_outcome_rates",
+    title="Crime outcome rates",
+    definition=(
+        "What has happened to the crimes recorded each month, by crime type: each crime "
+        "(one Crime ID) is counted once, under the group of its latest known outcome, and "
+        "the rate is its share of the crimes of that type and month."
+    ),
+    grain="one row per month the crime was recorded in, force, crime type and outcome group",
+    numerator="crimes (distinct Crime IDs) whose latest known outcome is in the group: the "
+    "outcome recorded in the latest outcome month in crime_outcomes (several outcomes in "
+    "that month: the first group in oversight_mappings/outcomes.yaml wins), else the last "
+    "outcome category of the street crime record, else 'No outcome recorded'.",
+    denominator="crimes (distinct Crime IDs) of the type recorded in the month.",
+    source_fields=(
+        "street_crime.crime_id",
+        "street_crime.month",
+        "street_crime.crime_type",
+        "street_crime.reported_by",
+        "street_crime.last_outcome_category",
+        "crime_outcomes.crime_id",
+        "crime_outcomes.month",
+        "crime_outcomes.outcome_type",
+    ),
+    caveats=(
+        "Crime IDs repeat: a crime can be on several street rows (two LSOAs, separate "
+        "outcome rows, exact duplicates) and have several outcomes; each ID is counted "
+        "once, with the crime type and force of its earliest row (alphabetical on a tie).",
+        "Anti-social behaviour has no Crime ID and is not a crime: it is left out.",
+        "Outcomes take time: recent months have many crimes still under investigation, so "
+        "their rates rise as later outcome months are delivered.",
+        "Outcomes for crimes recorded in months not delivered (crime_outcomes rows whose ID "
+        "is in no street crime delivery) cannot be placed and are not counted; their number "
+        "is in the asset's metadata (unmatched_outcome_crime_ids).",
+    ),
+    sources=("street_crime", "crime_outcomes"),
+    columns=(
+        MartColumn("month", "DATE", "The month the crime was recorded in (first day)."),
+        MartColumn("force", "VARCHAR", "The force that provided the crime record."),
+        MartColumn("crime_type", "VARCHAR", "The data.police.uk crime category."),
+        MartColumn(
+            "outcome_group",
+            "VARCHAR",
+            "Group of the crime's latest known outcome (oversight_mappings/outcomes.yaml), "
+            "Not mapped for an outcome the grouping lacks, or No outcome recorded.",
+        ),
+        MartColumn("crimes", "BIGINT", "Crimes (distinct Crime IDs) in the outcome group."),
+        MartColumn(
+            "crimes_from_outcomes_file",
+            "BIGINT",
+            "Of those, crimes whose outcome came from crime_outcomes (the rest from the "
+            "street crime record's last outcome category).",
+        ),
+        MartColumn(
+            "crimes_of_type", "BIGINT", "Crimes (distinct Crime IDs) of the type and month."
+        ),
+        MartColumn("outcome_rate", "DOUBLE", "crimes over crimes_of_type, from 0 to 1."),
+    ),
+    sql=_crime_outcomes_sql,
+    order_by=("month", "force", "crime_type", "_order", "outcome_group"),
+    publication=True,
+    threshold=None,
+    disclosure="Both sources are published record by record on data.police.uk; counting "
+    "them reveals nothing more.",
+    latest="SELECT * FROM mart WHERE month = (SELECT max(month) FROM mart)",
+    headline="""
+        SELECT max(month) AS latest_month, sum(crimes) AS crimes_latest_month,
+               sum(crimes) FILTER (WHERE outcome_group = 'Charge or summons') * 1.0
+                   / nullif(sum(crimes), 0) AS charge_or_summons_rate_latest_month
+        FROM mart WHERE month = (SELECT max(month) FROM mart)
+    """,
+    notes={
+        "unmatched_outcome_crime_ids": """
+            SELECT count(DISTINCT crime_id) FROM curated.crime_outcomes
+            WHERE crime_id NOT IN (
+                SELECT crime_id FROM curated.street_crime WHERE crime_id IS NOT NULL)""",
+        "street_rows_per_crime_id": """
+            SELECT count(*) * 1.0 / nullif(count(DISTINCT crime_id), 0)
+            FROM curated.street_crime WHERE coalesce(crime_id, '') <> ''""",
+    },
+)
+
+
+# --- 5. use of force by subject -----------------------------------------------------------
+
+
+def _use_of_force_subjects_sql(m: Mappings, _: dict[str, Contract]) -> str:
+    group = ethnic_group_sql("subject_ethnicity", m.ethnicity["use_of_force.subject_ethnicity"])
+    ages = [
+        (band, census, m.census_band_labels.get(census, census))
+        for band, census in m.age_to_census.items()
+    ]
+    age_map = _values(
+        ages, ["subject_age", "census_age_band", "label"], ["VARCHAR", "VARCHAR", "VARCHAR"]
+    )
+    labels = sorted({label for _, _, label in ages})
+    shown = [(g, label, "census band") for g in m.groups for label in labels]
+    shown += [(g, "All ages", "all ages") for g in m.groups]
+    return f"""
+    WITH records AS (
+        SELECT date_trunc('month', incident_date)::DATE AS month, {group} AS ethnic_group,
+               coalesce(nullif(trim(subject_age), ''), '{NOT_RECORDED}') AS subject_age
+        FROM curated.use_of_force
+    ),
+    age_map AS {age_map},
+    counts AS (
+        SELECT month, ethnic_group, subject_age AS age_band, 'recorded band' AS age_band_level,
+               NULL::VARCHAR AS census_age_band, count(*) AS records
+        FROM records GROUP BY ALL
+        UNION ALL
+        SELECT r.month, r.ethnic_group, a.label, 'census band', a.census_age_band, count(*)
+        FROM records r JOIN age_map a USING (subject_age) GROUP BY ALL
+        UNION ALL
+        SELECT month, ethnic_group, 'All ages', 'all ages', NULL, count(*)
+        FROM records GROUP BY ALL
+    ),
+    shown AS (
+        SELECT s.ethnic_group, s.age_band, s.age_band_level, a.census_age_band
+        FROM {_values(shown, ["ethnic_group", "age_band", "age_band_level"], ["VARCHAR"] * 3)} s
+        LEFT JOIN (SELECT DISTINCT label, census_age_band FROM age_map) a
+          ON a.label = s.age_band
+        UNION
+        SELECT DISTINCT ethnic_group, age_band, age_band_level, census_age_band FROM counts
+    ),
+    monthly AS (
+        SELECT mo.month, s.ethnic_group, s.age_band, s.age_band_level, s.census_age_band,
+               coalesce(c.records, 0) AS records
+        FROM (SELECT DISTINCT month FROM records) mo CROSS JOIN shown s
+        LEFT JOIN counts c ON c.month = mo.month AND c.ethnic_group = s.ethnic_group
+                          AND c.age_band = s.age_band AND c.age_band_level = s.age_band_level
+    ),
+    {_windows(["ethnic_group", "age_band", "age_band_level", "census_age_band"], ["records"])},
+    population_all AS ({_population_sql(m)}),
+    population_age AS ({_population_sql(m, by_age=True)}),
+    with_population AS (
+        SELECT w.*,
+               CASE w.age_band_level WHEN 'all ages' THEN pa.population
+                                     WHEN 'census band' THEN pb.population END AS population
+        FROM windowed w
+        LEFT JOIN population_all pa ON pa.ethnic_group = w.ethnic_group
+        LEFT JOIN population_age pb ON pb.ethnic_group = w.ethnic_group
+                                   AND pb.age_band = w.census_age_band
+    ),
+    rated AS (
+        SELECT *, CASE WHEN population > 0 THEN records * 1000.0 / population END
+                      AS rate_per_1000
+        FROM with_population
+    )
+    SELECT *,
+           max(rate_per_1000) FILTER (WHERE ethnic_group = 'White') OVER cell
+               AS white_rate_per_1000,
+           CASE WHEN white_rate_per_1000 > 0 THEN rate_per_1000 / white_rate_per_1000 END
+               AS ratio_to_white,
+           max(records) FILTER (WHERE ethnic_group = 'White') OVER cell AS _white_records,
+           {group_order_sql("ethnic_group", m.groups)} AS _order,
+           CASE age_band_level WHEN 'all ages' THEN 0 WHEN 'census band' THEN 1 ELSE 2 END
+               AS _level
+    FROM rated
+    WINDOW cell AS (PARTITION BY time_window, month, age_band, age_band_level)
+    """
+
+
+USE_OF_FORCE_SUBJECTS = Mart(
+    name="use_of_force_subjects",
+    title="Use of force by subject ethnic group and age",
+    definition=(
+        "Use of force records by the subject's perceived ethnic group and age band, for "
+        "each month and the 12 months ending with it, with a rate per 1,000 London residents "
+        "of the group (Census 2021) where a matching population exists: for all ages, and "
+        "for the only use of force age band that matches a Census band (50 and over)."
+    ),
+    grain="one row per time window, month, ethnic group and age band (recorded band, "
+    "Census-comparable band, or all ages)",
+    numerator="use of force records (one per officer per subject) in the window.",
+    denominator="London usual residents of the group (and Census age band), Census 2021; "
+    "the ratio divides by the White rate of the same window and age band.",
+    source_fields=(
+        "use_of_force.incident_date",
+        "use_of_force.subject_ethnicity",
+        "use_of_force.subject_age",
+        "census_2021_population.ethnic_group",
+        "census_2021_population.age_band",
+        "census_2021_population.observation",
+    ),
+    caveats=(
+        "A record is one officer's use of force on one subject: two officers restraining "
+        "the same person make two records, so counts are not people or incidents.",
+        "Ethnicity and age are as the officer perceived them. The Home Office 'Chinese' "
+        "category is counted as Asian, as in Census 2021.",
+        "The use of force age bands (0-10, 11-17, 18-34, 35-49, 50-64, 65 and over) do not "
+        "match the Census bands (24 and under, 25 to 49, 50 and over) except 50 and over, "
+        "so only that band and all ages have a rate; the other bands are counts.",
+        "Rows of the three age_band_level values overlap (all ages includes every band): "
+        "add up rows of one level only.",
+        "Not recorded and Not mapped subjects are shown with no rate.",
+    ),
+    sources=("use_of_force", "census_2021_population"),
+    columns=(
+        *_WINDOW_COLUMNS,
+        MartColumn(
+            "ethnic_group",
+            "VARCHAR",
+            "Subject's perceived ethnicity in the Census 2021 groups, Not recorded or Not mapped.",
+        ),
+        MartColumn(
+            "age_band",
+            "VARCHAR",
+            "The subject's perceived age band as recorded (or Not recorded), a band matching "
+            "a Census band (50 and over), or All ages.",
+        ),
+        MartColumn(
+            "age_band_level",
+            "VARCHAR",
+            "'recorded band', 'census band' or 'all ages': the levels overlap, add up rows "
+            "of one level only.",
+        ),
+        MartColumn(
+            "census_age_band",
+            "VARCHAR",
+            "The Census 2021 age band whose population is the denominator (census band rows).",
+        ),
+        MartColumn("records", "BIGINT", "Use of force records (officer-subject pairs)."),
+        MartColumn(
+            "population",
+            "BIGINT",
+            "London usual residents of the group (and Census age band), Census 2021; NULL "
+            "where no matching population exists.",
+        ),
+        MartColumn("rate_per_1000", "DOUBLE", "records per 1,000 residents of the group."),
+        MartColumn(
+            "white_rate_per_1000",
+            "DOUBLE",
+            "The White group's rate in the same window and age band, the reference.",
+        ),
+        MartColumn(
+            "ratio_to_white",
+            "DOUBLE",
+            "rate_per_1000 over white_rate_per_1000 (NULL when either is missing or withheld).",
+        ),
+    ),
+    sql=_use_of_force_subjects_sql,
+    order_by=("time_window", "month", "_level", "age_band", "_order", "ethnic_group"),
+    publication=True,
+    threshold=10,
+    disclosure="Use of force records are special-category data about individuals; counts "
+    "under 10 could identify people.",
+    suppressions=(
+        Suppression("records", ("records", "rate_per_1000", "ratio_to_white")),
+        Suppression("_white_records", ("white_rate_per_1000", "ratio_to_white"), flag=False),
+    ),
+    latest=_LATEST_12 + " AND age_band_level <> 'recorded band'",
+    headline="""
+        SELECT max(month) AS latest_month,
+               max(ratio_to_white) FILTER (WHERE ethnic_group = 'Black')
+                   AS black_white_ratio_all_ages_12m
+        FROM mart WHERE time_window = '12 months' AND age_band_level = 'all ages'
+          AND month = (SELECT max(month) FROM mart)
+    """,
+)
+
+
+# --- 6. use of force by tactic ----------------------------------------------------------
+
+
+def _use_of_force_tactics_sql(m: Mappings, contracts: dict[str, Contract]) -> str:
+    group = ethnic_group_sql("subject_ethnicity", m.ethnicity["use_of_force.subject_ethnicity"])
+    tactics = [
+        c.name
+        for c in contracts["use_of_force"].columns
+        if c.name.startswith("tactic_") and c.name.removeprefix("tactic_").isdigit()
+    ]
+    return f"""
+    WITH records AS (
+        SELECT _delivery_id, _source_row, date_trunc('month', incident_date)::DATE AS month,
+               {group} AS ethnic_group, {", ".join(tactics)}
+        FROM curated.use_of_force
+    ),
+    used AS (
+        SELECT DISTINCT _delivery_id, _source_row, month, ethnic_group, tactic
+        FROM (UNPIVOT records ON {", ".join(tactics)} INTO NAME slot VALUE tactic)
+        WHERE trim(tactic) <> ''
+    ),
+    with_tactic AS (
+        SELECT month,
+               CASE WHEN grouping(ethnic_group) = 1 THEN 'All' ELSE ethnic_group END
+                   AS ethnic_group,
+               tactic, count(*) AS records_with_tactic
+        FROM used GROUP BY GROUPING SETS ((month, tactic), (month, ethnic_group, tactic))
+    ),
+    totals AS (
+        SELECT month,
+               CASE WHEN grouping(ethnic_group) = 1 THEN 'All' ELSE ethnic_group END
+                   AS ethnic_group,
+               count(*) AS records
+        FROM records GROUP BY GROUPING SETS ((month), (month, ethnic_group))
+    ),
+    {_windows(["ethnic_group", "tactic"], ["records_with_tactic"], "with_tactic", "tactic_w")},
+    {_windows(["ethnic_group"], ["records"], "totals", "total_w")}
+    SELECT t.*, a.records, t.records_with_tactic / a.records AS share_of_records,
+           {group_order_sql("t.ethnic_group", ("All", *m.groups))} AS _order
+    FROM tactic_w t
+    JOIN total_w a ON a.time_window = t.time_window AND a.month = t.month
+                  AND a.ethnic_group = t.ethnic_group
+    """
+
+
+USE_OF_FORCE_TACTICS = Mart(
+    name="use_of_force_tactics",
+    title="Use of force by tactic",
+    definition=(
+        "How often each tactic was used: the number of use of force records that list the "
+        "tactic, and their share of all records, overall ('All') and by the subject's "
+        "perceived ethnic group, for each month and the 12 months ending with it."
+    ),
+    grain="one row per time window, month, ethnic group (or All) and tactic used at least once",
+    numerator="records (one per officer per subject) listing the tactic in any of Tactic 1 to "
+    "20, counted once per record however often it is listed.",
+    denominator="all records of the ethnic group (or all records) in the window.",
+    source_fields=(
+        "use_of_force.incident_date",
+        "use_of_force.tactic_1 ... tactic_20",
+        "use_of_force.subject_ethnicity",
+    ),
+    caveats=(
+        "A record lists several tactics, so shares add up to more than 1.",
+        "Tactics are listed in the order recorded, not necessarily the order used; a "
+        "drawn or aimed Taser or firearm is a use of force even when not fired.",
+        "A record is one officer and one subject, not an incident or a person.",
+    ),
+    sources=("use_of_force",),
+    columns=(
+        *_WINDOW_COLUMNS,
+        MartColumn(
+            "ethnic_group",
+            "VARCHAR",
+            "Subject's perceived ethnicity (Census 2021 groups, Not recorded, Not mapped) or All.",
+        ),
+        MartColumn("tactic", "VARCHAR", "The tactic, as the use of force form names it."),
+        MartColumn("records_with_tactic", "BIGINT", "Records listing the tactic."),
+        MartColumn("records", "BIGINT", "All records of the ethnic group in the window."),
+        MartColumn("share_of_records", "DOUBLE", "records_with_tactic over records, from 0 to 1."),
+    ),
+    sql=_use_of_force_tactics_sql,
+    order_by=("time_window", "month", "_order", "ethnic_group", "tactic"),
+    publication=True,
+    threshold=10,
+    disclosure="As use_of_force_subjects.",
+    suppressions=(
+        Suppression("records_with_tactic", ("records_with_tactic", "share_of_records")),
+        Suppression("records", ("records", "share_of_records")),
+    ),
+    latest=_LATEST_12 + " AND ethnic_group = 'All'",
+    headline="""
+        SELECT max(month) AS latest_month, max(records) AS records_12m,
+               max(share_of_records) FILTER (WHERE tactic LIKE 'CED (Taser)%Fired')
+                   AS taser_fired_share_12m
+        FROM mart WHERE time_window = '12 months' AND ethnic_group = 'All'
+          AND month = (SELECT max(month) FROM mart)
+    """,
+)
+
+
+# --- 7. complaints timeliness -------------------------------------------------------------
+
+
+def _complaints_sql(_: Mappings, __: dict[str, Contract]) -> str:
+    return """
+    WITH latest AS (
+        SELECT * FROM curated.complaints
+        QUALIFY row_number() OVER (PARTITION BY case_reference, allegation_number
+                                   ORDER BY _period DESC, _source_row) = 1
+    ),
+    finalised AS (
+        SELECT date_trunc('month', finalised_date)::DATE AS month, handling,
+               count(*) AS allegations_finalised,
+               median(date_diff('day', received_date, finalised_date))
+                   AS median_days_to_finalise,
+               avg(date_diff('day', received_date, finalised_date)) AS mean_days_to_finalise,
+               quantile_disc(date_diff('day', received_date, finalised_date), 0.9)
+                   AS p90_days_to_finalise
+        FROM latest WHERE finalised_date IS NOT NULL GROUP BY ALL
+    ),
+    snapshots AS (
+        SELECT *, strptime(_period, '%Y-%m')::DATE AS snapshot_month,
+               last_day(strptime(_period, '%Y-%m')::DATE) AS snapshot_end
+        FROM curated.complaints
+    ),
+    open_flags AS (
+        SELECT *, received_date <= snapshot_end
+                  AND (finalised_date IS NULL OR finalised_date > snapshot_end) AS is_open
+        FROM snapshots
+    ),
+    still_open AS (
+        SELECT snapshot_month AS month, handling,
+               count(*) FILTER (WHERE is_open) AS open_at_month_end,
+               median(date_diff('day', received_date, snapshot_end)) FILTER (WHERE is_open)
+                   AS median_days_open
+        FROM open_flags GROUP BY ALL
+    )
+    SELECT coalesce(f.month, o.month) AS month, coalesce(f.handling, o.handling) AS handling,
+           coalesce(f.allegations_finalised, 0) AS allegations_finalised,
+           f.median_days_to_finalise, f.mean_days_to_finalise, f.p90_days_to_finalise,
+           o.open_at_month_end, o.median_days_open
+    FROM finalised f FULL JOIN still_open o ON o.month = f.month AND o.handling = f.handling
+    """
+
+
+COMPLAINTS_TIMELINESS = Mart(
+    name="complaints_timeliness",
+    title="Complaints timeliness",
+    definition=(
+        "How long complaint allegations take to finalise, under Schedule 3 (formally "
+        "handled) and outside it (resolved at first contact): per month of finalisation, "
+        "the allegations finalised and the median, mean and 90th percentile days from "
+        "receipt to finalisation; and per snapshot month, the allegations still open at its "
+        "end and how long they had been open."
+    ),
+    grain="one row per month and handling",
+    numerator="days from received_date to finalised_date of each allegation finalised in "
+    "the month (latest snapshot of each allegation); allegations open at the month's end in "
+    "that month's snapshot.",
+    denominator="allegations finalised in the month (for the median, mean and percentile).",
+    source_fields=(
+        "complaints.case_reference",
+        "complaints.allegation_number",
+        "complaints.received_date",
+        "complaints.finalised_date",
+        "complaints.handling",
+        "complaints._period (the snapshot)",
+    ),
+    caveats=(
+        "Measured per allegation, not per complaint case: a case with three allegations "
+        "counts three times.",
+        "Each allegation is taken from its latest snapshot, so a finalised date revised "
+        "later replaces the earlier one.",
+        "Handling is as recorded at the latest snapshot; a complaint moved into Schedule 3 "
+        "counts there from the start.",
+        "Open allegations come only from snapshot months delivered; a month with no "
+        "snapshot has no open count.",
+    ),
+    sources=("complaints",),
+    columns=(
+        MartColumn("month", "DATE", "Month of finalisation, or of the snapshot for open counts."),
+        MartColumn("handling", "VARCHAR", "Schedule 3 or Outside Schedule 3."),
+        MartColumn("allegations_finalised", "BIGINT", "Allegations finalised in the month."),
+        MartColumn(
+            "median_days_to_finalise",
+            "DOUBLE",
+            "Median days from receipt to finalisation of those allegations.",
+        ),
+        MartColumn("mean_days_to_finalise", "DOUBLE", "Mean days to finalisation."),
+        MartColumn(
+            "p90_days_to_finalise",
+            "BIGINT",
+            "90th percentile of days to finalisation (nine in ten took this long or less).",
+        ),
+        MartColumn(
+            "open_at_month_end",
+            "BIGINT",
+            "Allegations received by the month's end and not finalised by it, in that "
+            "month's snapshot; NULL when the month's snapshot has no allegation of this "
+            "handling (or no snapshot for the month was delivered).",
+        ),
+        MartColumn(
+            "median_days_open",
+            "DOUBLE",
+            "Median days those open allegations had been open at the month's end.",
+        ),
+    ),
+    sql=_complaints_sql,
+    order_by=("month", "handling"),
+    publication=True,
+    threshold=10,
+    disclosure="Allegations are about identifiable people (complainants and officers); "
+    "small counts and their averages are withheld.",
+    suppressions=(
+        Suppression(
+            "allegations_finalised",
+            (
+                "allegations_finalised",
+                "median_days_to_finalise",
+                "mean_days_to_finalise",
+                "p90_days_to_finalise",
+            ),
+        ),
+        Suppression("open_at_month_end", ("open_at_month_end", "median_days_open")),
+    ),
+    latest="SELECT * FROM mart WHERE month = (SELECT max(month) FROM mart)",
+    headline="""
+        SELECT max(month) AS latest_month,
+               max(median_days_to_finalise) FILTER (WHERE handling = 'Schedule 3')
+                   AS median_days_schedule_3,
+               max(median_days_to_finalise) FILTER (WHERE handling = 'Outside Schedule 3')
+                   AS median_days_outside_schedule_3
+        FROM mart WHERE month = (SELECT max(month) FROM mart)
+    """,
+)
+
+
+# --- 8. emergency response ----------------------------------------------------------------
+
+
+def _emergency_response_sql(_: Mappings, __: dict[str, Contract]) -> str:
+    targets = _values(
+        list(RESPONSE_TARGETS.items()), ["grade", "target_minutes"], ["VARCHAR", "INTEGER"]
+    )
+    return f"""
+    WITH targets AS {targets},
+    calls AS (
+        SELECT {_london_month("call_received")} AS month,
+               coalesce(nullif(trim(borough), ''), '{NOT_RECORDED}') AS borough,
+               grade, t.target_minutes,
+               date_diff('second', call_received, first_arrival) AS seconds
+        FROM curated.emergency_response JOIN targets t USING (grade)
+    )
+    SELECT month, borough, grade, target_minutes,
+           count(*) AS calls,
+           count(seconds) AS calls_attended,
+           count(*) FILTER (WHERE seconds <= target_minutes * 60) AS attended_within_target,
+           attended_within_target / calls_attended AS share_within_target,
+           median(seconds) / 60.0 AS median_minutes_to_arrival
+    FROM calls GROUP BY month, borough, grade, target_minutes
+    """
+
+
+EMERGENCY_RESPONSE = Mart(
+    name="emergency_response",
+    title="Emergency response times",
+    definition=(
+        "The share of I (immediate) calls attended within 15 minutes and of S (significant) "
+        "calls attended within 60 minutes, by borough and month."
+    ),
+    grain="one row per month, borough and grade (I, S)",
+    numerator="attended calls whose first arrival was at most the target after the call was "
+    "received (15 minutes for I, 60 for S).",
+    denominator="calls of the grade with a first arrival (attended calls).",
+    source_fields=(
+        "emergency_response.grade",
+        "emergency_response.call_received",
+        "emergency_response.first_arrival",
+        "emergency_response.borough",
+    ),
+    caveats=(
+        "The grade is the grade at the end of the call, after any regrading.",
+        "Calls nobody attended (resolved or cancelled first) are not in the denominator; "
+        "their number is calls minus calls_attended.",
+        "A response spanning the October clock change can be an hour out (local times in "
+        "the repeated hour are read as the first).",
+        "Calls with no borough are shown as Not recorded.",
+    ),
+    sources=("emergency_response",),
+    columns=(
+        MartColumn("month", "DATE", "Month the call was received (London time, first day)."),
+        MartColumn("borough", "VARCHAR", "Borough of the incident, or Not recorded."),
+        MartColumn("grade", "VARCHAR", "I (immediate) or S (significant)."),
+        MartColumn("target_minutes", "INTEGER", "The attendance target: 15 for I, 60 for S."),
+        MartColumn("calls", "BIGINT", "Calls of the grade received in the month."),
+        MartColumn("calls_attended", "BIGINT", "Of those, calls with a first arrival."),
+        MartColumn(
+            "attended_within_target",
+            "BIGINT",
+            "Attended calls whose first arrival was within the target (inclusive).",
+        ),
+        MartColumn(
+            "share_within_target",
+            "DOUBLE",
+            "attended_within_target over calls_attended, from 0 to 1.",
+        ),
+        MartColumn(
+            "median_minutes_to_arrival",
+            "DOUBLE",
+            "Median minutes from the call to the first arrival, attended calls only.",
+        ),
+    ),
+    sql=_emergency_response_sql,
+    order_by=("month", "borough", "grade"),
+    publication=True,
+    threshold=None,
+    disclosure="Counts of calls by borough and month identify nobody; the MPS publishes "
+    "these response figures.",
+    latest="SELECT * FROM mart WHERE month = (SELECT max(month) FROM mart)",
+    headline="""
+        SELECT max(month) AS latest_month,
+               sum(attended_within_target) FILTER (WHERE grade = 'I') * 1.0
+                   / nullif(sum(calls_attended) FILTER (WHERE grade = 'I'), 0)
+                   AS i_share_within_15_minutes,
+               sum(attended_within_target) FILTER (WHERE grade = 'S') * 1.0
+                   / nullif(sum(calls_attended) FILTER (WHERE grade = 'S'), 0)
+                   AS s_share_within_60_minutes
+        FROM mart WHERE month = (SELECT max(month) FROM mart)
+    """,
+)
+
+
+# --- 9. trust and confidence ----------------------------------------------------------
+
+
+def _trust_sql(_: Mappings, __: dict[str, Contract]) -> str:
+    return """
+    WITH latest AS (
+        SELECT * FROM curated.public_attitude_survey
+        QUALIFY _period = max(_period) OVER (PARTITION BY date)
+    )
+    SELECT l.date, l.survey, l.borough, l.measure, l.proportion, l._period AS release,
+           y.proportion AS proportion_year_before,
+           (l.proportion - y.proportion) * 100 AS change_points,
+           avg(l.proportion) OVER (PARTITION BY l.date, l.survey, l.measure)
+               AS mean_of_boroughs,
+           rank() OVER (PARTITION BY l.date, l.survey, l.measure ORDER BY l.proportion DESC)
+               AS rank_among_boroughs
+    FROM latest l
+    LEFT JOIN latest y
+      ON y.survey = l.survey AND y.borough = l.borough AND y.measure = l.measure
+     AND y.date = (l.date - INTERVAL 1 YEAR)::DATE
+    """
+
+
+TRUST_AND_CONFIDENCE = Mart(
+    name="trust_and_confidence",
+    title="Trust and confidence (Public Attitude Survey)",
+    definition=(
+        "The Public Attitude Survey's trust and confidence measures by borough over time: "
+        "the weighted share of respondents giving the positive answer over the 12 months to "
+        "each quarter's end, with the change on the year before and the borough's rank."
+    ),
+    grain="one row per quarter end, survey, borough and measure",
+    numerator="weighted respondents giving the positive answer (as delivered, a proportion).",
+    denominator="weighted respondents asked the question in the borough over the rolling 12 "
+    "months.",
+    source_fields=(
+        "public_attitude_survey.date",
+        "public_attitude_survey.borough",
+        "public_attitude_survey.measure",
+        "public_attitude_survey.proportion",
+        "public_attitude_survey._period (the release)",
+    ),
+    caveats=(
+        "Rolling 12-month figures: consecutive quarters share most of their interviews.",
+        "About 400 interviews per borough a year: differences of a few points are within "
+        "sampling error.",
+        "Each release re-sends and may re-weight the whole series; for each date, the "
+        "newest release's figures are used.",
+        "mean_of_boroughs is the simple mean of the borough figures, not the London figure "
+        "(which weights boroughs by population).",
+    ),
+    sources=("public_attitude_survey",),
+    columns=(
+        MartColumn("date", "DATE", "The last day of the quarter the 12 months end with."),
+        MartColumn("survey", "VARCHAR", "The survey (PAS)."),
+        MartColumn("borough", "VARCHAR", "The borough the respondents live in."),
+        MartColumn("measure", "VARCHAR", "The measure's published short name."),
+        MartColumn("proportion", "DOUBLE", "Weighted share giving the positive answer, 0 to 1."),
+        MartColumn("release", "VARCHAR", "The release (delivery period) the figure is from."),
+        MartColumn(
+            "proportion_year_before",
+            "DOUBLE",
+            "The same measure and borough four quarters earlier (NULL if not delivered).",
+        ),
+        MartColumn(
+            "change_points",
+            "DOUBLE",
+            "proportion minus proportion_year_before, in percentage points.",
+        ),
+        MartColumn(
+            "mean_of_boroughs",
+            "DOUBLE",
+            "Simple mean of the boroughs' proportions for the date and measure.",
+        ),
+        MartColumn(
+            "rank_among_boroughs",
+            "BIGINT",
+            "1 for the borough with the highest proportion for the date and measure.",
+        ),
+    ),
+    sql=_trust_sql,
+    order_by=("date", "survey", "measure", "borough"),
+    publication=True,
+    threshold=None,
+    disclosure="Weighted proportions, published by MOPAC; no counts of people are held.",
+    latest="SELECT * FROM mart WHERE date = (SELECT max(date) FROM mart)",
+    headline="""
+        SELECT max(date) AS latest_quarter_end,
+               max(mean_of_boroughs) FILTER (WHERE measure = 'Trust MPS')
+                   AS trust_mps_mean_of_boroughs,
+               max(mean_of_boroughs) FILTER (WHERE measure = '"Good Job" local')
+                   AS good_job_local_mean_of_boroughs
+        FROM mart WHERE date = (SELECT max(date) FROM mart)
+    """,
+)
+
+
+# --- 10. workforce representation ---------------------------------------------------------
+
+
+def _workforce_sql(m: Mappings, _: dict[str, Contract]) -> str:
+    group = ethnic_group_sql("ethnicity", m.ethnicity["workforce.ethnicity"])
+    return f"""
+    WITH staff AS (
+        SELECT month, worker_type, {group} AS ethnic_group, headcount FROM curated.workforce
+    ),
+    counts AS (
+        SELECT month,
+               CASE WHEN grouping(worker_type) = 1 THEN 'All' ELSE worker_type END
+                   AS worker_type,
+               ethnic_group, sum(headcount) AS headcount
+        FROM staff
+        GROUP BY GROUPING SETS ((month, worker_type, ethnic_group), (month, ethnic_group))
+    ),
+    cells AS (
+        SELECT DISTINCT c.month, c.worker_type, g.ethnic_group
+        FROM counts c
+        CROSS JOIN {_values([(g,) for g in m.groups], ["ethnic_group"], ["VARCHAR"])} g
+        UNION SELECT month, worker_type, ethnic_group FROM counts
+    ),
+    population AS ({_population_sql(m)}),
+    grid AS (
+        SELECT x.month, x.worker_type, x.ethnic_group, coalesce(c.headcount, 0) AS headcount
+        FROM cells x LEFT JOIN counts c
+          ON c.month = x.month AND c.worker_type = x.worker_type
+         AND c.ethnic_group = x.ethnic_group
+    )
+    SELECT g.*,
+           headcount / sum(headcount) OVER cell AS share_of_workforce,
+           CASE WHEN g.ethnic_group IN {_in(m.groups)}
+                THEN headcount / sum(headcount) FILTER (
+                    WHERE g.ethnic_group IN {_in(m.groups)}) OVER cell END AS share_of_stated,
+           p.population / sum(p.population) OVER cell AS london_share,
+           share_of_stated / london_share AS representation_ratio,
+           (share_of_stated - london_share) * 100 AS gap_points,
+           {group_order_sql("g.ethnic_group", m.groups)} AS _order,
+           (g.worker_type <> 'All')::INT AS _level
+    FROM grid g LEFT JOIN population p ON p.ethnic_group = g.ethnic_group
+    WINDOW cell AS (PARTITION BY g.month, g.worker_type)
+    """
+
+
+WORKFORCE_REPRESENTATION = Mart(
+    name="workforce_representation",
+    title="Workforce representation",
+    definition=(
+        "How representative the workforce in the 12 Basic Command Units is of London: each "
+        "ethnic group's share of the workforce with a stated ethnicity, against its share "
+        "of London's residents (Census 2021), by month and worker type (and all workers)."
+    ),
+    grain="one row per month, worker type (or All) and ethnic group",
+    numerator="people in post of the group (headcount) on the month's last day.",
+    denominator="people in post of the worker type with a stated ethnicity; for London, "
+    "usual residents of the 5 groups, Census 2021.",
+    source_fields=(
+        "workforce.month",
+        "workforce.worker_type",
+        "workforce.ethnicity",
+        "workforce.headcount",
+        "census_2021_population.ethnic_group",
+        "census_2021_population.observation",
+    ),
+    caveats=(
+        "Only people posted to the 12 BCUs; central commands are not in the extract.",
+        "Ethnicity is self-declared; Not stated includes people never asked. Shares of the "
+        "stated exclude them; share_of_workforce shows how many they are.",
+        "London's residents of all ages are the comparison, not its working-age population.",
+    ),
+    sources=("workforce", "census_2021_population"),
+    columns=(
+        MartColumn("month", "DATE", "The snapshot month (people in post on its last day)."),
+        MartColumn(
+            "worker_type",
+            "VARCHAR",
+            "Police Officer, Police Staff, PCSO, Special Constable, or All.",
+        ),
+        MartColumn(
+            "ethnic_group",
+            "VARCHAR",
+            "Self-declared group (White, Asian, Black, Mixed, Other), Not stated or Not mapped.",
+        ),
+        MartColumn("headcount", "BIGINT", "People in post."),
+        MartColumn(
+            "share_of_workforce",
+            "DOUBLE",
+            "headcount over all people of the worker type (Not stated included).",
+        ),
+        MartColumn(
+            "share_of_stated",
+            "DOUBLE",
+            "headcount over people of the worker type with a stated group (NULL for Not stated).",
+        ),
+        MartColumn(
+            "london_share",
+            "DOUBLE",
+            "The group's share of London's usual residents in the 5 groups, Census 2021.",
+        ),
+        MartColumn(
+            "representation_ratio",
+            "DOUBLE",
+            "share_of_stated over london_share: 1 is proportionate, 0.5 half as many as "
+            "London's population would suggest.",
+        ),
+        MartColumn(
+            "gap_points",
+            "DOUBLE",
+            "share_of_stated minus london_share, in percentage points.",
+        ),
+    ),
+    sql=_workforce_sql,
+    order_by=("month", "_level", "worker_type", "_order", "ethnic_group"),
+    publication=True,
+    threshold=10,
+    disclosure="The workforce agreement requires cells under 10 to be suppressed in "
+    "anything published (contract workforce).",
+    suppressions=(
+        Suppression(
+            "headcount",
+            (
+                "headcount",
+                "share_of_workforce",
+                "share_of_stated",
+                "representation_ratio",
+                "gap_points",
+            ),
+        ),
+    ),
+    latest=(
+        "SELECT * FROM mart WHERE worker_type = 'All' AND month = (SELECT max(month) FROM mart)"
+    ),
+    headline="""
+        SELECT max(month) AS latest_month,
+               max(representation_ratio) FILTER (WHERE ethnic_group = 'Black')
+                   AS black_representation_ratio,
+               max(representation_ratio) FILTER (WHERE ethnic_group = 'Asian')
+                   AS asian_representation_ratio,
+               max(share_of_workforce) FILTER (WHERE ethnic_group = 'Not stated')
+                   AS not_stated_share
+        FROM mart WHERE worker_type = 'All' AND month = (SELECT max(month) FROM mart)
+    """,
+)
+
+
+# --- 11. data quality ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyField:
+    contract: str
+    table: str
+    field: str
+    role: str
+    missing_values: tuple[str, ...]
+    max_missing_percent: float | None
+
+
+def key_fields(contracts: dict[str, Contract]) -> list[KeyField]:
+    """Each contract's key fields: its primary key, the columns with an agreed completeness
+    threshold, and (for a wide layout) the value column."""
+    out: list[KeyField] = []
+    for c in contracts.values():
+        table = f"{c.name}_releases" if c.layout else c.name
+        rules = {r.column: r for r in c.completeness_rules}
+        for col in c.columns:
+            rule = rules.get(col.name)
+            if not (col.primary_key_position or rule):
+                continue
+            role = "primary key" if col.primary_key_position else "completeness agreed"
+            missing = tuple(v for v in (rule.missing_values if rule else ("",)) if v is not None)
+            out.append(
+                KeyField(c.name, table, col.name, role, missing, rule.max_percent if rule else None)
+            )
+        if c.layout:
+            out.append(KeyField(c.name, table, c.layout.value_name, "value", (), None))
+    return out
+
+
+def _data_quality_sql(_: Mappings, contracts: dict[str, Contract]) -> str:
+    parts = []
+    for f in key_fields(contracts):
+        col = f'"{f.field}"'
+        blank = f" OR {col}::VARCHAR IN {_in(f.missing_values)}" if f.missing_values else ""
+        parts.append(
+            f"SELECT {_lit(f.contract)} AS contract, _period AS period, {_lit(f.field)} AS field,"
+            f" {_lit(f.role)} AS field_role, count(*) AS curated_rows,"
+            f" count(*) FILTER (WHERE {col} IS NULL{blank}) AS missing_rows,"
+            f" {_lit(f.max_missing_percent)}::DOUBLE AS agreed_max_missing_percent"
+            f" FROM curated.{f.table} GROUP BY _period"
+        )
+    if not parts:
+        parts = [
+            "SELECT NULL::VARCHAR AS contract, NULL::VARCHAR AS period, NULL::VARCHAR AS field,"
+            " NULL::VARCHAR AS field_role, 0 AS curated_rows, 0 AS missing_rows,"
+            " NULL::DOUBLE AS agreed_max_missing_percent WHERE false"
+        ]
+    union = "\nUNION ALL ".join(parts)
+    return f"""
+    WITH fields AS ({union})
+    SELECT *,
+           (curated_rows - missing_rows) * 100.0 / curated_rows AS completeness_percent,
+           CASE WHEN agreed_max_missing_percent IS NOT NULL
+                THEN missing_rows * 100.0 / curated_rows <= agreed_max_missing_percent
+           END AS within_agreement
+    FROM fields
+    """
+
+
+DATA_QUALITY = Mart(
+    name="data_quality",
+    title="Data quality: completeness of key fields",
+    definition=(
+        "For every contract and delivery period, how complete each key field is in the "
+        "curated rows: the primary key columns, the columns whose completeness the "
+        "agreement sets a threshold for, and a wide layout's value column."
+    ),
+    grain="one row per contract, period and key field",
+    numerator="curated rows of the period whose field is not missing (NULL, blank, or a "
+    "value the agreement counts as missing such as 'Not stated').",
+    denominator="curated rows of the period (for a wide layout, every cell of the release).",
+    source_fields=("every contract's key fields", "<contract>._period"),
+    caveats=(
+        "Completeness of the rows that were published: rows held back in quarantine are "
+        "not counted here (see governance.quarantine).",
+        "Rows whose required fields were missing were quarantined, so required fields are "
+        "complete by construction; the measure is most telling for optional fields.",
+    ),
+    sources=("*",),
+    columns=(
+        MartColumn("contract", "VARCHAR", "The data contract."),
+        MartColumn("period", "VARCHAR", "The delivery period (YYYY-MM)."),
+        MartColumn("field", "VARCHAR", "The curated column."),
+        MartColumn(
+            "field_role",
+            "VARCHAR",
+            "Why it is a key field: primary key, completeness agreed, or value.",
+        ),
+        MartColumn("curated_rows", "BIGINT", "Curated rows of the period."),
+        MartColumn("missing_rows", "BIGINT", "Of those, rows missing the field."),
+        MartColumn(
+            "agreed_max_missing_percent",
+            "DOUBLE",
+            "The most the agreement allows missing, in percent (NULL when it sets none).",
+        ),
+        MartColumn(
+            "completeness_percent", "DOUBLE", "Rows with the field, in percent of curated_rows."
+        ),
+        MartColumn(
+            "within_agreement",
+            "BOOLEAN",
+            "Whether the share missing is within the agreed maximum (NULL when none is set).",
+        ),
+    ),
+    sql=_data_quality_sql,
+    order_by=("contract", "field", "period"),
+    publication=False,
+    threshold=None,
+    disclosure="Counts of rows, not of people.",
+    latest=(
+        "SELECT * FROM mart m WHERE period = "
+        "(SELECT max(period) FROM mart x WHERE x.contract = m.contract)"
+    ),
+    headline="""
+        SELECT count(*) FILTER (WHERE within_agreement = false) AS fields_below_agreement,
+               count(DISTINCT contract) AS contracts_with_data,
+               min(completeness_percent) AS lowest_completeness_percent
+        FROM mart m WHERE period = (
+            SELECT max(period) FROM mart x WHERE x.contract = m.contract)
+    """,
+)
+
+
+MARTS: dict[str, Mart] = {
+    m.name: m
+    for m in (
+        STOP_SEARCH_DISPROPORTIONALITY,
+        STOP_SEARCH_OUTCOMES,
+        CRIME_TRENDS,
+        CRIME_OUTCOME_RATES,
+        USE_OF_FORCE_SUBJECTS,
+        USE_OF_FORCE_TACTICS,
+        COMPLAINTS_TIMELINESS,
+        EMERGENCY_RESPONSE,
+        TRUST_AND_CONFIDENCE,
+        WORKFORCE_REPRESENTATION,
+        DATA_QUALITY,
+    )
+}
+
+
+# --- running ---------------------------------------------------------------------------
+
+
+_LOADED: dict[tuple, dict[str, Contract]] = {}
+
+
+def current_contracts() -> dict[str, Contract]:
+    """The contracts in the contracts folder, read again only when a file there changed."""
+    directory = contracts_dir()
+    stamp = tuple((p.name, p.stat().st_mtime_ns) for p in sorted(directory.glob("*.yaml")))
+    key = (str(directory), stamp)
+    if key not in _LOADED:
+        _LOADED.clear()
+        _LOADED[key] = load_contracts(directory)
+    return _LOADED[key]
+
+
+def mart_sql(mart: Mart, contracts: dict[str, Contract] | None = None) -> str:
+    """The mart's whole query: its SQL, suppression, the declared columns, the order."""
+    contracts = contracts or current_contracts()
+    active = mart._active_suppressions()
+    threshold = mart.threshold or 0
+
+    def withheld_sql(s: Suppression) -> str:
+        return f"coalesce({s.count} BETWEEN 1 AND {threshold - 1}, false)"
+
+    select = []
+    flags = {s.count: s for s in active if s.flag}
+    for col in mart.columns:
+        conditions = [withheld_sql(s) for s in active if col.name in s.withheld]
+        expr = col.name
+        if conditions:
+            expr = f"CASE WHEN {' OR '.join(conditions)} THEN NULL ELSE {col.name} END"
+        select.append(f"CAST({expr} AS {col.type}) AS {col.name}")
+        if col.name in flags:
+            select.append(f"{withheld_sql(flags[col.name])} AS {flags[col.name].flag_name}")
+    order = ", ".join(f"{o} NULLS LAST" for o in mart.order_by)
+    body = mart.sql(load_mappings(), contracts)
+    columns = ",\n       ".join(select)
+    return f"WITH mart AS (\n{body}\n)\nSELECT {columns}\nFROM mart\nORDER BY {order}"
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _table_names(con: duckdb.DuckDBPyConnection, catalog: str, schema: str) -> set[str]:
+    rows = con.execute(
+        "SELECT table_name FROM information_schema.tables "
+        "WHERE table_catalog = ? AND table_schema = ?",
+        [catalog, schema],
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+@contextmanager
+def warehouse_connection(
+    warehouse: Path | str | duckdb.DuckDBPyConnection,
+    contracts: dict[str, Contract] | None = None,
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection in which `curated.<table>` reads the warehouse, read-only.
+
+    `warehouse.duckdb` is attached read-only to an in-memory database whose `curated`
+    schema has a view per curated table. A table the warehouse lacks (a contract added
+    since it was built) is an empty table of the contract's curated schema, so a mart over
+    it is empty rather than an error. An open connection is used as it is.
+    """
+    if isinstance(warehouse, duckdb.DuckDBPyConnection):
+        yield warehouse
+        return
+    contracts = contracts or current_contracts()
+    con = duckdb.connect()
+    try:
+        con.execute(f"ATTACH {_quote(str(warehouse))} AS warehouse (READ_ONLY)")
+        present = _table_names(con, "warehouse", "curated")
+        governance = _table_names(con, "warehouse", "governance")
+        con.execute("CREATE SCHEMA curated")
+        con.execute("CREATE SCHEMA governance")
+        for name in sorted(present):
+            con.execute(f"CREATE VIEW curated.{name} AS SELECT * FROM warehouse.curated.{name}")
+        for name in sorted(governance):
+            con.execute(
+                f"CREATE VIEW governance.{name} AS SELECT * FROM warehouse.governance.{name}"
+            )
+        for contract in contracts.values():
+            tables = [contract.name] + ([f"{contract.name}_releases"] if contract.layout else [])
+            for name in tables:
+                if name not in present:
+                    con.register("_empty", pa.Table.from_batches([], curated_schema(contract)))
+                    con.execute(f"CREATE TABLE curated.{name} AS SELECT * FROM _empty")
+                    con.unregister("_empty")
+        yield con
+    finally:
+        con.close()
+
+
+def compute_mart(
+    name: str,
+    warehouse: Path | str | duckdb.DuckDBPyConnection,
+    lake: Lake | None = None,
+    contracts: dict[str, Contract] | None = None,
+) -> pa.Table:
+    """Compute one mart from the curated tables of `warehouse` (a path or a connection).
+
+    The result has exactly the mart's output columns, typed, in order; it is empty (with
+    those columns) when the curated tables it reads are. `lake` is accepted for symmetry
+    with `write_mart` and is not read: the warehouse's views already point at the lake.
+    """
+    del lake
+    mart = MARTS[name]
+    contracts = contracts or current_contracts()
+    sql = mart_sql(mart, contracts)
+    with warehouse_connection(warehouse, contracts) as con:
+        return con.sql(sql).to_arrow_table()
+
+
+def mart_metadata(mart: Mart) -> dict[bytes, bytes]:
+    """Parquet key-value metadata: the table comment, column comments, the definition."""
+    metadata = {b"comment": mart.comment.encode()}
+    for col in mart.output_columns:
+        metadata[f"comment:{col.name}".encode()] = mart.column_comment(col).encode()
+    definition = {
+        "name": mart.name,
+        "title": mart.title,
+        "definition": mart.definition,
+        "grain": mart.grain,
+        "numerator": mart.numerator,
+        "denominator": mart.denominator,
+        "source_fields": list(mart.source_fields),
+        "caveats": list(mart.caveats),
+        "publication": mart.publication,
+        "suppression_threshold": mart.threshold,
+    }
+    metadata[b"datashare:mart"] = json.dumps(definition).encode()
+    return metadata
+
+
+def mart_path(lake: Lake, name: str) -> Path:
+    return lake.root / "oversight" / f"{name}.parquet"
+
+
+@dataclass(frozen=True)
+class WrittenMart:
+    mart: Mart
+    path: Path
+    table: pa.Table
+
+
+def write_mart(
+    name: str,
+    warehouse: Path | str | duckdb.DuckDBPyConnection,
+    lake: Lake,
+    contracts: dict[str, Contract] | None = None,
+) -> WrittenMart:
+    """Compute a mart and write it to `lake/oversight/<name>.parquet`, atomically."""
+    mart = MARTS[name]
+    table = compute_mart(name, warehouse, lake, contracts)
+    table = table.replace_schema_metadata(mart_metadata(mart))
+    path = mart_path(lake, name)
+    lake.write_table(path, table)
+    return WrittenMart(mart, path, table)
+
+
+def write_marts(
+    warehouse: Path | str,
+    lake: Lake,
+    names: list[str] | None = None,
+    contracts: dict[str, Contract] | None = None,
+) -> list[WrittenMart]:
+    """Compute and write several marts (default: all) over one warehouse connection."""
+    contracts = contracts or current_contracts()
+    with warehouse_connection(warehouse, contracts) as con:
+        return [write_mart(name, con, lake, contracts) for name in (names or list(MARTS))]
+
+
+def latest_figures(mart: Mart, table: pa.Table, limit: int = 40) -> list[dict]:
+    """The mart's latest figures (its `latest` query), as dicts."""
+    con = duckdb.connect()
+    try:
+        con.register("mart", table)
+        return con.sql(f"SELECT * FROM ({mart.latest}) LIMIT {limit}").to_arrow_table().to_pylist()
+    finally:
+        con.close()
+
+
+def headline_figures(mart: Mart, table: pa.Table) -> dict[str, object]:
+    """One row of headline numbers for the mart (empty when it has no rows)."""
+    if mart.headline is None or table.num_rows == 0:
+        return {}
+    con = duckdb.connect()
+    try:
+        con.register("mart", table)
+        rows = con.sql(mart.headline).to_arrow_table().to_pylist()
+    finally:
+        con.close()
+    return {k: plain_value(v) for k, v in (rows[0] if rows else {}).items() if v is not None}
+
+
+def plain_value(value: object) -> object:
+    """A DuckDB HUGEINT sum arrives as a Decimal: give it back as an int (or a float)."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def mart_notes(
+    mart: Mart,
+    warehouse: Path | str | duckdb.DuckDBPyConnection,
+    contracts: dict[str, Contract] | None = None,
+) -> dict[str, object]:
+    """The figures the mart's caveats refer to (its `notes` queries)."""
+    if not mart.notes:
+        return {}
+    with warehouse_connection(warehouse, contracts) as con:
+        return {key: con.execute(sql).fetchall()[0][0] for key, sql in mart.notes.items()}

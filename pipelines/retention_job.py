@@ -1,0 +1,28 @@
+"""Retention in Dagster: a daily job that erases what is past its retention period."""
+
+import dagster as dg
+
+from pipelines.resources import LakeResource, WarehouseResource
+from pipelines.retention import describe, enforce_retention
+from schemas.contract import load_contracts
+
+
+@dg.op(description="Erase landing copies, quarantine and curated months past retention.")
+def enforce_retention_op(
+    context: dg.OpExecutionContext, lake: LakeResource, warehouse: WarehouseResource
+) -> None:
+    contracts = load_contracts()
+    erased = enforce_retention(lake.lake(), contracts, apply=True, by=f"run {context.run_id}")
+    context.log.info(describe(erased, applied=True))
+    if erased:
+        warehouse.rebuild(lake.lake(), contracts)
+
+
+@dg.job(description="Enforce every contract's retention period; each erasure is recorded.")
+def retention_job() -> None:
+    enforce_retention_op()
+
+
+retention_schedule = dg.ScheduleDefinition(
+    job=retention_job, cron_schedule="0 2 * * *", execution_timezone="Europe/London"
+)
