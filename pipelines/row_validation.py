@@ -18,6 +18,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandera.errors
 import polars as pl
 import pyarrow as pa
@@ -47,6 +48,7 @@ from schemas.row_checks import (
     typed_columns,
 )
 
+READ_BLOCK_BYTES = 4 << 20  # Arrow reads ahead up to 32 blocks: 4 MB keeps that ~128 MB
 BATCH_BYTES = 16 << 20  # ~16 MB of CSV text per batch keeps memory flat at any file size
 SAMPLE_ROWS = 20  # row numbers kept per breach, enough for the force to find the pattern
 
@@ -163,34 +165,48 @@ class _SourceRowNumbers:
         bisect.insort(self._broken_numbers, number)
         return "skip"
 
-    def take(self, count: int) -> list[int]:
-        out = []
-        row = self.next_row
-        i = bisect.bisect_left(self._broken_numbers, row)
-        while len(out) < count:
-            if i < len(self._broken_numbers) and self._broken_numbers[i] == row:
-                i += 1
-            else:
-                out.append(row)
-            row += 1
-        self.next_row = row
-        return out
+    def take(self, count: int) -> np.ndarray:
+        """The numbers of the next `count` parsed rows, skipping broken rows' numbers."""
+        start = self.next_row
+        i = bisect.bisect_left(self._broken_numbers, start)
+        end = start + count  # pushed one further for each broken row inside the range
+        while i < len(self._broken_numbers) and self._broken_numbers[i] < end:
+            end += 1
+            i += 1
+        numbers = np.arange(start, end, dtype=np.int64)
+        broken = self._broken_numbers[bisect.bisect_left(self._broken_numbers, start) : i]
+        if broken:
+            numbers = np.setdiff1d(numbers, np.asarray(broken, dtype=np.int64))
+        self.next_row = end
+        return numbers
 
 
 def _batches(path: Path, header: list[str], numbers: _SourceRowNumbers) -> Iterator[pl.DataFrame]:
     # All-text batches of any agreed format; only an empty cell is blank ("NA" is a value).
+    # Arrow's CSV reader reads up to 32 blocks ahead, so memory follows the block size, not
+    # the batch size: read small blocks and join them into ~BATCH_BYTES validation batches.
     batches = text_batches(
         _open_delivery(path),
         on_invalid_row=numbers.on_invalid_row,
-        block_size=BATCH_BYTES,
+        block_size=READ_BLOCK_BYTES,
         names=header,
     )
     try:
+        pending: list[pl.DataFrame] = []
         for frame in batches:
-            rows = numbers.take(frame.height)
-            yield frame.with_columns(pl.Series("_source_row", rows, dtype=pl.Int64))
+            pending.append(frame)
+            if len(pending) == BATCH_BYTES // READ_BLOCK_BYTES:
+                yield _numbered(pl.concat(pending, rechunk=False), numbers)
+                pending = []
+        if pending:
+            yield _numbered(pl.concat(pending, rechunk=False), numbers)
     except UnreadableFile as exc:
         raise DeliveryRejected(exc.reason, exc.rule) from exc
+
+
+def _numbered(frame: pl.DataFrame, numbers: _SourceRowNumbers) -> pl.DataFrame:
+    # Numbered when joined, after the reader has reported the broken rows of these blocks.
+    return frame.with_columns(pl.Series("_source_row", numbers.take(frame.height)))
 
 
 def _failures(schema, rules: list[RowRule], frame: pl.DataFrame) -> pl.DataFrame:

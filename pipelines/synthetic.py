@@ -545,10 +545,7 @@ class _After(_Spec):
 
     def generate(self, chunk: _Chunk) -> None:
         n, rng = chunk.n, chunk.rng
-        code = np.zeros(n, dtype=np.int64)
-        if self.given:
-            found = pc.index_in(chunk.columns[self.given], value_set=self.keys)
-            code = found.fill_null(-1).to_numpy(zero_copy_only=False) + 1
+        code = _codes(chunk, self.given, self.keys) if self.given else np.zeros(n, dtype=np.int64)
         median, sigma, blank = self.params[code].T
         delay = np.exp(np.log(median) + sigma * rng.standard_normal(n)) * self.unit
         if self.kind == "date":
@@ -714,10 +711,11 @@ class _Normal(_Spec):
         self.integer = column.logical_type == "integer"
 
     def generate(self, chunk: _Chunk) -> None:
-        code = np.zeros(chunk.n, dtype=np.int64)
-        if self.given:
-            found = pc.index_in(chunk.columns[self.given], value_set=self.keys)
-            code = found.fill_null(-1).to_numpy(zero_copy_only=False) + 1
+        code = (
+            _codes(chunk, self.given, self.keys)
+            if self.given
+            else np.zeros(chunk.n, dtype=np.int64)
+        )
         values = self.means[code] + self.sd * chunk.rng.standard_normal(chunk.n)
         low = -np.inf if self.low is None else self.low
         high = np.inf if self.high is None else self.high
@@ -779,10 +777,7 @@ class _WideCounts(_Spec):
 
     def generate(self, chunk: _Chunk) -> None:
         n, m, rng = chunk.n, len(self.makes), chunk.rng
-        code = np.zeros(n, dtype=np.int64)
-        if self.column:
-            found = pc.index_in(chunk.columns[self.column], value_set=self.keys)
-            code = found.fill_null(-1).to_numpy(zero_copy_only=False) + 1
+        code = _codes(chunk, self.column, self.keys) if self.column else np.zeros(n, dtype=np.int64)
         level = self.means[code] * rng.lognormal(0.0, self.spread, n)
         counts = rng.poisson(level[:, None], size=(n, m)) + self.minimum
         empty = np.flatnonzero((counts == self.minimum).all(axis=1))
@@ -819,6 +814,12 @@ class _MapPoint(_Spec):
         take = pa.array(index)
         chunk.columns[self.makes[0]] = self.lat.take(take)
         chunk.columns[self.makes[1]] = self.lon.take(take)
+
+
+def _codes(chunk: _Chunk, name: str, keys: pa.Array) -> np.ndarray:
+    """1 + the place of each row's value of a column among `keys`; 0 for any other value."""
+    found = pc.index_in(chunk.columns[name], value_set=keys)
+    return found.fill_null(-1).to_numpy(zero_copy_only=False) + 1
 
 
 def _bounds(column: Column) -> tuple[float, float]:
@@ -1333,8 +1334,6 @@ class _Generator:
             )
             order.remove(name)
             columns, slots, weights = _extend(columns, slots, weights, name, domains[name])
-            if len(weights) > KEY_SPACE_LIMIT:
-                raise ProfileError(f"unique key {' + '.join(key)} has too many combinations")
         chosen = self._distinct(key, columns, weights)
         # In the order a force sorts its export: by the key's columns, each in the order of
         # the contract's valid values (a time in time order).
@@ -1666,6 +1665,8 @@ def _extend(
     else:
         per_row = [_options(domain)] * n
     counts = np.array([len(o.values) for o in per_row], dtype=np.int64)
+    if counts.sum() > KEY_SPACE_LIMIT:
+        raise ProfileError(f"a unique key with {name} has too many combinations to draw from")
     take = np.repeat(np.arange(n), counts)
     out = {k: v[take] for k, v in columns.items()}
     out[name] = np.array([v for o in per_row for v in o.values], dtype=object)
