@@ -61,7 +61,6 @@ def publish_delivery(
             period=period,
             delivery_id=delivery_id,
             event="published",
-            rows_curated=rows,
             run_id=run_id,
         )
     )

@@ -332,7 +332,7 @@ def validate_delivery(
                     curated_writer.write_table(curated.to_arrow().cast(curated_writer.schema))
                     if outcome.preview is None:
                         outcome.preview = curated.head(10)
-                outcome.rows_curated += curated.height
+                outcome.rows_curated += passing.height  # source rows (a wide row makes many)
 
                 if failing.height:
                     reasons = {rid: f"{rid}: {by_id[rid].reason}" for rid in by_id}
