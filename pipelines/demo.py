@@ -5,8 +5,8 @@ with a small share of defective rows; the Census 2021 reference population is th
 published file, bundled. On purpose, in stop and search and use of force:
 - one month sent twice under two names: the second is a duplicate, not processed again;
 - one month first sent with a renamed column (rejected, kept, reported), then re-sent right;
-- one month arrives only as a spreadsheet renamed .csv: unreadable, so the month stays
-  missing and is flagged late;
+- one month arrives only as a spreadsheet renamed .csv: unreadable (kept, reported), so the
+  month stays unpublished;
 - one use-of-force month whose manifest disagrees with the file: held back, not published.
 
 Files already in the drop zone are left alone, so running the demo twice changes nothing.
