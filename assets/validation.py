@@ -105,6 +105,7 @@ def build_validation_asset(contract: Contract) -> dg.AssetsDefinition:
             for v in verdicts
         ]
         delivered = sum(v.outcome.rows_delivered for v in verdicts)
+        docs = [v.data_docs for v in verdicts if v.data_docs]
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": delivered,
@@ -114,6 +115,10 @@ def build_validation_asset(contract: Contract) -> dg.AssetsDefinition:
                 "rows_quarantined": sum(v.outcome.rows_quarantined for v in verdicts),
                 "deliveries": dg.MetadataValue.md(markdown_table(summary)),
                 "breaches": dg.MetadataValue.md(markdown_table(breaches, BREACH_COLUMNS)),
+                # great-expectations Data Docs for the newest delivery's dataset checks.
+                "data_docs": dg.MetadataValue.url(docs[-1].as_uri())
+                if docs
+                else "none (no new readable delivery)",
             },
             check_results=[conformance_result(breaches, delivery_id)],
         )

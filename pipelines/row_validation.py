@@ -25,6 +25,12 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from pipelines.dataset_expectations import (
+    DeliveryProfile,
+    category_mix,
+    check_dataset,
+    profile_from_counts,
+)
 from pipelines.delivery_formats import (
     DeliveryFile,
     UnreadableFile,
@@ -65,15 +71,6 @@ QUARANTINE_SCHEMA = pa.schema(
 )
 
 
-# Signatures of files that often arrive under a .csv name by mistake.
-NOT_CSV = (
-    (b"PK\x03\x04", "a zip archive (an Excel workbook saved as .xlsx is one)"),
-    (b"\xd0\xcf\x11\xe0", "an old-style Excel or Office document"),
-    (b"%PDF", "a PDF document"),
-    (b"\x1f\x8b", "gzip-compressed but not named .csv.gz"),
-)
-
-
 class DeliveryRejected(Exception):
     """The delivery cannot be validated at all; `reason` says why in plain words."""
 
@@ -90,6 +87,7 @@ class ValidationOutcome:
     rows_quarantined: int = 0
     breaches: list[Breach] = field(default_factory=list)
     preview: pl.DataFrame | None = None
+    profile: DeliveryProfile | None = None  # small per-delivery figures for dataset checks
 
 
 @dataclass
@@ -276,6 +274,8 @@ def validate_delivery(
     tallies = {r.id: _RuleTally(r) for r in rules}
     quarantining = [r.id for r in rules if r.on_failure == "quarantine"]
     missing_counts = {rule.name: 0 for rule in contract.completeness_rules}
+    categorical = [c.source_name for c in contract.columns if c.value_rules]
+    value_counts: dict[str, dict[str, int]] = {}
     outcome = ValidationOutcome()
     typed = typed_columns(contract)
     lineage = [pl.lit(delivery_id).alias("_delivery_id"), pl.lit(period).alias("_period")]
@@ -302,6 +302,10 @@ def validate_delivery(
                     missing_counts[rule.name] += frame.select(
                         (pl.col(src).is_null() | pl.col(src).is_in(blanks)).sum()
                     ).item()
+                for src in categorical:
+                    counts = value_counts.setdefault(src, {})
+                    for value, n in frame[src].drop_nulls().value_counts().iter_rows():
+                        counts[value] = counts.get(value, 0) + n
 
                 failures = _failures(schema, rules, frame)
                 per_row = failures.group_by("index").agg(pl.col("rule").sort())
@@ -389,6 +393,9 @@ def validate_delivery(
 
     outcome.breaches = _breaches(
         contract, period, delivery_id, outcome, tallies, missing_counts, numbers, extra, header
+    )
+    outcome.profile = profile_from_counts(
+        contract, outcome.rows_delivered, missing_counts, value_counts
     )
     # The file's format and its manifest, if the force sent one (a mismatch is critical).
     delivered_rows = outcome.rows_delivered
@@ -533,9 +540,10 @@ class DeliveryVerdict:
 
     delivery_id: str
     source_path: str | None
-    status: str  # "validated" or "rejected"
+    status: str  # "validated", "held" or "rejected"
     outcome: ValidationOutcome
     reason: str | None = None
+    data_docs: Path | None = None
 
 
 def validate_pending(
@@ -566,6 +574,18 @@ def validate_pending(
         try:
             outcome = validate_delivery(contract, landed, period, delivery_id, lake, pseudonym_key)
             mask_quarantine(contract, lake, period, delivery_id)
+            # Dataset-level expectations (great-expectations) over the delivery's profile.
+            dataset_breaches, docs = check_dataset(
+                contract,
+                period,
+                delivery_id,
+                outcome.profile,
+                _published_history(register, contract.name, period),
+                lake,
+                history_mix=_history_mix(lake, register, contract.name, period),
+            )
+            outcome.breaches += dataset_breaches
+            _keep_mix(lake, contract.name, period, delivery_id, outcome.profile)
             status, reason = "validated", None
             critical = sorted({b.rule for b in outcome.breaches if b.severity == "critical"})
             if critical:
@@ -609,6 +629,59 @@ def validate_pending(
             )
         )
         verdicts.append(
-            DeliveryVerdict(delivery_id, delivery.get("source_path"), status, outcome, reason)
+            DeliveryVerdict(
+                delivery_id,
+                delivery.get("source_path"),
+                status,
+                outcome,
+                reason,
+                docs if status != "rejected" else None,
+            )
         )
     return verdicts
+
+
+def _published_history(register: Register, contract: str, period: str) -> list[dict]:
+    return [
+        d
+        for d in register.deliveries(contract).values()
+        if d["event"] == "published" and d["period"] < period
+    ]
+
+
+def _mix_path(lake: Lake, contract: str, period: str, delivery_id: str) -> Path:
+    return (
+        lake.root
+        / "governance"
+        / "profiles"
+        / f"contract={contract}"
+        / f"{period}-{delivery_id}.json"
+    )
+
+
+def _keep_mix(lake: Lake, contract: str, period: str, delivery_id: str, profile) -> None:
+    """Keep the delivery's category shares (no row data) for later months' drift checks."""
+    path = _mix_path(lake, contract, period, delivery_id)
+    with lake.writing(path) as tmp:
+        tmp.write_text(json.dumps(category_mix(profile)), encoding="utf-8")
+
+
+def _history_mix(
+    lake: Lake, register: Register, contract: str, period: str
+) -> dict[str, dict[str, float]] | None:
+    """Category shares averaged over the last 12 published months before this one."""
+    past = sorted(_published_history(register, contract, period), key=lambda d: d["period"])
+    mixes = []
+    for d in past[-12:]:
+        path = _mix_path(lake, contract, d["period"], d["delivery_id"])
+        if path.exists():
+            mixes.append(json.loads(path.read_text(encoding="utf-8")))
+    if len(mixes) < 3:
+        return None  # too little history to say what is usual
+    pooled: dict[str, dict[str, float]] = {}
+    for mix in mixes:
+        for column, shares in mix.items():
+            for value, share in shares.items():
+                pooled.setdefault(column, {}).setdefault(value, 0.0)
+                pooled[column][value] += share / len(mixes)
+    return pooled

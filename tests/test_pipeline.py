@@ -194,3 +194,27 @@ def test_home_defaults_to_dot_datashare_in_the_current_folder(tmp_path, monkeypa
     settings = load_settings()
     assert settings.home == Path(tmp_path / ".datashare").resolve()
     assert settings.warehouse.parent == settings.home
+
+
+def test_a_month_with_half_the_usual_rows_is_a_volume_breach_with_data_docs(
+    home, stop_and_search, capsys
+):
+    from pipelines.synthetic import write_delivery
+
+    for i, (period, rows) in enumerate([("2025-01", 400), ("2025-02", 400), ("2025-03", 400)]):
+        path = home.dropzone / "stop_and_search" / period / "d.csv"
+        write_delivery(stop_and_search, period, path, rows=rows, seed=i, defect_rate=0)
+    assert main(["run"]) == 0
+    path = home.dropzone / "stop_and_search" / "2025-04" / "d.csv"
+    write_delivery(stop_and_search, "2025-04", path, rows=150, seed=9, defect_rate=0)
+    assert main(["run"]) == 0
+    (detail,) = _query(
+        home,
+        "SELECT detail FROM governance.breaches WHERE rule = 'dataset.volume' "
+        "AND period = '2025-04' AND severity = 'major'",
+    )[0]
+    assert "150 rows" in detail
+    pages = list(
+        (home.lake / "docs" / "contract=stop_and_search" / "period=2025-04").rglob("*.html")
+    )
+    assert pages and any("150" in p.read_text(errors="ignore") for p in pages)

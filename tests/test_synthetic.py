@@ -298,6 +298,8 @@ def test_every_contract_gives_defects_that_validation_catches(tmp_path: Path, na
     outcome = _validated(CONTRACTS[name], tmp_path, rows=500, defect_rate=0.02)
     assert outcome.rows_delivered == DISTINCT_ROWS.get(name, 500)
     assert 0 < outcome.rows_quarantined < outcome.rows_delivered * 0.1
+    # Every source row is accounted for: published or quarantined, never dropped.
+    assert outcome.rows_curated + outcome.rows_quarantined == outcome.rows_delivered
 
 
 def test_wide_layout_has_the_release_months(tmp_path: Path) -> None:

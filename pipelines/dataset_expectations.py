@@ -1,0 +1,422 @@
+"""Dataset-level expectations for one delivery, run by great-expectations over a small profile.
+
+Row checks run elsewhere (pandera polars over bounded batches, see row_validation). Here the
+delivery is judged as a whole (DESIGN.md, "Engine choices"): volume against the contract's
+history, completeness against the agreed thresholds and the mix of categories against the
+history. great-expectations never sees the rows: it validates a tiny pandas frame built from
+a `DeliveryProfile` (one row per figure, or per category), and writes Data Docs (HTML) for the
+validation into the lake.
+
+Breaches are returned for volume and category mix only: completeness is already reported by
+the row validation pass; here it is expressed as expectations so that it appears in Data Docs.
+Classified fields are named but their category values never appear, in breach details or in
+Data Docs (there they read "category 1", "category 2", ...).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipelines.register import Breach
+
+if TYPE_CHECKING:
+    from pipelines.lake import Lake
+    from schemas.contract import Contract
+
+log = logging.getLogger(__name__)
+
+VOLUME_HISTORY = 12  # previous published deliveries the median is taken over
+VOLUME_MIN_HISTORY = 3  # fewer than this and volume is not judged
+VOLUME_LOW, VOLUME_HIGH = 0.5, 1.5  # share of the median rows allowed
+MIX_TOLERANCE_POINTS = 10.0  # a category's share may move this many percentage points
+
+SITE = "lake"
+
+
+@dataclass
+class DeliveryProfile:
+    """The few figures the dataset checks need, counted by the validation pass."""
+
+    rows_delivered: int
+    missing: dict[str, int] = field(default_factory=dict)  # curated column -> rows missing
+    value_counts: dict[str, dict[str, int]] = field(default_factory=dict)  # column -> value -> n
+
+
+def profile_from_counts(
+    contract: Contract,
+    rows_delivered: int,
+    missing_counts: dict[str, int] | None = None,
+    value_counts: dict[str, dict[Any, int]] | None = None,
+) -> DeliveryProfile:
+    """Build a profile from counts the validation pass already has.
+
+    `missing_counts` may be keyed by completeness rule name (as `validate_delivery` keeps
+    them) or by curated column name; `value_counts` by curated or source column name. Only
+    the contract's categorical columns (those with value rules) are kept.
+    """
+    by_rule = {r.name: r.column for r in contract.completeness_rules}
+    missing: dict[str, int] = {}
+    for key, count in (missing_counts or {}).items():
+        column = by_rule.get(key, key)
+        missing[column] = missing.get(column, 0) + int(count or 0)
+    categorical = {c.name: c.name for c in contract.columns if c.value_rules}
+    categorical.update({c.source_name: c.name for c in contract.columns if c.value_rules})
+    counts: dict[str, dict[str, int]] = {}
+    for key, values in (value_counts or {}).items():
+        column = categorical.get(key)
+        if column is None:
+            continue
+        merged = counts.setdefault(column, {})
+        for value, count in (values or {}).items():
+            label = "" if value is None else str(value)
+            merged[label] = merged.get(label, 0) + int(count or 0)
+    return DeliveryProfile(int(rows_delivered or 0), missing, counts)
+
+
+def category_mix(profile: DeliveryProfile) -> dict[str, dict[str, float]]:
+    """Each category's share (0-1) of the counted values of its column."""
+    mix = {}
+    for column, counts in profile.value_counts.items():
+        total = sum(counts.values())
+        if total > 0:
+            mix[column] = {value: n / total for value, n in counts.items()}
+    return mix
+
+
+@dataclass
+class _Check:
+    """One expectation: `value` must lie in [low, high]. GE evaluates it; words come from here."""
+
+    check: str  # volume | completeness | mix
+    subject: str  # the column judged ("delivery" for volume)
+    label: str  # category as shown in Data Docs (masked for classified columns)
+    value: float
+    low: float
+    high: float
+    category: str = ""  # the real category (never shown for classified columns)
+    before: float = 0.0  # mix: history share (percent)
+    now: float = 0.0  # mix: this delivery's share (percent)
+
+    @property
+    def passed(self) -> bool:
+        return self.low <= self.value <= self.high
+
+
+def _previous_rows(history: list[dict], period: str, delivery_id: str) -> list[int]:
+    earlier = [
+        h
+        for h in history or []
+        if isinstance(h, dict)
+        and h.get("rows_delivered") is not None
+        and h.get("delivery_id") != delivery_id
+        and str(h.get("period", "")) < str(period)
+    ]
+    earlier.sort(key=lambda h: str(h.get("period", "")))
+    rows = []
+    for h in earlier[-VOLUME_HISTORY:]:
+        try:
+            rows.append(int(h["rows_delivered"]))
+        except (TypeError, ValueError):
+            continue
+    return rows
+
+
+def _checks(
+    contract: Contract,
+    profile: DeliveryProfile,
+    previous: list[int],
+    history_mix: dict[str, dict[str, float]] | None,
+) -> list[_Check]:
+    checks: list[_Check] = []
+    rows = profile.rows_delivered
+    if len(previous) >= VOLUME_MIN_HISTORY:
+        median = float(statistics.median(previous))
+        low, high = VOLUME_LOW * median, VOLUME_HIGH * median
+        checks.append(
+            _Check("volume", "delivery", "rows delivered", rows, low, high, before=median)
+        )
+    if rows > 0:
+        for rule in contract.completeness_rules:
+            if rule.column in profile.missing:
+                percent = 100.0 * profile.missing[rule.column] / rows
+                checks.append(
+                    _Check("completeness", rule.column, rule.name, percent, 0.0, rule.max_percent)
+                )
+    classified = set(contract.classified)
+    now_mix = category_mix(profile)
+    for column, before_mix in (history_mix or {}).items():
+        now = now_mix.get(column)
+        if not now or not before_mix:
+            continue
+        categories = sorted(set(now) | set(before_mix))
+        for i, category in enumerate(categories, start=1):
+            before_pct = 100.0 * float(before_mix.get(category, 0.0) or 0.0)
+            now_pct = 100.0 * now.get(category, 0.0)
+            label = f"category {i}" if column in classified else category
+            moved = round(now_pct - before_pct, 6)
+            tol = MIX_TOLERANCE_POINTS
+            checks.append(
+                _Check("mix", column, label, moved, -tol, tol, category, before_pct, now_pct)
+            )
+    return checks
+
+
+def _run_ge(
+    contract: Contract, delivery_id: str, checks: list[_Check], site: Path
+) -> tuple[dict[tuple[str, str], bool], Path | None]:
+    """Validate the checks with great-expectations; write Data Docs to `site`.
+
+    Returns GE's verdict per (check, subject) expectation and the validation page.
+    """
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    import great_expectations as gx
+    import pandas as pd
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    # In memory, no progress bars, and no default docs site in a fresh temporary directory.
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        progress_bars=ProgressBarsConfig(globally=False),
+        analytics_enabled=False,
+    )
+    context = gx.get_context(mode="ephemeral", project_config=config)
+    context.add_data_docs_site(
+        site_name=SITE,
+        site_config={
+            "class_name": "SiteBuilder",
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            "store_backend": {
+                "class_name": "TupleFilesystemStoreBackend",
+                "base_directory": str(site),
+            },
+        },
+    )
+    frame = pd.DataFrame(
+        {
+            "check": [c.check for c in checks],
+            "subject": [c.subject for c in checks],
+            "label": [c.label for c in checks],
+            "value": [float(c.value) for c in checks],
+        },
+        columns=["check", "subject", "label", "value"],
+    ).astype({"check": "string", "subject": "string", "label": "string", "value": "float64"})
+    asset = context.data_sources.add_pandas("delivery_profile").add_dataframe_asset(
+        f"{contract.name}_profile"
+    )
+    batch = asset.add_batch_definition_whole_dataframe(delivery_id)
+    suite = context.suites.add(gx.ExpectationSuite(name=f"{contract.name}_dataset"))
+    keys: list[tuple[str, str]] = []
+    for check in checks:
+        key = (check.check, check.subject)
+        if key in keys:
+            continue
+        keys.append(key)
+        where = f'check=="{check.check}" and subject=="{check.subject}"'
+        if check.check == "volume":
+            notes = (
+                f"Rows delivered between {check.low:,.0f} and {check.high:,.0f}: "
+                f"{VOLUME_LOW:g} to {VOLUME_HIGH:g} times the median of the previous published "
+                f"deliveries ({check.before:,.0f} rows)."
+            )
+        elif check.check == "completeness":
+            notes = (
+                f"Percent of rows with no {check.subject}: between 0 and {check.high:g} "
+                "(agreed threshold; reported as a breach by the row validation pass)."
+            )
+        else:
+            notes = (
+                f"Change in each {check.subject} category's share against the history, "
+                f"in percentage points: between -{MIX_TOLERANCE_POINTS:g} and "
+                f"{MIX_TOLERANCE_POINTS:g}."
+            )
+        suite.add_expectation(
+            gx.expectations.ExpectColumnValuesToBeBetween(
+                column="value",
+                min_value=check.low,
+                max_value=check.high,
+                row_condition=where,
+                condition_parser="pandas",
+                description=notes,
+                meta={"check": check.check, "subject": check.subject},
+            )
+        )
+    validation = context.validation_definitions.add(
+        gx.ValidationDefinition(name=f"{contract.name}_{delivery_id}", data=batch, suite=suite)
+    )
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name=f"{contract.name}_dataset_checks",
+            validation_definitions=[validation],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=[SITE])],
+        )
+    )
+    result = checkpoint.run(
+        batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=delivery_id)
+    )
+    verdicts: dict[tuple[str, str], bool] = {}
+    page: Path | None = None
+    for identifier, run in result.run_results.items():
+        for res in run.results:
+            meta = res.expectation_config.meta or {}
+            verdicts[(meta.get("check", ""), meta.get("subject", ""))] = bool(res.success)
+        urls = context.get_docs_sites_urls(resource_identifier=identifier, site_names=[SITE])
+        for url in urls:
+            if url.get("site_url", "").startswith("file://"):
+                page = Path(url["site_url"].removeprefix("file://"))
+    if page is None or not page.exists():
+        page = site / "index.html" if (site / "index.html").exists() else None
+    return verdicts, page
+
+
+def _fallback_page(contract: Contract, period: str, delivery_id: str, checks, site: Path) -> Path:
+    """A plain HTML page of the same checks, if great-expectations could not run."""
+    rows = "".join(
+        f"<tr><td>{html.escape(c.check)}</td><td>{html.escape(c.subject)}</td>"
+        f"<td>{html.escape(c.label)}</td><td>{c.value:,.2f}</td>"
+        f"<td>{c.low:,.2f} to {c.high:,.2f}</td><td>{'pass' if c.passed else 'FAIL'}</td></tr>"
+        for c in checks
+    )
+    page = site / "index.html"
+    site.mkdir(parents=True, exist_ok=True)
+    page.write_text(
+        "<!doctype html><meta charset='utf-8'><title>Dataset checks</title>"
+        f"<h1>{html.escape(contract.name)} {html.escape(period)} {html.escape(delivery_id)}</h1>"
+        "<p>great-expectations could not run; the same expectations evaluated directly.</p>"
+        "<table border='1'><tr><th>check</th><th>column</th><th>item</th><th>value</th>"
+        f"<th>expected</th><th>result</th></tr>{rows}</table>",
+        encoding="utf-8",
+    )
+    return page
+
+
+def check_dataset(
+    contract: Contract,
+    period: str,
+    delivery_id: str,
+    profile: DeliveryProfile,
+    history: list[dict],
+    lake: Lake,
+    history_mix: dict[str, dict[str, float]] | None = None,
+) -> tuple[list[Breach], Path | None]:
+    """Judge one delivery as a whole; return volume and mix breaches and its Data Docs page.
+
+    `history`: previous deliveries as dicts with `period` and `rows_delivered` (published
+    ones; later periods and this delivery are ignored). `history_mix`: column -> category ->
+    share (0-1) across the history, as `category_mix` gives; mix is not judged without it.
+    Never raises: if great-expectations fails, the same checks are evaluated directly and a
+    plain HTML page is written instead.
+    """
+    try:
+        checks = _checks(
+            contract, profile, _previous_rows(history, period, delivery_id), history_mix
+        )
+    except Exception:  # odd input: judge nothing rather than stop the pipeline
+        log.exception("dataset checks could not be prepared for %s", delivery_id)
+        return [], None
+    site = lake.root / "docs" / f"contract={contract.name}" / f"period={period}" / delivery_id
+    verdicts: dict[tuple[str, str], bool] = {}
+    page: Path | None = None
+    try:
+        verdicts, page = _run_ge(contract, delivery_id, checks, site)
+    except Exception:
+        log.exception("great-expectations failed for %s; checking directly", delivery_id)
+        try:
+            page = _fallback_page(contract, period, delivery_id, checks, site)
+        except OSError:
+            page = None
+    return _breaches(contract, period, delivery_id, profile, checks, verdicts), page
+
+
+def _breaches(
+    contract: Contract,
+    period: str,
+    delivery_id: str,
+    profile: DeliveryProfile,
+    checks: list[_Check],
+    verdicts: dict[tuple[str, str], bool],
+) -> list[Breach]:
+    def failed(check: _Check) -> bool:
+        verdict = verdicts.get((check.check, check.subject))  # GE's, per expectation
+        if verdict is None:  # great-expectations did not run
+            return not check.passed
+        return not verdict and not check.passed  # the categories that broke a failed one
+
+    common = dict(
+        contract=contract.name,
+        contract_version=contract.version,
+        period=period,
+        delivery_id=delivery_id,
+        rows_checked=profile.rows_delivered,
+    )
+    where = f"{contract.path.name}: schema[{contract.name}]"
+    found: list[Breach] = []
+    for check in checks:
+        if check.check != "volume" or not failed(check):
+            continue
+        rows, median = profile.rows_delivered, check.before
+        share = rows / median if median else 0.0
+        direction = "fewer" if rows < check.low else "more"
+        found.append(
+            Breach(
+                **common,
+                rule="dataset.volume",
+                clause=f"{where} (expected volume, against the previous deliveries)",
+                severity="major",
+                action="delivery published",
+                failing_rows=0,
+                detail=f"This delivery has {rows:,} rows, {share:.0%} of the usual "
+                f"{median:,.0f} (the median of the previous published deliveries); "
+                f"the expected range is {check.low:,.0f} to {check.high:,.0f} rows. "
+                f"Far {direction} rows than usual: please confirm the extract is complete "
+                "and covers the whole month.",
+            )
+        )
+    classified = set(contract.classified)
+    for column in dict.fromkeys(c.subject for c in checks if c.check == "mix"):
+        moved = [c for c in checks if c.check == "mix" and c.subject == column and failed(c)]
+        if not moved:
+            continue
+        col = contract.column(column)
+        secret = column in classified
+        if secret:
+            worst = max(moved, key=lambda c: abs(c.value))
+            words = (
+                f"{len(moved)} categor{'y' if len(moved) == 1 else 'ies'} of "
+                f"{col.source_name} (a classified field; values not shown) moved by more than "
+                f"{MIX_TOLERANCE_POINTS:g} percentage points against the history; the largest "
+                f"moved {abs(worst.value):.1f} points (from {worst.before:.1f}% to "
+                f"{worst.now:.1f}% of rows)."
+            )
+        else:
+            parts = [
+                f"'{c.category}' {'rose' if c.value > 0 else 'fell'} from {c.before:.1f}% to "
+                f"{c.now:.1f}% ({abs(c.value):.1f} points)"
+                for c in sorted(moved, key=lambda c: -abs(c.value))
+            ]
+            words = (
+                f"The mix of {col.source_name} moved by more than {MIX_TOLERANCE_POINTS:g} "
+                f"percentage points against the history: {'; '.join(parts)}."
+            )
+        found.append(
+            Breach(
+                **common,
+                rule=f"dataset.mix.{column}",
+                clause=f"{where}.properties[{column}] (category mix, against the history)",
+                severity="minor",
+                action="delivery published",
+                failing_rows=0,
+                detail=words + " Please check whether recording or coding changed at source.",
+            )
+        )
+    return found
