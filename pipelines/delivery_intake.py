@@ -18,7 +18,7 @@ critical breach. The other deliveries go on.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,16 +149,29 @@ def _duplicate(common: dict, first: Mapping | None, why: str = "") -> DeliveryEv
     )
 
 
-def _take_one(
+@dataclass
+class _Fetched:
+    """A drop-zone file fetched and landed, or found to be a duplicate."""
+
+    common: dict
+    duplicate: DeliveryEvent | None = None
+    landing: Path | None = None
+    suffix: str = ""
+
+
+def _fetch_and_land(
     drop: DropFile,
     contract: str,
-    period: str,
+    period: str | None,
     zone: DropZone,
     lake: Lake,
     register: Register,
     known: dict[str, dict],
     run_id: str | None,
-) -> DeliveryEvent:
+    landing_for: Callable[[str, str], Path],
+    duplicate_note: str = "",
+) -> _Fetched:
+    """Fetch the bytes, hash them on the way, and land them unless they are already known."""
     with lake.incoming() as tmp:
         sha, version = zone.fetch(drop, tmp)
         common = dict(
@@ -172,12 +185,32 @@ def _take_one(
             run_id=run_id,
         )
         if sha in known:
-            event = _duplicate(common, known[sha])
+            event = _duplicate(common, known[sha], duplicate_note)
             register.record(event)
-            return event
+            return _Fetched(common, duplicate=event)
         suffix = suffix_of(drop.name)
-        landing = lake.landing_path(contract, period, sha, suffix)
+        landing = landing_for(sha, suffix)
         _land(lake, tmp, landing, sha, drop.relative)
+    return _Fetched(common, landing=landing, suffix=suffix)
+
+
+def _take_one(
+    drop: DropFile,
+    contract: str,
+    period: str,
+    zone: DropZone,
+    lake: Lake,
+    register: Register,
+    known: dict[str, dict],
+    run_id: str | None,
+) -> DeliveryEvent:
+    fetched = _fetch_and_land(
+        drop, contract, period, zone, lake, register, known, run_id,
+        lambda sha, suffix: lake.landing_path(contract, period, sha, suffix),
+    )  # fmt: skip
+    if fetched.duplicate:
+        return fetched.duplicate
+    common, sha = fetched.common, fetched.common["delivery_id"]
     if drop.manifest is not None:
         # The force's manifest, kept beside the landing copy; checked at validation.
         manifest = zone.read_small(drop.manifest)
@@ -186,8 +219,8 @@ def _take_one(
     event = DeliveryEvent(
         **common,
         event="received",
-        landing_path=str(landing.relative_to(lake.root)),
-        file_format=suffix.lstrip("."),
+        landing_path=str(fetched.landing.relative_to(lake.root)),
+        file_format=fetched.suffix.lstrip("."),
     )
     if register.record_once(event, f"received-{sha}"):
         return event
@@ -232,27 +265,16 @@ def _take_unfiled_one(
     known: dict[str, dict],
     run_id: str | None,
 ) -> DeliveryEvent:
-    with lake.incoming() as tmp:
-        sha, version = zone.fetch(drop, tmp)
-        common = dict(
-            contract=UNFILED,
-            period=drop.period,
-            delivery_id=sha,
-            source_path=drop.relative,
-            source_size=tmp.stat().st_size,
-            source_mtime_ns=drop.mtime_ns,
-            source_version=version,
-            run_id=run_id,
-        )
-        if sha in known:
-            event = _duplicate(
-                common, known[sha], f" This copy ({drop.relative}) is outside the agreed layout."
-            )
-            register.record(event)
-            return event
-        suffix = suffix_of(drop.name)
-        landing = lake.unfiled_path(sha, suffix)
-        _land(lake, tmp, landing, sha, drop.relative)
+    fetched = _fetch_and_land(
+        drop, UNFILED, drop.period, zone, lake, register, known, run_id,
+        lake.unfiled_path,
+        f" This copy ({drop.relative}) is outside the agreed layout.",
+    )  # fmt: skip
+    if fetched.duplicate:
+        return fetched.duplicate
+    common, sha, landing, suffix = (
+        fetched.common, fetched.common["delivery_id"], fetched.landing, fetched.suffix
+    )  # fmt: skip
     kept = str(landing.relative_to(lake.root))
     reason = (
         f"{drop.relative} {problem}. The file is kept in the lake ({kept}); nothing from it "
