@@ -2,7 +2,6 @@
 
 import dagster as dg
 import polars as pl
-import pyarrow.parquet as pq
 
 from assets.partitions import delivery_partitions
 from assets.validation import validated_key
@@ -77,16 +76,21 @@ def build_curated_asset(contract: Contract) -> dg.AssetsDefinition:
         current = published(register, contract.name, period)
         warehouse.rebuild(lake.lake(), load_contracts(contract.path.parent))
 
-        path = lake.lake().curated_path(contract.name, period)
-        rows = pq.ParquetFile(path).metadata.num_rows if path.exists() else 0
-        preview = pl.read_parquet(path, n_rows=10) if path.exists() else None
+        the_lake = lake.lake()
+        key = the_lake.curated_path(contract.name, period)
+        rows, preview = 0, None
+        if the_lake.exists(key):
+            file = the_lake.parquet_file(key)
+            rows = file.metadata.num_rows
+            first = next(file.iter_batches(batch_size=10), None)
+            preview = pl.from_arrow(first) if first is not None else None
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": rows,
                 "dagster/column_schema": column_schema(contract),
                 "published_now": candidate is not None,
                 "delivery_id": current["delivery_id"] if current else "none published",
-                "path": dg.MetadataValue.path(str(path)),
+                "path": dg.MetadataValue.path(the_lake.url_of(key)),
                 "table": f"curated.{contract.name}",
                 "preview": dg.MetadataValue.md(frame_preview(preview)),
             }

@@ -150,7 +150,7 @@ def build_oversight_asset(mart: Mart, contracts: dict[str, Contract]) -> dg.Asse
             "dagster/row_count": table.num_rows,
             "dagster/column_schema": oversight_column_schema(mart),
             "table": f"oversight.{mart.name}",
-            "path": dg.MetadataValue.path(str(written.path)),
+            "path": dg.MetadataValue.path(written.path),
             "latest_figures": dg.MetadataValue.md(_preview(mart, table)),
             "cells_suppressed": sum(suppressed.values()),
         }

@@ -116,7 +116,7 @@ def build_validation_asset(contract: Contract) -> dg.AssetsDefinition:
                 "deliveries": dg.MetadataValue.md(markdown_table(summary)),
                 "breaches": dg.MetadataValue.md(markdown_table(breaches, BREACH_COLUMNS)),
                 # great-expectations Data Docs for the newest delivery's dataset checks.
-                "data_docs": dg.MetadataValue.url(docs[-1].as_uri())
+                "data_docs": dg.MetadataValue.url(docs[-1])
                 if docs
                 else "none (no new readable delivery)",
             },

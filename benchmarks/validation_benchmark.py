@@ -350,12 +350,12 @@ def _delivery_id(csv: Path) -> str:
 
 def _validate_and_publish(csv: Path, out: Path):
     """The pipeline: validate into a lake, then swap the staged file in as the month."""
-    from pipelines.lake import Lake
+    from pipelines.lake import open_lake
     from pipelines.row_validation import validate_delivery
     from schemas.contract import load_contracts
 
     contract = load_contracts()[CONTRACT]
-    lake = Lake(out / "lake")
+    lake = open_lake(out / "lake")
     delivery_id = _delivery_id(csv)
 
     def run():

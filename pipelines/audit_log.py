@@ -48,12 +48,9 @@ FROM governance.exports
 def record_export(lake: Lake, contract: str, period: str, what: str, by: str, why: str) -> None:
     """Record that `what` left the pipeline, by whom and why."""
     at = datetime.now(UTC)
-    path = (
-        lake.root
-        / "governance"
-        / "exports"
-        / f"contract={contract}"
-        / f"{at:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet"
+    key = (
+        f"governance/exports/contract={contract}/"
+        f"{at:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet"
     )
     row = dict(contract=contract, period=period, what=what, exported_by=by, why=why, exported_at=at)
-    lake.write_table(path, pa.Table.from_pylist([row], EXPORT_SCHEMA))
+    lake.write_table(key, pa.Table.from_pylist([row], EXPORT_SCHEMA))

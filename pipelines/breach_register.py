@@ -133,6 +133,6 @@ class BreachRegister:
         event = BreachEvent(entry["breach_id"], entry["contract"], target, actor, note)
         stamp = event.event_at.strftime("%Y%m%dT%H%M%S%f")
         name = f"{stamp}-{event.breach_id}-{target}-{uuid.uuid4().hex[:6]}.parquet"
-        path = self.lake.root / "governance" / "breach_events" / f"contract={event.contract}" / name
-        self.lake.write_table(path, pa.Table.from_pylist([asdict(event)], BREACH_EVENT_SCHEMA))
+        key = f"governance/breach_events/contract={event.contract}/{name}"
+        self.lake.write_table(key, pa.Table.from_pylist([asdict(event)], BREACH_EVENT_SCHEMA))
         return self.get(entry["breach_id"])

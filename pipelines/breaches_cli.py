@@ -9,7 +9,7 @@ from pathlib import Path
 from pipelines.audit_log import record_export
 from pipelines.breach_notice import build_notice
 from pipelines.breach_register import STATUSES, BreachChangeError, BreachRegister
-from pipelines.lake import Lake
+from pipelines.lake import Lake, open_lake
 from pipelines.register import Register
 from pipelines.settings import Settings
 from pipelines.warehouse import build_warehouse
@@ -60,7 +60,7 @@ def add_breaches_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def run_breaches_command(args: argparse.Namespace, settings: Settings) -> int:
-    lake = Lake(settings.lake)
+    lake = open_lake(settings.lake)
     register = BreachRegister(lake)
     command = args.breaches_command
     try:

@@ -78,23 +78,23 @@ def cmd_ui(settings: Settings, host: str, port: int) -> int:
 
 def cmd_warehouse_rebuild(settings: Settings) -> int:
     """Recreate warehouse.duckdb from the lake alone."""
-    from pipelines.lake import Lake
+    from pipelines.lake import open_lake
     from pipelines.warehouse import build_warehouse
     from schemas.contract import load_contracts
 
-    path = build_warehouse(Lake(settings.lake), load_contracts(), settings.warehouse)
+    path = build_warehouse(open_lake(settings.lake), load_contracts(), settings.warehouse)
     print(f"Warehouse rebuilt from {settings.lake}: {path}")
     return 0
 
 
 def cmd_retention(settings: Settings, apply: bool, by: str) -> int:
     """List (or, with --apply, erase and record) what is past its retention period."""
-    from pipelines.lake import Lake
+    from pipelines.lake import open_lake
     from pipelines.retention import describe, enforce_retention
     from pipelines.warehouse import build_warehouse
     from schemas.contract import load_contracts
 
-    lake, contracts = Lake(settings.lake), load_contracts()
+    lake, contracts = open_lake(settings.lake), load_contracts()
     found = enforce_retention(lake, contracts, apply, by)
     print(describe(found, apply))
     if apply and found:

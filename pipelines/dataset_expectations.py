@@ -308,8 +308,9 @@ def check_dataset(
     history: list[dict],
     lake: Lake,
     history_mix: dict[str, dict[str, float]] | None = None,
-) -> tuple[list[Breach], Path | None]:
-    """Judge one delivery as a whole; return volume and mix breaches and its Data Docs page.
+) -> tuple[list[Breach], str | None]:
+    """Judge one delivery as a whole; return volume and mix breaches and a link to its Data
+    Docs page, kept in the lake under `docs/`.
 
     `history`: previous deliveries as dicts with `period` and `rows_delivered` (published
     ones; later periods and this delivery are ignored). `history_mix`: column -> category ->
@@ -324,18 +325,21 @@ def check_dataset(
     except Exception:  # odd input: judge nothing rather than stop the pipeline
         log.exception("dataset checks could not be prepared for %s", delivery_id)
         return [], None
-    site = lake.root / "docs" / f"contract={contract.name}" / f"period={period}" / delivery_id
+    folder = lake.docs_dir(contract.name, period, delivery_id)
     verdicts: dict[tuple[str, str], bool] = {}
-    page: Path | None = None
+    link: str | None = None
     try:
-        verdicts, page = _run_ge(contract, delivery_id, checks, site)
-    except Exception:
-        log.exception("great-expectations failed for %s; checking directly", delivery_id)
-        try:
-            page = _fallback_page(contract, period, delivery_id, checks, site)
-        except OSError:
-            page = None
-    return _breaches(contract, period, delivery_id, profile, checks, verdicts), page
+        with lake.writing_folder(folder) as site:
+            try:
+                verdicts, page = _run_ge(contract, delivery_id, checks, site)
+            except Exception:
+                log.exception("great-expectations failed for %s; checking directly", delivery_id)
+                page = _fallback_page(contract, period, delivery_id, checks, site)
+            if page is not None:
+                link = lake.uri(f"{folder}/{page.relative_to(site).as_posix()}")
+    except OSError:
+        log.exception("the Data Docs of %s could not be kept", delivery_id)
+    return _breaches(contract, period, delivery_id, profile, checks, verdicts), link
 
 
 def _breaches(

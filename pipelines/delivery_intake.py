@@ -1,9 +1,9 @@
 """Intake: take each drop-zone file exactly once, by the SHA-256 of its bytes.
 
 A file version already taken (same path and `DropFile.version`) is skipped. New bytes are
-streamed into the lake, hashed on the way, checked against the hash and renamed into the
-landing area as an immutable (read-only) copy, then recorded as received. The same bytes
-again, under any name, are recorded as a duplicate and not processed.
+streamed to a private temporary file, hashed on the way, checked against the hash and
+moved into the lake's landing area as an immutable (read-only) copy, then recorded as
+received. The same bytes again, under any name, are recorded as a duplicate and not processed.
 
 Intake is idempotent: the "received" record of a delivery is written under a fixed name
 that only one writer can create, so two runs racing over the same new file record one
@@ -21,6 +21,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from pipelines.dropzone import DropFile, DropZone
 from pipelines.lake import Lake
@@ -34,11 +35,10 @@ class LandingCopyMismatch(RuntimeError):
     """The landing copy does not hash to what was read from the drop zone."""
 
 
-def sha256_of(path: Path) -> str:
+def sha256_of(fh: BinaryIO) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
+    while chunk := fh.read(1 << 20):
+        digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -127,11 +127,15 @@ def take_deliveries(
     return result
 
 
-def _land(lake: Lake, tmp: Path, landing: Path, sha: str, relative: str) -> None:
+def _land(lake: Lake, tmp: Path, landing: str, sha: str, relative: str) -> None:
     """Move the verified temporary copy into place, read-only; keep one already there."""
-    if landing.exists() and sha256_of(landing) == sha:
-        return  # an earlier or racing intake landed the same bytes
-    if sha256_of(tmp) != sha:
+    if lake.exists(landing):
+        with lake.open(landing) as fh:
+            if sha256_of(fh) == sha:
+                return  # an earlier or racing intake landed the same bytes
+    with open(tmp, "rb") as fh:
+        copied = sha256_of(fh)
+    if copied != sha:
         raise LandingCopyMismatch(f"landing copy of {relative} does not match its SHA-256")
     lake.move_in(tmp, landing, read_only=True)
 
@@ -155,7 +159,7 @@ class _Fetched:
 
     common: dict
     duplicate: DeliveryEvent | None = None
-    landing: Path | None = None
+    landing: str | None = None
     suffix: str = ""
 
 
@@ -168,7 +172,7 @@ def _fetch_and_land(
     register: Register,
     known: dict[str, dict],
     run_id: str | None,
-    landing_for: Callable[[str, str], Path],
+    landing_for: Callable[[str, str], str],
     duplicate_note: str = "",
 ) -> _Fetched:
     """Fetch the bytes, hash them on the way, and land them unless they are already known."""
@@ -214,12 +218,11 @@ def _take_one(
     if drop.manifest is not None:
         # The force's manifest, kept beside the landing copy; checked at validation.
         manifest = zone.read_small(drop.manifest)
-        with lake.writing(lake.manifest_path(contract, period, sha)) as out:
-            out.write_bytes(manifest)
+        lake.write_bytes(lake.manifest_path(contract, period, sha), manifest)
     event = DeliveryEvent(
         **common,
         event="received",
-        landing_path=str(fetched.landing.relative_to(lake.root)),
+        landing_path=fetched.landing,
         file_format=fetched.suffix.lstrip("."),
     )
     if register.record_once(event, f"received-{sha}"):
@@ -275,7 +278,7 @@ def _take_unfiled_one(
     common, sha, landing, suffix = (
         fetched.common, fetched.common["delivery_id"], fetched.landing, fetched.suffix
     )  # fmt: skip
-    kept = str(landing.relative_to(lake.root))
+    kept = landing
     reason = (
         f"{drop.relative} {problem}. The file is kept in the lake ({kept}); nothing from it "
         "was published."

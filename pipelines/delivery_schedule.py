@@ -183,10 +183,10 @@ def check_schedule(
     report = ScheduleReport(contract.name, start, late)
     for period in late:
         breach = late_breach(contract, period)
-        path = lake.breaches_path(contract.name, period.period, "delivery-late")
-        if path.exists():
+        key = lake.breaches_path(contract.name, period.period, "delivery-late")
+        if lake.exists(key):
             continue
         row = {**breach.__dict__, "breach_id": breach.breach_id, "failing_share": None}
-        if lake.write_table_once(path, pa.Table.from_pylist([row], BREACH_SCHEMA)):
+        if lake.write_table_once(key, pa.Table.from_pylist([row], BREACH_SCHEMA)):
             report.raised.append(breach)
     return report

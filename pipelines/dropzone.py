@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from pipelines.object_store import S3Url, s3_client
+
 PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 MANIFEST_SUFFIX = ".manifest.json"
 CHUNK = 1 << 20
@@ -202,31 +204,12 @@ class FolderDropZone(DropZone):
         os.replace(tmp, target)
 
 
-def s3_client():
-    """A boto3 S3 client from the standard AWS settings.
-
-    Credentials, region and profile come from the usual environment variables and files;
-    `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` point it at any S3-compatible store
-    (botocore reads both itself).
-    """
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client("s3", config=Config(retries={"mode": "standard", "max_attempts": 5}))
-
-
 class S3DropZone(DropZone):
     """A drop zone in an S3 bucket, under a prefix: `s3://bucket/prefix`."""
 
     def __init__(self, url: str, client=None) -> None:
-        if not url.startswith("s3://"):
-            raise ValueError(f"not an s3:// URL: {url!r}")
-        bucket, _, prefix = url[len("s3://") :].partition("/")
-        if not bucket:
-            raise ValueError(f"no bucket in {url!r}")
-        self.bucket = bucket
-        self.prefix = prefix.strip("/")
-        self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        where = S3Url.parse(url)
+        self.bucket, self.prefix, self.url = where.bucket, where.prefix, str(where)
         self._client = client
 
     @property

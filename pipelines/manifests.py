@@ -20,11 +20,11 @@ def read_manifest(lake: Lake, contract: str, period: str, delivery_id: str) -> d
 
     A manifest that is not the agreed JSON comes back as `{"error": ...}`.
     """
-    path = lake.manifest_path(contract, period, delivery_id)
-    if not path.exists():
+    key = lake.manifest_path(contract, period, delivery_id)
+    if not lake.exists(key):
         return None
     try:
-        doc = json.loads(path.read_bytes())
+        doc = json.loads(lake.read_bytes(key))
     except (ValueError, UnicodeDecodeError) as exc:
         return {"error": f"it is not valid JSON ({exc})"}
     if not isinstance(doc, dict) or not ({"rows", "sha256"} & set(doc)):

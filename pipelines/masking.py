@@ -21,7 +21,7 @@ WITHHELD = "[withheld]"
 def mask_quarantine(contract: Contract, lake: Lake, period: str, delivery_id: str) -> None:
     """Write the masked copy of one delivery's quarantine file (if it has one)."""
     private = lake.quarantine_path(contract.name, period, delivery_id)
-    if not private.exists():
+    if not lake.exists(private):
         return
     fields = [contract.column(n).source_name for n in contract.classified]
     patch = json.dumps({name: WITHHELD for name in fields})
@@ -34,14 +34,15 @@ def mask_quarantine(contract: Contract, lake: Lake, period: str, delivery_id: st
         if fields
         else "record"
     )
-    with lake.writing(lake.masked_quarantine_path(contract.name, period, delivery_id)) as tmp:
+    masked = lake.masked_quarantine_path(contract.name, period, delivery_id)
+    with lake.local_copy(private) as source, lake.writing(masked) as tmp:
         con = duckdb.connect()
         try:
             con.execute("SET preserve_insertion_order = false")
             con.execute(
                 f"COPY (SELECT * REPLACE ({record} AS record) FROM read_parquet(?)) "
                 f"TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)",
-                [str(private)],
+                [str(source)],
             )
         finally:
             con.close()

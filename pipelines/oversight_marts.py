@@ -39,6 +39,7 @@ import yaml
 
 from pipelines.lake import Lake
 from pipelines.row_validation import curated_schema
+from pipelines.warehouse import make_lake_readable
 from schemas.contract import Contract, contracts_dir, load_contracts
 
 MAPPINGS_DIR = Path(__file__).resolve().parent / "oversight_mappings"
@@ -1903,6 +1904,7 @@ def warehouse_connection(
     con = duckdb.connect()
     try:
         con.execute(f"ATTACH {_quote(str(warehouse))} AS warehouse (READ_ONLY)")
+        make_lake_readable(con, "warehouse")
         present = _table_names(con, "warehouse", "curated")
         governance = _table_names(con, "warehouse", "governance")
         con.execute("CREATE SCHEMA curated")
@@ -1966,14 +1968,14 @@ def mart_metadata(mart: Mart) -> dict[bytes, bytes]:
     return metadata
 
 
-def mart_path(lake: Lake, name: str) -> Path:
-    return lake.root / "oversight" / f"{name}.parquet"
+def mart_key(name: str) -> str:
+    return f"oversight/{name}.parquet"
 
 
 @dataclass(frozen=True)
 class WrittenMart:
     mart: Mart
-    path: Path
+    path: str  # where it is in the lake, as people name it (a folder path or s3:// URL)
     table: pa.Table
 
 
@@ -1987,9 +1989,9 @@ def write_mart(
     mart = MARTS[name]
     table = compute_mart(name, warehouse, lake, contracts)
     table = table.replace_schema_metadata(mart_metadata(mart))
-    path = mart_path(lake, name)
-    lake.write_table(path, table)
-    return WrittenMart(mart, path, table)
+    key = mart_key(name)
+    lake.write_table(key, table)
+    return WrittenMart(mart, lake.url_of(key), table)
 
 
 def write_marts(

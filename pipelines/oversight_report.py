@@ -21,6 +21,7 @@ import duckdb
 import pyarrow as pa
 
 from pipelines.oversight_marts import MARTS, Mart, plain_value
+from pipelines.warehouse import connect
 
 # Okabe-Ito, readable by people with colour-blindness; then darker tones for more series.
 PALETTE = (
@@ -900,7 +901,7 @@ section ends with the measure's definition and its caveats.</p></div>
 def read_marts(warehouse_path: Path) -> dict[str, pa.Table | None]:
     """Each mart's rows from the warehouse (None when its view does not exist yet)."""
     tables: dict[str, pa.Table | None] = {}
-    with duckdb.connect(str(warehouse_path), read_only=True) as con:
+    with connect(warehouse_path) as con:
         present = {
             r[0]
             for r in con.execute(

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 
 from pipelines.definitions import OVERSIGHT_JOB, build_definitions, delivery_job_name
 from pipelines.delivery_intake import UNFILED, plan_intake
@@ -17,12 +16,12 @@ from pipelines.delivery_schedule import RULE as LATE_RULE
 from pipelines.delivery_schedule import late_periods, today_in_london, watching_since
 from pipelines.delivery_sensor import TIMELINESS_JOB, UNFILED_JOB
 from pipelines.dropzone import open_dropzone
-from pipelines.lake import Lake
+from pipelines.lake import open_lake
 from pipelines.oversight_marts import MARTS
 from pipelines.publishing import published
 from pipelines.register import Register
 from pipelines.settings import Settings
-from pipelines.warehouse import build_warehouse
+from pipelines.warehouse import build_warehouse, connect
 from schemas.contract import Contract, load_contracts
 
 # The summary says what happened; Dagster's step-by-step log stays in the UI.
@@ -99,13 +98,18 @@ class RunReport:
         lines.append(self._warehouse_summary())
         home = self.settings.home
         wh = self.settings.warehouse
+        # Over an S3 lake, DuckDB reads the views through the pipeline's `connect`.
+        opening = (
+            f"from pipelines.warehouse import connect; con = connect('{wh}')"
+            if self.settings.lake_is_s3
+            else f"import duckdb; con = duckdb.connect('{wh}', read_only=True)"
+        )
         lines += [
             "",
             "Next:",
             f"  Dagster UI:  {Path(sys.executable).with_name('datashare')} --home {home} ui"
             "   (then open http://127.0.0.1:3000)",
-            f'  Query:       {sys.executable} -c "import duckdb; '
-            f"con = duckdb.connect('{wh}', read_only=True); "
+            f'  Query:       {sys.executable} -c "{opening}; '
             "print(con.sql('select severity, rule, failing_rows, detail "
             "from governance.breaches'))\"",
         ]
@@ -114,7 +118,7 @@ class RunReport:
     def _warehouse_summary(self) -> str:
         wh = self.settings.warehouse
         lines = [f"Warehouse: {wh}"]
-        with duckdb.connect(str(wh), read_only=True) as con:
+        with connect(wh) as con:
             for name in self.contracts:
                 rows, months = con.execute(
                     f"SELECT count(*), count(DISTINCT _period) FROM curated.{name}"
@@ -160,7 +164,7 @@ def run_pending(settings: Settings) -> RunReport:
     """Run every contract-month with new files; report what happened."""
     contracts = load_contracts()
     defs = build_definitions(settings)
-    lake = Lake(settings.lake)
+    lake = open_lake(settings.lake)
     register = Register(lake)
     zone = open_dropzone(settings.dropzone)
     files = zone.files(set(contracts))

@@ -1,15 +1,11 @@
 """Publishing: swap a validated delivery's rows in as the curated month, as a whole.
 
-The staged Parquet file is renamed over the month's `data.parquet`, so a reader sees the
-old month or the new one, never a mix. The delivery it replaces stays in the register,
-marked superseded.
+The staged Parquet file replaces the month's `data.parquet` whole (a rename in a folder, a
+server-side copy in S3), so a reader sees the old month or the new one, never a mix. The
+delivery it replaces stays in the register, marked superseded.
 """
 
 from __future__ import annotations
-
-import os
-
-import pyarrow.parquet as pq
 
 from pipelines.lake import Lake
 from pipelines.register import DeliveryEvent, Register
@@ -45,14 +41,12 @@ def publish_delivery(
     staged = lake.staging_path(contract, period, delivery_id)
     target = lake.curated_path(contract, period)
     previous = published(register, contract, period)
-    if staged.exists():
-        rows = pq.ParquetFile(staged).metadata.num_rows
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(staged, 0o644)  # curated data is for analysts; staging was owner-only
-        os.replace(staged, target)
-    elif _delivery_in(target) == delivery_id:
+    if lake.exists(staged):
+        rows = lake.parquet_file(staged).metadata.num_rows
+        lake.promote(staged, target)
+    elif _delivery_in(lake, target) == delivery_id:
         # An earlier run swapped the file in and died before recording it: finish the job.
-        rows = pq.ParquetFile(target).metadata.num_rows
+        rows = lake.parquet_file(target).metadata.num_rows
     else:
         raise FileNotFoundError(f"staged rows for delivery {delivery_id[:12]} are missing")
     register.record(
@@ -78,10 +72,10 @@ def publish_delivery(
     return rows
 
 
-def _delivery_in(path) -> str | None:
-    if not path.exists():
+def _delivery_in(lake: Lake, key: str) -> str | None:
+    if not lake.exists(key):
         return None
-    pf = pq.ParquetFile(path)
+    pf = lake.parquet_file(key)
     if pf.metadata.num_rows == 0:
         return None
     return pf.read_row_group(0, columns=["_delivery_id"]).column(0)[0].as_py()

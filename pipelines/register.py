@@ -117,17 +117,17 @@ class Register:
     def record(self, event: DeliveryEvent) -> None:
         stamp = event.event_at.strftime("%Y%m%dT%H%M%S%f")
         name = f"{stamp}-{event.delivery_id[:16]}-{event.event}-{uuid.uuid4().hex[:6]}.parquet"
-        path = self.lake.delivery_events_dir(event.contract) / name
-        self.lake.write_table(path, pa.Table.from_pylist([asdict(event)], DELIVERY_EVENT_SCHEMA))
+        key = f"{self.lake.delivery_events_dir(event.contract)}/{name}"
+        self.lake.write_table(key, pa.Table.from_pylist([asdict(event)], DELIVERY_EVENT_SCHEMA))
 
     def record_once(self, event: DeliveryEvent, key: str) -> bool:
         """Record `event` under a fixed name; False (and nothing written) if already there.
 
         Of two intakes racing over the same bytes exactly one records them as received.
         """
-        path = self.lake.delivery_events_dir(event.contract) / f"{key}.parquet"
+        name = f"{self.lake.delivery_events_dir(event.contract)}/{key}.parquet"
         table = pa.Table.from_pylist([asdict(event)], DELIVERY_EVENT_SCHEMA)
-        return self.lake.write_table_once(path, table)
+        return self.lake.write_table_once(name, table)
 
     def write_breaches(
         self, contract: str, period: str, delivery_id: str, breaches: list[Breach]

@@ -29,7 +29,7 @@ def add_report_command(sub: argparse._SubParsersAction) -> None:
 
 
 def run_report_command(args: argparse.Namespace, settings: Settings) -> int:
-    from pipelines.lake import Lake
+    from pipelines.lake import open_lake
     from pipelines.oversight_marts import write_marts
     from pipelines.oversight_report import read_marts, write_report
     from pipelines.warehouse import build_warehouse
@@ -37,11 +37,11 @@ def run_report_command(args: argparse.Namespace, settings: Settings) -> int:
 
     output = args.output or settings.home / "reports" / DEFAULT_NAME
     if getattr(args, "refresh", False) or not settings.warehouse.exists():
-        lake, contracts = Lake(settings.lake), load_contracts()
+        lake, contracts = open_lake(settings.lake), load_contracts()
         build_warehouse(lake, contracts, settings.warehouse)
         if getattr(args, "refresh", False):
             written = write_marts(settings.warehouse, lake, contracts=contracts)
-            print(f"Computed {len(written)} oversight mart(s) into {lake.root / 'oversight'}")
+            print(f"Computed {len(written)} oversight mart(s) into {lake.url_of('oversight')}")
             build_warehouse(lake, contracts, settings.warehouse)
     tables = read_marts(settings.warehouse)
     path = write_report(settings.warehouse, output)

@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines.dropzone import DropZone, open_dropzone
-from pipelines.lake import Lake
+from pipelines.lake import Lake, open_lake
 from pipelines.pseudonymise import load_key
 from pipelines.register import Register
 from pipelines.warehouse import build_warehouse
@@ -30,7 +30,7 @@ class LakeResource(dg.ConfigurableResource):
     root: str
 
     def lake(self) -> Lake:
-        return Lake(Path(self.root))
+        return open_lake(self.root)
 
     def register(self) -> Register:
         return Register(self.lake())

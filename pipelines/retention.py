@@ -9,7 +9,6 @@ evidence, with one erasure record per deleted file in `governance.erasures`.
 from __future__ import annotations
 
 import re
-import shutil
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
@@ -69,22 +68,21 @@ def expired(contract: Contract, lake: Lake, today: date) -> list[Erasure]:
     clause = contract.agreement.get("retentionClause") or f"retention {retention}"
     found = []
     for area in AREAS:
-        for folder in lake.glob(f"{area}/contract={contract.name}/period=*"):
-            period = folder.name.removeprefix("period=")
+        for key in lake.glob_below(f"{area}/contract={contract.name}/period=*"):
+            period = key.split("/")[2].removeprefix("period=")
             if expiry(period, retention, months) > today:
                 continue
-            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-                found.append(
-                    Erasure(
-                        contract=contract.name,
-                        period=period,
-                        area=area,
-                        path=str(path.relative_to(lake.root)),
-                        bytes=path.stat().st_size,
-                        clause=f"{retention}: {clause}",
-                        erased_by="",
-                    )
+            found.append(
+                Erasure(
+                    contract=contract.name,
+                    period=period,
+                    area=area,
+                    path=key,
+                    bytes=lake.size(key),
+                    clause=f"{retention}: {clause}",
+                    erased_by="",
                 )
+            )
     return found
 
 
@@ -93,19 +91,12 @@ def erase(lake: Lake, erasures: list[Erasure], by: str) -> None:
     for erasure in erasures:
         erasure.erased_by = by
         erasure.erased_at = datetime.now(UTC)
-        path = lake.root / erasure.path
-        path.unlink(missing_ok=True)
+        lake.delete(erasure.path)
         record = (
-            lake.root
-            / "governance"
-            / "erasures"
-            / f"contract={erasure.contract}"
-            / f"{erasure.erased_at:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet"
+            f"governance/erasures/contract={erasure.contract}/"
+            f"{erasure.erased_at:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet"
         )
         lake.write_table(record, pa.Table.from_pylist([asdict(erasure)], ERASURE_SCHEMA))
-    for folder in {(lake.root / e.path).parent for e in erasures}:
-        if folder.exists() and not any(folder.iterdir()):
-            shutil.rmtree(folder)
 
 
 def enforce_retention(

@@ -387,8 +387,8 @@ def validate_delivery(
             outcome.rows_quarantined += len(numbers.broken)
 
     if outcome.rows_delivered == 0:
-        lake.staging_path(contract.name, period, delivery_id).unlink(missing_ok=True)
-        lake.quarantine_path(contract.name, period, delivery_id).unlink(missing_ok=True)
+        lake.delete(lake.staging_path(contract.name, period, delivery_id))
+        lake.delete(lake.quarantine_path(contract.name, period, delivery_id))
         raise DeliveryRejected("The file has a header but no data rows.", "file.empty")
 
     outcome.breaches = _breaches(
@@ -543,7 +543,7 @@ class DeliveryVerdict:
     status: str  # "validated", "held" or "rejected"
     outcome: ValidationOutcome
     reason: str | None = None
-    data_docs: Path | None = None
+    data_docs: str | None = None  # a link to the delivery's Data Docs page
 
 
 def validate_pending(
@@ -570,9 +570,12 @@ def validate_pending(
     verdicts = []
     for delivery in pending:
         delivery_id = delivery["delivery_id"]
-        landed = lake.root / delivery["landing_path"]
         try:
-            outcome = validate_delivery(contract, landed, period, delivery_id, lake, pseudonym_key)
+            # A local file: validation reads it twice (keys first), and S3 is far away.
+            with lake.local_copy(delivery["landing_path"]) as landed:
+                outcome = validate_delivery(
+                    contract, landed, period, delivery_id, lake, pseudonym_key
+                )
             mask_quarantine(contract, lake, period, delivery_id)
             # Dataset-level expectations (great-expectations) over the delivery's profile.
             dataset_breaches, docs = check_dataset(
@@ -649,21 +652,15 @@ def _published_history(register: Register, contract: str, period: str) -> list[d
     ]
 
 
-def _mix_path(lake: Lake, contract: str, period: str, delivery_id: str) -> Path:
-    return (
-        lake.root
-        / "governance"
-        / "profiles"
-        / f"contract={contract}"
-        / f"{period}-{delivery_id}.json"
-    )
+def _mix_path(contract: str, period: str, delivery_id: str) -> str:
+    return f"governance/profiles/contract={contract}/{period}-{delivery_id}.json"
 
 
 def _keep_mix(lake: Lake, contract: str, period: str, delivery_id: str, profile) -> None:
     """Keep the delivery's category shares (no row data) for later months' drift checks."""
-    path = _mix_path(lake, contract, period, delivery_id)
-    with lake.writing(path) as tmp:
-        tmp.write_text(json.dumps(category_mix(profile)), encoding="utf-8")
+    lake.write_bytes(
+        _mix_path(contract, period, delivery_id), json.dumps(category_mix(profile)).encode()
+    )
 
 
 def _history_mix(
@@ -673,9 +670,9 @@ def _history_mix(
     past = sorted(_published_history(register, contract, period), key=lambda d: d["period"])
     mixes = []
     for d in past[-12:]:
-        path = _mix_path(lake, contract, d["period"], d["delivery_id"])
-        if path.exists():
-            mixes.append(json.loads(path.read_text(encoding="utf-8")))
+        key = _mix_path(contract, d["period"], d["delivery_id"])
+        if lake.exists(key):
+            mixes.append(json.loads(lake.read_text(key)))
     if len(mixes) < 3:
         return None  # too little history to say what is usual
     pooled: dict[str, dict[str, float]] = {}

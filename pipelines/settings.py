@@ -2,9 +2,10 @@
 
 `DATASHARE_HOME` (default `.datashare/` in the current folder) holds the drop zone, the
 lake, the warehouse and Dagster's own home, so one variable moves a whole installation.
-`DATASHARE_DROP_ZONE` may be a folder or an `s3://bucket/prefix` URL; an S3 drop zone is
-reached with the standard AWS settings (credentials, region, `AWS_ENDPOINT_URL_S3` or
-`AWS_ENDPOINT_URL` for an S3-compatible store).
+`DATASHARE_DROP_ZONE` and `DATASHARE_LAKE` may each be a folder or an `s3://bucket/prefix`
+URL; S3 is reached with the standard AWS settings (credentials, region,
+`AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` for an S3-compatible store). The warehouse and
+Dagster's own storage stay in the home folder.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ concurrency:
 class Settings:
     home: Path
     dropzone: Path | str  # a local folder, or an `s3://bucket/prefix` URL (a str)
-    lake: Path
+    lake: Path | str  # a local folder, or an `s3://bucket/prefix` URL (a str)
     warehouse: Path
     dagster_home: Path
 
@@ -40,10 +41,14 @@ class Settings:
     def dropzone_is_s3(self) -> bool:
         return isinstance(self.dropzone, str)
 
+    @property
+    def lake_is_s3(self) -> bool:
+        return isinstance(self.lake, str)
+
     def ensure_folders(self) -> None:
-        folders = [self.home, self.lake, self.dagster_home]
-        if not self.dropzone_is_s3:
-            folders.append(self.dropzone)
+        folders = [self.home, self.dagster_home]
+        folders += [] if self.dropzone_is_s3 else [self.dropzone]
+        folders += [] if self.lake_is_s3 else [self.lake]
         for folder in folders:
             folder.mkdir(parents=True, exist_ok=True)
         config = self.dagster_home / "dagster.yaml"
@@ -51,11 +56,11 @@ class Settings:
             config.write_text(DAGSTER_YAML)
 
 
-def dropzone_location(raw: str | None, home: Path) -> Path | str:
-    """The drop zone: an `s3://` URL kept as written (less a trailing slash), else a folder."""
+def location(raw: str | None, default: Path) -> Path | str:
+    """An `s3://` URL kept as written (less a trailing slash), else a folder."""
     if raw and raw.strip().startswith("s3://"):
         return raw.strip().rstrip("/")
-    return Path(raw or home / "dropzone").resolve()
+    return Path(raw or default).resolve()
 
 
 def load_settings(home: str | Path | None = None) -> Settings:
@@ -63,8 +68,8 @@ def load_settings(home: str | Path | None = None) -> Settings:
     base = Path(home or os.environ.get("DATASHARE_HOME") or ".datashare").resolve()
     return Settings(
         home=base,
-        dropzone=dropzone_location(os.environ.get("DATASHARE_DROP_ZONE"), base),
-        lake=Path(os.environ.get("DATASHARE_LAKE") or base / "lake").resolve(),
+        dropzone=location(os.environ.get("DATASHARE_DROP_ZONE"), base / "dropzone"),
+        lake=location(os.environ.get("DATASHARE_LAKE"), base / "lake"),
         warehouse=base / "warehouse.duckdb",
         dagster_home=base / "dagster",
     )

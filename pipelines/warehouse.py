@@ -4,6 +4,10 @@ It holds no data of its own, only views (with the contracts' descriptions as com
 over the lake's Parquet files, so it can always be rebuilt from the lake. It is built as
 a new file and renamed into place: an analyst with the old file open keeps reading it,
 and never blocks a run.
+
+Over a folder lake, any DuckDB client reads it as it is. Over an S3 lake the views read
+`s3://` paths: open it with `connect()` below (which lets DuckDB read S3 through pyarrow),
+or from a DuckDB client that has the httpfs extension and S3 credentials.
 """
 
 from __future__ import annotations
@@ -14,11 +18,11 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipelines.audit_log import AUDIT_LOG_SQL, EXPORT_SCHEMA
 from pipelines.breach_register import BREACH_EVENT_SCHEMA
 from pipelines.lake import Lake
+from pipelines.object_store import let_duckdb_read_s3
 from pipelines.register import BREACH_SCHEMA, DELIVERY_EVENT_SCHEMA
 from pipelines.retention import ERASURE_SCHEMA
 from pipelines.row_validation import QUARANTINE_SCHEMA, curated_schema
@@ -31,10 +35,32 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def connect(path: Path | str) -> duckdb.DuckDBPyConnection:
+    """Open `warehouse.duckdb` read-only, able to read the lake it catalogs, wherever it is."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        make_lake_readable(con)
+    except Exception:
+        con.close()
+        raise
+    return con
+
+
+def make_lake_readable(con: duckdb.DuckDBPyConnection, catalog: str | None = None) -> None:
+    """Let `con` read the lake behind the warehouse (attached as `catalog`, if attached)."""
+    table = f"{catalog}.governance.catalog" if catalog else "governance.catalog"
+    try:
+        (location,) = con.execute(f"SELECT lake FROM {table}").fetchone()
+    except duckdb.CatalogException:
+        return  # a warehouse built before the catalog table: a folder lake
+    if location.startswith("s3://"):
+        let_duckdb_read_s3(con)
+
+
 def _source(con: duckdb.DuckDBPyConnection, name: str, lake: Lake, pattern: str, schema: pa.Schema):
     """A view over the files matching `pattern`, or an empty typed table if there are none."""
     if lake.glob(pattern):
-        glob = _quote(str(lake.root / pattern))
+        glob = _quote(lake.url_of(pattern))
         con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({glob}, union_by_name=true)")
     else:
         con.register("_empty", pa.Table.from_batches([], schema))
@@ -70,11 +96,20 @@ def build_warehouse(lake: Lake, contracts: dict[str, Contract], path: Path) -> P
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        con = duckdb.connect(str(tmp))
+        con = lake.readable_by(duckdb.connect(str(tmp)))
         try:
             con.execute("BEGIN")  # one commit for the whole catalog, not one per comment
             for schema in SCHEMAS:
                 con.execute(f"CREATE SCHEMA {schema}")
+            con.execute(
+                "CREATE TABLE governance.catalog AS SELECT ? AS lake, now() AS built_at",
+                [lake.url],
+            )
+            _comment(
+                con,
+                "governance.catalog",
+                "Where this catalog's views read from (the lake), and when it was built.",
+            )
             for contract in contracts.values():
                 target = f"curated.{contract.name}"
                 pattern = f"curated/contract={contract.name}/period=*/data.parquet"
@@ -120,10 +155,10 @@ def _oversight(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
     A mart's Parquet file carries its table and column descriptions as key-value metadata
     (`comment` and `comment:<column>`), written beside the code that defines the measure.
     """
-    for path in lake.glob("oversight/*.parquet"):
-        name = f"oversight.{path.stem}"
-        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({_quote(str(path))})")
-        metadata = pq.read_schema(path).metadata or {}
+    for key in lake.glob("oversight/*.parquet"):
+        name = f"oversight.{Path(key).stem}"
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({_quote(lake.url_of(key))})")
+        metadata = lake.parquet_file(key).schema_arrow.metadata or {}
         for key, value in metadata.items():
             key, text = key.decode(), value.decode()
             if key == "comment":

@@ -6,7 +6,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.lake import Lake
+from pipelines.lake import FolderLake
 from pipelines.pseudonymise import PseudonymKeyError, load_key, token
 from pipelines.row_validation import DeliveryRejected, validate_delivery
 from schemas.contract import parse_contract
@@ -42,7 +42,7 @@ def _contract(properties: list[dict], table: dict | None = None, secret=("office
 def _run(contract, tmp_path: Path, text: str, period: str = "2024-03"):
     source = tmp_path / "d.csv"
     source.write_text(text, encoding="utf-8")
-    lake = Lake(tmp_path / "lake")
+    lake = FolderLake(tmp_path / "lake")
     outcome = validate_delivery(contract, source, period, "d1", lake, KEY)
 
     def rows(path):
@@ -50,8 +50,8 @@ def _run(contract, tmp_path: Path, text: str, period: str = "2024-03"):
             return []
         return duckdb.sql(f"FROM read_parquet('{path}') ORDER BY _source_row").to_arrow_table()
 
-    curated = rows(lake.staging_path("calls", period, "d1"))
-    quarantined = rows(lake.quarantine_path("calls", period, "d1"))
+    curated = rows(lake.path(lake.staging_path("calls", period, "d1")))
+    quarantined = rows(lake.path(lake.quarantine_path("calls", period, "d1")))
     return (
         outcome,
         curated.to_pylist() if curated else [],

@@ -36,7 +36,7 @@ from pipelines.delivery_sensor import (
     load_cursor,
 )
 from pipelines.dropzone import FolderDropZone, open_dropzone
-from pipelines.lake import Lake
+from pipelines.lake import FolderLake
 from pipelines.publishing import awaiting_publication, publish_delivery, published
 from pipelines.register import Register
 from pipelines.resources import DropZoneResource, LakeResource
@@ -84,7 +84,7 @@ class Engine:
         self.root = tmp_path / "dropzone"
         self.root.mkdir(exist_ok=True)
         self.zone = zone or FolderDropZone(self.root)
-        self.lake = Lake(tmp_path / "lake")
+        self.lake = FolderLake(tmp_path / "lake")
         self.register = Register(self.lake)
 
     def take(self, period: str):
@@ -206,7 +206,7 @@ def test_duplicates_restatements_and_resends_under_the_same_name(tmp_path):
     ]
     old, new = hashlib.sha256(first).hexdigest()[:8], hashlib.sha256(second).hexdigest()[:8]
     assert history == [(old, "published"), (new, "published"), (old, "superseded")]
-    curated = pq.read_table(engine.lake.curated_path(CONTRACT, "2025-01"))
+    curated = pq.read_table(engine.lake.path(engine.lake.curated_path(CONTRACT, "2025-01")))
     assert curated.num_rows == 12
 
     # Nothing changed since: nothing is taken again.
@@ -312,9 +312,9 @@ def _validate(tmp_path: Path, name: str, content: bytes):
     contract = load_contracts()[CONTRACT]
     source = tmp_path / name
     source.write_bytes(content)
-    lake = Lake(tmp_path / "lake")
+    lake = FolderLake(tmp_path / "lake")
     outcome = validate_delivery(contract, source, "2025-01", "d1", lake)
-    curated = pl.read_parquet(lake.staging_path(CONTRACT, "2025-01", "d1"))
+    curated = pl.read_parquet(lake.path(lake.staging_path(CONTRACT, "2025-01", "d1")))
     return outcome, curated.drop("_delivery_id")
 
 
@@ -359,7 +359,7 @@ def test_a_contract_that_agrees_windows_1252_raises_no_encoding_breach(tmp_path)
     )
     source = tmp_path / "d.csv"
     source.write_bytes(_as_excel_windows_1252(delivery_bytes("2025-01")))
-    outcome = validate_delivery(agreed, source, "2025-01", "d1", Lake(tmp_path / "lake"))
+    outcome = validate_delivery(agreed, source, "2025-01", "d1", FolderLake(tmp_path / "lake"))
     assert not [b for b in outcome.breaches if b.rule == "file.encoding"]
 
 
@@ -432,7 +432,7 @@ def test_manifest_mismatch_holds_the_delivery(tmp_path, manifest, held, words):
     assert breach.severity == "critical" and words in breach.detail
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
     assert published(engine.register, CONTRACT, "2025-01") is None
-    assert not engine.lake.curated_path(CONTRACT, "2025-01").exists()
+    assert not engine.lake.path(engine.lake.curated_path(CONTRACT, "2025-01")).exists()
     stored = engine.register.breaches(CONTRACT)
     assert any(b["rule"] == "file.manifest" for b in stored)
 
@@ -587,7 +587,7 @@ def test_run_records_off_layout_files_once_and_flags_a_missed_month(home, capsys
     put(root, "stop_and_search/2025-02/feb.csv.gz.manifest.json", manifest_for(feb, rows=1))
     put(root, "stop_and_search/2025-04/apr.csv", delivery_bytes("2025-04"))  # March is missing
     # A run killed after taking April but before validating it: the next run finishes it.
-    lake = Lake(home.lake)
+    lake = FolderLake(home.lake)
     take_deliveries(CONTRACT, "2025-04", FolderDropZone(root), lake, Register(lake), "killed")
     misfiled = delivery_bytes("2025-05")
     put(root, "stop_and_search/may.csv", misfiled)

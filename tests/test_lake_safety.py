@@ -11,7 +11,7 @@ import duckdb
 import pytest
 
 from pipelines.cli import REPO_ROOT, main
-from pipelines.lake import Lake
+from pipelines.lake import FolderLake
 from pipelines.retention import enforce_retention, expiry
 from pipelines.synthetic import write_delivery
 from schemas.contract import load_contracts
@@ -113,7 +113,7 @@ def test_retention_lists_then_erases_and_records(home, real_stop_and_search, cap
     assert main(["run"]) == 0
     contracts = load_contracts()
     assert expiry("2022-06", "P6Y") == date(2028, 7, 1)
-    lake = Lake(home.lake)
+    lake = FolderLake(home.lake)
     assert enforce_retention(lake, contracts, apply=False, by="t", today=date(2028, 6, 30)) == []
     due = enforce_retention(lake, contracts, apply=False, by="t", today=date(2028, 7, 1))
     assert {e.area for e in due} >= {"landing", "curated"}

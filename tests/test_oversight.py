@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from assets.oversight import build_oversight_assets, oversight_key
-from pipelines.lake import Lake
+from pipelines.lake import FolderLake
 from pipelines.oversight_marts import (
     MARTS,
     compute_mart,
@@ -50,7 +50,7 @@ D = dt.date
 # --- fixtures -----------------------------------------------------------------------------
 
 
-def put(lake: Lake, contract: str, period: str, rows: list[dict]) -> None:
+def put(lake: FolderLake, contract: str, period: str, rows: list[dict]) -> None:
     """Write rows as the curated partition of `contract` for `period` (unset columns NULL)."""
     schema = curated_schema(CONTRACTS[contract])
     blank = {f.name: None for f in schema}
@@ -323,7 +323,7 @@ def outcome_rows() -> dict[str, list[dict]]:
     }
 
 
-def write_fixtures(lake: Lake) -> None:
+def write_fixtures(lake: FolderLake) -> None:
     put(lake, "census_2021_population", "2021-03", census_rows())
     for name, by_period in [
         ("stop_and_search", stop_and_search_rows()),
@@ -341,9 +341,9 @@ def write_fixtures(lake: Lake) -> None:
 
 
 @pytest.fixture(scope="module")
-def fixture_lake(tmp_path_factory) -> tuple[Lake, Path]:
+def fixture_lake(tmp_path_factory) -> tuple[FolderLake, Path]:
     root = tmp_path_factory.mktemp("oversight")
-    lake = Lake(root / "lake")
+    lake = FolderLake(root / "lake")
     write_fixtures(lake)
     return lake, build_warehouse(lake, CONTRACTS, root / "warehouse.duckdb")
 
@@ -493,7 +493,7 @@ def test_stop_search_outcomes_worked_by_hand(marts):
 def test_real_june_2022_disproportionality_against_an_independent_computation(tmp_path):
     """The real file through the contract's checks, then the mart, against the csv module
     and the Census 2021 London totals quoted in shared/real/README.md."""
-    lake = Lake(tmp_path / "lake")
+    lake = FolderLake(tmp_path / "lake")
     real = [
         ("stop_and_search", "2022-06",
          REAL_DATA / "stop_and_search" / "2022-06-metropolitan-stop-and-search.csv"),
@@ -503,8 +503,11 @@ def test_real_june_2022_disproportionality_against_an_independent_computation(tm
     for contract, period, path in real:
         outcome = validate_delivery(CONTRACTS[contract], path, period, "real", lake)
         assert outcome.rows_quarantined == 0
-        lake.curated_path(contract, period).parent.mkdir(parents=True, exist_ok=True)
-        os.replace(lake.staging_path(contract, period, "real"), lake.curated_path(contract, period))
+        lake.path(lake.curated_path(contract, period)).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(
+            lake.path(lake.staging_path(contract, period, "real")),
+            lake.path(lake.curated_path(contract, period)),
+        )
     warehouse = build_warehouse(lake, CONTRACTS, tmp_path / "warehouse.duckdb")
     mart = compute_mart("stop_search_disproportionality", warehouse).to_pylist()
 
@@ -757,7 +760,7 @@ def test_data_quality_completeness_of_key_fields(marts):
 
 
 def test_every_mart_is_empty_with_its_columns_when_nothing_is_delivered(tmp_path):
-    lake = Lake(tmp_path / "lake")
+    lake = FolderLake(tmp_path / "lake")
     warehouse = build_warehouse(lake, CONTRACTS, tmp_path / "warehouse.duckdb")
     bare = build_warehouse(lake, {}, tmp_path / "bare.duckdb")  # no curated tables at all
     for source in (warehouse, bare):
@@ -778,11 +781,11 @@ def test_every_mart_is_empty_with_its_columns_when_nothing_is_delivered(tmp_path
 
 def test_marts_carry_their_definitions_into_the_warehouse(fixture_lake, tmp_path):
     lake, _ = fixture_lake
-    copy = Lake(tmp_path / "lake")
+    copy = FolderLake(tmp_path / "lake")
     shutil.copytree(lake.root, copy.root)
     warehouse = build_warehouse(copy, CONTRACTS, tmp_path / "warehouse.duckdb")
     written = write_mart("stop_search_disproportionality", warehouse, copy)
-    assert written.path == copy.root / "oversight" / "stop_search_disproportionality.parquet"
+    assert written.path == str(copy.root / "oversight" / "stop_search_disproportionality.parquet")
     metadata = pq.read_schema(written.path).metadata
     assert b"Numerator:" in metadata[b"comment"]
     build_warehouse(copy, CONTRACTS, warehouse)
@@ -875,7 +878,7 @@ def test_dagster_assets_one_per_mart_with_latest_figures(fixture_lake, tmp_path)
 
 def test_the_oversight_pack_is_one_offline_page_with_a_chart_per_measure(fixture_lake, tmp_path):
     lake, _ = fixture_lake
-    copy = Lake(tmp_path / "lake")
+    copy = FolderLake(tmp_path / "lake")
     shutil.copytree(lake.root, copy.root)
     settings = Settings(
         home=tmp_path, dropzone=tmp_path / "dropzone", lake=copy.root,

@@ -5,7 +5,7 @@ import csv
 import duckdb
 import pytest
 
-from pipelines.lake import Lake
+from pipelines.lake import FolderLake
 from pipelines.row_validation import validate_delivery
 from schemas.contract import load_contracts
 from tests.conftest import REAL_DATA
@@ -33,15 +33,15 @@ def _data_rows(path) -> int:
 def test_real_sample_every_row_curated_or_quarantined(tmp_path, contract, period, sample):
     path = REAL_DATA / sample
     assert path.exists(), f"real sample missing: {path}"
-    lake = Lake(tmp_path / "lake")
+    lake = FolderLake(tmp_path / "lake")
     chosen = load_contracts()[contract]
     outcome = validate_delivery(chosen, path, period, "real", lake, b"test-key")
     delivered = _data_rows(path)
     assert outcome.rows_delivered == delivered
     assert outcome.rows_curated + outcome.rows_quarantined == delivered
 
-    staged = lake.staging_path(contract, period, "real")
-    quarantine = lake.quarantine_path(contract, period, "real")
+    staged = lake.path(lake.staging_path(contract, period, "real"))
+    quarantine = lake.path(lake.quarantine_path(contract, period, "real"))
     parts = [f"SELECT DISTINCT _source_row FROM read_parquet('{staged}')"]
     if quarantine.exists():
         parts.append(f"SELECT _source_row FROM read_parquet('{quarantine}')")
@@ -53,10 +53,10 @@ def test_real_sample_every_row_curated_or_quarantined(tmp_path, contract, period
 
 def test_borough_crime_release_is_curated_long_with_a_row_per_month(tmp_path):
     path = REAL_DATA / SAMPLES[4][2]
-    lake = Lake(tmp_path / "lake")
+    lake = FolderLake(tmp_path / "lake")
     contract = load_contracts()["borough_crime"]
     validate_delivery(contract, path, "2024-02", "real", lake)
-    staged = lake.staging_path("borough_crime", "2024-02", "real")
+    staged = lake.path(lake.staging_path("borough_crime", "2024-02", "real"))
     months, rows = duckdb.sql(
         f"SELECT count(DISTINCT month), count(*) FROM read_parquet('{staged}')"
     ).fetchall()[0]

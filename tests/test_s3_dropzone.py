@@ -23,7 +23,7 @@ import pytest
 
 from pipelines.delivery_intake import take_deliveries
 from pipelines.dropzone import S3DropZone, open_dropzone
-from pipelines.lake import Lake
+from pipelines.lake import FolderLake
 from pipelines.register import Register
 from tests.test_intake import CONTRACT, _tick, delivery_bytes, manifest_for
 
@@ -151,7 +151,7 @@ def test_new_files_resends_under_the_same_name_and_duplicates(s3, tmp_path):
     server, prefix = s3
     client = server.client()
     zone = open_dropzone(f"s3://{BUCKET}/{prefix}")
-    lake = Lake(tmp_path / "lake")
+    lake = FolderLake(tmp_path / "lake")
     register = Register(lake)
     first = delivery_bytes("2025-01", rows=20, seed=1)
     _put(client, prefix, f"{CONTRACT}/2025-01/jan.csv", first)
@@ -160,7 +160,7 @@ def test_new_files_resends_under_the_same_name_and_duplicates(s3, tmp_path):
     (received,) = take_deliveries(CONTRACT, "2025-01", zone, lake, register).received
     assert received.delivery_id == hashlib.sha256(first).hexdigest()
     assert (lake.root / received.landing_path).read_bytes() == first
-    assert lake.manifest_path(CONTRACT, "2025-01", received.delivery_id).exists()
+    assert lake.path(lake.manifest_path(CONTRACT, "2025-01", received.delivery_id)).exists()
     assert not take_deliveries(CONTRACT, "2025-01", zone, lake, register).received
 
     # The same bytes under another name: a duplicate.

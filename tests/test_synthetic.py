@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from pipelines.lake import Lake
+from pipelines.lake import FolderLake
 from pipelines.row_validation import validate_delivery
 from pipelines.synthetic import CHUNK_ROWS, PROFILES_DIR, generate_batches, write_delivery
 from schemas.contract import Contract, load_contracts, parse_contract
@@ -272,7 +272,7 @@ def _contract_period(contract: Contract) -> str:
 def _validated(contract: Contract, tmp_path: Path, rows: int, defect_rate: float, seed: int = 0):
     period = _contract_period(contract)
     path = write_delivery(contract, period, tmp_path / "d.csv", rows, seed, defect_rate)
-    lake = Lake(tmp_path / "lake")
+    lake = FolderLake(tmp_path / "lake")
     return validate_delivery(contract, path, period, f"d{defect_rate}", lake, b"k")
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.lake import Lake
+from pipelines.lake import FolderLake
 from pipelines.row_validation import DeliveryRejected, validate_delivery
 
 PERIOD = "2022-06"
@@ -24,10 +24,10 @@ def _rows(path: Path) -> list[dict]:
 def _validate(contract, tmp_path: Path, text: str | bytes, name: str = "d.csv"):
     source = tmp_path / name
     source.write_bytes(text.encode() if isinstance(text, str) else text)
-    lake = Lake(tmp_path / "lake")
+    lake = FolderLake(tmp_path / "lake")
     outcome = validate_delivery(contract, source, PERIOD, "delivery1", lake)
-    curated = _rows(lake.staging_path(contract.name, PERIOD, "delivery1"))
-    quarantined = _rows(lake.quarantine_path(contract.name, PERIOD, "delivery1"))
+    curated = _rows(lake.path(lake.staging_path(contract.name, PERIOD, "delivery1")))
+    quarantined = _rows(lake.path(lake.quarantine_path(contract.name, PERIOD, "delivery1")))
     return outcome, curated, quarantined
 
 
@@ -64,10 +64,10 @@ def _csv(rows: list[dict], header: list[str] | None = None) -> str:
 def test_real_june_2022_file_every_row_accounted_for(
     stop_and_search, real_stop_and_search, tmp_path
 ):
-    lake = Lake(tmp_path / "lake")
+    lake = FolderLake(tmp_path / "lake")
     outcome = validate_delivery(stop_and_search, real_stop_and_search, PERIOD, "real", lake)
-    curated = lake.staging_path("stop_and_search", PERIOD, "real")
-    quarantine = lake.quarantine_path("stop_and_search", PERIOD, "real")
+    curated = lake.path(lake.staging_path("stop_and_search", PERIOD, "real"))
+    quarantine = lake.path(lake.quarantine_path("stop_and_search", PERIOD, "real"))
     numbers = duckdb.sql(
         f"SELECT _source_row FROM read_parquet('{curated}') "
         f"UNION ALL SELECT _source_row FROM read_parquet('{quarantine}')"

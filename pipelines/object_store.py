@@ -1,0 +1,93 @@
+"""S3 connections, made once from the standard AWS settings for the drop zone and the lake.
+
+Credentials, region and profile come from the usual environment variables and files;
+`AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` point everything at an S3-compatible store.
+Three clients reach the same bucket: boto3 (listing the drop zone, every write to the
+lake), pyarrow's `S3FileSystem` (reading Parquet datasets) and DuckDB, which reads
+`s3://` through pyarrow registered as an fsspec filesystem, so no DuckDB extension
+(httpfs) has to be downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from urllib.parse import urlparse
+
+import duckdb
+import pyarrow.fs as pafs
+from fsspec.implementations.arrow import ArrowFSWrapper
+
+
+@dataclass(frozen=True)
+class S3Url:
+    """`s3://bucket/prefix`, split."""
+
+    bucket: str
+    prefix: str  # no leading or trailing slash; may be empty
+
+    @classmethod
+    def parse(cls, url: str) -> S3Url:
+        if not url.startswith("s3://"):
+            raise ValueError(f"not an s3:// URL: {url!r}")
+        bucket, _, prefix = url[len("s3://") :].partition("/")
+        if not bucket:
+            raise ValueError(f"no bucket in {url!r}")
+        return cls(bucket, prefix.strip("/"))
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+    def key(self, relative: str) -> str:
+        return f"{self.prefix}/{relative}" if self.prefix else relative
+
+
+def s3_client():
+    """A boto3 S3 client from the standard AWS settings (botocore reads the endpoint too)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", config=Config(retries={"mode": "standard", "max_attempts": 5}))
+
+
+def _endpoint() -> str | None:
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+
+
+def _region() -> str:
+    import boto3
+
+    return boto3.session.Session().region_name or "us-east-1"
+
+
+def arrow_s3() -> pafs.S3FileSystem:
+    """pyarrow's S3 filesystem with the same endpoint and region boto3 uses.
+
+    Credentials are left to the AWS SDK's own chain (environment, profile, instance role),
+    so expiring role credentials are refreshed.
+    """
+    options: dict = {"region": _region()}
+    if endpoint := _endpoint():
+        parsed = urlparse(endpoint)
+        options["endpoint_override"] = parsed.netloc or parsed.path
+        options["scheme"] = parsed.scheme or "https"
+    return pafs.S3FileSystem(**options)
+
+
+class _DuckDBS3(ArrowFSWrapper):
+    """pyarrow's S3 filesystem, as the fsspec filesystem DuckDB asks for `s3://` paths."""
+
+    protocol = ("s3", "s3a")
+
+
+@cache
+def _duckdb_s3(endpoint: str | None, region: str) -> _DuckDBS3:
+    return _DuckDBS3(arrow_s3())
+
+
+def let_duckdb_read_s3(con: duckdb.DuckDBPyConnection) -> None:
+    """Make `read_parquet('s3://...')` work on this connection, without httpfs."""
+    fs = _duckdb_s3(_endpoint(), _region())
+    if fs.protocol[0] not in con.list_filesystems():
+        con.register_filesystem(fs)
