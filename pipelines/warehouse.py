@@ -50,7 +50,8 @@ def make_lake_readable(con: duckdb.DuckDBPyConnection, catalog: str | None = Non
     """Let `con` read the lake behind the warehouse (attached as `catalog`, if attached)."""
     table = f"{catalog}.governance.catalog" if catalog else "governance.catalog"
     try:
-        (location,) = con.execute(f"SELECT lake FROM {table}").fetchone()
+        # fetchall: DuckDB 2.0 blocks the connection while a result is left unfinished.
+        ((location,),) = con.execute(f"SELECT lake FROM {table}").fetchall()
     except duckdb.CatalogException:
         return  # a warehouse built before the catalog table: a folder lake
     if location.startswith("s3://"):

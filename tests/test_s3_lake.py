@@ -84,6 +84,8 @@ def test_run_puts_the_lake_on_s3_and_the_warehouse_reads_it(
         (f"s3://{LAKE_BUCKET}/{prefix}",)
     ]
     assert _query(settings, "SELECT count(*) FROM curated.stop_and_search") == [(16_332,)]
+    with connect(settings.warehouse) as con:  # as the README shows an analyst
+        assert con.sql("SELECT count(*) FROM curated.stop_and_search").fetchall() == [(16_332,)]
     statuses = dict(_query(settings, "SELECT period, status FROM governance.deliveries"))
     assert statuses == {"2022-06": "published", "2022-07": "rejected"}
     # The unreadable file is kept, byte for byte, in the landing prefix.
