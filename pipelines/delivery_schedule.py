@@ -1,8 +1,9 @@
 """Late and missing deliveries, from each contract's delivery schedule.
 
 A period is due on `dueDayOfFollowingMonth` of the month after it ends and is late once
-`lateAfterDays` more days have passed. A period with no delivery by then (nothing in the
-register for it, nothing waiting in the drop zone) raises a `delivery.late` breach, once:
+`lateAfterDays` more days have passed. A period with no usable delivery by then (nothing in
+the register for it but files rejected as unreadable or off-contract, nothing waiting in
+the drop zone) raises a `delivery.late` breach, once:
 the breach is written under a fixed name per contract and period, so checking again, or
 two checks at once, never raise it twice. It stays in `governance.breaches` after the
 delivery finally arrives, as the record that it was late.
@@ -78,6 +79,24 @@ class LatePeriod:
     period: str
     due: date
     late_after: date
+    only_rejected: bool = False  # something was sent, but nothing usable
+
+
+def delivered_periods(register: Register, contract: str) -> tuple[set[str], set[str]]:
+    """(periods with a usable delivery, periods whose every delivery was rejected).
+
+    A rejected file (unreadable, wrong format, lacking agreed columns) was sent but not
+    delivered: its period is still missing. A held delivery was delivered (its breaches
+    say what to fix).
+    """
+    usable: set[str] = set()
+    sent: set[str] = set()
+    for d in register.deliveries(contract).values():
+        if d.get("period"):
+            sent.add(d["period"])
+            if d["event"] != "rejected":
+                usable.add(d["period"])
+    return usable, sent - usable
 
 
 @dataclass
@@ -108,16 +127,20 @@ def late_periods(
     today: date,
     waiting: Iterable[str] = (),
     watching_since: date | None = None,
+    only_rejected: Iterable[str] = (),
 ) -> tuple[str | None, list[LatePeriod]]:
-    """(first period watched, periods past their late date with no delivery).
+    """(first period watched, periods past their late date with no usable delivery).
 
     `watching_since` is when the first delivery for the contract was received (None:
-    since ever); see the module docstring for which periods are watched.
+    since ever); see the module docstring for which periods are watched. `only_rejected`
+    are periods for which only rejected files were sent: they count for which periods are
+    watched, not as delivered.
     """
     have = set(delivered) | set(waiting)
+    rejected = set(only_rejected) - have
     first = contract.schedule.first_period
     explicit = contract.schedule.late_checks_from
-    agreed = sorted(p for p in have if p >= first)
+    agreed = sorted(p for p in have | rejected if p >= first)
     if explicit:
         start, last = max(explicit, first), None
     elif agreed:
@@ -134,7 +157,7 @@ def late_periods(
         missed = last is None or period < last
         while_watching = watching_since is None or late_after >= watching_since
         if missed or while_watching:
-            late.append(LatePeriod(period, due, late_after))
+            late.append(LatePeriod(period, due, late_after, period in rejected))
     return start, late
 
 
@@ -157,9 +180,15 @@ def late_breach(contract: Contract, late: LatePeriod) -> Breach:
         action="delivery chased",
         failing_rows=0,
         rows_checked=0,
-        detail=f"No delivery for {late.period} had arrived by {late.late_after:%d %B %Y}: it "
-        f"was due on {late.due:%d %B %Y} (day {schedule.due_day_of_following_month} of the "
-        f"following month) and is late after {schedule.late_after_days} more day(s).",
+        detail=(
+            f"No usable delivery for {late.period} had arrived by "
+            f"{late.late_after:%d %B %Y}: what was sent for it was rejected (see its "
+            "file breach) and nothing has replaced it. "
+            if late.only_rejected
+            else f"No delivery for {late.period} had arrived by {late.late_after:%d %B %Y}: "
+        )
+        + f"It was due on {late.due:%d %B %Y} (day {schedule.due_day_of_following_month} of "
+        f"the following month) and is late after {schedule.late_after_days} more day(s).",
     )
 
 
@@ -175,11 +204,9 @@ def check_schedule(
     `waiting` are periods with files in the drop zone not yet taken: those are not late.
     """
     today = today or today_in_london()
-    delivered = {
-        d["period"] for d in register.deliveries(contract.name).values() if d.get("period")
-    }
+    delivered, rejected = delivered_periods(register, contract.name)
     since = watching_since(register, contract.name)
-    start, late = late_periods(contract, delivered, today, waiting, since)
+    start, late = late_periods(contract, delivered, today, waiting, since, rejected)
     report = ScheduleReport(contract.name, start, late)
     for period in late:
         breach = late_breach(contract, period)

@@ -6,7 +6,7 @@ published file, bundled. On purpose, in stop and search and use of force:
 - one month sent twice under two names: the second is a duplicate, not processed again;
 - one month first sent with a renamed column (rejected, kept, reported), then re-sent right;
 - one month arrives only as a spreadsheet renamed .csv: unreadable (kept, reported), so the
-  month stays unpublished;
+  month stays unpublished and, past its due date, is flagged late;
 - one use-of-force month whose manifest disagrees with the file: held back, not published.
 
 Files already in the drop zone are left alone, so running the demo twice changes nothing.

@@ -13,7 +13,12 @@ import dagster as dg
 from pipelines.definitions import OVERSIGHT_JOB, build_definitions, delivery_job_name
 from pipelines.delivery_intake import UNFILED, plan_intake
 from pipelines.delivery_schedule import RULE as LATE_RULE
-from pipelines.delivery_schedule import late_periods, today_in_london, watching_since
+from pipelines.delivery_schedule import (
+    delivered_periods,
+    late_periods,
+    today_in_london,
+    watching_since,
+)
 from pipelines.delivery_sensor import TIMELINESS_JOB, UNFILED_JOB
 from pipelines.dropzone import open_dropzone
 from pipelines.lake import open_lake
@@ -206,12 +211,10 @@ def run_pending(settings: Settings) -> RunReport:
     waiting = {(f.contract, f.period) for f, _ in plan.waiting}
     today = today_in_london()
     for contract in contracts.values():
-        delivered = {
-            d["period"] for d in register.deliveries(contract.name).values() if d.get("period")
-        }
+        delivered, rejected = delivered_periods(register, contract.name)
         here = {p for c, p in waiting if c == contract.name}
         since = watching_since(register, contract.name)
-        _, late = late_periods(contract, delivered, today, here, since)
+        _, late = late_periods(contract, delivered, today, here, since, rejected)
         if late:
             report.late[contract.name] = [p.period for p in late]
 

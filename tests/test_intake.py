@@ -567,6 +567,29 @@ def test_late_breach_is_raised_once_and_stays_after_the_delivery_arrives(tmp_pat
     assert len([b for b in engine.register.breaches(CONTRACT) if b["rule"] == "delivery.late"]) == 1
 
 
+def test_a_month_sent_only_as_an_unreadable_file_is_still_late(tmp_path):
+    engine = Engine(tmp_path)
+    put(engine.root, "stop_and_search/2025-01/d.csv", b"%PDF-1.7\n" + bytes(range(256)))
+    put(engine.root, "stop_and_search/2025-02/d.csv", delivery_bytes("2025-02"))
+    for period in ("2025-01", "2025-02"):
+        engine.process(period)
+    assert engine.status("2025-01") == {"stop_and_search/2025-01/d.csv": "rejected"}
+
+    report = check_schedule(engine.contract, engine.lake, engine.register, date(2025, 3, 10))
+    # Watched from January (something was sent for it), and January is missing still.
+    assert report.watched_from == "2025-01"
+    (breach,) = report.raised
+    assert breach.period == "2025-01"
+    assert "No usable delivery for 2025-01 had arrived by 25 February 2025" in breach.detail
+    assert "was rejected" in breach.detail
+
+    # A readable re-send closes the gap (the late breach stays as the record).
+    put(engine.root, "stop_and_search/2025-01/d-again.csv", delivery_bytes("2025-01"))
+    engine.process("2025-01")
+    done = check_schedule(engine.contract, engine.lake, engine.register, date(2025, 3, 11))
+    assert done.late == [] and done.raised == []
+
+
 # -- the whole pipeline: `datashare run` -----------------------------------------------
 
 
