@@ -94,7 +94,9 @@ class RunReport:
                 f"Late deliveries ({self.late_flagged_now} flagged now, see delivery.late "
                 "in governance.breaches):"
             )
-            lines += [f"  {c}: no delivery for {_periods_text(ps)}" for c, ps in self.late.items()]
+            lines += [
+                f"  {c}: no usable delivery for {_periods_text(ps)}" for c, ps in self.late.items()
+            ]
         if not self.checks_ok:
             lines.append(f"  FAILED: the late-delivery check ({TIMELINESS_JOB})")
         if self.problems:

@@ -3,6 +3,13 @@
 Every fact is an immutable Parquet file. A delivery's history is a series of events
 (received, rejected, validated, published, duplicate, superseded); its current state is
 its latest event. Breaches are written once per validated delivery.
+
+One small file per event keeps writers from ever editing anything, but every read lists
+and opens them all (on S3, a request or two each). So once a contract has `COMPACT_AT`
+event files, they are folded into one `compacted-...` file and the small ones removed.
+Between the fold being written and the small files being removed a reader can see an
+event twice, so every reader takes each distinct event once. The fixed-name "received"
+records that make intake idempotent are folded only once they are a day old.
 """
 
 from __future__ import annotations
@@ -10,11 +17,14 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 
 from pipelines.lake import Lake
+
+COMPACT_AT = 64  # event files per contract before they are folded into one
+MARKERS_KEPT = timedelta(days=1)  # how long write-once records stay unfolded
 
 DELIVERY_EVENT_SCHEMA = pa.schema(
     [
@@ -119,6 +129,39 @@ class Register:
         name = f"{stamp}-{event.delivery_id[:16]}-{event.event}-{uuid.uuid4().hex[:6]}.parquet"
         key = f"{self.lake.delivery_events_dir(event.contract)}/{name}"
         self.lake.write_table(key, pa.Table.from_pylist([asdict(event)], DELIVERY_EVENT_SCHEMA))
+        self._compact_if_due(event.contract)
+
+    def _compact_if_due(self, contract: str) -> None:
+        pattern = f"{self.lake.delivery_events_dir(contract)}/*.parquet"
+        if sum(_timed(k) for k in self.lake.glob(pattern)) >= COMPACT_AT:
+            self.compact(contract)
+
+    def compact(self, contract: str) -> int:
+        """Fold a contract's event files into one; returns how many files were folded.
+
+        Safe alongside writers and other compactions: new events are other files, and a
+        file is removed only after the fold holding its events has been written. A
+        write-once record (`record_once`) is folded only a day after it was written, when
+        no intake can still be racing to write the same one.
+        """
+        folder = self.lake.delivery_events_dir(contract)
+        keys = self.lake.glob(f"{folder}/*.parquet")
+        settled = datetime.now(UTC) - MARKERS_KEPT
+        files = [k for k in keys if _timed(k)] + [
+            k
+            for k in keys
+            if not _timed(k) and self.lake.read_table(k, ["event_at"])[0][0].as_py() < settled
+        ]
+        if len(files) < 2:
+            return 0
+        rows = _distinct(self.lake.read_all(files, DELIVERY_EVENT_SCHEMA).to_pylist())
+        rows.sort(key=lambda r: r["event_at"])
+        stamp = rows[-1]["event_at"].strftime("%Y%m%dT%H%M%S%f")
+        key = f"{folder}/compacted-{stamp}-{uuid.uuid4().hex[:6]}.parquet"
+        self.lake.write_table(key, pa.Table.from_pylist(rows, DELIVERY_EVENT_SCHEMA))
+        for file in files:
+            self.lake.delete(file)
+        return len(files)
 
     def record_once(self, event: DeliveryEvent, key: str) -> bool:
         """Record `event` under a fixed name; False (and nothing written) if already there.
@@ -145,7 +188,7 @@ class Register:
         files = self.lake.glob(pattern)
         if not files:
             return []
-        rows = self.lake.read_all(files, DELIVERY_EVENT_SCHEMA).to_pylist()
+        rows = _distinct(self.lake.read_all(files, DELIVERY_EVENT_SCHEMA).to_pylist())
         return sorted(rows, key=lambda r: r["event_at"])
 
     def deliveries(self, contract: str | None = None) -> dict[str, dict]:
@@ -180,3 +223,21 @@ class Register:
         if not files:
             return []
         return self.lake.read_all(files, BREACH_SCHEMA).to_pylist()
+
+
+def _timed(key: str) -> bool:
+    """Events written by `record` (named from their time) and earlier folds."""
+    name = key.rsplit("/", 1)[-1]
+    return name[:8].isdigit() or name.startswith("compacted-")
+
+
+def _distinct(rows: list[dict]) -> list[dict]:
+    """Each event once (a fold and the files it folded may be read together)."""
+    seen: set[tuple] = set()
+    unique = []
+    for row in rows:
+        identity = tuple(row.values())
+        if identity not in seen:
+            seen.add(identity)
+            unique.append(row)
+    return unique

@@ -58,11 +58,31 @@ def make_lake_readable(con: duckdb.DuckDBPyConnection, catalog: str | None = Non
         let_duckdb_read_s3(con)
 
 
-def _source(con: duckdb.DuckDBPyConnection, name: str, lake: Lake, pattern: str, schema: pa.Schema):
-    """A view over the files matching `pattern`, or an empty typed table if there are none."""
+def _source(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    lake: Lake,
+    pattern: str,
+    schema: pa.Schema,
+    distinct: bool = False,
+    union: bool = False,
+):
+    """A view over the files matching `pattern`, or an empty typed table if there are none.
+
+    `distinct`: each row once, for records that compaction can briefly show twice.
+    `union`: the files' columns may differ (curated months under different contract
+    versions), so DuckDB matches them by name; that means reading every file's footer
+    whenever the view is bound, which is slow over S3. Governance records all have the
+    schema this code gives them, so their views read the first footer only; a change to
+    one of those schemas must rewrite the old files.
+    """
     if lake.glob(pattern):
         glob = _quote(lake.url_of(pattern))
-        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({glob}, union_by_name=true)")
+        select = "SELECT DISTINCT *" if distinct else "SELECT *"
+        by_name = "true" if union else "false"
+        con.execute(
+            f"CREATE VIEW {name} AS {select} FROM read_parquet({glob}, union_by_name={by_name})"
+        )
     else:
         con.register("_empty", pa.Table.from_batches([], schema))
         con.execute(f"CREATE TABLE {name} AS SELECT * FROM _empty")
@@ -117,7 +137,7 @@ def build_warehouse(lake: Lake, contracts: dict[str, Contract], path: Path) -> P
                 if contract.layout:
                     # Each release re-sends earlier months; the newest release's figures win.
                     releases = f"{target}_releases"
-                    _source(con, releases, lake, pattern, curated_schema(contract))
+                    _source(con, releases, lake, pattern, curated_schema(contract), union=True)
                     _comment(con, releases, f"Every release of {contract.name}, as delivered.")
                     con.execute(
                         f"CREATE VIEW {target} AS SELECT * FROM {releases} "
@@ -125,7 +145,7 @@ def build_warehouse(lake: Lake, contracts: dict[str, Contract], path: Path) -> P
                         f"(PARTITION BY {contract.layout.period_name})"
                     )
                 else:
-                    _source(con, target, lake, pattern, curated_schema(contract))
+                    _source(con, target, lake, pattern, curated_schema(contract), union=True)
                 _comment(
                     con, target, f"{contract.title} Contract {contract.name} v{contract.version}."
                 )
@@ -175,6 +195,7 @@ def _governance(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
         lake,
         "governance/deliveries/contract=*/*.parquet",
         DELIVERY_EVENT_SCHEMA,
+        distinct=True,
     )
     _comment(con, "governance.delivery_events", "Every event in every delivery's history.")
     con.execute(

@@ -623,7 +623,7 @@ def test_run_records_off_layout_files_once_and_flags_a_missed_month(home, capsys
     assert "stop_and_search/may.csv is not in the agreed layout" in out
     assert "stop_and_serch/2025-05/may.csv names no agreed contract" in out
     assert "stop_and_search/2018-12/old.csv is for 2018-12, before the agreement's first" in out
-    assert "stop_and_search: no delivery for 2025-03" in out
+    assert "stop_and_search: no usable delivery for 2025-03" in out
 
     statuses = dict(_query(home, "SELECT source_path, status FROM governance.deliveries"))
     assert statuses == {

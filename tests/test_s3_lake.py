@@ -7,18 +7,20 @@ import os
 import signal
 import threading
 import time
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
+import pipelines.register as register_module
 from pipelines.cli import main
 from pipelines.lake import FolderLake, Lake, S3Lake, open_lake
+from pipelines.register import DELIVERY_EVENT_SCHEMA, DeliveryEvent, Register
 from pipelines.retention import enforce_retention
 from pipelines.settings import load_settings
 from pipelines.synthetic import write_delivery
-from pipelines.warehouse import connect
+from pipelines.warehouse import build_warehouse, connect
 from schemas.contract import load_contracts
 from tests.conftest import drop
 from tests.s3_server import LAKE_BUCKET
@@ -260,3 +262,45 @@ def test_a_rewritten_folder_keeps_only_the_new_files(lake: Lake):
         assert Path(copy).read_text() == "two"
     lake.delete(f"{folder}/index.html")
     assert lake.glob_below(folder) == []
+
+
+def test_event_files_are_folded_and_every_event_is_read_once(lake: Lake, monkeypatch, tmp_path):
+    monkeypatch.setattr(register_module, "COMPACT_AT", 8)
+    register = Register(lake)
+    received = DeliveryEvent("a", "2024-01", "d0", "received")
+    assert register.record_once(received, "received-d0")
+    for n in range(1, 11):
+        register.record(DeliveryEvent("a", "2024-01", f"d{n}", "validated", rows_delivered=n))
+    folder = lake.delivery_events_dir("a")
+    files = [k.rsplit("/", 1)[1] for k in lake.glob(f"{folder}/*.parquet")]
+    # The eighth timed event folded itself and the seven before; two came after.
+    assert "received-d0.parquet" in files
+    assert sum(f.startswith("compacted-") for f in files) == 1
+    assert len(files) == 1 + 1 + 2
+    events = register.events("a")
+    assert [e["delivery_id"] for e in events] == [f"d{n}" for n in range(11)]
+    assert not register.record_once(received, "received-d0")  # still write-once
+
+    # A fold written but not yet cleaned up (a compaction killed midway): each event once,
+    # in the register and in the warehouse.
+    everything = lake.read_all(lake.glob(f"{folder}/*.parquet"), DELIVERY_EVENT_SCHEMA)
+    lake.write_table(f"{folder}/compacted-29991231T000000000000-killed.parquet", everything)
+    assert len(register.events("a")) == 11
+    build_warehouse(lake, {}, tmp_path / "warehouse.duckdb")
+    with connect(tmp_path / "warehouse.duckdb") as con:
+        assert con.sql("SELECT count(*) FROM governance.delivery_events").fetchall() == [(11,)]
+    # The next fold takes up the leftovers.
+    assert register.compact("a") == 2 + 1 + 1
+    assert len(lake.glob(f"{folder}/*.parquet")) == 2  # the fold and the received marker
+    assert len(register.events("a")) == 11
+    # A write-once record is folded too once a day old (no intake races it any more).
+    old = DeliveryEvent(
+        "a", "2023-12", "dold", "received", event_at=datetime(2024, 1, 2, tzinfo=UTC)
+    )
+    assert register.record_once(old, "received-dold")
+    assert register.compact("a") == 2  # the earlier fold and the old record
+    assert [k.rsplit("/", 1)[1][:9] for k in lake.glob(f"{folder}/*.parquet")] == [
+        "compacted",
+        "received-",
+    ]
+    assert [e["delivery_id"] for e in register.events("a")][0] == "dold"
