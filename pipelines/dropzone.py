@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pipelines.object_store import S3Url, s3_client
+from pipelines.object_store import InS3
 
 PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 MANIFEST_SUFFIX = ".manifest.json"
@@ -204,22 +204,12 @@ class FolderDropZone(DropZone):
         os.replace(tmp, target)
 
 
-class S3DropZone(DropZone):
+class S3DropZone(InS3, DropZone):
     """A drop zone in an S3 bucket, under a prefix: `s3://bucket/prefix`."""
 
     def __init__(self, url: str, client=None) -> None:
-        where = S3Url.parse(url)
-        self.bucket, self.prefix, self.url = where.bucket, where.prefix, str(where)
-        self._client = client
-
-    @property
-    def client(self):
-        if self._client is None:
-            self._client = s3_client()
-        return self._client
-
-    def _key(self, relative: str) -> str:
-        return f"{self.prefix}/{relative}" if self.prefix else relative
+        super().__init__(url, client)
+        self.bucket, self.prefix = self.where.bucket, self.where.prefix
 
     def _list(self, prefix: str = "") -> list[DropFile]:
         base = f"{self.prefix}/" if self.prefix else ""

@@ -44,7 +44,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipelines.object_store import S3Url, arrow_s3, let_duckdb_read_s3, s3_client
+from pipelines.object_store import InS3, arrow_s3, let_duckdb_read_s3
 
 PRIVATE_AREAS = ("landing", "quarantine", "staging")
 GLOB_CHARS = set("*?[")
@@ -374,7 +374,7 @@ class FolderLake(Lake):
             shutil.rmtree(folder)
 
 
-class S3Lake(Lake):
+class S3Lake(InS3, Lake):
     """A lake in an S3 bucket, under a prefix: `s3://bucket/prefix`.
 
     Writes go through boto3 (an object appears whole when its upload completes, and a
@@ -382,20 +382,9 @@ class S3Lake(Lake):
     """
 
     def __init__(self, url: str, client=None) -> None:
-        self.where = S3Url.parse(url)
-        self.url = str(self.where)
+        super().__init__(url, client)
         self.base = f"{self.where.bucket}/{self.where.prefix}".rstrip("/")
         self.filesystem = arrow_s3()
-        self._client = client
-
-    @property
-    def client(self):
-        if self._client is None:
-            self._client = s3_client()
-        return self._client
-
-    def _key(self, key: str) -> str:
-        return self.where.key(key)
 
     def uri(self, key: str) -> str:
         return self.url_of(key)

@@ -51,6 +51,25 @@ def s3_client():
     return boto3.client("s3", config=Config(retries={"mode": "standard", "max_attempts": 5}))
 
 
+class InS3:
+    """Something kept in a bucket under a prefix (`s3://bucket/prefix`), reached with a
+    boto3 client made when first needed."""
+
+    def __init__(self, url: str, client=None) -> None:
+        self.where = S3Url.parse(url)
+        self.url = str(self.where)
+        self._client = client
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = s3_client()
+        return self._client
+
+    def _key(self, relative: str) -> str:
+        return self.where.key(relative)
+
+
 def _endpoint() -> str | None:
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
 
