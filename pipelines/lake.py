@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import io
 import os
 import shutil
@@ -47,6 +48,7 @@ import pyarrow.parquet as pq
 from pipelines.object_store import InS3, arrow_s3, let_duckdb_read_s3
 
 PRIVATE_AREAS = ("landing", "quarantine", "staging")
+SMALL_OBJECT = 8 << 20  # below this an object is uploaded in one request
 GLOB_CHARS = set("*?[")
 
 
@@ -394,7 +396,12 @@ class S3Lake(InS3, Lake):
         return con
 
     def _upload(self, tmp: Path, key: str) -> None:
-        self.client.upload_file(str(tmp), self.where.bucket, self._key(key))
+        if tmp.stat().st_size < SMALL_OBJECT:
+            # Most writes are small records: one PUT, without a transfer manager's threads.
+            with open(tmp, "rb") as body:
+                self.client.put_object(Bucket=self.where.bucket, Key=self._key(key), Body=body)
+        else:
+            self.client.upload_file(str(tmp), self.where.bucket, self._key(key))
 
     @contextmanager
     def writing(self, key: str) -> Iterator[Path]:
@@ -459,5 +466,11 @@ class S3Lake(InS3, Lake):
 def open_lake(location: str | Path) -> Lake:
     """The lake at `location`: an `s3://bucket/prefix` URL or a local folder."""
     if isinstance(location, str) and location.startswith("s3://"):
-        return S3Lake(location)
+        return _s3_lake(location, os.environ.get("AWS_ENDPOINT_URL_S3"))
     return FolderLake(Path(location))
+
+
+@functools.lru_cache(maxsize=8)
+def _s3_lake(url: str, endpoint: str | None) -> S3Lake:
+    # One per process: making boto3 and pyarrow S3 clients costs more than most writes.
+    return S3Lake(url)
