@@ -6,6 +6,11 @@ Three clients reach the same bucket: boto3 (listing the drop zone, every write t
 lake), pyarrow's `S3FileSystem` (reading Parquet datasets) and DuckDB, which reads
 `s3://` through pyarrow registered as an fsspec filesystem, so no DuckDB extension
 (httpfs) has to be downloaded.
+
+Why boto3 for writes: pyarrow 26's S3 writes send `aws-chunked` bodies with a trailing
+checksum, which SeaweedFS 4.x stored verbatim (a Parquet file with chunk headers in it,
+unreadable) unless `AWS_REQUEST_CHECKSUM_CALCULATION=when_required` is set; boto3's
+uploads were stored byte for byte.
 """
 
 from __future__ import annotations
