@@ -43,12 +43,19 @@ def build_timeliness_asset(contract: Contract) -> dg.AssetsDefinition:
     def timeliness(
         context: dg.AssetExecutionContext, dropzone: DropZoneResource, lake: LakeResource
     ) -> dg.MaterializeResult:
+        register = lake.register()
+        taken = register.seen_versions()
+        # Files not yet taken: a period with one is not late. A file already taken (and
+        # perhaps rejected) is in the register, which decides for itself.
         waiting = {
             f.period
             for f in dropzone.zone().files({contract.name})
-            if f.contract == contract.name and f.period and not f.problem
+            if f.contract == contract.name
+            and f.period
+            and not f.problem
+            and (f.relative, f.version) not in taken
         }
-        report = check_schedule(contract, lake.lake(), lake.register(), waiting=waiting)
+        report = check_schedule(contract, lake.lake(), register, waiting=waiting)
         for breach in report.raised:
             context.log.info(breach.detail)
         if report.raised:
