@@ -157,47 +157,42 @@ class Lake(ABC):
         Names starting with a dot are files being written, and never match.
         """
         parts = pattern.split("/")
+        return sorted(
+            key
+            for key, names in self._files(parts[:-1], below=False)
+            if len(names) == len(parts)
+            and all(fnmatch.fnmatchcase(n, p) for n, p in zip(names, parts, strict=True))
+        )
+
+    def glob_below(self, pattern: str) -> list[str]:
+        """Keys of every file anywhere under the folders matching `pattern`."""
+        parts = pattern.split("/")
+        return sorted(
+            key
+            for key, names in self._files(parts, below=True)
+            if len(names) > len(parts)
+            and all(fnmatch.fnmatchcase(n, p) for n, p in zip(names, parts, strict=False))
+        )
+
+    def _files(self, folders: list[str], below: bool) -> Iterator[tuple[str, list[str]]]:
+        """(key, its segments) of each finished file in `folders` (or `below` them), listed
+        from their literal leading part."""
         fixed = 0
-        while fixed < len(parts) - 1 and not GLOB_CHARS & set(parts[fixed]):
+        while fixed < len(folders) and not GLOB_CHARS & set(folders[fixed]):
             fixed += 1
-        prefix = "/".join(parts[:fixed])
+        prefix = "/".join(folders[:fixed])
         selector = pafs.FileSelector(
             self.location(prefix) if prefix else self.base,
-            recursive=len(parts) - fixed > 1,
+            recursive=below or fixed < len(folders),
             allow_not_found=True,
         )
-        found = []
         for info in self.filesystem.get_file_info(selector):
             if info.type != pafs.FileType.File:
                 continue
             key = info.path[len(self.base) + 1 :]
             names = key.split("/")
-            if len(names) == len(parts) and not any(n.startswith(".") for n in names):
-                if all(fnmatch.fnmatchcase(n, p) for n, p in zip(names, parts, strict=True)):
-                    found.append(key)
-        return sorted(found)
-
-    def glob_below(self, pattern: str) -> list[str]:
-        """Keys of every file anywhere under the folders matching `pattern`."""
-        parts = pattern.split("/")
-        fixed = 0
-        while fixed < len(parts) and not GLOB_CHARS & set(parts[fixed]):
-            fixed += 1
-        prefix = "/".join(parts[:fixed])
-        selector = pafs.FileSelector(
-            self.location(prefix) if prefix else self.base, recursive=True, allow_not_found=True
-        )
-        found = []
-        for info in self.filesystem.get_file_info(selector):
-            key = info.path[len(self.base) + 1 :]
-            names = key.split("/")
-            if info.type != pafs.FileType.File or len(names) <= len(parts):
-                continue
-            if any(n.startswith(".") for n in names):
-                continue
-            if all(fnmatch.fnmatchcase(n, p) for n, p in zip(names, parts, strict=False)):
-                found.append(key)
-        return sorted(found)
+            if not any(n.startswith(".") for n in names):
+                yield key, names
 
     def readable_by(self, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
         """Let a DuckDB connection read `url_of(...)` paths; returns it."""

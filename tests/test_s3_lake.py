@@ -254,6 +254,7 @@ def test_a_rewritten_folder_keeps_only_the_new_files(lake: Lake):
         (site / "index.html").write_text("one")
         (site / "old").mkdir()
         (site / "old" / "page.html").write_text("old")
+    assert lake.glob_below(folder) == [f"{folder}/index.html", f"{folder}/old/page.html"]
     with lake.writing_folder(folder) as site:
         (site / "index.html").write_text("two")
     assert lake.glob_below(folder) == [f"{folder}/index.html"]
