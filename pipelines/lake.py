@@ -140,16 +140,18 @@ class Lake(ABC):
         return pq.ParquetFile(self.location(key), filesystem=self.filesystem)
 
     def read_table(self, key: str, columns: list[str] | None = None) -> pa.Table:
-        return pq.read_table(self.location(key), columns=columns, filesystem=self.filesystem)
+        with _missing_is_not_found():
+            return pq.read_table(self.location(key), columns=columns, filesystem=self.filesystem)
 
     def read_all(self, keys: list[str], schema: pa.Schema) -> pa.Table:
         """Many small record files as one table (one dataset scan, not a read per file)."""
         if not keys:
             return schema.empty_table()
         paths = [self.location(k) for k in keys]
-        return ds.dataset(
-            paths, schema=schema, format="parquet", filesystem=self.filesystem
-        ).to_table()
+        with _missing_is_not_found():
+            return ds.dataset(
+                paths, schema=schema, format="parquet", filesystem=self.filesystem
+            ).to_table()
 
     def glob(self, pattern: str) -> list[str]:
         """Keys of the files matching `pattern` (`*` stays within one path segment).
@@ -248,6 +250,11 @@ class Lake(ABC):
     def delete(self, key: str) -> None:
         """Remove `key` if it is there (and the folder above it, if that is left empty)."""
 
+    def delete_many(self, keys: list[str]) -> None:
+        """Remove every one of `keys` that is there."""
+        for key in keys:
+            self.delete(key)
+
     def write_table(self, key: str, table: pa.Table) -> None:
         with self.writing(key) as tmp:
             pq.write_table(table, tmp, compression="zstd")
@@ -259,6 +266,20 @@ class Lake(ABC):
     def copy_in(self, source: Path, key: str) -> None:
         with self.writing(key) as tmp:
             shutil.copyfile(source, tmp)
+
+
+@contextmanager
+def _missing_is_not_found() -> Iterator[None]:
+    """A file gone since it was listed is `FileNotFoundError` on every kind of lake
+    (pyarrow reports S3's missing key as a plain `OSError`)."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        if any(s in str(error) for s in ("NO_SUCH_KEY", "RESOURCE_NOT_FOUND", "does not exist")):
+            raise FileNotFoundError(str(error)) from error
+        raise
 
 
 class FolderLake(Lake):
@@ -456,6 +477,14 @@ class S3Lake(InS3, Lake):
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.where.bucket, Key=self._key(key))
+
+    def delete_many(self, keys: list[str]) -> None:
+        # One request per thousand keys, so a fold's files vanish together.
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": self._key(k)} for k in keys[start : start + 1000]]
+            self.client.delete_objects(
+                Bucket=self.where.bucket, Delete={"Objects": batch, "Quiet": True}
+            )
 
 
 def open_lake(location: str | Path) -> Lake:

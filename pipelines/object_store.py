@@ -107,6 +107,7 @@ class _DuckDBS3(ArrowFSWrapper):
 
 @cache
 def _duckdb_s3(endpoint: str | None, region: str) -> _DuckDBS3:
+    # One per endpoint and region (the arguments are the cache key; arrow_s3 reads them).
     return _DuckDBS3(arrow_s3())
 
 

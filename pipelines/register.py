@@ -15,6 +15,7 @@ records that make intake idempotent are folded only once they are a day old.
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -134,7 +135,10 @@ class Register:
     def _compact_if_due(self, contract: str) -> None:
         pattern = f"{self.lake.delivery_events_dir(contract)}/*.parquet"
         if sum(_timed(k) for k in self.lake.glob(pattern)) >= COMPACT_AT:
-            self.compact(contract)
+            try:
+                self.compact(contract)
+            except FileNotFoundError:
+                pass  # another run was folding the same files: its fold stands
 
     def compact(self, contract: str) -> int:
         """Fold a contract's event files into one; returns how many files were folded.
@@ -159,8 +163,7 @@ class Register:
         stamp = rows[-1]["event_at"].strftime("%Y%m%dT%H%M%S%f")
         key = f"{folder}/compacted-{stamp}-{uuid.uuid4().hex[:6]}.parquet"
         self.lake.write_table(key, pa.Table.from_pylist(rows, DELIVERY_EVENT_SCHEMA))
-        for file in files:
-            self.lake.delete(file)
+        self.lake.delete_many(files)
         return len(files)
 
     def record_once(self, event: DeliveryEvent, key: str) -> bool:
@@ -185,10 +188,18 @@ class Register:
     def events(self, contract: str | None = None) -> list[dict]:
         """Every delivery event, oldest first."""
         pattern = f"governance/deliveries/contract={contract or '*'}/*.parquet"
-        files = self.lake.glob(pattern)
-        if not files:
-            return []
-        rows = _distinct(self.lake.read_all(files, DELIVERY_EVENT_SCHEMA).to_pylist())
+        for attempt in range(5):
+            files = self.lake.glob(pattern)
+            try:
+                table = self.lake.read_all(files, DELIVERY_EVENT_SCHEMA)
+                break
+            except FileNotFoundError:
+                # A fold removed files after we listed them; its own file holds their
+                # events, and listing again (once the removal is done) finds it.
+                if attempt == 4:
+                    raise
+                time.sleep(0.05 * 2**attempt)
+        rows = _distinct(table.to_pylist())
         return sorted(rows, key=lambda r: r["event_at"])
 
     def deliveries(self, contract: str | None = None) -> dict[str, dict]:

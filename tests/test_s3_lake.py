@@ -305,3 +305,39 @@ def test_event_files_are_folded_and_every_event_is_read_once(lake: Lake, monkeyp
         "received-",
     ]
     assert [e["delivery_id"] for e in register.events("a")][0] == "dold"
+
+
+def test_reads_and_folds_running_at_once_lose_nothing_and_raise_nothing(lake: Lake, monkeypatch):
+    register = Register(lake)
+    monkeypatch.setattr(register_module, "COMPACT_AT", 10_000)  # fold only when told below
+    for n in range(40):
+        register.record(DeliveryEvent("a", "2024-01", f"d{n}", "validated"))
+    monkeypatch.setattr(register_module, "COMPACT_AT", 8)
+    errors: list[BaseException] = []
+    counts: list[int] = []
+    start = threading.Barrier(6)
+
+    def fold() -> None:
+        start.wait()
+        try:
+            register._compact_if_due("a")
+        except BaseException as error:  # noqa: BLE001 - the test reports it
+            errors.append(error)
+
+    def read() -> None:
+        start.wait()
+        try:
+            for _ in range(5):
+                counts.append(len(register.events("a")))
+        except BaseException as error:  # noqa: BLE001 - the test reports it
+            errors.append(error)
+
+    threads = [threading.Thread(target=fold) for _ in range(2)]
+    threads += [threading.Thread(target=read) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert set(counts) == {40}
+    assert len(register.events("a")) == 40
