@@ -45,14 +45,20 @@ def build_intake_asset(contract: Contract) -> dg.AssetsDefinition:
                 "taken as": e.event,
                 "note": e.reason or "",
             }
-            for e in result.received + result.duplicates
+            for e in result.received + result.duplicates + result.rejected
         ]
         for e in result.duplicates:
             context.log.warning(f"{e.source_path}: {e.reason}")
+        for e in result.rejected:
+            context.log.error(e.reason)
+        for note in result.waiting:
+            context.log.info(note)
         return dg.MaterializeResult(
             metadata={
                 "deliveries_received": len(result.received),
                 "duplicates": len(result.duplicates),
+                "rejected_unread": len(result.rejected),
+                "waiting": len(result.waiting),
                 "delivery_ids": [e.delivery_id for e in result.received],
                 "files": dg.MetadataValue.md(markdown_table(taken)),
             }
@@ -87,6 +93,8 @@ def build_unfiled_asset(contracts: dict[str, Contract]) -> dg.AssetsDefinition:
         )
         for e in result.rejected:
             context.log.error(e.reason)
+        for note in result.waiting:
+            context.log.info(note)
         rows = [
             {"file": e.source_path, "delivery_id": e.delivery_id[:12], "taken as": e.event,
              "reason": e.reason}

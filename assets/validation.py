@@ -8,7 +8,7 @@ from assets.intake import landing_key
 from assets.partitions import delivery_partitions
 from pipelines.previews import markdown_table
 from pipelines.resources import LakeResource, PseudonymKeyResource
-from pipelines.row_validation import validate_pending
+from pipelines.row_validation import DeliveryVerdict, validate_pending
 from schemas.contract import Contract
 
 # Per-partition check results are what make a rejected month show as failed in the UI;
@@ -36,6 +36,17 @@ def conformance_result(breaches: list[dict], delivery: str | None) -> dg.AssetCh
             "breaches": dg.MetadataValue.md(markdown_table(breaches, BREACH_COLUMNS)),
         },
     )
+
+
+def month_verdict(verdicts: list[DeliveryVerdict]) -> DeliveryVerdict | None:
+    """The verdict the month's check stands on: the newest readable delivery, which is the
+    one published next (or held back). A file that could not be read is not a delivery, so
+    it never holds back a readable one; it counts only when nothing readable came."""
+    for status in ("validated", "held", "rejected"):
+        found = [v for v in verdicts if v.status == status]
+        if found:
+            return found[-1]
+    return None
 
 
 def build_validation_asset(contract: Contract) -> dg.AssetsDefinition:
@@ -74,10 +85,10 @@ def build_validation_asset(contract: Contract) -> dg.AssetsDefinition:
         register = lake.register()
         key = pseudonym_key.key() if contract.pseudonymised else None
         verdicts = validate_pending(contract, period, lake.lake(), register, context.run_id, key)
-        if verdicts:
-            latest = verdicts[-1]
-            breaches = [b.__dict__ for b in latest.outcome.breaches]
-            delivery_id = latest.delivery_id
+        judged = month_verdict(verdicts)
+        if judged:
+            breaches = [b.__dict__ for b in judged.outcome.breaches]
+            delivery_id = judged.delivery_id
         else:
             # Nothing new: report on the delivery that last went through validation.
             done = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import getpass
 import os
 import sys
@@ -39,18 +40,20 @@ def cmd_demo(settings: Settings, rows: int, months: int, only: set[str] | None) 
     from pipelines.demo import write_demo_deliveries
 
     _use_home(settings)
+    # The demo wrote its files whole itself: nothing to wait for.
+    settings = dataclasses.replace(settings, settle_seconds=0)
     if settings.dropzone_is_s3:
-        from pipelines.dropzone import open_dropzone
+        from pipelines.dropzone import MANIFEST_SUFFIX, open_dropzone
 
         # Written locally under the home, then uploaded where the bucket lacks them.
-        write_demo_deliveries(settings.home / "demo-dropzone", rows, months, only)
-        new, kept = open_dropzone(settings.dropzone).upload_missing(settings.home / "demo-dropzone")
-        print(f"Demo deliveries in {settings.dropzone}: {new} new, {kept} already there.")
+        written = write_demo_deliveries(settings.home / "demo-dropzone", rows, months, only)
+        uploaded = open_dropzone(settings.dropzone).upload_missing(settings.home / "demo-dropzone")
+        new = sum(not r.endswith(MANIFEST_SUFFIX) for r in uploaded)
+        written = dataclasses.replace(written, new=new, kept=written.new + written.kept - new)
+        print(written.text(settings.dropzone))
         return _demo_report(settings, cmd_run(settings))
     written = write_demo_deliveries(settings.dropzone, rows, months, only)
-    print(
-        f"Demo deliveries in {settings.dropzone}: {written.new} new, {written.kept} already there."
-    )
+    print(written.text(settings.dropzone))
     return _demo_report(settings, cmd_run(settings))
 
 
@@ -116,7 +119,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--rows", type=int, default=5_000, help="rows per delivery")
     demo.add_argument("--months", type=int, default=24, help="months of deliveries, to 2025-12")
     demo.add_argument("--contracts", help="comma-separated contract names (default: all)")
-    sub.add_parser("run", help="process everything pending in the drop zone")
+    run = sub.add_parser("run", help="process everything pending in the drop zone")
+    run.add_argument(
+        "--settle",
+        type=float,
+        metavar="SECONDS",
+        help="take folder files unchanged for this long (default: $DATASHARE_SETTLE_SECONDS "
+        "or 60); 0 takes everything there now",
+    )
     ui = sub.add_parser("ui", help="start the Dagster UI on this home")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
@@ -142,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "retention":
         return cmd_retention(settings, args.apply, args.by)
     if args.command == "run":
+        if args.settle is not None:
+            settings = dataclasses.replace(settings, settle_seconds=max(args.settle, 0.0))
         return cmd_run(settings)
     if args.command == "demo":
         only = set(args.contracts.split(",")) if args.contracts else None

@@ -73,7 +73,9 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         sensors=automation.sensors,
         schedules=[*automation.schedules, retention_schedule],
         resources={
-            "dropzone": DropZoneResource(root=str(settings.dropzone)),
+            "dropzone": DropZoneResource(
+                root=str(settings.dropzone), settle_seconds=settings.settle_seconds
+            ),
             "lake": LakeResource(root=str(settings.lake)),
             "warehouse": WarehouseResource(path=str(settings.warehouse)),
             "pseudonym_key": PseudonymKeyResource(home=str(settings.home)),

@@ -17,6 +17,13 @@ Windows-1252 is accepted rather than rejected because it is what Excel on Window
 by default and it decodes unambiguously; unless the contract's `fileFormat.encoding`
 lists it, the delivery carries a minor `file.encoding` breach asking for "CSV UTF-8".
 
+A compressed file that expands without limit (a "decompression bomb", or an upload gone
+wrong) is rejected as soon as it is seen to: past the contract's
+`fileFormat.maxDecompressedBytes` (default 16 GiB), or, once past 64 MiB, past
+`fileFormat.maxCompressionRatio` times its compressed size (default 100: CSV text
+compresses 5 to 20 times). The same limits apply to a Parquet file's own pages, from its
+footer. Its bytes stay in the landing area like any other rejected file's.
+
 Anything else is `UnreadableFile` with a reason a person can act on and a rule id.
 Memory stays bounded: files are streamed in blocks, never read whole.
 """
@@ -68,6 +75,55 @@ NOT_TEXT = (
 )
 
 
+@dataclass(frozen=True)
+class DecompressionLimits:
+    """How far a compressed delivery may expand before it is rejected unread."""
+
+    max_bytes: int = 16 << 30
+    max_ratio: float = 100.0
+    ratio_floor: int = 64 << 20  # small files may compress far; only big ones are a risk
+
+    @classmethod
+    def agreed(cls, file_format: dict | None) -> DecompressionLimits:
+        """The limits a contract's `fileFormat` agrees (the defaults where it is silent)."""
+        fmt = file_format or {}
+        default = cls()
+        return cls(
+            max_bytes=int(fmt.get("maxDecompressedBytes") or default.max_bytes),
+            max_ratio=float(fmt.get("maxCompressionRatio") or default.max_ratio),
+        )
+
+    def check(self, expanded: int, compressed: int, what: str) -> None:
+        """UnreadableFile once `expanded` bytes from `compressed` are past either limit."""
+        too_big = expanded > self.max_bytes
+        too_far = expanded > self.ratio_floor and expanded > self.max_ratio * max(compressed, 1)
+        if not (too_big or too_far):
+            return
+        limit = (
+            f"the agreed limit of {_size(self.max_bytes)} (fileFormat.maxDecompressedBytes)"
+            if too_big
+            else f"{self.max_ratio:g} times its compressed size of {_size(compressed)} "
+            "(fileFormat.maxCompressionRatio; CSV text compresses 5 to 20 times)"
+        )
+        raise UnreadableFile(
+            f"The {what} expands to more than {limit}: it was not read further and nothing "
+            "from it was published (a decompression bomb, or an export gone wrong). Its bytes "
+            "are kept. If the data really is this large, send it uncompressed or agree a "
+            "higher limit in the contract.",
+            "file.decompressed_size",
+        )
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n:,} bytes"
+
+
+NO_LIMITS = DecompressionLimits()
+
+
 class UnreadableFile(Exception):
     """The file cannot be read as any agreed format; `reason` says why in plain words."""
 
@@ -99,15 +155,23 @@ def _raw(path: Path, fmt: str) -> pa.NativeFile:
     return pa.input_stream(str(path), compression="gzip" if fmt == CSV_GZ else None)
 
 
-def _blocks(path: Path, fmt: str) -> Iterator[bytes]:
-    """The file's (decompressed) bytes in blocks; a broken gzip stream is UnreadableFile."""
+def _blocks(path: Path, fmt: str, limits: DecompressionLimits = NO_LIMITS) -> Iterator[bytes]:
+    """The file's (decompressed) bytes in blocks; a broken gzip stream, or one expanding
+    past `limits`, is UnreadableFile."""
     offset = 0
-    opener = gzip.open if fmt == CSV_GZ else open
-    try:
-        with opener(path, "rb") as fh:
+    if fmt != CSV_GZ:
+        with open(path, "rb") as fh:
             while chunk := fh.read(BLOCK):
                 yield chunk
+        return
+    compressed = path.stat().st_size
+    try:
+        with gzip.open(path, "rb") as fh:
+            # read1: what could be decompressed is counted even if the stream breaks later.
+            while chunk := fh.read1(BLOCK):
                 offset += len(chunk)
+                limits.check(offset, compressed, "gzip-compressed file")
+                yield chunk
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         what = "truncated" if isinstance(exc, EOFError) else "corrupt"
         raise UnreadableFile(
@@ -120,10 +184,12 @@ def _blocks(path: Path, fmt: str) -> Iterator[bytes]:
 
 def _head(path: Path, fmt: str) -> bytes:
     head = b""
-    for chunk in _blocks(path, fmt):
+    blocks = _blocks(path, fmt)
+    for chunk in blocks:
         head += chunk
         if len(head) >= HEAD:
             break
+    blocks.close()
     return head[:HEAD]
 
 
@@ -145,12 +211,15 @@ def _check_head(head: bytes) -> None:
         )
 
 
-def _encoding(path: Path, fmt: str) -> str:
-    """UTF-8 if every byte of the file is UTF-8, else Windows-1252 if every byte is that."""
+def _encoding(path: Path, fmt: str, limits: DecompressionLimits) -> str:
+    """UTF-8 if every byte of the file is UTF-8, else Windows-1252 if every byte is that.
+
+    This pass reads the whole (decompressed) file, so it is where a compressed file that
+    expands past `limits` is stopped."""
     utf8 = codecs.getincrementaldecoder("utf-8")()
     offset = 0
     try:
-        for chunk in _blocks(path, fmt):
+        for chunk in _blocks(path, fmt, limits):
             if not chunk.isascii() or utf8.getstate()[0]:
                 utf8.decode(chunk)
             offset += len(chunk)
@@ -179,9 +248,13 @@ def _header_from_text(head: bytes, encoding: str) -> list[str]:
     return next(csv.reader(io.StringIO(text)), [])
 
 
-def _parquet_header(path: Path) -> list[str]:
+def _parquet_header(path: Path, limits: DecompressionLimits) -> list[str]:
     try:
-        schema = pq.ParquetFile(path).schema_arrow
+        file = pq.ParquetFile(path)
+        schema = file.schema_arrow
+        expanded = sum(
+            file.metadata.row_group(i).total_byte_size for i in range(file.metadata.num_row_groups)
+        )
     except (pa.ArrowException, OSError) as exc:
         size = path.stat().st_size
         what = "empty" if size == 0 else f"not a readable Parquet file ({exc})"
@@ -189,6 +262,7 @@ def _parquet_header(path: Path) -> list[str]:
             f"The file is named .parquet but is {what}. Nothing from this file was published.",
             "file.empty" if size == 0 else "file.format",
         ) from exc
+    limits.check(expanded, path.stat().st_size, "Parquet file")
     nested = [f.name for f in schema if pa.types.is_nested(f.type)]
     if nested:
         raise UnreadableFile(
@@ -199,21 +273,26 @@ def _parquet_header(path: Path) -> list[str]:
     return list(schema.names)
 
 
-def open_delivery(path: Path, name: str | None = None) -> DeliveryFile:
+def open_delivery(
+    path: Path, name: str | None = None, limits: DecompressionLimits = NO_LIMITS
+) -> DeliveryFile:
     """Open a landed delivery: decide its format and encoding and read its header.
 
-    Landing copies never change, so what was decided about a file (by path, size and
-    modification time) is remembered: validation opens a file several times.
+    A compressed file expanding past `limits` (the contract's, see `DecompressionLimits`)
+    is UnreadableFile. Landing copies never change, so what was decided about a file (by
+    path, size and modification time) is remembered: validation opens a file several times.
     """
     try:
         stat = Path(path).stat()
     except OSError as exc:
         raise UnreadableFile(f"The file could not be opened: {exc}.", "file.readable") from exc
-    return _open(str(path), name or Path(path).name, stat.st_size, stat.st_mtime_ns)
+    return _open(str(path), name or Path(path).name, stat.st_size, stat.st_mtime_ns, limits)
 
 
 @functools.lru_cache(maxsize=64)
-def _open(path_text: str, name: str, size: int, _mtime_ns: int) -> DeliveryFile:
+def _open(
+    path_text: str, name: str, size: int, _mtime_ns: int, limits: DecompressionLimits
+) -> DeliveryFile:
     path = Path(path_text)
     fmt = format_of(name)
     if fmt is None:
@@ -225,7 +304,7 @@ def _open(path_text: str, name: str, size: int, _mtime_ns: int) -> DeliveryFile:
             "file.format",
         )
     if fmt == PARQUET:
-        header = _parquet_header(path)
+        header = _parquet_header(path, limits)
         encoding = None
     else:
         if size == 0:
@@ -238,7 +317,7 @@ def _open(path_text: str, name: str, size: int, _mtime_ns: int) -> DeliveryFile:
                     )
         head = _head(path, fmt)
         _check_head(head)
-        encoding = _encoding(path, fmt)
+        encoding = _encoding(path, fmt, limits)
         header = _header_from_text(head, encoding)
     if len(header) < 2:
         raise UnreadableFile(

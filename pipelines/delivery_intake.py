@@ -13,6 +13,11 @@ A file outside the agreed layout (or naming no agreed contract, or a period the 
 does not cover) is kept too: its bytes go to `landing/unfiled/`, and it is recorded once,
 under the pseudo-contract `unfiled`, as a rejected delivery with the reason and a
 critical breach. The other deliveries go on.
+
+An entry the drop zone refuses to read (a link, a pipe, a hard link; see `dropzone`) is
+recorded as rejected the same way, under its contract and period if it sits in the
+layout, with no bytes read and none kept. A file still being written is left for a later
+run, and so is one removed or changed while it was being read.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from pipelines.dropzone import DropFile, DropZone
+from pipelines.dropzone import ChangedWhileReading, DropFile, DropZone, RefusedFile
 from pipelines.lake import Lake
 from pipelines.register import Breach, DeliveryEvent, Register
 
@@ -55,6 +60,7 @@ class IntakeResult:
     received: list[DeliveryEvent] = field(default_factory=list)
     duplicates: list[DeliveryEvent] = field(default_factory=list)
     rejected: list[DeliveryEvent] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)  # files left for a later run, and why
 
 
 @dataclass
@@ -83,6 +89,9 @@ def plan_intake(
     for f in files:
         plan.files_seen += 1
         if (f.relative, f.version) in seen:
+            continue
+        if f.waiting:
+            plan.waiting.append((f, f.waiting))
             continue
         if f.problem:
             plan.unfiled.append((f, f.problem))
@@ -118,13 +127,73 @@ def take_deliveries(
     for drop in dropzone.deliveries(contract, period):
         if (drop.relative, drop.version) in seen:
             continue
-        event = _take_one(drop, contract, period, dropzone, lake, register, known, run_id)
+        if drop.waiting:
+            result.waiting.append(f"{drop.relative} {drop.waiting}")
+            continue
+        try:
+            event = _take_one(drop, contract, period, dropzone, lake, register, known, run_id)
+        except RefusedFile as refused:
+            event = _refuse(drop, refused, contract, period, register, run_id)
+        except ChangedWhileReading as changed:
+            result.waiting.append(str(changed))
+            continue
+        except FileNotFoundError:
+            result.waiting.append(f"{drop.relative} was removed before it could be taken")
+            continue
+        if event is None:
+            continue  # another run recorded the same refusal a moment ago
         if event.event == "duplicate":
             result.duplicates.append(event)
+        elif event.event == "rejected":
+            result.rejected.append(event)
         else:
             result.received.append(event)
             known[event.delivery_id] = {"source_path": drop.relative, "period": period}
     return result
+
+
+def _refuse(
+    drop: DropFile,
+    refused: RefusedFile,
+    contract: str,
+    period: str | None,
+    register: Register,
+    run_id: str | None,
+) -> DeliveryEvent | None:
+    """Record, once, a drop-zone entry that was not read (a link, a pipe): rejected, with a
+    critical breach. Its identity is its path and version, since it has no bytes of ours."""
+    identity = hashlib.sha256(f"refused:{drop.relative}@{drop.version}".encode()).hexdigest()
+    reason = f"{drop.relative} {refused.reason} Nothing from it was taken or published."
+    event = DeliveryEvent(
+        contract=contract,
+        period=period,
+        delivery_id=identity,
+        event="rejected",
+        source_path=drop.relative,
+        source_size=drop.size,
+        source_mtime_ns=drop.mtime_ns,
+        source_version=drop.version,
+        file_format="not read",
+        reason=reason,
+        run_id=run_id,
+    )
+    if not register.record_once(event, f"refused-{identity}"):
+        return None
+    breach = Breach(
+        contract=contract,
+        contract_version="",
+        period=period,
+        delivery_id=identity,
+        rule=refused.rule,
+        clause="delivery layout: regular files only, in <contract>/<YYYY-MM>/<file>",
+        severity="critical",
+        action="delivery rejected",
+        failing_rows=0,
+        rows_checked=0,
+        detail=reason,
+    )
+    register.write_breaches(contract, period or "none", identity, [breach])
+    return event
 
 
 def _land(lake: Lake, tmp: Path, landing: str, sha: str, relative: str) -> None:
@@ -243,8 +312,20 @@ def take_unfiled(
     plan = plan_intake(dropzone.files(set(periods)), register.seen_versions(), periods)
     known = register.deliveries()
     result = IntakeResult()
+    result.waiting = [f"{f.relative} {reason}" for f, reason in plan.waiting if f.problem]
     for drop, problem in plan.unfiled:
-        event = _take_unfiled_one(drop, problem, dropzone, lake, register, known, run_id)
+        try:
+            event = _take_unfiled_one(drop, problem, dropzone, lake, register, known, run_id)
+        except RefusedFile as refused:
+            event = _refuse(drop, refused, UNFILED, drop.period, register, run_id)
+        except ChangedWhileReading as changed:
+            result.waiting.append(str(changed))
+            continue
+        except FileNotFoundError:
+            result.waiting.append(f"{drop.relative} was removed before it could be taken")
+            continue
+        if event is None:
+            continue
         (result.duplicates if event.event == "duplicate" else result.rejected).append(event)
         if event.event != "duplicate":
             known[event.delivery_id] = {"source_path": drop.relative, "period": drop.period}

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.dropzone import MANIFEST_SUFFIX
 from pipelines.synthetic import write_delivery
 from schemas.contract import Contract, load_contracts
 
@@ -32,8 +33,16 @@ STEP = {"monthly": 1, "quarterly": 3, "annual": 12}
 
 @dataclass
 class DemoFiles:
+    """Delivery files written and found already there; manifests are counted apart, since
+    a manifest is not a delivery."""
+
     new: int = 0
     kept: int = 0
+    manifests: int = 0
+
+    def text(self, where: object) -> str:
+        beside = f" (and {self.manifests} manifest(s) beside them)" if self.manifests else ""
+        return f"Demo deliveries in {where}: {self.new} new, {self.kept} already there{beside}."
 
 
 def _shift(period: str, months: int) -> str:
@@ -63,12 +72,15 @@ def write_demo_deliveries(
     files = DemoFiles()
 
     def make(path: Path, build: Callable[[Path], object]) -> None:
-        if path.exists():
+        if path.name.endswith(MANIFEST_SUFFIX):
+            files.manifests += 1
+        elif path.exists():
             files.kept += 1
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        build(path)
-        files.new += 1
+        else:
+            files.new += 1
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            build(path)
 
     for index, contract in enumerate(load_contracts().values()):
         if only and contract.name not in only:

@@ -29,6 +29,9 @@ from pipelines.settings import Settings
 from pipelines.warehouse import build_warehouse, connect
 from schemas.contract import Contract, load_contracts
 
+# Statuses of a delivery that stands: its quarantined rows are in governance.quarantine.
+CURRENT = ("published", "held", "validated")
+
 # The summary says what happened; Dagster's step-by-step log stays in the UI.
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
@@ -42,6 +45,9 @@ class RunReport:
     events: list[dict] = field(default_factory=list)
     breaches: list[dict] = field(default_factory=list)
     files_seen: int = 0
+    manifests_seen: int = 0
+    current: dict[str, dict] = field(default_factory=dict)  # delivery id: its state now
+    failures: dict[str, list[str]] = field(default_factory=dict)  # run id: why, in words
     late: dict[str, list[str]] = field(default_factory=dict)  # contract: periods past due
     late_flagged_now: int = 0
     checks_ok: bool = True  # the late-delivery check ran
@@ -55,10 +61,20 @@ class RunReport:
         return all(run[3] for run in self.runs) and self.checks_ok
 
     def text(self) -> str:
-        counts = Counter(e["event"] for e in self.events)
-        rows_curated = sum(e["rows_curated"] or 0 for e in self.events if e["event"] == "validated")
+        # Each delivery this run touched, by its status now; every figure is one a query of
+        # the warehouse gives back (on a fresh home, over the whole of governance).
+        touched = {e["delivery_id"] for e in self.events if e["event"] != "duplicate"}
+        now = Counter(self.current[d]["event"] for d in touched if d in self.current)
+        duplicates = sum(e["event"] == "duplicate" for e in self.events)
+        standing = [self.current[d] for d in touched if d in self.current]
+        rows_published = sum(
+            d.get("rows_curated") or 0 for d in standing if d["event"] == "published"
+        )
         rows_quarantined = sum(
-            e["rows_quarantined"] or 0 for e in self.events if e["event"] in ("validated", "held")
+            d.get("rows_quarantined") or 0 for d in standing if d["event"] in CURRENT
+        )
+        rows_superseded = sum(
+            d.get("rows_quarantined") or 0 for d in standing if d["event"] == "superseded"
         )
         severities = Counter(b["severity"] for b in self.breaches)
         lines = []
@@ -66,33 +82,56 @@ class RunReport:
         if not self.runs:
             lines.append(
                 f"Nothing new in the drop zone {self.settings.dropzone} "
-                f"({self.files_seen} file(s) there, all already taken)."
+                f"({self.files_seen} file(s) there"
+                + (f" and {self.manifests_seen} manifest(s)" if self.manifests_seen else "")
+                + (", the rest already taken" if self.problems else ", all already taken")
+                + ")."
             )
         else:
             failed = [r for r in self.runs if not r[3]]
+            parts = [
+                f"{now['published']} published",
+                f"{now['superseded']} superseded",
+                f"{now['held']} held back by a critical breach",
+                f"{now['rejected']} rejected as unreadable, off-contract or not read",
+                f"{duplicates} duplicate(s) not processed again",
+            ]
+            unfinished = now["received"] + now["validated"]
+            if unfinished:
+                parts.append(f"{unfinished} not finished (the next run finishes them)")
             lines += [
                 f"Ran {len(self.months)} contract-month(s) through Dagster"
                 + (f", {len(failed)} FAILED" if failed else "")
                 + ".",
-                f"  deliveries taken:   {counts['received'] + len(unfiled)} "
-                f"({counts['validated']} validated, {counts['rejected']} rejected as unreadable "
-                f"or off-contract, {counts['held']} held back by a critical breach, "
-                f"{counts['duplicate']} duplicate(s) not processed again)",
-                f"  rows curated:       {rows_curated:,}",
-                f"  rows quarantined:   {rows_quarantined:,}",
+                f"  files taken:        {len(touched) + duplicates} ({', '.join(parts)})",
+                f"  rows published:     {rows_published:,}",
+                f"  rows quarantined:   {rows_quarantined:,}"
+                + (
+                    f" (and {rows_superseded:,} of deliveries superseded since, kept in "
+                    "governance.quarantine_history)"
+                    if rows_superseded
+                    else ""
+                ),
                 f"  breaches raised:    {len(self.breaches)} "
                 f"({severities['critical']} critical, {severities['major']} major, "
                 f"{severities['minor']} minor)",
             ]
             for contract, period, run_id, _ in failed:
                 lines.append(f"  FAILED: {contract} {period}, Dagster run {run_id}")
+                lines += [f"    {why}" for why in self.failures.get(run_id, [])]
         if unfiled:
             lines.append("Files outside the agreed layout, recorded as rejected (once):")
             lines += [f"  {e['reason']}" for e in unfiled]
         if self.late:
+            periods = sum(len(ps) for ps in self.late.values())
+            flagged = []
+            if self.late_flagged_now:
+                flagged.append(f"{self.late_flagged_now} flagged by this run")
+            if periods > self.late_flagged_now:
+                flagged.append(f"{periods - self.late_flagged_now} flagged by an earlier run")
             lines.append(
-                f"Late deliveries ({self.late_flagged_now} flagged now, see delivery.late "
-                "in governance.breaches):"
+                f"Late deliveries: {periods} period(s) past due with no usable delivery "
+                f"({', '.join(flagged)}; each is a delivery.late breach in governance.breaches):"
             )
             lines += [
                 f"  {c}: no usable delivery for {_periods_text(ps)}" for c, ps in self.late.items()
@@ -173,7 +212,7 @@ def run_pending(settings: Settings) -> RunReport:
     defs = build_definitions(settings)
     lake = open_lake(settings.lake)
     register = Register(lake)
-    zone = open_dropzone(settings.dropzone)
+    zone = open_dropzone(settings.dropzone, settings.settle_seconds)
     files = zone.files(set(contracts))
     periods = {
         c.name: defs.resolve_job_def(delivery_job_name(c)).partitions_def.get_partition_keys()
@@ -183,7 +222,12 @@ def run_pending(settings: Settings) -> RunReport:
     for name in contracts:  # and whatever a killed run left half done
         for period in _unfinished(register, name) & set(periods[name]):
             plan.pending.setdefault((name, period), [])
-    report = RunReport(settings, contracts, files_seen=len(files))
+    report = RunReport(
+        settings,
+        contracts,
+        files_seen=len(files),
+        manifests_seen=sum(f.manifest is not None for f in files),
+    )
     report.problems = [f"{f.relative} {reason}" for f, reason in plan.waiting]
 
     instance = dg.DagsterInstance.get()
@@ -232,6 +276,7 @@ def run_pending(settings: Settings) -> RunReport:
 
     run_ids = {r[2] for r in report.runs}
     report.events = [e for e in register.events() if e["run_id"] in run_ids]
+    report.current = register.deliveries()
     judged = {
         e["delivery_id"] for e in report.events if e["event"] in ("validated", "rejected", "held")
     }

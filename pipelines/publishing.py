@@ -2,7 +2,10 @@
 
 The staged Parquet file replaces the month's `data.parquet` whole (a rename in a folder, a
 server-side copy in S3), so a reader sees the old month or the new one, never a mix. The
-delivery it replaces stays in the register, marked superseded.
+delivery it replaces stays in the register, marked superseded, and so does every other
+delivery of the month that can no longer be published: a validated one (only the newest
+is published) and a held one received before it. Every delivery thus ends in a final
+status: published, superseded, held, rejected or duplicate.
 """
 
 from __future__ import annotations
@@ -69,7 +72,44 @@ def publish_delivery(
                 run_id=run_id,
             )
         )
+    for other in _left_behind(register, delivery):
+        register.record(
+            DeliveryEvent(
+                contract=contract,
+                period=period,
+                delivery_id=other["delivery_id"],
+                event="superseded",
+                reason=f"Not published: a later delivery of the month, {delivery_id[:12]} "
+                f"({delivery.get('source_path')}), was published instead.",
+                run_id=run_id,
+            )
+        )
     return rows
+
+
+def _left_behind(register: Register, delivery: dict) -> list[dict]:
+    """Other deliveries of the month that publishing `delivery` leaves unpublishable."""
+    contract, period = delivery["contract"], delivery["period"]
+    received = {
+        e["delivery_id"]: e["event_at"]
+        for e in register.events(contract)
+        if e["event"] == "received" and e["period"] == period
+    }
+    mine = received.get(delivery["delivery_id"])
+    return [
+        d
+        for d in register.deliveries(contract).values()
+        if d["period"] == period
+        and d["delivery_id"] != delivery["delivery_id"]
+        and (
+            d["event"] == "validated"
+            or (
+                d["event"] == "held"
+                and mine is not None
+                and received.get(d["delivery_id"], mine) < mine
+            )
+        )
+    ]
 
 
 def _delivery_in(lake: Lake, key: str) -> str | None:

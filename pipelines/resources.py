@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.dropzone import DropZone, open_dropzone
+from pipelines.dropzone import DEFAULT_SETTLE_SECONDS, DropZone, open_dropzone
 from pipelines.lake import Lake, open_lake
 from pipelines.pseudonymise import load_key
 from pipelines.register import Register
@@ -19,9 +19,10 @@ class DropZoneResource(dg.ConfigurableResource):
     an S3 bucket (`s3://bucket/prefix`)."""
 
     root: str
+    settle_seconds: float = DEFAULT_SETTLE_SECONDS
 
     def zone(self) -> DropZone:
-        return open_dropzone(self.root)
+        return open_dropzone(self.root, self.settle_seconds)
 
 
 class LakeResource(dg.ConfigurableResource):

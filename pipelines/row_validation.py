@@ -11,9 +11,9 @@ caller records why, and its bytes stay in the landing area.
 
 from __future__ import annotations
 
-import bisect
 import json
-from collections.abc import Iterator
+from array import array
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,12 +32,13 @@ from pipelines.dataset_expectations import (
     profile_from_counts,
 )
 from pipelines.delivery_formats import (
+    NO_LIMITS,
+    DecompressionLimits,
     DeliveryFile,
     UnreadableFile,
     format_breaches,
     open_delivery,
     text_batches,
-    text_stream,
 )
 from pipelines.lake import Lake
 from pipelines.manifests import manifest_breaches
@@ -124,67 +125,108 @@ def curated_schema(contract: Contract) -> pa.Schema:
     return pa.schema(fields)
 
 
-def _open_text(path: Path) -> pa.NativeFile:
-    """The delivery's CSV text, decompressed and as UTF-8 (see `delivery_formats`)."""
-    return text_stream(_open_delivery(path))
-
-
-def _open_delivery(path: Path) -> DeliveryFile:
+def _open_delivery(path: Path, limits: DecompressionLimits = NO_LIMITS) -> DeliveryFile:
     try:
-        return open_delivery(path)
+        return open_delivery(path, limits=limits)
     except UnreadableFile as exc:
         raise DeliveryRejected(exc.reason, exc.rule) from exc
 
 
-def read_header(path: Path) -> list[str]:
+def read_header(path: Path, limits: DecompressionLimits = NO_LIMITS) -> list[str]:
     """The delivered column names, or DeliveryRejected with a reason a person can act on.
 
     Any agreed format (CSV in UTF-8 or Windows-1252, gzip-compressed CSV, Parquet) is
     read by `pipelines.delivery_formats`.
     """
-    return list(_open_delivery(path).header)
+    return list(_open_delivery(path, limits).header)
+
+
+BROKEN_FLUSH_ROWS = 20_000  # broken rows held before they are written to quarantine
+BROKEN_FLUSH_BYTES = 8 << 20  # ... or this much of their text, whichever comes first
 
 
 class _SourceRowNumbers:
     """Numbers each parsed row by its position among all data rows, including broken ones.
 
     The CSV reader skips rows with the wrong number of fields and reports each one (by
-    record number) to `on_invalid_row`; rows read after it must not take its number.
+    record number) to `on_invalid_row`; rows read after it must not take its number. A
+    broken row is handed to `sink` (quarantine) in bounded batches as it is found, and
+    only the numbers not yet passed are kept, so memory stays flat however many rows are
+    broken: the reader runs one block ahead of the rows numbered (use_threads=False).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, sink: Callable[[list[int], list[int], list[str]], None] | None = None):
         self.next_row = 1
-        self.broken: list[tuple[int, int, str]] = []  # (row number, field count, text)
-        self._broken_numbers: list[int] = []
+        self.broken_count = 0
+        self.broken_sample: list[int] = []  # the first few, for the breach
+        self.sink = sink
+        self.error: BaseException | None = None  # raised by the sink inside the reader
+        self._pending = array("q")  # broken row numbers not yet passed, ascending
+        self._passed = 0  # how many of `_pending` are behind `next_row`
+        self._held: tuple[list[int], list[int], list[str]] = ([], [], [])
+        self._held_bytes = 0
 
     def on_invalid_row(self, row: pacsv.InvalidRow) -> str:
         number = row.number - 1  # the reader counts the header as record 1
-        self.broken.append((number, row.actual_columns, row.text))
-        bisect.insort(self._broken_numbers, number)
+        self._pending.append(number)
+        self.broken_count += 1
+        if len(self.broken_sample) < SAMPLE_ROWS:
+            self.broken_sample.append(number)
+        if self.sink is not None and self.error is None:
+            numbers, fields, texts = self._held
+            numbers.append(number)
+            fields.append(row.actual_columns)
+            texts.append(row.text)
+            self._held_bytes += len(row.text)
+            if len(numbers) >= BROKEN_FLUSH_ROWS or self._held_bytes >= BROKEN_FLUSH_BYTES:
+                # Arrow ignores an exception raised here (the row would then fail the whole
+                # file as malformed): keep it for the reading loop to raise.
+                try:
+                    self.flush()
+                except Exception as exc:  # noqa: BLE001 - re-raised by check()
+                    self.error = exc
         return "skip"
+
+    def flush(self) -> None:
+        """Hand the broken rows held so far to the sink."""
+        numbers, fields, texts = self._held
+        if numbers and self.sink is not None:
+            self._held = ([], [], [])
+            self._held_bytes = 0
+            self.sink(numbers, fields, texts)
+
+    def check(self) -> None:
+        """Raise what the sink raised while the reader was calling back."""
+        if self.error is not None:
+            raise self.error
 
     def take(self, count: int) -> np.ndarray:
         """The numbers of the next `count` parsed rows, skipping broken rows' numbers."""
         start = self.next_row
-        i = bisect.bisect_left(self._broken_numbers, start)
         end = start + count  # pushed one further for each broken row inside the range
-        while i < len(self._broken_numbers) and self._broken_numbers[i] < end:
+        first = self._passed
+        while self._passed < len(self._pending) and self._pending[self._passed] < end:
             end += 1
-            i += 1
+            self._passed += 1
         numbers = np.arange(start, end, dtype=np.int64)
-        broken = self._broken_numbers[bisect.bisect_left(self._broken_numbers, start) : i]
-        if broken:
-            numbers = np.setdiff1d(numbers, np.asarray(broken, dtype=np.int64))
+        if self._passed > first:
+            broken = np.frombuffer(self._pending, dtype=np.int64)[first : self._passed]
+            numbers = np.setdiff1d(numbers, broken, assume_unique=True)
+        if self._passed > 65_536 and self._passed * 2 > len(self._pending):
+            del self._pending[: self._passed]  # forget the numbers already passed
+            self._passed = 0
         self.next_row = end
         return numbers
 
 
-def _batches(path: Path, header: list[str], numbers: _SourceRowNumbers) -> Iterator[pl.DataFrame]:
+def _batches(
+    delivery: DeliveryFile, header: list[str], numbers: _SourceRowNumbers
+) -> Iterator[pl.DataFrame]:
     # All-text batches of any agreed format; only an empty cell is blank ("NA" is a value).
     # Arrow's CSV reader reads up to 32 blocks ahead, so memory follows the block size, not
     # the batch size: read small blocks and join them into ~BATCH_BYTES validation batches.
     batches = text_batches(
-        _open_delivery(path),
+        delivery,
         on_invalid_row=numbers.on_invalid_row,
         block_size=READ_BLOCK_BYTES,
         names=header,
@@ -192,10 +234,12 @@ def _batches(path: Path, header: list[str], numbers: _SourceRowNumbers) -> Itera
     try:
         pending: list[pl.DataFrame] = []
         for frame in batches:
+            numbers.check()
             pending.append(frame)
             if len(pending) == BATCH_BYTES // READ_BLOCK_BYTES:
                 yield _numbered(pl.concat(pending, rechunk=False), numbers)
                 pending = []
+        numbers.check()
         if pending:
             yield _numbered(pl.concat(pending, rechunk=False), numbers)
     except UnreadableFile as exc:
@@ -246,7 +290,8 @@ def validate_delivery(
         raise ValueError(f"{contract.name} pseudonymises fields: a key is required")
     # Earlier published names the agreement still accepts are read as today's name.
     aliases = {old: c.source_name for c in contract.columns for old in c.previous_names}
-    delivered = read_header(landed)
+    delivery = _open_delivery(landed, DecompressionLimits.agreed(contract.file_format))
+    delivered = list(delivery.header)
     header = [aliases[h] if aliases.get(h, h) not in delivered else h for h in delivered]
     values = value_columns(contract, header)
     agreed = set(contract.source_names) | set(values)
@@ -265,8 +310,7 @@ def validate_delivery(
             f"(one per {contract.layout.period_name}).",
             "file.columns",
         )
-    numbers = _SourceRowNumbers()
-    duplicates = _duplicate_keys(contract, landed, header) if contract.unique_keys else {}
+    duplicates = _duplicate_keys(contract, delivery, header) if contract.unique_keys else {}
     schema, rules = compile_row_checks(contract, period, duplicates)
     if values:
         schema, rules = value_rule(contract, schema, rules, values)
@@ -293,8 +337,32 @@ def validate_delivery(
         quarantine_writer = stack.enter_context(
             pq.ParquetWriter(quarantine_tmp, QUARANTINE_SCHEMA, compression="zstd")
         )
+
+        def quarantine_broken(rows: list[int], fields: list[int], texts: list[str]) -> None:
+            # A row that could not be split into fields is kept as its raw line (withheld
+            # where the agreement pseudonymises a field: any part of it could be one).
+            withheld = json.dumps({"raw_line": "(withheld: it may hold pseudonymised identifiers)"})
+            broken = pa.table(
+                {
+                    "contract": pa.repeat(contract.name, len(rows)),
+                    "_delivery_id": pa.repeat(delivery_id, len(rows)),
+                    "_source_row": pa.array(rows, pa.int64()),
+                    "_period": pa.repeat(period, len(rows)),
+                    "rules": pa.repeat(["file.row_shape"], len(rows)),
+                    "reasons": [
+                        [f"file.row_shape: the row has {n} fields, the header has {len(header)}"]
+                        for n in fields
+                    ],
+                    "record": [withheld] * len(rows)
+                    if secret
+                    else [json.dumps({"raw_line": t}) for t in texts],
+                }
+            )
+            quarantine_writer.write_table(broken.cast(QUARANTINE_SCHEMA))
+
+        numbers = _SourceRowNumbers(sink=quarantine_broken)
         try:
-            for frame in _batches(landed, header, numbers):
+            for frame in _batches(delivery, header, numbers):
                 outcome.rows_delivered += frame.height
                 for rule in contract.completeness_rules:
                     src = contract.column(rule.column).source_name
@@ -360,31 +428,9 @@ def validate_delivery(
                 "file.format",
             ) from exc
 
-        if numbers.broken:
-            broken = pl.DataFrame(
-                {
-                    "contract": contract.name,
-                    "_delivery_id": delivery_id,
-                    "_source_row": [b[0] for b in numbers.broken],
-                    "_period": period,
-                    "rules": [["file.row_shape"]] * len(numbers.broken),
-                    "reasons": [
-                        [f"file.row_shape: the row has {b[1]} fields, the header has {len(header)}"]
-                        for b in numbers.broken
-                    ],
-                    "record": [
-                        json.dumps(
-                            {"raw_line": "(withheld: it may hold pseudonymised identifiers)"}
-                            if secret
-                            else {"raw_line": b[2]}
-                        )
-                        for b in numbers.broken
-                    ],
-                }
-            )
-            quarantine_writer.write_table(broken.to_arrow().cast(QUARANTINE_SCHEMA))
-            outcome.rows_delivered += len(numbers.broken)
-            outcome.rows_quarantined += len(numbers.broken)
+        numbers.flush()
+        outcome.rows_delivered += numbers.broken_count
+        outcome.rows_quarantined += numbers.broken_count
 
     if outcome.rows_delivered == 0:
         lake.delete(lake.staging_path(contract.name, period, delivery_id))
@@ -399,15 +445,13 @@ def validate_delivery(
     )
     # The file's format and its manifest, if the force sent one (a mismatch is critical).
     delivered_rows = outcome.rows_delivered
-    outcome.breaches += format_breaches(
-        contract, period, delivery_id, _open_delivery(landed), delivered_rows
-    )
+    outcome.breaches += format_breaches(contract, period, delivery_id, delivery, delivered_rows)
     outcome.breaches += manifest_breaches(contract, period, delivery_id, lake, delivered_rows)
     return outcome
 
 
 def _duplicate_keys(
-    contract: Contract, landed: Path, header: list[str]
+    contract: Contract, delivery: DeliveryFile, header: list[str]
 ) -> dict[tuple[str, ...], list[str]]:
     """A first pass over the file: key values occurring more than once, per unique key.
 
@@ -416,7 +460,7 @@ def _duplicate_keys(
     """
     counts: dict[tuple[str, ...], pl.DataFrame] = {}
     try:
-        for frame in _batches(landed, header, _SourceRowNumbers()):
+        for frame in _batches(delivery, header, _SourceRowNumbers()):
             for key in contract.unique_keys:
                 batch = (
                     frame.select(key_expr(contract, key).alias("k"))
@@ -461,8 +505,7 @@ def _breaches(
         rows_checked=total,
     )
     found: list[Breach] = []
-    if numbers.broken:
-        rows = sorted(b[0] for b in numbers.broken)
+    if numbers.broken_count:
         found.append(
             Breach(
                 **common,
@@ -470,11 +513,11 @@ def _breaches(
                 clause=f"{contract.path.name}: schema[{contract.name}] (agreed layout)",
                 severity="major",
                 action="rows quarantined",
-                failing_rows=len(rows),
-                sample_rows=rows[:SAMPLE_ROWS],
-                detail=f"{_share(len(rows), total)} do not have the {len(header)} fields "
-                "of the header (a missing or extra comma, or a broken quote); "
-                "these rows were quarantined.",
+                failing_rows=numbers.broken_count,
+                sample_rows=numbers.broken_sample,
+                detail=f"{_share(numbers.broken_count, total)} do not have the "
+                f"{len(header)} fields of the header (a missing or extra comma, or a broken "
+                "quote); these rows were quarantined.",
             )
         )
     for tally in tallies.values():

@@ -6,6 +6,9 @@ lake, the warehouse and Dagster's own home, so one variable moves a whole instal
 URL; S3 is reached with the standard AWS settings (credentials, region,
 `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` for an S3-compatible store). The warehouse and
 Dagster's own storage stay in the home folder.
+
+`DATASHARE_SETTLE_SECONDS` (default 60) is how long a file in a folder drop zone must be
+unchanged before it is taken, so that a copy still in progress is never taken half-written.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from pipelines.dropzone import DEFAULT_SETTLE_SECONDS
 
 # Dagster's default SQLite storage under the home; no telemetry (no internet). Runs for
 # the same contract-period (tagged by the delivery sensor) go one at a time.
@@ -36,6 +41,7 @@ class Settings:
     lake: Path | str  # a local folder, or an `s3://bucket/prefix` URL (a str)
     warehouse: Path
     dagster_home: Path
+    settle_seconds: float = DEFAULT_SETTLE_SECONDS  # folder drop zones only
 
     @property
     def dropzone_is_s3(self) -> bool:
@@ -72,4 +78,20 @@ def load_settings(home: str | Path | None = None) -> Settings:
         lake=location(os.environ.get("DATASHARE_LAKE"), base / "lake"),
         warehouse=base / "warehouse.duckdb",
         dagster_home=base / "dagster",
+        settle_seconds=settle_seconds(os.environ.get("DATASHARE_SETTLE_SECONDS")),
     )
+
+
+def settle_seconds(raw: str | None) -> float:
+    """`DATASHARE_SETTLE_SECONDS` as a number of seconds (the default if unset)."""
+    if raw is None or not raw.strip():
+        return DEFAULT_SETTLE_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SystemExit(
+            f"DATASHARE_SETTLE_SECONDS must be a number of seconds, not {raw!r}"
+        ) from None
+    if value < 0:
+        raise SystemExit("DATASHARE_SETTLE_SECONDS cannot be negative")
+    return value

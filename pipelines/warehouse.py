@@ -302,12 +302,13 @@ def _governance(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
         SELECT q.* FROM governance.quarantine_history q
         WHERE q._delivery_id IN (
             SELECT delivery_id FROM governance.deliveries
-            WHERE status IN ('validated', 'published'))
+            WHERE status IN ('validated', 'published', 'held'))
         """
     )
     _comment(
         con,
         "governance.quarantine",
-        "Rows of the current deliveries held back from the curated tables, with every "
-        "rule each one broke. Superseded deliveries' rows are in quarantine_history.",
+        "Rows of the deliveries that stand now (published, held back, or awaiting "
+        "publication) kept out of the curated tables, with every rule each one broke. "
+        "quarantine_history also has the rows of deliveries since superseded.",
     )

@@ -63,7 +63,14 @@ AGREEMENT_LIST_KEYS = ("specialCategoryFields", "pseudonymisedFields")
 AGREEMENT_KEYS = (*AGREEMENT_TEXT_KEYS, *AGREEMENT_LIST_KEYS, "owners")
 OWNER_KEYS = ("provider", "recipient")
 SCHEDULE_KEYS = ("period", "firstPeriod", "dueDayOfFollowingMonth", "lateAfterDays")
-FILE_FORMAT_KEYS = ("type", "delimiter", "header", "encoding")
+FILE_FORMAT_KEYS = (
+    "type",
+    "delimiter",
+    "header",
+    "encoding",
+    "maxDecompressedBytes",
+    "maxCompressionRatio",
+)
 TABLE_CUSTOM = ("layout",)
 LAYOUT_KEYS = (
     "type", "valueColumnPattern", "periodFormat", "periodName", "valueName", "valueType",
@@ -728,6 +735,19 @@ class _Checker:
             codecs.lookup(str(encoding))
         except LookupError:
             self.error((*base, "encoding"), f"{_short(encoding)} is not a known text encoding")
+        limit = fmt.get("maxDecompressedBytes")
+        if limit is not None and (not _is_int(limit) or limit <= 0):
+            self.error(
+                (*base, "maxDecompressedBytes"),
+                f"must be a whole number of bytes > 0, not {_short(limit)}",
+            )
+        ratio = fmt.get("maxCompressionRatio")
+        if ratio is not None and (
+            isinstance(ratio, bool) or not isinstance(ratio, int | float) or ratio < 1
+        ):
+            self.error(
+                (*base, "maxCompressionRatio"), f"must be a number >= 1, not {_short(ratio)}"
+            )
 
     # the table and its columns -----------------------------------------------------------
 

@@ -25,6 +25,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """An empty installation in tmp_path, with Dagster's instance inside it."""
     monkeypatch.setenv("DATASHARE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home" / "dagster"))
+    # Tests drop whole files and run at once; the settle time has tests of its own.
+    monkeypatch.setenv("DATASHARE_SETTLE_SECONDS", "0")
     monkeypatch.delenv("DATASHARE_DROP_ZONE", raising=False)
     monkeypatch.delenv("DATASHARE_LAKE", raising=False)
     settings = load_settings()

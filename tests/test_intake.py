@@ -83,7 +83,7 @@ class Engine:
         self.contract = load_contracts()[CONTRACT]
         self.root = tmp_path / "dropzone"
         self.root.mkdir(exist_ok=True)
-        self.zone = zone or FolderDropZone(self.root)
+        self.zone = zone or FolderDropZone(self.root, settle_seconds=0)
         self.lake = FolderLake(tmp_path / "lake")
         self.register = Register(self.lake)
 
@@ -129,7 +129,7 @@ def test_folder_listing_places_each_file_or_says_why_not(tmp_path):
     put(root, "stop_and_search/2025-01/extra/x.csv", good)
     put(root, "stop_and_search/2025-01/orphan.csv.manifest.json", b"{}")
 
-    files = {f.relative: f for f in open_dropzone(root).files({CONTRACT})}
+    files = {f.relative: f for f in open_dropzone(root, settle_seconds=0).files({CONTRACT})}
     assert sorted(files) == [
         "stop_and_search/2025-01/a.csv",
         "stop_and_search/2025-01/extra/x.csv",
@@ -145,7 +145,7 @@ def test_folder_listing_places_each_file_or_says_why_not(tmp_path):
     assert "names no agreed contract" in files["stop_and_serch/2025-01/x.csv"].problem
     assert "not YYYY-MM" in files["stop_and_search/25-01/x.csv"].problem
     # Only the direct children of a period folder are its deliveries.
-    (delivery,) = FolderDropZone(root).deliveries(CONTRACT, "2025-01")
+    (delivery,) = FolderDropZone(root, settle_seconds=0).deliveries(CONTRACT, "2025-01")
     assert delivery.relative == a.relative and delivery.manifest is not None
 
 
@@ -158,7 +158,7 @@ def test_plan_sorts_new_files_into_deliveries_unfiled_and_waiting(tmp_path):
         "nobody/2025-01/x.csv",
     ):
         put(root, rel, b"x")
-    files = FolderDropZone(root).files({CONTRACT})
+    files = FolderDropZone(root, settle_seconds=0).files({CONTRACT})
     plan = plan_intake(files, set(), {CONTRACT: ["2019-01", "2025-01", "2025-02"]})
     assert list(plan.pending) == [(CONTRACT, "2025-01")]
     assert {f.relative: why for f, why in plan.unfiled} == {
@@ -237,7 +237,7 @@ def test_a_copy_that_does_not_match_its_hash_is_never_landed(tmp_path):
                 fh.write(b"bit rot")  # the bytes on disk no longer hash to what was read
             return sha, version
 
-    engine = Engine(tmp_path, zone=Corrupting(tmp_path / "dropzone"))
+    engine = Engine(tmp_path, zone=Corrupting(tmp_path / "dropzone", settle_seconds=0))
     put(engine.root, "stop_and_search/2025-01/jan.csv", delivery_bytes("2025-01"))
     with pytest.raises(LandingCopyMismatch):
         engine.take("2025-01")
@@ -254,7 +254,7 @@ def test_two_intakes_racing_over_the_same_new_file_record_one_delivery(tmp_path)
             both_fetched.wait()  # both runs have hashed the file before either records it
             return result
 
-    engine = Engine(tmp_path, zone=Racing(tmp_path / "dropzone"))
+    engine = Engine(tmp_path, zone=Racing(tmp_path / "dropzone", settle_seconds=0))
     put(engine.root, "stop_and_search/2025-01/jan.csv", delivery_bytes("2025-01"))
     results, errors = [], []
 
@@ -450,7 +450,7 @@ def _tick(root: Path, lake: Path, cursor: str | None):
     context = dg.build_sensor_context(
         cursor=cursor,
         resources={
-            "dropzone": DropZoneResource(root=str(root)),
+            "dropzone": DropZoneResource(root=str(root), settle_seconds=0),
             "lake": LakeResource(root=str(lake)),
         },
     )
@@ -611,7 +611,9 @@ def test_run_records_off_layout_files_once_and_flags_a_missed_month(home, capsys
     put(root, "stop_and_search/2025-04/apr.csv", delivery_bytes("2025-04"))  # March is missing
     # A run killed after taking April but before validating it: the next run finishes it.
     lake = FolderLake(home.lake)
-    take_deliveries(CONTRACT, "2025-04", FolderDropZone(root), lake, Register(lake), "killed")
+    take_deliveries(
+        CONTRACT, "2025-04", FolderDropZone(root, settle_seconds=0), lake, Register(lake), "killed"
+    )
     misfiled = delivery_bytes("2025-05")
     put(root, "stop_and_search/may.csv", misfiled)
     put(root, "stop_and_serch/2025-05/may.csv", b"Type,Date\nPerson search,2025-05-01\n")

@@ -55,7 +55,7 @@ def test_materialize_the_graph_into_a_tmp_home(home, stop_and_search, real_stop_
         partition_key="2022-06",
         instance=dg.DagsterInstance.get(),
         resources={
-            "dropzone": DropZoneResource(root=str(home.dropzone)),
+            "dropzone": DropZoneResource(root=str(home.dropzone), settle_seconds=0),
             "lake": LakeResource(root=str(home.lake)),
             "warehouse": WarehouseResource(path=str(home.warehouse)),
             "pseudonym_key": PseudonymKeyResource(home=str(home.home)),
@@ -92,7 +92,7 @@ def test_run_takes_good_and_bad_deliveries_and_goes_on(home, real_stop_and_searc
 
     assert main(["run"]) == 0
     out = capsys.readouterr().out
-    assert "rows curated:       16,332" in out
+    assert "rows published:     16,332" in out
     assert "2 critical" in out  # the PDF, and june.csv outside the layout (recorded, kept)
     assert "stop_and_search/june.csv is not in the agreed layout" in out
 
@@ -170,8 +170,8 @@ def test_demo_runs_the_whole_pipeline_and_is_idempotent(home, capsys):
     out = capsys.readouterr().out
     # Stop and search: a duplicate, a renamed column then its correction, a spreadsheet;
     # use of force: a manifest that disagrees with its file.
-    assert "deliveries taken:   14 (11 validated, 2 rejected" in out
-    assert "1 held back by a critical breach, 1 duplicate(s)" in out
+    assert "files taken:        15 (11 published, 0 superseded, 1 held back" in out
+    assert "2 rejected as unreadable, off-contract or not read, 1 duplicate(s)" in out
     assert "curated.stop_and_search: " in out and "over 5 month(s)" in out
     assert "curated.census_2021_population: 48 rows" in out
     assert "Oversight pack: " in out
@@ -186,7 +186,7 @@ def test_demo_runs_the_whole_pipeline_and_is_idempotent(home, capsys):
 
     assert main(demo) == 0
     again = capsys.readouterr().out
-    assert "0 new, 16 already there" in again and "Nothing new in the drop zone" in again
+    assert "0 new, 15 already there (and 1 manifest(s) beside them)" in again and "Nothing new in the drop zone" in again
 
 
 def test_home_defaults_to_dot_datashare_in_the_current_folder(tmp_path, monkeypatch):

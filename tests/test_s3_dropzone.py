@@ -93,7 +93,7 @@ def test_datashare_run_end_to_end_with_an_s3_drop_zone(s3, home, monkeypatch, ca
     assert "readme.txt is not in the agreed layout" in out
     # February was sent only as an unreadable file: still missing, like March.
     assert f"{CONTRACT}: no usable delivery for 2025-02, 2025-03" in out
-    assert "2 flagged now" in out
+    assert "2 flagged by this run" in out
 
     def statuses():
         with duckdb.connect(str(home.warehouse), read_only=True) as con:

@@ -64,7 +64,7 @@ def test_run_puts_the_lake_on_s3_and_the_warehouse_reads_it(
     pdf.write_bytes(b"%PDF-1.7\n" + bytes(range(256)))
     assert main(["run"]) == 0
     out = capsys.readouterr().out
-    assert "rows curated:       16,332" in out
+    assert "rows published:     16,332" in out
 
     keys = _keys(client, prefix)
     assert "curated/contract=stop_and_search/period=2022-06/data.parquet" in keys
