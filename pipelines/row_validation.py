@@ -150,9 +150,10 @@ class _SourceRowNumbers:
 
     The CSV reader skips rows with the wrong number of fields and reports each one (by
     record number) to `on_invalid_row`; rows read after it must not take its number. A
-    broken row is handed to `sink` (quarantine) in bounded batches as it is found, and
-    only the numbers not yet passed are kept, so memory stays flat however many rows are
-    broken: the reader runs one block ahead of the rows numbered (use_threads=False).
+    broken row is handed to `sink` (quarantine) in bounded batches as it is found. Of the
+    numbers, only runs of consecutive broken rows not yet passed are kept (a file that is
+    all broken rows is one run), so memory stays flat however many rows are broken: the
+    reader runs one block ahead of the rows numbered (use_threads=False).
     """
 
     def __init__(self, sink: Callable[[list[int], list[int], list[str]], None] | None = None):
@@ -161,14 +162,19 @@ class _SourceRowNumbers:
         self.broken_sample: list[int] = []  # the first few, for the breach
         self.sink = sink
         self.error: BaseException | None = None  # raised by the sink inside the reader
-        self._pending = array("q")  # broken row numbers not yet passed, ascending
-        self._passed = 0  # how many of `_pending` are behind `next_row`
+        self._starts = array("q")  # runs of broken row numbers not yet passed, ascending
+        self._lengths = array("q")
+        self._passed = 0  # how many runs are behind `next_row`
         self._held: tuple[list[int], list[int], list[str]] = ([], [], [])
         self._held_bytes = 0
 
     def on_invalid_row(self, row: pacsv.InvalidRow) -> str:
         number = row.number - 1  # the reader counts the header as record 1
-        self._pending.append(number)
+        if self._starts and self._starts[-1] + self._lengths[-1] == number:
+            self._lengths[-1] += 1
+        else:
+            self._starts.append(number)
+            self._lengths.append(1)
         self.broken_count += 1
         if len(self.broken_sample) < SAMPLE_ROWS:
             self.broken_sample.append(number)
@@ -183,7 +189,7 @@ class _SourceRowNumbers:
                 # file as malformed): keep it for the reading loop to raise.
                 try:
                     self.flush()
-                except Exception as exc:  # noqa: BLE001 - re-raised by check()
+                except Exception as exc:  # re-raised by check()
                     self.error = exc
         return "skip"
 
@@ -203,17 +209,21 @@ class _SourceRowNumbers:
     def take(self, count: int) -> np.ndarray:
         """The numbers of the next `count` parsed rows, skipping broken rows' numbers."""
         start = self.next_row
-        end = start + count  # pushed one further for each broken row inside the range
+        end = start + count  # pushed further by each run of broken rows inside the range
         first = self._passed
-        while self._passed < len(self._pending) and self._pending[self._passed] < end:
-            end += 1
+        while self._passed < len(self._starts) and self._starts[self._passed] < end:
+            end += self._lengths[self._passed]
             self._passed += 1
         numbers = np.arange(start, end, dtype=np.int64)
         if self._passed > first:
-            broken = np.frombuffer(self._pending, dtype=np.int64)[first : self._passed]
-            numbers = np.setdiff1d(numbers, broken, assume_unique=True)
-        if self._passed > 65_536 and self._passed * 2 > len(self._pending):
-            del self._pending[: self._passed]  # forget the numbers already passed
+            keep = np.ones(end - start, dtype=bool)
+            for run in range(first, self._passed):
+                begin = self._starts[run] - start
+                keep[begin : begin + self._lengths[run]] = False
+            numbers = numbers[keep]
+        if self._passed > 4096 and self._passed * 2 > len(self._starts):
+            del self._starts[: self._passed]  # forget the runs already passed
+            del self._lengths[: self._passed]
             self._passed = 0
         self.next_row = end
         return numbers
@@ -341,24 +351,28 @@ def validate_delivery(
         def quarantine_broken(rows: list[int], fields: list[int], texts: list[str]) -> None:
             # A row that could not be split into fields is kept as its raw line (withheld
             # where the agreement pseudonymises a field: any part of it could be one).
-            withheld = json.dumps({"raw_line": "(withheld: it may hold pseudonymised identifiers)"})
-            broken = pa.table(
-                {
-                    "contract": pa.repeat(contract.name, len(rows)),
-                    "_delivery_id": pa.repeat(delivery_id, len(rows)),
-                    "_source_row": pa.array(rows, pa.int64()),
-                    "_period": pa.repeat(period, len(rows)),
-                    "rules": pa.repeat(["file.row_shape"], len(rows)),
-                    "reasons": [
-                        [f"file.row_shape: the row has {n} fields, the header has {len(header)}"]
-                        for n in fields
-                    ],
-                    "record": [withheld] * len(rows)
-                    if secret
-                    else [json.dumps({"raw_line": t}) for t in texts],
-                }
+            withheld = "(withheld: it may hold pseudonymised identifiers)"
+            broken = pl.DataFrame(
+                {"_source_row": rows, "fields": fields, "raw_line": texts},
+                schema={"_source_row": pl.Int64, "fields": pl.Int64, "raw_line": pl.String},
+            ).select(
+                pl.lit(contract.name).alias("contract"),
+                pl.lit(delivery_id).alias("_delivery_id"),
+                "_source_row",
+                pl.lit(period).alias("_period"),
+                pl.concat_list(pl.lit("file.row_shape")).alias("rules"),
+                pl.concat_list(
+                    pl.format(
+                        "file.row_shape: the row has {} fields, the header has {}",
+                        "fields",
+                        pl.lit(len(header)),
+                    )
+                ).alias("reasons"),
+                pl.struct(pl.lit(withheld).alias("raw_line") if secret else "raw_line")
+                .struct.json_encode()
+                .alias("record"),
             )
-            quarantine_writer.write_table(broken.cast(QUARANTINE_SCHEMA))
+            quarantine_writer.write_table(broken.to_arrow().cast(QUARANTINE_SCHEMA))
 
         numbers = _SourceRowNumbers(sink=quarantine_broken)
         try:

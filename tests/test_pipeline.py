@@ -186,7 +186,10 @@ def test_demo_runs_the_whole_pipeline_and_is_idempotent(home, capsys):
 
     assert main(demo) == 0
     again = capsys.readouterr().out
-    assert "0 new, 15 already there (and 1 manifest(s) beside them)" in again and "Nothing new in the drop zone" in again
+    assert (
+        "0 new, 15 already there (and 1 manifest(s) beside them)" in again
+        and "Nothing new in the drop zone" in again
+    )
 
 
 def test_home_defaults_to_dot_datashare_in_the_current_folder(tmp_path, monkeypatch):
