@@ -69,10 +69,11 @@ def build_curated_asset(contract: Contract) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         period = context.partition_key
         register = lake.register()
-        candidate = awaiting_publication(register, contract.name, period)
-        if candidate:
-            publish_delivery(lake.lake(), register, candidate, context.run_id)
-            context.log.info(f"published delivery {candidate['delivery_id'][:12]} for {period}")
+        with lake.month_lease(contract.name, period, context.run_id):
+            candidate = awaiting_publication(register, contract.name, period)
+            if candidate:
+                publish_delivery(lake.lake(), register, candidate, context.run_id)
+                context.log.info(f"published delivery {candidate['delivery_id'][:12]} for {period}")
         current = published(register, contract.name, period)
         warehouse.rebuild(lake.lake(), load_contracts(contract.path.parent))
 

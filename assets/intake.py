@@ -34,9 +34,10 @@ def build_intake_asset(contract: Contract) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, dropzone: DropZoneResource, lake: LakeResource
     ) -> dg.MaterializeResult:
         period = context.partition_key
-        result = take_deliveries(
-            contract.name, period, dropzone.zone(), lake.lake(), lake.register(), context.run_id
-        )
+        with lake.month_lease(contract.name, period, context.run_id):
+            result = take_deliveries(
+                contract.name, period, dropzone.zone(), lake.lake(), lake.register(), context.run_id
+            )
         taken = [
             {
                 "file": e.source_path,
@@ -88,9 +89,10 @@ def build_unfiled_asset(contracts: dict[str, Contract]) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, dropzone: DropZoneResource, lake: LakeResource
     ) -> dg.MaterializeResult:
         periods = {c.name: delivery_partitions(c).get_partition_keys() for c in contracts.values()}
-        result = take_unfiled(
-            dropzone.zone(), lake.lake(), lake.register(), periods, context.run_id
-        )
+        with lake.month_lease(UNFILED, None, context.run_id):
+            result = take_unfiled(
+                dropzone.zone(), lake.lake(), lake.register(), periods, context.run_id
+            )
         for e in result.rejected:
             context.log.error(e.reason)
         for note in result.waiting:

@@ -84,7 +84,10 @@ def build_validation_asset(contract: Contract) -> dg.AssetsDefinition:
         period = context.partition_key
         register = lake.register()
         key = pseudonym_key.key() if contract.pseudonymised else None
-        verdicts = validate_pending(contract, period, lake.lake(), register, context.run_id, key)
+        with lake.month_lease(contract.name, period, context.run_id):
+            verdicts = validate_pending(
+                contract, period, lake.lake(), register, context.run_id, key
+            )
         judged = month_verdict(verdicts)
         if judged:
             breaches = [b.__dict__ for b in judged.outcome.breaches]

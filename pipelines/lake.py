@@ -26,16 +26,18 @@ The code above this module sees one interface (`Lake`) and never knows which kin
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import fnmatch
 import functools
 import io
+import json
 import os
 import shutil
 import tempfile
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -255,6 +257,25 @@ class Lake(ABC):
         for key in keys:
             self.delete(key)
 
+    # -- leases (see `pipelines.leases`, which decides when to wait and for how long) ------
+
+    @abstractmethod
+    def try_lease(self, name: str, holder: dict, stale: Callable[[dict], bool]) -> object | None:
+        """Take the lease `name` for `holder` (who, since when, until when) if nobody holds
+        it, or if its holder is `stale`; a handle, or None if someone else holds it."""
+
+    @abstractmethod
+    def lease_holder(self, name: str) -> dict | None:
+        """Who holds the lease `name`, as they recorded it (None if nobody, or unknown)."""
+
+    @abstractmethod
+    def renew_lease(self, handle: object, holder: dict) -> bool:
+        """Extend a held lease; False if it was lost (taken over as stale)."""
+
+    @abstractmethod
+    def release_lease(self, handle: object) -> None:
+        """Give a held lease back."""
+
     def write_table(self, key: str, table: pa.Table) -> None:
         with self.writing(key) as tmp:
             pq.write_table(table, tmp, compression="zstd")
@@ -391,6 +412,45 @@ class FolderLake(Lake):
         if folder != self.root and folder.exists() and not any(folder.iterdir()):
             shutil.rmtree(folder)
 
+    # A lease is an exclusive `flock` on a file under `.leases/`: the kernel gives it back
+    # when its holder's process ends, however it ends, so a folder lease is never stale.
+
+    def _lease_file(self, name: str) -> Path:
+        folder = self.root / ".leases"
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return folder / f"{name}.lock"
+
+    def try_lease(self, name: str, holder: dict, stale: Callable[[dict], bool]) -> object | None:
+        fd = os.open(self._lease_file(name), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        return _FolderLease(fd)
+
+    def lease_holder(self, name: str) -> dict | None:
+        try:
+            return json.loads(self._lease_file(name).read_text() or "null")
+        except (OSError, ValueError):
+            return None
+
+    def renew_lease(self, handle: object, holder: dict) -> bool:
+        return True  # held until released or the process ends
+
+    def release_lease(self, handle: object) -> None:
+        assert isinstance(handle, _FolderLease)
+        os.ftruncate(handle.fd, 0)
+        fcntl.flock(handle.fd, fcntl.LOCK_UN)
+        os.close(handle.fd)
+
+
+class _FolderLease:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
 
 class S3Lake(InS3, Lake):
     """A lake in an S3 bucket, under a prefix: `s3://bucket/prefix`.
@@ -485,6 +545,66 @@ class S3Lake(InS3, Lake):
             self.client.delete_objects(
                 Bucket=self.where.bucket, Delete={"Objects": batch, "Quiet": True}
             )
+
+    # A lease is an object under `leases/`, written with S3's conditional writes: created
+    # only if absent (`IfNoneMatch`), renewed, taken over when stale and removed only by
+    # the writer of the version it read (`IfMatch`), so of two racing takers one wins.
+
+    def _lease_key(self, name: str) -> str:
+        return self._key(f"leases/{name}.json")
+
+    def _conditional(self, call, **kwargs) -> dict | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return call(Bucket=self.where.bucket, **kwargs)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "404"):
+                return None
+            raise
+
+    def try_lease(self, name: str, holder: dict, stale: Callable[[dict], bool]) -> object | None:
+        key, body = self._lease_key(name), json.dumps(holder).encode()
+        written = self._conditional(self.client.put_object, Key=key, Body=body, IfNoneMatch="*")
+        if written is None:
+            found = self._conditional(self.client.get_object, Key=key)
+            if found is None:
+                return None  # released a moment ago: try again on the next round
+            try:
+                current = json.loads(found["Body"].read())
+            except ValueError:
+                current = {}
+            if not stale(current):
+                return None
+            written = self._conditional(
+                self.client.put_object, Key=key, Body=body, IfMatch=found["ETag"]
+            )
+            if written is None:
+                return None  # another taker won
+        return {"key": key, "etag": written["ETag"]}
+
+    def lease_holder(self, name: str) -> dict | None:
+        found = self._conditional(self.client.get_object, Key=self._lease_key(name))
+        try:
+            return json.loads(found["Body"].read()) if found else None
+        except ValueError:
+            return None
+
+    def renew_lease(self, handle: object, holder: dict) -> bool:
+        assert isinstance(handle, dict)
+        body = json.dumps(holder).encode()
+        written = self._conditional(
+            self.client.put_object, Key=handle["key"], Body=body, IfMatch=handle["etag"]
+        )
+        if written is None:
+            return False
+        handle["etag"] = written["ETag"]
+        return True
+
+    def release_lease(self, handle: object) -> None:
+        assert isinstance(handle, dict)
+        self._conditional(self.client.delete_object, Key=handle["key"], IfMatch=handle["etag"])
 
 
 def open_lake(location: str | Path) -> Lake:

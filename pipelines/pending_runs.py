@@ -22,9 +22,11 @@ from pipelines.delivery_schedule import (
 from pipelines.delivery_sensor import TIMELINESS_JOB, UNFILED_JOB
 from pipelines.dropzone import open_dropzone
 from pipelines.lake import open_lake
+from pipelines.leases import LeaseBusy, month_lease
 from pipelines.oversight_marts import MARTS
 from pipelines.publishing import published
 from pipelines.register import Register
+from pipelines.run_failures import failure_words
 from pipelines.settings import Settings
 from pipelines.warehouse import build_warehouse, connect
 from schemas.contract import Contract, load_contracts
@@ -48,6 +50,8 @@ class RunReport:
     manifests_seen: int = 0
     current: dict[str, dict] = field(default_factory=dict)  # delivery id: its state now
     failures: dict[str, list[str]] = field(default_factory=dict)  # run id: why, in words
+    waited: list[str] = field(default_factory=list)  # months another run was working on
+    skipped: list[str] = field(default_factory=list)  # ... and still was, so left to it
     late: dict[str, list[str]] = field(default_factory=dict)  # contract: periods past due
     late_flagged_now: int = 0
     checks_ok: bool = True  # the late-delivery check ran
@@ -136,6 +140,10 @@ class RunReport:
             lines += [
                 f"  {c}: no usable delivery for {_periods_text(ps)}" for c, ps in self.late.items()
             ]
+        if self.waited or self.skipped:
+            lines.append("Months another run was working on at the same time:")
+            lines += [f"  {w}" for w in self.waited]
+            lines += [f"  {s}" for s in self.skipped]
         if not self.checks_ok:
             lines.append(f"  FAILED: the late-delivery check ({TIMELINESS_JOB})")
         if self.problems:
@@ -231,20 +239,31 @@ def run_pending(settings: Settings) -> RunReport:
     report.problems = [f"{f.relative} {reason}" for f, reason in plan.waiting]
 
     instance = dg.DagsterInstance.get()
-    if plan.unfiled:
-        result = defs.resolve_job_def(UNFILED_JOB).execute_in_process(
-            instance=instance, raise_on_error=False, run_config=QUIET
-        )
-        report.runs.append((UNFILED, "", result.run_id, _ran(result)))
-    for contract_name, period in sorted(plan.pending):
-        job = defs.resolve_job_def(delivery_job_name(contracts[contract_name]))
-        result = job.execute_in_process(
-            partition_key=period,
-            instance=instance,
-            raise_on_error=False,
-            run_config=QUIET,
-        )
-        report.runs.append((contract_name, period, result.run_id, _ran(result)))
+    months = [(UNFILED, None)] if plan.unfiled else []
+    months += sorted(plan.pending)
+    for contract_name, period in months:
+        # The month's lease, for the whole job: another run working on it is waited for.
+        try:
+            with month_lease(lake, contract_name, period, on_wait=report.waited.append):
+                if contract_name == UNFILED:
+                    job = defs.resolve_job_def(UNFILED_JOB)
+                    result = job.execute_in_process(
+                        instance=instance, raise_on_error=False, run_config=QUIET
+                    )
+                else:
+                    job = defs.resolve_job_def(delivery_job_name(contracts[contract_name]))
+                    result = job.execute_in_process(
+                        partition_key=period,
+                        instance=instance,
+                        raise_on_error=False,
+                        run_config=QUIET,
+                    )
+        except LeaseBusy as busy:
+            report.skipped.append(str(busy))
+            continue
+        report.runs.append((contract_name, period or "", result.run_id, _ran(result)))
+        if not _ran(result):
+            report.failures[result.run_id] = failure_words(result)
 
     # Late deliveries: the same job the daily schedule runs, after what was just taken.
     flagged = {b["breach_id"] for b in register.breaches() if b["rule"] == LATE_RULE}

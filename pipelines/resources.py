@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import dagster as dg
 
 from pipelines.dropzone import DEFAULT_SETTLE_SECONDS, DropZone, open_dropzone
 from pipelines.lake import Lake, open_lake
+from pipelines.leases import month_lease
 from pipelines.pseudonymise import load_key
 from pipelines.register import Register
 from pipelines.warehouse import build_warehouse
@@ -35,6 +37,12 @@ class LakeResource(dg.ConfigurableResource):
 
     def register(self) -> Register:
         return Register(self.lake())
+
+    def month_lease(
+        self, contract: str, period: str | None, run_id: str
+    ) -> contextlib.AbstractContextManager[None]:
+        """Hold the contract-month's lease while a step works on it (see `leases`)."""
+        return month_lease(self.lake(), contract, period, f"Dagster run {run_id}")
 
 
 class WarehouseResource(dg.ConfigurableResource):

@@ -1,0 +1,79 @@
+"""Why a Dagster run failed, in words a data engineer can act on.
+
+What the force sends never fails a run (it is rejected, held or quarantined with its
+reasons); what does is the machine: a full disk, an S3 store out of reach, a permission.
+Each is said plainly, with what became of the month (nothing half-published: the next run
+finishes it) and what to do; anything else is named by its error and first line, with the
+Dagster run to open for the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import dagster as dg
+
+CHECK_FAILED = "DagsterAssetCheckFailedError"  # a blocking check that held a delivery back
+
+NEXT_RUN = "Nothing from the month was half-published; the next run finishes it."
+KNOWN = (
+    (
+        ("No space left on device", "Errno 28", "ENOSPC"),
+        "the disk is full (no space left on device) where the lake or a temporary copy is "
+        "written. Free some space and run again. " + NEXT_RUN,
+    ),
+    (
+        (
+            "Could not connect to the endpoint URL",
+            "Connection refused",
+            "EndpointConnectionError",
+            "Connection was closed",
+            "Failed to connect",
+            "Couldn't connect to server",
+            "curlCode: 7",
+            "Read timeout on endpoint",
+            "ConnectTimeoutError",
+        ),
+        "the S3 store could not be reached (AWS_ENDPOINT_URL_S3, credentials and network "
+        "are worth a look). Run again once it is back. " + NEXT_RUN,
+    ),
+    (
+        ("Permission denied", "Errno 13", "AccessDenied"),
+        "permission denied writing to the lake or the home folder: the pipeline's user needs "
+        "to own them. " + NEXT_RUN,
+    ),
+    (("LeaseBusy",), None),  # its own message says who holds the month
+)
+
+
+def _chain(error) -> Iterator:
+    while error is not None:
+        yield error
+        error = error.cause or error.context
+
+
+def explain(error) -> str:
+    """One failed step's error (Dagster's SerializableErrorInfo), in words."""
+    chain = list(_chain(error))
+    text = " ".join(f"{e.cls_name}: {e.message}" for e in chain)
+    for needles, words in KNOWN:
+        if any(n in text for n in needles):
+            if words is None:
+                return next(e.message.strip() for e in chain if e.cls_name == needles[0])
+            return words
+    root = chain[-1]
+    first = (root.message or "").strip().splitlines()[0] if root.message else ""
+    return f"{root.cls_name}: {first}"
+
+
+def failure_words(result: dg.ExecuteInProcessResult) -> list[str]:
+    """Each failed step of a run (other than a check holding a delivery back), explained."""
+    words = []
+    for event in result.all_events:
+        if event.event_type_value != "STEP_FAILURE":
+            continue
+        error = event.step_failure_data.error
+        if error is None or error.cls_name == CHECK_FAILED:
+            continue
+        words.append(f"{event.step_key}: {explain(error)}")
+    return words
