@@ -3,8 +3,11 @@ Dagster, in this process, recorded in the same instance the UI shows."""
 
 from __future__ import annotations
 
+import fcntl
 import sys
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +29,7 @@ from pipelines.leases import LeaseBusy, month_lease
 from pipelines.oversight_marts import MARTS
 from pipelines.publishing import published
 from pipelines.register import Register
-from pipelines.run_failures import failure_words
+from pipelines.run_failures import explain, failure_words
 from pipelines.settings import Settings
 from pipelines.warehouse import build_warehouse, connect
 from schemas.contract import Contract, load_contracts
@@ -52,6 +55,7 @@ class RunReport:
     failures: dict[str, list[str]] = field(default_factory=dict)  # run id: why, in words
     waited: list[str] = field(default_factory=list)  # months another run was working on
     skipped: list[str] = field(default_factory=list)  # ... and still was, so left to it
+    errors: list[str] = field(default_factory=list)  # what failed on the machine's side
     late: dict[str, list[str]] = field(default_factory=dict)  # contract: periods past due
     late_flagged_now: int = 0
     checks_ok: bool = True  # the late-delivery check ran
@@ -62,7 +66,7 @@ class RunReport:
 
     @property
     def ok(self) -> bool:
-        return all(run[3] for run in self.runs) and self.checks_ok
+        return all(run[3] for run in self.runs) and self.checks_ok and not self.errors
 
     def text(self) -> str:
         # Each delivery this run touched, by its status now; every figure is one a query of
@@ -83,7 +87,7 @@ class RunReport:
         severities = Counter(b["severity"] for b in self.breaches)
         lines = []
         unfiled = [e for e in self.events if e["contract"] == UNFILED and e["event"] == "rejected"]
-        if not self.runs:
+        if not self.runs and not self.errors:
             lines.append(
                 f"Nothing new in the drop zone {self.settings.dropzone} "
                 f"({self.files_seen} file(s) there"
@@ -146,6 +150,8 @@ class RunReport:
             lines += [f"  {s}" for s in self.skipped]
         if not self.checks_ok:
             lines.append(f"  FAILED: the late-delivery check ({TIMELINESS_JOB})")
+        for error in self.errors:
+            lines.append(f"FAILED: {error}")
         if self.problems:
             lines.append("Files in the drop zone that were not processed (kept where they are):")
             lines += [f"  {p}" for p in self.problems]
@@ -172,7 +178,14 @@ class RunReport:
     def _warehouse_summary(self) -> str:
         wh = self.settings.warehouse
         lines = [f"Warehouse: {wh}"]
-        with connect(wh) as con:
+        try:
+            return "\n".join(lines + self._warehouse_counts())
+        except Exception as exc:
+            return f"Warehouse: {wh} could not be read: {explain(exc)}"
+
+    def _warehouse_counts(self) -> list[str]:
+        lines = []
+        with connect(self.settings.warehouse) as con:
             for name in self.contracts:
                 rows, months = con.execute(
                     f"SELECT count(*), count(DISTINCT _period) FROM curated.{name}"
@@ -181,7 +194,7 @@ class RunReport:
             for table in ("deliveries", "quarantine", "breaches"):
                 (n,) = con.execute(f"SELECT count(*) FROM governance.{table}").fetchone()
                 lines.append(f"  governance.{table}: {n:,} rows")
-        return "\n".join(lines)
+        return lines
 
 
 def _unfinished(register: Register, contract: str) -> set[str]:
@@ -214,91 +227,119 @@ def _ran(result: dg.ExecuteInProcessResult) -> bool:
     )
 
 
+def _instance(settings: Settings) -> dg.DagsterInstance:
+    """The home's Dagster instance. Two runs starting at once on a new home would both
+    create its SQLite tables (and one fail), so the first opening is done under a lock."""
+    with open(settings.dagster_home / ".instance.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        instance = dg.DagsterInstance.get()
+        instance.get_runs(limit=1)  # the storages are made now, under the lock
+    return instance
+
+
+@contextmanager
+def _phase(report: RunReport, what: str) -> Iterator[None]:
+    """Record a phase that failed on the machine's side (a full disk, S3 out of reach) in
+    words, and go on with the next: the summary says what did and did not happen."""
+    try:
+        yield
+    except Exception as exc:
+        report.errors.append(f"{what}: {explain(exc)}")
+
+
 def run_pending(settings: Settings) -> RunReport:
     """Run every contract-month with new files; report what happened."""
     contracts = load_contracts()
+    report = RunReport(settings, contracts)
     defs = build_definitions(settings)
     lake = open_lake(settings.lake)
     register = Register(lake)
     zone = open_dropzone(settings.dropzone, settings.settle_seconds)
-    files = zone.files(set(contracts))
-    periods = {
-        c.name: defs.resolve_job_def(delivery_job_name(c)).partitions_def.get_partition_keys()
-        for c in contracts.values()
-    }
-    plan = plan_intake(files, register.seen_versions(), periods)
-    for name in contracts:  # and whatever a killed run left half done
-        for period in _unfinished(register, name) & set(periods[name]):
-            plan.pending.setdefault((name, period), [])
-    report = RunReport(
-        settings,
-        contracts,
-        files_seen=len(files),
-        manifests_seen=sum(f.manifest is not None for f in files),
-    )
-    report.problems = [f"{f.relative} {reason}" for f, reason in plan.waiting]
+    plan = None
+    with _phase(report, "listing the drop zone and the register"):
+        files = zone.files(set(contracts))
+        periods = {
+            c.name: defs.resolve_job_def(delivery_job_name(c)).partitions_def.get_partition_keys()
+            for c in contracts.values()
+        }
+        plan = plan_intake(files, register.seen_versions(), periods)
+        for name in contracts:  # and whatever a killed run left half done
+            for period in _unfinished(register, name) & set(periods[name]):
+                plan.pending.setdefault((name, period), [])
+        report.files_seen = len(files)
+        report.manifests_seen = sum(f.manifest is not None for f in files)
+        report.problems = [f"{f.relative} {reason}" for f, reason in plan.waiting]
+    if plan is None:
+        return report
 
-    instance = dg.DagsterInstance.get()
+    instance = _instance(settings)
     months = [(UNFILED, None)] if plan.unfiled else []
     months += sorted(plan.pending)
     for contract_name, period in months:
-        # The month's lease, for the whole job: another run working on it is waited for.
-        try:
-            with month_lease(lake, contract_name, period, on_wait=report.waited.append):
-                if contract_name == UNFILED:
-                    job = defs.resolve_job_def(UNFILED_JOB)
-                    result = job.execute_in_process(
-                        instance=instance, raise_on_error=False, run_config=QUIET
-                    )
-                else:
-                    job = defs.resolve_job_def(delivery_job_name(contracts[contract_name]))
-                    result = job.execute_in_process(
-                        partition_key=period,
-                        instance=instance,
-                        raise_on_error=False,
-                        run_config=QUIET,
-                    )
-        except LeaseBusy as busy:
-            report.skipped.append(str(busy))
-            continue
-        report.runs.append((contract_name, period or "", result.run_id, _ran(result)))
-        if not _ran(result):
-            report.failures[result.run_id] = failure_words(result)
+        with _phase(report, f"{contract_name} {period or ''}".strip()):
+            # The month's lease, for the whole job: another run working on it is waited for.
+            try:
+                with month_lease(lake, contract_name, period, on_wait=report.waited.append):
+                    if contract_name == UNFILED:
+                        job = defs.resolve_job_def(UNFILED_JOB)
+                        result = job.execute_in_process(
+                            instance=instance, raise_on_error=False, run_config=QUIET
+                        )
+                    else:
+                        job = defs.resolve_job_def(delivery_job_name(contracts[contract_name]))
+                        result = job.execute_in_process(
+                            partition_key=period,
+                            instance=instance,
+                            raise_on_error=False,
+                            run_config=QUIET,
+                        )
+            except LeaseBusy as busy:
+                report.skipped.append(str(busy))
+                continue
+            report.runs.append((contract_name, period or "", result.run_id, _ran(result)))
+            if not _ran(result):
+                report.failures[result.run_id] = failure_words(result)
 
-    # Late deliveries: the same job the daily schedule runs, after what was just taken.
-    flagged = {b["breach_id"] for b in register.breaches() if b["rule"] == LATE_RULE}
-    timeliness = defs.resolve_job_def(TIMELINESS_JOB).execute_in_process(
-        instance=instance, raise_on_error=False, run_config=QUIET
-    )
-    report.checks_ok = _ran(timeliness)
-    late_now = {b["breach_id"] for b in register.breaches() if b["rule"] == LATE_RULE}
-    report.late_flagged_now = len(late_now - flagged)
-    waiting = {(f.contract, f.period) for f, _ in plan.waiting}
-    today = today_in_london()
-    for contract in contracts.values():
-        delivered, rejected = delivered_periods(register, contract.name)
-        here = {p for c, p in waiting if c == contract.name}
-        since = watching_since(register, contract.name)
-        _, late = late_periods(contract, delivered, today, here, since, rejected)
-        if late:
-            report.late[contract.name] = [p.period for p in late]
-
-    # The oversight marts, when anything changed (or one is missing): a second run with
-    # nothing new changes nothing.
-    marts_missing = len(lake.glob("oversight/*.parquet")) < len(MARTS)
-    if report.runs or marts_missing:
-        build_warehouse(lake, contracts, settings.warehouse)
-        oversight = defs.resolve_job_def(OVERSIGHT_JOB).execute_in_process(
+    with _phase(report, "the late-delivery check"):
+        # The same job the daily schedule runs, after what was just taken.
+        flagged = {b["breach_id"] for b in register.breaches() if b["rule"] == LATE_RULE}
+        timeliness = defs.resolve_job_def(TIMELINESS_JOB).execute_in_process(
             instance=instance, raise_on_error=False, run_config=QUIET
         )
-        report.checks_ok = report.checks_ok and oversight.success
+        report.checks_ok = _ran(timeliness)
+        late_now = {b["breach_id"] for b in register.breaches() if b["rule"] == LATE_RULE}
+        report.late_flagged_now = len(late_now - flagged)
+        waiting = {(f.contract, f.period) for f, _ in plan.waiting}
+        today = today_in_london()
+        for contract in contracts.values():
+            delivered, rejected = delivered_periods(register, contract.name)
+            here = {p for c, p in waiting if c == contract.name}
+            since = watching_since(register, contract.name)
+            _, late = late_periods(contract, delivered, today, here, since, rejected)
+            if late:
+                report.late[contract.name] = [p.period for p in late]
 
-    run_ids = {r[2] for r in report.runs}
-    report.events = [e for e in register.events() if e["run_id"] in run_ids]
-    report.current = register.deliveries()
-    judged = {
-        e["delivery_id"] for e in report.events if e["event"] in ("validated", "rejected", "held")
-    }
-    report.breaches = [b for b in register.breaches() if b["delivery_id"] in judged]
-    build_warehouse(lake, contracts, settings.warehouse)
+    with _phase(report, "the oversight marts"):
+        # When anything changed (or one is missing): a second run with nothing new changes
+        # nothing.
+        marts_missing = len(lake.glob("oversight/*.parquet")) < len(MARTS)
+        if report.runs or marts_missing:
+            build_warehouse(lake, contracts, settings.warehouse)
+            oversight = defs.resolve_job_def(OVERSIGHT_JOB).execute_in_process(
+                instance=instance, raise_on_error=False, run_config=QUIET
+            )
+            report.checks_ok = report.checks_ok and oversight.success
+
+    with _phase(report, "reading back what the runs recorded"):
+        run_ids = {r[2] for r in report.runs}
+        report.events = [e for e in register.events() if e["run_id"] in run_ids]
+        report.current = register.deliveries()
+        judged = {
+            e["delivery_id"]
+            for e in report.events
+            if e["event"] in ("validated", "rejected", "held")
+        }
+        report.breaches = [b for b in register.breaches() if b["delivery_id"] in judged]
+    with _phase(report, "the warehouse catalog"):
+        build_warehouse(lake, contracts, settings.warehouse)
     return report

@@ -46,24 +46,32 @@ KNOWN = (
 )
 
 
-def _chain(error) -> Iterator:
-    while error is not None:
-        yield error
-        error = error.cause or error.context
+def _chain(error) -> Iterator[tuple[str, str]]:
+    """(class name, message) of an error and what caused it: a Python exception or
+    Dagster's SerializableErrorInfo."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, BaseException):
+            yield type(error).__name__, str(error)
+            error = error.__cause__ or error.__context__
+        else:
+            yield error.cls_name, error.message or ""
+            error = error.cause or error.context
 
 
 def explain(error) -> str:
-    """One failed step's error (Dagster's SerializableErrorInfo), in words."""
+    """An error (a Python exception, or a failed step's SerializableErrorInfo), in words."""
     chain = list(_chain(error))
-    text = " ".join(f"{e.cls_name}: {e.message}" for e in chain)
+    text = " ".join(f"{name}: {message}" for name, message in chain)
     for needles, words in KNOWN:
         if any(n in text for n in needles):
             if words is None:
-                return next(e.message.strip() for e in chain if e.cls_name == needles[0])
+                return next(m.strip() for name, m in chain if name == needles[0])
             return words
-    root = chain[-1]
-    first = (root.message or "").strip().splitlines()[0] if root.message else ""
-    return f"{root.cls_name}: {first}"
+    name, message = chain[-1]
+    first = message.strip().splitlines()[0] if message.strip() else ""
+    return f"{name}: {first}"
 
 
 def failure_words(result: dg.ExecuteInProcessResult) -> list[str]:

