@@ -4,6 +4,7 @@ Every contract gets synthetic deliveries for the months (or quarters) up to Dece
 with a small share of defective rows; the Census 2021 reference population is the real
 published file, bundled. On purpose, in stop and search and use of force:
 - one month sent twice under two names: the second is a duplicate, not processed again;
+- one month restated: a corrected file sent after the first, so the first is superseded;
 - one month first sent with a renamed column (rejected, kept, reported), then re-sent right;
 - one month arrives only as a spreadsheet renamed .csv: unreadable (kept, reported), so the
   month stays unpublished and, past its due date, is flagged late;
@@ -92,7 +93,9 @@ def write_demo_deliveries(
             continue
         periods = demo_periods(contract, months)
         mishaps = contract.name == "stop_and_search" and len(periods) >= 6
-        resent, renamed, missing = (periods[-6], periods[-4], periods[-3]) if mishaps else ("",) * 3
+        resent, restated, renamed, missing = (
+            (periods[-6], periods[-5], periods[-4], periods[-3]) if mishaps else ("",) * 4
+        )
         for i, period in enumerate(periods):
             seed = 1000 * index + i
             good = base / period / f"{period}-{contract.name}.csv"
@@ -107,6 +110,12 @@ def write_demo_deliveries(
             make(good, _delivery(contract, period, rows, seed))
             if period == resent:
                 make(base / period / f"resent-{good.name}", lambda p, g=good: shutil.copyfile(g, p))
+            if period == restated:
+                # Written after the first file, so it is the later delivery of the month.
+                make(
+                    base / period / f"restated-{good.name}",
+                    _delivery(contract, period, rows, seed + 500),
+                )
         if contract.name == "use_of_force" and len(periods) >= 6:
             _manifest_mismatch(base, periods[-3], contract.name, make)
     return files

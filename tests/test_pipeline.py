@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -163,19 +164,97 @@ def test_duplicate_is_not_processed_and_restatement_replaces_the_month(
     assert len(current) == 1 and quarantined == current
 
 
-def test_demo_runs_the_whole_pipeline_and_is_idempotent(home, capsys):
+def _number(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+def summary_figures(out: str) -> dict[str, int]:
+    """Every figure `datashare run` (or `demo`) printed, by what it counts."""
+    figures: dict[str, int] = {}
+    new = re.search(r"Demo deliveries in .*?: (\d+) new, (\d+) already there", out)
+    if new:
+        figures["files in the drop zone"] = int(new.group(1)) + int(new.group(2))
+    taken = re.search(r"files taken:\s+(\d+) \((.*)\)", out)
+    figures["files"] = int(taken.group(1))
+    for count, status in re.findall(
+        r"(\d+) (published|superseded|held|rejected|duplicate)", taken.group(2)
+    ):
+        figures[status] = int(count)
+    figures["rows published"] = _number(re.search(r"rows published:\s+([\d,]+)", out).group(1))
+    quarantined = re.search(r"rows quarantined:\s+([\d,]+)(?: \(and ([\d,]+))?", out)
+    figures["rows quarantined"] = _number(quarantined.group(1))
+    figures["rows quarantined, superseded"] = _number(quarantined.group(2) or "0")
+    breaches = re.search(
+        r"breaches raised:\s+(\d+) \((\d+) critical, (\d+) major, (\d+) minor", out
+    )
+    for name, value in zip(
+        ("breaches", "critical", "major", "minor"), breaches.groups(), strict=True
+    ):
+        figures[name] = int(value)
+    late = re.search(r"Late deliveries: (\d+) period", out)
+    figures["late"] = int(late.group(1)) if late else 0
+    for table, rows, months in re.findall(r"curated\.(\w+): ([\d,]+) rows over (\d+) month", out):
+        figures[f"curated.{table}"] = _number(rows)
+        figures[f"curated.{table} months"] = int(months)
+    for table, rows in re.findall(r"governance\.(\w+): ([\d,]+) rows", out):
+        figures[f"governance.{table}"] = _number(rows)
+    return figures
+
+
+def warehouse_figures(settings, names: list[str]) -> dict[str, int]:
+    """The same figures, each from a query of the warehouse (on a home the run started)."""
+    one = lambda sql: _query(settings, sql)[0][0] or 0  # noqa: E731
+    figures = {
+        "files in the drop zone": one("SELECT count(*) FROM governance.deliveries"),
+        "files": one("SELECT count(*) FROM governance.deliveries"),
+        "rows published": one(
+            "SELECT sum(rows_curated) FROM governance.deliveries WHERE status = 'published'"
+        ),
+        "rows quarantined": one("SELECT count(*) FROM governance.quarantine"),
+        "rows quarantined, superseded": one(
+            "SELECT (SELECT count(*) FROM governance.quarantine_history) - "
+            "(SELECT count(*) FROM governance.quarantine)"
+        ),
+        "breaches": one("SELECT count(*) FROM governance.breaches WHERE rule <> 'delivery.late'"),
+        "late": one("SELECT count(*) FROM governance.breaches WHERE rule = 'delivery.late'"),
+    }
+    for status in ("published", "superseded", "held", "rejected", "duplicate"):
+        figures[status] = one(
+            f"SELECT count(*) FROM governance.deliveries WHERE status = '{status}'"
+        )
+    for severity in ("critical", "major", "minor"):
+        figures[severity] = one(
+            "SELECT count(*) FROM governance.breaches "
+            f"WHERE rule <> 'delivery.late' AND severity = '{severity}'"
+        )
+    for name in names:
+        figures[f"curated.{name}"] = one(f"SELECT count(*) FROM curated.{name}")
+        figures[f"curated.{name} months"] = one(
+            f"SELECT count(DISTINCT _period) FROM curated.{name}"
+        )
+    for table in ("deliveries", "quarantine", "breaches"):
+        figures[f"governance.{table}"] = one(f"SELECT count(*) FROM governance.{table}")
+    return figures
+
+
+def test_demo_runs_the_whole_pipeline_and_every_figure_it_prints_is_the_warehouses(home, capsys):
     demo = ["demo", "--rows", "300", "--months", "6"]
     demo += ["--contracts", "stop_and_search,use_of_force,census_2021_population"]
     assert main(demo) == 0
     out = capsys.readouterr().out
-    # Stop and search: a duplicate, a renamed column then its correction, a spreadsheet;
-    # use of force: a manifest that disagrees with its file.
-    assert "files taken:        15 (11 published, 0 superseded, 1 held back" in out
+    # Stop and search: a duplicate, a restatement, a renamed column then its correction, a
+    # spreadsheet; use of force: a manifest that disagrees with its file.
+    assert "files taken:        16 (11 published, 1 superseded, 1 held back" in out
     assert "2 rejected as unreadable, off-contract or not read, 1 duplicate(s)" in out
-    assert "curated.stop_and_search: " in out and "over 5 month(s)" in out
     assert "curated.census_2021_population: 48 rows" in out
     assert "Oversight pack: " in out
     assert (home.home / "reports" / "oversight-pack.html").exists()
+    printed = summary_figures(out)
+    names = [
+        k.removeprefix("curated.") for k in printed if k.startswith("curated.") and " " not in k
+    ]
+    assert len(names) == 10 and printed["late"] == 1 and printed["superseded"] == 1
+    assert printed == warehouse_figures(home, names)
     curated, quarantined = _query(
         home,
         "SELECT (SELECT count(*) FROM curated.stop_and_search),"
@@ -186,10 +265,8 @@ def test_demo_runs_the_whole_pipeline_and_is_idempotent(home, capsys):
 
     assert main(demo) == 0
     again = capsys.readouterr().out
-    assert (
-        "0 new, 15 already there (and 1 manifest(s) beside them)" in again
-        and "Nothing new in the drop zone" in again
-    )
+    assert "0 new, 16 already there (and 1 manifest(s) beside them)" in again
+    assert "Nothing new in the drop zone" in again and "(16 file(s) there" in again
 
 
 def test_home_defaults_to_dot_datashare_in_the_current_folder(tmp_path, monkeypatch):
