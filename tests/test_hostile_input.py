@@ -320,3 +320,19 @@ def test_broken_rows_are_quarantined_in_batches_and_every_row_keeps_its_number(
     assert json.loads(quarantined[0][1])["raw_line"].startswith("broken,")
     (shape,) = [b for b in outcome.breaches if b.rule == "file.row_shape"]
     assert shape.failing_rows == len(broken) and shape.sample_rows == broken[:20]
+
+
+def test_a_file_that_is_mostly_broken_rows_is_rejected_early_not_quarantined_for_hours(
+    tmp_path, stop_and_search, monkeypatch
+):
+    import pipelines.row_validation as rv
+
+    monkeypatch.setattr(rv, "BROKEN_REJECT_ROWS", 200)
+    header = delivery_bytes("2025-01").split(b"\n", 1)[0]
+    landed = tmp_path / "d.csv"
+    landed.write_bytes(header + b"\n" + b"a;b;c\n" * 5000)  # another export's delimiter
+    with pytest.raises(DeliveryRejected) as rejected:
+        validate_delivery(stop_and_search, landed, "2025-01", "f" * 64, FolderLake(tmp_path / "l"))
+    assert rejected.value.rule == "file.row_shape"
+    assert "Most rows do not have the header's 15 fields" in rejected.value.reason
+    assert "(200 of the first 200 rows)" in rejected.value.reason
