@@ -80,8 +80,11 @@ def _source(
         glob = _quote(lake.url_of(pattern))
         select = "SELECT DISTINCT *" if distinct else "SELECT *"
         by_name = "true" if union else "false"
+        # No hive partitioning: the lake's `contract=`/`period=` folders are not columns the
+        # contract lists, and must not appear as if they were.
         con.execute(
-            f"CREATE VIEW {name} AS {select} FROM read_parquet({glob}, union_by_name={by_name})"
+            f"CREATE VIEW {name} AS {select} FROM read_parquet({glob}, "
+            f"union_by_name={by_name}, hive_partitioning=false)"
         )
     else:
         con.register("_empty", pa.Table.from_batches([], schema))
