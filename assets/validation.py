@@ -67,9 +67,11 @@ def build_validation_asset(contract: Contract) -> dg.AssetsDefinition:
                 partitions_def=delivery_partitions(contract),
                 # A critical breach stops the month being published in the same run.
                 blocking=True,
-                description=f"The delivery conforms to contract {contract.name} "
-                f"v{contract.version}: no critical or major breach. Blocking: a critical breach "
-                "(error) holds the delivery back and the curated month is left as it was.",
+                description=f"The month's newest readable delivery conforms to contract "
+                f"{contract.name} v{contract.version}: no critical or major breach. Blocking: a "
+                "critical breach (error) holds the delivery back and the curated month is left "
+                "as it was. A file that could not be read is rejected on its own and never "
+                "holds back a readable one sent beside it.",
             )
         ],
         description=(
