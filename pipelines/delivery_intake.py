@@ -130,18 +130,12 @@ def take_deliveries(
         if drop.waiting:
             result.waiting.append(f"{drop.relative} {drop.waiting}")
             continue
-        try:
-            event = _take_one(drop, contract, period, dropzone, lake, register, known, run_id)
-        except RefusedFile as refused:
-            event = _refuse(drop, refused, contract, period, register, run_id)
-        except ChangedWhileReading as changed:
-            result.waiting.append(str(changed))
-            continue
-        except FileNotFoundError:
-            result.waiting.append(f"{drop.relative} was removed before it could be taken")
-            continue
+        event = _taken(
+            drop, contract, period, register, run_id, result,
+            lambda d: _take_one(d, contract, period, dropzone, lake, register, known, run_id),
+        )  # fmt: skip
         if event is None:
-            continue  # another run recorded the same refusal a moment ago
+            continue
         if event.event == "duplicate":
             result.duplicates.append(event)
         elif event.event == "rejected":
@@ -150,6 +144,28 @@ def take_deliveries(
             result.received.append(event)
             known[event.delivery_id] = {"source_path": drop.relative, "period": period}
     return result
+
+
+def _taken(
+    drop: DropFile,
+    contract: str,
+    period: str | None,
+    register: Register,
+    run_id: str | None,
+    result: IntakeResult,
+    take: Callable[[DropFile], DeliveryEvent],
+) -> DeliveryEvent | None:
+    """`take(drop)`, or: a refusal recorded for what must not be read; None (noted in
+    `result.waiting`) for a file still changing or gone, or a refusal already recorded."""
+    try:
+        return take(drop)
+    except RefusedFile as refused:
+        return _refuse(drop, refused, contract, period, register, run_id)
+    except ChangedWhileReading as changed:
+        result.waiting.append(str(changed))
+    except FileNotFoundError:
+        result.waiting.append(f"{drop.relative} was removed before it could be taken")
+    return None
 
 
 def _refuse(
@@ -314,16 +330,10 @@ def take_unfiled(
     result = IntakeResult()
     result.waiting = [f"{f.relative} {reason}" for f, reason in plan.waiting if f.problem]
     for drop, problem in plan.unfiled:
-        try:
-            event = _take_unfiled_one(drop, problem, dropzone, lake, register, known, run_id)
-        except RefusedFile as refused:
-            event = _refuse(drop, refused, UNFILED, drop.period, register, run_id)
-        except ChangedWhileReading as changed:
-            result.waiting.append(str(changed))
-            continue
-        except FileNotFoundError:
-            result.waiting.append(f"{drop.relative} was removed before it could be taken")
-            continue
+        event = _taken(
+            drop, UNFILED, drop.period, register, run_id, result,
+            lambda d, p=problem: _take_unfiled_one(d, p, dropzone, lake, register, known, run_id),
+        )  # fmt: skip
         if event is None:
             continue
         (result.duplicates if event.event == "duplicate" else result.rejected).append(event)

@@ -37,6 +37,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pipelines.object_store import InS3
+from pipelines.settings import DEFAULT_SETTLE_SECONDS
 
 PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 MANIFEST_SUFFIX = ".manifest.json"
@@ -44,7 +45,6 @@ CHUNK = 1 << 20
 MANIFEST_LIMIT = 1 << 20  # a manifest is a few dozen bytes; anything past 1 MB is not one
 
 LAYOUT = "<contract>/<YYYY-MM>/<file>"
-DEFAULT_SETTLE_SECONDS = 60.0  # a folder file must be unchanged this long before it is taken
 
 LINK_RULE, NOT_REGULAR_RULE, HARD_LINK_RULE = "file.link", "file.not_regular", "file.hard_link"
 NOT_FOLLOWED = (

@@ -61,26 +61,25 @@ def publish_delivery(
             run_id=run_id,
         )
     )
+    replaced = []
     if previous and previous["delivery_id"] != delivery_id:
-        register.record(
-            DeliveryEvent(
-                contract=contract,
-                period=period,
-                delivery_id=previous["delivery_id"],
-                event="superseded",
-                reason=f"Replaced as a whole by delivery {delivery_id[:12]}.",
-                run_id=run_id,
-            )
+        replaced.append((previous, f"Replaced as a whole by delivery {delivery_id[:12]}."))
+    replaced += [
+        (
+            other,
+            f"Not published: a later delivery of the month, {delivery_id[:12]} "
+            f"({delivery.get('source_path')}), was published instead.",
         )
-    for other in _left_behind(register, delivery):
+        for other in _left_behind(register, delivery)
+    ]
+    for other, reason in replaced:
         register.record(
             DeliveryEvent(
                 contract=contract,
                 period=period,
                 delivery_id=other["delivery_id"],
                 event="superseded",
-                reason=f"Not published: a later delivery of the month, {delivery_id[:12]} "
-                f"({delivery.get('source_path')}), was published instead.",
+                reason=reason,
                 run_id=run_id,
             )
         )

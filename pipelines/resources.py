@@ -7,11 +7,12 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.dropzone import DEFAULT_SETTLE_SECONDS, DropZone, open_dropzone
+from pipelines.dropzone import DropZone, open_dropzone
 from pipelines.lake import Lake, open_lake
 from pipelines.leases import month_lease
 from pipelines.pseudonymise import load_key
 from pipelines.register import Register
+from pipelines.settings import DEFAULT_SETTLE_SECONDS
 from pipelines.warehouse import build_warehouse
 from schemas.contract import Contract
 

@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.dropzone import DEFAULT_SETTLE_SECONDS
+DEFAULT_SETTLE_SECONDS = 60.0  # a folder file must be unchanged this long before it is taken
 
 # Dagster's default SQLite storage under the home; no telemetry (no internet). Runs for
 # the same contract-period (tagged by the delivery sensor) go one at a time.
