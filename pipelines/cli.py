@@ -66,7 +66,10 @@ def _demo_report(settings: Settings, status: int) -> int:
 
 def cmd_ui(settings: Settings, host: str, port: int) -> int:
     """Start the Dagster UI (`dagster dev`) on this home."""
+    from pipelines.instance import open_instance
+
     _use_home(settings)
+    open_instance(settings)  # made now, so a run started beside the UI finds it whole
     dagster = Path(sys.executable).with_name("dagster")
     argv = [
         str(dagster), "dev", "-w", str(REPO_ROOT / "workspace.yaml"),

@@ -3,7 +3,6 @@ Dagster, in this process, recorded in the same instance the UI shows."""
 
 from __future__ import annotations
 
-import fcntl
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from pipelines.delivery_schedule import (
 )
 from pipelines.delivery_sensor import TIMELINESS_JOB, UNFILED_JOB
 from pipelines.dropzone import open_dropzone
+from pipelines.instance import open_instance
 from pipelines.lake import open_lake
 from pipelines.leases import LeaseBusy, month_lease
 from pipelines.oversight_marts import MARTS
@@ -227,16 +227,6 @@ def _ran(result: dg.ExecuteInProcessResult) -> bool:
     )
 
 
-def _instance(settings: Settings) -> dg.DagsterInstance:
-    """The home's Dagster instance. Two runs starting at once on a new home would both
-    create its SQLite tables (and one fail), so the first opening is done under a lock."""
-    with open(settings.dagster_home / ".instance.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        instance = dg.DagsterInstance.get()
-        instance.get_runs(limit=1)  # the storages are made now, under the lock
-    return instance
-
-
 @contextmanager
 def _phase(report: RunReport, what: str) -> Iterator[None]:
     """Record a phase that failed on the machine's side (a full disk, S3 out of reach) in
@@ -272,7 +262,7 @@ def run_pending(settings: Settings) -> RunReport:
     if plan is None:
         return report
 
-    instance = _instance(settings)
+    instance = open_instance(settings)
     months = [(UNFILED, None)] if plan.unfiled else []
     months += sorted(plan.pending)
     for contract_name, period in months:

@@ -15,6 +15,8 @@ import dagster as dg
 
 from pipelines.definitions import build_definitions
 from pipelines.delivery_sensor import SENSOR_NAME
+from pipelines.instance import open_instance
+from pipelines.settings import load_settings
 
 JOB_VARIABLE = "DATASHARE_SENSOR_JOB"
 
@@ -26,7 +28,7 @@ def requested_job() -> dg.JobDefinition:
 
 def main() -> int:
     defs = build_definitions()
-    instance = dg.DagsterInstance.get()
+    instance = open_instance(load_settings())
     sensor = defs.resolve_sensor_def(SENSOR_NAME)
     context = dg.build_sensor_context(instance=instance, resources=defs.resources)
     requests = sensor(context).run_requests or []

@@ -253,7 +253,7 @@ def analyst_text(home) -> str:
             parts.append(repr(pq.read_table(path).to_pylist()))
         else:
             parts.append(path.read_bytes().decode("utf-8", errors="replace"))
-    for folder in (home.dagster_home, home.home / "reports"):
+    for folder in (home.dagster_home, home.home / "reports", home.home / "notices"):
         for path in folder.rglob("*"):
             if path.is_file():
                 parts.append(path.read_bytes().decode("utf-8", errors="replace"))
@@ -295,6 +295,9 @@ def test_whatever_arrives_every_file_ends_final_every_row_counted_nothing_unagre
 
     assert main(["run"]) == 0
     assert main(["report"]) == 0
+    for contract, period in {(d.source.contract, d.source.period) for d in batch}:
+        # The notice to the force (a month with nothing readable may have none to write).
+        main(["breaches", "notice", "--contract", contract, "--period", period])
     with duckdb.connect(str(home.warehouse), read_only=True) as con:
         rows = con.execute(
             "SELECT source_path, delivery_id, status, reason, rows_delivered "
