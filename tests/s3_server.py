@@ -59,6 +59,7 @@ def _tail(path: Path, lines: int = 30) -> str:
 def running_seaweed(folder: Path, ports: tuple[int, ...] = ()) -> Iterator[S3Server]:
     """A SeaweedFS server (master, volume, filer, S3) on free loopback ports (or `ports`,
     to start one again over the same folder), with the drop and lake buckets."""
+    restart = bool(ports)
     ports = ports or tuple(_free_ports(8))
     s3, s3_grpc, master, master_grpc, volume, volume_grpc, filer, filer_grpc = ports
     argv = [
@@ -71,26 +72,34 @@ def running_seaweed(folder: Path, ports: tuple[int, ...] = ()) -> Iterator[S3Ser
         "-master.volumeSizeLimitMB=32", "-volume.max=50", "-master.telemetry=false",
     ]  # fmt: skip
     log = folder / "weed.log"
-    with log.open("w") as out:
+    with log.open("a") as out:
         process = subprocess.Popen(
             argv, cwd=folder, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     server = S3Server(f"http://127.0.0.1:{s3}", ports)
     try:
         client = server.client()
-        deadline = time.monotonic() + STARTUP_TIMEOUT
+        # A restart over the same folder recovers its volumes first: give it longer.
+        timeout = STARTUP_TIMEOUT * (2 if restart else 1)
+        deadline = time.monotonic() + timeout
+        last = None
         while True:  # ready when a bucket can be made and an object written and read back
             assert process.poll() is None, f"weed exited early:\n{_tail(log)}"
             try:
                 existing = [b["Name"] for b in client.list_buckets().get("Buckets", [])]
                 for bucket in {BUCKET, LAKE_BUCKET} - set(existing):
-                    client.create_bucket(Bucket=bucket)
+                    try:
+                        client.create_bucket(Bucket=bucket)
+                    except client.exceptions.BucketAlreadyOwnedByYou:
+                        pass  # a restart can list its buckets late: they are there
                 client.put_object(Bucket=BUCKET, Key="probe/ready", Body=b"ok")
                 if client.get_object(Bucket=BUCKET, Key="probe/ready")["Body"].read() == b"ok":
                     break
-            except Exception:  # noqa: BLE001 - not up yet
-                pass
-            assert time.monotonic() < deadline, f"S3 not ready in {STARTUP_TIMEOUT}s:\n{_tail(log)}"
+            except Exception as exc:  # noqa: BLE001 - not up yet
+                last = exc
+            assert time.monotonic() < deadline, (
+                f"S3 not ready in {timeout}s (last: {last!r}):\n{_tail(log)}"
+            )
             time.sleep(0.25)
         yield server
     finally:
