@@ -120,9 +120,9 @@ class RunReport:
                     if rows_superseded
                     else ""
                 ),
-                f"  breaches raised:    {len(self.breaches)} "
-                f"({severities['critical']} critical, {severities['major']} major, "
-                f"{severities['minor']} minor)",
+                f"  breaches raised:    {len(self.breaches):,} "
+                f"({severities['critical']:,} critical, {severities['major']:,} major, "
+                f"{severities['minor']:,} minor)",
             ]
             for contract, period, run_id, _ in failed:
                 lines.append(f"  FAILED: {contract} {period}, Dagster run {run_id}")

@@ -185,12 +185,12 @@ def summary_figures(out: str) -> dict[str, int]:
     figures["rows quarantined"] = _number(quarantined.group(1))
     figures["rows quarantined, superseded"] = _number(quarantined.group(2) or "0")
     breaches = re.search(
-        r"breaches raised:\s+(\d+) \((\d+) critical, (\d+) major, (\d+) minor", out
+        r"breaches raised:\s+([\d,]+) \(([\d,]+) critical, ([\d,]+) major, ([\d,]+) minor", out
     )
     for name, value in zip(
         ("breaches", "critical", "major", "minor"), breaches.groups(), strict=True
     ):
-        figures[name] = int(value)
+        figures[name] = _number(value)
     late = re.search(r"Late deliveries: (\d+) period", out)
     figures["late"] = int(late.group(1)) if late else 0
     for table, rows, months in re.findall(r"curated\.(\w+): ([\d,]+) rows over (\d+) month", out):
