@@ -361,9 +361,7 @@ def _validate_and_publish(csv: Path, out: Path):
     def run():
         outcome = validate_delivery(contract, csv, PERIOD, delivery_id, lake)
         staged = lake.staging_path(contract.name, PERIOD, delivery_id)
-        target = lake.curated_path(contract.name, PERIOD)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staged, target)
+        lake.promote(staged, lake.curated_path(contract.name, PERIOD))  # as publishing does
         return outcome
 
     return contract, run

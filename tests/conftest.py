@@ -20,11 +20,10 @@ REAL_DATA = Path(
 REAL_STOP_AND_SEARCH = REAL_DATA / "stop_and_search" / "2022-06-metropolitan-stop-and-search.csv"
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """An empty installation in tmp_path, with Dagster's instance inside it."""
-    monkeypatch.setenv("DATASHARE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home" / "dagster"))
+def make_home(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """An empty installation in `folder`, with Dagster's instance inside it."""
+    monkeypatch.setenv("DATASHARE_HOME", str(folder / "home"))
+    monkeypatch.setenv("DAGSTER_HOME", str(folder / "home" / "dagster"))
     # Tests drop whole files and run at once; the settle time has tests of its own.
     monkeypatch.setenv("DATASHARE_SETTLE_SECONDS", "0")
     monkeypatch.delenv("DATASHARE_DROP_ZONE", raising=False)
@@ -32,6 +31,12 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     settings = load_settings()
     settings.ensure_folders()
     return settings
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """An empty installation in tmp_path, with Dagster's instance inside it."""
+    return make_home(tmp_path, monkeypatch)
 
 
 @pytest.fixture(scope="session")

@@ -43,10 +43,9 @@ from pipelines.cli import main
 from pipelines.lake import FolderLake
 from pipelines.pseudonymise import load_key
 from pipelines.row_validation import DeliveryRejected, curated_schema, validate_delivery
-from pipelines.settings import load_settings
 from pipelines.synthetic import write_delivery
 from schemas.contract import load_contracts
-from tests.conftest import REAL_DATA
+from tests.conftest import REAL_DATA, make_home
 
 SECRET = "OFFICERSECRET"  # every clear officer key starts so; no token or value does
 UNAGREED = "UNAGREEDVALUE"  # the values of a column no contract lists
@@ -277,14 +276,8 @@ def html_pages(home) -> list[Path]:
 def test_whatever_arrives_every_file_ends_final_every_row_counted_nothing_unagreed_leaks(
     tmp_path_factory, monkeypatch, batch: list[Delivery]
 ):
-    home_dir = tmp_path_factory.mktemp("fuzz")
-    monkeypatch.setenv("DATASHARE_HOME", str(home_dir / "home"))
-    monkeypatch.setenv("DAGSTER_HOME", str(home_dir / "home" / "dagster"))
-    monkeypatch.setenv("DATASHARE_SETTLE_SECONDS", "0")
-    monkeypatch.delenv("DATASHARE_DROP_ZONE", raising=False)
-    monkeypatch.delenv("DATASHARE_LAKE", raising=False)
-    home = load_settings()
-    home.ensure_folders()
+    home_dir = tmp_path_factory.mktemp("fuzz")  # a fresh home per example
+    home = make_home(home_dir, monkeypatch)
     dropped = {}
     for n, delivery in enumerate(batch):
         relative = f"{delivery.source.contract}/{delivery.source.period}/{n}-{delivery.name}"
