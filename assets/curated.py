@@ -75,9 +75,9 @@ def build_curated_asset(contract: Contract) -> dg.AssetsDefinition:
                 publish_delivery(lake.lake(), register, candidate, context.run_id)
                 context.log.info(f"published delivery {candidate['delivery_id'][:12]} for {period}")
         current = published(register, contract.name, period)
-        warehouse.rebuild(lake.lake(), load_contracts(contract.path.parent))
-
         the_lake = lake.lake()
+        rebuilt = warehouse.show(the_lake, load_contracts(contract.path.parent), contract)
+
         key = the_lake.curated_path(contract.name, period)
         rows, preview = 0, None
         if the_lake.exists(key):
@@ -90,6 +90,7 @@ def build_curated_asset(contract: Contract) -> dg.AssetsDefinition:
                 "dagster/row_count": rows,
                 "dagster/column_schema": column_schema(contract),
                 "published_now": candidate is not None,
+                "catalog_rebuilt": rebuilt,
                 "delivery_id": current["delivery_id"] if current else "none published",
                 "path": dg.MetadataValue.path(the_lake.url_of(key)),
                 "table": f"curated.{contract.name}",

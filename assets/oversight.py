@@ -1,12 +1,13 @@
 """Oversight assets: one per mart of `pipelines/oversight_marts.py`, `oversight.<mart>` in DuckDB.
 
 Each asset computes its mart from the warehouse's curated views, writes
-`lake/oversight/<mart>.parquet` (definition and column comments as Parquet metadata),
-rebuilds the warehouse so the view `oversight.<mart>` appears, and reports its latest
-figures in the asset's metadata.
+`lake/oversight/<mart>.parquet` (definition and column comments as Parquet metadata) and
+reports its latest figures in the asset's metadata; one step computes every selected mart
+over one connection, then rebuilds the warehouse once so the views `oversight.<mart>` appear.
 """
 
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -21,6 +22,7 @@ from pipelines.oversight_marts import (
     headline_figures,
     latest_figures,
     mart_notes,
+    warehouse_connection,
     write_mart,
 )
 from pipelines.previews import markdown_table
@@ -79,42 +81,59 @@ def _preview(mart: Mart, table: pa.Table) -> str:
     return markdown_table(formatted, shown)
 
 
-def _has_view(path: Path, name: str) -> bool:
+def _oversight_views(path: Path) -> set[str]:
     with duckdb.connect(str(path), read_only=True) as con:
-        (n,) = con.execute(
-            "SELECT count(*) FROM duckdb_views() WHERE schema_name = 'oversight' AND view_name = ?",
-            [name],
-        ).fetchone()
-    return n > 0
+        rows = con.execute(
+            "SELECT view_name FROM duckdb_views() WHERE schema_name = 'oversight'"
+        ).fetchall()
+    return {name for (name,) in rows}
 
 
-def _rebuild_with_view(
-    warehouse: WarehouseResource, lake: Lake, contracts: dict[str, Contract], name: str
+def _rebuild_with_views(
+    warehouse: WarehouseResource, lake: Lake, contracts: dict[str, Contract], names: set[str]
 ) -> None:
-    """Rebuild the warehouse so that `oversight.<name>` is in it.
+    """Rebuild the warehouse so that `oversight.<name>` is in it for each of `names`.
 
-    Another step rebuilding at the same time from an older look at the lake can replace
-    the file after ours; rebuilding again then (a few times at most) puts the view back.
+    A delivery run rebuilding at the same time from an older look at the lake can replace
+    the file after ours; rebuilding again then (a few times at most) puts the views back.
     """
     for _ in range(3):
         warehouse.rebuild(lake, contracts)
-        if _has_view(Path(warehouse.path), name):
+        if names <= _oversight_views(Path(warehouse.path)):
             return
-    raise RuntimeError(f"oversight.{name} is missing from {warehouse.path} after 3 rebuilds")
+    raise RuntimeError(f"oversight views are missing from {warehouse.path} after 3 rebuilds")
 
 
-def build_oversight_asset(mart: Mart, contracts: dict[str, Contract]) -> dg.AssetsDefinition:
+def _mart_result(mart: Mart, written, notes: dict[str, object]) -> dg.MaterializeResult:
+    table = written.table
+    suppressed = {
+        c.name: sum(1 for v in table.column(c.name).to_pylist() if v)
+        for c in mart.output_columns
+        if c.name.endswith("_suppressed")
+    }
+    metadata: dict[str, object] = {
+        "dagster/row_count": table.num_rows,
+        "dagster/column_schema": oversight_column_schema(mart),
+        "table": f"oversight.{mart.name}",
+        "path": dg.MetadataValue.path(written.path),
+        "latest_figures": dg.MetadataValue.md(_preview(mart, table)),
+        "cells_suppressed": sum(suppressed.values()),
+    }
+    for key, value in {**headline_figures(mart, table), **notes}.items():
+        if value is not None:
+            metadata[key] = _metadata_value(value)
+    return dg.MaterializeResult(asset_key=oversight_key(mart), metadata=metadata)
+
+
+def mart_spec(mart: Mart, contracts: dict[str, Contract]) -> dg.AssetSpec:
+    """The asset for one mart, as the UI shows it: its definition, columns and sources."""
     sources = [c for c in mart.source_contracts(contracts) if c in contracts]
-    owners = sorted({o for c in sources for o in contracts[c].owners})
-    # Contracts are read again at run time, from where these came from.
-    directory = next(iter(contracts.values())).path.parent if contracts else None
-
-    @dg.asset(
+    return dg.AssetSpec(
         key=oversight_key(mart),
         deps=[dg.AssetKey(["curated", c]) for c in sources],
         group_name="oversight",
         kinds={"duckdb", "parquet"},
-        owners=owners,
+        owners=sorted({o for c in sources for o in contracts[c].owners}),
         description=describe(mart),
         metadata={
             "dagster/column_schema": oversight_column_schema(mart),
@@ -122,10 +141,25 @@ def build_oversight_asset(mart: Mart, contracts: dict[str, Contract]) -> dg.Asse
             "suppression_threshold": mart.threshold or 0,
             "table": f"oversight.{mart.name}",
         },
+        skippable=True,
     )
-    def oversight(
+
+
+def build_oversight_assets(contracts: dict[str, Contract]) -> list[dg.AssetsDefinition]:
+    """Every oversight mart, one asset each in the `oversight` group, computed by one step.
+
+    One step and one DuckDB connection for whichever marts are selected (a run selects
+    those whose curated tables changed), then one catalog rebuild so that the new views
+    appear: eleven steps each opening and rebuilding the warehouse cost seconds a run.
+    """
+    # Contracts are read again at run time, from where these came from.
+    directory = next(iter(contracts.values())).path.parent if contracts else None
+    specs = [mart_spec(mart, contracts) for mart in MARTS.values()]
+
+    @dg.multi_asset(name="oversight_marts", specs=specs, can_subset=True)
+    def oversight_marts(
         context: dg.AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
-    ) -> dg.MaterializeResult:
+    ) -> Iterator[dg.MaterializeResult]:
         the_lake = lake.lake()
         current = (
             current_contracts()
@@ -135,36 +169,29 @@ def build_oversight_asset(mart: Mart, contracts: dict[str, Contract]) -> dg.Asse
         path = Path(warehouse.path)
         if not path.exists():
             warehouse.rebuild(the_lake, current)
-        written = write_mart(mart.name, path, the_lake, current)
-        notes = mart_notes(mart, path, current)
-        _rebuild_with_view(warehouse, the_lake, current, mart.name)
-        table = written.table
-        suppressed = {
-            c.name: sum(1 for v in table.column(c.name).to_pylist() if v)
-            for c in mart.output_columns
-            if c.name.endswith("_suppressed")
-        }
-        if table.num_rows == 0:
-            context.log.info(f"{mart.name}: no rows (its curated tables have no data yet)")
-        metadata: dict[str, object] = {
-            "dagster/row_count": table.num_rows,
-            "dagster/column_schema": oversight_column_schema(mart),
-            "table": f"oversight.{mart.name}",
-            "path": dg.MetadataValue.path(written.path),
-            "latest_figures": dg.MetadataValue.md(_preview(mart, table)),
-            "cells_suppressed": sum(suppressed.values()),
-        }
-        for key, value in {**headline_figures(mart, table), **notes}.items():
-            if value is not None:
-                metadata[key] = _metadata_value(value)
-        return dg.MaterializeResult(metadata=metadata)
+        chosen = [m for m in MARTS.values() if oversight_key(m) in context.selected_asset_keys]
+        results = []
+        with warehouse_connection(path, current) as con:
+            for mart in chosen:
+                written = write_mart(mart.name, con, the_lake, current)
+                if written.table.num_rows == 0:
+                    context.log.info(f"{mart.name}: no rows (its curated tables have no data yet)")
+                results.append(_mart_result(mart, written, mart_notes(mart, con, current)))
+        # The views over the marts: once, after they are all written.
+        _rebuild_with_views(warehouse, the_lake, current, {m.name for m in chosen})
+        yield from results
 
-    return oversight
+    return [oversight_marts]
 
 
-def build_oversight_assets(contracts: dict[str, Contract]) -> list[dg.AssetsDefinition]:
-    """One non-partitioned asset per oversight mart, in the `oversight` group."""
-    return [build_oversight_asset(mart, contracts) for mart in MARTS.values()]
+def marts_reading(contracts: set[str], all_contracts: dict[str, Contract]) -> list[dg.AssetKey]:
+    """The oversight assets that read any of `contracts`: what a run that changed them
+    must recompute."""
+    return [
+        oversight_key(m)
+        for m in MARTS.values()
+        if contracts & set(m.source_contracts(all_contracts))
+    ]
 
 
 def oversight_selection() -> dg.AssetSelection:

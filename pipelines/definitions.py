@@ -12,6 +12,8 @@ from assets.oversight import build_oversight_assets, oversight_selection
 from assets.partitions import delivery_partitions
 from assets.validation import build_validation_asset, validated_key
 from pipelines.delivery_sensor import build_intake_automation
+from pipelines.job_names import OVERSIGHT_JOB
+from pipelines.job_names import delivery_job_name as job_name_for
 from pipelines.resources import (
     DropZoneResource,
     LakeResource,
@@ -24,15 +26,13 @@ from schemas.contract import Contract, load_contracts
 
 
 def delivery_job_name(contract: Contract) -> str:
-    return f"{contract.name}_delivery"
+    return job_name_for(contract.name)
 
 
 # Owners on sensors and per-partition checks are labelled beta/preview in Dagster 1.13; we
 # rely on them knowingly, so the warnings would only be noise in every command's output.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
-
-OVERSIGHT_JOB = "oversight"
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:

@@ -33,12 +33,11 @@ from assets.partitions import delivery_partitions
 from assets.timeliness import build_timeliness_asset, timeliness_key
 from pipelines.delivery_intake import UNFILED, plan_intake
 from pipelines.dropzone import DropFile
+from pipelines.job_names import TIMELINESS_JOB, UNFILED_JOB
 from pipelines.resources import DropZoneResource, LakeResource
 from schemas.contract import Contract
 
 SENSOR_NAME = "new_deliveries"
-UNFILED_JOB = "unfiled_deliveries"
-TIMELINESS_JOB = "delivery_timeliness"
 PARTITION_TAG = "datashare/partition"
 SENSOR_INTERVAL_SECONDS = 30
 

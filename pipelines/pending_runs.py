@@ -8,23 +8,22 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import dagster as dg
-
-from pipelines.definitions import OVERSIGHT_JOB, build_definitions, delivery_job_name
 from pipelines.delivery_intake import UNFILED, plan_intake
 from pipelines.delivery_schedule import RULE as LATE_RULE
 from pipelines.delivery_schedule import (
     delivered_periods,
     late_periods,
+    scheduled_periods,
     today_in_london,
     watching_since,
 )
-from pipelines.delivery_sensor import TIMELINESS_JOB, UNFILED_JOB
 from pipelines.dropzone import open_dropzone
-from pipelines.instance import open_instance
-from pipelines.lake import open_lake
+from pipelines.job_names import OVERSIGHT_JOB, TIMELINESS_JOB, UNFILED_JOB, delivery_job_name
+from pipelines.lake import Lake, open_lake
 from pipelines.leases import LeaseBusy, month_lease
 from pipelines.oversight_marts import MARTS
 from pipelines.publishing import published
@@ -33,6 +32,10 @@ from pipelines.run_failures import explain, failure_words
 from pipelines.settings import Settings
 from pipelines.warehouse import build_warehouse, connect
 from schemas.contract import Contract, load_contracts
+
+if TYPE_CHECKING:
+    import dagster as dg
+
 
 # Statuses of a delivery that stands: its quarantined rows are in governance.quarantine.
 CURRENT = ("published", "held", "validated")
@@ -237,21 +240,67 @@ def _phase(report: RunReport, what: str) -> Iterator[None]:
         report.errors.append(f"{what}: {explain(exc)}")
 
 
+class _Dagster:
+    """Dagster's definitions and instance, made only when a job is to run: a run with
+    nothing new needs neither."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def defs(self) -> dg.Definitions:
+        from pipelines.definitions import build_definitions
+
+        return build_definitions(self.settings)
+
+    @cached_property
+    def instance(self) -> dg.DagsterInstance:
+        from pipelines.instance import open_instance
+
+        return open_instance(self.settings)
+
+    def execute(self, job: str, **kwargs) -> dg.ExecuteInProcessResult:
+        return self.defs.resolve_job_def(job).execute_in_process(
+            instance=self.instance, raise_on_error=False, run_config=QUIET, **kwargs
+        )
+
+
+def _new_late_flags(lake: Lake, report: RunReport) -> bool:
+    """True when a late period has no `delivery.late` breach yet (the check would raise one)."""
+    return any(
+        not lake.exists(lake.breaches_path(contract, period, "delivery-late"))
+        for contract, periods in report.late.items()
+        for period in periods
+    )
+
+
+def _late(report: RunReport, register: Register, waiting: set[tuple[str, str]]) -> None:
+    """Each contract's periods past due with no usable delivery, into the report."""
+    report.late = {}
+    today = today_in_london()
+    for contract in report.contracts.values():
+        delivered, rejected = delivered_periods(register, contract.name)
+        here = {p for c, p in waiting if c == contract.name}
+        since = watching_since(register, contract.name)
+        _, late = late_periods(contract, delivered, today, here, since, rejected)
+        if late:
+            report.late[contract.name] = [p.period for p in late]
+
+
 def run_pending(settings: Settings) -> RunReport:
     """Run every contract-month with new files; report what happened."""
     contracts = load_contracts()
     report = RunReport(settings, contracts)
-    defs = build_definitions(settings)
+    dagster = _Dagster(settings)
     lake = open_lake(settings.lake)
     register = Register(lake)
     zone = open_dropzone(settings.dropzone, settings.settle_seconds)
     plan = None
     with _phase(report, "listing the drop zone and the register"):
         files = zone.files(set(contracts))
-        periods = {
-            c.name: defs.resolve_job_def(delivery_job_name(c)).partitions_def.get_partition_keys()
-            for c in contracts.values()
-        }
+        # The contracts' partitions (`assets.partitions`), without importing Dagster.
+        today = today_in_london()
+        periods = {c.name: scheduled_periods(c, today) for c in contracts.values()}
         plan = plan_intake(files, register.seen_versions(), periods)
         for name in contracts:  # and whatever a killed run left half done
             for period in _unfinished(register, name) & set(periods[name]):
@@ -262,7 +311,6 @@ def run_pending(settings: Settings) -> RunReport:
     if plan is None:
         return report
 
-    instance = open_instance(settings)
     months = [(UNFILED, None)] if plan.unfiled else []
     months += sorted(plan.pending)
     for contract_name, period in months:
@@ -271,18 +319,10 @@ def run_pending(settings: Settings) -> RunReport:
             try:
                 with month_lease(lake, contract_name, period, on_wait=report.waited.append):
                     if contract_name == UNFILED:
-                        job = defs.resolve_job_def(UNFILED_JOB)
-                        result = job.execute_in_process(
-                            instance=instance, raise_on_error=False, run_config=QUIET
-                        )
+                        result = dagster.execute(UNFILED_JOB)
                     else:
-                        job = defs.resolve_job_def(delivery_job_name(contracts[contract_name]))
-                        result = job.execute_in_process(
-                            partition_key=period,
-                            instance=instance,
-                            raise_on_error=False,
-                            run_config=QUIET,
-                        )
+                        job = delivery_job_name(contract_name)
+                        result = dagster.execute(job, partition_key=period)
             except LeaseBusy as busy:
                 report.skipped.append(str(busy))
                 continue
@@ -290,39 +330,41 @@ def run_pending(settings: Settings) -> RunReport:
             if not _ran(result):
                 report.failures[result.run_id] = failure_words(result)
 
+    waiting = {(f.contract, f.period) for f, _ in plan.waiting}
     with _phase(report, "the late-delivery check"):
-        # The same job the daily schedule runs, after what was just taken.
-        flagged = {b["breach_id"] for b in register.breaches() if b["rule"] == LATE_RULE}
-        timeliness = defs.resolve_job_def(TIMELINESS_JOB).execute_in_process(
-            instance=instance, raise_on_error=False, run_config=QUIET
-        )
-        report.checks_ok = _ran(timeliness)
-        late_now = {b["breach_id"] for b in register.breaches() if b["rule"] == LATE_RULE}
-        report.late_flagged_now = len(late_now - flagged)
-        waiting = {(f.contract, f.period) for f, _ in plan.waiting}
-        today = today_in_london()
-        for contract in contracts.values():
-            delivered, rejected = delivered_periods(register, contract.name)
-            here = {p for c, p in waiting if c == contract.name}
-            since = watching_since(register, contract.name)
-            _, late = late_periods(contract, delivered, today, here, since, rejected)
-            if late:
-                report.late[contract.name] = [p.period for p in late]
+        # The same job the daily schedule runs, after what was just taken; skipped when it
+        # would change nothing (nothing ran, and every late period is flagged already).
+        _late(report, register, waiting)
+        if report.runs or _new_late_flags(lake, report):
+            flagged = {b["breach_id"] for b in register.breaches() if b["rule"] == LATE_RULE}
+            timeliness = dagster.execute(TIMELINESS_JOB)
+            report.checks_ok = _ran(timeliness)
+            late_now = {b["breach_id"] for b in register.breaches() if b["rule"] == LATE_RULE}
+            report.late_flagged_now = len(late_now - flagged)
+            _late(report, register, waiting)
 
+    marts_ran = False
     with _phase(report, "the oversight marts"):
-        # When anything changed (or one is missing): a second run with nothing new changes
-        # nothing.
-        marts_missing = len(lake.glob("oversight/*.parquet")) < len(MARTS)
-        if report.runs or marts_missing:
-            build_warehouse(lake, contracts, settings.warehouse)
-            oversight = defs.resolve_job_def(OVERSIGHT_JOB).execute_in_process(
-                instance=instance, raise_on_error=False, run_config=QUIET
+        # Only the marts that read a contract this run touched (and any never computed): a
+        # run with nothing new recomputes nothing.
+        missing = set(MARTS) - {Path(k).stem for k in lake.glob("oversight/*.parquet")}
+        touched = {r[0] for r in report.months}
+        chosen = [
+            name for name, mart in MARTS.items()
+            if name in missing or touched & set(mart.source_contracts(contracts))
+        ]  # fmt: skip
+        if chosen:
+            import dagster as dg
+
+            oversight = dagster.execute(
+                OVERSIGHT_JOB, asset_selection=[dg.AssetKey(["oversight", n]) for n in chosen]
             )
             report.checks_ok = report.checks_ok and oversight.success
+            marts_ran = oversight.success
 
     with _phase(report, "reading back what the runs recorded"):
         run_ids = {r[2] for r in report.runs}
-        report.events = [e for e in register.events() if e["run_id"] in run_ids]
+        report.events = [e for e in register.events() if e["run_id"] in run_ids] if run_ids else []
         report.current = register.deliveries()
         judged = {
             e["delivery_id"]
@@ -331,5 +373,8 @@ def run_pending(settings: Settings) -> RunReport:
         }
         report.breaches = [b for b in register.breaches() if b["delivery_id"] in judged]
     with _phase(report, "the warehouse catalog"):
-        build_warehouse(lake, contracts, settings.warehouse)
+        # The marts' step rebuilt it last; otherwise once, if anything could have changed.
+        changed = report.runs or report.late_flagged_now or not settings.warehouse.exists()
+        if changed and not marts_ran:
+            build_warehouse(lake, contracts, settings.warehouse)
     return report

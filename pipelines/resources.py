@@ -13,7 +13,7 @@ from pipelines.leases import month_lease
 from pipelines.pseudonymise import load_key
 from pipelines.register import Register
 from pipelines.settings import DEFAULT_SETTLE_SECONDS
-from pipelines.warehouse import build_warehouse
+from pipelines.warehouse import build_warehouse, catalog_shows
 from schemas.contract import Contract
 
 
@@ -53,6 +53,14 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def rebuild(self, lake: Lake, contracts: dict[str, Contract]) -> Path:
         return build_warehouse(lake, contracts, Path(self.path))
+
+    def show(self, lake: Lake, contracts: dict[str, Contract], contract: Contract) -> bool:
+        """Make the catalog show what the lake holds for `contract`, rebuilding it only when
+        its views cannot already (see `catalog_shows`). True if it was rebuilt."""
+        if catalog_shows(Path(self.path), lake, contract):
+            return False
+        build_warehouse(lake, contracts, Path(self.path))
+        return True
 
 
 class PseudonymKeyResource(dg.ConfigurableResource):

@@ -10,8 +10,10 @@ Dagster run to open for the rest.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-import dagster as dg
+if TYPE_CHECKING:
+    import dagster as dg
 
 CHECK_FAILED = "DagsterAssetCheckFailedError"  # a blocking check that held a delivery back
 

@@ -115,6 +115,55 @@ LINEAGE_COMMENTS = {
 }
 
 
+def curated_comment(contract: Contract) -> str:
+    return f"{contract.title} Contract {contract.name} v{contract.version}."
+
+
+# The catalog objects a delivery's publication can add files under.
+_PUBLISHED_INTO = ("governance.delivery_events", "governance.breaches",
+                   "governance.quarantine_history")  # fmt: skip
+
+
+def catalog_shows(path: Path, lake: Lake, contract: Contract) -> bool:
+    """True when the catalog at `path` already shows whatever the lake holds for `contract`.
+
+    Its views read the lake's files by pattern, so a newly published month appears without
+    a rebuild. A rebuild is needed only for a stand-in empty table (there were no files
+    when it was built), a column or contract version the view does not have yet, or
+    another lake. Checking costs a few milliseconds; a rebuild grows with the lake.
+    """
+    if not path.exists():
+        return False
+    target = f"{contract.name}_releases" if contract.layout else contract.name
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            ((location,),) = con.execute("SELECT lake FROM governance.catalog").fetchall()
+            views = {
+                f"{schema}.{name}": comment
+                for schema, name, comment in con.execute(
+                    "SELECT schema_name, view_name, comment FROM duckdb_views() "
+                    "WHERE schema_name IN ('curated', 'governance')"
+                ).fetchall()
+            }
+            columns = {
+                name
+                for (name,) in con.execute(
+                    "SELECT column_name FROM duckdb_columns() "
+                    "WHERE schema_name = 'curated' AND table_name = ?",
+                    [target],
+                ).fetchall()
+            }
+    except duckdb.Error:
+        return False
+    return (
+        location == lake.url
+        and views.get(f"curated.{contract.name}") == curated_comment(contract)
+        and f"curated.{target}" in views
+        and all(name in views for name in _PUBLISHED_INTO)
+        and set(curated_schema(contract).names) <= columns
+    )
+
+
 def build_warehouse(lake: Lake, contracts: dict[str, Contract], path: Path) -> Path:
     """Write a fresh catalog of the lake to `path`, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -149,9 +198,7 @@ def build_warehouse(lake: Lake, contracts: dict[str, Contract], path: Path) -> P
                     )
                 else:
                     _source(con, target, lake, pattern, curated_schema(contract), union=True)
-                _comment(
-                    con, target, f"{contract.title} Contract {contract.name} v{contract.version}."
-                )
+                _comment(con, target, curated_comment(contract))
                 for col in contract.columns:
                     _comment(con, target, col.description, col.name)
                 if contract.layout:

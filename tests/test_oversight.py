@@ -828,19 +828,19 @@ def oversight_views(warehouse: Path) -> set[str]:
 
 
 def test_dagster_assets_one_per_mart_with_latest_figures(fixture_lake, tmp_path):
-    assets = {a.key: a for a in build_oversight_assets(CONTRACTS)}
-    assert set(assets) == {oversight_key(m) for m in MARTS}
-    for asset in assets.values():
-        spec = next(iter(asset.specs))
+    (marts,) = build_oversight_assets(CONTRACTS)  # one step computes the selected marts
+    specs = {s.key: s for s in marts.specs}
+    assert set(specs) == {oversight_key(m) for m in MARTS} and marts.partitions_def is None
+    for spec in specs.values():
         assert spec.group_name == "oversight" and set(spec.kinds) == {"duckdb", "parquet"}
-        assert "Numerator:" in spec.description and asset.partitions_def is None
+        assert "Numerator:" in spec.description
         assert all(d.asset_key.path[0] == "curated" for d in spec.deps)
-    spec = next(iter(assets[oversight_key("stop_search_disproportionality")].specs))
+    spec = specs[oversight_key("stop_search_disproportionality")]
     assert {d.asset_key for d in spec.deps} == {
         dg.AssetKey(["curated", "stop_and_search"]),
         dg.AssetKey(["curated", "census_2021_population"]),
     }
-    assert len(next(iter(assets[oversight_key("data_quality")].specs)).deps) == len(CONTRACTS)
+    assert len(specs[oversight_key("data_quality")].deps) == len(CONTRACTS)
 
     lake, _ = fixture_lake
     copy = tmp_path / "lake"
@@ -848,7 +848,8 @@ def test_dagster_assets_one_per_mart_with_latest_figures(fixture_lake, tmp_path)
     warehouse = tmp_path / "warehouse.duckdb"  # not there yet: the asset builds it
     chosen = ["stop_search_disproportionality", "crime_outcome_rates", "data_quality"]
     result = dg.materialize(
-        [assets[oversight_key(name)] for name in chosen],
+        [marts],
+        selection=[oversight_key(name) for name in chosen],
         resources={
             "lake": LakeResource(root=str(copy)),
             "warehouse": WarehouseResource(path=str(warehouse)),
@@ -856,8 +857,11 @@ def test_dagster_assets_one_per_mart_with_latest_figures(fixture_lake, tmp_path)
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success
-    node = "oversight__stop_search_disproportionality"
-    meta = result.asset_materializations_for_node(node)[0].metadata
+    materialized = {
+        m.asset_key: m.metadata for m in result.asset_materializations_for_node("oversight_marts")
+    }
+    assert set(materialized) == {oversight_key(name) for name in chosen}  # only those
+    meta = materialized[oversight_key("stop_search_disproportionality")]
     # 3 months x 2 windows x (5 officer-defined groups + 6 self-defined groups)
     assert meta["dagster/row_count"].value == 66
     # 12 months to August: Black 30 + 10 + 12 = 52 per 1,000; White 10 + 10 + 3 = 23 of
@@ -871,8 +875,8 @@ def test_dagster_assets_one_per_mart_with_latest_figures(fixture_lake, tmp_path)
     assert meta["cells_suppressed"].value == (1 + 3 + 1) * 2
     columns = [c.name for c in meta["dagster/column_schema"].value.columns]
     assert "searches_suppressed" in columns
-    outcomes = result.asset_materializations_for_node("oversight__crime_outcome_rates")[0]
-    assert outcomes.metadata["unmatched_outcome_crime_ids"].value == 1
+    outcomes = materialized[oversight_key("crime_outcome_rates")]
+    assert outcomes["unmatched_outcome_crime_ids"].value == 1
     assert oversight_views(warehouse) == set(chosen)
 
 

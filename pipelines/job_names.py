@@ -1,0 +1,11 @@
+"""The names of the Dagster jobs, in a module that does not import Dagster: `datashare run`
+names the job it runs before (and, with nothing new, without) loading the definitions."""
+
+UNFILED_JOB = "unfiled_deliveries"  # files outside the agreed layout, recorded as rejected
+TIMELINESS_JOB = "delivery_timeliness"  # the late-delivery check, daily
+OVERSIGHT_JOB = "oversight"  # the oversight marts
+
+
+def delivery_job_name(contract_name: str) -> str:
+    """The job that takes, validates and publishes one month of a contract."""
+    return f"{contract_name}_delivery"
