@@ -30,7 +30,7 @@ def cmd_run(settings: Settings) -> int:
     from pipelines.pending_runs import run_pending  # imports Dagster: keep `--help` fast
 
     _use_home(settings)
-    report = run_pending(settings)
+    report = run_pending(settings, progress=lambda line: print(line, flush=True))
     print(report.text())
     return 0 if report.ok else 1
 

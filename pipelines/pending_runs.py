@@ -4,8 +4,9 @@ Dagster, in this process, recorded in the same instance the UI shows."""
 from __future__ import annotations
 
 import sys
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -265,13 +266,43 @@ class _Dagster:
         )
 
 
-def _new_late_flags(lake: Lake, report: RunReport) -> bool:
-    """True when a late period has no `delivery.late` breach yet (the check would raise one)."""
-    return any(
-        not lake.exists(lake.breaches_path(contract, period, "delivery-late"))
+class _Progress:
+    """One line per contract as its months finish: how many, and how long they took."""
+
+    def __init__(self, tell: Callable[[str], None] | None, months: list) -> None:
+        self.tell, self.current, self.started, self.done = tell, None, 0.0, 0
+        self.counts = Counter(contract for contract, _ in months)
+        self.contracts = list(self.counts)
+
+    def starting(self, contract: str | None) -> None:
+        if contract == self.current or self.tell is None:
+            return
+        if self.current is not None:
+            self.done += 1
+            n = self.counts[self.current]
+            what = (
+                "the files outside the agreed layout"
+                if self.current == UNFILED
+                else (f"{n} month(s)")
+            )
+            self.tell(
+                f"  [{self.done}/{len(self.contracts)}] {self.current}: {what} through "
+                f"Dagster in {time.monotonic() - self.started:.1f} s"
+            )
+        elif contract is not None:
+            months = sum(n for c, n in self.counts.items() if c != UNFILED)
+            self.tell(f"Running {months} contract-month(s) through Dagster, contract by contract:")
+        self.current, self.started = contract, time.monotonic()
+
+
+def _new_late_flags(lake: Lake, report: RunReport) -> set[str]:
+    """Contracts with a late period that has no `delivery.late` breach yet (the check would
+    raise one)."""
+    return {
+        contract
         for contract, periods in report.late.items()
-        for period in periods
-    )
+        if any(not lake.exists(lake.breaches_path(contract, p, "delivery-late")) for p in periods)
+    }
 
 
 def _late(report: RunReport, register: Register, waiting: set[tuple[str, str]]) -> None:
@@ -287,8 +318,9 @@ def _late(report: RunReport, register: Register, waiting: set[tuple[str, str]]) 
             report.late[contract.name] = [p.period for p in late]
 
 
-def run_pending(settings: Settings) -> RunReport:
-    """Run every contract-month with new files; report what happened."""
+def run_pending(settings: Settings, progress: Callable[[str], None] | None = None) -> RunReport:
+    """Run every contract-month with new files; report what happened. `progress` is told
+    of each contract as its months finish (a backfill of years is minutes, not silence)."""
     contracts = load_contracts()
     report = RunReport(settings, contracts)
     dagster = _Dagster(settings)
@@ -313,7 +345,9 @@ def run_pending(settings: Settings) -> RunReport:
 
     months = [(UNFILED, None)] if plan.unfiled else []
     months += sorted(plan.pending)
+    told = _Progress(progress, months)
     for contract_name, period in months:
+        told.starting(contract_name)
         with _phase(report, f"{contract_name} {period or ''}".strip()):
             # The month's lease, for the whole job: another run working on it is waited for.
             try:
@@ -329,15 +363,22 @@ def run_pending(settings: Settings) -> RunReport:
             report.runs.append((contract_name, period or "", result.run_id, _ran(result)))
             if not _ran(result):
                 report.failures[result.run_id] = failure_words(result)
+    told.starting(None)
 
     waiting = {(f.contract, f.period) for f, _ in plan.waiting}
     with _phase(report, "the late-delivery check"):
         # The same job the daily schedule runs, after what was just taken; skipped when it
         # would change nothing (nothing ran, and every late period is flagged already).
         _late(report, register, waiting)
-        if report.runs or _new_late_flags(lake, report):
+        # Its step for each contract this run touched or with a period to flag now.
+        due = {r[0] for r in report.months} | _new_late_flags(lake, report)
+        if due:
+            import dagster as dg
+
             flagged = {b["breach_id"] for b in register.breaches() if b["rule"] == LATE_RULE}
-            timeliness = dagster.execute(TIMELINESS_JOB)
+            timeliness = dagster.execute(
+                TIMELINESS_JOB, asset_selection=[dg.AssetKey(["timeliness", c]) for c in due]
+            )
             report.checks_ok = _ran(timeliness)
             late_now = {b["breach_id"] for b in register.breaches() if b["rule"] == LATE_RULE}
             report.late_flagged_now = len(late_now - flagged)
