@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint ui clean
+.PHONY: demo test test-fast lint ui clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,11 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/datashare contracts lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --dist loadfile
+
+# The tests that do not run the whole pipeline: a minute, for the edit-test loop.
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -n auto --dist loadfile -m "not slow"
 
 ui: $(STAMP)
 	$(BIN)/datashare ui

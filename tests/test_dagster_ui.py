@@ -24,6 +24,9 @@ import pytest
 
 from schemas.contract import load_contracts
 
+# Each runs the whole pipeline: `pytest -m 'not slow'` leaves them out.
+pytestmark = pytest.mark.slow
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONTRACT = "stop_and_search"
 JOB = f"{CONTRACT}_delivery"

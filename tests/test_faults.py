@@ -24,6 +24,9 @@ from pipelines.synthetic import write_delivery
 from pipelines.warehouse import connect
 from tests.s3_server import LAKE_BUCKET, WEED, running_seaweed
 
+# Each runs the whole pipeline: `pytest -m 'not slow'` leaves them out.
+pytestmark = pytest.mark.slow
+
 MONTHS = ["2025-01", "2025-02", "2025-03", "2025-04"]
 FEW = MONTHS[:3]  # enough for two runs to meet over a month
 

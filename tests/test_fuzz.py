@@ -36,6 +36,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -46,6 +47,9 @@ from pipelines.row_validation import DeliveryRejected, curated_schema, validate_
 from pipelines.synthetic import write_delivery
 from schemas.contract import load_contracts
 from tests.conftest import REAL_DATA, make_home
+
+# Each runs the whole pipeline: `pytest -m 'not slow'` leaves them out.
+pytestmark = pytest.mark.slow
 
 SECRET = "OFFICERSECRET"  # every clear officer key starts so; no token or value does
 UNAGREED = "UNAGREEDVALUE"  # the values of a column no contract lists

@@ -48,6 +48,7 @@ def _everything_written(settings) -> bytes:
 # -- a good delivery is never held back by a broken sibling ------------------------------
 
 
+@pytest.mark.slow
 def test_a_good_file_beside_broken_ones_is_published_and_every_file_ends_final(
     home, real_stop_and_search, tmp_path, capsys
 ):
@@ -98,6 +99,7 @@ def test_a_good_file_beside_broken_ones_is_published_and_every_file_ends_final(
 # -- links, pipes and hard links are never read ------------------------------------------
 
 
+@pytest.mark.slow
 def test_links_pipes_and_hard_links_are_refused_and_nothing_is_read_through_them(
     home, tmp_path, capsys
 ):
@@ -186,6 +188,7 @@ def test_a_file_swapped_for_a_link_after_it_was_listed_is_refused_unread(tmp_pat
 # -- files still being copied ------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_file_is_taken_only_once_it_has_been_unchanged_for_the_settle_time(
     home, monkeypatch, capsys
 ):
@@ -230,6 +233,7 @@ def test_a_file_that_changes_while_it_is_read_is_left_for_later_not_rejected(tmp
 # -- compressed files that expand without limit ------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_decompression_bomb_is_rejected_with_its_bytes_kept(home, capsys):
     header = delivery_bytes("2025-01").split(b"\n", 1)[0]
     bomb = gzip.compress(header + b"\n" + b"a,b,c\n" * (12 << 20), compresslevel=9)

@@ -176,6 +176,7 @@ def test_plan_sorts_new_files_into_deliveries_unfiled_and_waiting(tmp_path):
 # -- identity: duplicates, restatements, versions ---------------------------------------
 
 
+@pytest.mark.slow
 def test_duplicates_restatements_and_resends_under_the_same_name(tmp_path):
     engine = Engine(tmp_path)
     first = delivery_bytes("2025-01", rows=30)
@@ -598,6 +599,7 @@ def _query(settings, sql: str) -> list[tuple]:
         return con.execute(sql).fetchall()
 
 
+@pytest.mark.slow
 def test_run_records_off_layout_files_once_and_flags_a_missed_month(home, capsys):
     from pipelines.cli import main
 

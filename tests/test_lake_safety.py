@@ -17,6 +17,9 @@ from pipelines.synthetic import write_delivery
 from schemas.contract import load_contracts
 from tests.conftest import drop
 
+# Each runs the whole pipeline: `pytest -m 'not slow'` leaves them out.
+pytestmark = pytest.mark.slow
+
 
 def _count(settings, sql: str):
     with duckdb.connect(str(settings.warehouse), read_only=True) as con:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pytest
 import yaml
 
 from assets.curated import build_curated_asset
@@ -78,6 +79,7 @@ def test_materialize_the_graph_into_a_tmp_home(home, stop_and_search, real_stop_
     assert _query(home, "SELECT count(*) FROM curated.stop_and_search") == [(16_332,)]
 
 
+@pytest.mark.slow
 def test_run_takes_good_and_bad_deliveries_and_goes_on(home, real_stop_and_search, capsys):
     drop(home, "stop_and_search", "2022-06", real_stop_and_search)
     bad = home.dropzone / "stop_and_search" / "2022-07" / "2022-07-stop-and-search.csv"
@@ -133,6 +135,7 @@ def test_run_takes_good_and_bad_deliveries_and_goes_on(home, real_stop_and_searc
     assert sorted(p.name for p in home.lake.rglob("*")) == before
 
 
+@pytest.mark.slow
 def test_duplicate_is_not_processed_and_restatement_replaces_the_month(
     home, real_stop_and_search, tmp_path, capsys
 ):
@@ -237,6 +240,7 @@ def warehouse_figures(settings, names: list[str]) -> dict[str, int]:
     return figures
 
 
+@pytest.mark.slow
 def test_demo_runs_the_whole_pipeline_and_every_figure_it_prints_is_the_warehouses(home, capsys):
     demo = ["demo", "--rows", "300", "--months", "6"]
     demo += ["--contracts", "stop_and_search,use_of_force,census_2021_population"]
@@ -279,6 +283,7 @@ def test_home_defaults_to_dot_datashare_in_the_current_folder(tmp_path, monkeypa
     assert settings.warehouse.parent == settings.home
 
 
+@pytest.mark.slow
 def test_a_month_with_half_the_usual_rows_is_a_volume_breach_with_data_docs(
     home, stop_and_search, capsys
 ):

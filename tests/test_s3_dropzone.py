@@ -7,6 +7,7 @@ import hashlib
 from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
+import pytest
 
 from pipelines.delivery_intake import take_deliveries
 from pipelines.dropzone import S3DropZone, open_dropzone
@@ -14,6 +15,9 @@ from pipelines.lake import FolderLake
 from pipelines.register import Register
 from tests.s3_server import BUCKET
 from tests.test_intake import CONTRACT, _tick, delivery_bytes, manifest_for
+
+# Each runs the whole pipeline: `pytest -m 'not slow'` leaves them out.
+pytestmark = pytest.mark.slow
 
 
 def _put(client, prefix: str, relative: str, body: bytes) -> None:

@@ -26,6 +26,9 @@ from tests.conftest import drop
 from tests.s3_server import LAKE_BUCKET
 from tests.test_lake_safety import _datashare
 
+# Each runs the whole pipeline: `pytest -m 'not slow'` leaves them out.
+pytestmark = pytest.mark.slow
+
 ROW = pa.schema([("n", pa.int64())])
 
 
