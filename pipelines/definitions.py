@@ -83,4 +83,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     )
 
 
-defs = build_definitions()
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The code location, built when Dagster loads it (not when this module is imported:
+    `datashare run` imports it to build its own, with its settings)."""
+    return build_definitions()

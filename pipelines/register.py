@@ -186,12 +186,14 @@ class Register:
         self.lake.write_table(self.lake.breaches_path(contract, period, delivery_id), table)
 
     def events(self, contract: str | None = None) -> list[dict]:
-        """Every delivery event, oldest first."""
-        pattern = f"governance/deliveries/contract={contract or '*'}/*.parquet"
+        """Every delivery event (of `contract`, if given), oldest first."""
+        # One listing of every contract's events, kept between calls (see `_event_rows`),
+        # filtered here: a run asks about each contract several times.
+        pattern = "governance/deliveries/contract=*/*.parquet"
         for attempt in range(5):
             files = self.lake.glob(pattern)
             try:
-                table = self.lake.read_all(files, DELIVERY_EVENT_SCHEMA)
+                rows = _event_rows(self.lake, pattern, files)
                 break
             except FileNotFoundError:
                 # A fold removed files after we listed them; its own file holds their
@@ -199,8 +201,7 @@ class Register:
                 if attempt == 4:
                     raise
                 time.sleep(0.05 * 2**attempt)
-        rows = _distinct(table.to_pylist())
-        return sorted(rows, key=lambda r: r["event_at"])
+        return [dict(r) for r in rows if contract is None or r["contract"] == contract]
 
     def deliveries(self, contract: str | None = None) -> dict[str, dict]:
         """The current state of each delivery (its latest event), keyed by delivery id."""
@@ -234,6 +235,27 @@ class Register:
         if not files:
             return []
         return self.lake.read_all(files, BREACH_SCHEMA).to_pylist()
+
+
+# Event files never change once written: each has a name of its own (or is written once
+# under a fixed one), and a fold writes a new file before removing the ones it folded. So a
+# process keeps what it read of each listing and, when the next listing only adds files,
+# reads just those: a run reads the register dozens of times, and it grows with history.
+_READ: dict[tuple[str, str], tuple[frozenset[str], list[dict]]] = {}
+
+
+def _event_rows(lake: Lake, pattern: str, files: list[str]) -> list[dict]:
+    """The distinct events in `files` (a listing of `pattern`), oldest first."""
+    listing = frozenset(files)
+    known, rows = _READ.get((lake.url, pattern), (frozenset(), []))
+    if not known <= listing:  # files folded away since: read the listing afresh
+        known, rows = frozenset(), []
+    new = [f for f in files if f not in known]
+    if new or not known:
+        added = lake.read_all(new, DELIVERY_EVENT_SCHEMA).to_pylist()
+        rows = sorted(_distinct(rows + added), key=lambda r: r["event_at"])
+        _READ[(lake.url, pattern)] = (listing, rows)
+    return rows
 
 
 def _timed(key: str) -> bool:
