@@ -184,16 +184,6 @@ def build_oversight_assets(contracts: dict[str, Contract]) -> list[dg.AssetsDefi
     return [oversight_marts]
 
 
-def marts_reading(contracts: set[str], all_contracts: dict[str, Contract]) -> list[dg.AssetKey]:
-    """The oversight assets that read any of `contracts`: what a run that changed them
-    must recompute."""
-    return [
-        oversight_key(m)
-        for m in MARTS.values()
-        if contracts & set(m.source_contracts(all_contracts))
-    ]
-
-
 def oversight_selection() -> dg.AssetSelection:
     """Every oversight asset (for a job that refreshes the marts)."""
     return dg.AssetSelection.groups("oversight")

@@ -60,7 +60,8 @@ def cmd_demo(settings: Settings, rows: int, months: int, only: set[str] | None) 
 def _demo_report(settings: Settings, status: int) -> int:
     """The demo ends with the oversight pack, so a new user sees the measures too."""
     if status == 0:
-        status = run_report_command(argparse.Namespace(output=None, refresh=False), settings)
+        args = argparse.Namespace(output=None, refresh=False, if_changed=True)
+        status = run_report_command(args, settings)
     return status
 
 

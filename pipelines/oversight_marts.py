@@ -38,7 +38,6 @@ import pyarrow as pa
 import yaml
 
 from pipelines.lake import Lake
-from pipelines.row_validation import curated_schema
 from pipelines.warehouse import make_lake_readable
 from schemas.contract import Contract, contracts_dir, load_contracts
 
@@ -1836,6 +1835,15 @@ MARTS: dict[str, Mart] = {
 _LOADED: dict[tuple, dict[str, Contract]] = {}
 
 
+def marts_reading(contracts: set[str], all_contracts: dict[str, Contract]) -> list[str]:
+    """The marts that read any of `contracts`: what a run that changed them recomputes."""
+    return [
+        name
+        for name, mart in MARTS.items()
+        if contracts & set(mart.source_contracts(all_contracts))
+    ]
+
+
 def current_contracts() -> dict[str, Contract]:
     """The contracts in the contracts folder, read again only when a file there changed."""
     directory = contracts_dir()
@@ -1900,6 +1908,8 @@ def warehouse_connection(
     if isinstance(warehouse, duckdb.DuckDBPyConnection):
         yield warehouse
         return
+    from pipelines.row_validation import curated_schema  # pandera: not at start-up
+
     contracts = contracts or current_contracts()
     con = duckdb.connect()
     try:

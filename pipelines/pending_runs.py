@@ -26,7 +26,7 @@ from pipelines.dropzone import open_dropzone
 from pipelines.job_names import OVERSIGHT_JOB, TIMELINESS_JOB, UNFILED_JOB, delivery_job_name
 from pipelines.lake import Lake, open_lake
 from pipelines.leases import LeaseBusy, month_lease
-from pipelines.oversight_marts import MARTS
+from pipelines.oversight_marts import MARTS, marts_reading
 from pipelines.publishing import published
 from pipelines.register import Register
 from pipelines.run_failures import explain, failure_words
@@ -390,10 +390,8 @@ def run_pending(settings: Settings, progress: Callable[[str], None] | None = Non
         # run with nothing new recomputes nothing.
         missing = set(MARTS) - {Path(k).stem for k in lake.glob("oversight/*.parquet")}
         touched = {r[0] for r in report.months}
-        chosen = [
-            name for name, mart in MARTS.items()
-            if name in missing or touched & set(mart.source_contracts(contracts))
-        ]  # fmt: skip
+        reading = set(marts_reading(touched, contracts))
+        chosen = [name for name in MARTS if name in missing or name in reading]
         if chosen:
             import dagster as dg
 

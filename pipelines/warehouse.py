@@ -25,7 +25,6 @@ from pipelines.lake import Lake
 from pipelines.object_store import let_duckdb_read_s3
 from pipelines.register import BREACH_SCHEMA, DELIVERY_EVENT_SCHEMA
 from pipelines.retention import ERASURE_SCHEMA
-from pipelines.row_validation import QUARANTINE_SCHEMA, curated_schema
 from schemas.contract import Contract
 
 SCHEMAS = ("curated", "oversight", "governance")
@@ -134,6 +133,8 @@ def catalog_shows(path: Path, lake: Lake, contract: Contract) -> bool:
     """
     if not path.exists():
         return False
+    from pipelines.row_validation import curated_schema  # pandera and polars: not at start-up
+
     target = f"{contract.name}_releases" if contract.layout else contract.name
     try:
         with duckdb.connect(str(path), read_only=True) as con:
@@ -166,6 +167,10 @@ def catalog_shows(path: Path, lake: Lake, contract: Contract) -> bool:
 
 def build_warehouse(lake: Lake, contracts: dict[str, Contract], path: Path) -> Path:
     """Write a fresh catalog of the lake to `path`, atomically."""
+    # The curated schemas bring in pandera and polars: imported here, so that reading the
+    # warehouse (`connect`, a run with nothing new) does not pay for them at start-up.
+    from pipelines.row_validation import curated_schema
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
@@ -239,6 +244,8 @@ def _oversight(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
 
 
 def _governance(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
+    from pipelines.row_validation import QUARANTINE_SCHEMA
+
     _source(
         con,
         "governance.delivery_events",

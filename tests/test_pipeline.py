@@ -21,6 +21,7 @@ from pipelines.resources import (
     PseudonymKeyResource,
     WarehouseResource,
 )
+from schemas.contract import load_contracts
 from tests.conftest import drop
 
 
@@ -306,3 +307,57 @@ def test_a_month_with_half_the_usual_rows_is_a_volume_breach_with_data_docs(
         (home.lake / "docs" / "contract=stop_and_search" / "period=2025-04").rglob("*.html")
     )
     assert pages and any("150" in p.read_text(errors="ignore") for p in pages)
+
+
+@pytest.mark.slow
+def test_a_new_month_recomputes_only_the_marts_reading_it_and_an_idle_run_launches_nothing(
+    home, stop_and_search
+):
+    from pipelines.oversight_marts import marts_reading
+    from pipelines.synthetic import write_delivery
+
+    contracts = load_contracts()
+    uof = contracts["use_of_force"]
+    for i, period in enumerate(["2025-01", "2025-02"]):
+        write_delivery(stop_and_search, period, home.dropzone / "stop_and_search" / period /
+                       "s.csv", rows=300, seed=i)  # fmt: skip
+        write_delivery(uof, period, home.dropzone / "use_of_force" / period / "u.csv",
+                       rows=300, seed=i)  # fmt: skip
+    assert main(["run"]) == 0
+    instance = dg.DagsterInstance.get()
+    before = {r.run_id for r in instance.get_runs()}
+
+    path = home.dropzone / "stop_and_search" / "2025-03" / "s.csv"
+    write_delivery(stop_and_search, "2025-03", path, rows=300, seed=3, defect_rate=0)
+    assert main(["run"]) == 0
+    runs = [r for r in instance.get_runs() if r.run_id not in before]
+    oversight = [r for r in runs if r.job_name == "oversight"]
+    assert len(oversight) == 1
+    recomputed = {
+        e.asset_key
+        for e in instance.get_records_for_run(
+            oversight[0].run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+        ).records
+        for e in [e.event_log_entry.dagster_event]
+    }
+    expected = {
+        dg.AssetKey(["oversight", m]) for m in marts_reading({"stop_and_search"}, contracts)
+    }
+    assert recomputed == expected and dg.AssetKey(["oversight", "use_of_force_tactics"]) not in (
+        recomputed
+    )
+    # The month is in the warehouse without the catalog being rebuilt for it.
+    curated = instance.get_latest_materialization_event(dg.AssetKey(["curated", "stop_and_search"]))
+    assert curated.asset_materialization.partition == "2025-03"
+    assert curated.asset_materialization.metadata["catalog_rebuilt"].value is False
+    assert (
+        _query(home, "SELECT count(*) FROM curated.stop_and_search WHERE _period = '2025-03'")[0][0]
+        == 300
+    )
+
+    # Nothing new: no Dagster run at all, and the warehouse file is left as it was.
+    built = home.warehouse.stat().st_mtime_ns
+    seen = {r.run_id for r in instance.get_runs()}
+    assert main(["run"]) == 0
+    assert {r.run_id for r in instance.get_runs()} == seen
+    assert home.warehouse.stat().st_mtime_ns == built
