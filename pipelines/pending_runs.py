@@ -283,7 +283,7 @@ class _Progress:
             what = (
                 "the files outside the agreed layout"
                 if self.current == UNFILED
-                else (f"{n} month(s)")
+                else (f"{n} period(s)")
             )
             self.tell(
                 f"  [{self.done}/{len(self.contracts)}] {self.current}: {what} through "
