@@ -292,10 +292,15 @@ def history_rows(work: Path, rows: int, depths: list[int]) -> list[Row]:
         measured = sorted(tries, key=lambda m: m.seconds)[len(tries) // 2]
         first_cost = first_cost or measured.seconds
         growth = measured.seconds / first_cost
-        result.append(
-            Row("history", f"one new month, {depth} published", measured, None,
-                "within 10% of 1 month's", growth <= 1.10, why=f"{growth:.2f}x the first")
-        )  # fmt: skip
+        why = f"{growth:.2f}x the first"
+        row = Row("history", f"one new month, {depth} published", measured, None,
+                  "within 10% of 1 month's", growth <= 1.10, why)  # fmt: skip
+        if not row.met:
+            shutil.rmtree(base, ignore_errors=True)
+            shutil.copytree(home, base, symlinks=True)
+            send_months(base, [LAST], rows)
+            row.why += "; " + where_time_goes(base, "run")
+        result.append(row)
         shutil.rmtree(base, ignore_errors=True)
     return result
 
