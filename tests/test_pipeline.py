@@ -361,3 +361,29 @@ def test_a_new_month_recomputes_only_the_marts_reading_it_and_an_idle_run_launch
     assert main(["run"]) == 0
     assert {r.run_id for r in instance.get_runs()} == seen
     assert home.warehouse.stat().st_mtime_ns == built
+
+
+def test_the_catalog_is_rebuilt_only_when_its_views_cannot_show_the_lake(home, stop_and_search):
+    import dataclasses
+
+    from pipelines.lake import open_lake
+    from pipelines.synthetic import write_delivery
+    from pipelines.warehouse import catalog_shows
+
+    path = home.dropzone / "stop_and_search" / "2025-01" / "s.csv"
+    write_delivery(stop_and_search, "2025-01", path, rows=300, seed=1, defect_rate=0.05)
+    assert main(["run"]) == 0
+    lake = open_lake(home.lake)
+    # A month more is read through the same views; nothing to rebuild.
+    assert catalog_shows(home.warehouse, lake, stop_and_search)
+    # A new contract version, a column the views lack, a contract with no data yet (an
+    # empty stand-in table) and another lake each need a rebuild.
+    assert not catalog_shows(
+        home.warehouse, lake, dataclasses.replace(stop_and_search, version="9")
+    )
+    extra = dataclasses.replace(stop_and_search.columns[0], name="new_column")
+    wider = dataclasses.replace(stop_and_search, columns=(*stop_and_search.columns, extra))
+    assert not catalog_shows(home.warehouse, lake, wider)
+    assert not catalog_shows(home.warehouse, lake, load_contracts()["workforce"])
+    assert not catalog_shows(home.warehouse, open_lake(home.home / "other-lake"), stop_and_search)
+    assert not catalog_shows(home.home / "missing.duckdb", lake, stop_and_search)
