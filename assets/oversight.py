@@ -18,6 +18,7 @@ from pipelines.lake import Lake
 from pipelines.oversight_marts import (
     MARTS,
     Mart,
+    WrittenMart,
     current_contracts,
     headline_figures,
     latest_figures,
@@ -104,7 +105,9 @@ def _rebuild_with_views(
     raise RuntimeError(f"oversight views are missing from {warehouse.path} after 3 rebuilds")
 
 
-def _mart_result(mart: Mart, written, notes: dict[str, object]) -> dg.MaterializeResult:
+def _mart_result(
+    mart: Mart, written: WrittenMart, notes: dict[str, object]
+) -> dg.MaterializeResult:
     table = written.table
     suppressed = {
         c.name: sum(1 for v in table.column(c.name).to_pylist() if v)
@@ -141,7 +144,6 @@ def mart_spec(mart: Mart, contracts: dict[str, Contract]) -> dg.AssetSpec:
             "suppression_threshold": mart.threshold or 0,
             "table": f"oversight.{mart.name}",
         },
-        skippable=True,
     )
 
 

@@ -260,9 +260,18 @@ class _Dagster:
 
         return open_instance(self.settings)
 
-    def execute(self, job: str, **kwargs) -> dg.ExecuteInProcessResult:
+    def execute(
+        self, job: str, partition_key: str | None = None, assets: list[list[str]] | None = None
+    ) -> dg.ExecuteInProcessResult:
+        """Run `job` here (for one partition, or only the assets at paths `assets`)."""
+        import dagster as dg
+
         return self.defs.resolve_job_def(job).execute_in_process(
-            instance=self.instance, raise_on_error=False, run_config=QUIET, **kwargs
+            instance=self.instance,
+            raise_on_error=False,
+            run_config=QUIET,
+            partition_key=partition_key,
+            asset_selection=[dg.AssetKey(path) for path in assets] if assets else None,
         )
 
 
@@ -280,11 +289,7 @@ class _Progress:
         if self.current is not None:
             self.done += 1
             n = self.counts[self.current]
-            what = (
-                "the files outside the agreed layout"
-                if self.current == UNFILED
-                else (f"{n} period(s)")
-            )
+            what = f"{n} period(s)" if self.current != UNFILED else "the files outside the layout"
             self.tell(
                 f"  [{self.done}/{len(self.contracts)}] {self.current}: {what} through "
                 f"Dagster in {time.monotonic() - self.started:.1f} s"
@@ -367,18 +372,14 @@ def run_pending(settings: Settings, progress: Callable[[str], None] | None = Non
 
     waiting = {(f.contract, f.period) for f, _ in plan.waiting}
     with _phase(report, "the late-delivery check"):
-        # The same job the daily schedule runs, after what was just taken; skipped when it
-        # would change nothing (nothing ran, and every late period is flagged already).
+        # The same job the daily schedule runs, after what was just taken: the steps of the
+        # contracts this run touched or with a period to flag now (none, when nothing ran
+        # and every late period is flagged already).
         _late(report, register, waiting)
-        # Its step for each contract this run touched or with a period to flag now.
         due = {r[0] for r in report.months} | _new_late_flags(lake, report)
         if due:
-            import dagster as dg
-
             flagged = {b["breach_id"] for b in register.breaches() if b["rule"] == LATE_RULE}
-            timeliness = dagster.execute(
-                TIMELINESS_JOB, asset_selection=[dg.AssetKey(["timeliness", c]) for c in due]
-            )
+            timeliness = dagster.execute(TIMELINESS_JOB, assets=[["timeliness", c] for c in due])
             report.checks_ok = _ran(timeliness)
             late_now = {b["breach_id"] for b in register.breaches() if b["rule"] == LATE_RULE}
             report.late_flagged_now = len(late_now - flagged)
@@ -393,11 +394,7 @@ def run_pending(settings: Settings, progress: Callable[[str], None] | None = Non
         reading = set(marts_reading(touched, contracts))
         chosen = [name for name in MARTS if name in missing or name in reading]
         if chosen:
-            import dagster as dg
-
-            oversight = dagster.execute(
-                OVERSIGHT_JOB, asset_selection=[dg.AssetKey(["oversight", n]) for n in chosen]
-            )
+            oversight = dagster.execute(OVERSIGHT_JOB, assets=[["oversight", n] for n in chosen])
             report.checks_ok = report.checks_ok and oversight.success
             marts_ran = oversight.success
 
