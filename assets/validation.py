@@ -11,7 +11,7 @@ from pipelines.resources import LakeResource, PseudonymKeyResource
 from pipelines.row_validation import DeliveryVerdict, validate_pending
 from schemas.contract import Contract
 
-# Per-partition check results are what make a rejected month show as failed in the UI;
+# Per-partition check results are what make a held-back month show as failed in the UI;
 # Dagster 1.13 still labels them preview.
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
@@ -24,13 +24,41 @@ def validated_key(contract: Contract) -> dg.AssetKey:
 
 
 def conformance_result(breaches: list[dict], delivery: str | None) -> dg.AssetCheckResult:
-    """The contract-conformance check: fails on critical or major breaches."""
+    """The month's contract-conformance check, in three states an engineer can act on.
+
+    - failed, error: the delivery was held back or rejected (a critical breach), so the
+      month is not published: the force must send again;
+    - failed, warning: published, with major breaches (rows quarantined, sent late) for
+      the data-sharing lead to follow up; not an outage;
+    - passed: published as agreed (minor notes at most).
+    """
     counts = {s: sum(b["severity"] == s for b in breaches) for s in ("critical", "major", "minor")}
+    if counts["critical"]:
+        held = any(b["severity"] == "critical" and b["action"] == "delivery held" for b in breaches)
+        outcome = "held back: not published" if held else "rejected: not published"
+        words = (
+            f"{'Held back' if held else 'Rejected'}: {counts['critical']} critical breach(es), "
+            "so this delivery was not published and the curated month is left as it was. The "
+            "force must send it again (the breaches below say what to fix)."
+        )
+    elif counts["major"]:
+        outcome = "published with breaches"
+        words = (
+            f"Published with {counts['major']} major breach(es) for the data-sharing lead to "
+            "follow up with the force (failing rows are quarantined with their reasons); the "
+            "month is available to analysts."
+        )
+    else:
+        outcome = "published" if delivery else "nothing delivered"
+        minor = f", with {counts['minor']} minor note(s)" if counts["minor"] else ""
+        words = f"Published as agreed{minor}." if delivery else "No delivery for this month yet."
     return dg.AssetCheckResult(
         check_name=CONFORMANCE_CHECK,
         passed=counts["critical"] == 0 and counts["major"] == 0,
         severity=dg.AssetCheckSeverity.ERROR if counts["critical"] else dg.AssetCheckSeverity.WARN,
+        description=words,
         metadata={
+            "outcome": outcome,
             "delivery_id": delivery or "none",
             **{f"{s}_breaches": n for s, n in counts.items()},
             "breaches": dg.MetadataValue.md(markdown_table(breaches, BREACH_COLUMNS)),
@@ -65,13 +93,15 @@ def build_validation_asset(contract: Contract) -> dg.AssetsDefinition:
                 CONFORMANCE_CHECK,
                 asset=key,
                 partitions_def=delivery_partitions(contract),
-                # A critical breach stops the month being published in the same run.
-                blocking=True,
+                # Not blocking: publication only ever takes a delivery that passed
+                # validation, so a held-back month is a business outcome the run records,
+                # not a step that fails with a stack trace.
                 description=f"The month's newest readable delivery conforms to contract "
-                f"{contract.name} v{contract.version}: no critical or major breach. Blocking: a "
-                "critical breach (error) holds the delivery back and the curated month is left "
-                "as it was. A file that could not be read is rejected on its own and never "
-                "holds back a readable one sent beside it.",
+                f"{contract.name} v{contract.version}. Error: held back or rejected (a "
+                "critical breach), not published, the force must send again. Warning: "
+                "published with major breaches (rows quarantined, late) for the data-sharing "
+                "lead to follow up. A file that could not be read is rejected on its own and "
+                "never holds back a readable one sent beside it.",
             )
         ],
         description=(
@@ -122,8 +152,11 @@ def build_validation_asset(contract: Contract) -> dg.AssetsDefinition:
         ]
         delivered = sum(v.outcome.rows_delivered for v in verdicts)
         docs = [v.data_docs for v in verdicts if v.data_docs]
+        check = conformance_result(breaches, delivery_id)
         return dg.MaterializeResult(
             metadata={
+                # What became of the month: published, published with breaches, held back.
+                "outcome": check.metadata["outcome"],
                 "dagster/row_count": delivered,
                 "deliveries_validated": len(verdicts),
                 "rows_delivered": delivered,
@@ -136,7 +169,7 @@ def build_validation_asset(contract: Contract) -> dg.AssetsDefinition:
                 if docs
                 else "none (no new readable delivery)",
             },
-            check_results=[conformance_result(breaches, delivery_id)],
+            check_results=[check],
         )
 
     return validated

@@ -121,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="write demo deliveries into the drop zone, then run")
     demo.add_argument("--rows", type=int, default=5_000, help="rows per delivery")
-    demo.add_argument("--months", type=int, default=24, help="months of deliveries, to 2025-12")
+    demo.add_argument("--months", type=int, default=24, help="months, to the last closed one")
     demo.add_argument("--contracts", help="comma-separated contract names (default: all)")
     run = sub.add_parser("run", help="process everything pending in the drop zone")
     run.add_argument(

@@ -1,8 +1,9 @@
 """The bundled demo: the whole estate, every contract, with a few realistic breaches on purpose.
 
-Every contract gets synthetic deliveries for the months (or quarters) up to December 2025,
-with a small share of defective rows; the Census 2021 reference population is the real
-published file, bundled. On purpose, in stop and search and use of force:
+Every contract gets synthetic deliveries for the months (or quarters) up to the last one
+closed before today, so the UI shows a current picture; one month in three has a small share
+of defective rows (quarantined), the others are clean. The Census 2021 reference population
+is the real published file, bundled. On purpose, in stop and search and use of force:
 - one month sent twice under two names: the second is a duplicate, not processed again;
 - one month restated: a corrected file sent after the first, so the first is superseded;
 - one month first sent with a renamed column (rejected, kept, reported), then re-sent right;
@@ -20,16 +21,16 @@ import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
+from pipelines.delivery_schedule import scheduled_periods, today_in_london
 from pipelines.dropzone import MANIFEST_SUFFIX
 from pipelines.synthetic import write_delivery
 from schemas.contract import Contract, load_contracts
 
-LAST_PERIOD = "2025-12"
-DEFECT_RATE = 0.003
+DEFECT_RATE = 0.003  # in one month of three; the others are clean
 CENSUS = Path(__file__).with_name("demo_data") / "census2021_london_age3_ethnic8_sex.csv"
-STEP = {"monthly": 1, "quarterly": 3, "annual": 12}
 
 
 @dataclass
@@ -52,18 +53,20 @@ def _shift(period: str, months: int) -> str:
     return f"{total // 12:04d}-{total % 12 + 1:02d}"
 
 
-def demo_periods(contract: Contract, months: int) -> list[str]:
-    """The contract's periods inside the last `months` months up to LAST_PERIOD."""
+def last_period(today: date | None = None) -> str:
+    """The last month closed before today (London): where the demo's deliveries end."""
+    today = today or today_in_london()
+    return _shift(f"{today.year:04d}-{today.month:02d}", -1)
+
+
+def demo_periods(contract: Contract, months: int, today: date | None = None) -> list[str]:
+    """The contract's periods that have closed, inside the last `months` months to
+    `last_period()`."""
+    today = today or today_in_london()
+    first = _shift(last_period(today), 1 - months)
     if contract.schedule.period == "once":
         return [contract.schedule.first_period]
-    step = STEP[contract.schedule.period]
-    first = _shift(LAST_PERIOD, 1 - months)
-    period, periods = contract.schedule.first_period, []
-    while period <= LAST_PERIOD:
-        if period >= first:
-            periods.append(period)
-        period = _shift(period, step)
-    return periods
+    return [p for p in scheduled_periods(contract, today) if p >= first]
 
 
 def write_demo_deliveries(
@@ -107,23 +110,26 @@ def write_demo_deliveries(
                 make(
                     base / period / f"0-first-attempt-{good.name}", _renamed_column(contract, seed)
                 )
-            make(good, _delivery(contract, period, rows, seed))
+            make(good, _delivery(contract, period, rows, seed, defective=i % 3 == 0))
             if period == resent:
                 make(base / period / f"resent-{good.name}", lambda p, g=good: shutil.copyfile(g, p))
             if period == restated:
                 # Written after the first file, so it is the later delivery of the month.
                 make(
                     base / period / f"restated-{good.name}",
-                    _delivery(contract, period, rows, seed + 500),
+                    _delivery(contract, period, rows, seed + 500, defective=True),
                 )
         if contract.name == "use_of_force" and len(periods) >= 6:
             _manifest_mismatch(base, periods[-3], contract.name, make)
     return files
 
 
-def _delivery(contract: Contract, period: str, rows: int, seed: int) -> Callable[[Path], object]:
+def _delivery(
+    contract: Contract, period: str, rows: int, seed: int, defective: bool
+) -> Callable[[Path], object]:
+    rate = DEFECT_RATE if defective else 0.0
     return lambda path: write_delivery(
-        contract, period, path, rows=rows, seed=seed, defect_rate=DEFECT_RATE
+        contract, period, path, rows=rows, seed=seed, defect_rate=rate
     )
 
 

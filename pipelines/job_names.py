@@ -9,3 +9,9 @@ OVERSIGHT_JOB = "oversight"  # the oversight marts
 def delivery_job_name(contract_name: str) -> str:
     """The job that takes, validates and publishes one month of a contract."""
     return f"{contract_name}_delivery"
+
+
+# The code location's name, as workspace.yaml and pyproject's [tool.dagster] give it: runs
+# that `datashare run` makes carry it, so the UI files them under their jobs.
+CODE_LOCATION = "datashare"
+DEFINITIONS_MODULE = "pipelines.definitions"

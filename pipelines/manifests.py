@@ -4,7 +4,7 @@
 bytes. Intake keeps a copy beside the landing copy; after validation counted the rows,
 a delivery whose bytes or row count disagree with its manifest (or whose manifest cannot
 be read) has a critical breach, so it is held: recorded as `held`, never published, and
-its (blocking) conformance check fails.
+its conformance check fails with an error.
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import dagster as dg
 
-CHECK_FAILED = "DagsterAssetCheckFailedError"  # a blocking check that held a delivery back
+# A blocking check that held a delivery back (runs recorded before the check stopped blocking).
+CHECK_FAILED = "DagsterAssetCheckFailedError"
 
 NEXT_RUN = "Nothing from the month was half-published; the next run finishes it."
 KNOWN = (

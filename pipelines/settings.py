@@ -19,10 +19,13 @@ from pathlib import Path
 
 DEFAULT_SETTLE_SECONDS = 60.0  # a folder file must be unchanged this long before it is taken
 
-# Dagster's default SQLite storage under the home; no telemetry (no internet). Runs for
-# the same contract-period (tagged by the delivery sensor) go one at a time.
+# Dagster's default SQLite storage under the home. A police network: no telemetry, and no
+# third-party sign-up prompt in the UI (`nux`). Runs for the same contract-period (tagged by
+# the delivery sensor) go one at a time.
 DAGSTER_YAML = """\
 telemetry:
+  enabled: false
+nux:
   enabled: false
 concurrency:
   runs:
@@ -32,6 +35,8 @@ concurrency:
           applyLimitPerUniqueValue: true
         limit: 1
 """
+
+_OLD_DAGSTER_YAML = DAGSTER_YAML.replace("nux:\n  enabled: false\n", "")
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,9 @@ class Settings:
         for folder in folders:
             folder.mkdir(parents=True, exist_ok=True)
         config = self.dagster_home / "dagster.yaml"
-        if not config.exists():
+        # A home made by an earlier version gets the settings it lacks; a file someone
+        # edited is theirs and left alone.
+        if not config.exists() or config.read_text() == _OLD_DAGSTER_YAML:
             config.write_text(DAGSTER_YAML)
 
 
