@@ -71,10 +71,12 @@ def cmd_ui(settings: Settings, host: str, port: int) -> int:
 
     _use_home(settings)
     open_instance(settings)  # made now, so a run started beside the UI finds it whole
-    dagster = Path(sys.executable).with_name("dagster")
+    # `dagster dev` warns on every start that `dg dev` (another package, with a project
+    # layout of its own) supersedes it; it is still Dagster's supported command for this.
+    quiet = "ignore:Function `dev_command` is superseded"
     argv = [
-        str(dagster), "dev", "-w", str(REPO_ROOT / "workspace.yaml"),
-        "-h", host, "-p", str(port),
+        sys.executable, "-W", quiet, "-m", "dagster", "dev",
+        "-w", str(REPO_ROOT / "workspace.yaml"), "-h", host, "-p", str(port),
     ]  # fmt: skip
     print(f"Dagster UI on http://{host}:{port} (home {settings.home}); Ctrl-C to stop.")
     sys.stdout.flush()

@@ -23,6 +23,13 @@ def retention_job() -> None:
     enforce_retention_op()
 
 
+# On by default: erasure past retention is an obligation of the agreement, not an option,
+# so wherever the Dagster daemon runs (`datashare ui`, a deployment) it happens daily.
 retention_schedule = dg.ScheduleDefinition(
-    job=retention_job, cron_schedule="0 2 * * *", execution_timezone="Europe/London"
+    job=retention_job,
+    cron_schedule="0 2 * * *",
+    execution_timezone="Europe/London",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Daily at 02:00 London: erase what is past each contract's retention period "
+    "(the same as `datashare retention --apply`); each erasure is recorded.",
 )

@@ -433,3 +433,30 @@ def test_the_job_page_lists_the_runs_datashare_made(webserver: Webserver) -> Non
     listed = {r["runId"] for r in job["runs"]}
     made = {r["runId"] for r in _runs_by_period(webserver).values()}
     assert made and made <= listed, (made, listed)
+
+
+AUTOMATION_QUERY = """
+{
+  repositoryOrError(repositorySelector: {
+    repositoryName: "__repository__", repositoryLocationName: "datashare"
+  }) {
+    __typename
+    ... on Repository {
+      schedules { name scheduleState { status } }
+      sensors { name sensorState { status } }
+    }
+  }
+}
+"""
+
+
+def test_the_sensor_and_schedules_are_on(webserver: Webserver) -> None:
+    """What the README promises runs by itself: taking new files, the daily late-delivery
+    check and the daily retention erasure, all on as soon as the daemon runs."""
+    repository = webserver.graphql(AUTOMATION_QUERY)["repositoryOrError"]
+    assert repository["__typename"] == "Repository", repository
+    schedules = {s["name"]: s["scheduleState"]["status"] for s in repository["schedules"]}
+    sensors = {s["name"]: s["sensorState"]["status"] for s in repository["sensors"]}
+    assert "retention_job_schedule" in schedules, schedules
+    assert set(schedules.values()) == {"RUNNING"}, schedules
+    assert "new_deliveries" in sensors and set(sensors.values()) == {"RUNNING"}, sensors
