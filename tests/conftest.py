@@ -14,9 +14,9 @@ from pipelines.settings import Settings, load_settings
 from schemas.contract import Contract, load_contracts
 from tests.s3_server import WEED, S3Server, running_seaweed
 
-REAL_DATA = Path(
-    os.environ.get("DATASHARE_REAL_DATA", Path(__file__).resolve().parents[2] / "shared" / "real")
-)
+# The real published files travel with the tests (tests/data/real/README.md says where each
+# came from); DATASHARE_REAL_DATA points the tests at another copy.
+REAL_DATA = Path(os.environ.get("DATASHARE_REAL_DATA") or Path(__file__).parent / "data" / "real")
 REAL_STOP_AND_SEARCH = REAL_DATA / "stop_and_search" / "2022-06-metropolitan-stop-and-search.csv"
 
 
@@ -48,7 +48,7 @@ def stop_and_search() -> Contract:
 def real_stop_and_search() -> Path:
     assert REAL_STOP_AND_SEARCH.exists(), (
         f"the real June 2022 file is expected at {REAL_STOP_AND_SEARCH} "
-        "(set DATASHARE_REAL_DATA to the shared/real folder)"
+        "(tests/data/real, or the folder DATASHARE_REAL_DATA names)"
     )
     return REAL_STOP_AND_SEARCH
 
