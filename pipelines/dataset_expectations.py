@@ -168,9 +168,15 @@ def _checks(
 
 
 def _run_ge(
-    contract: Contract, delivery_id: str, checks: list[_Check], site: Path
+    contract: Contract,
+    period: str,
+    delivery_id: str,
+    checks: list[_Check],
+    site: Path,
+    static: str,
 ) -> tuple[dict[tuple[str, str], bool], Path | None]:
-    """Validate the checks with great-expectations; write Data Docs to `site`.
+    """Validate the checks with great-expectations; write Data Docs to `site`, linking the
+    shared static files at `static` (relative to `site`, see `data_docs`).
 
     Returns GE's verdict per (check, subject) expectation and the validation page.
     """
@@ -184,6 +190,8 @@ def _run_ge(
         ProgressBarsConfig,
     )
 
+    from pipelines import data_docs
+
     # In memory, no progress bars, and no default docs site in a fresh temporary directory.
     config = DataContextConfig(
         store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
@@ -191,19 +199,9 @@ def _run_ge(
         analytics_enabled=False,
     )
     context = gx.get_context(mode="ephemeral", project_config=config)
+    label = data_docs.data_asset_label(contract.name, period, delivery_id)
     context.add_data_docs_site(
-        site_name=SITE,
-        site_config={
-            "class_name": "SiteBuilder",
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            # The delivery's validation page and the index; the suite page would say the
-            # same expectations again, and costs a third of the build.
-            "site_section_builders": {"expectations": "0", "profiling": "0"},
-            "store_backend": {
-                "class_name": "TupleFilesystemStoreBackend",
-                "base_directory": str(site),
-            },
-        },
+        site_name=SITE, site_config=data_docs.site_config(site, static, label)
     )
     frame = pd.DataFrame(
         {
@@ -334,10 +332,18 @@ def check_dataset(
     folder = lake.docs_dir(contract.name, period, delivery_id)
     verdicts: dict[tuple[str, str], bool] = {}
     link: str | None = None
+    static = ""
+    try:
+        from pipelines import data_docs
+
+        static = data_docs.static_path(folder)
+        data_docs.publish_static(lake)  # the pages' CSS and JS, one copy per lake
+    except Exception:  # the pages still say everything, unstyled
+        log.exception("the Data Docs static files could not be kept in %s", lake)
     try:
         with lake.writing_folder(folder) as site:
             try:
-                verdicts, page = _run_ge(contract, delivery_id, checks, site)
+                verdicts, page = _run_ge(contract, period, delivery_id, checks, site, static)
             except Exception:
                 log.exception("great-expectations failed for %s; checking directly", delivery_id)
                 page = _fallback_page(contract, period, delivery_id, checks, site)

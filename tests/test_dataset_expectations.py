@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import posixpath
 import re
 import time
 from pathlib import Path
@@ -16,7 +17,8 @@ from pipelines.dataset_expectations import (
     check_dataset,
     profile_from_counts,
 )
-from pipelines.lake import FolderLake
+from pipelines.lake import FolderLake, S3Lake, open_lake
+from tests.s3_server import LAKE_BUCKET
 
 HISTORY = [{"period": f"2023-{m:02d}", "rows_delivered": 1000 + 10 * m} for m in range(1, 13)]
 USUAL = 1065  # median of the history above
@@ -74,6 +76,8 @@ def test_half_the_usual_volume_is_a_major_breach(stop_and_search, tmp_path: Path
 def test_normal_volume_and_steady_mix_are_no_breach(stop_and_search, tmp_path: Path):
     lake = FolderLake(tmp_path / "lake")
     history_mix = {"gender": {"Male": 0.52, "Female": 0.48}, "type": {"Person search": 1.0}}
+    import pipelines.data_docs  # noqa: F401  # imports GE: the time below is the check's own
+
     started = time.perf_counter()
     breaches, page = check_dataset(
         stop_and_search,
@@ -173,3 +177,129 @@ def test_odd_input_never_raises(stop_and_search, tmp_path: Path, rows, history):
     )
     expected = ["dataset.volume"] if rows == 0 and history else []
     assert [b.rule for b in breaches] == expected
+
+
+# -- Data Docs read offline: every page links the lake's one shared static folder ------------
+
+LINK = re.compile(r"""\b(?:src|href)\s*=\s*["']([^"']*)["']""", re.I)
+ROW_LINK = re.compile(r"'_table_row_link_path': '([^']*)'")  # where a click on a row goes
+
+
+def _links(text: str) -> list[str]:
+    """Every src/href of a page, and the index table's row links."""
+    return LINK.findall(text) + ROW_LINK.findall(text)
+
+
+def _relative(link: str) -> str | None:
+    """The file a relative link names (None for a link within the page)."""
+    path = unquote(urlparse(link).path)
+    return path or None
+
+
+def _docs_run(stop_and_search, lake, delivery_id: str):
+    return check_dataset(
+        stop_and_search,
+        "2024-01",
+        delivery_id,
+        _profile(stop_and_search, 500),
+        HISTORY,
+        lake,
+        history_mix={"type": {"Person search": 1.0}},
+    )
+
+
+def test_data_docs_work_offline_from_one_shared_static_folder(stop_and_search, tmp_path: Path):
+    root = tmp_path / "lake"
+    lake = FolderLake(root)
+    shared = root / "docs" / "_static"
+    used: dict[str, set[Path]] = {}
+    for delivery_id in ("1a2b3c4d5e6f", "9f8e7d6c5b4a"):
+        _, link = _docs_run(stop_and_search, lake, delivery_id)
+        page = _file(link)
+        site = root / lake.docs_dir("stop_and_search", "2024-01", delivery_id)
+        index = site / "index.html"
+        assert index.exists() and site.resolve() in page.parents
+        # GX's 4 MB static folder is not copied into the site: its two pages are all there is.
+        assert not (site / "static").exists()
+        assert sorted(p.suffix for p in site.rglob("*") if p.is_file()) == [".html", ".html"]
+        used[delivery_id] = set()
+        for docs_page in (page, index):
+            text = docs_page.read_text(encoding="utf-8")
+            assert "http://" not in text and "https://" not in text, docs_page
+            assert "Subscribe" not in text and "walkthrough" not in text
+            for href in _links(text):
+                target = _relative(href)
+                if target is None:
+                    continue
+                found = (docs_page.parent / target).resolve()
+                assert found.is_file(), f"{docs_page.name}: {href} is not in the lake"
+                assert root.resolve() in found.parents
+                if shared.resolve() in found.parents:
+                    used[delivery_id].add(found)
+        names = {p.name for p in used[delivery_id]}
+        assert {"bootstrap.min.css", "jquery.min.js", "bootstrap.bundle.min.js"} <= names
+        assert {"bootstrap-table.min.js", "fontawesome.min.css", "solid.min.css"} <= names
+        # The data asset is the contract, the month and the delivery, not "None".
+        text = _visible_text(page)
+        assert f"Data asset: stop_and_search · 2024-01 · delivery {delivery_id[:8]}" in text
+        assert "Data asset: None" not in text
+        assert f"stop_and_search · 2024-01 · delivery {delivery_id[:8]}" in _visible_text(index)
+    # Both sites link the same files in the one shared folder, which holds the fonts too.
+    assert used["1a2b3c4d5e6f"] == used["9f8e7d6c5b4a"]
+    assert [p.relative_to(root) for p in root.rglob("*static") if p.is_dir()] == [
+        Path("docs/_static")
+    ]
+    assert (shared / "fontawesome-free-6.6.0" / "webfonts" / "fa-solid-900.woff2").is_file()
+    assert (shared / "README.md").is_file()  # where each file comes from, and its licence
+
+
+def test_the_shared_static_folder_is_written_once_and_again_for_a_new_version(
+    stop_and_search, tmp_path: Path
+):
+    from pipelines import data_docs
+
+    root = tmp_path / "lake"
+    lake = FolderLake(root)
+    _docs_run(stop_and_search, lake, "d-first")
+    css = root / "docs" / "_static" / "data_docs.css"
+    version = root / "docs" / "_static" / "VERSION"
+    assert version.read_text() == data_docs.static_version()
+    written = css.stat().st_ino
+    # Another process (nothing remembered) finds this version there and leaves it.
+    data_docs._published.discard(lake.url)
+    _docs_run(stop_and_search, lake, "d-second")
+    assert css.stat().st_ino == written
+    # A lake holding another version gets this one, whole, and nothing of the old one.
+    version.write_text("older")
+    (root / "docs" / "_static" / "old.css").write_text("")
+    data_docs._published.discard(lake.url)
+    _docs_run(stop_and_search, lake, "d-third")
+    assert version.read_text() == data_docs.static_version()
+    assert not (root / "docs" / "_static" / "old.css").exists()
+    assert css.is_file() and css.stat().st_ino != written
+
+
+@pytest.mark.slow  # starts SeaweedFS, as the other S3 tests do
+def test_data_docs_on_an_s3_lake_link_the_shared_static_objects(stop_and_search, s3):
+    _, prefix = s3
+    lake = open_lake(f"s3://{LAKE_BUCKET}/{prefix}")
+    assert isinstance(lake, S3Lake)
+    for delivery_id in ("1a2b3c4d5e6f", "9f8e7d6c5b4a"):
+        _, link = _docs_run(stop_and_search, lake, delivery_id)
+        folder = lake.docs_dir("stop_and_search", "2024-01", delivery_id)
+        assert link == lake.uri(unquote(link.removeprefix(lake.uri(""))))
+        keys = lake.glob_below(folder)
+        assert not [k for k in keys if "/static/" in k]
+        pages = [k for k in keys if k.endswith(".html")]
+        assert len(pages) == len(keys) == 2 and f"{folder}/index.html" in pages
+        for key in pages:
+            text = lake.read_text(key)
+            assert "http://" not in text and "https://" not in text
+            for href in _links(text):
+                target = _relative(href)
+                if target is not None:
+                    linked = posixpath.normpath(posixpath.join(posixpath.dirname(key), target))
+                    assert lake.exists(linked), f"{key}: {href}"
+    static = lake.glob_below("docs/_static")
+    assert "docs/_static/bootstrap-4.6.2/bootstrap.min.css" in static
+    assert "docs/_static/VERSION" in static
