@@ -85,6 +85,15 @@ def cmd_ui(settings: Settings, host: str, port: int) -> int:
     return 0  # not reached
 
 
+def cmd_doctor(settings: Settings) -> int:
+    """Check this deployment before it goes live; exit 1 when anything would stop a run."""
+    from pipelines.doctor import diagnose, report
+
+    text, status = report(diagnose(settings))
+    print(text)
+    return status
+
+
 def cmd_warehouse_rebuild(settings: Settings) -> int:
     """Recreate warehouse.duckdb from the lake alone."""
     from pipelines.lake import open_lake
@@ -141,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     retention = sub.add_parser("retention", help="erase what is past its retention period")
     retention.add_argument("--apply", action="store_true", help="erase (default: only list)")
     retention.add_argument("--by", default=getpass.getuser(), help="who (default: you)")
+    sub.add_parser("doctor", help="check this deployment before it goes live, in words")
     add_breaches_commands(sub)
     add_contracts_commands(sub)
     add_report_command(sub)
@@ -149,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_contracts_command(args)  # needs no home folder
 
     settings = load_settings(args.home)
+    if args.command == "doctor":
+        return cmd_doctor(settings)
     if args.command == "breaches":
         return run_breaches_command(args, settings)
     if args.command == "report":
