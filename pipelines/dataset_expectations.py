@@ -354,6 +354,11 @@ def check_dataset(
     return _breaches(contract, period, delivery_id, profile, checks, verdicts), link
 
 
+def _category(value: str) -> str:
+    """A category as quoted in a breach: blank cells are counted under "" (say so)."""
+    return f"'{value}'" if value else "blank (no value)"
+
+
 def _breaches(
     contract: Contract,
     period: str,
@@ -416,7 +421,8 @@ def _breaches(
             )
         else:
             parts = [
-                f"'{c.category}' {'rose' if c.value > 0 else 'fell'} from {c.before:.1f}% to "
+                f"{_category(c.category)} {'rose' if c.value > 0 else 'fell'} from "
+                f"{c.before:.1f}% to "
                 f"{c.now:.1f}% ({abs(c.value):.1f} points)"
                 for c in sorted(moved, key=lambda c: -abs(c.value))
             ]

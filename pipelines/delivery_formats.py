@@ -114,6 +114,12 @@ class DecompressionLimits:
         )
 
 
+def error_words(exc: BaseException) -> str:
+    """What a reader's error says, or its kind when it says nothing (never "()" in a reason)."""
+    text = " ".join(str(exc).split())
+    return text or f"{type(exc).__name__}, with no message"
+
+
 def _size(n: int) -> str:
     for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if n >= scale:
@@ -176,8 +182,8 @@ def _blocks(path: Path, fmt: str, limits: DecompressionLimits = NO_LIMITS) -> It
         what = "truncated" if isinstance(exc, EOFError) else "corrupt"
         raise UnreadableFile(
             f"The gzip-compressed file is {what}: it could be decompressed only as far as "
-            f"byte {offset:,} ({exc}). An upload may have been cut short; please send it "
-            "again.",
+            f"byte {offset:,} ({error_words(exc)}). An upload may have been cut short; please "
+            "send it again.",
             "file.compression",
         ) from exc
 
@@ -257,7 +263,7 @@ def _parquet_header(path: Path, limits: DecompressionLimits) -> list[str]:
         )
     except (pa.ArrowException, OSError) as exc:
         size = path.stat().st_size
-        what = "empty" if size == 0 else f"not a readable Parquet file ({exc})"
+        what = "empty" if size == 0 else f"not a readable Parquet file ({error_words(exc)})"
         raise UnreadableFile(
             f"The file is named .parquet but is {what}. Nothing from this file was published.",
             "file.empty" if size == 0 else "file.format",
@@ -266,7 +272,8 @@ def _parquet_header(path: Path, limits: DecompressionLimits) -> list[str]:
     nested = [f.name for f in schema if pa.types.is_nested(f.type)]
     if nested:
         raise UnreadableFile(
-            f"The Parquet file has nested columns ({', '.join(nested)}); the agreement asks "
+            f"The Parquet file has nested columns ({', '.join(map(repr, nested))}); the "
+            "agreement asks "
             "for one plain value per cell.",
             "file.format",
         )
@@ -285,7 +292,9 @@ def open_delivery(
     try:
         stat = Path(path).stat()
     except OSError as exc:
-        raise UnreadableFile(f"The file could not be opened: {exc}.", "file.readable") from exc
+        raise UnreadableFile(
+            f"The file could not be opened: {error_words(exc)}.", "file.readable"
+        ) from exc
     return _open(str(path), name or Path(path).name, stat.st_size, stat.st_mtime_ns, limits)
 
 
@@ -324,13 +333,54 @@ def _open(
             "The file is not a comma-separated table: its first line has no column names.",
             "file.format",
         )
-    repeated = sorted({h for h in header if header.count(h) > 1})
-    if repeated:
-        raise UnreadableFile(
-            f"The header names these columns more than once: {', '.join(repeated)}.",
-            "file.header",
-        )
+    problem = header_problem(header)
+    if problem:
+        raise UnreadableFile(problem, "file.header")
     return DeliveryFile(path, fmt, encoding, tuple(header))
+
+
+def column_positions(positions: list[int]) -> str:
+    """Column numbers (from 1) in words: "column 7", "columns 7 to 10", "columns 2, 5 and 9"."""
+    runs: list[list[int]] = []
+    for n in sorted(positions):
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    parts = [p for r in runs for p in ([f"{r[0]} to {r[-1]}"] if len(r) > 2 else map(str, r))]
+    if len(positions) == 1:
+        return f"column {positions[0]}"
+    words = ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
+    return f"columns {words}"
+
+
+def header_problem(header: list[str]) -> str | None:
+    """Why the header cannot name the file's columns (repeated or blank names), or None.
+
+    Blank names are counted by position: a sheet saved with empty trailing columns has
+    several, and "the header names these columns more than once: ." would tell the force
+    nothing it can fix. One blank name is not ambiguous, so it is left to the layout check
+    (an unagreed column).
+    """
+    blank = [i for i, h in enumerate(header, 1) if not h.strip()]
+    repeated = sorted({h for h in header if h.strip() and header.count(h) > 1})
+    problems = []
+    if len(blank) > 1:
+        problems.append(
+            f"{column_positions(blank)} have no name in the header (empty columns left "
+            "at the edge of a spreadsheet often are): delete them, or name them, and send "
+            "the file again"
+        )
+    for name in repeated:
+        where = [i for i, h in enumerate(header, 1) if h == name]
+        problems.append(
+            f"the header names {name!r} more than once ({column_positions(where)}): each "
+            "column must have a name of its own"
+        )
+    if not problems:
+        return None
+    text = "; ".join(problems)
+    return text[0].upper() + text[1:] + "."
 
 
 def text_stream(delivery: DeliveryFile) -> pa.NativeFile:
@@ -392,7 +442,7 @@ def text_batches(
                     yield frame.rename(dict(zip(frame.columns, header, strict=True)))
         except (pa.ArrowException, OSError, pl.exceptions.PolarsError) as exc:
             raise UnreadableFile(
-                f"The Parquet file could not be read after row {rows:,}: {exc}. "
+                f"The Parquet file could not be read after row {rows:,}: {error_words(exc)}. "
                 "Nothing from this file was published.",
                 "file.format",
             ) from exc
@@ -418,7 +468,8 @@ def text_batches(
                 yield pl.from_arrow(batch)
     except (OSError, EOFError) as exc:
         raise UnreadableFile(
-            f"The file could not be read to its end: {exc}. Nothing from this file was published.",
+            f"The file could not be read to its end: {error_words(exc)}. Nothing from this file "
+            "was published.",
             "file.readable",
         ) from exc
 

@@ -226,11 +226,14 @@ def _land(lake: Lake, tmp: Path, landing: str, sha: str, relative: str) -> None:
 
 
 def _duplicate(common: dict, first: Mapping | None, why: str = "") -> DeliveryEvent:
-    where = (
-        f"the delivery already taken from {first.get('source_path')} for {first.get('period')}"
-        if first
-        else "a delivery taken at the same moment by another run"
-    )
+    if first:
+        # A record may lack either (a refusal has no period): say only what is known.
+        source = first.get("source_path")
+        period = first.get("period")
+        where = "the delivery already taken" + (f" from {source}" if source else "")
+        where += f" for {period}" if period else ""
+    else:
+        where = "a delivery taken at the same moment by another run"
     return DeliveryEvent(
         **common,
         event="duplicate",

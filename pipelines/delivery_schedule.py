@@ -34,6 +34,7 @@ import pyarrow as pa
 from pipelines.lake import Lake
 from pipelines.register import BREACH_SCHEMA, Breach, Register
 from schemas.contract import Contract
+from schemas.period_words import date_words, period_words
 
 LONDON = ZoneInfo("Europe/London")
 RULE = "delivery.late"
@@ -169,6 +170,8 @@ def watching_since(register: Register, contract: str) -> date | None:
 
 def late_breach(contract: Contract, late: LatePeriod) -> Breach:
     schedule = contract.schedule
+    when = period_words(late.period, schedule.period)
+    days = f"{schedule.late_after_days} day{'' if schedule.late_after_days == 1 else 's'}"
     return Breach(
         contract=contract.name,
         contract_version=contract.version,
@@ -181,14 +184,14 @@ def late_breach(contract: Contract, late: LatePeriod) -> Breach:
         failing_rows=0,
         rows_checked=0,
         detail=(
-            f"No usable delivery for {late.period} had arrived by "
-            f"{late.late_after:%d %B %Y}: what was sent for it was rejected (see its "
-            "file breach) and nothing has replaced it. "
+            f"No usable delivery for {when} had arrived by {date_words(late.late_after)}: "
+            "what was sent for it was rejected (see its file breach) and nothing has "
+            "replaced it. "
             if late.only_rejected
-            else f"No delivery for {late.period} had arrived by {late.late_after:%d %B %Y}: "
+            else f"No delivery for {when} had arrived by {date_words(late.late_after)}. "
         )
-        + f"It was due on {late.due:%d %B %Y} (day {schedule.due_day_of_following_month} of "
-        f"the following month) and is late after {schedule.late_after_days} more day(s).",
+        + f"It was due on {date_words(late.due)} (day {schedule.due_day_of_following_month} "
+        f"of the following month) and counts as late {days} after that.",
     )
 
 

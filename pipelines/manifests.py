@@ -49,9 +49,10 @@ def manifest_problems(manifest: dict, delivery_id: str, rows_delivered: int) -> 
         except (TypeError, ValueError):
             expected_rows = None
         if expected_rows != rows_delivered:
+            said = manifest["rows"]
+            said = repr(said) if said not in (None, "") else "nothing (its rows field is blank)"
             problems.append(
-                f"The file has {rows_delivered:,} data rows, but the manifest says "
-                f"{manifest['rows']!r}."
+                f"The file has {rows_delivered:,} data rows, but the manifest says {said}."
             )
     return problems
 

@@ -16,6 +16,7 @@ from array import array
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,8 @@ from pipelines.delivery_formats import (
     DecompressionLimits,
     DeliveryFile,
     UnreadableFile,
+    column_positions,
+    error_words,
     format_breaches,
     open_delivery,
     text_batches,
@@ -333,9 +336,11 @@ def validate_delivery(
     extra = [name for name in header if name not in agreed]
 
     if contract.layout and not values:
+        layout = contract.layout
         raise DeliveryRejected(
-            f"The file has no value columns matching {contract.layout.value_column_pattern} "
-            f"(one per {contract.layout.period_name}).",
+            f"The file has no value columns: the agreement asks for one per "
+            f"{layout.period_name}, headed like {_period_header(layout.period_format)} "
+            f"(matching {layout.value_column_pattern}).",
             "file.columns",
         )
     duplicates = _duplicate_keys(contract, delivery, header) if contract.unique_keys else {}
@@ -457,7 +462,8 @@ def validate_delivery(
             if isinstance(numbers.error, DeliveryRejected):
                 raise numbers.error from exc
             raise DeliveryRejected(
-                f"The file could not be read as CSV after row {numbers.next_row - 1}: {exc}. "
+                f"The file could not be read as CSV after row {numbers.next_row - 1}: "
+                f"{error_words(exc)}. "
                 "Nothing from this file was published.",
                 "file.format",
             ) from exc
@@ -517,6 +523,20 @@ def _share(count: int, total: int) -> str:
     share = count / total
     percent = "under 0.1%" if 0 < share < 0.001 else f"{share:.1%}"
     return f"{count:,} of {total:,} rows ({percent})"
+
+
+def _period_header(period_format: str) -> str:
+    """An example header of a wide layout's value column (January 2024, in its format)."""
+    return datetime(2024, 1, 1).strftime(period_format)
+
+
+def _named(extra: list[str], header: list[str]) -> str:
+    """Unagreed columns by name, and a blank one by its position (a name "" says nothing)."""
+    named = [repr(h) for h in extra if h.strip()]
+    blank = [i for i, h in enumerate(header, 1) if not h.strip()]
+    if blank:
+        named.append(f"{column_positions(blank)}, with no name")
+    return ", ".join(named)
 
 
 def _breaches(
@@ -605,7 +625,7 @@ def _breaches(
                 action="columns withheld",
                 failing_rows=total,
                 detail=f"The file includes {len(extra)} column(s) the agreement does not list "
-                f"({', '.join(extra)}). Over-sharing: these columns were not published.",
+                f"({_named(extra, header)}). Over-sharing: these columns were not published.",
             )
         )
     return found
@@ -690,8 +710,8 @@ def validate_pending(
                     action="delivery rejected",
                     failing_rows=0,
                     rows_checked=0,
-                    detail=f"{delivery.get('source_path')}: {rejected.reason} "
-                    "The file is kept in the landing area.",
+                    detail=f"{delivery.get('source_path') or 'The delivered file'}: "
+                    f"{rejected.reason} The file is kept in the landing area.",
                 )
             ]
         register.write_breaches(contract.name, period, delivery_id, outcome.breaches)

@@ -555,7 +555,7 @@ def test_late_breach_is_raised_once_and_stays_after_the_delivery_arrives(tmp_pat
         "major",
         None,
     )
-    assert "No delivery for 2025-03 had arrived by 25 April 2025" in breach.detail
+    assert "No delivery for March 2025 had arrived by 25 April 2025" in breach.detail
     again = check_schedule(engine.contract, engine.lake, engine.register, date(2025, 6, 11))
     assert [p.period for p in again.late] == ["2025-03"] and again.raised == []
     stored = [b for b in engine.register.breaches(CONTRACT) if b["rule"] == "delivery.late"]
@@ -581,7 +581,7 @@ def test_a_month_sent_only_as_an_unreadable_file_is_still_late(tmp_path):
     assert report.watched_from == "2025-01"
     (breach,) = report.raised
     assert breach.period == "2025-01"
-    assert "No usable delivery for 2025-01 had arrived by 25 February 2025" in breach.detail
+    assert "No usable delivery for January 2025 had arrived by 25 February 2025" in breach.detail
     assert "was rejected" in breach.detail
 
     # A readable re-send closes the gap (the late breach stays as the record).

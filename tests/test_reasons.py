@@ -1,0 +1,152 @@
+"""Rejection and breach texts name what is wrong: the lead forwards them to the force as
+they are, so a sentence never ends in an empty list, "None" or "()"."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from pipelines.dataset_expectations import check_dataset, profile_from_counts
+from pipelines.delivery_formats import column_positions, error_words, header_problem
+from pipelines.delivery_intake import _duplicate
+from pipelines.delivery_schedule import LatePeriod, late_breach
+from pipelines.lake import FolderLake
+from pipelines.manifests import manifest_problems
+from pipelines.row_validation import DeliveryRejected, validate_delivery
+from schemas.contract import load_contracts
+
+# What a sentence with a missing value looks like once printed.
+EMPTY = re.compile(r":\s*\.|\(\s*\)|\(\s*,|,\s*\)|\bNone\b|''|: ;|,\s*,")
+
+# The London Datastore dashboard's borough sheet of the Public Attitude Survey, as exported:
+# six named columns, then four columns with no header the spreadsheet kept.
+PAS_HEADER = "Date,Survey,Borough,Measure,Proportion,MPS,,,,"
+PAS_ROW = '2023-12-31,PAS,Hackney,"""Good Job"" local",0.62,0.65,,,,'
+
+
+def _contract(name: str):
+    return load_contracts()[name]
+
+
+def _reject(contract, tmp_path: Path, text: str, period: str = "2023-10") -> DeliveryRejected:
+    source = tmp_path / "delivery.csv"
+    source.write_text(text, encoding="utf-8")
+    with pytest.raises(DeliveryRejected) as caught:
+        validate_delivery(contract, source, period, "d1", FolderLake(tmp_path / "lake"))
+    return caught.value
+
+
+def test_pas_borough_sheet_with_unnamed_trailing_columns_says_which(tmp_path):
+    rejected = _reject(_contract("public_attitude_survey"), tmp_path, f"{PAS_HEADER}\n{PAS_ROW}\n")
+    assert rejected.rule == "file.header"
+    assert rejected.reason.startswith("Columns 7 to 10 have no name in the header")
+    assert "delete them, or name them" in rejected.reason
+    assert "more than once" not in rejected.reason
+    assert not EMPTY.search(rejected.reason), rejected.reason
+
+
+def test_a_repeated_name_and_blank_names_are_each_said(tmp_path):
+    header = "Type,Date,Type,,"
+    reason = header_problem(header.split(","))
+    assert reason == (
+        "Columns 4 and 5 have no name in the header (empty columns left at the edge of a "
+        "spreadsheet often are): delete them, or name them, and send the file again; the "
+        "header names 'Type' more than once (columns 1 and 3): each column must have a name "
+        "of its own."
+    )
+
+
+@pytest.mark.parametrize(
+    ("positions", "words"),
+    [
+        ([7, 8, 9, 10], "columns 7 to 10"),
+        ([4], "column 4"),
+        ([2, 3], "columns 2 and 3"),
+        ([9, 1, 2, 3, 5], "columns 1 to 3, 5 and 9"),
+    ],
+)
+def test_column_positions_read_as_a_person_writes_them(positions, words):
+    assert column_positions(positions) == words
+
+
+def test_one_unnamed_column_is_named_by_its_position_in_the_breach(stop_and_search, tmp_path):
+    header = ",".join(stop_and_search.source_names) + ","
+    row = (
+        "Person search,2022-06-03T10:00:00+00:00,False,,51.5,-0.1,Male,25-34,White - Irish,"
+        "White,Misuse of Drugs Act 1971 (section 23),Controlled drugs,Arrest,,,"
+    )
+    source = tmp_path / "d.csv"
+    source.write_text(f"{header}\n{row}\n", encoding="utf-8")
+    outcome = validate_delivery(
+        stop_and_search, source, "2022-06", "d1", FolderLake(tmp_path / "lake")
+    )
+    (breach,) = [b for b in outcome.breaches if b.rule == "file.unagreed_columns"]
+    assert "(column 16, with no name)" in breach.detail
+    assert not EMPTY.search(breach.detail), breach.detail
+
+
+def test_a_wide_file_without_month_columns_says_what_they_look_like(tmp_path):
+    borough = _contract("borough_crime")
+    header = ",".join(borough.source_names)
+    rejected = _reject(borough, tmp_path, f"{header}\n" + ",".join("x" * len(borough.columns)))
+    assert "one per month, headed like 202401" in rejected.reason
+
+
+def test_a_blank_manifest_row_count_is_called_blank():
+    (problem,) = manifest_problems({"rows": ""}, "abc", 12)
+    said = "The file has 12 data rows, but the manifest says nothing (its rows field is blank)."
+    assert problem == said
+
+
+def test_a_blank_category_in_the_mix_is_called_blank(stop_and_search, tmp_path):
+    profile = profile_from_counts(
+        stop_and_search, 1000, value_counts={"Object of search": {None: 600, "Firearms": 400}}
+    )
+    history = [{"period": f"2023-{m:02d}", "rows_delivered": 1000} for m in range(1, 13)]
+    mix = {"object_of_search": {"": 0.1, "Firearms": 0.9}}
+    breaches, _ = check_dataset(
+        stop_and_search, "2024-01", "d", profile, history, FolderLake(tmp_path), history_mix=mix
+    )
+    (breach,) = breaches
+    assert "blank (no value) rose from 10.0% to 60.0%" in breach.detail
+    assert "''" not in breach.detail
+
+
+def test_a_late_quarter_is_named_in_words():
+    pas = _contract("public_attitude_survey")
+    late = LatePeriod("2025-04", date(2025, 7, 20), date(2025, 7, 25))
+    detail = late_breach(pas, late).detail
+    assert detail.startswith("No delivery for April to June 2025 had arrived by 25 July 2025. ")
+    assert "It was due on 20 July 2025" in detail
+    assert not EMPTY.search(detail), detail
+
+
+def test_a_duplicate_of_a_delivery_with_no_recorded_path_does_not_say_none():
+    event = _duplicate(dict(contract="c", period="2025-01", delivery_id="x"), {"period": "2025-01"})
+    assert (
+        event.reason == "Same bytes as the delivery already taken for 2025-01; not processed again."
+    )
+
+
+def test_an_error_with_no_message_is_named_by_its_kind():
+    assert error_words(OSError()) == "OSError, with no message"
+    assert error_words(ValueError("bad  \n byte")) == "bad byte"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "Type,Date\n",
+        "Type\nPerson search\n",
+        "Type,Type,,\n1,2,3,4\n",
+        "Type,Date\nPerson search,2022-06-03\n",
+    ],
+    ids=["empty", "no rows", "one column", "repeated and blank", "missing columns"],
+)
+def test_no_rejection_prints_an_empty_value(stop_and_search, tmp_path, text):
+    rejected = _reject(stop_and_search, tmp_path, text, "2022-06")
+    assert rejected.reason and not EMPTY.search(rejected.reason), rejected.reason
