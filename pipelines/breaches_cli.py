@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import getpass
+import json
+import shutil
+import sys
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 from pipelines.audit_log import record_export
@@ -15,21 +21,85 @@ from pipelines.settings import Settings
 from pipelines.warehouse import build_warehouse
 from schemas.contract import load_contracts
 
-LIST_COLUMNS = [
-    ("breach_id", 14), ("contract", 16), ("period", 7), ("severity", 8), ("status", 12),
-    ("rule", 34), ("failing_rows", 9), ("recurrence", 5), ("detail", 60),
-]  # fmt: skip
+# The listing's columns, in order; the detail (the longest, and whole in `show`) is the
+# one cut to fit a terminal.
+LIST_COLUMNS = ("breach_id", "contract", "period", "severity", "status", "rule",
+                "failing_rows", "recurrence", "detail")  # fmt: skip
+LIST_HEADINGS = {"failing_rows": "rows failing", "recurrence": "periods"}
+SHRINKABLE = ("detail", "rule", "contract")  # cut in this order, down to their minimum
+MINIMUM = {"detail": 24, "rule": 16, "contract": 10}
+# What csv and json give: every field of a breach but its history (json has that too).
+EXPORT_FIELDS = ("breach_id", "contract", "contract_version", "period", "delivery_id",
+                 "source_path", "delivery_status", "rule", "clause", "severity", "action",
+                 "status", "failing_rows", "rows_checked", "failing_share", "sample_rows",
+                 "recurrence", "raised_at", "detail")  # fmt: skip
 
 
-def _table(rows: list[dict], columns: list[tuple[str, int]]) -> str:
-    def cell(value, width: int) -> str:
-        text = " ".join(str("" if value is None else value).split())
-        return text if len(text) <= width else text[: width - 1] + "…"
+def _cell(value: object) -> str:
+    return " ".join(str("" if value is None else value).split())
 
-    lines = ["  ".join(name[:w].ljust(w) for name, w in columns)]
-    lines.append("  ".join("-" * w for _, w in columns))
-    lines += ["  ".join(cell(r.get(n), w).ljust(w) for n, w in columns) for r in rows]
-    return "\n".join(lines)
+
+def table(rows: list[dict], columns: Sequence[str], width: int | None = None) -> str:
+    """Rows as a plain-text table, each column as wide as its content.
+
+    With `width` (a terminal's), the detail, then the rule, then the contract are cut
+    (with "…") until the table fits; headings and ids are never cut. Without it (output
+    to a pipe or a file), nothing is cut.
+    """
+    headings = [LIST_HEADINGS.get(c, c) for c in columns]
+    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(headings)]
+    if width is not None:
+        for name in SHRINKABLE:
+            if name not in columns:
+                continue
+            i = columns.index(name)
+            over = sum(widths) + 2 * (len(widths) - 1) - width
+            if over <= 0:
+                break
+            floor = max(len(headings[i]), MINIMUM[name])
+            widths[i] = max(floor, widths[i] - over)
+
+    def line(values: list[str]) -> str:
+        out = []
+        for text, w in zip(values, widths, strict=True):
+            out.append(text if len(text) <= w else text[: w - 1] + "…")
+        return "  ".join(t.ljust(w) for t, w in zip(out, widths, strict=True)).rstrip()
+
+    return "\n".join([line(headings), line(["-" * w for w in widths])] + [line(c) for c in cells])
+
+
+def _terminal_width() -> int | None:
+    """The terminal's width when output goes to one; None for a pipe or a file."""
+    if not sys.stdout.isatty():
+        return None
+    return shutil.get_terminal_size().columns
+
+
+def _plain(value: object) -> object:
+    """A value JSON can carry (times as ISO 8601)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _print_listing(rows: list[dict], fmt: str) -> None:
+    if fmt == "json":
+        fields = (*EXPORT_FIELDS, "history")
+        print(json.dumps([{f: _plain(r.get(f)) for f in fields} for r in rows], indent=2))
+    elif fmt == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(EXPORT_FIELDS)
+        for r in rows:
+            values = {**r, "sample_rows": " ".join(str(n) for n in r.get("sample_rows") or [])}
+            writer.writerow([_plain(values.get(f)) for f in EXPORT_FIELDS])
+    else:
+        print(table(rows, LIST_COLUMNS, _terminal_width()) if rows else "No breaches match.")
+        print(f"\n{len(rows)} breach(es).")
 
 
 def add_breaches_commands(sub: argparse._SubParsersAction) -> None:
@@ -40,6 +110,13 @@ def add_breaches_commands(sub: argparse._SubParsersAction) -> None:
     listing.add_argument("--period", help="YYYY-MM")
     listing.add_argument("--severity", choices=["critical", "major", "minor"])
     listing.add_argument("--status", choices=STATUSES)
+    listing.add_argument(
+        "--format",
+        choices=["table", "csv", "json"],
+        default="table",
+        help="table (default; cut to fit a terminal, never when piped), or every field as "
+        "csv or json",
+    )
     show = actions.add_parser("show", help="one breach with its history")
     show.add_argument("breach_id")
     for action, words in [
@@ -66,8 +143,7 @@ def run_breaches_command(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if command == "list":
             rows = register.entries(args.contract, args.period, args.severity, args.status)
-            print(_table(rows, LIST_COLUMNS) if rows else "No breaches match.")
-            print(f"\n{len(rows)} breach(es).")
+            _print_listing(rows, args.format)
         elif command == "show":
             _show(register.get(args.breach_id))
         elif command == "notice":

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import getpass
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pipelines.breaches_cli import add_breaches_commands, run_breaches_command
@@ -16,6 +17,22 @@ from pipelines.report_cli import add_report_command, run_report_command
 from pipelines.settings import Settings, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Commands that read a home and must not make an empty one to answer from.
+READS_HOME = ("breaches", "report", "warehouse", "retention")
+
+
+def missing_home(settings: Settings) -> str | None:
+    """Why there is no home to read at `settings.home`, or None when there is one.
+
+    Commands that only read a home (the breach register, the reports) say so instead of
+    making an empty one and answering as if it held nothing ("No breaches match").
+    """
+    if settings.home.is_dir():
+        return None
+    return (
+        f"error: there is no datashare home at {settings.home}. `datashare run` or "
+        "`datashare demo` makes one there; to read another, give --home or set DATASHARE_HOME."
+    )
 
 
 def _use_home(settings: Settings) -> None:
@@ -120,6 +137,31 @@ def cmd_retention(settings: Settings, apply: bool, by: str) -> int:
     return 0
 
 
+def _quiet_when_the_reader_leaves(command: Callable[..., int]) -> Callable[..., int]:
+    """`datashare breaches list | head`: when the reader closes the pipe, stop quietly.
+
+    Python ignores SIGPIPE, so a write to a closed pipe raises BrokenPipeError; restoring
+    SIGPIPE's default instead would also kill a run whose S3 connection drops. The rest of
+    the output goes to /dev/null, so the interpreter's last flush cannot fail again.
+    """
+
+    @functools.wraps(command)
+    def run(*args, **kwargs) -> int:
+        try:
+            status = command(*args, **kwargs)
+            sys.stdout.flush()
+            return status
+        except BrokenPipeError:
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError, AttributeError):
+                pass  # no real stdout (a test's capture): nothing more will be written
+            return 141  # 128 + SIGPIPE, what a shell reports for a reader that left
+
+    return run
+
+
+@_quiet_when_the_reader_leaves
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="datashare",
@@ -159,6 +201,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_contracts_command(args)  # needs no home folder
 
     settings = load_settings(args.home)
+    if args.command in READS_HOME and (problem := missing_home(settings)):
+        print(problem, file=sys.stderr)
+        return 2
     if args.command == "doctor":
         return cmd_doctor(settings)
     if args.command == "breaches":

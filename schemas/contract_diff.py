@@ -51,6 +51,7 @@ AGREEMENT_LABELS = {
     "purpose": "purpose of the sharing",
     "lawfulBasis": "lawful basis",
     "retentionClause": "retention clause",
+    "noticeResponseDays": "days the provider has to acknowledge a notice of breach",
 }
 VARIATION = "needs a variation of the data-sharing agreement"
 

@@ -60,7 +60,9 @@ OWNER_ROLES = ("provider owner", "recipient owner")
 TOP_CUSTOM = ("sharingAgreement", "deliverySchedule", "fileFormat")
 AGREEMENT_TEXT_KEYS = ("reference", "purpose", "lawfulBasis", "retention", "retentionClause")
 AGREEMENT_LIST_KEYS = ("specialCategoryFields", "pseudonymisedFields")
-AGREEMENT_KEYS = (*AGREEMENT_TEXT_KEYS, *AGREEMENT_LIST_KEYS, "owners")
+# Days the provider has to acknowledge a notice of breach (the notices' reply-by date).
+NOTICE_RESPONSE_KEY = "noticeResponseDays"
+AGREEMENT_KEYS = (*AGREEMENT_TEXT_KEYS, *AGREEMENT_LIST_KEYS, "owners", NOTICE_RESPONSE_KEY)
 OWNER_KEYS = ("provider", "recipient")
 SCHEDULE_KEYS = ("period", "firstPeriod", "dueDayOfFollowingMonth", "lateAfterDays")
 FILE_FORMAT_KEYS = (
@@ -561,6 +563,7 @@ class _Checker:
                 )
             elif not any(parts.values()):
                 self.error((*base, "retention"), "retention must be longer than zero")
+        self.notice_response(agreement, base)
         listed: dict[str, list[str]] = {}
         for key in AGREEMENT_LIST_KEYS:
             value = agreement.get(key)
@@ -588,6 +591,21 @@ class _Checker:
         self.owners(agreement.get("owners"), (*base, "owners"))
         self.special_and_pseudonymised(listed, base)
         self.lawful_basis(agreement.get("lawfulBasis"), listed, (*base, "lawfulBasis"))
+
+    def notice_response(self, agreement: dict[str, Any], base: PathParts) -> None:
+        """`noticeResponseDays`: a whole number of days (1 to 365); a notice of breach is
+        to be acknowledged within it. Without it, notices carry no reply-by date."""
+        parts = (*base, NOTICE_RESPONSE_KEY)
+        if NOTICE_RESPONSE_KEY not in agreement:
+            self.warn(
+                parts,
+                f"sharingAgreement.{NOTICE_RESPONSE_KEY} is missing: notices of breach will "
+                "ask for a reply with no date to reply by",
+            )
+            return
+        days = agreement[NOTICE_RESPONSE_KEY]
+        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 365:
+            self.error(parts, f"must be a whole number of days from 1 to 365, not {days!r}")
 
     def owners(self, owners: Any, parts: PathParts) -> None:
         if not isinstance(owners, dict):

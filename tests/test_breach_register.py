@@ -1,11 +1,17 @@
 """The breach register and the notice to the force, from the command line."""
 
 import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import duckdb
 import pytest
 
 from pipelines.cli import main
+from tests.breach_homes import seeded_home
 from tests.conftest import drop
 
 
@@ -79,3 +85,83 @@ def test_notice_for_the_real_june_file_is_ready_to_send(
 def test_notice_for_a_period_with_nothing_delivered_says_so(real_june, capsys):
     assert main(["breaches", "notice", "--contract", "stop_and_search", "--period", "2022-07"]) == 1
     assert "nothing was delivered" in capsys.readouterr().out
+
+
+# --- the listing as leads use it (a register written straight into the lake: no run) ------
+
+
+@pytest.fixture
+def seeded(home):
+    return home, seeded_home(home)
+
+
+def test_list_columns_are_as_wide_as_their_content_when_piped(seeded, capsys):
+    assert main(["breaches", "list", "--contract", "stop_and_search"]) == 0
+    out = capsys.readouterr().out
+    heading = out.splitlines()[0].split()
+    assert heading[:6] == ["breach_id", "contract", "period", "severity", "status", "rule"]
+    assert "rows failing" in out.splitlines()[0]  # a heading is never cut (was `failing_r`)
+    assert "self_defined_ethnicity_completeness " in out  # the rule whole
+    assert "the agreement allows at most 25%." in out  # the detail whole, into a pipe
+    assert "…" not in out
+
+
+def test_list_fits_a_terminal_by_cutting_the_detail_only(seeded):
+    _, ids = seeded
+    from pipelines.breach_register import BreachRegister
+    from pipelines.breaches_cli import LIST_COLUMNS, table
+    from pipelines.lake import open_lake
+
+    rows = BreachRegister(open_lake(seeded[0].lake)).entries()
+    text = table(rows, LIST_COLUMNS, width=150)
+    assert max(len(line) for line in text.splitlines()) <= 150
+    assert all(i in text for i in ids.values())  # ids whole
+    assert "self_defined_ethnicity_completeness" in text and "…" in text
+
+
+def test_list_as_csv_and_json_carries_every_field(seeded, capsys):
+    home, ids = seeded
+    assert main(["breaches", "list", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert {r["breach_id"] for r in rows} == set(ids.values())
+    sep = next(r for r in rows if r["breach_id"] == ids["sep_type"])
+    assert sep["sample_rows"] == "4 18 77" and sep["status"] == "notified"
+    assert sep["raised_at"].startswith("2025-10-21T09:00:00")
+
+    assert main(["breaches", "list", "--format", "json", "--status", "resolved"]) == 0
+    (resolved,) = json.loads(capsys.readouterr().out)
+    assert resolved["breach_id"] == ids["sep_ethnicity"]
+    assert [e["status"] for e in resolved["history"]] == ["notified", "resolved"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["breaches", "list"], ["breaches", "show", "B-1"], ["report"],
+     ["warehouse", "rebuild"], ["retention"]],
+    ids=lambda a: " ".join(a),
+)  # fmt: skip
+def test_a_command_that_reads_a_home_says_there_is_none(tmp_path, monkeypatch, capsys, argv):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DATASHARE_HOME", raising=False)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"there is no datashare home at {tmp_path / '.datashare'}" in err
+    assert "--home" in err
+    assert not (tmp_path / ".datashare").exists()  # and none was made
+
+
+@pytest.mark.parametrize(
+    "argv", [["breaches", "list"], ["contracts", "show", "stop_and_search"]], ids=" ".join
+)
+def test_a_reader_that_leaves_early_gets_no_traceback(seeded, argv):
+    home, _ = seeded
+    # The pipe's reading end is closed before anything is written: every write fails.
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("datashare")), "--home", str(home.home), *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err
