@@ -13,12 +13,11 @@ from datetime import datetime
 from pathlib import Path
 
 from pipelines.audit_log import record_export
-from pipelines.breach_notice import build_notice
+from pipelines.breach_notice import NothingToSend, notice_from_warehouse, write_notice
 from pipelines.breach_register import STATUSES, BreachChangeError, BreachRegister
 from pipelines.lake import Lake, open_lake
-from pipelines.register import Register
 from pipelines.settings import Settings
-from pipelines.warehouse import build_warehouse
+from pipelines.warehouse import build_warehouse, connect
 from schemas.contract import load_contracts
 
 # The listing's columns, in order; the detail (the longest, and whole in `show`) is the
@@ -182,37 +181,27 @@ def _notice(args, settings: Settings, lake: Lake, register: BreachRegister) -> i
     if args.contract not in contracts:
         print(f"error: no contract {args.contract!r}; known: {', '.join(contracts)}")
         return 1
-    deliveries = [
-        d for d in Register(lake).deliveries(args.contract).values() if d["period"] == args.period
-    ]
-    if not deliveries:
-        print(f"error: nothing was delivered for {args.contract} {args.period}")
+    build_warehouse(lake, contracts, settings.warehouse)  # every breach the lake holds now
+    try:
+        with connect(settings.warehouse) as con:
+            notice = notice_from_warehouse(con, contracts[args.contract], args.period)
+    except NothingToSend as nothing:
+        print(f"error: {nothing}")
         return 1
-    for d in deliveries:
-        d["received_at"] = min(
-            e["event_at"]
-            for e in Register(lake).events(args.contract)
-            if e["delivery_id"] == d["delivery_id"]
-        )
-    current = {d["delivery_id"] for d in deliveries if d["event"] != "superseded"}
-    entries = [
-        e for e in register.entries(args.contract, args.period) if e["delivery_id"] in current
-    ]
-    notice = build_notice(contracts[args.contract], args.period, deliveries, entries)
     folder = args.output_dir or settings.home / "notices"
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = folder / f"notice-{args.contract}-{args.period}"
-    stem.with_suffix(".md").write_text(notice.markdown, encoding="utf-8")
-    stem.with_suffix(".html").write_text(notice.html, encoding="utf-8")
+    md, page = write_notice(notice, folder, args.contract, args.period)
     record_export(
         lake,
         args.contract,
         args.period,
-        f"notice {stem.with_suffix('.md').name} ({len(entries)} breach(es))",
+        f"notice {md.name} ({len(notice.breach_ids)} breach(es))",
         getpass.getuser(),
         "notice to the force under the data-sharing agreement",
     )
     print(notice.markdown)
-    print(f"Written: {stem.with_suffix('.md')} and {stem.with_suffix('.html')}")
+    print(f"Written: {md} and {page}")
+    if notice.breach_ids:
+        ids = " ".join(notice.breach_ids)
+        print(f"Once it is sent: datashare breaches notify {ids} --note 'notice of <date>'")
     build_warehouse(lake, contracts, settings.warehouse)  # the export shows in the audit log
     return 0

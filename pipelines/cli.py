@@ -14,11 +14,12 @@ from pathlib import Path
 from pipelines.breaches_cli import add_breaches_commands, run_breaches_command
 from pipelines.contracts_cli import add_contracts_commands, run_contracts_command
 from pipelines.report_cli import add_report_command, run_report_command
+from pipelines.review_cli import add_review_command, run_review_command
 from pipelines.settings import Settings, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Commands that read a home and must not make an empty one to answer from.
-READS_HOME = ("breaches", "report", "warehouse", "retention")
+READS_HOME = ("breaches", "report", "review", "warehouse", "retention")
 
 
 def missing_home(settings: Settings) -> str | None:
@@ -196,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_breaches_commands(sub)
     add_contracts_commands(sub)
     add_report_command(sub)
+    add_review_command(sub)
     args = parser.parse_args(argv)
     if args.command == "contracts":
         return run_contracts_command(args)  # needs no home folder
@@ -210,6 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_breaches_command(args, settings)
     if args.command == "report":
         return run_report_command(args, settings)
+    if args.command == "review":
+        return run_review_command(args, settings)
     if args.command == "warehouse":
         return cmd_warehouse_rebuild(settings)
     if args.command == "retention":

@@ -9,6 +9,8 @@ including the rules the pipeline builds from the column definitions themselves.
 from __future__ import annotations
 
 import calendar
+import functools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -201,15 +203,38 @@ def _layout_rows(layout: dict[str, Any]) -> list[str]:
     ]
 
 
-def _rule_rows(table: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """Row rules and whole-delivery rules, as Markdown table rows."""
-    rows: list[str] = []
-    dataset: list[str] = []
+@dataclass(frozen=True)
+class RuleRow:
+    """One rule as the page lists it: its name, column(s), what it checks, and outcome."""
+
+    name: str
+    column: str  # Markdown (column names in code spans)
+    what: str
+    severity: str
+    outcome: str
+    values: str = ""  # the agreed values it names, on the page only (never in a notice)
+
+
+@dataclass(frozen=True)
+class Clause:
+    """Where the agreement page states a rule: its clause number and what it says."""
+
+    number: str
+    words: str  # the clause's heading, or the rule and what it checks
+
+    def text(self) -> str:
+        return f"clause {self.number} ({self.words})"
+
+
+def _rule_rows(table: dict[str, Any]) -> tuple[list[RuleRow], list[RuleRow]]:
+    """Row rules and whole-delivery rules, in the page's order (which numbers them)."""
+    rows: list[RuleRow] = []
+    dataset: list[RuleRow] = []
     built_in = ("major", "quarantine")
 
     def row(name: str, column: str, what: str, severity: Any, on_failure: Any) -> None:
         outcome = ON_FAILURE_MEANING.get(on_failure, _text(on_failure) or "not stated")
-        rows.append(f"| {_cell(name)} | {column} | {_cell(what)} | {_cell(severity)} | {outcome} |")
+        rows.append(RuleRow(_text(name), column, _text(what), _text(severity), outcome))
 
     props = [p for p in _list(table.get("properties")) if isinstance(p, dict)]
     for prop in props:
@@ -251,13 +276,15 @@ def _rule_rows(table: dict[str, Any]) -> tuple[list[str], list[str]]:
                     for v in _list(_dict(rule.get("arguments")).get("missingValues"))
                 ]
                 what = what or f"at most {limit}% of rows have no {header}"
-                what += f" (missing means: {', '.join(dict.fromkeys(missing))})" if missing else ""
+                # Category names of a classified column stay on the agreement page: a
+                # notice cites the rule, and carries nothing that could be a value.
+                values = f" (missing means: {', '.join(dict.fromkeys(missing))})" if missing else ""
                 severity = rule.get("severity")
-                meaning = SEVERITY_MEANING.get(severity, "")
+                meaning = SEVERITY_MEANING.get(severity, "") or "—"
                 dataset.append(
-                    f"| {_cell(rule.get('name'))} | {column} | {_cell(what)} | "
-                    f"{_cell(severity)} | {meaning or '—'} |"
-                )
+                    RuleRow(_text(rule.get("name")), column, _text(what), _text(severity), meaning,
+                            values)
+                )  # fmt: skip
             else:
                 row(
                     rule.get("name", "?"),
@@ -291,7 +318,151 @@ def _rule_rows(table: dict[str, Any]) -> tuple[list[str], list[str]]:
         )
         on_failure = _custom(rule).get("onFailure")
         row(rule.get("name", "?"), columns or "—", what, rule.get("severity"), on_failure)
+    layout = _dict(_custom(table).get("layout"))
+    if layout.get("type") == "wide":
+        value = layout.get("valueName", "value")
+        what = f"each {layout.get('periodName', 'month')} column holds a whole number"
+        if layout.get("valueMinimum", 0) is not None:
+            what += f" of at least {layout.get('valueMinimum', 0)}"
+        row(f"{value}.type", _code(value), what, *built_in)
+    # Judged by the pipeline against the provider's own history (dataset_expectations).
+    published = SEVERITY_MEANING["major"]
+    dataset.append(
+        RuleRow("dataset.volume", "—", "the number of rows is within the usual range of the "
+                "previous published deliveries (no month far smaller or larger)", "major",
+                published)
+    )  # fmt: skip
+    if any(_valid_values(p) for p in _list(table.get("properties")) if isinstance(p, dict)):
+        dataset.append(
+            RuleRow("dataset.mix", "columns with agreed values", "the share of each agreed "
+                    "value does not move sharply against the last 12 months (a change in "
+                    "recording or coding)", "minor", SEVERITY_MEANING["minor"])
+        )  # fmt: skip
     return rows, dataset
+
+
+# The page's clause numbers, fixed whatever a contract leaves out (a section it does not
+# fill says "Not stated"), so that a notice can cite them and they mean the same everywhere.
+SECTIONS = {
+    "purpose": ("1", "Purpose"),
+    "lawful_basis": ("2", "Lawful basis"),
+    "usage": ("3", "How the data may be used"),
+    "limitations": ("4", "Limitations"),
+    "sensitive": ("5", "Sensitive data"),
+    "delivery": ("6", "Delivery"),
+    "schedule": ("6.1", "Schedule"),
+    "file": ("6.2", "The file"),
+    "notices": ("6.3", "Notices of breach"),
+    "columns": ("7", "Columns: the agreed layout"),
+    "rules": ("8", "Rules"),
+    "row_rules": ("8.1", "Rules on every row"),
+    "delivery_rules": ("8.2", "Rules on the whole delivery"),
+    "contacts": ("9", "Contacts"),
+}
+# Breaches not of a listed rule, by the clause that states what they break.
+RULE_SECTIONS = {
+    "delivery.late": "schedule",
+    "file.columns": "columns",
+    "file.header": "columns",
+    "file.unagreed_columns": "columns",
+    "file.row_shape": "columns",
+}
+
+
+def heading(key: str, level: int = 2) -> str:
+    """A numbered heading of the page, e.g. `## 6. Delivery` or `### 6.1 Schedule`."""
+    number, title = SECTIONS[key]
+    return f"{'#' * level} {number}{'.' if '.' not in number else ''} {title}"
+
+
+def rule_clauses(doc: dict[str, Any]) -> dict[str, Clause]:
+    """Every rule the page lists, by name, with its clause number (8.1.1, 8.2.1, ...)."""
+    schema = _list(doc.get("schema"))
+    table = schema[0] if schema and isinstance(schema[0], dict) else {}
+    rows, dataset = _rule_rows(table)
+    clauses: dict[str, Clause] = {}
+    for key, listed in (("row_rules", rows), ("delivery_rules", dataset)):
+        base = SECTIONS[key][0]
+        for n, r in enumerate(listed, 1):
+            clauses.setdefault(r.name, Clause(f"{base}.{n}", f"{r.name}: {r.what}"))
+    return clauses
+
+
+def clause_for(doc: dict[str, Any], rule: str) -> Clause:
+    """The clause of the agreement page a breach of `rule` breaks."""
+    listed = rule_clauses(doc)
+    if rule in listed:
+        return listed[rule]
+    if rule.startswith("dataset.mix.") and "dataset.mix" in listed:
+        return listed["dataset.mix"]
+    if rule in RULE_SECTIONS:
+        key = RULE_SECTIONS[rule]
+    elif rule.startswith(("file.", "dropzone.")):
+        key = "file"  # the form of the file: format, encoding, compression, manifest, ...
+    else:
+        key = "rules"
+    number, title = SECTIONS[key]
+    return Clause(number, title)
+
+
+@functools.lru_cache(maxsize=32)
+def _document(path: str, _mtime_ns: int) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as fh:
+        doc = yaml.safe_load(fh)
+    return doc if isinstance(doc, dict) else {}
+
+
+def contract_document(path: Path) -> dict[str, Any]:
+    """A contract file's document (read once per version of the file)."""
+    return _document(str(path), Path(path).stat().st_mtime_ns)
+
+
+def agreement_title(doc: dict[str, Any]) -> str:
+    """The agreement's title in words, as the page heads it: `Stop and search`."""
+    return str(doc.get("name", "contract")).replace("_", " ").capitalize()
+
+
+def notice_response_days(agreement: dict[str, Any]) -> int | None:
+    """Days the provider has to acknowledge a notice of breach, if the agreement says."""
+    days = agreement.get("noticeResponseDays")
+    return days if isinstance(days, int) and not isinstance(days, bool) and days > 0 else None
+
+
+def file_sentence(table: dict[str, Any], fmt: dict[str, Any]) -> str:
+    """The agreed file in one sentence: its name and form."""
+    name = _code(table.get("physicalName", "?"))
+    return f"One file per period, named like {name}: {_file_format(fmt)}."
+
+
+def _delivery_section(
+    table: dict[str, Any], schedule: dict[str, Any], fmt: dict[str, Any], agreement: dict
+) -> list[str]:
+    days = notice_response_days(agreement)
+    reply = (
+        f"The provider acknowledges each notice within {days} day{'s' if days != 1 else ''} "
+        "of its date, and says by when each item will be corrected."
+        if days
+        else "_The agreement sets no period for acknowledging a notice._"
+    )
+    return [
+        heading("delivery"),
+        "",
+        heading("schedule", 3),
+        "",
+        schedule_sentence(schedule),
+        "",
+        heading("file", 3),
+        "",
+        file_sentence(table, fmt) + " A manifest (`<file>.manifest.json`, with the number of "
+        "data rows and the file's SHA-256) may be sent beside it; a file that disagrees with "
+        "its manifest is held back. Links, pipes and devices are not read.",
+        "",
+        heading("notices", 3),
+        "",
+        "Each breach of these terms is recorded and sent to the provider in a notice that "
+        "cites the clause broken. " + reply,
+        "",
+    ]
 
 
 def render_page(doc: dict[str, Any], source: str = "") -> str:
@@ -305,7 +476,7 @@ def render_page(doc: dict[str, Any], source: str = "") -> str:
     table = schema[0] if schema and isinstance(schema[0], dict) else {}
     props = [p for p in _list(table.get("properties")) if isinstance(p, dict)]
     name = str(doc.get("name", "contract"))
-    title = name.replace("_", " ").capitalize()
+    title = agreement_title(doc)
     owners = _dict(agreement.get("owners"))
     special = [str(s) for s in _list(agreement.get("specialCategoryFields"))]
     pseudonymised = [str(s) for s in _list(agreement.get("pseudonymisedFields"))]
@@ -328,20 +499,19 @@ def render_page(doc: dict[str, Any], source: str = "") -> str:
         f"({_cell(agreement.get('retention'))}). {_cell(agreement.get('retentionClause'))} |",
         f"| Published as | {_code('curated.' + str(table.get('name', name)))} |",
         "",
-        "## Purpose",
+        "The numbers of the sections below are the clauses that notices of breach cite.",
+        "",
+        heading("purpose"),
         "",
         _text(agreement.get("purpose")) or "_Not stated._",
         "",
     ]
     if description.get("purpose"):
         out += [f"What the data is for: {_text(description['purpose'])}", ""]
-    out += ["## Lawful basis", "", _text(agreement.get("lawfulBasis")) or "_Not stated._", ""]
-    if description.get("usage"):
-        out += ["## How the data may be used", "", _text(description["usage"]), ""]
-    if description.get("limitations"):
-        out += ["## Limitations", "", _text(description["limitations"]), ""]
-
-    out += ["## Sensitive data", ""]
+    out += [heading("lawful_basis"), "", _text(agreement.get("lawfulBasis")) or "_Not stated._"]
+    out += ["", heading("usage"), "", _text(description.get("usage")) or "_Not stated._", ""]
+    out += [heading("limitations"), "", _text(description.get("limitations")) or "_Not stated._"]
+    out += ["", heading("sensitive"), ""]
     if special:
         out.append(
             "**Special-category data** (UK GDPR Article 9; handled under the condition in the "
@@ -370,8 +540,9 @@ def render_page(doc: dict[str, Any], source: str = "") -> str:
     )
     out.append("")
 
+    out += _delivery_section(table, schedule, fmt, agreement)
     layout = _dict(_custom(table).get("layout"))
-    out += ["## Columns", ""]
+    out += [heading("columns"), ""]
     if layout.get("type") == "wide":
         out += [
             f"The provider sends one column per period (headers matching "
@@ -406,7 +577,7 @@ def render_page(doc: dict[str, Any], source: str = "") -> str:
         (p, v) for p in props if (v := _valid_values(p)) is not None and len(v) > LISTED_IN_FULL
     ]
     if long_lists:
-        out += ["### Allowed values", ""]
+        out += ["### Allowed values (part of clause 7)", ""]
         for prop, values in long_lists:
             out += [f"**{_code(prop.get('name'))}** ({len(values)} values):", ""]
             out += [f"- {v}" for v in values]
@@ -414,7 +585,7 @@ def render_page(doc: dict[str, Any], source: str = "") -> str:
 
     rows, dataset = _rule_rows(table)
     out += [
-        "## Rules",
+        heading("rules"),
         "",
         "Every delivery is checked against these rules. Severity says what a breach means "
         "for the delivery; for rules on each row, the last column says what happens to a row "
@@ -423,29 +594,28 @@ def render_page(doc: dict[str, Any], source: str = "") -> str:
     ]
     out += [f"- **{s}**: {meaning}." for s, meaning in SEVERITY_MEANING.items()]
     out.append("")
-    if rows:
+    for key, listed, when in (
+        ("row_rules", rows, "When a row fails"),
+        ("delivery_rules", dataset, "When the delivery fails"),
+    ):
+        base = SECTIONS[key][0]
         out += [
-            "### Rules on every row",
+            heading(key, 3),
             "",
-            "| Rule | Column | Checks that | Severity | When a row fails |",
-            "|---|---|---|---|---|",
-            *rows,
-            "",
+            f"| Clause | Rule | Column | Checks that | Severity | {when} |",
+            "|---|---|---|---|---|---|",
         ]
-    if dataset:
         out += [
-            "### Rules on the whole delivery",
-            "",
-            "| Rule | Column | Checks that | Severity | When the delivery fails |",
-            "|---|---|---|---|---|",
-            *dataset,
-            "",
+            f"| {base}.{n} | {_cell(r.name)} | {r.column} | {_cell(r.what + r.values)} | "
+            f"{_cell(r.severity)} | {r.outcome} |"
+            for n, r in enumerate(listed, 1)
         ]
+        out.append("" if listed else "_None._\n")
 
     team = _dict(doc.get("team"))
     members = [m for m in _list(team.get("members")) if isinstance(m, dict)]
     if members:
-        out += ["## Contacts", "", "| Name | Role | Contact |", "|---|---|---|"]
+        out += [heading("contacts"), "", "| Name | Role | Contact |", "|---|---|---|"]
         out += [
             f"| {_cell(m.get('name'))} | {_cell(m.get('role'))} | {_cell(m.get('username'))} |"
             for m in members

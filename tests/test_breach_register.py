@@ -1,17 +1,25 @@
 """The breach register and the notice to the force, from the command line."""
 
 import csv
+import html
 import io
 import json
+import re
 import subprocess
 import sys
+from datetime import date
+from html.parser import HTMLParser
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from pipelines.breach_notice import notice_from_warehouse
 from pipelines.cli import main
-from tests.breach_homes import seeded_home
+from pipelines.warehouse import connect
+from schemas.contract import contracts_dir, load_contracts
+from schemas.contract_page import render_file
+from tests.breach_homes import MARKUP_HEADER, seeded_home, today
 from tests.conftest import drop
 
 
@@ -71,7 +79,8 @@ def test_notice_for_the_real_june_file_is_ready_to_send(
     assert "2022-06-metropolitan-stop-and-search.csv" in markdown
     assert "16,332" in markdown
     assert "4,963 of 16,332 rows (30.4%) have no Self-defined ethnicity" in markdown
-    assert "quality[self_defined_ethnicity_completeness]" in markdown
+    assert "8.2.2: self_defined_ethnicity_completeness" in markdown  # the page's clause
+    assert "yaml" not in markdown and "quality[" not in markdown  # not a path in a file
     assert "<h1>" in html and "30.4%" in html
 
     # Never the raw values of classified fields.
@@ -136,7 +145,7 @@ def test_list_as_csv_and_json_carries_every_field(seeded, capsys):
 
 @pytest.mark.parametrize(
     "argv",
-    [["breaches", "list"], ["breaches", "show", "B-1"], ["report"],
+    [["breaches", "list"], ["breaches", "show", "B-1"], ["report"], ["review"],
      ["warehouse", "rebuild"], ["retention"]],
     ids=lambda a: " ".join(a),
 )  # fmt: skip
@@ -165,3 +174,135 @@ def test_a_reader_that_leaves_early_gets_no_traceback(seeded, argv):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141, err
     assert "Traceback" not in err and "BrokenPipeError" not in err
+
+
+def contracts_page(name: str) -> str:
+    return render_file(contracts_dir() / f"{name}.yaml")
+
+
+# --- notices from the seeded register ------------------------------------------------------
+
+
+def _notice(home, period: str, contract: str = "stop_and_search"):
+    with connect(home.warehouse) as con:
+        return notice_from_warehouse(con, load_contracts()[contract], period, today())
+
+
+def test_notice_has_every_open_breach_of_the_month_late_included(seeded):
+    home, ids = seeded
+    notice = _notice(home, "2025-10")
+    md = notice.markdown
+    assert notice.breach_ids == [ids["oct_type"], ids["oct_late"]]
+    assert md.startswith("# Stop and search: notice of breaches for October 2025\n")
+    assert "## What must be fixed (2 items)" in md
+    assert "### 1. Type is one of the published search types (major)" in md
+    assert "### 2. Late delivery (major)" in md
+    # Clauses as the agreement page numbers them, never a path in a YAML file.
+    assert "**Clause:** 8.1.2: type\\_known" not in md  # underscores stay readable
+    assert "**Clause:** 8.1.2: type_known: Type is one of the published search types." in md
+    assert "**Clause:** 6.1: Schedule" in md and "yaml" not in md and "schema[" not in md
+    page = contracts_page("stop_and_search")
+    assert "| 8.1.2 | type_known |" in page and "### 6.1 Schedule" in page
+    # Dates in words, the reply-by date from the agreement's noticeResponseDays (10).
+    assert "**Date of this notice:** 12 January 2026" in md
+    assert "**Reply by:** 22 January 2026 (10 days, clause 6.3)" in md
+    assert notice.reply_by == date(2026, 1, 22)
+    assert "Please acknowledge this notice by 22 January 2026" in md
+    assert "| stop\\_and\\_search" not in md
+    assert "| stop_and_search/2025-10/2025-10-stop-and-search.csv | 28 November 2025, 10:00 |" in md
+    assert "**Seen before:** in 1 earlier period (September 2025)" in md
+    assert "**Row numbers in the file:** 9 and 6 more" in md
+    assert "The agreed layout (clause 7): 15 columns, headed Type, Date," in md
+
+
+def test_notice_for_a_month_never_delivered(seeded):
+    home, ids = seeded
+    notice = _notice(home, "2025-12")
+    assert notice.breach_ids == [ids["dec_late"]]
+    assert "Nothing was delivered for December 2025." in notice.markdown
+    assert "**Rows affected:** the whole month (no file arrived)" in notice.markdown
+    assert "No delivery for December 2025 had arrived by 25 January 2026." in notice.markdown
+
+
+def test_notice_leaves_out_what_is_resolved_and_says_what_was_sent(seeded):
+    home, ids = seeded
+    notice = _notice(home, "2025-09")
+    assert notice.breach_ids == [ids["sep_type"]]  # the completeness breach was resolved
+    assert "**Status:** notified on 22 October 2025" in notice.markdown
+    assert "**Seen before:** not before: this is the first period with this breach" in (
+        notice.markdown
+    )
+
+
+def test_notice_cli_writes_a_month_with_no_delivery(seeded, tmp_path, capsys):
+    home, ids = seeded
+    args = ["--contract", "stop_and_search", "--period", "2025-12", "--output-dir", str(tmp_path)]
+    assert main(["breaches", "notice", *args]) == 0
+    out = capsys.readouterr().out
+    assert f"datashare breaches notify {ids['dec_late']}" in out
+    assert (tmp_path / "notice-stop_and_search-2025-12.html").exists()
+    with duckdb.connect(str(home.warehouse), read_only=True) as con:
+        (what,) = con.execute(
+            "SELECT what FROM governance.exports WHERE period = '2025-12'"
+        ).fetchone()
+    assert what == "notice notice-stop_and_search-2025-12.md (1 breach(es))"
+
+
+def test_markup_from_a_delivery_is_text_in_both_renderings(seeded):
+    home, _ = seeded
+    notice = _notice(home, "2025-11")
+    assert MARKUP_HEADER not in notice.html and "<b>bold" not in notice.html
+    assert html.escape(MARKUP_HEADER) in notice.html
+    assert "&lt;b&gt;bold&lt;/b&gt;" in notice.html
+    assert "\\<script\\>" in notice.markdown and "\\<b\\>bold" in notice.markdown
+
+
+def _markdown_blocks(text: str) -> list[str]:
+    blocks = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("|---"):
+            continue
+        if line.startswith("|"):
+            cells = re.split(r"(?<!\\)\|", line.strip("|"))
+        else:
+            cells = [re.sub(r"^(#+|-)\s+", "", line)]
+        for cell in cells:
+            cell = re.sub(r"\\(.)", r"\1", cell.replace("**", ""))
+            blocks.append(" ".join(cell.split()))
+    return blocks
+
+
+class _HtmlBlocks(HTMLParser):
+    BLOCKS = {"h1", "h2", "h3", "p", "li", "th", "td"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks: list[str] = []
+        self.depth = 0
+        self.text = ""
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.BLOCKS:
+            self.depth += 1
+            self.text = ""
+
+    def handle_endtag(self, tag):
+        if tag in self.BLOCKS:
+            self.depth -= 1
+            self.blocks.append(" ".join(self.text.split()))
+
+    def handle_data(self, data):
+        if self.depth:
+            self.text += data
+
+
+@pytest.mark.parametrize("period", ["2025-09", "2025-10", "2025-11", "2025-12"])
+def test_markdown_and_html_say_the_same(seeded, period):
+    home, _ = seeded
+    notice = _notice(home, period)
+    parser = _HtmlBlocks()
+    parser.feed(notice.html)
+    # Every fact, heading and cell of one is in the other, in the same order.
+    assert parser.blocks == _markdown_blocks(notice.markdown)
+    assert len(parser.blocks) > 20
