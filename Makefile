@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint ui clean
+.PHONY: demo test test-fast lint ui clean chromium screenshots
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/datashare demo
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/datashare contracts lint
@@ -27,8 +27,28 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -n auto --dist loadfile -m "not slow"
 
+# The browser tests drive Debian's chromium through Playwright (Playwright's own browser
+# download is never used). Root on Debian, as CI is, gets it installed; anyone else is told
+# how, and those tests skip (on CI, where CI=true, they fail instead).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || [ -n "$(DATASHARE_CHROMIUM)" ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing Debian's chromium for the browser tests"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+	      >/dev/null; } || echo "Could not install chromium: the browser tests will skip."; \
+	  else \
+	    echo "No chromium: the browser tests will skip (as root: apt-get install chromium)."; \
+	  fi; }
+
+# The README's screenshots: the browser tests, every page they look at kept in
+# docs/screenshots/ (1280x800).
+BROWSER_TESTS = $(shell grep -l "^from tests.browser import" tests/test_*.py)
+screenshots: $(STAMP) chromium
+	DATASHARE_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest -q -n auto --dist loadfile \
+	  $(BROWSER_TESTS)
+
 ui: $(STAMP)
 	$(BIN)/datashare ui
 
 clean:
-	rm -rf $(VENV) .datashare
+	rm -rf $(VENV) .datashare test-artifacts

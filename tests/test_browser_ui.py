@@ -1,0 +1,460 @@
+"""What a data engineer checks by eye in the Dagster UI after `datashare demo`, in a browser.
+
+One demo home (stop and search and use of force, eight months each) and one real
+`dagster-webserver` are shared by the module; every test opens its pages in headless Chromium
+(Debian's `chromium`, driven by Playwright) in a fresh browser context, so nothing is
+remembered between tests (no profile, no localStorage). What is expected (periods, held and
+published months, breaches) is read from the lake's governance register and the code
+location's definitions, never written down here, and the assertions are on what the pages
+show. Every page visited is kept as a screenshot (`test-artifacts/screenshots/`, or
+`$DATASHARE_SCREENSHOTS`), written whether its test passes or fails.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pipelines.job_names import delivery_job_name
+from tests.browser import VIEWPORT, require_chromium, screenshots_dir
+from tests.webserver import Webserver, run_demo, running_webserver
+
+pytestmark = pytest.mark.slow
+
+CONTRACTS = ("stop_and_search", "use_of_force")
+CHECK = "contract_conformance"
+# The UI's path for the code location's repository: `@dg.definitions` puts everything in
+# Dagster's singleton repository, and the UI names that by the location alone.
+REPOSITORY = "datashare"
+# The first page of a run waits on the webserver and its code server: generous, since the
+# suite runs on every core at once. A page that is right shows within a second or two.
+PAGE_TIMEOUT_MS = 30_000
+SIGN_UP_TEXTS = ("Join the Dagster community", "Notify me")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def chromium() -> str:
+    """Debian's chromium; without it these tests skip (on CI they fail: `make test` installs
+    it there). Asked first, so a machine without it does not run the demo for nothing."""
+    return require_chromium()
+
+
+@dataclass(frozen=True)
+class Month:
+    """One contract-month as the register has it: the delivery its check stands on."""
+
+    contract: str
+    period: str
+    delivery_id: str
+    breaches: tuple[dict, ...]
+
+    def count(self, severity: str) -> int:
+        return sum(b["severity"] == severity for b in self.breaches)
+
+
+@dataclass(frozen=True)
+class Demo:
+    home: Path
+    periods: dict[str, list[str]]  # contract -> the months it sent something for
+    held: Month  # use of force: the manifest disagrees with the file
+    published_with_breaches: Month  # stop and search: rows quarantined, major breaches
+    published: Month  # stop and search's last month, published
+
+
+def _read_demo(home: Path) -> Demo:
+    from pipelines.lake import open_lake
+    from pipelines.register import Register
+
+    register = Register(open_lake(home / "lake"))
+    periods, deliveries, breaches = {}, {}, {}
+    for contract in CONTRACTS:
+        deliveries[contract] = sorted(
+            register.deliveries(contract).values(), key=lambda d: (d["period"], d["event_at"])
+        )
+        periods[contract] = sorted({d["period"] for d in deliveries[contract]})
+        breaches[contract] = register.breaches(contract)
+
+    def month(delivery: dict) -> Month:
+        contract, delivery_id = delivery["contract"], delivery["delivery_id"]
+        own = tuple(b for b in breaches[contract] if b["delivery_id"] == delivery_id)
+        return Month(contract, delivery["period"], delivery_id, own)
+
+    held = [month(d) for d in deliveries["use_of_force"] if d["event"] == "held"]
+    assert len(held) == 1, deliveries["use_of_force"]
+    sent = deliveries["stop_and_search"]
+    published = [d for d in sent if d["event"] == "published"]
+    # A month published with rows quarantined for major breaches.
+    with_breaches = [
+        month(d)
+        for d in published
+        if d["rows_quarantined"] and month(d).count("major") and not month(d).count("critical")
+    ]
+    assert with_breaches, sent
+    last = month(published[-1])
+    assert last.period == periods["stop_and_search"][-1], (last, periods)
+    return Demo(home, periods, held[0], with_breaches[-1], last)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
+    """A home where a small two-contract `datashare demo` has run, as a user would run it."""
+    home = tmp_path_factory.mktemp("browser") / "home"
+    run_demo(home, "--rows", "300", "--months", "8", "--contracts", ",".join(CONTRACTS))
+    return _read_demo(home)
+
+
+@pytest.fixture(scope="module")
+def webserver(demo: Demo) -> Iterator[Webserver]:
+    with running_webserver(demo.home) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def definitions(demo: Demo):
+    """The code location's definitions, as the webserver loads them for the demo home."""
+    from pipelines.definitions import build_definitions
+    from pipelines.settings import load_settings
+
+    return build_definitions(load_settings(demo.home))
+
+
+@pytest.fixture(scope="module")
+def browser(chromium: str):
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=PAGE_TIMEOUT_MS)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def context(browser):
+    """A fresh browser context: a new profile, nothing stored from an earlier test."""
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def page(context):
+    return context.new_page()
+
+
+@contextmanager
+def screenshot(page, name: str) -> Iterator[None]:
+    """Keep the page as `<name>.png` once the block is done, passed or failed."""
+    try:
+        yield
+    finally:
+        try:
+            page.screenshot(path=screenshots_dir() / f"{name}.png")
+        except Exception as error:  # a closed or crashed page must not hide the failure
+            print(f"no screenshot {name}.png: {error}")
+
+
+def _job_path(job: str) -> str:
+    return f"/locations/{REPOSITORY}/jobs/{job}"
+
+
+def test_timeline_and_job_pages_show_the_demo_runs(page, webserver: Webserver, demo: Demo):
+    from playwright.sync_api import expect
+
+    page.goto(f"{webserver.url}/overview/activity/timeline")
+    with screenshot(page, "overview-timeline"):
+        for contract in CONTRACTS:
+            # Each delivery job has its row, named and linked to the job's page, with a bar
+            # for each batch of runs (a count on it when it holds more than one): one run for
+            # each month the demo sent.
+            job = delivery_job_name(contract)
+            link = page.locator(f'a[href="{_job_path(job)}"]')
+            expect(link).to_be_visible()
+            expect(link).to_contain_text(job)
+            bars = page.locator(f'div:has(> div > div > a[href="{_job_path(job)}"])').locator(
+                ".chunk-popover-target"
+            )
+            expect(bars.first).to_be_visible()
+            runs = sum(int(bar.inner_text().strip() or 1) for bar in bars.all())
+            assert runs == len(demo.periods[contract]), (job, runs, demo.periods[contract])
+        # Hovering a bar lists its runs, each a link to the run's page.
+        bars.first.hover()
+        expect(page.locator('.bp5-popover-content a[href^="/runs/"]').first).to_be_visible()
+
+    for contract in CONTRACTS:
+        job = delivery_job_name(contract)
+        page.goto(f"{webserver.url}{_job_path(job)}/runs")
+        with screenshot(page, f"job-{job}-runs"):
+            # One run per month the demo sent, each tagged with its month.
+            for period in reversed(demo.periods[contract]):
+                tag = page.get_by_text(f"partition: {period}", exact=True)
+                expect(tag).to_have_count(1)
+                tag.scroll_into_view_if_needed()
+                expect(tag).to_be_visible()
+            expect(page.get_by_text("No runs found")).to_have_count(0)
+
+
+def test_asset_graph_shows_every_asset_group(page, webserver: Webserver, definitions):
+    from playwright.sync_api import expect
+
+    groups = sorted({spec.group_name for spec in definitions.resolve_all_asset_specs()})
+    assert len(groups) > 1, groups
+    page.goto(f"{webserver.url}/asset-groups")
+    with screenshot(page, "asset-graph"):
+        for group in groups:
+            # A collapsed group's box in the graph itself (inside the SVG), not the sidebar.
+            node = page.locator(f'foreignObject [data-tooltip="{group}"]')
+            expect(node).to_be_visible()
+
+
+def _hide_navigation(page) -> None:
+    """Fold the left navigation (if an earlier page of the test has not), so a partition's
+    detail, its status tag on the right, fits in the window and in its screenshot."""
+    from playwright.sync_api import expect
+
+    toggle = page.get_by_role("img", name=re.compile(r"^panel_show_(left|right)$"))
+    expect(toggle).to_be_visible()
+    if toggle.get_attribute("aria-label") == "panel_show_right":
+        page.get_by_text("Hide navigation", exact=True).click()
+    expect(page.get_by_role("img", name="panel_show_left")).to_be_visible()
+
+
+def _partition_header(page, period: str):
+    """The header of a partition's detail pane: the month's name and its status tag."""
+    return page.locator(f'div:has(> span > div[title="{period}"])')
+
+
+def _open_asset_partition(page, webserver: Webserver, month: Month, layer: str = "validated"):
+    """The asset <layer>/<contract>, its Partitions tab, one month; that month's header."""
+    from playwright.sync_api import expect
+
+    path = f"/assets/{layer}/{month.contract}?view=partitions&partition={month.period}"
+    page.goto(f"{webserver.url}{path}")
+    _hide_navigation(page)
+    header = _partition_header(page, month.period)
+    expect(header).to_be_visible()
+    return header
+
+
+def _open_check_partition(page, webserver: Webserver, month: Month):
+    """The contract_conformance check of validated/<contract>, its Partitions tab, one month
+    picked from the list as an engineer would; that month's header."""
+    from playwright.sync_api import expect
+
+    path = f"/assets/validated/{month.contract}?view=checks&checkDetail={CHECK}"
+    page.goto(f"{webserver.url}{path}")
+    _hide_navigation(page)
+    page.locator("button[role=tab]", has_text="Partitions").click()
+    page.get_by_placeholder("Filter by partition…").fill(month.period)
+    page.get_by_text(month.period, exact=True).first.click()
+    header = _partition_header(page, month.period)
+    expect(header).to_be_visible()
+    return header
+
+
+def _metadata_row(page, label: str):
+    """The row of a metadata table whose label is `label` (its value may hold a table)."""
+    from playwright.sync_api import expect
+
+    row = page.locator(f"xpath=//tr[td[1][normalize-space(.)='{label}']]")
+    expect(row).to_be_visible()
+    return row
+
+
+def _delivery_row(page, delivery_id: str):
+    """A delivery's line in the `deliveries` table of a validation (ids shown as 12 digits)."""
+    deliveries = _metadata_row(page, "deliveries").locator("tr")
+    return deliveries.filter(has=page.get_by_text(delivery_id[:12], exact=True))
+
+
+def _markdown(page, label: str):
+    """A Markdown metadata value: shown in its row, or in a dialog behind [Show Markdown]."""
+    row = _metadata_row(page, label)
+    expand = row.get_by_text("[Show Markdown]")
+    if expand.count():
+        expand.click()
+        return page.get_by_role("dialog")
+    return row
+
+
+def test_held_back_month_shows_held_with_its_breach(page, webserver: Webserver, demo: Demo):
+    from playwright.sync_api import expect
+
+    held = demo.held
+    (critical,) = [b for b in held.breaches if b["severity"] == "critical"]
+
+    _open_asset_partition(page, webserver, held)
+    with screenshot(page, "held-back-month-asset"):
+        # The month's one delivery is held ...
+        delivery = _delivery_row(page, held.delivery_id)
+        expect(delivery.get_by_text("held", exact=True)).to_be_visible()
+    with screenshot(page, "held-back-month-breaches"):
+        # ... and its breaches say why.
+        breaches = _markdown(page, "breaches")
+        rule = breaches.get_by_text(critical["rule"], exact=True)
+        expect(rule).to_be_visible()
+        rule.scroll_into_view_if_needed()
+        expect(breaches.get_by_text(critical["detail"].split(". ")[0])).to_be_visible()
+
+    header = _open_check_partition(page, webserver, held)
+    with screenshot(page, "held-back-month-check"):
+        tag = header.locator(".BaseTag")
+        expect(tag).to_have_text("Failed")
+        # An error: the red cross, not the warning triangle.
+        expect(tag.get_by_role("img", name="cancel")).to_be_visible()
+        expect(tag.get_by_role("img", name="warning_outline")).to_have_count(0)
+        detail = header.locator("xpath=..")  # the month's pane: description, metadata
+        expect(detail.get_by_text(re.compile(r"held back", re.IGNORECASE)).first).to_be_visible()
+
+
+def test_month_published_with_breaches_is_a_warning_not_an_outage(
+    page, webserver: Webserver, demo: Demo
+):
+    from playwright.sync_api import expect
+
+    month = demo.published_with_breaches
+    majors = month.count("major")
+
+    _open_asset_partition(page, webserver, month)
+    with screenshot(page, "published-with-breaches-asset"):
+        # Its delivery validated, a few rows quarantined, the major breaches listed.
+        delivery = _delivery_row(page, month.delivery_id)
+        expect(delivery.get_by_text("validated", exact=True)).to_be_visible()
+        breaches = _markdown(page, "breaches")
+        expect(breaches.get_by_text("major", exact=True)).to_have_count(majors)
+        expect(breaches.get_by_text("critical", exact=True)).to_have_count(0)
+
+    header = _open_asset_partition(page, webserver, month, layer="curated")
+    with screenshot(page, "published-with-breaches-curated"):
+        # And published: the curated month is there for analysts.
+        expect(header.locator(".BaseTag")).to_have_text("Materialized")
+
+    header = _open_check_partition(page, webserver, month)
+    with screenshot(page, "published-with-breaches-check"):
+        tag = header.locator(".BaseTag")
+        expect(tag).to_have_text("Failed")
+        # A warning: the yellow triangle, never the red cross of a held-back month.
+        expect(tag.get_by_role("img", name="warning_outline")).to_be_visible()
+        expect(tag.get_by_role("img", name="cancel")).to_have_count(0)
+        detail = header.locator("xpath=..")  # the month's pane: description, metadata
+        words = re.compile(rf"published with {majors} (major )?breach", re.IGNORECASE)
+        expect(detail.get_by_text(words)).to_be_visible()
+        expect(detail.get_by_text(re.compile(r"held back", re.IGNORECASE))).to_have_count(0)
+
+
+def test_sensors_and_schedules_are_listed(page, webserver: Webserver, definitions):
+    from playwright.sync_api import expect
+
+    sensors = [s.name for s in definitions.sensors]
+    schedules = [s.name for s in definitions.schedules]
+    assert sensors and schedules, (sensors, schedules)
+    page.goto(f"{webserver.url}/automation")
+    with screenshot(page, "automation"):
+        for names, kind in ((sensors, "sensor"), (schedules, "Scheduled")):
+            for name in names:
+                item = page.get_by_text(name, exact=True)
+                expect(item).to_be_visible()
+                # The line under the name says what it is ("Standard sensor", "Scheduled At
+                # 07:00 AM GMT").
+                expect(item.locator("xpath=../..")).to_contain_text(kind)
+
+
+def test_no_sign_up_prompt_on_a_fresh_profile(page, webserver: Webserver):
+    from playwright.sync_api import expect
+
+    # The prompt opens one second after the app learns it should (its ShouldShowNux query):
+    # the page's clock is driven past that instead of sleeping.
+    page.clock.install()
+    with page.expect_response(
+        lambda r: "/graphql" in r.url and "ShouldShowNux" in (r.request.post_data or "")
+    ) as nux:
+        page.goto(f"{webserver.url}/overview/activity/timeline")
+    with screenshot(page, "no-sign-up-prompt"):
+        expect(page.get_by_role("tab", name="Timeline")).to_be_visible()
+        assert nux.value.ok, nux.value.status
+        page.clock.run_for(2_000)
+        expect(page.get_by_role("tab", name="Timeline")).to_be_visible()
+        for text in SIGN_UP_TEXTS:
+            expect(page.get_by_text(text)).to_have_count(0)
+        # Its e-mail field (placeholder hello@dagster.io).
+        expect(page.locator("input[type=email], input[placeholder*='@']")).to_have_count(0)
+        expect(page.get_by_role("dialog")).to_have_count(0)
+
+
+@pytest.fixture
+def offline(browser):
+    """A fresh browser context whose every request but file:// is refused; the refused
+    URLs are listed in its `blocked`. (tests.browser.offline_page starts a Playwright of its
+    own, which cannot run beside this module's.)"""
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
+    blocked: list[str] = []
+
+    def only_files(route) -> None:
+        if route.request.url.startswith("file://"):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_files)
+    # And any request the routing did not see (a service worker's, say) is counted too.
+    context.on("request", lambda r: r.url.startswith("file://") or blocked.append(r.url))
+    context.blocked = blocked
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+def test_data_docs_render_styled_with_the_network_cut(
+    page, offline, webserver: Webserver, demo: Demo
+):
+    from playwright.sync_api import expect
+
+    month = demo.published
+    _open_asset_partition(page, webserver, month)
+    with screenshot(page, "data-docs-link"):
+        link = _metadata_row(page, "data_docs").locator('a[href^="file://"]').first
+        expect(link).to_be_visible()
+        url = link.get_attribute("href")
+
+    docs = offline.new_page()
+    docs.goto(url)
+    with screenshot(docs, "data-docs"):
+        container = docs.locator(".container-fluid").first
+        expect(container).to_be_visible()
+        table = docs.locator("table.table-bordered:visible").first
+        expect(table).to_be_visible()
+        # Bootstrap's rules, which the page does not have without its stylesheet: a gutter
+        # inside .container-fluid, a .table as wide as its container, and the grey 1px
+        # rule (#dee2e6) round every cell of a .table-bordered.
+        gutter = container.evaluate("e => parseFloat(getComputedStyle(e).paddingLeft)")
+        assert gutter > 0, "no Bootstrap: .container-fluid has no padding"
+        width, room = table.evaluate(
+            "e => [e.getBoundingClientRect().width, e.parentElement.clientWidth]"
+        )
+        assert abs(width - room) < 2, f"no Bootstrap: .table is {width}px of {room}px"
+        border = table.locator("td").first.evaluate(
+            "e => { const s = getComputedStyle(e);"
+            " return [s.borderTopWidth, s.borderTopStyle, s.borderTopColor].join(' '); }"
+        )
+        assert border == "1px solid rgb(222, 226, 230)", f"no Bootstrap: a cell's border {border}"
+        # Its data asset is the contract's delivery for the month.
+        overview = docs.get_by_text("Data asset:").first
+        expect(overview).to_be_visible()
+        (asset,) = re.findall(r"Data asset:(.*)", overview.inner_text())
+        assert month.contract in asset and month.period in asset, asset
+        shown = re.findall(r"\b[0-9a-f]{8,}\b", asset)
+        assert shown and month.delivery_id.startswith(shown[0]), (asset, month.delivery_id)
+        assert offline.blocked == [], f"the page asked the network for {offline.blocked}"

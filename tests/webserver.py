@@ -1,0 +1,159 @@
+"""The real `dagster-webserver` on a demo home, for the tests that look at the Dagster UI.
+
+`run_demo` runs `datashare demo` as a user would; `running_webserver` starts the webserver on
+that home (its own process group, stopped with its code server afterwards) and waits until
+the `datashare` code location has loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STARTUP_TIMEOUT = 90.0
+DEMO_TIMEOUT = 300.0
+
+WORKSPACE_QUERY = """
+{
+  workspaceOrError {
+    __typename
+    ... on PythonError { message }
+    ... on Workspace {
+      locationEntries {
+        name
+        loadStatus
+        locationOrLoadError {
+          __typename
+          ... on RepositoryLocation { name repositories { name } }
+          ... on PythonError { message stack }
+        }
+      }
+    }
+  }
+}
+"""
+
+
+@dataclass(frozen=True)
+class Webserver:
+    url: str
+    home: Path
+
+    def graphql(self, query: str, variables: dict | None = None) -> dict:
+        """POST a query to /graphql; the `data` of an answer without errors."""
+        body = json.dumps({"query": query, "variables": variables or {}}).encode()
+        request = urllib.request.Request(
+            f"{self.url}/graphql", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.load(response)
+        assert not answer.get("errors"), answer["errors"]
+        return answer["data"]
+
+
+def env(home: Path) -> dict[str, str]:
+    """This process's environment, pointed at `home` (and at no other drop zone or lake)."""
+    env = {**os.environ, "DATASHARE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+    for name in ("DATASHARE_DROP_ZONE", "DATASHARE_LAKE"):
+        env.pop(name, None)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def location_loaded(server: Webserver) -> bool:
+    """True once the `datashare` code location is loaded; fails fast on a load error."""
+    workspace = server.graphql(WORKSPACE_QUERY)["workspaceOrError"]
+    assert workspace["__typename"] == "Workspace", workspace
+    entries = {e["name"]: e for e in workspace["locationEntries"]}
+    entry = entries.get("datashare")
+    if not entry or entry["loadStatus"] != "LOADED":
+        return False
+    location = entry["locationOrLoadError"]
+    assert location["__typename"] == "RepositoryLocation", location
+    return True
+
+
+def stop(process: subprocess.Popen) -> None:
+    """End the webserver and its code server (its whole process group)."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=15)
+
+
+def run_demo(home: Path, *args: str) -> subprocess.CompletedProcess:
+    """`datashare --home HOME demo ARGS...`, as a user runs it; fails the test if it fails."""
+    demo = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "--home", str(home), "demo", *args],
+        cwd=REPO_ROOT,
+        env=env(home),
+        capture_output=True,
+        text=True,
+        timeout=DEMO_TIMEOUT,
+    )
+    assert demo.returncode == 0, f"demo exited {demo.returncode}\n{demo.stdout}\n{demo.stderr}"
+    return demo
+
+
+@contextmanager
+def running_webserver(home: Path) -> Iterator[Webserver]:
+    """The real `dagster-webserver` on `home`, once its code location has loaded."""
+    port = free_port()
+    log = home.parent / "webserver.log"
+    argv = [
+        str(Path(sys.executable).with_name("dagster-webserver")),
+        "-w", str(REPO_ROOT / "workspace.yaml"),
+        "-h", "127.0.0.1", "-p", str(port),
+    ]  # fmt: skip
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            argv,
+            cwd=REPO_ROOT,
+            env=env(home),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = Webserver(f"http://127.0.0.1:{port}", home)
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            assert process.poll() is None, f"webserver exited early:\n{tail(log)}"
+            try:
+                with urllib.request.urlopen(f"{server.url}/server_info", timeout=5) as r:
+                    if r.status == 200 and location_loaded(server):
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            assert time.monotonic() < deadline, (
+                f"webserver not ready after {STARTUP_TIMEOUT:.0f}s:\n{tail(log)}"
+            )
+            time.sleep(0.5)
+        yield server
+    finally:
+        stop(process)
