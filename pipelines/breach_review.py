@@ -60,12 +60,11 @@ td.n { text-align: right; font-variant-numeric: tabular-nums; }
 .minor { color: #444; }
 code { font-family: ui-monospace, 'DejaVu Sans Mono', monospace; font-size: 12px;
        background: #f1f3f5; padding: 1px 4px; user-select: all; }
-details summary { cursor: pointer; color: #0b4f8a; }
-ol.history { margin: 4px 0; padding-left: 18px; }
+ol.history { margin: 4px 0; padding-left: 16px; font-size: 12px; color: #444; }
+.screen-only { background: #eef5fb; padding: 6px 12px; border-left: 4px solid #0b4f8a; }
 @page { size: A4 landscape; margin: 12mm; }
 @media print {
   body { background: #fff; font-size: 10pt; } main { max-width: none; padding: 0; }
-  details > *:not(summary) { display: block; } details summary { display: none; }
   .screen-only { display: none; } a { color: #000; text-decoration: none; }
   tr { break-inside: avoid; } h2 { break-after: avoid; }
 }
@@ -193,6 +192,9 @@ def render_review(
         f"{_e(home)}. Status changes are made with the commands shown (each is recorded in "
         "<code>governance.audit_log</code>); run <code>datashare review</code> again to see "
         "them here.</p></header>",
+        "<p class=screen-only id=print-hint>Print this page for the month's review meeting: "
+        "every history and command is kept, and each notice prints as a letter of its own."
+        "</p>",
         "<div class=summary>",
         f"<div id=open-count><strong>{len(open_):,}</strong>open breaches</div>",
         *(f"<div class={s}><strong>{by_severity[s]:,}</strong>{s}</div>" for s in SEVERITY_ORDER),
@@ -226,9 +228,9 @@ def render_review(
             f"<td><code>{_e(b['breach_id'])}</code><br>{_e(b['rule'])}</td>"
             f"<td>{_e(b['detail'])}</td><td class=n>{age:,} days</td>"
             f"<td class=n>{b['recurrence']:,} period(s)</td>"
-            f"<td>{_e(b['status'])}<details><summary>history</summary><ol class=history>"
+            f"<td>{_e(b['status'])}<ol class=history>"
             f"<li>{_e(time_words(b['raised_at']))}: raised by validation</li>{steps}</ol>"
-            f"</details></td><td>{notice}</td></tr>"
+            f"</td><td>{notice}</td></tr>"
             f"<tr class=commands><td></td><td colspan=8>To act on it: {commands}</td></tr>"
         )
     parts.append("</table>")

@@ -76,10 +76,13 @@ def cmd_demo(settings: Settings, rows: int, months: int, only: set[str] | None) 
 
 
 def _demo_report(settings: Settings, status: int) -> int:
-    """The demo ends with the oversight pack, so a new user sees the measures too."""
+    """The demo ends with the oversight pack and the breach review, so a new user sees the
+    measures and the breaches too."""
     if status == 0:
         args = argparse.Namespace(output=None, refresh=False, if_changed=True)
         status = run_report_command(args, settings)
+    if status == 0:  # and the leads' page of the breaches the demo made on purpose
+        status = run_review_command(argparse.Namespace(output=None), settings)
     return status
 
 

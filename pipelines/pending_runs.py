@@ -173,6 +173,8 @@ class RunReport:
             "Next:",
             f"  Dagster UI:  {Path(sys.executable).with_name('datashare')} --home {home} ui"
             "   (then open http://127.0.0.1:3000)",
+            f"  Breaches:    {Path(sys.executable).with_name('datashare')} --home {home} review"
+            f"   (then open {home / 'reports' / 'breach-review.html'})",
             f'  Query:       {sys.executable} -c "{opening}; '
             "print(con.sql('select severity, rule, failing_rows, detail "
             "from governance.breaches'))\"",
