@@ -611,3 +611,14 @@ def test_show_unknown_contract_fails(
     monkeypatch.setenv("DATASHARE_CONTRACTS", str(tmp_path))
     assert cli("contracts", "show", "nope") == 2
     assert "no contract 'nope'" in capsys.readouterr().err
+
+
+def test_notice_response_days_is_a_whole_number_of_days(tmp_path: Path, base: Doc) -> None:
+    doc = copy.deepcopy(base)
+    agreement(doc)["noticeResponseDays"] = "ten"
+    assert [f.message for f in errors(tmp_path, doc)] == [
+        "must be a whole number of days from 1 to 365, not 'ten'"
+    ]
+    del agreement(doc)["noticeResponseDays"]
+    warnings = [f for f in lint_file(write(tmp_path, doc)) if f.level == "warning"]
+    assert any("no date to reply by" in f.message for f in warnings)
