@@ -15,6 +15,10 @@ Rules every mart follows:
 - Records whose ethnicity is blank ("Not recorded"), declined ("Not stated") or a value the
   mapping does not know ("Not mapped") are counted and shown as groups of their own, never
   dropped. The mappings are data: `pipelines/oversight_mappings/*.yaml`.
+- A category read straight from a delivered column (a borough, a crime category, a power, a
+  tactic) is one of the values the contract agrees for it, or "Not an agreed value": values
+  the agreement keeps with a breach are counted in that one group, never as categories of
+  their own (`pipelines/agreed_values.py`; each mart lists them in `agreed`).
 - Disclosure control: in a mart meant for publication, a count from 1 up to one below the
   mart's threshold is withheld: the count and every figure derived from it are NULL (not
   zero) and the boolean column `<count>_suppressed` is true. Zero is shown as zero.
@@ -37,6 +41,7 @@ import duckdb
 import pyarrow as pa
 import yaml
 
+from pipelines.agreed_values import NOT_AGREED, AgreedCategory
 from pipelines.lake import Lake
 from pipelines.warehouse import make_lake_readable
 from schemas.contract import Contract, contracts_dir, load_contracts
@@ -101,6 +106,12 @@ class Mart:
     headline: str | None = None
     # Scalar SQL over the curated tables: figures the mart's caveats refer to.
     notes: dict[str, str] = field(default_factory=dict)
+    # Columns holding a contract's agreed values (or NOT_AGREED), for the pack's notes.
+    agreed: tuple[AgreedCategory, ...] = ()
+
+    def agreed_category(self, column: str) -> AgreedCategory | None:
+        """The agreed-values declaration of `column`, if it has one."""
+        return next((a for a in self.agreed if a.mart_column == column), None)
 
     def source_contracts(self, contracts: dict[str, Contract]) -> tuple[str, ...]:
         """The contracts whose curated tables the mart reads (`*`: every contract)."""
@@ -502,7 +513,15 @@ STOP_SEARCH_DISPROPORTIONALITY = Mart(
 # --- 2. stop and search outcomes ----------------------------------------------------------
 
 
-def _stop_search_outcomes_sql(m: Mappings, _: dict[str, Contract]) -> str:
+SEARCH_LEGISLATION = AgreedCategory(
+    "legislation", "stop_and_search", ("legislation",), "power (legislation)"
+)
+SEARCH_OBJECT = AgreedCategory(
+    "object_of_search", "stop_and_search", ("object_of_search",), "object of search"
+)
+
+
+def _stop_search_outcomes_sql(m: Mappings, contracts: dict[str, Contract]) -> str:
     officer = ethnic_group_sql(
         "officer_defined_ethnicity", m.ethnicity["stop_and_search.officer_defined_ethnicity"]
     )
@@ -514,8 +533,8 @@ def _stop_search_outcomes_sql(m: Mappings, _: dict[str, Contract]) -> str:
     WITH searches AS (
         SELECT {_london_month("date")} AS month, {officer} AS officer_group,
                {self_} AS self_group,
-               coalesce(nullif(trim(legislation), ''), '{NOT_RECORDED}') AS legislation,
-               coalesce(nullif(trim(object_of_search), ''), '{NOT_RECORDED}')
+               {SEARCH_LEGISLATION.sql("legislation", contracts, NOT_RECORDED)} AS legislation,
+               {SEARCH_OBJECT.sql("object_of_search", contracts, NOT_RECORDED)}
                    AS object_of_search,
                outcome NOT IN {_in(m.no_further_action)} AS action_taken
         FROM curated.stop_and_search
@@ -586,6 +605,8 @@ STOP_SEARCH_OUTCOMES = Mart(
         "warning can follow a small find, and an arrest may lead to no charge.",
         "Legislation and object rows are repeated under each basis (they do not depend on "
         "it). Blank legislation or object is Not recorded.",
+        f"A power or object the agreement does not list (a misspelt Act, another case) is "
+        f"counted under {NOT_AGREED}, one group, not as a power of its own.",
         "Cells of the full breakdown are small; many are withheld in the published figures.",
     ),
     sources=("stop_and_search",),
@@ -598,12 +619,16 @@ STOP_SEARCH_OUTCOMES = Mart(
             "Census 2021 group, Not stated, Not recorded, Not mapped, or All (every group).",
         ),
         MartColumn(
-            "legislation", "VARCHAR", "The power used (stop_and_search.legislation), or All."
+            "legislation",
+            "VARCHAR",
+            "The power used (stop_and_search.legislation): one of the agreed powers, "
+            f"{NOT_AGREED} (any other value, kept with a breach), or All.",
         ),
         MartColumn(
             "object_of_search",
             "VARCHAR",
-            "What was searched for (stop_and_search.object_of_search), Not recorded, or All.",
+            "What was searched for (stop_and_search.object_of_search): an agreed value, "
+            f"{NOT_AGREED}, Not recorded (blank), or All.",
         ),
         MartColumn("searches", "BIGINT", "Searches in the cell."),
         MartColumn(
@@ -627,6 +652,7 @@ STOP_SEARCH_OUTCOMES = Mart(
     publication=True,
     threshold=10,
     disclosure="Same threshold as the disproportionality figures.",
+    agreed=(SEARCH_LEGISLATION, SEARCH_OBJECT),
     suppressions=(
         Suppression("searches", ("searches", "action_taken", "action_taken_share")),
         Suppression("action_taken", ("action_taken", "action_taken_share")),
@@ -651,10 +677,18 @@ STOP_SEARCH_OUTCOMES = Mart(
 # --- 3. crime trends ------------------------------------------------------------------
 
 
-def _crime_trends_sql(_: Mappings, __: dict[str, Contract]) -> str:
-    return """
+CRIME_BOROUGH = AgreedCategory("borough", "borough_crime", ("borough",), "borough")
+CRIME_MAJOR = AgreedCategory(
+    "major_category", "borough_crime", ("major_category",), "major category"
+)
+
+
+def _crime_trends_sql(_: Mappings, contracts: dict[str, Contract]) -> str:
+    return f"""
     WITH cells AS (
-        SELECT borough, major_category, month, sum("count") AS crimes,
+        SELECT {CRIME_BOROUGH.sql("borough", contracts)} AS borough,
+               {CRIME_MAJOR.sql("major_category", contracts)} AS major_category,
+               month, sum("count") AS crimes, count(*) AS source_rows,
                count(*) FILTER (WHERE "count" IS NULL) AS blank_cells
         FROM curated.borough_crime GROUP BY ALL
     ),
@@ -668,6 +702,7 @@ def _crime_trends_sql(_: Mappings, __: dict[str, Contract]) -> str:
     grid AS (
         SELECT p.borough, p.major_category, mo.month, r.release,
                CASE WHEN r.release IS NOT NULL THEN coalesce(c.crimes, 0) END AS crimes,
+               coalesce(c.source_rows, 0) AS source_rows,
                coalesce(c.blank_cells, 0) AS blank_cells
         FROM (SELECT DISTINCT borough, major_category FROM cells) p
         CROSS JOIN months mo
@@ -685,7 +720,7 @@ def _crime_trends_sql(_: Mappings, __: dict[str, Contract]) -> str:
                prev12 AS (PARTITION BY borough, major_category ORDER BY month
                           ROWS BETWEEN 23 PRECEDING AND 12 PRECEDING)
     )
-    SELECT borough, major_category, month, release, crimes, blank_cells,
+    SELECT borough, major_category, month, release, crimes, source_rows, blank_cells,
            CASE WHEN _last_n = 12 THEN _last END AS last_12_months,
            CASE WHEN _prev_n = 12 THEN _prev END AS previous_12_months,
            last_12_months - previous_12_months AS change,
@@ -726,11 +761,24 @@ CRIME_TRENDS = Mart(
         "counted in blank_cells.",
         "'London Heathrow and London City Airports' is reported as a borough.",
         "Releases revise earlier months: the same month can change from one release to the next.",
+        f"A borough or major category the agreement does not list (another case, a trailing "
+        f"space, a misspelling) is counted under {NOT_AGREED}: the crimes are in every total, "
+        "under one group rather than a category of their own.",
     ),
     sources=("borough_crime",),
     columns=(
-        MartColumn("borough", "VARCHAR", "London borough (or the airports), as published."),
-        MartColumn("major_category", "VARCHAR", "Home Office major crime category."),
+        MartColumn(
+            "borough",
+            "VARCHAR",
+            f"London borough (or the airports) as the agreement lists it, or {NOT_AGREED}.",
+        ),
+        MartColumn(
+            "major_category",
+            "VARCHAR",
+            "Home Office major crime category, one of the 11 the agreement lists, or "
+            f"{NOT_AGREED} (any other value, e.g. another case or a trailing space: the "
+            "agreement keeps those rows with a breach).",
+        ),
         MartColumn("month", "DATE", "The month the crimes were recorded in (first day)."),
         MartColumn(
             "release",
@@ -743,6 +791,11 @@ CRIME_TRENDS = Mart(
             "BIGINT",
             "Crimes recorded in the month (0 when the borough and category is absent from "
             "the release; NULL when no release covers the month).",
+        ),
+        MartColumn(
+            "source_rows",
+            "BIGINT",
+            "Curated rows (minor-category cells of the release) added up into crimes.",
         ),
         MartColumn(
             "blank_cells",
@@ -772,6 +825,7 @@ CRIME_TRENDS = Mart(
     threshold=None,
     disclosure="Recorded crime by borough is already published by the MPS with no cell "
     "suppressed (contract borough_crime).",
+    agreed=(CRIME_BOROUGH, CRIME_MAJOR),
     latest="SELECT * FROM mart WHERE month = (SELECT max(month) FROM mart)",
     headline="""
         SELECT max(month) AS latest_month, sum(last_12_months) AS london_last_12_months,
@@ -786,7 +840,10 @@ CRIME_TRENDS = Mart(
 # --- 4. crime outcome rates -----------------------------------------------------------
 
 
-def _crime_outcomes_sql(m: Mappings, _: dict[str, Contract]) -> str:
+STREET_CRIME_TYPE = AgreedCategory("crime_type", "street_crime", ("crime_type",), "crime type")
+
+
+def _crime_outcomes_sql(m: Mappings, contracts: dict[str, Contract]) -> str:
     rows = [
         (outcome, group, rank)
         for rank, (group, outcomes) in enumerate(m.outcome_groups.items())
@@ -799,7 +856,8 @@ def _crime_outcomes_sql(m: Mappings, _: dict[str, Contract]) -> str:
     return f"""
     WITH outcome_groups AS {groups},
     street AS (
-        SELECT crime_id, month, crime_type, reported_by, last_outcome_category
+        SELECT crime_id, month, {STREET_CRIME_TYPE.sql("crime_type", contracts)} AS crime_type,
+               reported_by, last_outcome_category
         FROM curated.street_crime WHERE crime_id IS NOT NULL AND crime_id <> ''
     ),
     crimes AS (
@@ -885,7 +943,11 @@ CRIME_OUTCOME_RATES = Mart(
     columns=(
         MartColumn("month", "DATE", "The month the crime was recorded in (first day)."),
         MartColumn("force", "VARCHAR", "The force that provided the crime record."),
-        MartColumn("crime_type", "VARCHAR", "The data.police.uk crime category."),
+        MartColumn(
+            "crime_type",
+            "VARCHAR",
+            f"The data.police.uk crime category the agreement lists, or {NOT_AGREED}.",
+        ),
         MartColumn(
             "outcome_group",
             "VARCHAR",
@@ -910,6 +972,7 @@ CRIME_OUTCOME_RATES = Mart(
     threshold=None,
     disclosure="Both sources are published record by record on data.police.uk; counting "
     "them reveals nothing more.",
+    agreed=(STREET_CRIME_TYPE,),
     latest="SELECT * FROM mart WHERE month = (SELECT max(month) FROM mart)",
     headline="""
         SELECT max(month) AS latest_month, sum(crimes) AS crimes_latest_month,
@@ -1110,6 +1173,12 @@ USE_OF_FORCE_SUBJECTS = Mart(
 # --- 6. use of force by tactic ----------------------------------------------------------
 
 
+# The twenty tactic columns share one list of agreed tactics.
+FORCE_TACTIC = AgreedCategory(
+    "tactic", "use_of_force", tuple(f"tactic_{i}" for i in range(1, 21)), "tactic"
+)
+
+
 def _use_of_force_tactics_sql(m: Mappings, contracts: dict[str, Contract]) -> str:
     group = ethnic_group_sql("subject_ethnicity", m.ethnicity["use_of_force.subject_ethnicity"])
     tactics = [
@@ -1124,7 +1193,8 @@ def _use_of_force_tactics_sql(m: Mappings, contracts: dict[str, Contract]) -> st
         FROM curated.use_of_force
     ),
     used AS (
-        SELECT DISTINCT _delivery_id, _source_row, month, ethnic_group, tactic
+        SELECT DISTINCT _delivery_id, _source_row, month, ethnic_group,
+               {FORCE_TACTIC.sql("tactic", contracts)} AS tactic
         FROM (UNPIVOT records ON {", ".join(tactics)} INTO NAME slot VALUE tactic)
         WHERE trim(tactic) <> ''
     ),
@@ -1174,6 +1244,8 @@ USE_OF_FORCE_TACTICS = Mart(
         "Tactics are listed in the order recorded, not necessarily the order used; a "
         "drawn or aimed Taser or firearm is a use of force even when not fired.",
         "A record is one officer and one subject, not an incident or a person.",
+        f"A tactic the agreement does not list is counted under {NOT_AGREED}: a record "
+        "listing one or more such values counts once there.",
     ),
     sources=("use_of_force",),
     columns=(
@@ -1183,7 +1255,12 @@ USE_OF_FORCE_TACTICS = Mart(
             "VARCHAR",
             "Subject's perceived ethnicity (Census 2021 groups, Not recorded, Not mapped) or All.",
         ),
-        MartColumn("tactic", "VARCHAR", "The tactic, as the use of force form names it."),
+        MartColumn(
+            "tactic",
+            "VARCHAR",
+            "The tactic, as the use of force form names it (one the agreement lists), or "
+            f"{NOT_AGREED}: records listing any other value, counted once however many.",
+        ),
         MartColumn("records_with_tactic", "BIGINT", "Records listing the tactic."),
         MartColumn("records", "BIGINT", "All records of the ethnic group in the window."),
         MartColumn("share_of_records", "DOUBLE", "records_with_tactic over records, from 0 to 1."),
@@ -1193,6 +1270,7 @@ USE_OF_FORCE_TACTICS = Mart(
     publication=True,
     threshold=10,
     disclosure="As use_of_force_subjects.",
+    agreed=(FORCE_TACTIC,),
     suppressions=(
         Suppression("records_with_tactic", ("records_with_tactic", "share_of_records")),
         Suppression("records", ("records", "share_of_records")),
@@ -1218,6 +1296,10 @@ def _complaints_sql(_: Mappings, __: dict[str, Contract]) -> str:
         QUALIFY row_number() OVER (PARTITION BY case_reference, allegation_number
                                    ORDER BY _period DESC, _source_row) = 1
     ),
+    delivered AS (
+        SELECT last_day(strptime(max(_period), '%Y-%m')::DATE) AS last_day
+        FROM curated.complaints
+    ),
     finalised AS (
         SELECT date_trunc('month', finalised_date)::DATE AS month, handling,
                count(*) AS allegations_finalised,
@@ -1226,7 +1308,11 @@ def _complaints_sql(_: Mappings, __: dict[str, Contract]) -> str:
                avg(date_diff('day', received_date, finalised_date)) AS mean_days_to_finalise,
                quantile_disc(date_diff('day', received_date, finalised_date), 0.9)
                    AS p90_days_to_finalise
-        FROM latest WHERE finalised_date IS NOT NULL GROUP BY ALL
+        FROM latest
+        -- Not past the latest delivered month (its extraction runs into the next one, which
+        -- no delivery covers yet), and never before receipt (a breach kept as delivered).
+        WHERE finalised_date BETWEEN received_date AND (SELECT last_day FROM delivered)
+        GROUP BY ALL
     ),
     snapshots AS (
         SELECT *, strptime(_period, '%Y-%m')::DATE AS snapshot_month,
@@ -1285,6 +1371,11 @@ COMPLAINTS_TIMELINESS = Mart(
         "counts there from the start.",
         "Open allegations come only from snapshot months delivered; a month with no "
         "snapshot has no open count.",
+        "A delivery is extracted after its month ends, so it can carry finalisations of the "
+        "next month; those past the latest delivered month wait for that month's delivery "
+        "(the month would otherwise show as a part month beyond every other measure).",
+        "An allegation finalised before it was received (a breach the agreement keeps) has "
+        "no meaningful duration and is left out of the finalisation figures.",
     ),
     sources=("complaints",),
     columns=(
@@ -1348,7 +1439,10 @@ COMPLAINTS_TIMELINESS = Mart(
 # --- 8. emergency response ----------------------------------------------------------------
 
 
-def _emergency_response_sql(_: Mappings, __: dict[str, Contract]) -> str:
+RESPONSE_BOROUGH = AgreedCategory("borough", "emergency_response", ("borough",), "borough")
+
+
+def _emergency_response_sql(_: Mappings, contracts: dict[str, Contract]) -> str:
     targets = _values(
         list(RESPONSE_TARGETS.items()), ["grade", "target_minutes"], ["VARCHAR", "INTEGER"]
     )
@@ -1356,7 +1450,7 @@ def _emergency_response_sql(_: Mappings, __: dict[str, Contract]) -> str:
     WITH targets AS {targets},
     calls AS (
         SELECT {_london_month("call_received")} AS month,
-               coalesce(nullif(trim(borough), ''), '{NOT_RECORDED}') AS borough,
+               {RESPONSE_BOROUGH.sql("borough", contracts, NOT_RECORDED)} AS borough,
                grade, t.target_minutes,
                date_diff('second', call_received, first_arrival) AS seconds
         FROM curated.emergency_response JOIN targets t USING (grade)
@@ -1394,12 +1488,17 @@ EMERGENCY_RESPONSE = Mart(
         "their number is calls minus calls_attended.",
         "A response spanning the October clock change can be an hour out (local times in "
         "the repeated hour are read as the first).",
-        "Calls with no borough are shown as Not recorded.",
+        "Calls with no borough are shown as Not recorded; a borough the agreement does not "
+        f"list, as {NOT_AGREED}.",
     ),
     sources=("emergency_response",),
     columns=(
         MartColumn("month", "DATE", "Month the call was received (London time, first day)."),
-        MartColumn("borough", "VARCHAR", "Borough of the incident, or Not recorded."),
+        MartColumn(
+            "borough",
+            "VARCHAR",
+            f"Borough of the incident as the agreement lists it, {NOT_AGREED}, or Not recorded.",
+        ),
         MartColumn("grade", "VARCHAR", "I (immediate) or S (significant)."),
         MartColumn("target_minutes", "INTEGER", "The attendance target: 15 for I, 60 for S."),
         MartColumn("calls", "BIGINT", "Calls of the grade received in the month."),
@@ -1426,6 +1525,7 @@ EMERGENCY_RESPONSE = Mart(
     threshold=None,
     disclosure="Counts of calls by borough and month identify nobody; the MPS publishes "
     "these response figures.",
+    agreed=(RESPONSE_BOROUGH,),
     latest="SELECT * FROM mart WHERE month = (SELECT max(month) FROM mart)",
     headline="""
         SELECT max(month) AS latest_month,
@@ -1443,23 +1543,36 @@ EMERGENCY_RESPONSE = Mart(
 # --- 9. trust and confidence ----------------------------------------------------------
 
 
-def _trust_sql(_: Mappings, __: dict[str, Contract]) -> str:
-    return """
-    WITH latest AS (
-        SELECT * FROM curated.public_attitude_survey
+SURVEY_BOROUGH = AgreedCategory("borough", "public_attitude_survey", ("borough",), "borough")
+SURVEY_MEASURE = AgreedCategory("measure", "public_attitude_survey", ("measure",), "measure")
+
+
+def _trust_sql(_: Mappings, contracts: dict[str, Contract]) -> str:
+    # A figure of a borough or measure the agreement does not list is kept, in the group
+    # NOT_AGREED, but compared with nothing: different measures cannot be averaged.
+    return f"""
+    WITH grouped AS (
+        SELECT * REPLACE ({SURVEY_BOROUGH.sql("borough", contracts)} AS borough,
+                          {SURVEY_MEASURE.sql("measure", contracts)} AS measure)
+        FROM curated.public_attitude_survey
+    ),
+    latest AS (
+        SELECT *, borough <> {_lit(NOT_AGREED)} AND measure <> {_lit(NOT_AGREED)} AS _agreed
+        FROM grouped
         QUALIFY _period = max(_period) OVER (PARTITION BY date)
     )
     SELECT l.date, l.survey, l.borough, l.measure, l.proportion, l._period AS release,
            y.proportion AS proportion_year_before,
            (l.proportion - y.proportion) * 100 AS change_points,
-           avg(l.proportion) OVER (PARTITION BY l.date, l.survey, l.measure)
-               AS mean_of_boroughs,
-           rank() OVER (PARTITION BY l.date, l.survey, l.measure ORDER BY l.proportion DESC)
-               AS rank_among_boroughs
+           CASE WHEN l._agreed THEN avg(l.proportion) OVER (
+               PARTITION BY l.date, l.survey, l.measure, l._agreed) END AS mean_of_boroughs,
+           CASE WHEN l._agreed THEN rank() OVER (
+               PARTITION BY l.date, l.survey, l.measure, l._agreed ORDER BY l.proportion DESC)
+           END AS rank_among_boroughs
     FROM latest l
     LEFT JOIN latest y
-      ON y.survey = l.survey AND y.borough = l.borough AND y.measure = l.measure
-     AND y.date = (l.date - INTERVAL 1 YEAR)::DATE
+      ON l._agreed AND y._agreed AND y.survey = l.survey AND y.borough = l.borough
+     AND y.measure = l.measure AND y.date = (l.date - INTERVAL 1 YEAR)::DATE
     """
 
 
@@ -1471,7 +1584,8 @@ TRUST_AND_CONFIDENCE = Mart(
         "the weighted share of respondents giving the positive answer over the 12 months to "
         "each quarter's end, with the change on the year before and the borough's rank."
     ),
-    grain="one row per quarter end, survey, borough and measure",
+    grain="one row per quarter end, survey, borough and measure (a figure whose borough or "
+    f"measure the agreement does not list is a row of its own, under {NOT_AGREED})",
     numerator="weighted respondents giving the positive answer (as delivered, a proportion).",
     denominator="weighted respondents asked the question in the borough over the rolling 12 "
     "months.",
@@ -1490,13 +1604,23 @@ TRUST_AND_CONFIDENCE = Mart(
         "newest release's figures are used.",
         "mean_of_boroughs is the simple mean of the borough figures, not the London figure "
         "(which weights boroughs by population).",
+        f"A figure whose borough or measure the agreement does not list is kept under "
+        f"{NOT_AGREED}, with no mean, rank or change: it cannot be compared with the others.",
     ),
     sources=("public_attitude_survey",),
     columns=(
         MartColumn("date", "DATE", "The last day of the quarter the 12 months end with."),
         MartColumn("survey", "VARCHAR", "The survey (PAS)."),
-        MartColumn("borough", "VARCHAR", "The borough the respondents live in."),
-        MartColumn("measure", "VARCHAR", "The measure's published short name."),
+        MartColumn(
+            "borough",
+            "VARCHAR",
+            f"The borough the respondents live in (as the agreement lists it), or {NOT_AGREED}.",
+        ),
+        MartColumn(
+            "measure",
+            "VARCHAR",
+            f"The measure's published short name (one the agreement lists), or {NOT_AGREED}.",
+        ),
         MartColumn("proportion", "DOUBLE", "Weighted share giving the positive answer, 0 to 1."),
         MartColumn("release", "VARCHAR", "The release (delivery period) the figure is from."),
         MartColumn(
@@ -1525,6 +1649,7 @@ TRUST_AND_CONFIDENCE = Mart(
     publication=True,
     threshold=None,
     disclosure="Weighted proportions, published by MOPAC; no counts of people are held.",
+    agreed=(SURVEY_BOROUGH, SURVEY_MEASURE),
     latest="SELECT * FROM mart WHERE date = (SELECT max(date) FROM mart)",
     headline="""
         SELECT max(date) AS latest_quarter_end,

@@ -1,355 +1,111 @@
 """The oversight pack: one self-contained HTML page with a section and chart per measure.
 
 `write_report(warehouse_path, output_html)` reads the marts (`oversight.<mart>` views of
-warehouse.duckdb, read-only) and writes a page a board member can read: for each measure,
-its charts (inline SVG drawn here: no script, no web font, nothing fetched, so it opens
+warehouse.duckdb, read-only) and writes a page a board member can read: a first page of
+headline figures (`pipelines/pack_summary.py`), then for each measure its charts (inline
+SVG from `pipelines/svg_charts.py`: no script, no web font, nothing fetched, so it opens
 offline and prints), its latest figures, and its definition and caveats as the mart
 defines them. A mart not computed yet, or with no rows, says so instead of a chart.
 Withheld (suppressed) figures are shown as "withheld", never as zero.
+
+Categories are the agreed ones: a value the agreement keeps with a breach is in the marts'
+one group "Not an agreed value" (`pipelines/agreed_values.py`), drawn apart in grey with a
+note under the chart saying how many rows it holds and which rule they break. Every
+monthly chart's axis ends at the same month, the latest delivered, so the charts line up.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import html
-import math
+import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
-from pipelines.oversight_marts import MARTS, Mart, plain_value
+from pipelines.agreed_values import NOT_AGREED
+from pipelines.oversight_marts import MARTS, Mart, current_contracts, plain_value
+from pipelines.pack_summary import summary_html
+from pipelines.svg_charts import (  # noqa: F401 (re-exported: the pack's charting approach)
+    FONT,
+    PALETTE,
+    WITHHELD,
+    WITHHELD_VALUE,
+    Reference,
+    bar_chart,
+    fmt_count,
+    fmt_number,
+    fmt_rate,
+    fmt_ratio,
+    fmt_share,
+    line_chart,
+    month_label,
+)
 from pipelines.warehouse import connect
-
-# Okabe-Ito, readable by people with colour-blindness; then darker tones for more series.
-PALETTE = (
-    "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000",
-    "#7F7F7F", "#8C510A", "#01665E", "#762A83", "#B2182B",
-)  # fmt: skip
-WHITE_REFERENCE = "#444444"
-FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, Arial, sans-serif"
-WITHHELD = "withheld"
+from schemas.contract import Contract
 
 
 def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-# --- number formats -------------------------------------------------------------------
+def inline(text: str) -> str:
+    """Escaped text with `code` spans as <code> (mart texts are written for Markdown too)."""
+    escaped = _e(text)
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped).replace("`", "'")
 
 
-def fmt_count(v: object) -> str:
-    return "" if v is None else f"{int(v):,}"
+def contract_title(name: str) -> str:
+    """A contract as people name it ("Stop and search"), as its agreement page does."""
+    return name.replace("_", " ").capitalize()
 
 
-def fmt_rate(v: object) -> str:
-    return "" if v is None else f"{float(v):,.2f}"
-
-
-def fmt_ratio(v: object) -> str:
-    return "" if v is None else f"{float(v):.2f}×"
-
-
-def fmt_share(v: object) -> str:
-    return "" if v is None else f"{float(v) * 100:.1f}%"
-
-
-def fmt_number(v: object) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, int):
-        return f"{v:,}"
-    if isinstance(v, float):
-        return f"{v:,.1f}"
-    if isinstance(v, dt.date):
-        return v.strftime("%b %Y") if v.day == 1 else v.isoformat()
-    return str(v)
-
-
-def month_label(v: dt.date) -> str:
-    return v.strftime("%b %Y")
-
-
-# --- SVG charts -----------------------------------------------------------------------
+def column_title(contract: Contract | None, column: str) -> str:
+    """A contract column as people name it: its published header when that is words
+    ("officer-defined ethnicity"), else its name in words ("subject ethnicity")."""
+    words = column.replace("_", " ")
+    if contract is None:
+        return words
+    try:
+        source = contract.column(column).source_name
+    except KeyError:
+        return words
+    return source.lower() if source.lower().replace("-", " ") == words else words
 
 
 @dataclass(frozen=True)
-class Reference:
-    label: str
-    value: float
-    colour: str = WHITE_REFERENCE
+class Chart:
+    """A chart and the notes printed under it (data quality, the period and why)."""
+
+    svg: str
+    notes: tuple[str, ...] = ()
+    fields: tuple[tuple[str, str], ...] = ()  # (name, description) of what the legend names
 
 
-def _nice_max(value: float) -> float:
-    if value <= 0 or math.isnan(value):
-        return 1.0
-    exponent = math.floor(math.log10(value))
-    for step in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
-        top = step * 10**exponent
-        if top >= value * 1.02:
-            return top
-    return 10 ** (exponent + 1)
+@dataclass(frozen=True)
+class Pack:
+    """What every chart of the pack shares: the agreements, the latest delivered period
+    of each contract, and the month every monthly axis ends with."""
+
+    contracts: dict[str, Contract] = field(default_factory=dict)
+    periods: dict[str, str] = field(default_factory=dict)  # contract -> latest YYYY-MM
+    last_month: dt.date | None = None
+
+    def period_month(self, contract: str) -> dt.date | None:
+        period = self.periods.get(contract)
+        return dt.date(int(period[:4]), int(period[5:7]), 1) if period else None
 
 
-def _ticks(top: float) -> list[float]:
-    """Grid values from 0 to `top` in round steps (1, 2, 2.5 or 5 times a power of 10)."""
-    for count in (5, 4, 6, 3, 8):
-        step = top / count
-        mantissa = step / 10 ** math.floor(math.log10(step))
-        if any(math.isclose(mantissa, m) for m in (1, 2, 2.5, 5)):
-            return [step * i for i in range(count + 1)]
-    return [top * i / 5 for i in range(6)]
+def _first_of(period: str) -> dt.date:
+    return dt.date(int(period[:4]), int(period[5:7]), 1)
 
 
-def _wrap(text: str, chars: int) -> list[str]:
-    lines: list[str] = []
-    for word in text.split():
-        if lines and len(lines[-1]) + 1 + len(word) <= chars:
-            lines[-1] += " " + word
-        else:
-            lines.append(word)
-    return lines
-
-
-def _heading(title: str, subtitle: str, width: int = 760) -> tuple[list[str], int]:
-    """The chart's title and wrapped subtitle; returns the parts and the height used."""
-    parts = [f'<text x="0" y="16" font-size="15" font-weight="600">{_e(title)}</text>']
-    y = 16
-    for line in _wrap(subtitle, width // 7):
-        y += 17
-        parts.append(f'<text x="0" y="{y}" fill="#444">{_e(line)}</text>')
-    return parts, y + 18
-
-
-def _svg(width: int, height: int, title: str, body: list[str]) -> str:
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-        f'width="100%" style="max-width:{width}px" role="img" aria-label="{_e(title)}" '
-        f'font-family="{FONT}" font-size="12">'
-        f"<title>{_e(title)}</title>" + "".join(body) + "</svg>"
-    )
-
-
-def _legend(names: Sequence[str], colours: Sequence[str], x: int, y: int, width: int) -> tuple:
-    """Legend items in rows; returns (svg parts, height used)."""
-    parts, cx, cy = [], x, y
-    for name, colour in zip(names, colours, strict=True):
-        w = 22 + 7 * len(name)
-        if cx + w > x + width and cx > x:
-            cx, cy = x, cy + 18
-        parts.append(f'<rect x="{cx}" y="{cy - 9}" width="12" height="12" fill="{colour}"/>')
-        parts.append(f'<text x="{cx + 16}" y="{cy + 1}">{_e(name)}</text>')
-        cx += w
-    return parts, cy - y + 18
-
-
-class _Withheld:
-    """A figure withheld by disclosure control (drawn and printed as such, never as 0)."""
-
-    def __repr__(self) -> str:
-        return WITHHELD
-
-
-WITHHELD_VALUE = _Withheld()
-
-
-def _label(x: float, y: float, text: str, anchor: str = "start", fill: str = "#222") -> str:
-    """A value label with a white halo, readable over grid and reference lines."""
-    return (
-        f'<text x="{x:.1f}" y="{y:.1f}" dy=".35em" text-anchor="{anchor}" fill="{fill}" '
-        f'stroke="#fff" stroke-width="3" paint-order="stroke">{_e(text)}</text>'
-    )
-
-
-def bar_chart(
-    title: str,
-    categories: Sequence[str],
-    series: Sequence[tuple[str, Sequence[object]]],
-    value_format: Callable[[object], str] = fmt_rate,
-    axis_label: str = "",
-    references: Sequence[Reference] = (),
-    subtitle: str = "",
-    notes: dict[tuple[str, str], str] | None = None,
-    width: int = 760,
-) -> str:
-    """Horizontal bars, a group per category and a bar per series.
-
-    A value of None is "not available" (or `notes[(series, category)]`); WITHHELD_VALUE
-    is "withheld" (disclosure control).
-    """
-    notes = notes or {}
-    label_w = min(300, 20 + 7 * max((len(c) for c in categories), default=5))
-    plot_x, plot_w = label_w, width - label_w - 80
-    bar_h = 16 if len(series) > 1 else 20
-    group_h = bar_h * len(series) + 10
-    body, top = _heading(title, subtitle, width)
-    legend_h = 0
-    if len(series) > 1 or references:
-        names = [s[0] for s in series] + [r.label for r in references]
-        colours = list(PALETTE[: len(series)]) + [r.colour for r in references]
-        legend, legend_h = _legend(names, colours, plot_x, top, plot_w)
-        body += legend
-    plot_y = top + legend_h + 4
-    plot_h = group_h * len(categories)
-    height = plot_y + plot_h + 40
-    values = [float(v) for _, vs in series for v in vs if isinstance(v, int | float)]
-    values += [r.value for r in references]
-    vmax = _nice_max(max(values, default=1.0))
-
-    def sx(v: float) -> float:
-        return plot_x + plot_w * v / vmax
-
-    for t in _ticks(vmax):
-        x = sx(t)
-        body.append(
-            f'<line x1="{x:.1f}" y1="{plot_y}" x2="{x:.1f}" y2="{plot_y + plot_h}" '
-            'stroke="#e3e3e3"/>'
-        )
-        body.append(
-            f'<text x="{x:.1f}" y="{plot_y + plot_h + 14}" text-anchor="middle" '
-            f'fill="#555">{_e(value_format(t))}</text>'
-        )
-    for ref in references:
-        x = sx(ref.value)
-        body.append(
-            f'<line x1="{x:.1f}" y1="{plot_y - 2}" x2="{x:.1f}" y2="{plot_y + plot_h}" '
-            f'stroke="{ref.colour}" stroke-width="2" stroke-dasharray="6 4">'
-            f"<title>{_e(ref.label)}: {_e(value_format(ref.value))}</title></line>"
-        )
-    for i, category in enumerate(categories):
-        gy = plot_y + i * group_h + 5
-        body.append(
-            f'<text x="{plot_x - 8}" y="{gy + (group_h - 10) / 2:.1f}" dy=".35em" '
-            f'text-anchor="end">{_e(category)}</text>'
-        )
-        for j, (name, vs) in enumerate(series):
-            v, y = vs[i], gy + j * bar_h
-            prefix = f"{name}: " if len(series) > 1 else ""
-            if not isinstance(v, int | float):
-                missing = notes.get((name, category), f"{prefix}not available")
-                text = f"{prefix}{WITHHELD} (too few to show)" if v is WITHHELD_VALUE else missing
-                body.append(_label(plot_x + 4, y + (bar_h - 3) / 2, text, fill="#8a5a00"))
-                continue
-            w = max(sx(float(v)) - plot_x, 0.5)
-            body.append(
-                f'<rect x="{plot_x}" y="{y:.1f}" width="{w:.1f}" height="{bar_h - 3}" '
-                f'fill="{PALETTE[j % len(PALETTE)]}"><title>{_e(prefix)}{_e(category)}: '
-                f"{_e(value_format(v))}</title></rect>"
-            )
-            body.append(_label(plot_x + w + 4, y + (bar_h - 3) / 2, value_format(v)))
-    body.append(
-        f'<line x1="{plot_x}" y1="{plot_y}" x2="{plot_x}" y2="{plot_y + plot_h}" stroke="#333"/>'
-    )
-    if axis_label:
-        body.append(
-            f'<text x="{plot_x + plot_w / 2:.1f}" y="{height - 6}" text-anchor="middle" '
-            f'fill="#333">{_e(axis_label)}</text>'
-        )
-    return _svg(width, height, title, body)
-
-
-def line_chart(
-    title: str,
-    x_values: Sequence[dt.date],
-    series: Sequence[tuple[str, Sequence[object]]],
-    value_format: Callable[[object], str] = fmt_number,
-    axis_label: str = "",
-    references: Sequence[Reference] = (),
-    subtitle: str = "",
-    y_max: float | None = None,
-    width: int = 760,
-    plot_h: int = 260,
-) -> str:
-    """Trend lines over months; a value that is not a number (withheld, not delivered)
-    leaves a gap."""
-    body, top = _heading(title, subtitle, width)
-    names = [s[0] for s in series] + [r.label for r in references]
-    colours = [PALETTE[i % len(PALETTE)] for i in range(len(series))]
-    colours += [r.colour for r in references]
-    legend, legend_h = _legend(names, colours, 70, top, width - 90)
-    body += legend
-    plot_x, plot_y = 78, top + legend_h + 8
-    plot_w = width - plot_x - 40
-    height = plot_y + plot_h + 40
-    values = [float(v) for _, vs in series for v in vs if isinstance(v, int | float)]
-    values += [r.value for r in references]
-    vmax = y_max or _nice_max(max(values, default=1.0))
-    n = len(x_values)
-    # Positions follow the calendar, so a month with no delivery leaves its space.
-    days = [(x - x_values[0]).days for x in x_values]
-    span = days[-1] if n > 1 and days[-1] > 0 else 0
-
-    def sx(i: int) -> float:
-        return plot_x + (plot_w * days[i] / span if span else plot_w / 2)
-
-    def sy(v: float) -> float:
-        return plot_y + plot_h - plot_h * v / vmax
-
-    for t in _ticks(vmax):
-        y = sy(t)
-        body.append(
-            f'<line x1="{plot_x}" y1="{y:.1f}" x2="{plot_x + plot_w}" y2="{y:.1f}" '
-            'stroke="#e3e3e3"/>'
-        )
-        body.append(
-            f'<text x="{plot_x - 6}" y="{y:.1f}" dy=".35em" text-anchor="end" '
-            f'fill="#555">{_e(value_format(t))}</text>'
-        )
-    step = max(1, math.ceil(n / 10))
-    shown = [i for i in range(n) if i % step == 0]
-    if n - 1 not in shown:
-        if shown and (n - 1 - shown[-1]) < step * 0.75:
-            shown.pop()
-        shown.append(n - 1)
-    for i in shown:
-        body.append(
-            f'<text x="{sx(i):.1f}" y="{plot_y + plot_h + 16}" text-anchor="middle" '
-            f'fill="#555">{_e(month_label(x_values[i]))}</text>'
-        )
-    for ref in references:
-        y = sy(ref.value)
-        body.append(
-            f'<line x1="{plot_x}" y1="{y:.1f}" x2="{plot_x + plot_w}" y2="{y:.1f}" '
-            f'stroke="{ref.colour}" stroke-width="2" stroke-dasharray="6 4">'
-            f"<title>{_e(ref.label)}</title></line>"
-        )
-    for j, (name, vs) in enumerate(series):
-        colour = PALETTE[j % len(PALETTE)]
-        runs: list[list[tuple[float, float]]] = [[]]
-        for i, v in enumerate(vs):
-            if isinstance(v, int | float):
-                runs[-1].append((sx(i), sy(float(v))))
-            else:
-                runs.append([])
-        for run in runs:
-            if len(run) > 1:
-                points = " ".join(f"{x:.1f},{y:.1f}" for x, y in run)
-                body.append(
-                    f'<polyline points="{points}" fill="none" stroke="{colour}" '
-                    'stroke-width="2.2"/>'
-                )
-        for i, v in enumerate(vs):
-            if isinstance(v, int | float):
-                body.append(
-                    f'<circle cx="{sx(i):.1f}" cy="{sy(float(v)):.1f}" r="3" fill="{colour}">'
-                    f"<title>{_e(name)}, {_e(month_label(x_values[i]))}: "
-                    f"{_e(value_format(v))}</title></circle>"
-                )
-    body.append(
-        f'<line x1="{plot_x}" y1="{plot_y + plot_h}" x2="{plot_x + plot_w}" '
-        f'y2="{plot_y + plot_h}" stroke="#333"/>'
-    )
-    if axis_label:
-        mid = plot_y + plot_h / 2
-        body.append(
-            f'<text x="14" y="{mid:.1f}" text-anchor="middle" fill="#333" '
-            f'transform="rotate(-90 14 {mid:.1f})">{_e(axis_label)}</text>'
-        )
-    return _svg(width, height, title, body)
+def _month_ahead(month: dt.date, n: int = 1) -> dt.date:
+    total = month.year * 12 + month.month - 1 + n
+    return dt.date(total // 12, total % 12 + 1, 1)
 
 
 # --- reading the marts ----------------------------------------------------------------
@@ -425,7 +181,34 @@ def _window_note(rows: list[dict]) -> str:
     return span
 
 
-def chart_disproportionality(d: MartData) -> list[str]:
+def _axis_end(pack: Pack, xs: Sequence[dt.date], why: str = "") -> tuple[dt.date | None, tuple]:
+    """Where a monthly axis ends (the pack's last month), and a note when the figures
+    stop short of it."""
+    end = pack.last_month
+    if not xs or end is None or end <= xs[-1]:
+        return None, ()
+    note = (
+        f"The figures end with {month_label(xs[-1])}; the axis runs on to {month_label(end)}, "
+        "the latest month delivered, as every monthly chart of the pack does."
+    )
+    return end, ((f"{note} {why}" if why else note),)
+
+
+def _rest_note(d: MartData, pack: Pack, column: str, counted: str) -> str:
+    """The data-quality note of the group NOT_AGREED in `column`."""
+    agreed = d.mart.agreed_category(column)
+    if agreed is None:  # the mart does not declare the column: say what we know
+        return f"{NOT_AGREED}: {counted} had a value the agreement does not list."
+    return agreed.note(pack.contracts, counted)
+
+
+def _how_many(n: object, unit: str, withheld_below: int | None) -> str:
+    if n is None:
+        return f"fewer than {withheld_below or 10} {unit} (the exact number is withheld)"
+    return f"{fmt_count(n)} {unit}"
+
+
+def chart_disproportionality(d: MartData, pack: Pack) -> list[Chart]:
     rows = _latest_12(d)
     by = {(r["basis"], r["ethnic_group"]): r for r in rows}
     series = [
@@ -438,15 +221,19 @@ def chart_disproportionality(d: MartData) -> list[str]:
         if isinstance(by.get((basis, "White"), {}).get("white_rate_per_1000"), float)
     ]
     charts = [
-        bar_chart(
-            "Stop and search: searches per 1,000 residents, by ethnic group",
-            GROUPS,
-            series,
-            fmt_rate,
-            "searches per 1,000 London residents of the group (Census 2021)",
-            refs,
-            subtitle=f"{_window_note(rows)}. Dashed lines: the White rate.",
-            notes={("officer-defined", "Mixed"): "officer-defined: officers cannot record Mixed"},
+        Chart(
+            bar_chart(
+                "Stop and search: searches per 1,000 residents, by ethnic group",
+                GROUPS,
+                series,
+                fmt_rate,
+                "searches per 1,000 London residents of the group (Census 2021)",
+                refs,
+                subtitle=f"{_window_note(rows)}. Dashed lines: the White rate.",
+                notes={
+                    ("officer-defined", "Mixed"): "officer-defined: officers cannot record Mixed"
+                },
+            )
         )
     ]
     trend = d.rows(
@@ -455,22 +242,27 @@ def chart_disproportionality(d: MartData) -> list[str]:
     )
     if trend:
         xs, ser = _series_by(d, trend, "month", "ethnic_group", "ratio_to_white", GROUPS[1:])
+        end, notes = _axis_end(pack, xs)
         charts.append(
-            line_chart(
-                "Times the White rate, month by month",
-                xs,
-                ser,
-                fmt_ratio,
-                "ratio to the White rate",
-                [Reference("White = 1", 1.0)],
-                subtitle="Self-defined ethnicity; above the dashed line: searched more often "
-                "than White Londoners.",
+            Chart(
+                line_chart(
+                    "Times the White rate, month by month",
+                    xs,
+                    ser,
+                    fmt_ratio,
+                    "ratio to the White rate",
+                    [Reference("White = 1", 1.0)],
+                    subtitle="Self-defined ethnicity; above the dashed line: searched more "
+                    "often than White Londoners.",
+                    x_end=end,
+                ),
+                notes,
             )
         )
     return charts
 
 
-def chart_stop_search_outcomes(d: MartData) -> list[str]:
+def chart_stop_search_outcomes(d: MartData, pack: Pack) -> list[Chart]:
     rows = _latest_12(
         d, "AND basis = 'self-defined' AND legislation = 'All' AND object_of_search = 'All'"
     )
@@ -480,14 +272,17 @@ def chart_stop_search_outcomes(d: MartData) -> list[str]:
     if isinstance(by.get("All", {}).get("action_taken_share"), float):
         refs.append(Reference("All searches", by["All"]["action_taken_share"]))
     charts = [
-        bar_chart(
-            "Searches with an outcome other than no further action",
-            cats,
-            [("share", [d.value(by[g], "action_taken_share") for g in cats])],
-            fmt_share,
-            "share of searches",
-            refs,
-            subtitle=f"{_window_note(rows)}, by self-defined ethnic group. Dashed: all searches.",
+        Chart(
+            bar_chart(
+                "Searches with an outcome other than no further action",
+                cats,
+                [("share", [d.value(by[g], "action_taken_share") for g in cats])],
+                fmt_share,
+                "share of searches",
+                refs,
+                subtitle=f"{_window_note(rows)}, by self-defined ethnic group. "
+                "Dashed: all searches.",
+            )
         )
     ]
     legislation = _latest_12(
@@ -495,34 +290,65 @@ def chart_stop_search_outcomes(d: MartData) -> list[str]:
         "AND object_of_search = 'All' ORDER BY searches DESC NULLS LAST",
     )  # fmt: skip
     if legislation:
+        notes: tuple[str, ...] = ()
+        rest = [r for r in legislation if r["legislation"] == NOT_AGREED]
+        if rest:
+            n = _how_many(rest[0]["searches"], "searches", d.mart.threshold)
+            notes = (_rest_note(d, pack, "legislation", f"{n} in the 12 months"),)
         charts.append(
-            bar_chart(
-                "By the power used",
-                [r["legislation"] for r in legislation],
-                [("share", [d.value(r, "action_taken_share") for r in legislation])],
-                fmt_share,
-                "share of searches under the power",
-                refs,
+            Chart(
+                bar_chart(
+                    "By the power used",
+                    [r["legislation"] for r in legislation],
+                    [("share", [d.value(r, "action_taken_share") for r in legislation])],
+                    fmt_share,
+                    "share of searches under the power",
+                    refs,
+                    subtitle=f"{_window_note(legislation)}; the agreed powers, then any "
+                    "other value as one group.",
+                    other=NOT_AGREED,
+                ),
+                notes,
             )
         )
     return charts
 
 
-def chart_crime_trends(d: MartData) -> list[str]:
+def chart_crime_trends(d: MartData, pack: Pack) -> list[Chart]:
     rows = d.rows(
-        "SELECT month, major_category, sum(crimes) AS crimes FROM mart "
-        "GROUP BY ALL HAVING count(crimes) > 0"
+        "SELECT month, major_category, sum(crimes) AS crimes, sum(source_rows) AS source_rows "
+        "FROM mart GROUP BY ALL HAVING count(crimes) > 0"
     )
+    rest = [r for r in rows if r["major_category"] == NOT_AGREED]
+    rest_rows = sum(r["source_rows"] or 0 for r in rest)
+    if not rest_rows:  # only the zeros of the grid: no such value was delivered
+        rows = [r for r in rows if r["major_category"] != NOT_AGREED]
     xs, ser = _series_by(d, rows, "month", "major_category", "crimes")
     ser.sort(key=lambda s: -max((v for v in s[1] if isinstance(v, int | float)), default=0))
+    end, notes = _axis_end(
+        pack, xs, "Each release ends with the month before its own, so the latest release "
+        "has no figures for its own month yet.",
+    )  # fmt: skip
+    if rest_rows:
+        crimes = sum(r["crimes"] or 0 for r in rest)
+        counted = (
+            f"{rest_rows:,} delivered rows ({crimes:,} crimes) from {month_label(xs[0])} to "
+            f"{month_label(xs[-1])}"
+        )
+        notes = (*notes, _rest_note(d, pack, "major_category", counted))
     charts = [
-        line_chart(
-            "Recorded crime in London by major category",
-            xs,
-            ser,
-            lambda v: f"{float(v):,.0f}",
-            "crimes recorded per month",
-            subtitle="All boroughs; each month from the latest release that carries it.",
+        Chart(
+            line_chart(
+                "Recorded crime in London by major category",
+                xs,
+                ser,
+                lambda v: f"{float(v):,.0f}",
+                "crimes recorded per month",
+                subtitle="All boroughs; each month from the latest release that carries it.",
+                x_end=end,
+                other=NOT_AGREED,
+            ),
+            notes,
         )
     ]
     change = d.rows(
@@ -530,6 +356,7 @@ def chart_crime_trends(d: MartData) -> list[str]:
         "max(month) AS month FROM mart WHERE month = (SELECT max(month) FROM mart) GROUP BY ALL "
         "HAVING count(previous_12_months) > 0 ORDER BY last DESC"
     )
+    change = [r for r in change if r["major_category"] != NOT_AGREED or r["last"] or r["prev"]]
     if change:
         end = change[0]["month"]
         labels = [
@@ -538,23 +365,44 @@ def chart_crime_trends(d: MartData) -> list[str]:
             else r["major_category"]
             for r in change
         ]
+        other = next(
+            (
+                lab
+                for lab, r in zip(labels, change, strict=True)
+                if r["major_category"] == NOT_AGREED
+            ),
+            None,
+        )
+        change_notes: tuple[str, ...] = ()
+        if other:
+            (window,) = d.rows(
+                "SELECT sum(source_rows) AS n, sum(crimes) AS crimes FROM mart "
+                f"WHERE major_category = '{NOT_AGREED}' AND month BETWEEN "
+                f"DATE '{end}' - INTERVAL 23 MONTH AND DATE '{end}'"
+            )
+            counted = f"{window['n'] or 0:,} delivered rows ({window['crimes'] or 0:,} crimes)"
+            change_notes = (_rest_note(d, pack, "major_category", f"{counted} in these 24 months"),)
         charts.append(
-            bar_chart(
-                "Last 12 months against the 12 before, London",
-                labels,
-                [
-                    ("previous 12 months", [r["prev"] for r in change]),
-                    (f"12 months to {month_label(end)}", [r["last"] for r in change]),
-                ],
-                lambda v: f"{float(v):,.0f}",
-                "crimes recorded",
-                subtitle="The change is in brackets.",
+            Chart(
+                bar_chart(
+                    "Last 12 months against the 12 before, London",
+                    labels,
+                    [
+                        ("previous 12 months", [r["prev"] for r in change]),
+                        (f"12 months to {month_label(end)}", [r["last"] for r in change]),
+                    ],
+                    lambda v: f"{float(v):,.0f}",
+                    "crimes recorded",
+                    subtitle="The change is in brackets.",
+                    other=other,
+                ),
+                change_notes,
             )
         )
     return charts
 
 
-def chart_crime_outcomes(d: MartData) -> list[str]:
+def chart_crime_outcomes(d: MartData, pack: Pack) -> list[Chart]:
     rows = d.rows(
         "SELECT outcome_group, sum(crimes) AS crimes, any_value(_total) AS total, "
         "any_value(month) AS month FROM ("
@@ -563,155 +411,248 @@ def chart_crime_outcomes(d: MartData) -> list[str]:
     )
     if not rows:
         return []
+    month = rows[0]["month"]
+    subtitle = (
+        f"All crime types; each crime counted once, under its latest known outcome. "
+        f"{month_label(month)} is the latest month with crimes first recorded in it."
+    )
+    notes: tuple[str, ...] = ()
+    delivered = pack.period_month("street_crime")
+    if delivered and delivered > month:
+        notes = (
+            f"Why {month_label(month)}: each crime is counted once, in the month it was first "
+            f"recorded. Street crime is delivered to {month_label(delivered)}, but every Crime "
+            f"ID in the deliveries after {month_label(month)} had already been recorded in an "
+            "earlier month, so no later month has crimes of its own yet.",
+        )
     return [
-        bar_chart(
-            f"What happened to the crimes recorded in {month_label(rows[0]['month'])}",
-            [r["outcome_group"] for r in rows],
-            [("share of crimes", [r["crimes"] / r["total"] for r in rows])],
-            fmt_share,
-            "share of crimes",
-            subtitle="All crime types; each crime counted once, under its latest known outcome.",
+        Chart(
+            bar_chart(
+                f"What happened to the crimes first recorded in {month_label(month)}",
+                [r["outcome_group"] for r in rows],
+                [("share of crimes", [r["crimes"] / r["total"] for r in rows])],
+                fmt_share,
+                "share of crimes",
+                subtitle=subtitle,
+                other="Not mapped",
+            ),
+            notes,
         )
     ]
 
 
-def chart_use_of_force_subjects(d: MartData) -> list[str]:
+def chart_use_of_force_subjects(d: MartData, pack: Pack) -> list[Chart]:
     rows = _latest_12(d, "AND age_band_level = 'all ages'")
     by = {r["ethnic_group"]: r for r in rows}
     refs = []
     if isinstance(by.get("White", {}).get("white_rate_per_1000"), float):
         refs.append(Reference("White rate", by["White"]["white_rate_per_1000"]))
     return [
-        bar_chart(
-            "Use of force per 1,000 residents, by perceived ethnic group",
-            GROUPS,
-            [("all ages", [d.value(by.get(g), "rate_per_1000") for g in GROUPS])],
-            fmt_rate,
-            "use of force records per 1,000 London residents of the group (Census 2021)",
-            refs,
-            subtitle=f"{_window_note(rows)}. Dashed: the White rate.",
+        Chart(
+            bar_chart(
+                "Use of force per 1,000 residents, by perceived ethnic group",
+                GROUPS,
+                [("all ages", [d.value(by.get(g), "rate_per_1000") for g in GROUPS])],
+                fmt_rate,
+                "use of force records per 1,000 London residents of the group (Census 2021)",
+                refs,
+                subtitle=f"{_window_note(rows)}. Dashed: the White rate.",
+            )
         )
     ]
 
 
-def chart_use_of_force_tactics(d: MartData) -> list[str]:
+def chart_use_of_force_tactics(d: MartData, pack: Pack) -> list[Chart]:
     rows = _latest_12(d, "AND ethnic_group = 'All' ORDER BY records_with_tactic DESC NULLS LAST")
-    rows = rows[:15]
+    rest = [r for r in rows if r["tactic"] == NOT_AGREED]
+    rows = [r for r in rows if r["tactic"] != NOT_AGREED][:15] + rest
+    notes: tuple[str, ...] = ()
+    if rest:
+        n = _how_many(rest[0]["records_with_tactic"], "records", d.mart.threshold)
+        notes = (_rest_note(d, pack, "tactic", f"{n} in the 12 months"),)
     return [
-        bar_chart(
-            "Tactics used",
-            [r["tactic"] for r in rows],
-            [("records", [d.value(r, "records_with_tactic") for r in rows])],
-            fmt_count,
-            "use of force records listing the tactic",
-            subtitle=f"{_window_note(rows)}; the 15 most used.",
+        Chart(
+            bar_chart(
+                "Tactics used",
+                [r["tactic"] for r in rows],
+                [("records", [d.value(r, "records_with_tactic") for r in rows])],
+                fmt_count,
+                "use of force records listing the tactic",
+                subtitle=f"{_window_note(rows)}; the 15 most used agreed tactics"
+                + (", then any other value as one group." if rest else "."),
+                other=NOT_AGREED,
+            ),
+            notes,
         )
     ]
 
 
-def chart_complaints(d: MartData) -> list[str]:
+def chart_complaints(d: MartData, pack: Pack) -> list[Chart]:
     rows = d.rows("SELECT * FROM mart")
     xs, ser = _series_by(
         d, rows, "month", "handling", "median_days_to_finalise",
         ("Schedule 3", "Outside Schedule 3"),
     )  # fmt: skip
+    end, notes = _axis_end(pack, xs)
     return [
-        line_chart(
-            "Complaints: median days from receipt to finalisation",
-            xs,
-            ser,
-            lambda v: f"{float(v):,.0f}",
-            "days",
-            subtitle="Allegations finalised in each month; gaps are withheld (too few).",
+        Chart(
+            line_chart(
+                "Complaints: median days from receipt to finalisation",
+                xs,
+                ser,
+                lambda v: f"{float(v):,.0f}",
+                "days",
+                subtitle="Allegations finalised in each month, up to the end of the latest "
+                "month delivered; gaps are withheld (too few).",
+                x_end=end,
+            ),
+            notes,
         )
     ]
 
 
-def chart_emergency(d: MartData) -> list[str]:
+def chart_emergency(d: MartData, pack: Pack) -> list[Chart]:
     rows = d.rows(
         "SELECT month, grade || ' calls within ' || any_value(target_minutes) || ' minutes' "
         "AS series, sum(attended_within_target) / sum(calls_attended) AS share "
-        "FROM mart GROUP BY month, grade"
+        "FROM mart GROUP BY month, grade ORDER BY grade"
     )
     xs, ser = _series_by(d, rows, "month", "series", "share")
+    end, notes = _axis_end(pack, xs)
     return [
-        line_chart(
-            "Emergency calls attended within target, London",
-            xs,
-            ser,
-            fmt_share,
-            "share of attended calls",
-            subtitle="I (immediate): 15 minutes; S (significant): 60 minutes.",
-            y_max=1.0,
+        Chart(
+            line_chart(
+                "Emergency calls attended within target, London",
+                xs,
+                ser,
+                fmt_share,
+                "share of attended calls",
+                subtitle="I (immediate): 15 minutes; S (significant): 60 minutes.",
+                y_max=1.0,
+                x_end=end,
+            ),
+            notes,
         )
     ]
 
 
-def chart_trust(d: MartData) -> list[str]:
+def chart_trust(d: MartData, pack: Pack) -> list[Chart]:
     rows = d.rows(
-        "SELECT date AS month, measure, any_value(mean_of_boroughs) AS mean FROM mart GROUP BY ALL"
+        "SELECT date AS month, measure, any_value(mean_of_boroughs) AS mean FROM mart "
+        f"WHERE measure <> '{NOT_AGREED}' GROUP BY ALL"
+    )
+    if not rows:
+        return []
+    (rest,) = d.rows(
+        f"SELECT count(*) FILTER (WHERE measure = '{NOT_AGREED}') AS measures, "
+        f"count(*) FILTER (WHERE borough = '{NOT_AGREED}' AND measure <> '{NOT_AGREED}') "
+        "AS boroughs FROM mart"
     )
     xs, ser = _series_by(d, rows, "month", "measure", "mean")
+    notes: list[str] = []
+    absent: list[str] = []
+    if rest["measures"]:
+        absent.append(f"{NOT_AGREED} (not drawn: see the note)")
+        counted = f"{rest['measures']:,} published figures"
+        notes.append(
+            _rest_note(d, pack, "measure", counted)
+            + " Figures of different measures cannot be averaged together, so the group has "
+            "no line; its figures are in the mart."
+        )
+    if rest["boroughs"]:
+        notes.append(
+            _rest_note(d, pack, "borough", f"{rest['boroughs']:,} published figures")
+            + " They are left out of the means of the boroughs."
+        )
     return [
-        line_chart(
-            "Trust and confidence: Public Attitude Survey",
-            xs,
-            ser,
-            fmt_share,
-            "share of respondents",
-            subtitle="Mean of the boroughs, rolling 12 months to each quarter's end.",
+        Chart(
+            line_chart(
+                "Trust and confidence: Public Attitude Survey",
+                xs,
+                ser,
+                fmt_share,
+                "share of respondents",
+                subtitle="Mean of the boroughs, rolling 12 months to each quarter's end.",
+                absent=absent,
+                monthly=False,
+            ),
+            tuple(notes),
         )
     ]
 
 
-def chart_workforce(d: MartData) -> list[str]:
+def chart_workforce(d: MartData, pack: Pack) -> list[Chart]:
     rows = d.rows(
         "SELECT * FROM mart WHERE worker_type = 'All' AND month = (SELECT max(month) FROM mart)"
     )
     by = {r["ethnic_group"]: r for r in rows}
     month = rows[0]["month"] if rows else None
     return [
-        bar_chart(
-            "Workforce against London's population, by ethnic group",
-            GROUPS,
-            [
-                (
-                    "workforce (stated ethnicity)",
-                    [d.value(by.get(g), "share_of_stated") for g in GROUPS],
-                ),
-                ("London residents", [d.value(by.get(g), "london_share") for g in GROUPS]),
-            ],
-            fmt_share,
-            "share of people",
-            subtitle=f"All worker types in the 12 BCUs, {month_label(month) if month else ''}.",
+        Chart(
+            bar_chart(
+                "Workforce against London's population, by ethnic group",
+                GROUPS,
+                [
+                    (
+                        "workforce (stated ethnicity)",
+                        [d.value(by.get(g), "share_of_stated") for g in GROUPS],
+                    ),
+                    ("London residents", [d.value(by.get(g), "london_share") for g in GROUPS]),
+                ],
+                fmt_share,
+                "share of people",
+                subtitle=f"All worker types in the 12 BCUs, {month_label(month) if month else ''}.",
+            )
         )
     ]
 
 
-def chart_data_quality(d: MartData) -> list[str]:
+def field_title(pack: Pack, contract: str, column: str) -> str:
+    """A key field as the legend names it: "Stop and search: officer-defined ethnicity"."""
+    return f"{contract_title(contract)}: {column_title(pack.contracts.get(contract), column)}"
+
+
+def chart_data_quality(d: MartData, pack: Pack) -> list[Chart]:
     rows = d.rows(
-        "SELECT contract || '.' || field AS series, strptime(period, '%Y-%m')::DATE AS month, "
-        "completeness_percent FROM mart WHERE agreed_max_missing_percent IS NOT NULL"
+        "SELECT contract, field, strptime(period, '%Y-%m')::DATE AS month, "
+        "completeness_percent FROM mart WHERE agreed_max_missing_percent IS NOT NULL "
+        "ORDER BY contract, field"
     )
     if not rows:
         return []
+    for r in rows:
+        r["series"] = field_title(pack, r["contract"], r["field"])
     xs, ser = _series_by(d, rows, "month", "series", "completeness_percent")
+    end, notes = _axis_end(pack, xs)
+    fields = []
+    for contract, column in dict.fromkeys((r["contract"], r["field"]) for r in rows):
+        agreement = pack.contracts.get(contract)
+        try:
+            description = agreement.column(column).description if agreement else ""
+        except KeyError:
+            description = ""
+        fields.append((field_title(pack, contract, column), description))
     return [
-        line_chart(
-            "Completeness of the fields with an agreed threshold",
-            xs,
-            ser,
-            lambda v: f"{float(v):.0f}%",
-            "% of curated rows with the field",
-            subtitle="By delivery period.",
-            y_max=100.0,
+        Chart(
+            line_chart(
+                "Completeness of the fields with an agreed threshold",
+                xs,
+                ser,
+                lambda v: f"{float(v):.0f}%",
+                "% of curated rows with the field",
+                subtitle="By delivery period.",
+                y_max=100.0,
+                x_end=end,
+            ),
+            notes,
+            tuple(fields),
         )
     ]
 
 
 @dataclass(frozen=True)
 class Section:
-    charts: Callable[[MartData], list[str]]
+    charts: Callable[[MartData, Pack], list[Chart]]
     columns: tuple[str, ...]  # shown in the latest-figures table
 
 
@@ -779,6 +720,8 @@ def _cell(mart: Mart, row: dict, column: str) -> str:
         threshold = mart.threshold or 0
         return f'<span class="withheld" title="fewer than {threshold}">{WITHHELD}</span>'
     value = row.get(column)
+    if value == NOT_AGREED:
+        return f'<span class="rest">{_e(value)}</span>'
     if column in _FORMATS:
         return _e(_FORMATS[column](value))
     if column.endswith(("share", "_share", "_rate")) or column.startswith("share_"):
@@ -806,24 +749,32 @@ def _latest_table(mart: Mart, data: MartData, columns: tuple[str, ...]) -> str:
 
 
 def _definition(mart: Mart) -> str:
-    caveats = "".join(f"<li>{_e(c)}</li>" for c in mart.caveats)
+    caveats = "".join(f"<li>{inline(c)}</li>" for c in mart.caveats)
     return (
         "<dl class=definition>"
-        f"<dt>Numerator</dt><dd>{_e(mart.numerator)}</dd>"
-        f"<dt>Denominator</dt><dd>{_e(mart.denominator)}</dd>"
-        f"<dt>Grain</dt><dd>{_e(mart.grain)}</dd>"
-        f"<dt>Source fields</dt><dd>{_e(', '.join(mart.source_fields))}</dd>"
-        f"<dt>Disclosure control</dt><dd>{_e(mart.disclosure_text)}</dd>"
+        f"<dt>Numerator</dt><dd>{inline(mart.numerator)}</dd>"
+        f"<dt>Denominator</dt><dd>{inline(mart.denominator)}</dd>"
+        f"<dt>Grain</dt><dd>{inline(mart.grain)}</dd>"
+        f"<dt>Source fields</dt><dd>{inline(', '.join(mart.source_fields))}</dd>"
+        f"<dt>Disclosure control</dt><dd>{inline(mart.disclosure_text)}</dd>"
         f"<dt>Caveats</dt><dd><ul>{caveats}</ul></dd>"
         f"<dt>Table</dt><dd><code>oversight.{_e(mart.name)}</code> in warehouse.duckdb</dd>"
         "</dl>"
     )
 
 
-def _section(mart: Mart, table: pa.Table | None) -> str:
+def _figure(chart: Chart) -> str:
+    notes = "".join(f"<p>{inline(n)}</p>" for n in chart.notes)
+    fields = "".join(f"<dt>{_e(t)}</dt><dd>{inline(d)}</dd>" for t, d in chart.fields)
+    fields = f"<dl class=fields>{fields}</dl>" if fields else ""
+    caption = f"<figcaption>{notes}{fields}</figcaption>" if notes or fields else ""
+    return f"<figure>{chart.svg}{caption}</figure>"
+
+
+def _section(mart: Mart, table: pa.Table | None, pack: Pack) -> str:
     spec = SECTIONS[mart.name]
     parts = [f'<section id="{_e(mart.name)}"><h2>{_e(mart.title)}</h2>']
-    parts.append(f"<p class=lead>{_e(mart.definition)}</p>")
+    parts.append(f"<p class=lead>{inline(mart.definition)}</p>")
     if table is None:
         parts.append(
             "<p class=empty>Not computed yet: materialise the oversight assets "
@@ -837,8 +788,8 @@ def _section(mart: Mart, table: pa.Table | None) -> str:
     else:
         data = MartData(mart, table)
         try:
-            charts = spec.charts(data)
-            parts += [f"<figure>{svg}</figure>" for svg in charts] or [
+            charts = spec.charts(data, pack)
+            parts += [_figure(c) for c in charts] or [
                 "<p class=empty>No figures to draw for the latest period.</p>"
             ]
             parts.append(_latest_table(mart, data, spec.columns))
@@ -860,24 +811,63 @@ nav ol { columns: 2; padding-left: 20px; } nav a { color: #0b4f8a; }
 section { border-top: 3px solid #0b4f8a; margin-top: 34px; padding-top: 12px; }
 p.lead { font-size: 15px; } p.empty { color: #6a6a6a; font-style: italic; }
 figure { margin: 16px 0; } .note { color: #555; font-size: 12px; }
+figure svg { display: block; height: auto; }
+figcaption { font-size: 12.5px; color: #333; max-width: 760px; }
+figcaption p { margin: 6px 0; padding-left: 10px; border-left: 3px solid #8a8a8a; }
+dl.fields { display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px; margin: 8px 0; }
+dl.fields dt { font-weight: 600; } dl.fields dd { margin: 0; }
 table { border-collapse: collapse; font-size: 12.5px; margin: 8px 0; }
 th, td { border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: left; }
 td { font-variant-numeric: tabular-nums; }
-.withheld { color: #8a5a00; font-style: italic; }
+.withheld { color: #8a5a00; font-style: italic; } .rest { color: #555; font-style: italic; }
+code { font-size: 0.95em; background: #eef1f4; padding: 0 3px; border-radius: 2px; }
 dl.definition { background: #f3f6f9; padding: 10px 14px; font-size: 13px; margin-top: 12px; }
 dl.definition dt { font-weight: 600; margin-top: 6px; } dl.definition dd { margin-left: 0; }
 dl.definition ul { margin: 2px 0; padding-left: 18px; }
 summary { cursor: pointer; color: #0b4f8a; }
 .reading { background: #fff8e5; padding: 8px 14px; border-left: 4px solid #e69f00; }
-@media print { details { display: block; } body { background: #fff; } }
+section.summary { border-top: 3px solid #1b1b1b; }
+.headlines { display: grid; grid-template-columns: repeat(auto-fill, minmax(270px, 1fr));
+             gap: 10px; margin-top: 10px; }
+a.headline { display: flex; flex-direction: column; gap: 2px; padding: 10px 12px;
+             border: 1px solid #c9d3dd; border-left: 5px solid #0b4f8a; color: inherit;
+             text-decoration: none; background: #fff; }
+a.headline:hover { background: #f3f6f9; }
+a.headline .value { font-size: 26px; font-weight: 650; font-variant-numeric: tabular-nums; }
+a.headline .label { font-size: 13.5px; } a.headline .period { font-size: 12px; color: #444; }
+a.headline .section { font-size: 12px; color: #0b4f8a; margin-top: auto; }
+@page { size: A4; margin: 14mm 12mm; }
+@media print {
+  body { background: #fff; color: #000; }
+  main { max-width: none; padding: 0; }
+  nav, summary { display: none; }
+  section { break-before: page; border-top: 2px solid #000; margin-top: 0; }
+  section.summary { break-before: avoid; break-after: page; }
+  figure, figcaption, dl.definition, a.headline, tr { break-inside: avoid; }
+  h2 { break-after: avoid; }
+  figure svg { width: 100% !important; max-width: 100% !important; }
+  a { color: inherit; text-decoration: none; } nav a, a.headline .section { color: #000; }
+  .reading, dl.definition, code { background: none; }
+  .reading { border: 1px solid #000; } dl.definition { border: 1px solid #777; }
+  a.headline { border: 1px solid #000; border-left-width: 5px; }
+  .headlines { grid-template-columns: repeat(3, 1fr); gap: 6px; }
+  a.headline .value { font-size: 20px; }
+  .withheld, .rest { color: #000; }
+  details:not([open]) { display: none; }
+  * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
+}
 """
 )
 
 
-def render_report(tables: dict[str, pa.Table | None], generated: dt.datetime) -> str:
+def render_report(
+    tables: dict[str, pa.Table | None], generated: dt.datetime, pack: Pack | None = None
+) -> str:
     """The page for the marts' tables (None: not computed)."""
+    pack = pack or Pack(current_contracts(), {}, _last_month(tables))
     toc = "".join(f'<li><a href="#{_e(m.name)}">{_e(m.title)}</a></li>' for m in MARTS.values())
-    sections = "".join(_section(m, tables.get(m.name)) for m in MARTS.values())
+    summary = summary_html(tables, {m.name: m.title for m in MARTS.values()})
+    sections = "".join(_section(m, tables.get(m.name), pack) for m in MARTS.values())
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -887,15 +877,38 @@ def render_report(tables: dict[str, pa.Table | None], generated: dt.datetime) ->
 <p>The Metropolitan Police Service's performance, from the data it shares with MOPAC.</p>
 <p class=note>Generated {_e(generated.strftime("%d %B %Y, %H:%M"))} from warehouse.duckdb.</p>
 </header>
+{summary}
 <div class=reading><p><strong>Reading this pack.</strong> Rates per 1,000 are per 1,000 London
 residents of the group on Census day 2021. "Times the White rate" compares each group with
 White Londoners: 3.0× means three times as likely. Figures based on very few people are
-<span class=withheld>withheld</span> in published measures, never shown as zero. Each
-section ends with the measure's definition and its caveats.</p></div>
+<span class=withheld>withheld</span> in published measures, never shown as zero. Categories
+are the ones the data-sharing agreements list: any other value the force sent is counted in
+one group, <span class=rest>{NOT_AGREED}</span>, drawn in grey, with a note saying how many
+rows it holds. Each section ends with the measure's definition and its caveats.</p></div>
 <nav><h2>Measures</h2><ol>{toc}</ol></nav>
 {sections}
 </main></body></html>
 """
+
+
+# Marts by month: (mart, its month column). Trust is quarterly and has an axis of its own.
+_MONTHLY = {
+    "stop_search_disproportionality": "month", "stop_search_outcomes": "month",
+    "crime_trends": "month", "use_of_force_subjects": "month",
+    "use_of_force_tactics": "month", "complaints_timeliness": "month",
+    "emergency_response": "month", "workforce_representation": "month",
+}  # fmt: skip
+
+
+def _last_month(tables: dict[str, pa.Table | None]) -> dt.date | None:
+    """The latest month of any monthly mart (when the delivered periods are not known)."""
+    months = [
+        m
+        for name, column in _MONTHLY.items()
+        if (t := tables.get(name)) is not None and t.num_rows
+        for m in [max(v for v in t.column(column).to_pylist() if v is not None)]
+    ]
+    return max(months, default=None)
 
 
 def read_marts(warehouse_path: Path) -> dict[str, pa.Table | None]:
@@ -917,11 +930,38 @@ def read_marts(warehouse_path: Path) -> dict[str, pa.Table | None]:
     return tables
 
 
+def read_pack(
+    warehouse_path: Path, tables: dict[str, pa.Table | None], contracts: dict[str, Contract]
+) -> Pack:
+    """The agreements, the latest period curated for each contract, and the month every
+    monthly chart ends with: the latest month delivered of a monthly contract."""
+    periods: dict[str, str] = {}
+    with connect(warehouse_path) as con:
+        present = {
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'curated' UNION "
+                "SELECT view_name FROM duckdb_views() WHERE schema_name = 'curated'"
+            ).fetchall()
+        }
+        for name in sorted(set(contracts) & present):
+            (latest,) = con.execute(f"SELECT max(_period) FROM curated.{name}").fetchone()
+            if latest:
+                periods[name] = latest
+    monthly = [
+        _first_of(p) for name, p in periods.items() if contracts[name].schedule.period == "monthly"
+    ]
+    last = max(monthly, default=None) or _last_month(tables)
+    return Pack(contracts, periods, last)
+
+
 def write_report(warehouse_path: Path | str, output_html: Path | str) -> Path:
     """Write the oversight pack for `warehouse_path` to `output_html` (atomically)."""
     output = Path(output_html)
     output.parent.mkdir(parents=True, exist_ok=True)
-    page = render_report(read_marts(Path(warehouse_path)), dt.datetime.now())
+    tables = read_marts(Path(warehouse_path))
+    pack = read_pack(Path(warehouse_path), tables, current_contracts())
+    page = render_report(tables, dt.datetime.now(), pack)
     tmp = output.with_name(f".{output.name}.tmp")
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(output)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import html
 import os
 import re
 import shutil
+import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 
@@ -21,8 +23,11 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from assets.oversight import build_oversight_assets, oversight_key
+from pipelines.agreed_values import NOT_AGREED
 from pipelines.lake import FolderLake
 from pipelines.oversight_marts import (
     MARTS,
@@ -33,11 +38,12 @@ from pipelines.oversight_marts import (
     write_mart,
     write_marts,
 )
-from pipelines.oversight_report import write_report
+from pipelines.oversight_report import MartData, Pack, chart_crime_trends, write_report
 from pipelines.report_cli import run_report_command
 from pipelines.resources import LakeResource, WarehouseResource
 from pipelines.row_validation import curated_schema, validate_delivery
 from pipelines.settings import Settings
+from pipelines.svg_charts import FONT_SIZE, bar_chart, fmt_count, text_width
 from pipelines.warehouse import build_warehouse
 from schemas.contract import load_contracts
 from tests.conftest import REAL_DATA
@@ -908,3 +914,356 @@ def test_the_oversight_pack_is_one_offline_page_with_a_chart_per_measure(fixture
     assert "<script" not in page and not re.search(r"(src|href)=\"https?:", page)
     assert "White rate (self-defined)" in page  # the White reference on the rates chart
     assert 'class="withheld"' in page  # withheld figures are marked, not zero
+
+
+# --- agreed categories, and the pack as a reader sees it ----------------------------------
+
+MISSPELT_ACT = "Misuse o Drugs Act 1971 (section 23)"  # as the demo's profile misspells it
+SHOUTED_ACT = "POLICE AND CRIMINAL EVIDENCE ACT 1984 (SECTION 1)"
+THEFTS = ("Theft", "Theft ", "THEFT")  # one agreed category and two mistakes
+SVG = re.compile(r"<svg\b.*?</svg>", re.S)
+NS = "{http://www.w3.org/2000/svg}"
+
+
+def publish(lake: FolderLake, contract: str, period: str, path: Path):
+    """A file through the contract's row checks, its curated rows published as `datashare
+    run` would; the validation outcome (with its breaches) is returned."""
+    outcome = validate_delivery(CONTRACTS[contract], path, period, "quirks", lake)
+    target = lake.path(lake.curated_path(contract, period))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(lake.path(lake.staging_path(contract, period, "quirks")), target)
+    return outcome
+
+
+def quirky_deliveries(folder: Path) -> dict[str, Path]:
+    """A crime release with `Theft`, `Theft ` and `THEFT`, and the real June 2022 stop and
+    search file with 11 searches under a misspelt Act and 1 under a shouted one."""
+    crime = folder / "borough_crime.csv"
+    crime.write_text(
+        "MajorText,MinorText,LookUp_BoroughName,202312,202401\n"
+        "Theft,Shoplifting,Camden,10,12\n"
+        "Theft ,Bicycle Theft,Camden,3,4\n"  # trailing space
+        "THEFT,Other Theft,Camden,5,6\n"
+        "Burglary,Domestic Burglary,Camden,7,8\n",
+        encoding="utf-8",
+    )
+    with open(REAL_DATA / "stop_and_search" / "2022-06-metropolitan-stop-and-search.csv",
+              encoding="utf-8", newline="") as f:  # fmt: skip
+        reader = csv.DictReader(f)
+        fields, rows = reader.fieldnames, [r for _, r in zip(range(200), reader, strict=False)]
+    for i in range(11):
+        rows[i]["Legislation"] = MISSPELT_ACT
+    rows[11]["Legislation"] = SHOUTED_ACT
+    searches = folder / "stop_and_search.csv"
+    with open(searches, "w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return {"borough_crime": crime, "stop_and_search": searches}
+
+
+def quirky_complaints() -> list[dict]:
+    """February 2024: 10 allegations finalised in February (31 days each), one finalised on
+    5 March (after the delivered month: the extract ran into March) and one 'finalised'
+    before it was received (a breach the agreement keeps)."""
+    feb1 = D(2024, 2, 1)
+    rows = [complaint(f"CO/{i}", "Schedule 3", feb1, D(2024, 2, 29)) for i in range(10)]
+    rows.append(complaint("CO/late", "Schedule 3", feb1, D(2024, 3, 5)))
+    rows.append(complaint("CO/early", "Schedule 3", D(2024, 2, 20), D(2024, 2, 2)))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def quirks(tmp_path_factory) -> dict:
+    """A home-like lake whose deliveries carry values outside the agreed categories, a
+    finalisation past the last delivered month and crime IDs that recur; its marts and pack."""
+    root = tmp_path_factory.mktemp("quirks")
+    lake = FolderLake(root / "lake")
+    paths = quirky_deliveries(root)
+    outcomes = {
+        "borough_crime": publish(lake, "borough_crime", "2024-02", paths["borough_crime"]),
+        "stop_and_search": publish(lake, "stop_and_search", "2022-06", paths["stop_and_search"]),
+    }
+    put(lake, "census_2021_population", "2021-03", census_rows())
+    put(lake, "complaints", "2024-02", quirky_complaints())
+    # The same two crimes in January and February: counted once, in January.
+    put(lake, "street_crime", "2024-01", [street(A, "Burglary", "Under investigation"),
+                                          street(B, "Robbery", None)])  # fmt: skip
+    feb = D(2024, 2, 1)
+    put(lake, "street_crime", "2024-02", [street(A, "Burglary", "Under investigation", feb),
+                                          street(B, "Robbery", None, month=feb)])  # fmt: skip
+    warehouse = build_warehouse(lake, CONTRACTS, root / "warehouse.duckdb")
+    write_marts(warehouse, lake, contracts=CONTRACTS)
+    build_warehouse(lake, CONTRACTS, warehouse)
+    page = write_report(warehouse, root / "pack.html").read_text(encoding="utf-8")
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        marts = {
+            name: con.sql(f"SELECT * FROM oversight.{name}").to_arrow_table().to_pylist()
+            for name in MARTS
+        }
+    return {"outcomes": outcomes, "marts": marts, "page": page, "warehouse": warehouse}
+
+
+def breach(outcome, rule: str):
+    (found,) = [b for b in outcome.breaches if b.rule == rule]
+    return found
+
+
+def charts(page: str) -> dict[str, ET.Element]:
+    """Every chart of the pack by its title (the SVG parsed as XML)."""
+    out = {}
+    for text in SVG.findall(page):
+        svg = ET.fromstring(text)
+        out[svg.find(f"{NS}title").text] = svg
+    return out
+
+
+def figure_of(page: str, title: str) -> str:
+    """The <figure> (chart and notes) whose chart has `title`."""
+    for figure in re.findall(r"<figure>.*?</figure>", page, re.S):
+        if f"<title>{html.escape(title, quote=True)}</title>" in figure:
+            return figure
+    raise AssertionError(f"no chart titled {title!r}")
+
+
+def test_values_outside_the_agreed_categories_are_one_group_in_the_mart_and_the_pack(quirks):
+    """`Theft`, `Theft ` and `THEFT`: the mart and the chart show Theft and one group of
+    the two others, with the rows and the breach in a note; a misspelt and a shouted Act
+    are one group of 12 searches, not two powers."""
+    crime_breach = breach(quirks["outcomes"]["borough_crime"], "major_category_known")
+    assert crime_breach.failing_rows == 2 and crime_breach.action == "rows kept"
+    rows = quirks["marts"]["crime_trends"]
+    assert {r["major_category"] for r in rows} == {"Theft", "Burglary", NOT_AGREED}
+    jan = {r["major_category"]: r for r in rows if r["month"] == D(2024, 1, 1)}
+    assert jan["Theft"]["crimes"] == 12 and jan[NOT_AGREED]["crimes"] == 4 + 6
+    assert jan[NOT_AGREED]["source_rows"] == crime_breach.failing_rows
+    assert sum(r["crimes"] for r in jan.values()) == 12 + 4 + 6 + 8  # nothing dropped
+
+    page = quirks["page"]
+    svg = charts(page)["Recorded crime in London by major category"]
+    lines = [g.get("data-series") for g in svg.iter(f"{NS}g") if g.get("class") == "series"]
+    assert lines == ["Theft", "Burglary", NOT_AGREED]  # the group last, whatever its size
+    figure = figure_of(page, "Recorded crime in London by major category")
+    # Two months of 2 rows each: 4 delivered rows, 3 + 4 + 5 + 6 = 18 crimes.
+    assert "Not an agreed value: 4 delivered rows (18 crimes)" in figure
+    assert "major_category_known" in figure and "major breach" in figure
+    for bad in ("THEFT", "Theft "):
+        assert f">{bad}<" not in page and f'"{bad}"' not in page
+
+    act_breach = breach(quirks["outcomes"]["stop_and_search"], "legislation_known")
+    assert act_breach.failing_rows == 12 and act_breach.action == "rows kept"
+    searches = quirks["marts"]["stop_search_outcomes"]
+    agreed = set(CONTRACTS["stop_and_search"].column("legislation").value_rules[0].valid_values)
+    assert {r["legislation"] for r in searches} <= agreed | {"All", NOT_AGREED}
+    rest = pick(searches, time_window="month", basis="self-defined", ethnic_group="All",
+                legislation=NOT_AGREED, object_of_search="All")  # fmt: skip
+    assert rest["searches"] == act_breach.failing_rows
+    power = charts(page)["By the power used"]
+    bars = [g.get("data-category") for g in power.iter(f"{NS}g") if g.get("class") == "category"]
+    assert set(bars) <= agreed | {NOT_AGREED} and bars[-1] == NOT_AGREED
+    assert "Not an agreed value: 12 searches in the 12 months" in figure_of(
+        page, "By the power used"
+    )
+    assert "legislation_known" in figure_of(page, "By the power used")
+    assert MISSPELT_ACT not in page and html.escape(SHOUTED_ACT) not in page
+
+
+def test_the_complaints_months_stop_at_the_latest_delivery(quirks):
+    rows = quirks["marts"]["complaints_timeliness"]
+    # Finalised on 5 March in February's extract: March waits for its own delivery; the
+    # allegation "finalised" before receipt has no duration; the 10 took 28 days each.
+    assert {r["month"] for r in rows} == {D(2024, 2, 1)}
+    feb = pick(rows, month="2024-02-01", handling="Schedule 3")
+    assert feb["allegations_finalised"] == 10 and feb["median_days_to_finalise"] == 28.0
+
+
+def test_a_chart_that_is_not_of_the_latest_month_says_which_and_why(quirks):
+    figure = figure_of(quirks["page"], "What happened to the crimes first recorded in Jan 2024")
+    assert "Why Jan 2024" in figure and "delivered to Feb 2024" in figure
+
+
+def pack_pages(fixture_lake, quirks, tmp_path_factory) -> list[str]:
+    lake, warehouse = fixture_lake
+    root = tmp_path_factory.mktemp("pack")
+    copy = FolderLake(root / "lake")
+    shutil.copytree(lake.root, copy.root)
+    built = build_warehouse(copy, CONTRACTS, root / "warehouse.duckdb")
+    write_marts(built, copy, contracts=CONTRACTS)
+    build_warehouse(copy, CONTRACTS, built)
+    return [write_report(built, root / "pack.html").read_text(encoding="utf-8"), quirks["page"]]
+
+
+@pytest.fixture(scope="module")
+def pages(fixture_lake, quirks, tmp_path_factory) -> list[str]:
+    """The pack of the hand-worked fixtures and of the quirky deliveries."""
+    return pack_pages(fixture_lake, quirks, tmp_path_factory)
+
+
+def text_extent(node: ET.Element) -> tuple[float, float]:
+    """Where a <text> starts and ends, by its anchor and the width the charts measure."""
+    size = float(node.get("font-size") or FONT_SIZE)
+    width = text_width(node.text or "", size, node.get("font-weight") == "600")
+    x = float(node.get("x"))
+    anchor = node.get("text-anchor", "start")
+    left = {"start": x, "middle": x - width / 2, "end": x - width}[anchor]
+    return left, left + width
+
+
+def test_no_chart_label_is_clipped_and_no_markdown_is_left_in_the_page(pages):
+    for page in pages:
+        assert "`" not in page  # inline code is <code>, never literal backticks
+        assert "<code>_suppressed</code>" in page
+        for title, svg in charts(page).items():
+            width = float(svg.get("viewBox").split()[2])
+            for node in svg.iter(f"{NS}text"):
+                if node.get("transform"):  # the rotated axis title: its height is the plot's
+                    continue
+                left, right = text_extent(node)
+                assert left >= -0.5 and right <= width + 0.5, (title, node.text, left, right)
+
+
+def test_every_monthly_axis_ends_at_the_latest_delivered_month(pages, quirks):
+    for page, last in zip(pages, ("2024-08", "2024-02"), strict=True):
+        monthly = {t: s for t, s in charts(page).items() if s.get("data-axis") == "month"}
+        assert len(monthly) >= 3
+        assert {s.get("data-x-end") for s in monthly.values()} == {last}, {
+            t: s.get("data-x-end") for t, s in monthly.items()
+        }
+    # The crime figures end a month before their release: the chart says so.
+    figure = figure_of(pages[1], "Recorded crime in London by major category")
+    assert "The figures end with Jan 2024; the axis runs on to Feb 2024" in figure
+
+
+def test_colours_do_not_repeat_within_a_chart_and_lines_differ_in_black_and_white(pages):
+    for page in pages:
+        for title, svg in charts(page).items():
+            lines = [g for g in svg.iter(f"{NS}g") if g.get("class") == "series"]
+            colours = [g.get("data-colour") for g in lines]
+            assert len(colours) == len(set(colours)), title
+            # In black and white: each line its own pair of dash and marker.
+            looks = [(g.get("data-dash"), g.get("data-marker")) for g in lines]
+            assert len(looks) == len(set(looks)), title
+
+
+def test_the_data_quality_legend_names_fields_by_the_agreements_titles(pages):
+    page = pages[0]
+    svg = charts(page)["Completeness of the fields with an agreed threshold"]
+    lines = [g.get("data-series") for g in svg.iter(f"{NS}g") if g.get("class") == "series"]
+    assert "Stop and search: officer-defined ethnicity" in lines
+    assert "Use of force: subject ethnicity" in lines
+    assert not [name for name in lines if "." in name or "_" in name]
+    figure = figure_of(page, "Completeness of the fields with an agreed threshold")
+    description = CONTRACTS["stop_and_search"].column("officer_defined_ethnicity").description
+    assert html.escape(description, quote=True) in figure
+
+
+def test_the_pack_opens_with_a_page_of_headline_figures_each_with_its_period_and_section(
+    pages, marts
+):
+    page = pages[0]
+    summary = page[page.index('<section id="summary"') : page.index("</section>")]
+    assert page.index('<section id="summary"') < page.index('<section id="stop_search')
+    cards = re.findall(
+        r'<a class="headline" href="#(\w+)" data-headline="(\w+)" data-value="([^"]*)">'
+        r'<span class="value[^"]*">([^<]*)</span><span class="label">[^<]*</span>'
+        r'<span class="period">([^<]*)</span>',
+        summary,
+    )
+    assert len(cards) >= 8
+    for section, _, _, _, period in cards:
+        assert f'<section id="{section}">' in page and period
+    found = {key: (value, text, period) for _, key, value, text, period in cards}
+    # 12 months to August: self-defined Black 20 + 10 + 12 = 42 per 1,000 against White
+    # 10 + 10 + 3 = 23 of 2,000 = 11.5 per 1,000: 3.65x.
+    year = pick(marts["stop_search_disproportionality"], time_window="12 months",
+                month="2024-08-01", basis="self-defined", ethnic_group="Black")  # fmt: skip
+    value, text, period = found["stop_search_black_white_ratio"]
+    assert float(value) == approx(year["ratio_to_white"]) and text == "3.65×"
+    assert period == "12 months to Aug 2024 (3 of the 12 delivered)"
+    # Emergency calls: the latest month is July (00:30 on 1 July in London), 1 of 1.
+    assert found["emergency_i_within_target"][1:] == ("100.0%", "Jul 2024")
+    # Complaints: February's 10 Schedule 3 allegations, a median of 35.5 days.
+    assert found["complaints_median_days"][1:] == ("36 days", "Feb 2024")
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(
+                st.sampled_from(CONTRACTS["borough_crime"].column("major_category")
+                                .value_rules[0].valid_values),
+                st.sampled_from(("Theft ", "THEFT", " Burglary", "theft", "Robbery\t")),
+                st.text(min_size=1, max_size=12),
+            ),
+            st.integers(0, 1000),
+        ),
+        min_size=1,
+        max_size=25,
+    )
+)  # fmt: skip
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
+def test_any_delivered_category_is_agreed_or_counted_in_the_one_group(cells):
+    """Whatever the force writes as a major category, the mart and the chart hold only the
+    agreed categories and the one group, and their crimes add up to what was delivered."""
+    agreed = set(CONTRACTS["borough_crime"].column("major_category").value_rules[0].valid_values)
+    month = D(2024, 1, 1)
+    rows = [
+        {"borough": "Camden", "major_category": major, "minor_category": f"minor {i}",
+         "month": month, "count": n, "_delivery_id": "d", "_source_row": i,
+         "_period": "2024-02"}
+        for i, (major, n) in enumerate(cells)
+    ]  # fmt: skip
+    con = duckdb.connect()
+    try:
+        con.execute("CREATE SCHEMA curated")
+        table = pa.Table.from_pylist(rows, schema=curated_schema(CONTRACTS["borough_crime"]))
+        con.register("delivered", table)
+        con.execute("CREATE TABLE curated.borough_crime AS SELECT * FROM delivered")
+        mart = compute_mart("crime_trends", con, contracts=CONTRACTS)
+    finally:
+        con.close()
+    got = mart.to_pylist()
+    assert {r["major_category"] for r in got} <= agreed | {NOT_AGREED}
+    rest = sum(n for major, n in cells if major not in agreed)
+    by = {r["major_category"]: r for r in got}
+    assert (by[NOT_AGREED]["crimes"] if NOT_AGREED in by else 0) == rest
+    assert sum(r["crimes"] for r in got) == sum(n for _, n in cells)
+    assert sum(r["source_rows"] for r in got) == len(cells)
+
+    data = MartData(MARTS["crime_trends"], mart)
+    try:
+        (chart, *_) = chart_crime_trends(data, Pack(CONTRACTS, {}, month))
+    finally:
+        data.close()
+    svg = ET.fromstring(chart.svg)
+    lines = {g.get("data-series"): g for g in svg.iter(f"{NS}g") if g.get("class") == "series"}
+    assert set(lines) <= agreed | {NOT_AGREED}
+    drawn = sum(
+        float(re.search(r": ([\d,]+)$", tip.text).group(1).replace(",", ""))
+        for g in lines.values()
+        for tip in g.iter(f"{NS}title")
+    )
+    assert drawn == sum(n for _, n in cells)  # the lines' points add up to the mart's total
+
+
+@given(
+    st.lists(
+        st.text(
+            alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")),
+            min_size=1,
+            max_size=90,
+        ),
+        min_size=1,
+        max_size=8,
+        unique=True,
+    )
+)
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+def test_bar_labels_of_any_length_fit_their_chart(labels):
+    svg = ET.fromstring(
+        bar_chart("Any labels", labels, [("n", list(range(1, len(labels) + 1)))], fmt_count)
+    )
+    width = float(svg.get("viewBox").split()[2])
+    for node in svg.iter(f"{NS}text"):
+        left, right = text_extent(node)
+        assert left >= -0.5 and right <= width + 0.5, (node.text, left, right)
