@@ -332,7 +332,7 @@ def chart_crime_trends(d: MartData, pack: Pack) -> list[Chart]:
     if rest_rows:
         crimes = sum(r["crimes"] or 0 for r in rest)
         counted = (
-            f"{rest_rows:,} delivered rows ({crimes:,} crimes) from {month_label(xs[0])} to "
+            f"{rest_rows:,} monthly figures ({crimes:,} crimes) from {month_label(xs[0])} to "
             f"{month_label(xs[-1])}"
         )
         notes = (*notes, _rest_note(d, pack, "major_category", counted))
@@ -380,7 +380,7 @@ def chart_crime_trends(d: MartData, pack: Pack) -> list[Chart]:
                 f"WHERE major_category = '{NOT_AGREED}' AND month BETWEEN "
                 f"DATE '{end}' - INTERVAL 23 MONTH AND DATE '{end}'"
             )
-            counted = f"{window['n'] or 0:,} delivered rows ({window['crimes'] or 0:,} crimes)"
+            counted = f"{window['n'] or 0:,} monthly figures ({window['crimes'] or 0:,} crimes)"
             change_notes = (_rest_note(d, pack, "major_category", f"{counted} in these 24 months"),)
         charts.append(
             Chart(

@@ -97,8 +97,8 @@ HEADLINES: tuple[Headline, ...] = (
         "crime_charge_rate",
         "crime_outcome_rates",
         "Crimes whose latest outcome is a charge or summons",
-        """SELECT sum(crimes) FILTER (WHERE outcome_group = 'Charge or summons') * 1.0
-                      / nullif(sum(crimes), 0) AS value, false AS withheld,
+        """SELECT coalesce(sum(crimes) FILTER (WHERE outcome_group = 'Charge or summons'), 0)
+                      * 1.0 / nullif(sum(crimes), 0) AS value, false AS withheld,
                   max(month) AS period_end
            FROM mart WHERE month = (SELECT max(month) FROM mart)""",
         fmt_share,

@@ -38,7 +38,13 @@ from pipelines.oversight_marts import (
     write_mart,
     write_marts,
 )
-from pipelines.oversight_report import MartData, Pack, chart_crime_trends, write_report
+from pipelines.oversight_report import (
+    MartData,
+    Pack,
+    chart_crime_trends,
+    chart_stop_search_outcomes,
+    write_report,
+)
 from pipelines.report_cli import run_report_command
 from pipelines.resources import LakeResource, WarehouseResource
 from pipelines.row_validation import curated_schema, validate_delivery
@@ -1044,8 +1050,8 @@ def test_values_outside_the_agreed_categories_are_one_group_in_the_mart_and_the_
     lines = [g.get("data-series") for g in svg.iter(f"{NS}g") if g.get("class") == "series"]
     assert lines == ["Theft", "Burglary", NOT_AGREED]  # the group last, whatever its size
     figure = figure_of(page, "Recorded crime in London by major category")
-    # Two months of 2 rows each: 4 delivered rows, 3 + 4 + 5 + 6 = 18 crimes.
-    assert "Not an agreed value: 4 delivered rows (18 crimes)" in figure
+    # 2 rows of the release, 2 months each: 4 monthly figures, 3 + 4 + 5 + 6 = 18 crimes.
+    assert "Not an agreed value: 4 monthly figures (18 crimes)" in figure
     assert "major_category_known" in figure and "major breach" in figure
     for bad in ("THEFT", "Theft "):
         assert f">{bad}<" not in page and f'"{bad}"' not in page
@@ -1267,3 +1273,62 @@ def test_bar_labels_of_any_length_fit_their_chart(labels):
     for node in svg.iter(f"{NS}text"):
         left, right = text_extent(node)
         assert left >= -0.5 and right <= width + 0.5, (node.text, left, right)
+
+
+POWERS = CONTRACTS["stop_and_search"].column("legislation").value_rules[0].valid_values
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(POWERS),
+            st.sampled_from(POWERS).map(str.upper),
+            st.sampled_from(POWERS).map(lambda p: p + " "),
+            st.text(min_size=1, max_size=40),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+@settings(max_examples=30, deadline=None, derandomize=True, database=None)
+def test_any_delivered_power_is_agreed_or_counted_in_the_one_group(powers):
+    """Whatever the Legislation column holds, the outcomes mart and the "By the power used"
+    chart list only agreed powers and the one group, and every search is in one of them."""
+    day = D(2024, 6, 10)
+    rows = [
+        {**search(day, "White", IRISH, legislation=p), "_delivery_id": "d", "_source_row": i,
+         "_period": "2024-06"}
+        for i, p in enumerate(powers)
+    ]  # fmt: skip
+    con = duckdb.connect()
+    try:
+        con.execute("CREATE SCHEMA curated")
+        table = pa.Table.from_pylist(rows, schema=curated_schema(CONTRACTS["stop_and_search"]))
+        con.register("delivered", table)
+        con.execute("CREATE TABLE curated.stop_and_search AS SELECT * FROM delivered")
+        mart = compute_mart("stop_search_outcomes", con, contracts=CONTRACTS)
+    finally:
+        con.close()
+    cells = [
+        r for r in mart.to_pylist()
+        if r["time_window"] == "month" and r["basis"] == "self-defined"
+        and r["ethnic_group"] == "All" and r["object_of_search"] == "All"
+    ]  # fmt: skip
+    by = {r["legislation"]: r for r in cells}
+    assert set(by) <= set(POWERS) | {"All", NOT_AGREED}
+    rest = sum(p not in POWERS for p in powers)
+    if NOT_AGREED in by or rest:
+        assert by[NOT_AGREED]["searches"] == (rest if rest >= 10 else None)  # withheld < 10
+    shown = [r["searches"] for p, r in by.items() if p != "All"]
+    if None not in shown:  # nothing withheld: the powers add up to every search
+        assert sum(shown) == by["All"]["searches"] == len(powers)
+
+    data = MartData(MARTS["stop_search_outcomes"], mart)
+    try:
+        figures = chart_stop_search_outcomes(data, Pack(CONTRACTS, {}, D(2024, 6, 1)))
+    finally:
+        data.close()
+    (power,) = [ET.fromstring(f.svg) for f in figures if "By the power used" in f.svg]
+    bars = [g.get("data-category") for g in power.iter(f"{NS}g") if g.get("class") == "category"]
+    assert set(bars) <= set(POWERS) | {NOT_AGREED}
+    assert len(bars) == len(set(bars)) and (NOT_AGREED not in bars or bars[-1] == NOT_AGREED)

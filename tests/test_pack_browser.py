@@ -1,0 +1,235 @@
+"""The oversight pack in a browser, as a board member opens it: from a file, offline.
+
+One home is built for the module by the whole pipeline (`datashare run`, then `datashare
+report`): the real Census 2021 file and synthetic deliveries of every other contract for
+three months, the latest crime release carrying `Theft ` and `THEFT` and the latest stop and
+search month twelve searches under misspelt Acts. Chromium (tests/browser.py) then checks
+what a reader would: the headline figures are the warehouse's, no chart text spills out of
+its chart, the values outside the agreed categories are one labelled group whose note
+counts what the warehouse holds, and print media applies the print styles. The pages are
+kept as screenshots (`oversight-pack.png`, `oversight-pack-print.png`) for the README.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import re
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipelines.agreed_values import NOT_AGREED
+from pipelines.cli import main
+from pipelines.delivery_schedule import scheduled_periods
+from pipelines.pack_summary import fmt_days
+from pipelines.svg_charts import fmt_count, fmt_ratio, fmt_share, month_label
+from pipelines.synthetic import write_delivery
+from schemas.contract import load_contracts
+from tests.browser import offline_page, require_chromium, screenshots_dir
+from tests.conftest import REAL_DATA, make_home
+
+pytestmark = pytest.mark.slow  # the module's home runs the whole pipeline
+
+CONTRACTS = load_contracts()
+UNTIL = dt.date(2025, 12, 20)  # deliveries for the months to November 2025
+MISSPELT = ("Misuse o Drugs Act 1971 (section 23)", "Police and Criminal Evidence Act 1984")
+
+
+def _periods(name: str) -> list[str]:
+    contract = CONTRACTS[name]
+    if contract.schedule.period == "once":
+        return [contract.schedule.first_period]
+    periods = scheduled_periods(contract, UNTIL)
+    return periods[-3:] if contract.schedule.period == "monthly" else periods[-2:]
+
+
+def _edit_csv(path: Path, edit) -> None:
+    """Rewrite a delivered CSV with `edit(rows)` applied (header and layout kept)."""
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        fields, rows = reader.fieldnames, list(reader)
+    edit(rows)
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _write_deliveries(dropzone: Path) -> None:
+    census = REAL_DATA / "reference" / "census2021_london_age3_ethnic8_sex.csv"
+    for index, name in enumerate(CONTRACTS):
+        for i, period in enumerate(_periods(name)):
+            path = dropzone / name / period / f"{period}-{name}.csv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if name == "census_2021_population":
+                shutil.copyfile(census, path)
+            else:
+                write_delivery(CONTRACTS[name], period, path, 300, 100 * index + i, 0)
+    crime = sorted((dropzone / "borough_crime").rglob("*.csv"))[-1]
+    searches = sorted((dropzone / "stop_and_search").rglob("*.csv"))[-1]
+
+    def thefts(rows: list[dict]) -> None:
+        theft = [r for r in rows if r["MajorText"] == "Theft"]
+        theft[0]["MajorText"], theft[1]["MajorText"] = "Theft ", "THEFT"
+
+    def acts(rows: list[dict]) -> None:
+        for i in range(12):
+            rows[i]["Legislation"] = MISSPELT[i % 2]
+
+    _edit_csv(crime, thefts)
+    _edit_csv(searches, acts)
+
+
+@pytest.fixture(scope="module")
+def pack(tmp_path_factory) -> dict:
+    """A home built by `datashare run` and its pack written by `datashare report`."""
+    require_chromium()
+    patch = pytest.MonkeyPatch()
+    try:
+        settings = make_home(tmp_path_factory.mktemp("pack-home"), patch)
+        _write_deliveries(settings.dropzone)
+        assert main(["run"]) == 0
+        assert main(["report"]) == 0
+        path = settings.home / "reports" / "oversight-pack.html"
+        yield {"settings": settings, "path": path, "url": path.as_uri()}
+    finally:
+        patch.undo()
+
+
+def query(pack: dict, sql: str) -> list[tuple]:
+    with duckdb.connect(str(pack["settings"].warehouse), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_the_headline_figures_are_the_warehouses(pack):
+    with offline_page("oversight-pack") as page:
+        page.goto(pack["url"])
+        cards = page.eval_on_selector_all(
+            "a.headline",
+            "cards => cards.map(c => ({key: c.dataset.headline, href: c.getAttribute('href'),"
+            " value: c.querySelector('.value').textContent,"
+            " period: c.querySelector('.period').textContent}))",
+        )
+        assert page.blocked == []
+        sections = page.eval_on_selector_all("section[id]", "s => s.map(e => e.id)")
+    found = {c["key"]: c for c in cards}
+    assert len(found) >= 9 and sections[0] == "summary"
+    assert all(c["href"][1:] in sections and c["period"] for c in cards)
+
+    # Independently of the pack's own SQL: the figures straight from the views.
+    ((ratio, end),) = query(pack, """
+        SELECT ratio_to_white, month FROM oversight.stop_search_disproportionality
+        WHERE time_window = '12 months' AND basis = 'self-defined' AND ethnic_group = 'Black'
+        ORDER BY month DESC LIMIT 1""")  # fmt: skip
+    assert found["stop_search_black_white_ratio"]["value"] == fmt_ratio(ratio)
+    assert found["stop_search_black_white_ratio"]["period"].startswith(
+        f"12 months to {month_label(end)}"
+    )
+    ((crimes, end),) = query(pack, """
+        SELECT sum(last_12_months), max(month) FROM oversight.crime_trends
+        WHERE month = (SELECT max(month) FROM oversight.crime_trends)""")  # fmt: skip
+    assert found["crime_last_12_months"]["value"] == (fmt_count(crimes) if crimes else
+                                                       "not available")  # fmt: skip
+    ((share, end),) = query(pack, """
+        SELECT sum(attended_within_target) / sum(calls_attended), max(month)
+        FROM oversight.emergency_response WHERE grade = 'I'
+          AND month = (SELECT max(month) FROM oversight.emergency_response)""")  # fmt: skip
+    assert (found["emergency_i_within_target"]["value"], found["emergency_i_within_target"][
+        "period"]) == (fmt_share(share), month_label(end))  # fmt: skip
+    ((days, withheld, end),) = query(pack, """
+        SELECT median_days_to_finalise, allegations_finalised_suppressed, month
+        FROM oversight.complaints_timeliness WHERE handling = 'Schedule 3'
+        ORDER BY month DESC LIMIT 1""")  # fmt: skip
+    assert found["complaints_median_days"]["value"] == ("withheld" if withheld else
+                                                         fmt_days(days))  # fmt: skip
+    ((trust,),) = query(pack, """
+        SELECT max(mean_of_boroughs) FROM oversight.trust_and_confidence
+        WHERE measure = 'Trust MPS'
+          AND date = (SELECT max(date) FROM oversight.trust_and_confidence)""")  # fmt: skip
+    assert found["trust_mps"]["value"] == fmt_share(trust)
+
+
+def test_no_chart_text_overflows_its_chart(pack):
+    with offline_page("oversight-pack-charts") as page:
+        page.goto(pack["url"])
+        spilled = page.evaluate("""() => {
+            const out = [];
+            for (const svg of document.querySelectorAll('figure svg')) {
+                const box = svg.getBoundingClientRect();
+                const [, , w, h] = svg.getAttribute('viewBox').split(' ').map(Number);
+                for (const t of svg.querySelectorAll('text')) {
+                    const r = t.getBoundingClientRect();  // after any rotation
+                    const b = t.getBBox();  // in the viewBox's units
+                    const inside = r.left >= box.left - 1 && r.right <= box.right + 1
+                        && r.top >= box.top - 1 && r.bottom <= box.bottom + 1;
+                    const rotated = t.hasAttribute('transform');
+                    const fits = rotated || (b.x >= -1 && b.x + b.width <= w + 1
+                        && b.y >= -1 && b.y + b.height <= h + 1);
+                    if (!inside || !fits) out.push([svg.getAttribute('aria-label'),
+                                                    t.textContent, b.x, b.width, w]);
+                }
+            }
+            return out;
+        }""")
+        count = page.eval_on_selector_all("figure svg", "s => s.length")
+    assert count >= 12 and spilled == []
+
+
+def test_values_outside_the_agreed_categories_are_one_labelled_group(pack):
+    agreed = CONTRACTS["borough_crime"].column("major_category").value_rules[0].valid_values
+    listed = ", ".join("'" + v.replace("'", "''") + "'" for v in agreed)
+    ((cells, crimes),) = query(pack, f"""
+        SELECT count(*), sum("count") FROM curated.borough_crime
+        WHERE major_category NOT IN ({listed})""")  # fmt: skip
+    assert cells == 2 * 24  # two rows of the release, each 24 months
+    with offline_page("oversight-pack-crime") as page:
+        page.goto(pack["url"])
+        chart = page.locator("figure", has=page.locator("svg[aria-label^='Recorded crime']"))
+        lines = chart.locator("g.series").evaluate_all("gs => gs.map(g => g.dataset.series)")
+        note = chart.locator("figcaption").inner_text()
+        power = page.locator("figure", has=page.locator("svg[aria-label='By the power used']"))
+        bars = power.locator("g.category").evaluate_all("gs => gs.map(g => g.dataset.category)")
+        power_note = power.locator("figcaption").inner_text()
+        chart.screenshot(path=str(screenshots_dir() / "oversight-pack-crime-trends.png"))
+    assert set(lines) <= set(agreed) | {NOT_AGREED} and lines[-1] == NOT_AGREED
+    assert f"{NOT_AGREED}: {cells:,} monthly figures ({crimes:,} crimes)" in note
+    assert "major_category_known" in note
+    assert bars[-1] == NOT_AGREED and not set(MISSPELT) & set(bars)
+    ((searches,),) = query(pack, """
+        SELECT searches FROM oversight.stop_search_outcomes WHERE time_window = '12 months'
+          AND basis = 'self-defined' AND ethnic_group = 'All' AND object_of_search = 'All'
+          AND legislation = 'Not an agreed value'
+          AND month = (SELECT max(month) FROM oversight.stop_search_outcomes)""")  # fmt: skip
+    assert searches == 12 and f"{NOT_AGREED}: 12 searches" in power_note
+
+
+def test_print_media_applies_the_print_styles(pack):
+    with offline_page("oversight-pack-print") as page:
+        page.goto(pack["url"])
+        page.emulate_media(media="print")
+        styles = page.evaluate("""() => {
+            const css = e => getComputedStyle(e);
+            const main = document.querySelector('main').getBoundingClientRect();
+            return {
+                sections: [...document.querySelectorAll('section[id]:not(#summary)')]
+                    .map(s => css(s).breakBefore),
+                summary: css(document.getElementById('summary')).breakAfter,
+                nav: css(document.querySelector('nav')).display,
+                figures: [...document.querySelectorAll('figure')]
+                    .map(f => css(f).breakInside),
+                wide: [...document.querySelectorAll('figure svg')]
+                    .filter(s => s.getBoundingClientRect().right > main.right + 1).length,
+                colour: css(document.querySelector('a.headline .value')).color,
+            };
+        }""")
+        pdf = page.pdf(format="A4")
+    assert set(styles["sections"]) == {"page"} and styles["summary"] == "page"
+    assert styles["nav"] == "none" and set(styles["figures"]) == {"avoid"}
+    assert styles["wide"] == 0  # every chart scaled to the printed width, none clipped
+    assert styles["colour"] in ("rgb(0, 0, 0)", "rgb(27, 27, 27)")  # black on white
+    pages = len(re.findall(rb"/Type\s*/Page[^s]", pdf))
+    assert pages >= len(styles["sections"]) + 1  # the summary page, then a page per measure
+    (screenshots_dir() / "oversight-pack.pdf").write_bytes(pdf)
