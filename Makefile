@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint ui clean chromium screenshots
+.PHONY: demo test test-fast lint ui clean chromium screenshots postgresql
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/datashare demo
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium postgresql
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/datashare contracts lint
@@ -38,6 +38,20 @@ chromium:
 	      >/dev/null; } || echo "Could not install chromium: the browser tests will skip."; \
 	  else \
 	    echo "No chromium: the browser tests will skip (as root: apt-get install chromium)."; \
+	  fi; }
+
+# The deployment tests run a throwaway PostgreSQL cluster of Debian's `postgresql` package
+# (tests/postgres_server.py). Root on Debian, as CI is, gets it installed; anyone else is
+# told how, and those tests skip (on CI they fail instead).
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
+	  || [ -n "$(DATASHARE_PG_BIN)" ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing Debian's postgresql for the deployment tests"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      postgresql >/dev/null; } || echo "Could not install postgresql: its tests will skip."; \
+	  else \
+	    echo "No PostgreSQL: the deployment tests will skip (as root: apt-get install postgresql)."; \
 	  fi; }
 
 # The README's screenshots: the browser tests, every page they look at kept in

@@ -1,6 +1,7 @@
 """The delivery sensor, and the jobs and schedule that take and watch deliveries.
 
-`new_deliveries` lists the drop zone (a folder or an S3 bucket) every 30 seconds and asks
+`new_deliveries` lists the drop zone (a folder or an S3 bucket) every 30 seconds (or
+`DATASHARE_SENSOR_INTERVAL_SECONDS`, which the deployment test shortens) and asks
 for a run of `<contract>_delivery` for the period of each new file, or of
 `unfiled_deliveries` for a file outside the agreed layout.
 
@@ -23,6 +24,7 @@ for the same contract-period carry the `datashare/partition` tag, which the inst
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -33,13 +35,21 @@ from assets.partitions import delivery_partitions
 from assets.timeliness import build_timeliness_asset, timeliness_key
 from pipelines.delivery_intake import UNFILED, plan_intake
 from pipelines.dropzone import DropFile
+from pipelines.instance_config import PARTITION_TAG
 from pipelines.job_names import TIMELINESS_JOB, UNFILED_JOB
 from pipelines.resources import DropZoneResource, LakeResource
 from schemas.contract import Contract
 
 SENSOR_NAME = "new_deliveries"
-PARTITION_TAG = "datashare/partition"
 SENSOR_INTERVAL_SECONDS = 30
+SENSOR_INTERVAL_ENV = "DATASHARE_SENSOR_INTERVAL_SECONDS"
+
+
+def sensor_interval_seconds() -> int:
+    """How often the sensor lists the drop zone: the variable if it is a whole number of
+    seconds (at least 1), else the default."""
+    raw = os.environ.get(SENSOR_INTERVAL_ENV, "").strip()
+    return max(int(raw), 1) if raw.isdigit() else SENSOR_INTERVAL_SECONDS
 
 
 def delivery_job(contract_name: str) -> str:
@@ -112,7 +122,7 @@ def build_delivery_sensor(contracts: Mapping[str, Contract], jobs: list) -> dg.S
     @dg.sensor(
         name=SENSOR_NAME,
         jobs=jobs,
-        minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+        minimum_interval_seconds=sensor_interval_seconds(),
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Notices new files in the drop zone (folder or S3) and runs the right "
         "contract's delivery job for their period, or `unfiled_deliveries` for a file "

@@ -9,6 +9,10 @@ Dagster's own storage stay in the home folder.
 
 `DATASHARE_SETTLE_SECONDS` (default 60) is how long a file in a folder drop zone must be
 unchanged before it is taken, so that a copy still in progress is never taken half-written.
+
+Dagster's instance is SQLite in the home unless `DATASHARE_POSTGRES_HOST` is set (then
+PostgreSQL), with at most `DATASHARE_MAX_RUNS` runs at once (default 2): see
+`pipelines.instance_config`, which writes its `dagster.yaml`.
 """
 
 from __future__ import annotations
@@ -17,26 +21,17 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.instance_config import (
+    DEFAULT_MAX_RUNS,
+    MAX_RUNS_ENV,
+    POSTGRES,
+    POSTGRES_HOST_ENV,
+    SQLITE,
+    dagster_yaml,
+    write_dagster_yaml,
+)
+
 DEFAULT_SETTLE_SECONDS = 60.0  # a folder file must be unchanged this long before it is taken
-
-# Dagster's default SQLite storage under the home. A police network: no telemetry, and no
-# third-party sign-up prompt in the UI (`nux`). Runs for the same contract-period (tagged by
-# the delivery sensor) go one at a time.
-DAGSTER_YAML = """\
-telemetry:
-  enabled: false
-nux:
-  enabled: false
-concurrency:
-  runs:
-    tag_concurrency_limits:
-      - key: datashare/partition
-        value:
-          applyLimitPerUniqueValue: true
-        limit: 1
-"""
-
-_OLD_DAGSTER_YAML = DAGSTER_YAML.replace("nux:\n  enabled: false\n", "")
 
 
 @dataclass(frozen=True)
@@ -47,6 +42,8 @@ class Settings:
     warehouse: Path
     dagster_home: Path
     settle_seconds: float = DEFAULT_SETTLE_SECONDS  # folder drop zones only
+    instance_storage: str = SQLITE  # POSTGRES when DATASHARE_POSTGRES_HOST is set
+    max_runs: int = DEFAULT_MAX_RUNS  # Dagster runs at once (DATASHARE_MAX_RUNS)
 
     @property
     def dropzone_is_s3(self) -> bool:
@@ -62,11 +59,13 @@ class Settings:
         folders += [] if self.lake_is_s3 else [self.lake]
         for folder in folders:
             folder.mkdir(parents=True, exist_ok=True)
-        config = self.dagster_home / "dagster.yaml"
         # A home made by an earlier version gets the settings it lacks; a file someone
         # edited is theirs and left alone.
-        if not config.exists() or config.read_text() == _OLD_DAGSTER_YAML:
-            config.write_text(DAGSTER_YAML)
+        write_dagster_yaml(self.dagster_home, self.instance_storage, self.max_runs)
+
+    def dagster_yaml(self) -> str:
+        """The instance configuration datashare writes for these settings."""
+        return dagster_yaml(self.instance_storage, self.max_runs)
 
 
 def location(raw: str | None, default: Path) -> Path | str:
@@ -86,6 +85,8 @@ def load_settings(home: str | Path | None = None) -> Settings:
         warehouse=base / "warehouse.duckdb",
         dagster_home=base / "dagster",
         settle_seconds=settle_seconds(os.environ.get("DATASHARE_SETTLE_SECONDS")),
+        instance_storage=POSTGRES if os.environ.get(POSTGRES_HOST_ENV, "").strip() else SQLITE,
+        max_runs=max_runs(os.environ.get(MAX_RUNS_ENV)),
     )
 
 
@@ -101,4 +102,17 @@ def settle_seconds(raw: str | None) -> float:
         ) from None
     if value < 0:
         raise SystemExit("DATASHARE_SETTLE_SECONDS cannot be negative")
+    return value
+
+
+def max_runs(raw: str | None) -> int:
+    """`DATASHARE_MAX_RUNS` as a number of Dagster runs at once (the default if unset)."""
+    if raw is None or not raw.strip():
+        return DEFAULT_MAX_RUNS
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SystemExit(f"{MAX_RUNS_ENV} must be a whole number of runs, not {raw!r}") from None
+    if value < 1:
+        raise SystemExit(f"{MAX_RUNS_ENV} must be at least 1")
     return value

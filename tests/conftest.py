@@ -12,6 +12,7 @@ import pytest
 
 from pipelines.settings import Settings, load_settings
 from schemas.contract import Contract, load_contracts
+from tests.postgres_server import PostgresServer, require_postgres, running_postgres
 from tests.s3_server import WEED, S3Server, running_seaweed
 
 # The real published files travel with the tests (tests/data/real/README.md says where each
@@ -83,3 +84,12 @@ def s3(seaweed: S3Server, monkeypatch: pytest.MonkeyPatch) -> tuple[S3Server, st
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     return seaweed, f"test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 for the session (per xdist worker); the
+    test skips without PostgreSQL, and fails on CI."""
+    require_postgres()
+    with running_postgres() as server:
+        yield server
