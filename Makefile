@@ -55,9 +55,10 @@ postgresql:
 	  fi; }
 
 # The README's screenshots: the browser tests, every page they look at kept in
-# docs/screenshots/ (1280x800).
+# docs/screenshots/ (1280x800), made afresh.
 BROWSER_TESTS = $(shell grep -l "^from tests.browser import" tests/test_*.py)
 screenshots: $(STAMP) chromium
+	rm -rf docs/screenshots
 	DATASHARE_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest -q -n auto --dist loadfile \
 	  $(BROWSER_TESTS)
 
