@@ -1,5 +1,7 @@
 """Curated assets: the month's validated rows published as Parquet and catalogued in DuckDB."""
 
+from collections.abc import Iterator
+
 import dagster as dg
 import polars as pl
 
@@ -63,10 +65,13 @@ def build_curated_asset(contract: Contract) -> dg.AssetsDefinition:
             "Every row carries `_delivery_id`, `_source_row` and `_period`."
         ),
         metadata={"dagster/column_schema": column_schema(contract)},
+        # A month with nothing published (held back, rejected) is not materialized: its
+        # partition stays missing in the UI rather than showing an empty month as done.
+        output_required=False,
     )
     def curated(
         context: dg.AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
-    ) -> dg.MaterializeResult:
+    ) -> Iterator[dg.MaterializeResult]:
         period = context.partition_key
         register = lake.register()
         with lake.month_lease(contract.name, period, context.run_id):
@@ -78,6 +83,12 @@ def build_curated_asset(contract: Contract) -> dg.AssetsDefinition:
         the_lake = lake.lake()
         rebuilt = warehouse.show(the_lake, load_contracts(contract.path.parent), contract)
 
+        if current is None:
+            context.log.info(
+                f"nothing published for {period}: no delivery of the month passed validation "
+                "(held back, rejected or not sent); the curated month is not materialized"
+            )
+            return
         key = the_lake.curated_path(contract.name, period)
         rows, preview = 0, None
         if the_lake.exists(key):
@@ -85,7 +96,7 @@ def build_curated_asset(contract: Contract) -> dg.AssetsDefinition:
             rows = file.metadata.num_rows
             first = next(file.iter_batches(batch_size=10), None)
             preview = pl.from_arrow(first) if first is not None else None
-        return dg.MaterializeResult(
+        yield dg.MaterializeResult(
             metadata={
                 "dagster/row_count": rows,
                 "dagster/column_schema": column_schema(contract),

@@ -15,7 +15,11 @@ from schemas.contract import Contract
 # Dagster 1.13 still labels them preview.
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
+# Two checks, each meaning one thing, so neither is red all over: conformance is the data
+# engineer's (red: a month held back, nothing published), follow-up the lead's (a warning:
+# published, but the force must be told what to fix).
 CONFORMANCE_CHECK = "contract_conformance"
+FOLLOW_UP_CHECK = "breaches_to_follow_up"
 BREACH_COLUMNS = ["severity", "rule", "failing_rows", "action", "detail"]
 
 
@@ -23,46 +27,78 @@ def validated_key(contract: Contract) -> dg.AssetKey:
     return dg.AssetKey(["validated", contract.name])
 
 
-def conformance_result(breaches: list[dict], delivery: str | None) -> dg.AssetCheckResult:
-    """The month's contract-conformance check, in three states an engineer can act on.
+def _counts(breaches: list[dict]) -> dict[str, int]:
+    return {s: sum(b["severity"] == s for b in breaches) for s in ("critical", "major", "minor")}
 
-    - failed, error: the delivery was held back or rejected (a critical breach), so the
-      month is not published: the force must send again;
-    - failed, warning: published, with major breaches (rows quarantined, sent late) for
-      the data-sharing lead to follow up; not an outage;
-    - passed: published as agreed (minor notes at most).
-    """
-    counts = {s: sum(b["severity"] == s for b in breaches) for s in ("critical", "major", "minor")}
+
+def month_outcome(breaches: list[dict], delivery: str | None) -> str:
+    """What became of the month, in the words the UI shows: held back, rejected, published
+    with breaches, published, or nothing delivered."""
+    counts = _counts(breaches)
     if counts["critical"]:
         held = any(b["severity"] == "critical" and b["action"] == "delivery held" for b in breaches)
-        outcome = "held back: not published" if held else "rejected: not published"
+        return "held back: not published" if held else "rejected: not published"
+    if not delivery:
+        return "nothing delivered"
+    return "published with breaches" if counts["major"] else "published"
+
+
+def _metadata(breaches: list[dict], delivery: str | None) -> dict:
+    return {
+        "outcome": month_outcome(breaches, delivery),
+        "delivery_id": delivery or "none",
+        **{f"{s}_breaches": n for s, n in _counts(breaches).items()},
+        "breaches": dg.MetadataValue.md(markdown_table(breaches, BREACH_COLUMNS)),
+    }
+
+
+def conformance_result(breaches: list[dict], delivery: str | None) -> dg.AssetCheckResult:
+    """The data engineer's check: failed (error) when the month's delivery was held back or
+    rejected (a critical breach), so nothing new is published and the force must send again;
+    passed when it was published, whatever the lead has to follow up."""
+    counts = _counts(breaches)
+    outcome = month_outcome(breaches, delivery)
+    if counts["critical"]:
         words = (
-            f"{'Held back' if held else 'Rejected'}: {counts['critical']} critical breach(es), "
+            f"{outcome.split(':')[0].capitalize()}: {counts['critical']} critical breach(es), "
             "so this delivery was not published and the curated month is left as it was. The "
             "force must send it again (the breaches below say what to fix)."
         )
-    elif counts["major"]:
-        outcome = "published with breaches"
-        words = (
-            f"Published with {counts['major']} major breach(es) for the data-sharing lead to "
-            "follow up with the force (failing rows are quarantined with their reasons); the "
-            "month is available to analysts."
-        )
+    elif delivery:
+        follow = f"; {counts['major']} major breach(es) to follow up" if counts["major"] else ""
+        words = f"Published: the month is available to analysts{follow}."
     else:
-        outcome = "published" if delivery else "nothing delivered"
-        minor = f", with {counts['minor']} minor note(s)" if counts["minor"] else ""
-        words = f"Published as agreed{minor}." if delivery else "No delivery for this month yet."
+        words = "No delivery for this month yet."
     return dg.AssetCheckResult(
         check_name=CONFORMANCE_CHECK,
-        passed=counts["critical"] == 0 and counts["major"] == 0,
-        severity=dg.AssetCheckSeverity.ERROR if counts["critical"] else dg.AssetCheckSeverity.WARN,
+        passed=counts["critical"] == 0,
+        severity=dg.AssetCheckSeverity.ERROR,
         description=words,
-        metadata={
-            "outcome": outcome,
-            "delivery_id": delivery or "none",
-            **{f"{s}_breaches": n for s, n in counts.items()},
-            "breaches": dg.MetadataValue.md(markdown_table(breaches, BREACH_COLUMNS)),
-        },
+        metadata=_metadata(breaches, delivery),
+    )
+
+
+def follow_up_result(breaches: list[dict], delivery: str | None) -> dg.AssetCheckResult:
+    """The data-sharing lead's check: a warning while the month has critical or major
+    breaches (rows quarantined, sent late, held back) to raise with the force; passed when
+    only minor notes, or none, remain."""
+    counts = _counts(breaches)
+    serious = counts["critical"] + counts["major"]
+    if serious:
+        words = (
+            f"{serious} breach(es) to raise with the force ({counts['critical']} critical, "
+            f"{counts['major']} major): `datashare review` lists them, `datashare breaches "
+            "notice` writes the letter. Failing rows are quarantined with their reasons."
+        )
+    else:
+        minor = f" ({counts['minor']} minor note(s))" if counts["minor"] else ""
+        words = f"Nothing to raise with the force{minor}."
+    return dg.AssetCheckResult(
+        check_name=FOLLOW_UP_CHECK,
+        passed=serious == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=words,
+        metadata=_metadata(breaches, delivery),
     )
 
 
@@ -96,13 +132,21 @@ def build_validation_asset(contract: Contract) -> dg.AssetsDefinition:
                 # Not blocking: publication only ever takes a delivery that passed
                 # validation, so a held-back month is a business outcome the run records,
                 # not a step that fails with a stack trace.
-                description=f"The month's newest readable delivery conforms to contract "
-                f"{contract.name} v{contract.version}. Error: held back or rejected (a "
-                "critical breach), not published, the force must send again. Warning: "
-                "published with major breaches (rows quarantined, late) for the data-sharing "
-                "lead to follow up. A file that could not be read is rejected on its own and "
-                "never holds back a readable one sent beside it.",
-            )
+                description=f"For the data engineer: the month's newest readable delivery "
+                f"was published under contract {contract.name} v{contract.version}. Fails "
+                "(error) when it was held back or rejected by a critical breach: nothing new "
+                "is published and the force must send again. A file that could not be read is "
+                "rejected on its own and never holds back a readable one sent beside it.",
+            ),
+            dg.AssetCheckSpec(
+                FOLLOW_UP_CHECK,
+                asset=key,
+                partitions_def=delivery_partitions(contract),
+                description="For the data-sharing lead: a warning while the month has "
+                "critical or major breaches (rows quarantined, late, held back) to raise with "
+                "the force; `datashare review` and `datashare breaches notice` are the next "
+                "step. Not an outage: a published month stays available to analysts.",
+            ),
         ],
         description=(
             f"Each new {contract.name} delivery checked against its contract in bounded "
@@ -152,11 +196,10 @@ def build_validation_asset(contract: Contract) -> dg.AssetsDefinition:
         ]
         delivered = sum(v.outcome.rows_delivered for v in verdicts)
         docs = [v.data_docs for v in verdicts if v.data_docs]
-        check = conformance_result(breaches, delivery_id)
         return dg.MaterializeResult(
             metadata={
                 # What became of the month: published, published with breaches, held back.
-                "outcome": check.metadata["outcome"],
+                "outcome": month_outcome(breaches, delivery_id),
                 "dagster/row_count": delivered,
                 "deliveries_validated": len(verdicts),
                 "rows_delivered": delivered,
@@ -169,7 +212,10 @@ def build_validation_asset(contract: Contract) -> dg.AssetsDefinition:
                 if docs
                 else "none (no new readable delivery)",
             },
-            check_results=[check],
+            check_results=[
+                conformance_result(breaches, delivery_id),
+                follow_up_result(breaches, delivery_id),
+            ],
         )
 
     return validated
