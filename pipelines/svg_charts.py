@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import math
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -296,8 +297,8 @@ def _value_label(x: float, y: float, text: str, fill: str = "#222") -> str:
 
 
 def _uid(title: str) -> str:
-    """An id prefix for the chart's patterns, the same for the same title."""
-    return "c" + format(abs(hash(title)) % 16**8, "08x")
+    """An id prefix for the chart's patterns, the same for the same title in every run."""
+    return f"c{zlib.crc32(title.encode()):08x}"
 
 
 def bar_chart(
