@@ -449,8 +449,10 @@ def test_data_docs_render_styled_with_the_network_cut(
     month = demo.published
     _open_asset_partition(page, webserver, month)
     with screenshot(page, "data-docs-link"):
-        link = _metadata_row(page, "data_docs").locator('a[href^="file://"]').first
+        row = _metadata_row(page, "data_docs")
+        link = row.locator('a[href^="file://"]').first
         expect(link).to_be_visible()
+        row.locator("td").first.scroll_into_view_if_needed()  # the label: no sideways scroll
         url = link.get_attribute("href")
 
     docs = offline.new_page()
