@@ -1,9 +1,10 @@
 """`datashare doctor`: is this deployment ready to take deliveries? Said in words.
 
 Each check gives a finding: `ok`, `warn` (works, but someone should look) or `fail` (a run
-would stop on it). Nothing here changes the deployment, except one small probe object
-written into the lake and removed at once to prove it is writable; the home is never
-created (a missing home is a finding, not something to make).
+would stop on it). The home is never created (a missing home is a finding, not something
+to make); in one that exists, the doctor writes what any `datashare` command would (the
+Dagster instance configuration, Dagster's tables on a new database), and one small probe
+object into the lake, removed at once, to prove it is writable.
 """
 
 from __future__ import annotations
@@ -168,42 +169,18 @@ def _lake(settings: Settings) -> list[Finding]:
 
 
 def _instance(settings: Settings) -> list[Finding]:
-    """The Dagster instance opens, answers, and its schema is the one this Dagster expects."""
-    config = settings.dagster_home / "dagster.yaml"
-    if not config.exists():
-        return [Finding("fail", "Dagster instance", f"no {config}: run `datashare run` once")]
+    """The Dagster instance as the daemon and webserver will open it (`instance_health`)."""
+    from pipelines.instance import instance_health
+
     try:
-        import dagster as dg
-
-        with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
-            instance.get_runs(limit=1)
-            storage = type(instance.run_storage).__name__
-            current = _schema_current(instance)
-    except Exception as exc:  # any failure to open is the finding itself
+        health = instance_health(settings)
+    except Exception as exc:  # any failure to look is the finding itself
         return [Finding("fail", "Dagster instance", f"cannot be opened: {exc}")]
-    if current is False:
-        return [
-            Finding(
-                "fail",
-                "Dagster instance",
-                f"{storage}: its schema is older than this Dagster: run `dagster instance "
-                "migrate` (with DAGSTER_HOME set) after a backup",
-            )
-        ]
-    return [Finding("ok", "Dagster instance", f"{storage} opens and answers; schema current")]
-
-
-def _schema_current(instance: object) -> bool | None:
-    """Whether every storage's schema is at this Dagster's head revision (None: cannot say)."""
-    versions = []
-    for name in ("run_storage", "event_log_storage", "schedule_storage"):
-        storage = getattr(instance, name, None)
-        version = storage.alembic_version() if storage is not None else None
-        if version:
-            versions.append(version)
-    if not versions:
-        return None
-    return all(current == head for current, head in versions)
+    found = [Finding("fail", "Dagster instance", words) for words in health.problems]
+    found += [Finding("warn", "Dagster instance", words) for words in health.warnings]
+    if health.ok:
+        found.insert(0, Finding("ok", "Dagster instance", health.summary or "opens"))
+    return found
 
 
 def _contracts() -> list[Finding]:
@@ -253,6 +230,12 @@ def diagnose(settings: Settings) -> list[Finding]:
     found = _settings(settings) + _contracts() + _home(settings)
     if found[-1].level == "fail":
         return found  # nothing else can be looked at without a home
+    # A home that exists gets the instance configuration these settings call for (as any
+    # `datashare` command would write it), so a new server is checked as it will run.
+    try:
+        settings.ensure_folders()
+    except OSError as exc:
+        found.append(Finding("fail", "home", f"its folders cannot be made: {exc}"))
     steps: list[Callable[[], list[Finding]]] = [
         lambda: _key(settings),
         lambda: _dropzone(settings),

@@ -876,6 +876,8 @@ def render_report(
 <header><h1>MOPAC oversight pack</h1>
 <p>The Metropolitan Police Service's performance, from the data it shares with MOPAC.</p>
 <p class=note>Generated {_e(generated.strftime("%d %B %Y, %H:%M"))} from warehouse.duckdb.</p>
+<p class=note>Breaches and notices for data-sharing leads: <a href="breach-review.html">the
+breach review page</a> (<code>datashare review</code> writes it beside this pack).</p>
 </header>
 {summary}
 <div class=reading><p><strong>Reading this pack.</strong> Rates per 1,000 are per 1,000 London
