@@ -15,10 +15,12 @@ Data Docs (there they read "category 1", "category 2", ...).
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 import os
 import statistics
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -167,6 +169,55 @@ def _checks(
     return checks
 
 
+class _Session:
+    """One great-expectations context per process, in memory, with a pandas data source and
+    one profile asset per contract.
+
+    Making a context and its data source, asset and checkpoint for every delivery cost a
+    fifth of a run. A delivery adds its suite and validation definition, and its result,
+    and removes them when its pages are written: names never meet the next delivery's, and
+    the context does not grow with the deliveries a process checks.
+    """
+
+    def __init__(self) -> None:
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import (
+            DataContextConfig,
+            InMemoryStoreBackendDefaults,
+            ProgressBarsConfig,
+        )
+
+        # In memory, no progress bars, and no default docs site in a fresh temporary directory.
+        config = DataContextConfig(
+            store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+            progress_bars=ProgressBarsConfig(globally=False),
+            analytics_enabled=False,
+        )
+        self.context = gx.get_context(mode="ephemeral", project_config=config)
+        self.source = self.context.data_sources.add_pandas("delivery_profile")
+        self.batches: dict[str, Any] = {}
+        self.has_site = False
+
+    def batch(self, contract: str):
+        """The whole-frame batch definition of `contract`'s profile."""
+        if contract not in self.batches:
+            asset = self.source.add_dataframe_asset(f"{contract}_profile")
+            self.batches[contract] = asset.add_batch_definition_whole_dataframe("delivery")
+        return self.batches[contract]
+
+    def point_site_at(self, config: dict) -> None:
+        """Make the docs site `SITE` the one `config` describes (this delivery's folder)."""
+        if self.has_site:
+            self.context.update_data_docs_site(SITE, config)
+        else:
+            self.context.add_data_docs_site(site_name=SITE, site_config=config)
+            self.has_site = True
+
+
+_SESSION: _Session | None = None
+_SESSION_LOCK = threading.Lock()  # a GX context is not made for two threads at once
+
+
 def _run_ge(
     contract: Contract,
     period: str,
@@ -180,50 +231,56 @@ def _run_ge(
 
     Returns GE's verdict per (check, subject) expectation and the validation page.
     """
+    global _SESSION
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    with _SESSION_LOCK:
+        if _SESSION is None:
+            _SESSION = _Session()
+        try:
+            return _validate(_SESSION, contract, period, delivery_id, checks, site, static)
+        except Exception:
+            _SESSION = None  # a context left half-changed is not used again
+            raise
+
+
+def _validate(
+    session: _Session,
+    contract: Contract,
+    period: str,
+    delivery_id: str,
+    checks: list[_Check],
+    site: Path,
+    static: str,
+) -> tuple[dict[tuple[str, str], bool], Path | None]:
     import great_expectations as gx
     import pandas as pd
     from great_expectations.core.run_identifier import RunIdentifier
-    from great_expectations.data_context.types.base import (
-        DataContextConfig,
-        InMemoryStoreBackendDefaults,
-        ProgressBarsConfig,
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
     )
 
     from pipelines import data_docs
 
-    # In memory, no progress bars, and no default docs site in a fresh temporary directory.
-    config = DataContextConfig(
-        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
-        progress_bars=ProgressBarsConfig(globally=False),
-        analytics_enabled=False,
-    )
-    context = gx.get_context(mode="ephemeral", project_config=config)
+    context = session.context
     label = data_docs.data_asset_label(contract.name, period, delivery_id)
-    context.add_data_docs_site(
-        site_name=SITE, site_config=data_docs.site_config(site, static, label)
-    )
+    session.point_site_at(data_docs.site_config(site, static, label))
+    # One key column: each expectation's rows are picked by one equality, and GX filters
+    # the frame for every metric it computes.
     frame = pd.DataFrame(
         {
-            "check": [c.check for c in checks],
-            "subject": [c.subject for c in checks],
-            "label": [c.label for c in checks],
+            "key": [f"{c.check}:{c.subject}" for c in checks],
             "value": [float(c.value) for c in checks],
         },
-        columns=["check", "subject", "label", "value"],
-    ).astype({"check": "string", "subject": "string", "label": "string", "value": "float64"})
-    asset = context.data_sources.add_pandas("delivery_profile").add_dataframe_asset(
-        f"{contract.name}_profile"
-    )
-    batch = asset.add_batch_definition_whole_dataframe(delivery_id)
-    suite = context.suites.add(gx.ExpectationSuite(name=f"{contract.name}_dataset"))
+        columns=["key", "value"],
+    ).astype({"key": "object", "value": "float64"})
+    expectations = []
     keys: list[tuple[str, str]] = []
     for check in checks:
         key = (check.check, check.subject)
         if key in keys:
             continue
         keys.append(key)
-        where = f'check=="{check.check}" and subject=="{check.subject}"'
         if check.check == "volume":
             notes = (
                 f"Rows delivered between {check.low:,.0f} and {check.high:,.0f}: "
@@ -241,43 +298,53 @@ def _run_ge(
                 f"in percentage points: between -{MIX_TOLERANCE_POINTS:g} and "
                 f"{MIX_TOLERANCE_POINTS:g}."
             )
-        suite.add_expectation(
+        expectations.append(
             gx.expectations.ExpectColumnValuesToBeBetween(
                 column="value",
                 min_value=check.low,
                 max_value=check.high,
-                row_condition=where,
+                row_condition=f'key=="{check.check}:{check.subject}"',
                 condition_parser="pandas",
                 description=notes,
                 meta={"check": check.check, "subject": check.subject},
             )
         )
-    validation = context.validation_definitions.add(
-        gx.ValidationDefinition(name=f"{contract.name}_{delivery_id}", data=batch, suite=suite)
-    )
-    checkpoint = context.checkpoints.add(
-        gx.Checkpoint(
-            name=f"{contract.name}_dataset_checks",
-            validation_definitions=[validation],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=[SITE])],
+    with contextlib.ExitStack() as cleanup:
+        # The suite whole, in one write (each `add_expectation` writes the suite again).
+        suite = context.suites.add(
+            gx.ExpectationSuite(name=f"{contract.name}_dataset", expectations=expectations)
+        )
+        cleanup.callback(context.suites.delete, suite.name)
+        validation = context.validation_definitions.add(
+            gx.ValidationDefinition(name=suite.name, data=session.batch(contract.name), suite=suite)
+        )
+        cleanup.callback(context.validation_definitions.delete, validation.name)
+        run_id = RunIdentifier(run_name=delivery_id)
+        # Run and build the docs directly: a checkpoint would only add its freshness checks
+        # around the same two steps.
+        result = validation.run(
+            batch_parameters={"dataframe": frame},
             # Observed values and the first unexpected rows, without the index lists that
             # SUMMARY adds: the profile has a few dozen rows, and each metric is a step.
             result_format={"result_format": "BASIC"},
+            run_id=run_id,
         )
-    )
-    result = checkpoint.run(
-        batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=delivery_id)
-    )
-    verdicts: dict[tuple[str, str], bool] = {}
-    page: Path | None = None
-    for identifier, run in result.run_results.items():
-        for res in run.results:
-            meta = res.expectation_config.meta or {}
-            verdicts[(meta.get("check", ""), meta.get("subject", ""))] = bool(res.success)
+        identifier = ValidationResultIdentifier(
+            expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite.name),
+            run_id=run_id,
+            batch_identifier=result.batch_id,
+        )
+        cleanup.callback(context.validation_results_store.remove_key, identifier)
+        context.build_data_docs(site_names=[SITE], resource_identifiers=[identifier])
         urls = context.get_docs_sites_urls(resource_identifier=identifier, site_names=[SITE])
-        for url in urls:
-            if url.get("site_url", "").startswith("file://"):
-                page = Path(url["site_url"].removeprefix("file://"))
+    verdicts: dict[tuple[str, str], bool] = {}
+    for res in result.results:
+        meta = res.expectation_config.meta or {}
+        verdicts[(meta.get("check", ""), meta.get("subject", ""))] = bool(res.success)
+    page: Path | None = None
+    for url in urls:
+        if url.get("site_url", "").startswith("file://"):
+            page = Path(url["site_url"].removeprefix("file://"))
     if page is None or not page.exists():
         page = site / "index.html" if (site / "index.html").exists() else None
     return verdicts, page

@@ -18,6 +18,7 @@ from pipelines.dataset_expectations import (
     profile_from_counts,
 )
 from pipelines.lake import FolderLake, S3Lake, open_lake
+from schemas.contract import load_contracts
 from tests.s3_server import LAKE_BUCKET
 
 HISTORY = [{"period": f"2023-{m:02d}", "rows_delivered": 1000 + 10 * m} for m in range(1, 13)]
@@ -303,3 +304,30 @@ def test_data_docs_on_an_s3_lake_link_the_shared_static_objects(stop_and_search,
     static = lake.glob_below("docs/_static")
     assert "docs/_static/bootstrap-4.6.2/bootstrap.min.css" in static
     assert "docs/_static/VERSION" in static
+
+
+def test_deliveries_checked_in_one_process_each_get_their_own_pages(
+    stop_and_search, tmp_path: Path
+):
+    import pipelines.dataset_expectations as dataset_expectations
+
+    contracts = load_contracts()
+    lake = FolderLake(tmp_path / "lake")
+    runs = [
+        (stop_and_search, "2024-01", "aaaa1111"),
+        (contracts["use_of_force"], "2024-01", "bbbb2222"),
+        (stop_and_search, "2024-02", "cccc3333"),
+    ]
+    for contract, period, delivery_id in runs:
+        profile = profile_from_counts(contract, 800)
+        _, link = check_dataset(contract, period, delivery_id, profile, HISTORY, lake)
+        index = _visible_text(_file(link).parents[4] / "index.html")
+        # Each site's index lists its own delivery only, under its own name.
+        assert f"{contract.name} · {period} · delivery {delivery_id}" in index
+        others = [d for _, _, d in runs if d != delivery_id]
+        assert not any(other in index for other in others)
+    # The process's one GE context keeps nothing of the deliveries it checked.
+    context = dataset_expectations._SESSION.context
+    assert context.suites.all() == []
+    assert list(context.validation_definitions.all()) == []
+    assert context.validation_results_store.list_keys() == []
