@@ -28,6 +28,7 @@ import logging
 import os
 import posixpath
 import shutil
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -112,8 +113,8 @@ def publish_static(lake: Lake) -> None:
             lake.write_bytes(f"{STATIC_KEY}/{VERSION_FILE}", static_version().encode())
         except OSError:
             # Another process swapped its copy in first (a folder cannot replace a folder
-            # that is not empty): theirs will do if it is this version.
-            if not _is_current(lake):
+            # that is not empty): theirs will do once its version file is in.
+            if not any(_is_current(lake) or time.sleep(0.1) for _ in range(20)):
                 raise
     _published.add(lake.url)
 
