@@ -82,7 +82,7 @@ def _demo_report(settings: Settings, status: int) -> int:
         args = argparse.Namespace(output=None, refresh=False, if_changed=True)
         status = run_report_command(args, settings)
     if status == 0:  # and the leads' page of the breaches the demo made on purpose
-        status = run_review_command(argparse.Namespace(output=None), settings)
+        status = run_review_command(argparse.Namespace(output=None, if_changed=True), settings)
     return status
 
 

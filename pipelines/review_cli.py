@@ -35,6 +35,17 @@ def run_review_command(args: argparse.Namespace, settings: Settings) -> int:
     """Write the page (and the notices it links); print where."""
     from pipelines.breach_review import write_review
 
-    written = write_review(settings, args.output or review_path(settings))
+    output = args.output or review_path(settings)
+    # Every change the page shows (a run, a status change, a notice sent) rebuilds the
+    # warehouse it is read from: a page newer than the warehouse is current.
+    current = (
+        output.exists()
+        and settings.warehouse.exists()
+        and output.stat().st_mtime_ns > settings.warehouse.stat().st_mtime_ns
+    )
+    if getattr(args, "if_changed", False) and current:
+        print(f"Breach review: {output} (current: nothing changed since it was written)")
+        return 0
+    written = write_review(settings, output)
     print(written.text())
     return 0
