@@ -6,17 +6,7 @@ goes through the webserver's GraphQL endpoint, the same API the UI's pages are b
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -24,11 +14,11 @@ import pytest
 
 from pipelines.demo import demo_periods
 from schemas.contract import load_contracts
+from tests.webserver import Webserver, location_loaded, run_demo, running_webserver
 
 # Each runs the whole pipeline: `pytest -m 'not slow'` leaves them out.
 pytestmark = pytest.mark.slow
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 CONTRACT = "stop_and_search"
 JOB = f"{CONTRACT}_delivery"
 LANDING = ["landing", CONTRACT]
@@ -42,7 +32,6 @@ FOLLOW_UP = "breaches_to_follow_up"
 DEMO_PERIODS = demo_periods(load_contracts()[CONTRACT], 8)
 REJECTED_PERIOD = DEMO_PERIODS[-3]
 FIRST, SECOND = DEMO_PERIODS[0], DEMO_PERIODS[1]
-STARTUP_TIMEOUT = 90.0
 
 METADATA_FRAGMENT = """
 fragment Meta on MetadataEntry {
@@ -52,26 +41,6 @@ fragment Meta on MetadataEntry {
   ... on TextMetadataEntry { text }
   ... on MarkdownMetadataEntry { mdStr }
   ... on TableSchemaMetadataEntry { schema { columns { name type description } } }
-}
-"""
-
-WORKSPACE_QUERY = """
-{
-  workspaceOrError {
-    __typename
-    ... on PythonError { message }
-    ... on Workspace {
-      locationEntries {
-        name
-        loadStatus
-        locationOrLoadError {
-          __typename
-          ... on RepositoryLocation { name repositories { name } }
-          ... on PythonError { message stack }
-        }
-      }
-    }
-  }
 }
 """
 
@@ -165,91 +134,11 @@ query JobRuns($job: String!) {
 """
 
 
-@dataclass(frozen=True)
-class Webserver:
-    url: str
-    home: Path
-
-    def graphql(self, query: str, variables: dict | None = None) -> dict:
-        """POST a query to /graphql; the `data` of an answer without errors."""
-        body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        request = urllib.request.Request(
-            f"{self.url}/graphql", data=body, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            answer = json.load(response)
-        assert not answer.get("errors"), answer["errors"]
-        return answer["data"]
-
-
-def _env(home: Path) -> dict[str, str]:
-    env = {**os.environ, "DATASHARE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
-    for name in ("DATASHARE_DROP_ZONE", "DATASHARE_LAKE"):
-        env.pop(name, None)
-    return env
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _location_loaded(server: Webserver) -> bool:
-    """True once the `datashare` code location is loaded; fails fast on a load error."""
-    workspace = server.graphql(WORKSPACE_QUERY)["workspaceOrError"]
-    assert workspace["__typename"] == "Workspace", workspace
-    entries = {e["name"]: e for e in workspace["locationEntries"]}
-    entry = entries.get("datashare")
-    if not entry or entry["loadStatus"] != "LOADED":
-        return False
-    location = entry["locationOrLoadError"]
-    assert location["__typename"] == "RepositoryLocation", location
-    return True
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """End the webserver and its code server (its whole process group)."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=15)
-
-
 @pytest.fixture(scope="module")
 def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A home where a small `datashare demo` has run, as a user would run it."""
     home = tmp_path_factory.mktemp("ui") / "home"
-    demo = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipelines.cli",
-            "--home",
-            str(home),
-            "demo",
-            "--rows",
-            "300",
-            "--months",
-            "8",
-            "--contracts",
-            "stop_and_search",
-        ],
-        cwd=REPO_ROOT,
-        env=_env(home),
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert demo.returncode == 0, f"demo exited {demo.returncode}\n{demo.stdout}\n{demo.stderr}"
+    demo = run_demo(home, "--rows", "300", "--months", "8", "--contracts", CONTRACT)
     assert "Ran 8 contract-month(s) through Dagster." in demo.stdout, demo.stdout
     return home
 
@@ -257,40 +146,8 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def webserver(demo_home: Path) -> Iterator[Webserver]:
     """The real `dagster-webserver` on the demo home, stopped (process group) afterwards."""
-    port = _free_port()
-    log = demo_home.parent / "webserver.log"
-    argv = [
-        str(Path(sys.executable).with_name("dagster-webserver")),
-        "-w", str(REPO_ROOT / "workspace.yaml"),
-        "-h", "127.0.0.1", "-p", str(port),
-    ]  # fmt: skip
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            argv,
-            cwd=REPO_ROOT,
-            env=_env(demo_home),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = Webserver(f"http://127.0.0.1:{port}", demo_home)
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            assert process.poll() is None, f"webserver exited early:\n{_tail(log)}"
-            try:
-                with urllib.request.urlopen(f"{server.url}/server_info", timeout=5) as r:
-                    if r.status == 200 and _location_loaded(server):
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            assert time.monotonic() < deadline, (
-                f"webserver not ready after {STARTUP_TIMEOUT:.0f}s:\n{_tail(log)}"
-            )
-            time.sleep(0.5)
+    with running_webserver(demo_home) as server:
         yield server
-    finally:
-        _stop(process)
 
 
 def _asset_node(server: Webserver, path: list[str]) -> dict:
@@ -315,7 +172,7 @@ def _runs_by_period(server: Webserver) -> dict[str, dict]:
 
 
 def test_code_location_loads(webserver: Webserver) -> None:
-    assert _location_loaded(webserver)
+    assert location_loaded(webserver)
 
 
 def test_assets_sit_in_their_groups_with_delivery_partitions(webserver: Webserver) -> None:
