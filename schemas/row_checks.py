@@ -24,8 +24,12 @@ PERIOD_MONTHS = {"monthly": 1, "quarterly": 3, "annual": 12}
 KEY_SEPARATOR = "\x1f"  # cannot occur in CSV text the force sends; joins composite keys
 
 # Polars' parsers are lenient (they take "2022-6-3" or " 12"); the text must also have
-# exactly the agreed shape.
-_NUMBER_SHAPE = r"-?\d+(\.\d+)?"
+# exactly the agreed shape. A number is any finite decimal number as both Arrow and Python
+# read it: a sign ("+" too), digits with or without a fraction (or a fraction alone, ".5",
+# or a trailing point, "5."), and an exponent ("-8.6e-05", "1E3"), as exporters write small
+# or large floats. Not: spaces around it, "1_000" (Python only), other scripts' digits, or
+# "inf"/"nan" (not finite; those are turned away after parsing).
+_NUMBER_SHAPE = r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 _INTEGER_SHAPE = r"-?\d+"
 _FORMAT_SHAPES = {
     "%Y": r"\d{4}", "%m": r"\d{2}", "%d": r"\d{2}", "%H": r"\d{2}",
@@ -83,7 +87,9 @@ def _parse_expr(column: Column, expr: pl.Expr) -> pl.Expr:
         case "time":
             return expr.str.strptime(pl.Time, fmt or "%H:%M", strict=False)
         case "number":
-            return expr.cast(pl.Float64, strict=False)
+            # "1e400" has the shape of a number but reads as infinity: not a number.
+            number = expr.cast(pl.Float64, strict=False)
+            return pl.when(number.is_finite()).then(number).otherwise(None)
         case "integer":
             return expr.cast(pl.Int64, strict=False)
         case "boolean":
