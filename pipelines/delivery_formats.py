@@ -35,6 +35,7 @@ import csv
 import functools
 import gzip
 import io
+import re
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -63,7 +64,8 @@ BATCH_BYTES = 16 << 20
 PARQUET_BATCH_ROWS = 65_536
 AGREED = "CSV (.csv), gzip-compressed CSV (.csv.gz) or Parquet (.parquet)"
 
-# Signatures of files that often arrive under an agreed name by mistake.
+# Signatures of files that often arrive under an agreed name by mistake. A zip archive is
+# told apart further by what it holds (`_zip_kind`): spreadsheets of both kinds are zips.
 NOT_TEXT = (
     (b"PK\x03\x04", "a zip archive (an Excel workbook saved as .xlsx is one)"),
     (b"\xd0\xcf\x11\xe0", "an old-style Excel or Office document"),
@@ -199,10 +201,46 @@ def _head(path: Path, fmt: str) -> bytes:
     return head[:HEAD]
 
 
+# An OpenDocument file is a zip whose first member, stored uncompressed, is `mimetype`
+# holding its media type; an Office Open XML file names its parts in local headers.
+_OPENDOCUMENT = b"mimetypeapplication/vnd.oasis.opendocument."
+_SAVE_FROM_CALC = (
+    " Please save the sheet as CSV (in Calc: File, Save As, file type 'Text CSV', with a "
+    "comma as the field delimiter and UTF-8 as the character set) and send that."
+)
+_SAVE_FROM_EXCEL = " Please save the sheet as 'CSV UTF-8 (Comma delimited)' and send that."
+_ZIP_KINDS = (  # (what the archive holds, what it is, how to send it as agreed)
+    (_OPENDOCUMENT + b"spreadsheet", "an OpenDocument spreadsheet (.ods), as LibreOffice "
+     "or OpenOffice Calc saves it", _SAVE_FROM_CALC),
+    (_OPENDOCUMENT, "an OpenDocument file (LibreOffice or OpenOffice)", ""),
+    (b"xl/", "an Excel workbook (.xlsx)", _SAVE_FROM_EXCEL),
+    (b"word/", "a Word document (.docx)", ""),
+)  # fmt: skip
+
+
+def _zip_kind(head: bytes) -> tuple[str, str]:
+    """What a zip archive is, from its first bytes (a spreadsheet of either kind, or just a
+    zip), and how to send it as agreed."""
+    for holds, what, advice in _ZIP_KINDS:
+        if holds.startswith(b"mimetype"):
+            found = holds in head[:200]
+        else:  # a member's name, in a local file header (30 bytes, then the name)
+            found = re.search(b"PK\x03\x04.{26}" + re.escape(holds), head, re.DOTALL)
+        if found:
+            return what, advice
+    return "a zip archive (an Excel workbook saved as .xlsx is one)", ""
+
+
 def _check_head(head: bytes) -> None:
     """Reject what is plainly not CSV text, by its first bytes."""
     if not head.strip():
         raise UnreadableFile("The file is empty: it has no header and no rows.", "file.empty")
+    if head.startswith(b"PK\x03\x04"):
+        what, advice = _zip_kind(head)
+        raise UnreadableFile(
+            f"The file is {what}, not CSV text; the agreement asks for a CSV export.{advice}",
+            "file.format",
+        )
     for magic, what in NOT_TEXT:
         if head.startswith(magic):
             raise UnreadableFile(
@@ -252,6 +290,58 @@ def _encoding(path: Path, fmt: str, limits: DecompressionLimits) -> str:
 def _header_from_text(head: bytes, encoding: str) -> list[str]:
     text = head.decode("utf-8-sig" if encoding == UTF8 else "cp1252", errors="replace")
     return next(csv.reader(io.StringIO(text)), [])
+
+
+# Separators other exports use instead of commas, as a person would name them.
+OTHER_SEPARATORS = {";": "semicolons (;)", "\t": "tabs", "|": "pipes (|)"}
+NAMES_SHOWN = 6  # column names quoted in a reason before "and N more"
+
+
+def quoted_names(names: list[str]) -> str:
+    """A few names, quoted and trimmed, and how many more there are."""
+    shown = ", ".join(quoted(n) for n in names[:NAMES_SHOWN])
+    more = len(names) - NAMES_SHOWN
+    return shown + (f" and {more:,} more" if more > 0 else "")
+
+
+def quoted(value: str, limit: int = 40) -> str:
+    """A delivered value as a reason shows it: in quotes, control characters escaped, long
+    values cut (a cell can hold anything, including a whole broken line)."""
+    text = value if len(value) <= limit else value[:limit] + "..."
+    return repr(text)
+
+
+def _one_column(header: list[str]) -> str:
+    named = [h for h in header if h.strip()]
+    return f"one column, named {quoted(named[0])}" if named else "no named columns"
+
+
+def _not_comma_separated(head: bytes, encoding: str, header: list[str]) -> str:
+    """Why a CSV whose first line has fewer than two fields is no agreed table, in words the
+    force can act on: which separator its first line uses instead of commas, if any."""
+    text = head.decode("utf-8-sig" if encoding == UTF8 else "cp1252", errors="replace")
+    first = text.splitlines()[0] if text.splitlines() else ""
+    counts = {sep: first.count(sep) for sep in OTHER_SEPARATORS}
+    separator = max(counts, key=counts.__getitem__)
+    if counts[separator]:
+        names = next(csv.reader(io.StringIO(first), delimiter=separator), [])
+        return (
+            f"The file is separated by {OTHER_SEPARATORS[separator]}, not commas: its first "
+            f"line names {len(names)} columns ({quoted_names(names)}) with "
+            f"{OTHER_SEPARATORS[separator].split()[0]} between them. The agreement asks for "
+            "commas between fields; please export it again as comma-separated CSV (in Excel: "
+            "'CSV UTF-8 (Comma delimited)')."
+        )
+    if not first.strip():
+        return (
+            "The file is not a comma-separated table: its first line is empty, and the "
+            "agreement asks for a first line naming the columns."
+        )
+    return (
+        f"The file is not a comma-separated table: its first line holds {_one_column(header)}, "
+        "and no commas: the agreement asks for a first line naming the columns, separated "
+        "by commas."
+    )
 
 
 def _parquet_header(path: Path, limits: DecompressionLimits) -> list[str]:
@@ -328,9 +418,12 @@ def _open(
         _check_head(head)
         encoding = _encoding(path, fmt, limits)
         header = _header_from_text(head, encoding)
+        if len(header) < 2:
+            raise UnreadableFile(_not_comma_separated(head, encoding, header), "file.format")
     if len(header) < 2:
         raise UnreadableFile(
-            "The file is not a comma-separated table: its first line has no column names.",
+            f"The Parquet file has {_one_column(header)}; the agreement asks for a table "
+            "with the agreed columns.",
             "file.format",
         )
     problem = header_problem(header)

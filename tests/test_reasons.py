@@ -3,8 +3,12 @@ they are, so a sentence never ends in an empty list, "None" or "()"."""
 
 from __future__ import annotations
 
+import csv
+import io
 import re
+import zipfile
 from datetime import date
+from html import escape
 from pathlib import Path
 
 import pytest
@@ -150,3 +154,105 @@ def test_an_error_with_no_message_is_named_by_its_kind():
 def test_no_rejection_prints_an_empty_value(stop_and_search, tmp_path, text):
     rejected = _reject(stop_and_search, tmp_path, text, "2022-06")
     assert rejected.reason and not EMPTY.search(rejected.reason), rejected.reason
+
+
+# --- issue 20, item 5: reasons a person can act on ---------------------------------------
+
+REAL_STOP_AND_SEARCH_HEAD = 3  # rows of the real June 2022 file used in re-exported copies
+
+
+def _real_rows(real_stop_and_search: Path) -> list[list[str]]:
+    with real_stop_and_search.open(encoding="utf-8", newline="") as fh:
+        return list(csv.reader(fh))[: 1 + REAL_STOP_AND_SEARCH_HEAD]
+
+
+@pytest.mark.parametrize(
+    ("delimiter", "said"),
+    [(";", "semicolons (;)"), ("\t", "tabs"), ("|", "pipes (|)")],
+)
+def test_a_file_separated_by_another_character_says_which_and_that_commas_are_agreed(
+    stop_and_search, real_stop_and_search, tmp_path, delimiter, said
+):
+    """The real June 2022 file as a European Excel (or a database export) saves it."""
+    out = io.StringIO()
+    csv.writer(out, delimiter=delimiter, lineterminator="\r\n").writerows(
+        _real_rows(real_stop_and_search)
+    )
+    rejected = _reject(stop_and_search, tmp_path, out.getvalue(), "2022-06")
+    assert rejected.rule == "file.format"
+    assert rejected.reason.startswith(f"The file is separated by {said}, not commas: ")
+    assert "its first line names 15 columns ('Type', 'Date', " in rejected.reason
+    assert "The agreement asks for commas between fields" in rejected.reason
+    assert "no column names" not in rejected.reason
+    assert not EMPTY.search(rejected.reason), rejected.reason
+
+
+def test_one_column_of_prose_is_named_as_such(stop_and_search, tmp_path):
+    rejected = _reject(stop_and_search, tmp_path, "Searches in June\nnone\n", "2022-06")
+    assert rejected.reason == (
+        "The file is not a comma-separated table: its first line holds one column, named "
+        "'Searches in June', and no commas: the agreement asks for a first line naming the "
+        "columns, separated by commas."
+    )
+
+
+def _opendocument_spreadsheet(path: Path, rows: list[list[str]]) -> None:
+    """An .ods file as the OpenDocument packaging rules lay it out (what Calc writes): the
+    `mimetype` member first and stored, then the manifest and the sheet's content."""
+    cells = "".join(
+        "<table:table-row>"
+        + "".join(
+            f'<table:table-cell office:value-type="string"><text:p>{escape(v)}</text:p>'
+            "</table:table-cell>"
+            for v in row
+        )
+        + "</table:table-row>"
+        for row in rows
+    )
+    content = (
+        '<?xml version="1.0" encoding="UTF-8"?><office:document-content '
+        'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+        'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
+        'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.3">'
+        f'<office:body><office:spreadsheet><table:table table:name="Sheet1">{cells}'
+        "</table:table></office:spreadsheet></office:body></office:document-content>"
+    )
+    manifest = (
+        '<?xml version="1.0" encoding="UTF-8"?><manifest:manifest '
+        'xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0" '
+        'manifest:version="1.3"><manifest:file-entry manifest:full-path="/" '
+        'manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/>'
+        '<manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/>'
+        "</manifest:manifest>"
+    )
+    with zipfile.ZipFile(path, "w") as ods:
+        ods.writestr(zipfile.ZipInfo("mimetype"), "application/vnd.oasis.opendocument.spreadsheet")
+        ods.writestr("META-INF/manifest.xml", manifest, zipfile.ZIP_DEFLATED)
+        ods.writestr("content.xml", content, zipfile.ZIP_DEFLATED)
+
+
+@pytest.mark.parametrize("name", ["2022-06-metropolitan-stop-and-search.csv", "june.ods"])
+def test_an_opendocument_spreadsheet_is_called_one(
+    stop_and_search, real_stop_and_search, tmp_path, name
+):
+    sheet = tmp_path / name
+    _opendocument_spreadsheet(sheet, _real_rows(real_stop_and_search))
+    with pytest.raises(DeliveryRejected) as caught:
+        validate_delivery(stop_and_search, sheet, "2022-06", "d1", FolderLake(tmp_path / "l"))
+    reason = caught.value.reason
+    assert caught.value.rule == "file.format"
+    assert reason.startswith("The file is an OpenDocument spreadsheet (.ods), as LibreOffice")
+    assert "zip" not in reason and "xlsx" not in reason
+    assert "'Text CSV'" in reason
+
+
+def test_an_excel_workbook_is_still_called_one(stop_and_search, tmp_path):
+    book = tmp_path / "june.csv"
+    with zipfile.ZipFile(book, "w", zipfile.ZIP_DEFLATED) as xlsx:
+        xlsx.writestr("[Content_Types].xml", "<Types/>")
+        xlsx.writestr("_rels/.rels", "<Relationships/>")
+        xlsx.writestr("xl/workbook.xml", "<workbook/>")
+    with pytest.raises(DeliveryRejected) as caught:
+        validate_delivery(stop_and_search, book, "2022-06", "d1", FolderLake(tmp_path / "l"))
+    assert caught.value.reason.startswith("The file is an Excel workbook (.xlsx), not CSV text")
+    assert "'CSV UTF-8 (Comma delimited)'" in caught.value.reason
