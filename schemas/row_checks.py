@@ -16,6 +16,7 @@ import pandera.polars as pa
 import polars as pl
 
 from schemas.contract import Column, Contract, OnFailure, Severity
+from schemas.period_words import period_words
 
 LONDON = ZoneInfo("Europe/London")
 UTC = ZoneInfo("UTC")
@@ -181,12 +182,11 @@ def compile_row_checks(
                 f"{src} is blank, but the agreement requires it",
             )  # fmt: skip
         if col.logical_type != "string":
-            form = f" (agreed form: {col.example})" if col.example else ""
             add(
                 rule(
                     f"{col.name}.type", col, "major", "quarantine",
                     _clause(contract, f"{where}.logicalType"),
-                    f"{src} is not a valid {col.logical_type}{form}",
+                    _type_reason(col),
                 ),
                 lambda data, col=col: data.lazyframe.select(
                     pl.col(data.key).is_null() | parsed(col, pl.col(data.key)).is_not_null()
@@ -236,7 +236,7 @@ def compile_row_checks(
                 rule(
                     ipr.name, col, ipr.severity, ipr.on_failure,
                     _clause(contract, f"{where}.quality[{ipr.name}]"),
-                    f"{src} is outside the period the delivery is for ({period}, London time)",
+                    _in_period_reason(col, period, contract.schedule.period),
                 ),
                 lambda data, col=col, low=low, high=high: data.lazyframe.select(
                     parsed(col, pl.col(data.key))
@@ -251,6 +251,33 @@ def compile_row_checks(
         columns, checks=table_checks, name=contract.name, strict=False, ordered=False
     )
     return schema, rules
+
+
+def _type_reason(col: Column) -> str:
+    """Why a value is not of the column's type, with the form the agreement spells it in."""
+    if col.logical_type == "boolean":
+        # Only these spellings are read; whether others (Excel's TRUE) count is for the
+        # contract to agree, so the reason names exactly what is agreed.
+        spelled = " or ".join(repr(text) for text in BOOLEAN_TEXT)
+        return f"{col.source_name} is not true or false as the agreement spells them: {spelled}"
+    form = f" (agreed form: {col.example})" if col.example else ""
+    return f"{col.source_name} is not a valid {col.logical_type}{form}"
+
+
+def _in_period_reason(col: Column, period: str, schedule_period: str) -> str:
+    """Why a date lies outside the delivery's period; a quarter or year is named by its
+    first month, which a person reading `2025-04` cannot guess."""
+    months = PERIOD_MONTHS.get(schedule_period, 1)
+    if months == 1:
+        return (
+            f"{col.source_name} is outside the period the delivery is for ({period}, London time)"
+        )
+    span = {3: "quarter", 12: "year"}.get(months, "period")
+    return (
+        f"{col.source_name} is outside the {span} the delivery is for ({period}, London time: "
+        f"a {span} is named by its first month, so {period} is "
+        f"{period_words(period, schedule_period)})"
+    )
 
 
 def _dates(period: str, months: int) -> tuple[date, date]:

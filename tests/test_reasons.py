@@ -256,3 +256,41 @@ def test_an_excel_workbook_is_still_called_one(stop_and_search, tmp_path):
         validate_delivery(stop_and_search, book, "2022-06", "d1", FolderLake(tmp_path / "l"))
     assert caught.value.reason.startswith("The file is an Excel workbook (.xlsx), not CSV text")
     assert "'CSV UTF-8 (Comma delimited)'" in caught.value.reason
+
+
+def test_a_boolean_reason_names_the_spellings_the_agreement_reads(
+    stop_and_search, real_stop_and_search, tmp_path
+):
+    """The real June 2022 rows with `False` as Excel writes it, `FALSE`: not coerced (that
+    is the contract's to agree), but the reason says which spellings are agreed."""
+    rows = _real_rows(real_stop_and_search)
+    column = rows[0].index("Part of a policing operation")
+    for row in rows[1:]:
+        row[column] = row[column].upper()
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    source = tmp_path / "d.csv"
+    source.write_text(out.getvalue(), encoding="utf-8")
+    lake = FolderLake(tmp_path / "lake")
+    outcome = validate_delivery(stop_and_search, source, "2022-06", "d1", lake)
+    (breach,) = [b for b in outcome.breaches if b.rule == "part_of_a_policing_operation.type"]
+    assert breach.failing_rows == REAL_STOP_AND_SEARCH_HEAD
+    assert (
+        "Part of a policing operation is not true or false as the agreement spells them: "
+        "'True' or 'False'"
+    ) in breach.detail
+    assert outcome.rows_curated == 0
+
+
+def test_a_date_outside_a_quarter_says_quarters_are_named_by_their_first_month(tmp_path):
+    pas = _contract("public_attitude_survey")
+    header = "Date,Survey,Borough,Measure,Proportion,MPS"
+    row = '2023-12-31,PAS,Hackney,"""Good Job"" local",0.62,0.65'
+    source = tmp_path / "PAS_borough_2024-01.csv"
+    source.write_text(f"{header}\n{row}\n", encoding="utf-8")
+    outcome = validate_delivery(pas, source, "2024-01", "d1", FolderLake(tmp_path / "lake"))
+    (breach,) = [b for b in outcome.breaches if b.rule == "date_in_period"]
+    assert (
+        "Date is outside the quarter the delivery is for (2024-01, London time: a quarter is "
+        "named by its first month, so 2024-01 is January to March 2024)"
+    ) in breach.detail
