@@ -11,6 +11,7 @@ caller records why, and its bytes stay in the landing area.
 
 from __future__ import annotations
 
+import difflib
 import json
 from array import array
 from collections.abc import Callable, Iterator
@@ -34,6 +35,7 @@ from pipelines.dataset_expectations import (
 )
 from pipelines.delivery_formats import (
     NO_LIMITS,
+    OTHER_SEPARATORS,
     DecompressionLimits,
     DeliveryFile,
     UnreadableFile,
@@ -41,6 +43,8 @@ from pipelines.delivery_formats import (
     error_words,
     format_breaches,
     open_delivery,
+    quoted,
+    quoted_names,
     text_batches,
 )
 from pipelines.lake import Lake
@@ -328,11 +332,7 @@ def validate_delivery(
     agreed = set(contract.source_names) | set(values)
     missing = [name for name in contract.source_names if name not in header]
     if missing:
-        raise DeliveryRejected(
-            f"The file lacks {len(missing)} agreed column(s): {', '.join(missing)}. "
-            "A renamed column counts as missing; nothing from this file was published.",
-            "file.columns",
-        )
+        raise DeliveryRejected(_missing_reason(missing, header, agreed), "file.columns")
     extra = [name for name in header if name not in agreed]
 
     if contract.layout and not values:
@@ -523,6 +523,54 @@ def _share(count: int, total: int) -> str:
     share = count / total
     percent = "under 0.1%" if 0 < share < 0.001 else f"{share:.1%}"
     return f"{count:,} of {total:,} rows ({percent})"
+
+
+def _closest(name: str, candidates: list[str]) -> str | None:
+    """The delivered column most likely meant as agreed column `name`, if one is close: the
+    same but for case or spaces, one name inside the other ("Type", "Search type"), or
+    spelt nearly alike."""
+
+    def folded(text: str) -> str:
+        return " ".join(text.lower().replace("_", " ").replace("-", " ").split())
+
+    by_fold = {folded(c): c for c in candidates if c.strip()}
+    want = folded(name)
+    if want in by_fold:
+        return by_fold[want]
+    words = set(want.split())
+    inside = [c for f, c in by_fold.items() if words <= set(f.split()) or set(f.split()) <= words]
+    if inside:
+        return min(inside, key=len)
+    near = difflib.get_close_matches(want, list(by_fold), n=1, cutoff=0.75)
+    return by_fold[near[0]] if near else None
+
+
+def _missing_reason(missing: list[str], header: list[str], agreed: set[str]) -> str:
+    """Which agreed columns the file lacks, and what its header has instead."""
+    unagreed = [h for h in header if h not in agreed and h.strip()]
+    named = []
+    for name in missing:
+        match = _closest(name, unagreed)
+        named.append(
+            quoted(name) + (f" (the header has {quoted(match)}: renamed?)" if match else "")
+        )
+    if unagreed:
+        instead = (
+            f"Instead, the header has {len(unagreed)} column(s) the agreement does not name: "
+            f"{quoted_names(unagreed)}."
+        )
+    else:
+        instead = "The header has no other columns in their place."
+    separators = [w for sep, w in OTHER_SEPARATORS.items() if any(sep in h for h in header)]
+    if separators:
+        instead += (
+            f" Its names hold {separators[0]}: the file may be separated by them, not by "
+            "commas as agreed."
+        )
+    return (
+        f"The file lacks {len(missing)} agreed column(s): {', '.join(named)}. {instead} "
+        "A renamed column counts as missing; nothing from this file was published."
+    )
 
 
 def _period_header(period_format: str) -> str:

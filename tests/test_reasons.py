@@ -294,3 +294,43 @@ def test_a_date_outside_a_quarter_says_quarters_are_named_by_their_first_month(t
         "Date is outside the quarter the delivery is for (2024-01, London time: a quarter is "
         "named by its first month, so 2024-01 is January to March 2024)"
     ) in breach.detail
+
+
+def _renamed(real_stop_and_search: Path, renames: dict[str, str]) -> str:
+    rows = _real_rows(real_stop_and_search)
+    rows[0] = [renames.get(name, name) for name in rows[0]]
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    return out.getvalue()
+
+
+def test_missing_columns_are_named_with_what_the_header_has_instead(
+    stop_and_search, real_stop_and_search, tmp_path
+):
+    renames = {"Type": "Search type", "Officer-defined ethnicity": "officer defined ethnicity"}
+    text = _renamed(real_stop_and_search, renames)
+    rejected = _reject(stop_and_search, tmp_path, text, "2022-06")
+    assert rejected.rule == "file.columns"
+    assert rejected.reason == (
+        "The file lacks 2 agreed column(s): 'Type' (the header has 'Search type': renamed?), "
+        "'Officer-defined ethnicity' (the header has 'officer defined ethnicity': renamed?). "
+        "Instead, the header has 2 column(s) the agreement does not name: 'Search type', "
+        "'officer defined ethnicity'. A renamed column counts as missing; nothing from this "
+        "file was published."
+    )
+
+
+def test_missing_columns_with_nothing_in_their_place_say_so(stop_and_search, tmp_path):
+    rejected = _reject(stop_and_search, tmp_path, "Type,Date\nPerson search,x\n", "2022-06")
+    assert rejected.reason.startswith("The file lacks 13 agreed column(s): 'Part of a polic")
+    assert "The header has no other columns in their place." in rejected.reason
+
+
+def test_a_header_split_by_semicolons_and_commas_says_which_separator_it_holds(
+    stop_and_search, tmp_path
+):
+    """A semicolon export whose column names hold a comma splits into a few odd names."""
+    header = "Type;Date, time;Gender"
+    rejected = _reject(stop_and_search, tmp_path, f"{header}\nPerson search;x;y\n", "2022-06")
+    assert rejected.rule == "file.columns"
+    assert "Its names hold semicolons (;): the file may be separated by them" in rejected.reason
