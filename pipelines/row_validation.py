@@ -65,6 +65,7 @@ from schemas.row_checks import (
 READ_BLOCK_BYTES = 4 << 20  # Arrow reads ahead up to 32 blocks: 4 MB keeps that ~128 MB
 BATCH_BYTES = 16 << 20  # ~16 MB of CSV text per batch keeps memory flat at any file size
 SAMPLE_ROWS = 20  # row numbers kept per breach, enough for the force to find the pattern
+VALUES_KEPT = 5  # distinct failing values kept per rule, to say what the rows hold
 
 QUARANTINE_SCHEMA = pa.schema(
     [
@@ -100,15 +101,31 @@ class ValidationOutcome:
 
 @dataclass
 class _RuleTally:
+    """How often one rule failed, on which rows, and (public columns only) a few of the
+    failing values with their counts."""
+
     rule: RowRule
     count: int = 0
     sample: list[int] = field(default_factory=list)
+    values: dict[str, int] = field(default_factory=dict)
 
     def add(self, rows: list[int]) -> None:
         self.count += len(rows)
         room = SAMPLE_ROWS - len(self.sample)
         if room > 0:
             self.sample.extend(rows[:room])
+
+    def note(self, contract: Contract, frame: pl.DataFrame, idx: pl.Series) -> None:
+        """Keep a few values the failing rows of a public column held."""
+        rule = self.rule
+        if rule.source_name not in frame.columns or rule.column in contract.classified:
+            return
+        failing = frame[rule.source_name].gather(idx)
+        # The commonest first; a value kept is counted in every batch, so that the counts a
+        # breach states are exact.
+        for value, n in failing.drop_nulls().value_counts(sort=True).iter_rows():
+            if value in self.values or len(self.values) < VALUES_KEPT:
+                self.values[value] = self.values.get(value, 0) + n
 
 
 # Lineage columns every curated row carries, after the agreed columns.
@@ -417,6 +434,7 @@ def validate_delivery(
                 for rule_id, group in failures.group_by("rule"):
                     idx = group["index"].sort()
                     tallies[rule_id[0]].add(frame["_source_row"].gather(idx).to_list())
+                    tallies[rule_id[0]].note(contract, frame, idx)
 
                 flagged = (
                     frame.with_row_index("index")
@@ -523,6 +541,33 @@ def _share(count: int, total: int) -> str:
     share = count / total
     percent = "under 0.1%" if 0 < share < 0.001 else f"{share:.1%}"
     return f"{count:,} of {total:,} rows ({percent})"
+
+
+def _values_found(contract: Contract, tally: _RuleTally) -> str:
+    """What the failing rows of a one-column rule held: for a column the agreement does not
+    classify, its commonest failing values with their counts; for a classified column, only
+    that its values are not shown, and why."""
+    rule = tally.rule
+    columns = {c.name: c for c in contract.columns}
+    if rule.column not in columns or rule.id.endswith((".required", ".unique")):
+        return ""
+    if rule.column in contract.classified:
+        kind = (
+            "pseudonymised"
+            if rule.column in contract.pseudonymised
+            else columns[rule.column].classification
+        )
+        return f" (its values are not shown: the agreement classifies {rule.source_name} as {kind})"
+    if not tally.values:
+        return ""
+    ordered = sorted(tally.values.items(), key=lambda kv: (-kv[1], kv[0]))
+    shown = ", ".join(f"{quoted(v)} ({_rows(n)})" for v, n in ordered)
+    other = tally.count - sum(tally.values.values())
+    return f"; it holds {shown}" + (f", and other values ({_rows(other)})" if other > 0 else "")
+
+
+def _rows(count: int) -> str:
+    return f"{count:,} row" + ("" if count == 1 else "s")
 
 
 def _closest(name: str, candidates: list[str]) -> str | None:
@@ -636,7 +681,8 @@ def _breaches(
                 action="rows kept" if kept else "rows quarantined",
                 failing_rows=tally.count,
                 sample_rows=tally.sample,
-                detail=f"{_share(tally.count, total)}: {rule.reason}. "
+                detail=f"{_share(tally.count, total)}: {rule.reason}"
+                f"{_values_found(contract, tally)}. "
                 + (
                     "The agreement keeps these rows; please correct them at source."
                     if kept

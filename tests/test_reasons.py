@@ -7,12 +7,15 @@ import csv
 import io
 import re
 import zipfile
+from collections import Counter
 from datetime import date
 from html import escape
 from pathlib import Path
 
+import duckdb
 import pytest
 
+from pipelines import row_validation
 from pipelines.dataset_expectations import check_dataset, profile_from_counts
 from pipelines.delivery_formats import column_positions, error_words, header_problem
 from pipelines.delivery_intake import _duplicate
@@ -334,3 +337,70 @@ def test_a_header_split_by_semicolons_and_commas_says_which_separator_it_holds(
     rejected = _reject(stop_and_search, tmp_path, f"{header}\nPerson search;x;y\n", "2022-06")
     assert rejected.rule == "file.columns"
     assert "Its names hold semicolons (;): the file may be separated by them" in rejected.reason
+
+
+def _quarantined_values(lake: FolderLake, contract: str, period: str, column: str) -> Counter:
+    """What the warehouse's quarantine file holds in one column, value by value."""
+    path = lake.path(lake.quarantine_path(contract, period, "d1"))
+    rows = duckdb.sql(
+        f"SELECT json_extract_string(record, '$.\"{column}\"') AS v, count(*) "
+        f"FROM read_parquet('{path}') GROUP BY v"
+    ).fetchall()
+    return Counter(dict(rows))
+
+
+def test_a_breach_on_a_public_column_says_what_the_rows_hold_with_exact_counts(
+    stop_and_search, real_stop_and_search, tmp_path, monkeypatch
+):
+    """The whole real June 2022 file with its booleans spelled eight ways, read in many small
+    batches: the commonest values are named with counts the quarantine file confirms."""
+    monkeypatch.setattr(row_validation, "READ_BLOCK_BYTES", 64 << 10)
+    monkeypatch.setattr(row_validation, "BATCH_BYTES", 128 << 10)
+    spellings = ["FALSE", "FALSE", "FALSE", "FALSE ", "FALSE ", "false", "No", "0", "F", "n"]
+    with real_stop_and_search.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh))
+    column = rows[0].index("Part of a policing operation")
+    for number, row in enumerate(rows[1:]):
+        row[column] = spellings[number % len(spellings)] if number % 50 else "False"
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    source = tmp_path / "d.csv"
+    source.write_text(out.getvalue(), encoding="utf-8")
+    lake = FolderLake(tmp_path / "lake")
+    outcome = validate_delivery(stop_and_search, source, "2022-06", "d1", lake)
+
+    (breach,) = [b for b in outcome.breaches if b.rule == "part_of_a_policing_operation.type"]
+    held = _quarantined_values(lake, "stop_and_search", "2022-06", rows[0][column])
+    assert sum(held.values()) == outcome.rows_quarantined
+    assert "False" not in held and breach.failing_rows == sum(held.values())
+    shown = re.findall(r"'([^']*)' \(([\d,]+) rows?\)", breach.detail)
+    assert len(shown) == 5 and shown[0][0] == "FALSE"  # the commonest first
+    for value, count in shown:
+        assert held[value] == int(count.replace(",", "")), value
+    other = breach.failing_rows - sum(held[v] for v, _ in shown)
+    assert f", and other values ({other:,} rows)." in breach.detail
+    assert shown[1][0] == "FALSE "  # a trailing space is shown, inside quotes
+
+
+def test_a_breach_on_a_classified_column_never_shows_its_values_and_says_why(
+    stop_and_search, real_stop_and_search, tmp_path
+):
+    rows = _real_rows(real_stop_and_search)
+    header = rows[0]
+    rows[1][header.index("Latitude")] = "51,512"  # a decimal comma: not a number
+    rows[2][header.index("Gender")] = "Unknown-Secret"
+    rows[3][header.index("Type")] = "Person  search"
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    source = tmp_path / "d.csv"
+    source.write_text(out.getvalue(), encoding="utf-8")
+    outcome = validate_delivery(stop_and_search, source, "2022-06", "d1", FolderLake(tmp_path))
+    details = {b.rule: b.detail for b in outcome.breaches}
+    assert (
+        "(its values are not shown: the agreement classifies Latitude as restricted)"
+        in (details["latitude.type"])
+    )
+    assert "51,512" not in details["latitude.type"]
+    assert "classifies Gender as personal" in details["gender_known"]
+    assert "Unknown-Secret" not in " ".join(details.values())
+    assert "; it holds 'Person  search' (1 row)." in details["type_known"]
