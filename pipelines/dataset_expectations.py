@@ -35,7 +35,9 @@ log = logging.getLogger(__name__)
 
 VOLUME_HISTORY = 12  # previous published deliveries the median is taken over
 VOLUME_MIN_HISTORY = 3  # fewer than this and volume is not judged
-VOLUME_LOW, VOLUME_HIGH = 0.5, 1.5  # share of the median rows allowed
+# Share of the median rows allowed: more than half, at most one and a half. Half is out:
+# a month sent as two halves, of which only one is published, is exactly half its usual size.
+VOLUME_LOW, VOLUME_HIGH = 0.5, 1.5
 MIX_TOLERANCE_POINTS = 10.0  # a category's share may move this many percentage points
 
 SITE = "lake"
@@ -81,6 +83,14 @@ def profile_from_counts(
     return DeliveryProfile(int(rows_delivered or 0), missing, counts)
 
 
+def non_blank_values(profile: DeliveryProfile) -> dict[str, int]:
+    """How many non-blank values each categorical column has (its mix is a share of these)."""
+    return {
+        column: sum(n for value, n in counts.items() if value != "")
+        for column, counts in profile.value_counts.items()
+    }
+
+
 def category_mix(profile: DeliveryProfile) -> dict[str, dict[str, float]]:
     """Each category's share (0-1) of the counted values of its column."""
     mix = {}
@@ -104,10 +114,12 @@ class _Check:
     category: str = ""  # the real category (never shown for classified columns)
     before: float = 0.0  # mix: history share (percent)
     now: float = 0.0  # mix: this delivery's share (percent)
+    strict_low: bool = False  # `value` must be above `low`, not at it (volume)
 
     @property
     def passed(self) -> bool:
-        return self.low <= self.value <= self.high
+        above = self.low < self.value if self.strict_low else self.low <= self.value
+        return above and self.value <= self.high
 
 
 def _previous_rows(history: list[dict], period: str, delivery_id: str) -> list[int]:
@@ -134,6 +146,7 @@ def _checks(
     profile: DeliveryProfile,
     previous: list[int],
     history_mix: dict[str, dict[str, float]] | None,
+    history_values: dict[str, float] | None = None,
 ) -> list[_Check]:
     checks: list[_Check] = []
     rows = profile.rows_delivered
@@ -141,7 +154,16 @@ def _checks(
         median = float(statistics.median(previous))
         low, high = VOLUME_LOW * median, VOLUME_HIGH * median
         checks.append(
-            _Check("volume", "delivery", "rows delivered", rows, low, high, before=median)
+            _Check(
+                "volume",
+                "delivery",
+                "rows delivered",
+                rows,
+                low,
+                high,
+                before=median,
+                strict_low=True,
+            )  # fmt: skip
         )
     if rows > 0:
         for rule in contract.completeness_rules:
@@ -152,9 +174,18 @@ def _checks(
                 )
     classified = set(contract.classified)
     now_mix = category_mix(profile)
+    now_values = non_blank_values(profile)
+    least = contract.mix_minimum_values
     for column, before_mix in (history_mix or {}).items():
         now = now_mix.get(column)
         if not now or not before_mix:
+            continue
+        # A share of a nearly empty column means nothing (one value in twelve is "8.3%"):
+        # judged only over enough values this month and in the history's average month.
+        before_values = (history_values or {}).get(column)
+        if now_values.get(column, 0) < least or (
+            history_values is not None and (before_values or 0) < least
+        ):
             continue
         categories = sorted(set(now) | set(before_mix))
         for i, category in enumerate(categories, start=1):
@@ -283,9 +314,9 @@ def _validate(
         keys.append(key)
         if check.check == "volume":
             notes = (
-                f"Rows delivered between {check.low:,.0f} and {check.high:,.0f}: "
-                f"{VOLUME_LOW:g} to {VOLUME_HIGH:g} times the median of the previous published "
-                f"deliveries ({check.before:,.0f} rows)."
+                f"Rows delivered between {check.low:,.0f} and {check.high:,.0f}, the first "
+                f"not included: more than {VOLUME_LOW:g} and at most {VOLUME_HIGH:g} times the "
+                f"median of the previous published deliveries ({check.before:,.0f} rows)."
             )
         elif check.check == "completeness":
             notes = (
@@ -303,6 +334,7 @@ def _validate(
                 column="value",
                 min_value=check.low,
                 max_value=check.high,
+                strict_min=check.strict_low,
                 row_condition=f'key=="{check.check}:{check.subject}"',
                 condition_parser="pandas",
                 description=notes,
@@ -379,6 +411,7 @@ def check_dataset(
     history: list[dict],
     lake: Lake,
     history_mix: dict[str, dict[str, float]] | None = None,
+    history_values: dict[str, float] | None = None,
 ) -> tuple[list[Breach], str | None]:
     """Judge one delivery as a whole; return volume and mix breaches and a link to its Data
     Docs page, kept in the lake under `docs/`.
@@ -386,12 +419,19 @@ def check_dataset(
     `history`: previous deliveries as dicts with `period` and `rows_delivered` (published
     ones; later periods and this delivery are ignored). `history_mix`: column -> category ->
     share (0-1) across the history, as `category_mix` gives; mix is not judged without it.
+    `history_values`: column -> the history's average number of non-blank values. A mix
+    change is judged only over at least the contract's `mixMinimumValues` values in this
+    delivery and (when known) in the history's average month.
     Never raises: if great-expectations fails, the same checks are evaluated directly and a
     plain HTML page is written instead.
     """
     try:
         checks = _checks(
-            contract, profile, _previous_rows(history, period, delivery_id), history_mix
+            contract,
+            profile,
+            _previous_rows(history, period, delivery_id),
+            history_mix,
+            history_values,
         )
     except Exception:  # odd input: judge nothing rather than stop the pipeline
         log.exception("dataset checks could not be prepared for %s", delivery_id)
@@ -454,7 +494,7 @@ def _breaches(
             continue
         rows, median = profile.rows_delivered, check.before
         share = rows / median if median else 0.0
-        direction = "fewer" if rows < check.low else "more"
+        direction = "fewer" if rows <= check.low else "more"
         found.append(
             Breach(
                 **common,
@@ -465,7 +505,8 @@ def _breaches(
                 failing_rows=0,
                 detail=f"This delivery has {rows:,} rows, {share:.0%} of the usual "
                 f"{median:,.0f} (the median of the previous published deliveries); "
-                f"the expected range is {check.low:,.0f} to {check.high:,.0f} rows. "
+                f"the expected range is more than {check.low:,.0f} and at most "
+                f"{check.high:,.0f} rows. "
                 f"Far {direction} rows than usual: please confirm the extract is complete "
                 "and covers the whole month.",
             )

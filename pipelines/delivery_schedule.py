@@ -2,10 +2,10 @@
 
 A period is due on `dueDayOfFollowingMonth` of the month after it ends and is late once
 `lateAfterDays` more days have passed. A period with no usable delivery by then (nothing in
-the register for it but files rejected as unreadable or off-contract, nothing waiting in
-the drop zone) raises a `delivery.late` breach, once:
-the breach is written under a fixed name per contract and period, so checking again, or
-two checks at once, never raise it twice. It stays in `governance.breaches` after the
+the register for it but files rejected as unreadable or off-contract, or held back with
+nothing in them fit to publish; nothing waiting in the drop zone) raises a `delivery.late`
+breach, once: the breach is written under a fixed name per contract and period, so checking
+again, or two checks at once, never raise it twice. It stays in `governance.breaches` after the
 delivery finally arrives, as the record that it was late.
 
 Which periods are watched: a contract's `firstPeriod` is when the agreement starts, often
@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 
 from pipelines.lake import Lake
+from pipelines.month_checks import NOTHING_USABLE, PERIODS_CARRIED
 from pipelines.register import BREACH_SCHEMA, Breach, Register
 from schemas.contract import Contract
 from schemas.period_words import date_words, period_words
@@ -83,19 +84,30 @@ class LatePeriod:
     only_rejected: bool = False  # something was sent, but nothing usable
 
 
+# Breaches that hold a delivery back because nothing in it is the period's data: a file
+# none of whose rows can be published, a release with none of the periods agreed for it.
+UNUSABLE_RULES = (NOTHING_USABLE, PERIODS_CARRIED)
+
+
 def delivered_periods(register: Register, contract: str) -> tuple[set[str], set[str]]:
-    """(periods with a usable delivery, periods whose every delivery was rejected).
+    """(periods with a usable delivery, periods for which only unusable files were sent).
 
     A rejected file (unreadable, wrong format, lacking agreed columns) was sent but not
-    delivered: its period is still missing. A held delivery was delivered (its breaches
-    say what to fix).
+    delivered: its period is still missing. So is one held back with nothing usable in it
+    (every row failing, every date in another month, none of a release's agreed periods).
+    Any other held delivery was delivered (its breaches say what to fix).
     """
+    unusable = {
+        b["delivery_id"]
+        for b in register.breaches(contract)
+        if b["rule"] in UNUSABLE_RULES and b["severity"] == "critical"
+    }
     usable: set[str] = set()
     sent: set[str] = set()
     for d in register.deliveries(contract).values():
         if d.get("period"):
             sent.add(d["period"])
-            if d["event"] != "rejected":
+            if d["event"] != "rejected" and d["delivery_id"] not in unusable:
                 usable.add(d["period"])
     return usable, sent - usable
 
@@ -185,8 +197,8 @@ def late_breach(contract: Contract, late: LatePeriod) -> Breach:
         rows_checked=0,
         detail=(
             f"No usable delivery for {when} had arrived by {date_words(late.late_after)}: "
-            "what was sent for it was rejected (see its file breach) and nothing has "
-            "replaced it. "
+            "what was sent for it was rejected or held back with nothing in it fit to "
+            "publish (see its breaches) and nothing has replaced it. "
             if late.only_rejected
             else f"No delivery for {when} had arrived by {date_words(late.late_after)}. "
         )

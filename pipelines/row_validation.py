@@ -31,6 +31,7 @@ from pipelines.dataset_expectations import (
     DeliveryProfile,
     category_mix,
     check_dataset,
+    non_blank_values,
     profile_from_counts,
 )
 from pipelines.delivery_formats import (
@@ -50,22 +51,34 @@ from pipelines.delivery_formats import (
 from pipelines.lake import Lake
 from pipelines.manifests import manifest_breaches
 from pipelines.masking import mask_quarantine
+from pipelines.month_checks import (
+    HELD,
+    HELD_TOO,
+    VALUES_KEPT,
+    RuleFailures,
+    file_name_breach,
+    named_period,
+    nothing_usable_breach,
+    periods_carried_breach,
+    replacement_breach,
+)
 from pipelines.pseudonymise import pseudonymise
+from pipelines.publishing import published
 from pipelines.register import Breach, DeliveryEvent, Register
 from pipelines.wide_layout import curated_long, value_columns, value_rule
-from schemas.contract import Contract
+from schemas.contract import Column, Contract
 from schemas.row_checks import (
     RowRule,
     compile_row_checks,
     curated_dtype,
     key_expr,
+    parsed,
     typed_columns,
 )
 
 READ_BLOCK_BYTES = 4 << 20  # Arrow reads ahead up to 32 blocks: 4 MB keeps that ~128 MB
 BATCH_BYTES = 16 << 20  # ~16 MB of CSV text per batch keeps memory flat at any file size
 SAMPLE_ROWS = 20  # row numbers kept per breach, enough for the force to find the pattern
-VALUES_KEPT = 5  # distinct failing values kept per rule, to say what the rows hold
 
 QUARANTINE_SCHEMA = pa.schema(
     [
@@ -100,15 +113,7 @@ class ValidationOutcome:
 
 
 @dataclass
-class _RuleTally:
-    """How often one rule failed, on which rows, and (public columns only) a few of the
-    failing values with their counts."""
-
-    rule: RowRule
-    count: int = 0
-    sample: list[int] = field(default_factory=list)
-    values: dict[str, int] = field(default_factory=dict)
-
+class _RuleTally(RuleFailures):
     def add(self, rows: list[int]) -> None:
         self.count += len(rows)
         room = SAMPLE_ROWS - len(self.sample)
@@ -116,7 +121,8 @@ class _RuleTally:
             self.sample.extend(rows[:room])
 
     def note(self, contract: Contract, frame: pl.DataFrame, idx: pl.Series) -> None:
-        """Keep a few values the failing rows of a public column held."""
+        """Keep what the failing rows held: a few values of a public column, and for a
+        date that must lie in the period, the month each failing date lies in."""
         rule = self.rule
         if rule.source_name not in frame.columns or rule.column in contract.classified:
             return
@@ -126,6 +132,21 @@ class _RuleTally:
         for value, n in failing.drop_nulls().value_counts(sort=True).iter_rows():
             if value in self.values or len(self.values) < VALUES_KEPT:
                 self.values[value] = self.values.get(value, 0) + n
+        column = contract.column(rule.column)
+        if column.in_period_rule is not None and column.in_period_rule.name == rule.id:
+            months = failing.to_frame("v").select(_london_month(column, pl.col("v")).alias("m"))[
+                "m"
+            ]
+            for month, n in months.drop_nulls().value_counts().iter_rows():
+                self.months[month] = self.months.get(month, 0) + n
+
+
+def _london_month(column: Column, text: pl.Expr) -> pl.Expr:
+    """The month (YYYY-MM, London time) of a date or timestamp given as text."""
+    value = parsed(column, text)
+    if column.logical_type == "timestamp":
+        value = value.dt.convert_time_zone("Europe/London")
+    return value.dt.strftime("%Y-%m")
 
 
 # Lineage columns every curated row carries, after the agreed columns.
@@ -332,11 +353,14 @@ def validate_delivery(
     delivery_id: str,
     lake: Lake,
     pseudonym_key: bytes | None = None,
+    source_path: str | None = None,
 ) -> ValidationOutcome:
     """Split a landed delivery into staged curated rows and quarantined rows, with breaches.
 
     Identifiers the agreement pseudonymises are tokenised before anything leaves the
-    landing area, in curated and quarantined rows alike.
+    landing area, in curated and quarantined rows alike. A delivery from which too few rows
+    can be published gets a critical `delivery.nothing_usable` breach (it is held back);
+    `source_path`, the file's name in the drop zone, helps say what most likely happened.
     """
     if contract.pseudonymised and pseudonym_key is None:
         raise ValueError(f"{contract.name} pseudonymises fields: a key is required")
@@ -505,6 +529,22 @@ def validate_delivery(
     delivered_rows = outcome.rows_delivered
     outcome.breaches += format_breaches(contract, period, delivery_id, delivery, delivered_rows)
     outcome.breaches += manifest_breaches(contract, period, delivery_id, lake, delivered_rows)
+    # What the delivery means for its month: the periods a release carries, and whether
+    # anything in it can be published at all.
+    month_breaches = [
+        periods_carried_breach(contract, period, delivery_id, values, delivered_rows),
+        nothing_usable_breach(
+            contract,
+            period,
+            delivery_id,
+            delivered_rows,
+            outcome.rows_curated,
+            list(tallies.values()),
+            numbers.broken_count,
+            named_period(contract, source_path),
+        ),
+    ]
+    outcome.breaches += [b for b in month_breaches if b is not None]
     return outcome
 
 
@@ -765,7 +805,13 @@ def validate_pending(
             # A local file: validation reads it twice (keys first), and S3 is far away.
             with lake.local_copy(delivery["landing_path"]) as landed:
                 outcome = validate_delivery(
-                    contract, landed, period, delivery_id, lake, pseudonym_key
+                    contract,
+                    landed,
+                    period,
+                    delivery_id,
+                    lake,
+                    pseudonym_key,
+                    delivery.get("source_path"),
                 )
             mask_quarantine(contract, lake, period, delivery_id)
             # Dataset-level expectations (great-expectations) over the delivery's profile.
@@ -776,19 +822,36 @@ def validate_pending(
                 outcome.profile,
                 _published_history(register, contract.name, period),
                 lake,
-                history_mix=_history_mix(lake, register, contract.name, period),
+                *_history_mix(lake, register, contract.name, period),
             )
             outcome.breaches += dataset_breaches
+            named = file_name_breach(
+                contract, period, delivery_id, delivery.get("source_path"), outcome.rows_delivered
+            )
+            outcome.breaches += [named] if named else []
             _keep_mix(lake, contract.name, period, delivery_id, outcome.profile)
             status, reason = "validated", None
             critical = sorted({b.rule for b in outcome.breaches if b.severity == "critical"})
             if critical:
                 # Held, not published: the month already published stays in place.
                 status = "held"
-                reason = (
-                    f"Held back by critical breach(es) of {', '.join(critical)}; "
+                before = published(register, contract.name, period)
+                reason = f"Held back by critical breach(es) of {', '.join(critical)}; " + (
                     "the previously published month stays in place."
+                    if before
+                    else "nothing is published for the month."
                 )
+                outcome.breaches = _held(outcome.breaches)
+            else:
+                # Published next, in place of the month's other readable deliveries.
+                replaced = replacement_breach(
+                    contract,
+                    period,
+                    delivery,
+                    outcome.rows_delivered,
+                    _readable_others(register, contract.name, period, delivery_id),
+                )
+                outcome.breaches += [replaced] if replaced else []
         except DeliveryRejected as rejected:
             outcome = ValidationOutcome()
             status, reason = "rejected", rejected.reason
@@ -835,6 +898,29 @@ def validate_pending(
     return verdicts
 
 
+def _held(breaches: list[Breach]) -> list[Breach]:
+    """The breaches of a held delivery, each saying what really happened to it: the
+    critical ones held it back, and nothing from it was published whatever the others
+    would have done (quarantine some rows, publish the rest)."""
+    for breach in breaches:
+        breach.action = HELD if breach.severity == "critical" else HELD_TOO
+    return breaches
+
+
+def _readable_others(register: Register, contract: str, period: str, delivery_id: str):
+    """The month's other deliveries that are published or awaiting publication."""
+    return sorted(
+        (
+            d
+            for d in register.deliveries(contract).values()
+            if d["period"] == period
+            and d["delivery_id"] != delivery_id
+            and d["event"] in ("validated", "published")
+        ),
+        key=lambda d: d["event_at"],
+    )
+
+
 def _published_history(register: Register, contract: str, period: str) -> list[dict]:
     return [
         d
@@ -848,28 +934,39 @@ def _mix_path(contract: str, period: str, delivery_id: str) -> str:
 
 
 def _keep_mix(lake: Lake, contract: str, period: str, delivery_id: str, profile) -> None:
-    """Keep the delivery's category shares (no row data) for later months' drift checks."""
-    lake.write_bytes(
-        _mix_path(contract, period, delivery_id), json.dumps(category_mix(profile)).encode()
-    )
+    """Keep the delivery's category shares and how many values they are shares of (no row
+    data) for later months' drift checks."""
+    kept = {"mix": category_mix(profile), "values": non_blank_values(profile)}
+    lake.write_bytes(_mix_path(contract, period, delivery_id), json.dumps(kept).encode())
 
 
 def _history_mix(
     lake: Lake, register: Register, contract: str, period: str
-) -> dict[str, dict[str, float]] | None:
-    """Category shares averaged over the last 12 published months before this one."""
+) -> tuple[dict[str, dict[str, float]] | None, dict[str, float] | None]:
+    """Category shares averaged over the last 12 published months before this one, and the
+    average number of non-blank values per column they were taken over (None when no
+    month kept it: profiles written before it was kept hold only the shares)."""
     past = sorted(_published_history(register, contract, period), key=lambda d: d["period"])
-    mixes = []
+    mixes, counted = [], []
     for d in past[-12:]:
         key = _mix_path(contract, d["period"], d["delivery_id"])
         if lake.exists(key):
-            mixes.append(json.loads(lake.read_text(key)))
+            kept = json.loads(lake.read_text(key))
+            if "mix" in kept and isinstance(kept.get("values"), dict):
+                mixes.append(kept["mix"])
+                counted.append(kept["values"])
+            else:
+                mixes.append(kept)  # an older profile: column -> category -> share
     if len(mixes) < 3:
-        return None  # too little history to say what is usual
+        return None, None  # too little history to say what is usual
     pooled: dict[str, dict[str, float]] = {}
     for mix in mixes:
         for column, shares in mix.items():
             for value, share in shares.items():
                 pooled.setdefault(column, {}).setdefault(value, 0.0)
                 pooled[column][value] += share / len(mixes)
-    return pooled
+    if not counted:
+        return pooled, None
+    columns = {column for values in counted for column in values}
+    average = {c: sum(v.get(c, 0) for v in counted) / len(counted) for c in columns}
+    return pooled, average

@@ -165,6 +165,27 @@ def catalog_shows(path: Path, lake: Lake, contract: Contract) -> bool:
     )
 
 
+def newest_release_view(target: str, releases: str, period_name: str) -> str:
+    """The view of a wide layout's figures: for each period, those of the newest release
+    that carries it.
+
+    Each release re-sends earlier periods, revised. Which release is newest is read from
+    the data: the one reaching the latest period, and of two reaching the same one, the one
+    delivered for the later period (`_period`). A file filed under a later period than the
+    figures it carries (an old release sent again) therefore never replaces the figures of
+    a release that reaches further, and neither does the order in which files arrived.
+    """
+    return f"""
+        CREATE VIEW {target} AS
+        WITH reach AS (
+            SELECT _period, max({period_name}) AS _reaches FROM {releases} GROUP BY _period
+        )
+        SELECT r.* FROM {releases} r JOIN reach USING (_period)
+        QUALIFY dense_rank() OVER (
+            PARTITION BY r.{period_name} ORDER BY reach._reaches DESC, r._period DESC) = 1
+        """
+
+
 def build_warehouse(lake: Lake, contracts: dict[str, Contract], path: Path) -> Path:
     """Write a fresh catalog of the lake to `path`, atomically."""
     # The curated schemas bring in pandera and polars: imported here, so that reading the
@@ -192,15 +213,10 @@ def build_warehouse(lake: Lake, contracts: dict[str, Contract], path: Path) -> P
                 target = f"curated.{contract.name}"
                 pattern = f"curated/contract={contract.name}/period=*/data.parquet"
                 if contract.layout:
-                    # Each release re-sends earlier months; the newest release's figures win.
                     releases = f"{target}_releases"
                     _source(con, releases, lake, pattern, curated_schema(contract), union=True)
                     _comment(con, releases, f"Every release of {contract.name}, as delivered.")
-                    con.execute(
-                        f"CREATE VIEW {target} AS SELECT * FROM {releases} "
-                        f"QUALIFY _period = max(_period) OVER "
-                        f"(PARTITION BY {contract.layout.period_name})"
-                    )
+                    con.execute(newest_release_view(target, releases, contract.layout.period_name))
                 else:
                     _source(con, target, lake, pattern, curated_schema(contract), union=True)
                 _comment(con, target, curated_comment(contract))

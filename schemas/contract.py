@@ -19,8 +19,10 @@ Severity = Literal["critical", "major", "minor"]
 OnFailure = Literal["quarantine", "keep"]
 LogicalType = Literal["string", "timestamp", "date", "time", "number", "integer", "boolean"]
 Period = Literal["monthly", "quarterly", "annual", "once"]
+FilesPerPeriod = Literal["one", "parts"]
 
 SEVERITIES: tuple[Severity, ...] = ("critical", "major", "minor")
+MIX_MINIMUM_VALUES = 100  # non-blank values a category-mix change is judged over, by default
 DEFAULT_CONTRACTS_DIR = Path(__file__).resolve().parents[1] / "data_contracts"
 
 
@@ -85,6 +87,11 @@ class WideLayout:
     value_minimum: float | None
     period_description: str
     value_description: str
+    # The periods a release must carry: `agreed_periods` of them, the newest being
+    # `periods_end_before` periods before the delivery's own (24 and 1: the 24 months to the
+    # month before the release). None: not agreed, any periods are taken.
+    agreed_periods: int | None = None
+    periods_end_before: int = 1
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,9 @@ class DeliverySchedule:
     due_day_of_following_month: int
     late_after_days: int
     late_checks_from: str | None = None  # first period watched for lateness (optional)
+    # "one": one file is the period's delivery, a second one replaces it (and says so);
+    # "parts": every readable file of the period is a part of its delivery, all published.
+    files_per_period: FilesPerPeriod = "one"
 
 
 @dataclass(frozen=True)
@@ -136,6 +146,13 @@ class Contract:
     cross_rules: tuple[NotBeforeRule, ...] = ()
     layout: WideLayout | None = None
     file_format: dict[str, Any] = field(default_factory=dict)  # customProperties.fileFormat
+    file_name: str | None = None  # schema[0].physicalName, e.g. YYYY-MM-metropolitan-....csv
+    # The least share of a delivery's rows that must pass for it to be published at all
+    # (customProperties.minPublishableShare); None: any row at all.
+    min_publishable_share: float | None = None
+    # A category-mix change is judged only over at least this many non-blank values, in the
+    # delivery and in the history's average month (customProperties.mixMinimumValues).
+    mix_minimum_values: int = MIX_MINIMUM_VALUES
 
     @property
     def unique_keys(self) -> tuple[tuple[str, ...], ...]:
@@ -290,6 +307,8 @@ def _layout(table: dict[str, Any]) -> WideLayout | None:
         value_minimum=raw.get("valueMinimum", 0),
         period_description=raw.get("periodDescription", "The month the figure is for."),
         value_description=raw.get("valueDescription", "The figure for the month."),
+        agreed_periods=(raw.get("agreedPeriods") or {}).get("count"),
+        periods_end_before=int((raw.get("agreedPeriods") or {}).get("endsPeriodsBefore", 1)),
     )
 
 
@@ -329,6 +348,7 @@ def parse_contract(doc: dict[str, Any], path: Path) -> Contract:
             due_day_of_following_month=int(sched["dueDayOfFollowingMonth"]),
             late_after_days=int(sched["lateAfterDays"]),
             late_checks_from=str(sched["lateChecksFrom"]) if sched.get("lateChecksFrom") else None,
+            files_per_period=sched.get("filesPerPeriod", "one"),
         )
     except (KeyError, IndexError, TypeError) as exc:
         raise ContractError(f"{path}: missing or malformed field {exc}") from exc
@@ -347,6 +367,13 @@ def parse_contract(doc: dict[str, Any], path: Path) -> Contract:
         cross_rules=cross_rules,
         layout=layout,
         file_format=custom.get("fileFormat") or {},
+        file_name=table.get("physicalName"),
+        min_publishable_share=(
+            float(custom["minPublishableShare"])
+            if custom.get("minPublishableShare") is not None
+            else None
+        ),
+        mix_minimum_values=int(custom.get("mixMinimumValues", MIX_MINIMUM_VALUES)),
     )
 
 

@@ -58,13 +58,20 @@ STATUSES = ("proposed", "draft", "active", "deprecated", "retired")
 OWNER_ROLES = ("provider owner", "recipient owner")
 
 TOP_CUSTOM = ("sharingAgreement", "deliverySchedule", "fileFormat")
+# Optional terms: what share of a delivery must pass to publish it, and over how many values
+# a category-mix change is judged.
+OPTIONAL_CUSTOM = ("minPublishableShare", "mixMinimumValues")
+FILES_PER_PERIOD = ("one", "parts")
 AGREEMENT_TEXT_KEYS = ("reference", "purpose", "lawfulBasis", "retention", "retentionClause")
 AGREEMENT_LIST_KEYS = ("specialCategoryFields", "pseudonymisedFields")
 # Days the provider has to acknowledge a notice of breach (the notices' reply-by date).
 NOTICE_RESPONSE_KEY = "noticeResponseDays"
 AGREEMENT_KEYS = (*AGREEMENT_TEXT_KEYS, *AGREEMENT_LIST_KEYS, "owners", NOTICE_RESPONSE_KEY)
 OWNER_KEYS = ("provider", "recipient")
-SCHEDULE_KEYS = ("period", "firstPeriod", "dueDayOfFollowingMonth", "lateAfterDays")
+SCHEDULE_KEYS = (
+    "period", "firstPeriod", "dueDayOfFollowingMonth", "lateAfterDays", "lateChecksFrom",
+    "filesPerPeriod",
+)  # fmt: skip
 FILE_FORMAT_KEYS = (
     "type",
     "delimiter",
@@ -76,8 +83,9 @@ FILE_FORMAT_KEYS = (
 TABLE_CUSTOM = ("layout",)
 LAYOUT_KEYS = (
     "type", "valueColumnPattern", "periodFormat", "periodName", "valueName", "valueType",
-    "valueMinimum", "periodDescription", "valueDescription",
+    "valueMinimum", "periodDescription", "valueDescription", "agreedPeriods",
 )  # fmt: skip
+AGREED_PERIODS_KEYS = ("count", "endsPeriodsBefore")
 COLUMN_CUSTOM = ("previousNames",)
 RULE_CUSTOM = ("onFailure",)
 DATE_TYPES = ("date", "timestamp", "time")
@@ -442,6 +450,7 @@ class _Checker:
         self.agreement(custom.get("sharingAgreement"))
         self.schedule(custom.get("deliverySchedule"))
         self.file_format(custom.get("fileFormat"))
+        self.publishing_terms(custom)
         return self.findings
 
     # top level -----------------------------------------------------------------------------
@@ -521,11 +530,12 @@ class _Checker:
                     ("customProperties", i, "property"),
                     f"{prop} appears twice; only the last one would count",
                 )
-            elif prop not in TOP_CUSTOM:
+            elif prop not in TOP_CUSTOM + OPTIONAL_CUSTOM:
+                known = TOP_CUSTOM + OPTIONAL_CUSTOM
                 self.error(
                     ("customProperties", i, "property"),
-                    f"unknown custom property {prop!r}{_did_you_mean(prop, TOP_CUSTOM)}; "
-                    f"expected: {', '.join(TOP_CUSTOM)}",
+                    f"unknown custom property {prop!r}{_did_you_mean(prop, known)}; "
+                    f"expected: {', '.join(known)}",
                 )
             found[prop] = value
             self.custom_index.setdefault(prop, i)
@@ -729,6 +739,30 @@ class _Checker:
         if not _is_int(late) or late < 0:
             self.error(
                 (*base, "lateAfterDays"), f"must be a whole number of days >= 0, not {_short(late)}"
+            )
+        files = schedule.get("filesPerPeriod", "one")
+        if files not in FILES_PER_PERIOD:
+            self.error(
+                (*base, "filesPerPeriod"),
+                f"must be one (a second file replaces the first, with a breach) or parts "
+                f"(every file of the period is part of its delivery), not {_short(files)}",
+            )
+
+    def publishing_terms(self, custom: dict[str, Any]) -> None:
+        """minPublishableShare (a share from 0 to 1) and mixMinimumValues (a count >= 1)."""
+        share = custom.get("minPublishableShare")
+        if share is not None and (
+            isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1
+        ):
+            self.error(
+                self._custom_path("minPublishableShare"),
+                f"must be a share of the rows from 0 to 1 (0.5 is half), not {_short(share)}",
+            )
+        least = custom.get("mixMinimumValues")
+        if least is not None and (not _is_int(least) or least < 1):
+            self.error(
+                self._custom_path("mixMinimumValues"),
+                f"must be a whole number of values >= 1, not {_short(least)}",
             )
 
     def file_format(self, fmt: Any) -> None:
@@ -1193,6 +1227,25 @@ class _Checker:
                     )
             if value.get("valueType", "integer") not in LOGICAL_TYPES:
                 self.error((*parts, "valueType"), f"must be one of: {', '.join(LOGICAL_TYPES)}")
+            self.agreed_periods(value.get("agreedPeriods"), (*parts, "agreedPeriods"))
+
+    def agreed_periods(self, agreed: Any, parts: PathParts) -> None:
+        """A wide layout's agreedPeriods: how many periods a release carries, ending how many
+        periods before the delivery's own."""
+        if agreed is None:
+            return
+        if not isinstance(agreed, dict):
+            self.error(parts, "agreedPeriods must be a mapping (count, endsPeriodsBefore)")
+            return
+        self.unknown_keys(agreed, parts, AGREED_PERIODS_KEYS)
+        count = agreed.get("count")
+        if not _is_int(count) or count < 1:
+            self.error((*parts, "count"), f"must be a whole number >= 1, not {_short(count)}")
+        before = agreed.get("endsPeriodsBefore", 1)
+        if not _is_int(before) or before < 0:
+            self.error(
+                (*parts, "endsPeriodsBefore"), f"must be a whole number >= 0, not {_short(before)}"
+            )
 
     def table_rules(self, table: dict[str, Any]) -> None:
         quality = table.get("quality")
