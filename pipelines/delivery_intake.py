@@ -108,8 +108,20 @@ def plan_intake(
                 (f, f"is for {f.period}, before the agreement's first period {min(known)}")
             )
         else:
-            plan.unfiled.append((f, f"is for {f.period}, not one of the agreed delivery periods"))
+            plan.unfiled.append((f, _between_periods(f.period, known)))
     return plan
+
+
+def _between_periods(period: str, known: set[str]) -> str:
+    """Why a period between two agreed ones is none: a quarter (or year) is named by its
+    first month, which a person filing April to June under `2025-05` cannot guess."""
+    before = max(p for p in known if p < period)
+    after = min(p for p in known if p > period)
+    return (
+        f"is for {period}, not one of the agreed delivery periods: each period is named by "
+        f"its first month, so {period} lies in the period {before} (the next one is {after}); "
+        f"file it under {before}"
+    )
 
 
 def take_deliveries(

@@ -18,8 +18,9 @@ import pytest
 from pipelines import row_validation
 from pipelines.dataset_expectations import check_dataset, profile_from_counts
 from pipelines.delivery_formats import column_positions, error_words, header_problem
-from pipelines.delivery_intake import _duplicate
-from pipelines.delivery_schedule import LatePeriod, late_breach
+from pipelines.delivery_intake import _duplicate, plan_intake
+from pipelines.delivery_schedule import LatePeriod, late_breach, scheduled_periods
+from pipelines.dropzone import FolderDropZone
 from pipelines.lake import FolderLake
 from pipelines.manifests import manifest_problems
 from pipelines.row_validation import DeliveryRejected, validate_delivery
@@ -404,3 +405,20 @@ def test_a_breach_on_a_classified_column_never_shows_its_values_and_says_why(
     assert "classifies Gender as personal" in details["gender_known"]
     assert "Unknown-Secret" not in " ".join(details.values())
     assert "; it holds 'Person  search' (1 row)." in details["type_known"]
+
+
+def test_a_file_filed_under_a_quarter_s_middle_month_is_told_how_quarters_are_named(tmp_path):
+    """The Public Attitude Survey for April to June 2025 filed under its last month."""
+    pas = _contract("public_attitude_survey")
+    root = tmp_path / "dz"
+    (root / pas.name / "2025-06").mkdir(parents=True)
+    (root / pas.name / "2025-06" / "PAS_borough_2025-06.csv").write_text(f"{PAS_HEADER}\n")
+    periods = {pas.name: scheduled_periods(pas, date(2025, 12, 1))}
+    assert "2025-04" in periods[pas.name] and "2025-06" not in periods[pas.name]
+    files = FolderDropZone(root, settle_seconds=0).files({pas.name})
+    ((_, why),) = plan_intake(files, set(), periods).unfiled
+    assert why == (
+        "is for 2025-06, not one of the agreed delivery periods: each period is named by its "
+        "first month, so 2025-06 lies in the period 2025-04 (the next one is 2025-07); file it "
+        "under 2025-04"
+    )
