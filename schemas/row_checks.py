@@ -261,6 +261,8 @@ def _type_reason(col: Column) -> str:
         spelled = " or ".join(repr(text) for text in BOOLEAN_TEXT)
         return f"{col.source_name} is not true or false as the agreement spells them: {spelled}"
     form = f" (agreed form: {col.example})" if col.example else ""
+    if col.logical_type == "number":
+        return f"{col.source_name} is not a finite decimal number{form}"
     return f"{col.source_name} is not a valid {col.logical_type}{form}"
 
 
