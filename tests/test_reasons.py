@@ -402,7 +402,7 @@ def test_a_breach_on_a_classified_column_never_shows_its_values_and_says_why(
         in (details["latitude.type"])
     )
     assert "51,512" not in details["latitude.type"]
-    assert "Latitude is not a finite decimal number (agreed form: " in details["latitude.type"]
+    assert "Latitude is not a finite decimal number (its values" in details["latitude.type"]
     assert "classifies Gender as personal" in details["gender_known"]
     assert "Unknown-Secret" not in " ".join(details.values())
     assert "; it holds 'Person  search' (1 row)." in details["type_known"]
