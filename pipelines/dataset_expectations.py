@@ -41,6 +41,7 @@ VOLUME_LOW, VOLUME_HIGH = 0.5, 1.5
 MIX_TOLERANCE_POINTS = 10.0  # a category's share may move this many percentage points
 
 SITE = "lake"
+MONTH_OF_PARTS = "rows of the month's parts"  # the volume judged for a month in parts
 
 
 @dataclass
@@ -123,6 +124,8 @@ class _Check:
 
 
 def _previous_rows(history: list[dict], period: str, delivery_id: str) -> list[int]:
+    """Rows of each of the last `VOLUME_HISTORY` earlier periods: a period's published
+    deliveries added together (a month in parts has several)."""
     earlier = [
         h
         for h in history or []
@@ -131,14 +134,15 @@ def _previous_rows(history: list[dict], period: str, delivery_id: str) -> list[i
         and h.get("delivery_id") != delivery_id
         and str(h.get("period", "")) < str(period)
     ]
-    earlier.sort(key=lambda h: str(h.get("period", "")))
-    rows = []
-    for h in earlier[-VOLUME_HISTORY:]:
+    by_period: dict[str, int] = {}
+    for h in earlier:
         try:
-            rows.append(int(h["rows_delivered"]))
+            rows = int(h["rows_delivered"])
         except (TypeError, ValueError):
             continue
-    return rows
+        key = str(h.get("period", ""))
+        by_period[key] = by_period.get(key, 0) + rows
+    return [by_period[p] for p in sorted(by_period)[-VOLUME_HISTORY:]]
 
 
 def _checks(
@@ -147,23 +151,18 @@ def _checks(
     previous: list[int],
     history_mix: dict[str, dict[str, float]] | None,
     history_values: dict[str, float] | None = None,
+    month_rows: int | None = None,
 ) -> list[_Check]:
     checks: list[_Check] = []
     rows = profile.rows_delivered
     if len(previous) >= VOLUME_MIN_HISTORY:
         median = float(statistics.median(previous))
         low, high = VOLUME_LOW * median, VOLUME_HIGH * median
+        # A month in parts is judged as a whole: this part and the parts standing with it.
+        label = "rows delivered" if month_rows is None else MONTH_OF_PARTS
+        judged = rows if month_rows is None else month_rows
         checks.append(
-            _Check(
-                "volume",
-                "delivery",
-                "rows delivered",
-                rows,
-                low,
-                high,
-                before=median,
-                strict_low=True,
-            )  # fmt: skip
+            _Check("volume", "delivery", label, judged, low, high, before=median, strict_low=True)
         )
     if rows > 0:
         for rule in contract.completeness_rules:
@@ -412,6 +411,7 @@ def check_dataset(
     lake: Lake,
     history_mix: dict[str, dict[str, float]] | None = None,
     history_values: dict[str, float] | None = None,
+    month_rows: int | None = None,
 ) -> tuple[list[Breach], str | None]:
     """Judge one delivery as a whole; return volume and mix breaches and a link to its Data
     Docs page, kept in the lake under `docs/`.
@@ -421,7 +421,8 @@ def check_dataset(
     share (0-1) across the history, as `category_mix` gives; mix is not judged without it.
     `history_values`: column -> the history's average number of non-blank values. A mix
     change is judged only over at least the contract's `mixMinimumValues` values in this
-    delivery and (when known) in the history's average month.
+    delivery and (when known) in the history's average month. `month_rows`: for a month
+    in parts, the rows of this part and the parts standing with it; volume judges those.
     Never raises: if great-expectations fails, the same checks are evaluated directly and a
     plain HTML page is written instead.
     """
@@ -432,6 +433,7 @@ def check_dataset(
             _previous_rows(history, period, delivery_id),
             history_mix,
             history_values,
+            month_rows,
         )
     except Exception:  # odd input: judge nothing rather than stop the pipeline
         log.exception("dataset checks could not be prepared for %s", delivery_id)
@@ -492,7 +494,8 @@ def _breaches(
     for check in checks:
         if check.check != "volume" or not failed(check):
             continue
-        rows, median = profile.rows_delivered, check.before
+        rows, median = int(check.value), check.before
+        what = "This month's parts have" if check.label == MONTH_OF_PARTS else "This delivery has"
         share = rows / median if median else 0.0
         direction = "fewer" if rows <= check.low else "more"
         found.append(
@@ -503,7 +506,7 @@ def _breaches(
                 severity="major",
                 action="delivery published",
                 failing_rows=0,
-                detail=f"This delivery has {rows:,} rows, {share:.0%} of the usual "
+                detail=f"{what} {rows:,} rows, {share:.0%} of the usual "
                 f"{median:,.0f} (the median of the previous published deliveries); "
                 f"the expected range is more than {check.low:,.0f} and at most "
                 f"{check.high:,.0f} rows. "

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import PurePosixPath
 
+from pipelines.publishing import part_name
 from pipelines.register import Breach
 from schemas.contract import Contract
 from schemas.row_checks import BOOLEAN_TEXT, PERIOD_MONTHS, RowRule
@@ -352,6 +353,30 @@ def nothing_usable_breach(
 # -- a second file for a month agreed as one ------------------------------------------------
 
 
+def _part_restated(contract: Contract, period: str, delivery: dict, rows: int, old: dict) -> Breach:
+    """A part of a month re-sent under the same name: it replaces the earlier part."""
+    before = old.get("rows_delivered") or 0
+    fewer = before > 0 and rows <= FAR_FEWER * before
+    state = "published" if old["event"] == "published" else "awaiting publication"
+    return Breach(
+        **_common(contract, period, delivery["delivery_id"], rows),
+        rule=RESTATED,
+        clause=f"{contract.path.name}: customProperties.deliverySchedule.filesPerPeriod",
+        failing_rows=0,
+        severity="major" if fewer else "minor",
+        action="delivery published",
+        detail=f"{_file(delivery)} ({rows:,} rows) replaces the part of {period} sent "
+        f"earlier under the same name ({before:,} rows, {state}); the month's other parts "
+        "stay published beside it."
+        + (
+            f" It carries far fewer rows ({rows / before:.0%} of the part it replaces): if "
+            "it is incomplete, send the whole part again."
+            if fewer
+            else ""
+        ),
+    )
+
+
 def _file(delivery: dict) -> str:
     """The file's name in its period's folder (the detail names the period)."""
     source = delivery.get("source_path")
@@ -369,15 +394,18 @@ def replacement_breach(
     rows: int,
     others: Sequence[dict],
 ) -> Breach | None:
-    """For a contract agreeing one file per period: a breach naming both files and both row
-    counts when this validated delivery will replace another readable one of the month.
+    """A breach naming both files and both row counts when this validated delivery will
+    replace another readable one of the month.
 
-    `others`: the month's other deliveries that are validated (awaiting publication: sent
-    together, a major `delivery.multiple_files`) or published (a restatement, a minor
-    `delivery.restated`, or major when it carries far fewer rows than the month it replaces).
+    `others`: the month's other deliveries that are validated (awaiting publication) or
+    published. For a contract agreeing one file per period, one sent together with this one
+    (validated) is a major `delivery.multiple_files`; a published one is restated, a minor
+    `delivery.restated`, or major when this one carries far fewer rows than the month it
+    replaces. For a month in parts, only a part of the same file name is replaced.
     """
-    if contract.schedule.files_per_period != "one":
-        return None
+    if contract.schedule.files_per_period == "parts":
+        same = [o for o in others if part_name(o) == part_name(delivery)]
+        return _part_restated(contract, period, delivery, rows, same[-1]) if same else None
     waiting = [o for o in others if o["event"] == "validated"]
     shown = [o for o in others if o["event"] == "published"]
     if not waiting and not shown:

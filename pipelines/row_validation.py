@@ -63,7 +63,7 @@ from pipelines.month_checks import (
     replacement_breach,
 )
 from pipelines.pseudonymise import pseudonymise
-from pipelines.publishing import published
+from pipelines.publishing import part_name, published
 from pipelines.register import Breach, DeliveryEvent, Register
 from pipelines.wide_layout import curated_long, value_columns, value_rule
 from schemas.contract import Column, Contract
@@ -823,6 +823,7 @@ def validate_pending(
                 _published_history(register, contract.name, period),
                 lake,
                 *_history_mix(lake, register, contract.name, period),
+                month_rows=_month_rows(contract, register, period, delivery, outcome),
             )
             outcome.breaches += dataset_breaches
             named = file_name_breach(
@@ -905,6 +906,24 @@ def _held(breaches: list[Breach]) -> list[Breach]:
     for breach in breaches:
         breach.action = HELD if breach.severity == "critical" else HELD_TOO
     return breaches
+
+
+def _month_rows(
+    contract: Contract,
+    register: Register,
+    period: str,
+    delivery: dict,
+    outcome: ValidationOutcome,
+) -> int | None:
+    """For a month in parts: the rows of this part and of the other parts standing with it
+    (the volume check judges the month as a whole); None for a month sent as one file."""
+    if contract.schedule.files_per_period != "parts":
+        return None
+    others = _readable_others(register, contract.name, period, delivery["delivery_id"])
+    mine = part_name(delivery)
+    return outcome.rows_delivered + sum(
+        d.get("rows_delivered") or 0 for d in others if part_name(d) != mine
+    )
 
 
 def _readable_others(register: Register, contract: str, period: str, delivery_id: str):

@@ -304,6 +304,61 @@ def test_half_the_usual_month_is_outside_the_volume_band(stop_and_search, tmp_pa
     assert not [b for b in breaches if b.rule == "dataset.volume"]
 
 
+def test_a_month_in_parts_publishes_every_part(tmp_path):
+    # street_crime agrees a month in parts: the Met's file and the City of London's.
+    met = REAL_DATA / "street_crime" / "2023-01-metropolitan-street-burglary-only.csv"
+    city = REAL_DATA / "street_crime" / "2023-01-city-of-london-street.csv"
+    engine = Engine(tmp_path, "street_crime")
+    assert engine.contract.schedule.files_per_period == "parts"
+    engine.put("2023-01", met.name, met.read_bytes())
+    engine.put("2023-01", city.name, city.read_bytes())
+    verdicts = engine.process("2023-01")
+    assert [v.status for v in verdicts] == ["validated", "validated"]
+    assert set(engine.status("2023-01").values()) == {"published"}
+    for v in verdicts:
+        rules = {b["rule"] for b in engine.breaches(v.delivery_id)}
+        assert not rules & {MULTIPLE_FILES, RESTATED}
+
+    def curated() -> dict[str, int]:
+        path = tmp_path / "w.duckdb"
+        build_warehouse(engine.lake, {"street_crime": engine.contract}, path)
+        with duckdb.connect(str(path), read_only=True) as con:
+            return dict(
+                con.execute(
+                    "SELECT d.source_path, count(*) FROM curated.street_crime c "
+                    "JOIN governance.deliveries d ON d.delivery_id = c._delivery_id GROUP BY 1"
+                ).fetchall()
+            )
+
+    published_rows = {
+        d["source_path"]: d["rows_curated"]
+        for d in engine.register.deliveries("street_crime").values()
+    }
+    assert curated() == published_rows
+    assert len(published_rows) == 2
+
+    # The City of London part re-sent under the same name with a third of its rows: it
+    # replaces that part only (far fewer rows: major), and the Met's rows stay published.
+    header, rows = split_rows(city.read_text(encoding="utf-8"))
+    engine.put("2023-01", city.name, header + "".join(rows[: len(rows) // 3]))
+    (verdict,) = engine.process("2023-01")
+    (breach,) = [b for b in engine.breaches(verdict.delivery_id) if b["rule"] == RESTATED]
+    assert breach["severity"] == "major"
+    assert f"({len(rows) // 3:,} rows) replaces the part of 2023-01" in breach["detail"]
+    assert f"({len(rows):,} rows, published)" in breach["detail"]
+    statuses = sorted(
+        (d["event"], d["rows_delivered"])
+        for d in engine.register.deliveries("street_crime").values()
+    )
+    assert [s for s, _ in statuses] == ["published", "published", "superseded"]
+    now = curated()
+    assert (
+        now[f"street_crime/2023-01/{met.name}"]
+        == published_rows[f"street_crime/2023-01/{met.name}"]
+    )
+    assert now[f"street_crime/2023-01/{city.name}"] == verdict.outcome.rows_curated
+
+
 # -- item 4: a stale borough crime release ----------------------------------------------------
 
 
