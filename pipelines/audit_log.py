@@ -1,8 +1,9 @@
 """Exports out of the pipeline (notices to the force) are recorded for the audit log.
 
 The audit log itself (`governance.audit_log` in the warehouse) is a view over every
-event store in the lake: collections and publications, breach-status changes, erasures
-and these exports, each with when, by whom (a run or a person) and why.
+event store in the lake: collections and publications, breach-status changes (a lead's, and
+a breach superseded on its own when its month was re-sent and published), erasures and
+these exports, each with when, by whom (a run or a person), for which period, and why.
 """
 
 from __future__ import annotations
@@ -34,8 +35,11 @@ SELECT event_at AS at,
        contract, period, delivery_id AS subject, coalesce(reason, '') AS why
 FROM governance.delivery_events
 UNION ALL
-SELECT event_at, 'breach ' || status, actor, contract, NULL, breach_id, note
-FROM governance.breach_events
+SELECT event_at,
+       CASE WHEN status = 'open' THEN 'breach reopened' ELSE 'breach ' || status END,
+       actor, contract, period, breach_id, note
+FROM governance.breach_history
+WHERE step <> 'raised'
 UNION ALL
 SELECT erased_at, 'erasure', erased_by, contract, period, path, clause
 FROM governance.erasures

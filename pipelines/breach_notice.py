@@ -36,7 +36,7 @@ ASK = {
     "rows quarantined": "Correct these rows at source and re-send the month as a whole.",
     "rows kept": "Correct these rows at source; the rows were published as sent.",
     "delivery rejected": "Re-send the month in the agreed layout.",
-    "delivery held": "Re-send the month with a file and manifest that agree.",
+    "delivery held": "Correct this at source and re-send the month as a whole.",
     "columns withheld": "Stop sending these columns: the agreement does not cover them.",
     "delivery published": "Improve this from the next delivery.",
     "delivery chased": "Send the month's file, or tell us when it will come.",
@@ -74,7 +74,60 @@ OUTCOME = {
     "validated": "checked, not yet published",
     "received": "received, not yet checked",
 }
-CLOSED = ("resolved", "waived")
+CLOSED = ("resolved", "waived", "superseded")
+WHOLE_DELIVERY = {
+    "held": "the delivery was held back; nothing from it was published",
+    "rejected": "the file was not read; nothing from it was published",
+}
+
+
+def _later(entry: dict) -> str:
+    """The later published delivery of the breach's month, in words."""
+    name = entry.get("later_delivery_path") or f"delivery {entry['later_delivery_id'][:12]}"
+    return f"{name}, published on {date_words(entry['later_published_at'])}"
+
+
+def what_we_did(entry: dict) -> str:
+    """What really happened to the breach's delivery, from its status now (a row of
+    `governance.breach_register`), whatever action was recorded when it was validated:
+    the action of a held-back delivery's minor breach once read "delivery published"."""
+    status = entry.get("delivery_status")
+    later = bool(entry.get("later_delivery_id"))
+    if entry.get("delivery_id") is None:  # a breach of the schedule: no delivery of its own
+        if later:
+            return f"the month was recorded as late; its file came later: {_later(entry)}"
+        return DID["delivery chased"]
+    if status in WHOLE_DELIVERY:
+        did = WHOLE_DELIVERY[status]
+    elif status == "superseded":
+        did = (
+            f"{DID.get(entry['action'], entry['action'])}, until the delivery was replaced"
+            if entry.get("delivery_published_at")
+            else "the delivery was not published: a later file of the month was"
+        )
+        did += "; nothing from it is published now"
+    elif status == "validated":
+        did = "the delivery was checked and waits to be published"
+    elif status == "received":
+        did = "the delivery was received and is not checked yet"
+    else:
+        did = DID.get(entry["action"], entry["action"])
+    if later and status in ("held", "rejected", "superseded"):
+        did += f". The month was re-sent: {_later(entry)}"
+    return did
+
+
+def what_we_ask(entry: dict) -> str:
+    """What the force is asked to do about the breach, from what happened to its delivery."""
+    if entry.get("delivery_id") is None and entry.get("later_delivery_id"):
+        return "Send each month by its due date."
+    if entry.get("delivery_status") == "held" and entry.get("rule") == "file.manifest":
+        return "Re-send the month with a file and manifest that agree."
+    action = {"held": "delivery held", "rejected": "delivery rejected"}.get(
+        entry.get("delivery_status"), entry["action"]
+    )
+    return ASK.get(action, "Please correct this at source.")
+
 
 CSS = """
 body { font: 15px/1.5 Georgia, 'Times New Roman', serif; color: #1a1a1a; max-width: 46em;
@@ -269,13 +322,13 @@ def build_letter(
                     ("Found", e["detail"]),
                     ("Rows affected", _affected(e)),
                     ("Row numbers in the file", _rows(e)),
-                    ("What we did", DID.get(e["action"], e["action"])),
+                    ("What we did", what_we_did(e)),
                     (
                         "Seen before",
                         _seen_before(earlier.get(e["rule"], []), contract.schedule.period),
                     ),
                     ("Status", _status(e)),
-                    ("What we ask", ASK.get(e["action"], "Please correct this at source.")),
+                    ("What we ask", what_we_ask(e)),
                 ],
             )
         )
@@ -366,8 +419,9 @@ def notice_from_warehouse(
 ) -> Notice:
     """The notice for one contract and period, from `governance` in the warehouse.
 
-    Every open breach of the period is in it: those of the deliveries that stand (not of
-    one superseded since) and those of the schedule (a late or missing month). Raises
+    Every open breach of the period is in it: those of its deliveries (a breach of one
+    replaced by a published re-send is superseded, not open) and those of the schedule (a
+    late or missing month). Raises
     NothingToSend when nothing was delivered and no breach is open.
     """
     today = today or datetime.now().date()
@@ -378,8 +432,9 @@ def notice_from_warehouse(
         "ORDER BY received_at",
         [contract.name, period],
     )
-    standing = {d["delivery_id"] for d in deliveries if d["status"] != "superseded"}
     order = {"critical": 0, "major": 1, "minor": 2}
+    # Every breach of the month still open: those of a delivery replaced by a published
+    # re-send are superseded (governance_views), and closed like resolved ones.
     entries = [
         e
         for e in _dicts(
@@ -388,7 +443,7 @@ def notice_from_warehouse(
             "ORDER BY raised_at, rule",
             [contract.name, period],
         )
-        if e["status"] not in CLOSED and (e["delivery_id"] is None or e["delivery_id"] in standing)
+        if e["status"] not in CLOSED
     ]
     entries.sort(key=lambda e: order.get(e["severity"], 3))
     if not deliveries and not entries:

@@ -2,7 +2,9 @@
 
 Each breach (one rule broken by one delivery) has a lifecycle: open, notified (sent to
 the force), acknowledged, then resolved or waived. Every step is an immutable event in the
-lake with who, when and a note; the history is kept, never overwritten.
+lake with who, when and a note; the history is kept, never overwritten. A breach of a
+delivery that the force replaced with a published re-send becomes superseded on its own
+(derived when read, see pipelines/governance_views.py); a lead may reopen it.
 """
 
 from __future__ import annotations
@@ -12,19 +14,24 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
+import duckdb
 import pyarrow as pa
 
+from pipelines.governance_views import clause_table, in_memory
 from pipelines.lake import Lake
-from pipelines.register import Register
+from pipelines.register import DELIVERY_EVENT_SCHEMA, Register
+from schemas.contract import load_contracts
 
-STATUSES = ("open", "notified", "acknowledged", "resolved", "waived")
+# `superseded` is never set by a lead: a breach becomes superseded on its own when its
+# delivery is replaced by a published re-send of the month (pipelines/governance_views.py).
+STATUSES = ("open", "notified", "acknowledged", "resolved", "waived", "superseded")
 # action -> (statuses it may start from, status it leads to)
 TRANSITIONS = {
     "notify": (("open",), "notified"),
     "ack": (("open", "notified"), "acknowledged"),
     "resolve": (("open", "notified", "acknowledged"), "resolved"),
     "waive": (("open", "notified", "acknowledged"), "waived"),
-    "reopen": (("resolved", "waived"), "open"),
+    "reopen": (("resolved", "waived", "superseded"), "open"),
 }
 
 BREACH_EVENT_SCHEMA = pa.schema(
@@ -60,12 +67,11 @@ class BreachRegister:
         self.lake = lake
         self.register = Register(lake)
 
-    def _events(self) -> list[dict]:
+    def _event_table(self) -> pa.Table:
         files = self.lake.glob("governance/breach_events/contract=*/*.parquet")
         if not files:
-            return []
-        rows = self.lake.read_all(files, BREACH_EVENT_SCHEMA)
-        return sorted(rows.to_pylist(), key=lambda r: r["event_at"])
+            return BREACH_EVENT_SCHEMA.empty_table()
+        return self.lake.read_all(files, BREACH_EVENT_SCHEMA)
 
     def entries(
         self,
@@ -74,29 +80,24 @@ class BreachRegister:
         severity: str | None = None,
         status: str | None = None,
     ) -> list[dict]:
-        """Every breach with its status, history, recurrence and delivery status, filtered."""
-        breaches = self.register.breaches()
-        history: dict[str, list[dict]] = defaultdict(list)
-        for event in self._events():
-            history[event["breach_id"]].append(event)
-        deliveries = self.register.deliveries()
-        # Recurrence: in how many periods the same rule was broken, up to this one.
-        periods_by_rule: dict[tuple[str, str], set[str]] = defaultdict(set)
-        for b in breaches:
-            periods_by_rule[(b["contract"], b["rule"])].add(b["period"])
+        """Every breach with its status, history, recurrence, clause and what became of its
+        delivery, filtered: the rows of `governance.breach_register`, read from the lake
+        through the same views (so the CLI and the warehouse never disagree)."""
+        delivery_events = pa.Table.from_pylist(self.register.events(), DELIVERY_EVENT_SCHEMA)
+        con = in_memory(
+            self.register.breach_table(),
+            self._event_table(),
+            delivery_events,
+            clause_table(load_contracts()),
+        )
+        with con:
+            history: dict[str, list[dict]] = defaultdict(list)
+            for event in _dicts(con, "SELECT * FROM governance.breach_history ORDER BY event_at"):
+                history[event["breach_id"]].append(event)
+            rows = _dicts(con, "SELECT * FROM governance.breach_register")
         out = []
-        for b in breaches:
-            events = history.get(b["breach_id"], [])
-            entry = {
-                **b,
-                "status": events[-1]["status"] if events else "open",
-                "history": events,
-                "recurrence": sum(
-                    1 for p in periods_by_rule[(b["contract"], b["rule"])] if p <= b["period"]
-                ),
-                "delivery_status": deliveries.get(b["delivery_id"], {}).get("event", "unknown"),
-                "source_path": deliveries.get(b["delivery_id"], {}).get("source_path"),
-            }
+        for row in rows:
+            entry = {**row, "history": history.get(row["breach_id"], [])}
             if contract and entry["contract"] != contract:
                 continue
             if period and entry["period"] != period:
@@ -107,7 +108,10 @@ class BreachRegister:
                 continue
             out.append(entry)
         order = {s: i for i, s in enumerate(("critical", "major", "minor"))}
-        return sorted(out, key=lambda e: (e["contract"], e["period"], order[e["severity"]]))
+        return sorted(
+            out,
+            key=lambda e: (e["contract"], e["period"], order[e["severity"]], e["raised_at"]),
+        )
 
     def get(self, breach_id: str) -> dict:
         matches = [e for e in self.entries() if e["breach_id"].startswith(breach_id)]
@@ -136,3 +140,9 @@ class BreachRegister:
         key = f"governance/breach_events/contract={event.contract}/{name}"
         self.lake.write_table(key, pa.Table.from_pylist([asdict(event)], BREACH_EVENT_SCHEMA))
         return self.get(entry["breach_id"])
+
+
+def _dicts(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict]:
+    cursor = con.execute(sql)
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

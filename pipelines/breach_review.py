@@ -26,9 +26,11 @@ from pipelines.breach_notice import (
     NothingToSend,
     notice_from_warehouse,
     notice_stem,
+    what_we_did,
     write_notice,
 )
 from pipelines.breach_register import TRANSITIONS
+from pipelines.governance_views import OPEN_STATUSES
 from pipelines.settings import Settings
 from pipelines.warehouse import connect
 from schemas.contract import load_contracts
@@ -36,7 +38,7 @@ from schemas.contract_page import agreement_title, contract_document
 from schemas.period_words import date_words, period_words, time_words
 
 SEVERITY_ORDER = ("critical", "major", "minor")
-OPEN = ("open", "notified", "acknowledged")
+OPEN = OPEN_STATUSES  # superseded, resolved and waived are closed
 NOTICES_FOLDER = "notices"  # beside the page: links work from the file alone
 
 CSS = """
@@ -76,13 +78,19 @@ class ReviewWritten:
     """What `write_review` wrote."""
 
     page: Path
-    notices: list[Path]
+    notices: list[Path]  # each letter twice: HTML and Markdown
     open_breaches: int
+
+    @property
+    def letters(self) -> int:
+        """Notices written: one letter per contract-month, whatever its formats."""
+        return len({path.with_suffix("") for path in self.notices})
 
     def text(self) -> str:
         return (
             f"Breach review: {self.page}\n"
-            f"  {self.open_breaches:,} open breach(es); {len(self.notices)} notice draft(s) "
+            f"  {self.open_breaches:,} open breach(es); {self.letters:,} notice letter(s) "
+            f"(one per contract-month with an open breach, each as HTML and Markdown) "
             f"beside it in {self.page.parent / NOTICES_FOLDER}"
         )
 
@@ -99,7 +107,7 @@ def read_register(con: duckdb.DuckDBPyConnection) -> dict[str, list[dict]]:
         "breaches": _dicts(
             con, "SELECT * FROM governance.breach_register ORDER BY contract, period, rule"
         ),
-        "events": _dicts(con, "SELECT * FROM governance.breach_events ORDER BY event_at"),
+        "events": _dicts(con, "SELECT * FROM governance.breach_history ORDER BY event_at"),
         "exports": _dicts(con, "SELECT * FROM governance.exports ORDER BY exported_at DESC"),
     }
 
@@ -180,6 +188,7 @@ def render_review(
     for event in data["events"]:
         history[event["breach_id"]].append(event)
     by_severity = {s: sum(b["severity"] == s for b in open_) for s in SEVERITY_ORDER}
+    superseded = sum(b["status"] == "superseded" for b in breaches)
 
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
@@ -200,6 +209,14 @@ def render_review(
         *(f"<div class={s}><strong>{by_severity[s]:,}</strong>{s}</div>" for s in SEVERITY_ORDER),
         f"<div><strong>{len({b['contract'] for b in open_}):,}</strong>contracts</div>",
         "</div>",
+        (
+            f"<p class=note id=superseded-count>{superseded:,} more breach(es) closed on their "
+            "own as superseded: the force re-sent the month and the re-send was published. "
+            "Their history is kept (<code>datashare breaches list --status superseded</code>)."
+            "</p>"
+            if superseded
+            else ""
+        ),
         f"<figure>{_chart(breaches, titles)}</figure>",
     ]
 
@@ -215,8 +232,13 @@ def render_review(
         link = notices.get((b["contract"], b["period"]))
         notice = f"<a href='{_e(link)}'>notice</a>" if link else "—"
         steps = "".join(
-            f"<li>{_e(time_words(ev['event_at']))}: {_e(ev['status'])} by {_e(ev['actor'])}"
-            + (f" ({_e(ev['note'])})" if ev["note"] else "")
+            f"<li>{_e(time_words(ev['event_at']))}: "
+            + (
+                f"raised by {_e(ev['actor'])}"
+                if ev["step"] == "raised"
+                else f"{_e(ev['status'])} by {_e(ev['actor'])}"
+                + (f" ({_e(ev['note'])})" if ev["note"] else "")
+            )
             + "</li>"
             for ev in history.get(b["breach_id"], [])
         )
@@ -226,10 +248,10 @@ def render_review(
             f"<td class='{_e(b['severity'])}'>{_e(b['severity'])}</td>"
             f"<td>{_e(titles.get(b['contract'], b['contract']))}</td><td>{_e(when(b))}</td>"
             f"<td><code>{_e(b['breach_id'])}</code><br>{_e(b['rule'])}</td>"
-            f"<td>{_e(b['detail'])}</td><td class=n>{age:,} days</td>"
+            f"<td>{_e(b['detail'])}<br><span class=note>What we did: "
+            f"{_e(what_we_did(b))}.</span></td><td class=n>{age:,} days</td>"
             f"<td class=n>{b['recurrence']:,} period(s)</td>"
-            f"<td>{_e(b['status'])}<ol class=history>"
-            f"<li>{_e(time_words(b['raised_at']))}: raised by validation</li>{steps}</ol>"
+            f"<td>{_e(b['status'])}<ol class=history>{steps}</ol>"
             f"</td><td>{notice}</td></tr>"
             f"<tr class=commands><td></td><td colspan=8>To act on it: {commands}</td></tr>"
         )
@@ -254,11 +276,13 @@ def render_review(
         "<p class=note>Rules broken in more than one period: the same fault coming back is "
         "for the provider to fix at source.</p>",
         "<table id=recurring-rules><tr><th>Contract</th><th>Rule</th><th>Periods</th>"
-        "<th>In</th><th>Open now</th></tr>",
+        "<th>In</th><th>Periods still open</th></tr>",
     ]
     for (contract, rule), rows in recurring:
         months = sorted({r["period"] for r in rows})
-        still = sum(r["status"] in OPEN for r in rows)
+        # Periods, like the column beside it: a month with two breaches of the rule (a
+        # file and its re-send) is one period, open while either breach is.
+        still = len({r["period"] for r in rows if r["status"] in OPEN})
         named = ", ".join(period_words(m, schedule.get(contract, "monthly")) for m in months)
         parts.append(
             f"<tr><td>{_e(titles.get(contract, contract))}</td><td>{_e(rule)}</td>"

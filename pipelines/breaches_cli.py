@@ -13,7 +13,12 @@ from datetime import datetime
 from pathlib import Path
 
 from pipelines.audit_log import record_export
-from pipelines.breach_notice import NothingToSend, notice_from_warehouse, write_notice
+from pipelines.breach_notice import (
+    NothingToSend,
+    notice_from_warehouse,
+    what_we_did,
+    write_notice,
+)
 from pipelines.breach_register import STATUSES, BreachChangeError, BreachRegister
 from pipelines.lake import Lake, open_lake
 from pipelines.settings import Settings
@@ -22,16 +27,22 @@ from schemas.contract import load_contracts
 
 # The listing's columns, in order; the detail (the longest, and whole in `show`) is the
 # one cut to fit a terminal.
-LIST_COLUMNS = ("breach_id", "contract", "period", "severity", "status", "rule",
-                "failing_rows", "recurrence", "detail")  # fmt: skip
-LIST_HEADINGS = {"failing_rows": "rows failing", "recurrence": "periods"}
+LIST_COLUMNS = ("breach_id", "contract", "period", "severity", "status", "clause_number",
+                "rule", "failing_rows", "recurrence", "detail")  # fmt: skip
+LIST_HEADINGS = {"failing_rows": "rows failing", "recurrence": "periods",
+                 "clause_number": "clause"}  # fmt: skip
 SHRINKABLE = ("detail", "rule", "contract")  # cut in this order, down to their minimum
 MINIMUM = {"detail": 24, "rule": 16, "contract": 10}
 # What csv and json give: every field of a breach but its history (json has that too).
+# clause_number is the clause as `datashare contracts show` numbers it (and notices cite
+# it); clause_location is where the contract file states the rule. what_we_did is what
+# became of the delivery, from its status now (as the notice says it).
 EXPORT_FIELDS = ("breach_id", "contract", "contract_version", "period", "delivery_id",
-                 "source_path", "delivery_status", "rule", "clause", "severity", "action",
-                 "status", "failing_rows", "rows_checked", "failing_share", "sample_rows",
-                 "recurrence", "raised_at", "detail")  # fmt: skip
+                 "source_path", "delivery_status", "rule", "clause_number", "clause_title",
+                 "clause_location", "severity", "action", "what_we_did", "status",
+                 "updated_at", "failing_rows", "rows_checked", "failing_share", "sample_rows",
+                 "recurrence", "raised_at", "later_delivery_id", "later_delivery_path",
+                 "later_published_at", "detail")  # fmt: skip
 
 
 def _cell(value: object) -> str:
@@ -86,7 +97,13 @@ def _plain(value: object) -> object:
     return value
 
 
+def _exported(entry: dict) -> dict:
+    """A register entry with the fields only exports name."""
+    return {**entry, "clause_location": entry.get("clause"), "what_we_did": what_we_did(entry)}
+
+
 def _print_listing(rows: list[dict], fmt: str) -> None:
+    rows = [_exported(r) for r in rows]
     if fmt == "json":
         fields = (*EXPORT_FIELDS, "history")
         print(json.dumps([{f: _plain(r.get(f)) for f in fields} for r in rows], indent=2))
@@ -160,19 +177,32 @@ def run_breaches_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _show(entry: dict) -> None:
+    entry = _exported(entry)
+    clause = entry.get("clause_number")
+    shown = {
+        **entry,
+        "clause": f"{clause} ({entry.get('clause_title')})" if clause else None,
+        "delivery_status": entry.get("delivery_status") or "none (a breach of the schedule)",
+    }
     fields = [
         "breach_id", "status", "contract", "contract_version", "period", "delivery_id",
-        "source_path", "delivery_status", "rule", "clause", "severity", "action",
-        "failing_rows", "rows_checked", "recurrence", "sample_rows", "detail",
+        "source_path", "delivery_status", "rule", "clause", "clause_location", "severity",
+        "action", "what_we_did", "failing_rows", "rows_checked", "recurrence", "sample_rows",
+        "detail",
     ]  # fmt: skip
     for name in fields:
-        print(f"{name:>16}: {entry.get(name)}")
+        print(f"{name:>16}: {shown.get(name)}")
+    # The same steps `--format json` gives as `history`, the raising first.
     print("         history:")
-    print(f"{'':>18}{entry['raised_at']:%Y-%m-%d %H:%M} open (raised by validation)")
     for event in entry["history"]:
         print(
-            f"{'':>18}{event['event_at']:%Y-%m-%d %H:%M} {event['status']} by {event['actor']}"
-            + (f": {event['note']}" if event["note"] else "")
+            f"{'':>18}{event['event_at']:%Y-%m-%d %H:%M} "
+            + (
+                f"open (raised by {event['actor']})"
+                if event["step"] == "raised"
+                else f"{event['status']} by {event['actor']}"
+                + (f": {event['note']}" if event["note"] else "")
+            )
         )
 
 

@@ -115,8 +115,10 @@ class Breach:
         return "B-" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
     @property
-    def failing_share(self) -> float:
-        return self.failing_rows / self.rows_checked if self.rows_checked else 1.0
+    def failing_share(self) -> float | None:
+        """The share of checked rows that failed; None when no row was checked (a breach
+        of the delivery as a whole: unreadable, late, held back by its manifest)."""
+        return self.failing_rows / self.rows_checked if self.rows_checked else None
 
 
 class Register:
@@ -230,11 +232,21 @@ class Register:
             if e["source_path"]
         }
 
-    def breaches(self, contract: str | None = None) -> list[dict]:
+    def breach_table(self, contract: str | None = None) -> pa.Table:
+        """Every breach record (of `contract`, if given) as written."""
         files = self.lake.glob(f"governance/breaches/contract={contract or '*'}/*/*.parquet")
         if not files:
-            return []
-        return self.lake.read_all(files, BREACH_SCHEMA).to_pylist()
+            return BREACH_SCHEMA.empty_table()
+        return self.lake.read_all(files, BREACH_SCHEMA)
+
+    def breaches(self, contract: str | None = None) -> list[dict]:
+        """Every breach (of `contract`, if given). Records written before failing_share was
+        left empty for a breach with no rows checked read 1.0 there: read as None."""
+        rows = self.breach_table(contract).to_pylist()
+        for row in rows:
+            if not row["rows_checked"]:
+                row["failing_share"] = None
+        return rows
 
 
 # Event files never change once written: each has a name of its own (or is written once

@@ -21,6 +21,13 @@ import pyarrow as pa
 
 from pipelines.audit_log import AUDIT_LOG_SQL, EXPORT_SCHEMA
 from pipelines.breach_register import BREACH_EVENT_SCHEMA
+from pipelines.governance_views import (
+    BREACH_COMMENTS,
+    DELIVERIES_SQL,
+    DELIVERY_COMMENTS,
+    clause_table,
+    create_breach_views,
+)
 from pipelines.lake import Lake
 from pipelines.object_store import let_duckdb_read_s3
 from pipelines.register import BREACH_SCHEMA, DELIVERY_EVENT_SCHEMA
@@ -119,7 +126,7 @@ def curated_comment(contract: Contract) -> str:
 
 
 # The catalog objects a delivery's publication can add files under.
-_PUBLISHED_INTO = ("governance.delivery_events", "governance.breaches",
+_PUBLISHED_INTO = ("governance.delivery_events", "governance.breach_records",
                    "governance.quarantine_history")  # fmt: skip
 
 
@@ -229,7 +236,7 @@ def build_warehouse(lake: Lake, contracts: dict[str, Contract], path: Path) -> P
                 for col, text in LINEAGE_COMMENTS.items():
                     _comment(con, target, text, col)
             _oversight(con, lake)
-            _governance(con, lake)
+            _governance(con, lake, contracts)
             con.execute("COMMIT")
             con.execute("CHECKPOINT")
         finally:
@@ -259,7 +266,7 @@ def _oversight(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
                 _comment(con, name, text, key.removeprefix("comment:"))
 
 
-def _governance(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
+def _governance(con: duckdb.DuckDBPyConnection, lake: Lake, contracts: dict[str, Contract]) -> None:
     from pipelines.row_validation import QUARANTINE_SCHEMA
 
     _source(
@@ -271,31 +278,9 @@ def _governance(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
         distinct=True,
     )
     _comment(con, "governance.delivery_events", "Every event in every delivery's history.")
-    con.execute(
-        """
-        CREATE VIEW governance.deliveries AS
-        SELECT contract, period, delivery_id,
-               arg_max(event, event_at) AS status,
-               min(event_at) AS received_at,
-               max(event_at) AS updated_at,
-               arg_min(source_path, event_at) FILTER (WHERE source_path IS NOT NULL) AS source_path,
-               max(source_size) AS source_size,
-               max(file_format) AS file_format,
-               max(landing_path) AS landing_path,
-               max(rows_delivered) AS rows_delivered,
-               max(rows_curated) AS rows_curated,
-               max(rows_quarantined) AS rows_quarantined,
-               arg_max(reason, event_at) FILTER (WHERE reason IS NOT NULL) AS reason
-        FROM governance.delivery_events
-        WHERE event <> 'duplicate'
-        GROUP BY ALL
-        UNION ALL
-        SELECT contract, period, delivery_id, 'duplicate', event_at, event_at,
-               source_path, source_size, NULL, NULL, NULL, NULL, NULL, reason
-        FROM governance.delivery_events
-        WHERE event = 'duplicate'
-        """
-    )
+    con.execute(DELIVERIES_SQL)
+    for column, text in DELIVERY_COMMENTS.items():
+        _comment(con, "governance.deliveries", text, column)
     _comment(
         con,
         "governance.deliveries",
@@ -303,12 +288,21 @@ def _governance(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
     )
     _source(
         con,
-        "governance.breaches",
+        "governance.breach_records",
         lake,
         "governance/breaches/contract=*/period=*/*.parquet",
         BREACH_SCHEMA,
     )
-    _comment(con, "governance.breaches", "Each contract rule broken by each delivery.")
+    _comment(con, "governance.breach_records", "The breach files as validation wrote them.")
+    con.register("_clauses", clause_table(contracts))
+    con.execute("CREATE TABLE governance.clauses AS SELECT * FROM _clauses")
+    con.unregister("_clauses")
+    _comment(
+        con,
+        "governance.clauses",
+        "How a rule finds the clause of the agreement page (datashare contracts show) it "
+        "breaks: the first row by rank whose pattern matches (exact, prefix or any).",
+    )
     _source(
         con,
         "governance.breach_events",
@@ -317,22 +311,9 @@ def _governance(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
         BREACH_EVENT_SCHEMA,
     )
     _comment(con, "governance.breach_events", "Each step of each breach's lifecycle.")
-    con.execute(
-        """
-        CREATE VIEW governance.breach_register AS
-        SELECT b.*,
-               coalesce(s.status, 'open') AS status,
-               s.updated_at,
-               count(DISTINCT b.period) OVER (
-                   PARTITION BY b.contract, b.rule ORDER BY b.period
-                   RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS recurrence
-        FROM governance.breaches b
-        LEFT JOIN (
-            SELECT breach_id, arg_max(status, event_at) AS status, max(event_at) AS updated_at
-            FROM governance.breach_events GROUP BY breach_id
-        ) s USING (breach_id)
-        """
-    )
+    create_breach_views(con)
+    for name, text in BREACH_COMMENTS.items():
+        _comment(con, name, text)
     for name, pattern, schema, text in [
         ("erasures", "governance/erasures/contract=*/*.parquet", ERASURE_SCHEMA,
          "Each file erased at the end of its retention period, under which clause."),
@@ -347,12 +328,6 @@ def _governance(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
         "governance.audit_log",
         "Every collection, publication, breach-status change, erasure and export: "
         "when, by which run or person, and why.",
-    )
-    _comment(
-        con,
-        "governance.breach_register",
-        "Breaches with their current status (open, notified, acknowledged, resolved, waived) "
-        "and in how many periods the same rule has been broken so far.",
     )
     _source(
         con,

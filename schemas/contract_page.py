@@ -388,21 +388,34 @@ def rule_clauses(doc: dict[str, Any]) -> dict[str, Clause]:
     return clauses
 
 
+def clause_patterns(doc: dict[str, Any]) -> list[tuple[str, str, Clause]]:
+    """How a rule's name finds its clause: (match, pattern, clause), first match wins.
+
+    `match` is `exact` (the rule's name), `prefix` (names starting with the pattern) or
+    `any`. The warehouse joins breaches to these rows, so that `governance.breaches` and a
+    notice cite the same clause (`clause_for`).
+    """
+    listed = rule_clauses(doc)
+    patterns = [("exact", name, clause) for name, clause in listed.items()]
+    if "dataset.mix" in listed:
+        patterns.append(("prefix", "dataset.mix.", listed["dataset.mix"]))
+    patterns += [("exact", rule, Clause(*SECTIONS[key])) for rule, key in RULE_SECTIONS.items()]
+    # The form of the file: format, encoding, compression, manifest, ...
+    patterns += [("prefix", start, Clause(*SECTIONS["file"])) for start in ("file.", "dropzone.")]
+    patterns.append(("any", "", Clause(*SECTIONS["rules"])))
+    return patterns
+
+
 def clause_for(doc: dict[str, Any], rule: str) -> Clause:
     """The clause of the agreement page a breach of `rule` breaks."""
-    listed = rule_clauses(doc)
-    if rule in listed:
-        return listed[rule]
-    if rule.startswith("dataset.mix.") and "dataset.mix" in listed:
-        return listed["dataset.mix"]
-    if rule in RULE_SECTIONS:
-        key = RULE_SECTIONS[rule]
-    elif rule.startswith(("file.", "dropzone.")):
-        key = "file"  # the form of the file: format, encoding, compression, manifest, ...
-    else:
-        key = "rules"
-    number, title = SECTIONS[key]
-    return Clause(number, title)
+    for match, pattern, clause in clause_patterns(doc):
+        if (
+            (match == "exact" and rule == pattern)
+            or (match == "prefix" and rule.startswith(pattern))
+            or match == "any"
+        ):
+            return clause
+    raise AssertionError("the last pattern matches any rule")
 
 
 @functools.lru_cache(maxsize=32)

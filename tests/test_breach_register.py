@@ -108,7 +108,9 @@ def test_list_columns_are_as_wide_as_their_content_when_piped(seeded, capsys):
     assert main(["breaches", "list", "--contract", "stop_and_search"]) == 0
     out = capsys.readouterr().out
     heading = out.splitlines()[0].split()
-    assert heading[:6] == ["breach_id", "contract", "period", "severity", "status", "rule"]
+    assert heading[:7] == [
+        "breach_id", "contract", "period", "severity", "status", "clause", "rule"
+    ]  # fmt: skip
     assert "rows failing" in out.splitlines()[0]  # a heading is never cut (was `failing_r`)
     assert "self_defined_ethnicity_completeness " in out  # the rule whole
     assert "the agreement allows at most 25%." in out  # the detail whole, into a pipe
@@ -122,8 +124,8 @@ def test_list_fits_a_terminal_by_cutting_the_detail_only(seeded):
     from pipelines.lake import open_lake
 
     rows = BreachRegister(open_lake(seeded[0].lake)).entries()
-    text = table(rows, LIST_COLUMNS, width=150)
-    assert max(len(line) for line in text.splitlines()) <= 150
+    text = table(rows, LIST_COLUMNS, width=160)
+    assert max(len(line) for line in text.splitlines()) <= 160
     assert all(i in text for i in ids.values())  # ids whole
     assert "self_defined_ethnicity_completeness" in text and "…" in text
 
@@ -140,7 +142,9 @@ def test_list_as_csv_and_json_carries_every_field(seeded, capsys):
     assert main(["breaches", "list", "--format", "json", "--status", "resolved"]) == 0
     (resolved,) = json.loads(capsys.readouterr().out)
     assert resolved["breach_id"] == ids["sep_ethnicity"]
-    assert [e["status"] for e in resolved["history"]] == ["notified", "resolved"]
+    # The history `breaches show` prints, the raising first.
+    assert [e["status"] for e in resolved["history"]] == ["open", "notified", "resolved"]
+    assert resolved["history"][0]["actor"] == "validation"
 
 
 @pytest.mark.parametrize(
