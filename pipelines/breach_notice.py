@@ -53,6 +53,11 @@ DID = {
 # Headings for breaches of a clause rather than of a listed rule.
 TITLES = {
     "delivery.late": "Late delivery",
+    "delivery.nothing_usable": "Nothing in the delivery could be published",
+    "delivery.file_name": "The file name names another period",
+    "delivery.multiple_files": "More than one file for the month",
+    "delivery.restated": "The month was sent again",
+    "delivery.periods_carried": "The months the release carries",
     "file.format": "The file is not in an agreed format",
     "file.empty": "The file is empty",
     "file.encoding": "The file is not in the agreed text encoding",

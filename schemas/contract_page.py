@@ -357,11 +357,30 @@ SECTIONS = {
     "rules": ("8", "Rules"),
     "row_rules": ("8.1", "Rules on every row"),
     "delivery_rules": ("8.2", "Rules on the whole delivery"),
-    "contacts": ("9", "Contacts"),
+    "retention": ("9", "Retention"),
+    "contacts": ("10", "Contacts"),
+}
+# Words that say which section a sentence is about: a text that cites "clause 9" while
+# speaking of how long records are kept must mean the Retention section (contract_lint).
+TOPIC_WORDS = {
+    "lawful_basis": ("lawful basis",),
+    "sensitive": ("special-category", "special category", "pseudonymis"),
+    "schedule": ("due by", "due on", "late", "schedule"),
+    "file": ("manifest", "encoding", "file format"),
+    "notices": ("notice", "acknowledg"),
+    "columns": ("column", "header", "layout"),
+    "rules": ("rule",),
+    "retention": ("kept for", "are kept", "is kept", "retain", "retention", "erase"),
+    "contacts": ("contact",),
 }
 # Breaches not of a listed rule, by the clause that states what they break.
 RULE_SECTIONS = {
     "delivery.late": "schedule",
+    "delivery.file_name": "file",  # one file per period, named for it
+    "delivery.multiple_files": "file",
+    "delivery.restated": "file",
+    "delivery.periods_carried": "columns",  # the months a wide release carries
+    "delivery.nothing_usable": "rules",
     "file.columns": "columns",
     "file.header": "columns",
     "file.unagreed_columns": "columns",
@@ -509,7 +528,7 @@ def render_page(doc: dict[str, Any], source: str = "") -> str:
         f"| Delivered as | {_code(table.get('physicalName', '?'))}: {_cell(_file_format(fmt))} |",
         f"| Schedule | {_cell(schedule_sentence(schedule))} |",
         f"| Kept for | {_cell(humanise_duration(agreement.get('retention')))} "
-        f"({_cell(agreement.get('retention'))}). {_cell(agreement.get('retentionClause'))} |",
+        f"({_cell(agreement.get('retention'))}): clause {SECTIONS['retention'][0]} |",
         f"| Published as | {_code('curated.' + str(table.get('name', name)))} |",
         "",
         "The numbers of the sections below are the clauses that notices of breach cite.",
@@ -625,6 +644,14 @@ def render_page(doc: dict[str, Any], source: str = "") -> str:
         ]
         out.append("" if listed else "_None._\n")
 
+    out += [
+        heading("retention"),
+        "",
+        f"Kept for {humanise_duration(agreement.get('retention'))} "
+        f"({_text(agreement.get('retention')) or 'no period agreed'}). "
+        + (_text(agreement.get("retentionClause")) or "_The agreement says no more._"),
+        "",
+    ]
     team = _dict(doc.get("team"))
     members = [m for m in _list(team.get("members")) if isinstance(m, dict)]
     if members:

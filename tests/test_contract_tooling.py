@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -622,3 +623,69 @@ def test_notice_response_days_is_a_whole_number_of_days(tmp_path: Path, base: Do
     del agreement(doc)["noticeResponseDays"]
     warnings = [f for f in lint_file(write(tmp_path, doc)) if f.level == "warning"]
     assert any("no date to reply by" in f.message for f in warnings)
+
+
+# --- clauses and counts a text claims (issue 20 item 10) -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("Clause 9.2, records are kept for six years.",
+         "cites clause 9.2, which the agreement page (datashare contracts show) does not have "
+         "(clause 9 is Retention)"),
+        ("Clause 10: records are kept for six years.",
+         "cites clause 10 (Contacts), but the text is about something else: clause 9 is "
+         "Retention"),
+    ],
+    ids=["no such clause", "the wrong clause"],
+)  # fmt: skip
+def test_lint_checks_each_clause_a_text_cites(
+    tmp_path: Path, base: Doc, text: str, message: str
+) -> None:
+    doc = copy.deepcopy(base)
+    agreement(doc)["retentionClause"] = text
+    found = errors(tmp_path, doc)
+    assert [(f.path, f.message) for f in found] == [
+        ("customProperties[0].value.retentionClause", message)
+    ]
+    agreement(doc)["retentionClause"] = "Clause 9: records are kept for six years."
+    assert errors(tmp_path, doc) == []
+    # Anywhere in the contract: a column's description citing a rule on the page.
+    prop(doc, "type")["description"] = "As clause 8.1.99 sets out."
+    (finding,) = errors(tmp_path, doc)
+    assert "cites clause 8.1.99" in finding.message
+    prop(doc, "type")["description"] = "The search type, checked under clause 8.1.2."
+    assert errors(tmp_path, doc) == []
+
+
+def test_lint_checks_a_count_in_a_description_against_the_listed_values(
+    tmp_path: Path, base: Doc
+) -> None:
+    doc = copy.deepcopy(base)
+    prop(doc, "officer_defined_ethnicity")["description"] = "As perceived (5 groups)."
+    (finding,) = errors(tmp_path, doc)
+    assert finding.path == "schema[0].properties[9].description"
+    assert finding.message == (
+        "says (5 groups), but the column agrees 4 values: White, Black, Asian, Other"
+    )
+    # Values named apart in the description are not counted in the groups.
+    rule = prop(doc, "officer_defined_ethnicity")["quality"][0]
+    rule["arguments"]["validValues"].append("Not stated")
+    prop(doc, "officer_defined_ethnicity")["description"] = (
+        'As perceived (4 groups), or "Not stated".'
+    )
+    assert errors(tmp_path, doc) == []
+
+
+@pytest.mark.parametrize("path", sorted(CONTRACTS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_clause_the_agreement_page_cites_is_on_it(path: Path) -> None:
+    from schemas.contract_page import render_file
+
+    page = render_file(path)
+    numbered = set(re.findall(r"^#+ (\d+(?:\.\d+)*)\.? ", page, re.MULTILINE))
+    numbered |= set(re.findall(r"^\| (\d+\.\d+\.\d+) \|", page, re.MULTILINE))
+    cited = re.findall(r"\bclauses? (\d+(?:\.\d+)*)", page, re.IGNORECASE)
+    assert cited and not [c for c in cited if c not in numbered]
+    assert "## 9. Retention" in page and "## 10. Contacts" in page
+    assert "clause 9 |" in page  # the summary table points at the retention clause
