@@ -20,10 +20,12 @@ import csv
 import dataclasses
 import io
 import json
+import tempfile
 from datetime import date
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pytest
 import yaml
 from hypothesis import given, settings
@@ -48,7 +50,8 @@ from pipelines.month_checks import (
 )
 from pipelines.publishing import awaiting_publication, publish_delivery, published
 from pipelines.register import Register
-from pipelines.row_validation import _history_mix, _mix_path, validate_pending
+from pipelines.row_validation import _history_mix, _mix_path, curated_schema, validate_pending
+from pipelines.synthetic import write_delivery
 from pipelines.warehouse import build_warehouse
 from schemas.contract import load_contracts
 from schemas.contract_lint import lint_document
@@ -359,6 +362,65 @@ def test_a_month_in_parts_publishes_every_part(tmp_path):
     assert now[f"street_crime/2023-01/{city.name}"] == verdict.outcome.rows_curated
 
 
+KINDS = ("good", "half", "wrong_month", "unreadable")
+
+
+def _file_for(kind: str, seed: int) -> str:
+    """A small stop-and-search file for 2025-01 of the given kind, unique by `seed`."""
+    contract = load_contracts()["stop_and_search"]
+    path = Path(tempfile.mkdtemp()) / "d.csv"
+    period = "2024-12" if kind == "wrong_month" else "2025-01"
+    write_delivery(contract, period, path, rows=40, seed=seed, defect_rate=0)
+    text = path.read_text(encoding="utf-8")
+    header, rows = split_rows(text)
+    if kind == "half":
+        return header + "".join(rows[:20])
+    if kind == "unreadable":
+        return header.replace("Officer-defined ethnicity", "Officer ethnicity") + "".join(rows)
+    return text
+
+
+@given(
+    batches=st.lists(
+        st.lists(st.sampled_from(KINDS), min_size=1, max_size=2), min_size=1, max_size=3
+    )
+)
+@settings(max_examples=8, deadline=None)
+def test_the_month_lifecycle_never_replaces_rows_in_silence(tmp_path_factory, batches):
+    engine = Engine(tmp_path_factory.mktemp("month"), "stop_and_search")
+    expected = None  # the file the rules say is published: the latest one validated
+    seed = 0
+    for number, batch in enumerate(batches):
+        for kind in batch:
+            seed += 1
+            engine.put("2025-01", f"{number}-{seed}-{kind}.csv", _file_for(kind, seed))
+        for verdict in engine.process("2025-01"):
+            if verdict.status == "validated":
+                expected = verdict.source_path.rsplit("/", 1)[-1]
+    deliveries = list(engine.register.deliveries("stop_and_search").values())
+    finals = {"published", "superseded", "held", "rejected"}
+    assert {d["event"] for d in deliveries} <= finals
+    shown = [d for d in deliveries if d["event"] == "published"]
+    assert [d["source_path"].rsplit("/", 1)[-1] for d in shown] == ([expected] if expected else [])
+    breaches = engine.register.breaches("stop_and_search")
+    for d in deliveries:
+        mine = [b for b in breaches if b["delivery_id"] == d["delivery_id"]]
+        if d["event"] == "held":
+            assert {b["action"] for b in mine} <= {HELD, HELD_TOO}
+            assert NOTHING_USABLE in {b["rule"] for b in mine}
+        if d["event"] == "superseded" and d.get("rows_curated"):
+            # Rows validated or published never go without a breach naming their file.
+            name = d["source_path"].rsplit("/", 1)[-1]
+            naming = [
+                b for b in breaches
+                if b["rule"] in (MULTIPLE_FILES, RESTATED) and name in b["detail"]
+            ]  # fmt: skip
+            assert naming, f"{name} was replaced in silence"
+    if shown:
+        curated = engine.lake.parquet_file(engine.lake.curated_path("stop_and_search", "2025-01"))
+        assert curated.metadata.num_rows == shown[0]["rows_curated"]
+
+
 # -- item 4: a stale borough crime release ----------------------------------------------------
 
 
@@ -450,6 +512,53 @@ def test_an_older_release_never_replaces_a_newer_ones_figures(tmp_path):
     assert january == dict(released)["2024-03"]
     assert january == dict(released)["2024-05"] + 1000 * sum(1 for _ in text.splitlines()[1:])
     assert per_month == 1
+
+
+@st.composite
+def _releases(draw) -> list[tuple[str, list[str]]]:
+    """Releases of a wide layout: (release period, the months it carries), any order."""
+    count = draw(st.integers(1, 5))
+    periods = draw(st.lists(st.integers(0, 30), min_size=count, max_size=count, unique=True))
+    releases = []
+    for p in periods:
+        newest = p - draw(st.integers(0, 12))  # stale releases reach back further
+        span = draw(st.integers(1, 6))
+        months = [shift_period("2020-01", newest - k) for k in range(span)]
+        releases.append((shift_period("2020-01", p), months))
+    return releases
+
+
+@given(releases=_releases())
+@settings(max_examples=15, deadline=None)
+def test_each_month_comes_from_the_release_reaching_furthest(tmp_path_factory, releases):
+    contract = load_contracts()["borough_crime"]
+    lake = FolderLake(tmp_path_factory.mktemp("lake"))
+    schema = curated_schema(contract)
+    for number, (period, months) in enumerate(releases):
+        rows = [
+            {"major_category": "Burglary", "minor_category": "Domestic Burglary",
+             "borough": "Camden", "month": date.fromisoformat(m + "-01"), "count": number,
+             "_delivery_id": f"d{number}", "_source_row": 1, "_period": period}
+            for m in months
+        ]  # fmt: skip
+        lake.write_table(
+            lake.curated_path("borough_crime", period), pa.Table.from_pylist(rows, schema)
+        )
+    path = lake.root / "w.duckdb"
+    build_warehouse(lake, {"borough_crime": contract}, path)
+    with duckdb.connect(str(path), read_only=True) as con:
+        shown = con.execute(
+            "SELECT strftime(month, '%Y-%m'), list(count) FROM curated.borough_crime GROUP BY 1"
+        ).fetchall()
+    # The newest release is the one reaching the latest month; of two reaching it, the one
+    # for the later period. Arrival order (the list's order) never matters.
+    expected = {}
+    for number, (period, months) in enumerate(releases):
+        for month in months:
+            rank = (max(months), period)
+            if month not in expected or rank > expected[month][0]:
+                expected[month] = (rank, number)
+    assert {m: counts for m, counts in shown} == {m: [n] for m, (_, n) in expected.items()}
 
 
 # -- item 8: category mix over enough values ------------------------------------------------
