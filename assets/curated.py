@@ -7,6 +7,7 @@ import polars as pl
 
 from assets.partitions import delivery_partitions
 from assets.validation import validated_key
+from pipelines.lake import Lake
 from pipelines.previews import frame_preview
 from pipelines.publishing import awaiting_publication, publish_delivery, published
 from pipelines.resources import LakeResource, WarehouseResource
@@ -65,48 +66,82 @@ def build_curated_asset(contract: Contract) -> dg.AssetsDefinition:
             "Every row carries `_delivery_id`, `_source_row` and `_period`."
         ),
         metadata={"dagster/column_schema": column_schema(contract)},
-        # A month with nothing published (held back, rejected) is not materialized: its
-        # partition stays missing in the UI rather than showing an empty month as done.
+        # Each published month is materialized on its own (a month with nothing published,
+        # held back or rejected, is not), so the step's output is never yielded.
         output_required=False,
+        # Every pending month in one run: `assets.months`.
+        backfill_policy=dg.BackfillPolicy.single_run(),
     )
     def curated(
         context: dg.AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
-    ) -> Iterator[dg.MaterializeResult]:
-        period = context.partition_key
-        register = lake.register()
-        with lake.month_lease(contract.name, period, context.run_id):
-            candidate = awaiting_publication(register, contract.name, period)
-            if candidate:
-                publish_delivery(lake.lake(), register, candidate, context.run_id)
-                context.log.info(f"published delivery {candidate['delivery_id'][:12]} for {period}")
-        current = published(register, contract.name, period)
-        the_lake = lake.lake()
-        rebuilt = warehouse.show(the_lake, load_contracts(contract.path.parent), contract)
-
-        if current is None:
-            context.log.info(
-                f"nothing published for {period}: no delivery of the month passed validation "
-                "(held back, rejected or not sent); the curated month is not materialized"
+    ) -> Iterator[dg.AssetMaterialization]:
+        register, the_lake = lake.register(), lake.lake()
+        published_now: dict[str, bool] = {}
+        failure: Exception | None = None
+        for period in context.partition_keys:
+            try:
+                with lake.month_lease(contract.name, period, context.run_id):
+                    candidate = awaiting_publication(register, contract.name, period)
+                    if candidate:
+                        publish_delivery(the_lake, register, candidate, context.run_id)
+                        context.log.info(
+                            f"published delivery {candidate['delivery_id'][:12]} for {period}"
+                        )
+            except Exception as exc:  # the machine's fault: record the months done, then fail
+                failure = exc
+                context.log.error(
+                    f"curated {contract.name} {period} failed: {exc}. The months before it "
+                    "are recorded; the rest are left for the next run."
+                )
+                break
+            published_now[period] = candidate is not None
+        # The catalog once for the run, after every month it published.
+        try:
+            rebuilt = warehouse.show(the_lake, load_contracts(contract.path.parent), contract)
+        except Exception:
+            if failure is None:
+                raise
+            rebuilt = False  # the same fault, most likely: the next run rebuilds it
+        for period, now in published_now.items():
+            current = published(register, contract.name, period)
+            if current is None:
+                # A month with nothing published is not materialized: its partition stays
+                # missing in the UI rather than showing an empty month as done.
+                context.log.info(
+                    f"nothing published for {period}: no delivery of the month passed "
+                    "validation (held back, rejected or not sent); the curated month is not "
+                    "materialized"
+                )
+                continue
+            yield dg.AssetMaterialization(
+                asset_key=curated_key(contract),
+                partition=period,
+                metadata=_month_metadata(the_lake, contract, period, current, now, rebuilt),
             )
-            return
-        key = the_lake.curated_path(contract.name, period)
-        rows, preview = 0, None
-        if the_lake.exists(key):
-            file = the_lake.parquet_file(key)
-            rows = file.metadata.num_rows
-            first = next(file.iter_batches(batch_size=10), None)
-            preview = pl.from_arrow(first) if first is not None else None
-        yield dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": rows,
-                "dagster/column_schema": column_schema(contract),
-                "published_now": candidate is not None,
-                "catalog_rebuilt": rebuilt,
-                "delivery_id": current["delivery_id"] if current else "none published",
-                "path": dg.MetadataValue.path(the_lake.url_of(key)),
-                "table": f"curated.{contract.name}",
-                "preview": dg.MetadataValue.md(frame_preview(preview)),
-            }
-        )
+        if failure is not None:
+            raise failure
 
     return curated
+
+
+def _month_metadata(
+    the_lake: Lake, contract: Contract, period: str, current: dict, now: bool, rebuilt: bool
+) -> dict:
+    """What the UI shows for a published month: its rows, schema, file and a preview."""
+    key = the_lake.curated_path(contract.name, period)
+    rows, preview = 0, None
+    if the_lake.exists(key):
+        file = the_lake.parquet_file(key)
+        rows = file.metadata.num_rows
+        first = next(file.iter_batches(batch_size=10), None)
+        preview = pl.from_arrow(first) if first is not None else None
+    return {
+        "dagster/row_count": rows,
+        "dagster/column_schema": column_schema(contract),
+        "published_now": now,
+        "catalog_rebuilt": rebuilt,
+        "delivery_id": current["delivery_id"],
+        "path": dg.MetadataValue.path(the_lake.url_of(key)),
+        "table": f"curated.{contract.name}",
+        "preview": dg.MetadataValue.md(frame_preview(preview)),
+    }

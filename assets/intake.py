@@ -1,7 +1,10 @@
 """Intake assets: one per contract, taking new drop-zone files into the lake's landing area."""
 
+from collections.abc import Iterator
+
 import dagster as dg
 
+from assets.months import MonthRecord, run_months
 from assets.partitions import delivery_partitions
 from pipelines.delivery_intake import UNFILED, take_deliveries, take_unfiled
 from pipelines.previews import markdown_table
@@ -22,6 +25,8 @@ def build_intake_asset(contract: Contract) -> dg.AssetsDefinition:
         kinds={"csv", "parquet", "file"},
         owners=list(contract.owners),
         partitions_def=delivery_partitions(contract),
+        # Every pending month in one run: `assets.months`.
+        backfill_policy=dg.BackfillPolicy.single_run(),
         description=(
             f"Every new file in `dropzone/{contract.name}/<YYYY-MM>/` (a folder or "
             "`s3://bucket/prefix`), identified by the SHA-256 of its bytes and copied, "
@@ -32,38 +37,43 @@ def build_intake_asset(contract: Contract) -> dg.AssetsDefinition:
     )
     def landing(
         context: dg.AssetExecutionContext, dropzone: DropZoneResource, lake: LakeResource
-    ) -> dg.MaterializeResult:
-        period = context.partition_key
-        with lake.month_lease(contract.name, period, context.run_id):
-            result = take_deliveries(
-                contract.name, period, dropzone.zone(), lake.lake(), lake.register(), context.run_id
+    ) -> Iterator:
+        zone, the_lake, register = dropzone.zone(), lake.lake(), lake.register()
+
+        def take(period: str) -> MonthRecord:
+            with lake.month_lease(contract.name, period, context.run_id):
+                result = take_deliveries(
+                    contract.name, period, zone, the_lake, register, context.run_id
+                )
+            taken = [
+                {
+                    "file": e.source_path,
+                    "delivery_id": e.delivery_id[:12],
+                    "bytes": e.source_size,
+                    "taken as": e.event,
+                    "note": e.reason or "",
+                }
+                for e in result.received + result.duplicates + result.rejected
+            ]
+            for e in result.duplicates:
+                context.log.warning(f"{period} {e.source_path}: {e.reason}")
+            for e in result.rejected:
+                context.log.error(f"{period}: {e.reason}")
+            for note in result.waiting:
+                context.log.info(f"{period}: {note}")
+            return MonthRecord(
+                period,
+                {
+                    "deliveries_received": len(result.received),
+                    "duplicates": len(result.duplicates),
+                    "rejected_unread": len(result.rejected),
+                    "waiting": len(result.waiting),
+                    "delivery_ids": [e.delivery_id for e in result.received],
+                    "files": dg.MetadataValue.md(markdown_table(taken)),
+                },
             )
-        taken = [
-            {
-                "file": e.source_path,
-                "delivery_id": e.delivery_id[:12],
-                "bytes": e.source_size,
-                "taken as": e.event,
-                "note": e.reason or "",
-            }
-            for e in result.received + result.duplicates + result.rejected
-        ]
-        for e in result.duplicates:
-            context.log.warning(f"{e.source_path}: {e.reason}")
-        for e in result.rejected:
-            context.log.error(e.reason)
-        for note in result.waiting:
-            context.log.info(note)
-        return dg.MaterializeResult(
-            metadata={
-                "deliveries_received": len(result.received),
-                "duplicates": len(result.duplicates),
-                "rejected_unread": len(result.rejected),
-                "waiting": len(result.waiting),
-                "delivery_ids": [e.delivery_id for e in result.received],
-                "files": dg.MetadataValue.md(markdown_table(taken)),
-            }
-        )
+
+        yield from run_months(context, landing_key(contract), take)
 
     return landing
 

@@ -1,12 +1,15 @@
 """Validation assets: each new delivery checked against its contract, row by row."""
 
 import warnings
+from collections.abc import Iterator
 
 import dagster as dg
 
 from assets.intake import landing_key
+from assets.months import MonthRecord, run_months
 from assets.partitions import delivery_partitions
 from pipelines.previews import markdown_table
+from pipelines.register import Register
 from pipelines.resources import LakeResource, PseudonymKeyResource
 from pipelines.row_validation import DeliveryVerdict, validate_pending
 from schemas.contract import Contract
@@ -113,17 +116,90 @@ def month_verdict(verdicts: list[DeliveryVerdict]) -> DeliveryVerdict | None:
     return None
 
 
+def month_record(
+    contract: Contract,
+    period: str,
+    verdicts: list[DeliveryVerdict],
+    register: Register,
+    log: dg.DagsterLogManager,
+) -> MonthRecord:
+    """What the UI shows for one month of validation: the outcome, rows and breaches of
+    its deliveries, and both checks, judged on the month's newest readable delivery."""
+    judged = month_verdict(verdicts)
+    if judged:
+        breaches = [b.__dict__ for b in judged.outcome.breaches]
+        delivery_id = judged.delivery_id
+    else:
+        # Nothing new: report on the delivery that last went through validation.
+        done = [
+            d
+            for d in register.deliveries(contract.name).values()
+            if d["period"] == period and d["event"] != "received"
+        ]
+        delivery_id = max(done, key=lambda d: d["event_at"])["delivery_id"] if done else None
+        breaches = [b for b in register.breaches(contract.name) if b["delivery_id"] == delivery_id]
+    for v in verdicts:
+        if v.status == "rejected":
+            log.error(f"{period} {v.source_path} rejected: {v.reason}")
+    summary = [
+        {
+            "file": v.source_path,
+            "delivery_id": v.delivery_id[:12],
+            "status": v.status,
+            "rows": v.outcome.rows_delivered,
+            "curated": v.outcome.rows_curated,
+            "quarantined": v.outcome.rows_quarantined,
+            "breaches": len(v.outcome.breaches),
+        }
+        for v in verdicts
+    ]
+    delivered = sum(v.outcome.rows_delivered for v in verdicts)
+    docs = [v.data_docs for v in verdicts if v.data_docs]
+    metadata = {
+        # What became of the month: published, published with breaches, held back.
+        "outcome": month_outcome(breaches, delivery_id),
+        "dagster/row_count": delivered,
+        "deliveries_validated": len(verdicts),
+        "rows_delivered": delivered,
+        "rows_passed": sum(v.outcome.rows_curated for v in verdicts),
+        "rows_quarantined": sum(v.outcome.rows_quarantined for v in verdicts),
+        "deliveries": dg.MetadataValue.md(markdown_table(summary)),
+        "breaches": dg.MetadataValue.md(markdown_table(breaches, BREACH_COLUMNS)),
+        # great-expectations Data Docs for the newest delivery's dataset checks.
+        "data_docs": dg.MetadataValue.url(docs[-1]) if docs else "none (no new readable delivery)",
+    }
+    checks = [conformance_result(breaches, delivery_id), follow_up_result(breaches, delivery_id)]
+    return MonthRecord(period, metadata, checks)
+
+
 def build_validation_asset(contract: Contract) -> dg.AssetsDefinition:
     """The validation asset for one contract, with its contract-conformance check."""
     key = validated_key(contract)
 
-    @dg.asset(
-        key=key,
-        deps=[landing_key(contract)],
-        group_name="validation",
-        kinds={"pandera", "polars"},
-        owners=list(contract.owners),
+    # A multi-asset of one, so that its checks' outputs are optional (`can_subset`): each
+    # month's results are `AssetCheckEvaluation`s (`assets.months`), which a plain asset's
+    # `check_specs` would not count as its check outputs (DagsterStepOutputNotFoundError).
+    @dg.multi_asset(
+        name=f"validated__{contract.name}",
+        specs=[
+            dg.AssetSpec(
+                key,
+                deps=[landing_key(contract)],
+                group_name="validation",
+                kinds={"pandera", "polars"},
+                owners=list(contract.owners),
+                partitions_def=delivery_partitions(contract),
+                description=(
+                    f"Each new {contract.name} delivery checked against its contract in "
+                    "bounded batches: failing rows quarantined with every reason, passing rows "
+                    "typed and staged for publication, each broken rule recorded as a breach."
+                ),
+            )
+        ],
         partitions_def=delivery_partitions(contract),
+        # Every pending month in one run: `assets.months`.
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        can_subset=True,
         check_specs=[
             dg.AssetCheckSpec(
                 CONFORMANCE_CHECK,
@@ -148,74 +224,20 @@ def build_validation_asset(contract: Contract) -> dg.AssetsDefinition:
                 "step. Not an outage: a published month stays available to analysts.",
             ),
         ],
-        description=(
-            f"Each new {contract.name} delivery checked against its contract in bounded "
-            "batches: failing rows quarantined with every reason, passing rows typed and "
-            "staged for publication, each broken rule recorded as a breach."
-        ),
     )
     def validated(
         context: dg.AssetExecutionContext, lake: LakeResource, pseudonym_key: PseudonymKeyResource
-    ) -> dg.MaterializeResult:
-        period = context.partition_key
-        register = lake.register()
-        key = pseudonym_key.key() if contract.pseudonymised else None
-        with lake.month_lease(contract.name, period, context.run_id):
-            verdicts = validate_pending(
-                contract, period, lake.lake(), register, context.run_id, key
-            )
-        judged = month_verdict(verdicts)
-        if judged:
-            breaches = [b.__dict__ for b in judged.outcome.breaches]
-            delivery_id = judged.delivery_id
-        else:
-            # Nothing new: report on the delivery that last went through validation.
-            done = [
-                d
-                for d in register.deliveries(contract.name).values()
-                if d["period"] == period and d["event"] != "received"
-            ]
-            delivery_id = max(done, key=lambda d: d["event_at"])["delivery_id"] if done else None
-            breaches = [
-                b for b in register.breaches(contract.name) if b["delivery_id"] == delivery_id
-            ]
-        for v in verdicts:
-            if v.status == "rejected":
-                context.log.error(f"{v.source_path} rejected: {v.reason}")
-        summary = [
-            {
-                "file": v.source_path,
-                "delivery_id": v.delivery_id[:12],
-                "status": v.status,
-                "rows": v.outcome.rows_delivered,
-                "curated": v.outcome.rows_curated,
-                "quarantined": v.outcome.rows_quarantined,
-                "breaches": len(v.outcome.breaches),
-            }
-            for v in verdicts
-        ]
-        delivered = sum(v.outcome.rows_delivered for v in verdicts)
-        docs = [v.data_docs for v in verdicts if v.data_docs]
-        return dg.MaterializeResult(
-            metadata={
-                # What became of the month: published, published with breaches, held back.
-                "outcome": month_outcome(breaches, delivery_id),
-                "dagster/row_count": delivered,
-                "deliveries_validated": len(verdicts),
-                "rows_delivered": delivered,
-                "rows_passed": sum(v.outcome.rows_curated for v in verdicts),
-                "rows_quarantined": sum(v.outcome.rows_quarantined for v in verdicts),
-                "deliveries": dg.MetadataValue.md(markdown_table(summary)),
-                "breaches": dg.MetadataValue.md(markdown_table(breaches, BREACH_COLUMNS)),
-                # great-expectations Data Docs for the newest delivery's dataset checks.
-                "data_docs": dg.MetadataValue.url(docs[-1])
-                if docs
-                else "none (no new readable delivery)",
-            },
-            check_results=[
-                conformance_result(breaches, delivery_id),
-                follow_up_result(breaches, delivery_id),
-            ],
-        )
+    ) -> Iterator:
+        register, the_lake = lake.register(), lake.lake()
+        secret = pseudonym_key.key() if contract.pseudonymised else None
+
+        def validate(period: str) -> MonthRecord:
+            with lake.month_lease(contract.name, period, context.run_id):
+                verdicts = validate_pending(
+                    contract, period, the_lake, register, context.run_id, secret
+                )
+            return month_record(contract, period, verdicts, register, context.log)
+
+        yield from run_months(context, key, validate)
 
     return validated

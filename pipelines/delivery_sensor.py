@@ -2,8 +2,9 @@
 
 `new_deliveries` lists the drop zone (a folder or an S3 bucket) every 30 seconds (or
 `DATASHARE_SENSOR_INTERVAL_SECONDS`, which the deployment test shortens) and asks
-for a run of `<contract>_delivery` for the period of each new file, or of
-`unfiled_deliveries` for a file outside the agreed layout.
+for one run of `<contract>_delivery` for the periods with new files (a partition range,
+which the job runs at once: `assets.months`; one run per stretch of consecutive periods),
+or of `unfiled_deliveries` for files outside the agreed layout.
 
 Its cursor is not a timestamp but the set of file identities (path and version, see
 `DropFile.identity`) it has asked for and that are still waiting to be taken, so:
@@ -12,17 +13,20 @@ Its cursor is not a timestamp but the set of file identities (path and version, 
 - a restart (the cursor is kept by Dagster) asks for nothing twice;
 - the cursor stays small: identities leave it once the register has the file, or once
   the file has gone.
-Each run request's run key names the contract, period and file identity; Dagster launches
-one run per run key, so two ticks racing over the same new file launch one run, and
-intake is idempotent besides (a second intake of the same bytes is a duplicate). Runs
-for the same contract-period carry the `datashare/partition` tag, which the instance
-(dagster.yaml, written by `datashare`) limits to one at a time.
+Each run request's run key names the contract, its periods and the identities of the files
+it was asked for; Dagster launches one run per run key, so two ticks racing over the same
+new files launch one run, and intake is idempotent besides (a second intake of the same
+bytes is a duplicate). Runs of a contract carry the `datashare/contract` tag, which the
+instance (dagster.yaml, written by `datashare`) limits to one at a time, and the
+`datashare/partition` tag names their months (`contract.2024-01`, or
+`contract.2024-01...2024-08` for a range).
 
 `delivery_timeliness` runs daily at 07:00 London time and raises late-delivery breaches.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -35,8 +39,9 @@ from assets.partitions import delivery_partitions
 from assets.timeliness import build_timeliness_asset, timeliness_key
 from pipelines.delivery_intake import UNFILED, plan_intake
 from pipelines.dropzone import DropFile
-from pipelines.instance_config import PARTITION_TAG
-from pipelines.job_names import TIMELINESS_JOB, UNFILED_JOB
+from pipelines.instance_config import CONTRACT_TAG, PARTITION_TAG
+from pipelines.job_names import RANGE_END_TAG, RANGE_START_TAG, TIMELINESS_JOB, UNFILED_JOB
+from pipelines.month_runs import MonthRun, month_runs
 from pipelines.resources import DropZoneResource, LakeResource
 from schemas.contract import Contract
 
@@ -88,32 +93,57 @@ def plan_run_requests(
     intake = plan_intake(files, seen, periods)
     present = {f.identity for f in files if (f.relative, f.version) not in seen}
     plan.cursor = requested & present  # still waiting to be taken: keep
-    for (contract, period), drops in sorted(intake.pending.items()):
-        for f in drops:
-            if f.identity in requested:
-                continue
-            plan.run_requests.append(
-                dg.RunRequest(
-                    job_name=delivery_job(contract),
-                    partition_key=period,
-                    run_key=f"{contract}:{period}:{f.identity}",
-                    tags={PARTITION_TAG: f"{contract}.{period}"},
-                )
-            )
-            plan.cursor.add(f.identity)
-    for f, _reason in intake.unfiled:
-        if f.identity in requested:
-            continue
+    order = {name: list(ps) for name, ps in periods.items()}
+    for contract in sorted({c for c, _ in intake.pending}):
+        new = {
+            period: [f.identity for f in drops if f.identity not in requested]
+            for (c, period), drops in intake.pending.items()
+            if c == contract
+        }
+        new = {period: ids for period, ids in new.items() if ids}
+        for run in month_runs(contract, new, order.get(contract, sorted(new))):
+            identities = sorted(i for period in run.periods for i in new[period])
+            plan.run_requests.append(_month_request(run, identities))
+            plan.cursor.update(identities)
+    unfiled = sorted(f.identity for f, _ in intake.unfiled if f.identity not in requested)
+    if unfiled:
         plan.run_requests.append(
             dg.RunRequest(
                 job_name=UNFILED_JOB,
-                run_key=f"{UNFILED}:{f.identity}",
-                tags={PARTITION_TAG: UNFILED},
+                run_key=f"{UNFILED}:{_identities_key(unfiled)}",
+                tags={CONTRACT_TAG: UNFILED, PARTITION_TAG: UNFILED},
             )
         )
-        plan.cursor.add(f.identity)
+        plan.cursor.update(unfiled)
     plan.waiting = [f"{f.relative} {reason}" for f, reason in intake.waiting]
     return plan
+
+
+def _identities_key(identities: list[str]) -> str:
+    """The files a run was asked for, in its run key: the identity of one file, or a digest
+    of several (sorted) so that the key stays short."""
+    if len(identities) == 1:
+        return identities[0]
+    return "sha256:" + hashlib.sha256("\n".join(identities).encode()).hexdigest()[:24]
+
+
+def _month_request(run: MonthRun, identities: list[str]) -> dg.RunRequest:
+    """One run of the contract's delivery job over `run`'s consecutive periods."""
+    months = run.first if len(run.periods) == 1 else f"{run.first}...{run.last}"
+    tags = {CONTRACT_TAG: run.contract, PARTITION_TAG: f"{run.contract}.{months}"}
+    if len(run.periods) == 1:
+        return dg.RunRequest(
+            job_name=delivery_job(run.contract),
+            partition_key=run.first,
+            run_key=f"{run.contract}:{months}:{_identities_key(identities)}",
+            tags=tags,
+        )
+    return dg.RunRequest(
+        job_name=delivery_job(run.contract),
+        run_key=f"{run.contract}:{months}:{_identities_key(identities)}",
+        # A partition range, run at once by the assets' single-run backfill policy.
+        tags={**tags, RANGE_START_TAG: run.first, RANGE_END_TAG: run.last},
+    )
 
 
 def build_delivery_sensor(contracts: Mapping[str, Contract], jobs: list) -> dg.SensorDefinition:
@@ -125,7 +155,7 @@ def build_delivery_sensor(contracts: Mapping[str, Contract], jobs: list) -> dg.S
         minimum_interval_seconds=sensor_interval_seconds(),
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Notices new files in the drop zone (folder or S3) and runs the right "
-        "contract's delivery job for their period, or `unfiled_deliveries` for a file "
+        "contract's delivery job once for their periods, or `unfiled_deliveries` for files "
         "outside the agreed layout. The cursor holds the identities (path, size and "
         "mtime or ETag) asked for, not a timestamp.",
     )

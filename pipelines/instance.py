@@ -22,8 +22,8 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines.instance_config import (
+    CONTRACT_TAG,
     MAX_RUNS_ENV,
-    PARTITION_TAG,
     POSTGRES,
     POSTGRES_ENV,
     POSTGRES_HOST_ENV,
@@ -100,7 +100,7 @@ def instance_health(settings: Settings, environ: Mapping[str, str] | None = None
     The configuration file is there and is for these settings; DAGSTER_HOME names it; on
     PostgreSQL each connection variable is set and the password file is usable; the
     instance opens (on a new database, Dagster makes its tables) and every storage's schema
-    is the one this Dagster expects; runs are queued with the per-month limit, and runs
+    is the one this Dagster expects; runs are queued with the per-contract limit, and runs
     whose worker died are failed and retried. Reads and connects; writes nothing but what
     Dagster makes when it first opens an instance.
     """
@@ -241,8 +241,8 @@ def _open_and_check(
             f"({', '.join(stale)}): stop the daemon and webserver, back it up, then run "
             "`dagster instance migrate` with DAGSTER_HOME set"
         )
-    per_month = any(
-        limit.get("key") == PARTITION_TAG
+    per_contract = any(
+        limit.get("key") == CONTRACT_TAG
         and limit.get("limit") == 1
         and isinstance(limit.get("value"), Mapping)
         and limit["value"].get("applyLimitPerUniqueValue")
@@ -254,13 +254,13 @@ def _open_and_check(
     else:
         at_most = queue.max_concurrent_runs
         runs = f"queued runs, at most {at_most} at once" if at_most >= 0 else "queued runs"
-        if not per_month:
+        if not per_contract:
             health.warnings.append(
-                f"no run limit on the {PARTITION_TAG} tag: two runs of one contract-month "
-                "may be launched together (the month's lease still makes one wait)"
+                f"no run limit on the {CONTRACT_TAG} tag: two runs of one contract may be "
+                "launched together (each month's lease still makes one wait)"
             )
         else:
-            runs += ", one per contract-month"
+            runs += ", one per contract"
     if not monitored:
         health.warnings.append(
             "run monitoring is off or cannot check workers: a run whose worker dies with the "

@@ -11,8 +11,8 @@ names (`host:port:database:user:password`, owner-only or libpq ignores it), or f
 
 Either way the instance has:
 - Dagster's QueuedRunCoordinator, with at most `DATASHARE_MAX_RUNS` runs at once (default
-  2) and one run per contract-month at a time (the delivery sensor's `datashare/partition`
-  tag);
+  2) and one run per contract at a time (the delivery sensor's `datashare/contract` tag: a
+  contract's run takes all its pending months);
 - run monitoring: a run whose worker died with the daemon (a kill, a reboot, `systemctl
   stop`) is failed when the daemon next looks, by `pipelines.run_launcher`, and a run stuck
   starting or running past `MAX_RUNTIME_SECONDS` is failed too;
@@ -42,7 +42,8 @@ POSTGRES_HOST_ENV = POSTGRES_ENV["hostname"]
 POSTGRES_SCHEME = "postgresql+psycopg2"
 MAX_RUNS_ENV = "DATASHARE_MAX_RUNS"
 DEFAULT_MAX_RUNS = 2  # this machine has 2 cores; each run is a process per step
-PARTITION_TAG = "datashare/partition"  # what the delivery sensor tags its runs with
+CONTRACT_TAG = "datashare/contract"  # the run queue's limit: one run per contract at once
+PARTITION_TAG = "datashare/partition"  # the months of a run the delivery sensor asked for
 
 # Run monitoring. The daemon looks every POLL seconds; a run must have started within
 # START_TIMEOUT of its launch (a local process: seconds), and none runs longer than
@@ -59,7 +60,7 @@ _MARKER = "# datashare: sha256="
 _HEADER = """\
 # Written by datashare (pipelines/instance_config.py) from its settings.
 # Storage: {storage}. Runs: at most {max_runs} at once ({max_runs_env}),
-# one per contract-month at a time.
+# one per contract at a time.
 # datashare rewrites it when its settings change; edit it and it is yours, left alone.
 """
 
@@ -84,7 +85,7 @@ concurrency:
   runs:
     max_concurrent_runs: {{max_runs}}
     tag_concurrency_limits:
-      - key: {PARTITION_TAG}
+      - key: {CONTRACT_TAG}
         value:
           applyLimitPerUniqueValue: true
         limit: 1

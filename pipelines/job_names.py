@@ -15,3 +15,9 @@ def delivery_job_name(contract_name: str) -> str:
 # that `datashare run` makes carry it, so the UI files them under their jobs.
 CODE_LOCATION = "datashare"
 DEFINITIONS_MODULE = "pipelines.definitions"
+
+
+# Dagster's tags for a run over a partition range (what `dagster job execute
+# --partition-range` sets): the delivery jobs run a contract's pending months at once.
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"

@@ -1,5 +1,6 @@
-"""`datashare run`: find what is new in the drop zone and run each contract-month through
-Dagster, in this process, recorded in the same instance the UI shows."""
+"""`datashare run`: find what is new in the drop zone and run each contract's pending months
+through Dagster, one run per contract (`pipelines.month_runs`), in this process, recorded in
+the same instance the UI shows."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -23,9 +24,17 @@ from pipelines.delivery_schedule import (
     watching_since,
 )
 from pipelines.dropzone import open_dropzone
-from pipelines.job_names import OVERSIGHT_JOB, TIMELINESS_JOB, UNFILED_JOB, delivery_job_name
+from pipelines.job_names import (
+    OVERSIGHT_JOB,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    TIMELINESS_JOB,
+    UNFILED_JOB,
+    delivery_job_name,
+)
 from pipelines.lake import Lake, open_lake
 from pipelines.leases import LeaseBusy, month_lease
+from pipelines.month_runs import MonthRun, month_runs
 from pipelines.oversight_marts import MARTS, marts_reading
 from pipelines.publishing import published
 from pipelines.register import Register
@@ -49,7 +58,9 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 class RunReport:
     settings: Settings
     contracts: dict[str, Contract]
-    runs: list[tuple[str, str, str, bool]] = field(default_factory=list)  # contract, period, id, ok
+    # One per Dagster run: contract, its periods in words, run id, whether every step ran,
+    # and how many months it ran.
+    runs: list[tuple[str, str, str, bool, int]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
     breaches: list[dict] = field(default_factory=list)
@@ -65,7 +76,8 @@ class RunReport:
     checks_ok: bool = True  # the late-delivery check ran
 
     @property
-    def months(self) -> list[tuple[str, str, str, bool]]:
+    def months(self) -> list[tuple[str, str, str, bool, int]]:
+        """The runs of contracts' months (not of the files outside the layout)."""
         return [r for r in self.runs if r[0] != UNFILED]
 
     @property
@@ -112,11 +124,11 @@ class RunReport:
             if unfinished:
                 parts.append(f"{unfinished} not finished (the next run finishes them)")
             lines += [
-                f"Ran {len(self.months)} contract-month(s) through Dagster"
+                f"Ran {sum(r[4] for r in self.months)} contract-month(s) through Dagster"
                 + (f", {len(failed)} FAILED" if failed else "")
                 + ".",
                 f"  files taken:        {len(touched) + duplicates} ({', '.join(parts)})",
-                f"  rows published:     {rows_published:,}",
+                f"  rows published:     {rows_published:,}" + _wide_note(self, standing),
                 f"  rows quarantined:   {rows_quarantined:,}"
                 + (
                     f" (and {rows_superseded:,} of deliveries superseded since, kept in "
@@ -128,7 +140,7 @@ class RunReport:
                 f"({severities['critical']:,} critical, {severities['major']:,} major, "
                 f"{severities['minor']:,} minor)",
             ]
-            for contract, period, run_id, _ in failed:
+            for contract, period, run_id, *_ in failed:
                 lines.append(f"  FAILED: {contract} {period}, Dagster run {run_id}")
                 lines += [f"    {why}" for why in self.failures.get(run_id, [])]
         if unfiled:
@@ -200,7 +212,34 @@ class RunReport:
             for table in ("deliveries", "quarantine", "breaches"):
                 (n,) = con.execute(f"SELECT count(*) FROM governance.{table}").fetchone()
                 lines.append(f"  governance.{table}: {n:,} rows")
+            lines.append(_open_breaches(con))
         return lines
+
+
+def _wide_note(report: RunReport, standing: list[dict]) -> str:
+    """Rows published count the files' rows; a wide file's row is a curated row per month."""
+    wide = any(
+        d["event"] == "published"
+        and (c := report.contracts.get(d["contract"])) is not None
+        and c.layout is not None
+        for d in standing
+    )
+    return " (rows of the files; a wide file's row is one curated row per month)" if wide else ""
+
+
+def _open_breaches(con) -> str:
+    """Breaches still to act on, as governance.breach_register has them: a breach of a
+    delivery replaced by a published re-send is superseded, not open."""
+    row = con.execute(
+        "SELECT count(*) FILTER (WHERE status IN ('open', 'notified', 'acknowledged')), "
+        "count(*) FILTER (WHERE status IN ('open', 'notified', 'acknowledged') "
+        "AND severity = 'critical'), count(*) FILTER (WHERE status = 'superseded') "
+        "FROM governance.breach_register"
+    ).fetchone()
+    open_, critical, superseded = row
+    return f"  open breaches:      {open_:,} ({critical:,} critical)" + (
+        f"; {superseded:,} superseded by a published re-send" if superseded else ""
+    )
 
 
 def _unfinished(register: Register, contract: str) -> set[str]:
@@ -259,19 +298,26 @@ class _Dagster:
         return open_instance(self.settings)
 
     def execute(
-        self, job: str, partition_key: str | None = None, assets: list[list[str]] | None = None
+        self, job: str, months: MonthRun | None = None, assets: list[list[str]] | None = None
     ) -> dg.ExecuteInProcessResult:
-        """Run `job` here (for one partition, or only the assets at paths `assets`)."""
+        """Run `job` here (for a run of months, or only the assets at paths `assets`)."""
         import dagster as dg
 
         from pipelines.instance import runs_from_code_location
 
+        partition_key, tags = None, {}
+        if months and len(months.periods) == 1:
+            partition_key = months.first
+        elif months:
+            # A partition range, run at once by the assets' single-run backfill policy.
+            tags = {RANGE_START_TAG: months.first, RANGE_END_TAG: months.last}
         with runs_from_code_location(self.instance, job):
             return self.defs.resolve_job_def(job).execute_in_process(
                 instance=self.instance,
                 raise_on_error=False,
                 run_config=QUIET,
                 partition_key=partition_key,
+                tags=tags,
                 asset_selection=[dg.AssetKey(path) for path in assets] if assets else None,
             )
 
@@ -279,9 +325,11 @@ class _Dagster:
 class _Progress:
     """One line per contract as its months finish: how many, and how long they took."""
 
-    def __init__(self, tell: Callable[[str], None] | None, months: list) -> None:
+    def __init__(self, tell: Callable[[str], None] | None, runs: list[MonthRun]) -> None:
         self.tell, self.current, self.started, self.done = tell, None, 0.0, 0
-        self.counts = Counter(contract for contract, _ in months)
+        self.counts = Counter()
+        for run in runs:
+            self.counts[run.contract] += len(run.periods)
         self.contracts = list(self.counts)
 
     def starting(self, contract: str | None) -> None:
@@ -324,6 +372,37 @@ def _late(report: RunReport, register: Register, waiting: set[tuple[str, str]]) 
             report.late[contract.name] = [p.period for p in late]
 
 
+def _execute(dagster: _Dagster, lake: Lake, run: MonthRun, report: RunReport) -> None:
+    """Run one contract's months through Dagster, holding each month's lease for the whole
+    run: a month another run is working on is waited for, and left to it if it takes too
+    long (the others go on without it)."""
+    with ExitStack() as leases:
+        held = []
+        for period in run.periods:
+            try:
+                leases.enter_context(
+                    month_lease(lake, run.contract, period or None, on_wait=report.waited.append)
+                )
+            except LeaseBusy as busy:
+                report.skipped.append(str(busy))
+                continue
+            held.append(period)
+        if run.contract == UNFILED:
+            if held:
+                result = dagster.execute(UNFILED_JOB)
+                report.runs.append((UNFILED, "", result.run_id, _ran(result), 0))
+                if not _ran(result):
+                    report.failures[result.run_id] = failure_words(result)
+            return
+        job = delivery_job_name(run.contract)
+        for part in month_runs(run.contract, held, run.periods):
+            result = dagster.execute(job, months=part)
+            ok = _ran(result)
+            report.runs.append((run.contract, part.label(), result.run_id, ok, len(part.periods)))
+            if not ok:
+                report.failures[result.run_id] = failure_words(result)
+
+
 def run_pending(settings: Settings, progress: Callable[[str], None] | None = None) -> RunReport:
     """Run every contract-month with new files; report what happened. `progress` is told
     of each contract as its months finish (a backfill of years is minutes, not silence)."""
@@ -349,26 +428,16 @@ def run_pending(settings: Settings, progress: Callable[[str], None] | None = Non
     if plan is None:
         return report
 
-    months = [(UNFILED, None)] if plan.unfiled else []
-    months += sorted(plan.pending)
-    told = _Progress(progress, months)
-    for contract_name, period in months:
-        told.starting(contract_name)
-        with _phase(report, f"{contract_name} {period or ''}".strip()):
-            # The month's lease, for the whole job: another run working on it is waited for.
-            try:
-                with month_lease(lake, contract_name, period, on_wait=report.waited.append):
-                    if contract_name == UNFILED:
-                        result = dagster.execute(UNFILED_JOB)
-                    else:
-                        job = delivery_job_name(contract_name)
-                        result = dagster.execute(job, partition_key=period)
-            except LeaseBusy as busy:
-                report.skipped.append(str(busy))
-                continue
-            report.runs.append((contract_name, period or "", result.run_id, _ran(result)))
-            if not _ran(result):
-                report.failures[result.run_id] = failure_words(result)
+    # One run per contract, for its pending months (per stretch of consecutive ones).
+    runs = [MonthRun(UNFILED, ("",))] if plan.unfiled else []
+    for name in sorted({contract for contract, _ in plan.pending}):
+        pending = [p for contract, p in plan.pending if contract == name]
+        runs += month_runs(name, pending, periods[name])
+    told = _Progress(progress, runs)
+    for run in runs:
+        told.starting(run.contract)
+        with _phase(report, f"{run.contract} {run.label()}".strip()):
+            _execute(dagster, lake, run, report)
     told.starting(None)
 
     waiting = {(f.contract, f.period) for f, _ in plan.waiting}

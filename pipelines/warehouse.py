@@ -122,7 +122,16 @@ LINEAGE_COMMENTS = {
 
 
 def curated_comment(contract: Contract) -> str:
-    return f"{contract.title} Contract {contract.name} v{contract.version}."
+    """The curated view's comment. A catalog whose view has another comment is rebuilt (see
+    `catalog_shows`), so a change of how the view picks its rows changes the comment too."""
+    text = f"{contract.title} Contract {contract.name} v{contract.version}."
+    if contract.layout:
+        name = contract.layout.period_name
+        text += (
+            f" Each {name} from the release reaching the latest {name} (then the later "
+            f"release period); every release is in {contract.name}_releases."
+        )
+    return text
 
 
 # The catalog objects a delivery's publication can add files under.

@@ -161,14 +161,10 @@ def _metadata(entries: list[dict]) -> dict[str, dict]:
     return {e["label"]: e for e in entries}
 
 
-def _runs_by_period(server: Webserver) -> dict[str, dict]:
+def _delivery_runs(server: Webserver) -> list[dict]:
     runs = server.graphql(RUNS_QUERY, {"job": JOB})["runsOrError"]
     assert runs["__typename"] == "Runs", runs
-    by_period = {}
-    for run in runs["results"]:
-        tags = {t["key"]: t["value"] for t in run["tags"]}
-        by_period[tags.get("dagster/partition")] = run
-    return by_period
+    return runs["results"]
 
 
 def test_code_location_loads(webserver: Webserver) -> None:
@@ -228,14 +224,17 @@ def test_curated_month_materialization_shows_rows_schema_and_preview(webserver: 
 
 
 def _evaluations(server: Webserver, check: str) -> dict[str, dict]:
-    """The check's evaluation in each demo month's delivery run, by month."""
+    """The check's latest evaluation of each demo month, by month, each from the contract's
+    one delivery run."""
     data = server.graphql(CHECK_QUERY, {"key": {"path": VALIDATED}, "check": check})
-    by_run = {e["runId"]: e for e in data["assetCheckExecutions"] if e["evaluation"]}
-    return {
-        period: by_run[run["runId"]]["evaluation"]
-        for period, run in _runs_by_period(server).items()
-        if run["runId"] in by_run
-    }
+    (run,) = _delivery_runs(server)
+    latest: dict[str, dict] = {}
+    for execution in data["assetCheckExecutions"]:  # newest first
+        assert execution["evaluation"], execution
+        assert execution["runId"] == run["runId"], execution
+        assert execution["partition"] == execution["evaluation"]["partition"], execution
+        latest.setdefault(execution["partition"], execution["evaluation"])
+    return latest
 
 
 def test_conformance_check_is_red_only_for_the_month_not_published(webserver: Webserver) -> None:
@@ -296,19 +295,73 @@ def test_conformance_check_for_the_rejected_month_shows_failed(webserver: Webser
     assert latest["evaluation"]["partition"] == REJECTED_PERIOD, latest
 
 
-def test_delivery_runs_are_in_the_run_list(webserver: Webserver) -> None:
-    by_period = _runs_by_period(webserver)
-    assert sorted(by_period) == DEMO_PERIODS, sorted(by_period, key=str)
-    for period, run in by_period.items():
-        assert run["jobName"] == JOB, run
-        # Filed under the code location, as a run launched from the UI is.
-        assert run["repositoryOrigin"] == {
-            "repositoryName": "__repository__",
-            "repositoryLocationName": "datashare",
-        }, run
-        # A rejected delivery is an outcome the run records (its check fails), not a crash:
-        # every run succeeds, and the check says what became of the month.
-        assert run["status"] == "SUCCESS", (period, run)
+def test_one_delivery_run_took_every_month_and_is_in_the_run_list(webserver: Webserver) -> None:
+    # The demo's eight months in one run of the contract's job, over their partition range.
+    (run,) = _delivery_runs(webserver)
+    tags = {t["key"]: t["value"] for t in run["tags"]}
+    assert tags["dagster/asset_partition_range_start"] == DEMO_PERIODS[0], tags
+    assert tags["dagster/asset_partition_range_end"] == DEMO_PERIODS[-1], tags
+    assert run["jobName"] == JOB, run
+    # Filed under the code location, as a run launched from the UI is.
+    assert run["repositoryOrigin"] == {
+        "repositoryName": "__repository__",
+        "repositoryLocationName": "datashare",
+    }, run
+    # A rejected delivery is an outcome the run records (its check fails), not a crash:
+    # the run succeeds, and the month's check says what became of it.
+    assert run["status"] == "SUCCESS", run
+
+
+VALIDATED_MONTHS_QUERY = (
+    """
+query Months($key: AssetKeyInput!, $partitions: [String!]!) {
+  assetNodeOrError(assetKey: $key) {
+    ... on AssetNode {
+      latestMaterializationByPartition(partitions: $partitions) {
+        partition
+        runId
+        metadataEntries { ...Meta }
+      }
+    }
+  }
+}
+"""
+    + METADATA_FRAGMENT
+)
+
+
+def test_each_month_of_the_run_has_its_own_materialization(webserver: Webserver) -> None:
+    """One run, but each month materialized on its own, with its own rows and outcome (as
+    the warehouse has them); the month with nothing published has no curated month."""
+    (run,) = _delivery_runs(webserver)
+    variables = {"key": {"path": VALIDATED}, "partitions": DEMO_PERIODS}
+    node = webserver.graphql(VALIDATED_MONTHS_QUERY, variables)["assetNodeOrError"]
+    months = {m["partition"]: m for m in node["latestMaterializationByPartition"]}
+    assert sorted(months) == DEMO_PERIODS, sorted(months)
+    with duckdb.connect(str(webserver.home / "warehouse.duckdb"), read_only=True) as con:
+        published = dict(
+            con.execute(f"SELECT _period, count(*) FROM curated.{CONTRACT} GROUP BY 1").fetchall()
+        )
+    for period, month in months.items():
+        assert month["runId"] == run["runId"], month
+        metadata = _metadata(month["metadataEntries"])
+        outcome = metadata["outcome"]["text"]
+        if period == REJECTED_PERIOD:
+            assert outcome == "rejected: not published", metadata
+        else:
+            assert outcome.startswith("published"), (period, outcome)
+            delivered = metadata["rows_delivered"]["intValue"]
+            passed = metadata["rows_passed"]["intValue"]
+            assert delivered >= published[period] > 0, (period, delivered, published)
+            assert passed >= published[period], (period, passed, published)
+    assert REJECTED_PERIOD not in published
+    variables = {"key": {"path": CURATED}, "partitions": DEMO_PERIODS}
+    node = webserver.graphql(VALIDATED_MONTHS_QUERY, variables)["assetNodeOrError"]
+    curated = {m["partition"]: m for m in node["latestMaterializationByPartition"] if m}
+    assert sorted(curated) == sorted(published), sorted(curated)
+    for period, month in curated.items():
+        rows = _metadata(month["metadataEntries"])["dagster/row_count"]["intValue"]
+        assert rows == published[period], (period, rows, published[period])
 
 
 def test_the_job_page_lists_the_runs_datashare_made(webserver: Webserver) -> None:
@@ -317,7 +370,7 @@ def test_the_job_page_lists_the_runs_datashare_made(webserver: Webserver) -> Non
     job = webserver.graphql(JOB_RUNS_QUERY, {"job": JOB})["pipelineOrError"]
     assert job["__typename"] == "Pipeline", job
     listed = {r["runId"] for r in job["runs"]}
-    made = {r["runId"] for r in _runs_by_period(webserver).values()}
+    made = {r["runId"] for r in _delivery_runs(webserver)}
     assert made and made <= listed, (made, listed)
 
 

@@ -30,6 +30,7 @@ from dagster._core.storage.dagster_run import RunRecord
 
 from pipelines.instance import instance_health
 from pipelines.instance_config import (
+    CONTRACT_TAG,
     DEFAULT_MAX_RUNS,
     PARTITION_TAG,
     POSTGRES,
@@ -172,7 +173,7 @@ def test_sqlite_stays_the_default_with_the_run_queue_and_monitoring(home: Settin
     health = instance_health(home)
     assert health.ok, health.problems
     assert health.summary.startswith(f"SQLite in {home.dagster_home}, schema current")
-    assert "at most 2 at once, one per contract-month" in health.summary
+    assert "at most 2 at once, one per contract" in health.summary
     assert "run monitoring on, retries on" in health.summary
 
 
@@ -190,6 +191,20 @@ def test_the_configuration_follows_the_settings_but_an_edited_one_is_left_alone(
     )
     config.write_text(legacy)
     assert write_dagster_yaml(folder, SQLITE, 2) and config.read_text() == dagster_yaml(SQLITE)
+    # So is one the previous version wrote, whose queue allowed one run per contract-month
+    # (its checksum is the one that version wrote): now one run per contract.
+    previous = (
+        (
+            dagster_yaml(SQLITE)
+            .replace("one per contract at a time", "one per contract-month at a time")
+            .replace(f"key: {CONTRACT_TAG}", "key: datashare/partition")
+            .rpartition("# datashare: sha256=")[0]
+        )
+        + "# datashare: sha256=fec06b0d749dd6b2\n"
+    )
+    config.write_text(previous)
+    assert write_dagster_yaml(folder, SQLITE, 2) and config.read_text() == dagster_yaml(SQLITE)
+    assert f"key: {CONTRACT_TAG}" in config.read_text()
     # Its settings change, and so does the file; SQLite moves to PostgreSQL.
     assert write_dagster_yaml(folder, SQLITE, 3) and "max_concurrent_runs: 3" in config.read_text()
     assert not write_dagster_yaml(folder, SQLITE, 3)  # nothing to change
@@ -379,7 +394,7 @@ INSTANCE_QUERY = """
     runLauncher { name }
     daemonHealth { allDaemonStatuses { daemonType required healthy } }
   }
-  runsOrError(filter: {tags: [{key: "datashare/partition", value: "stop_and_search.2022-06"}]}) {
+  runsOrError(filter: {tags: [{key: "datashare/contract", value: "stop_and_search"}]}) {
     ... on Runs { results { runId status } }
   }
 }
@@ -423,9 +438,21 @@ def _failure_messages(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     return [e.message or "" for e in events]
 
 
+def _months(tag: str) -> list[str]:
+    """The months a run's `datashare/partition` tag names: `contract.2022-06`, or a range
+    `contract.2022-06...2022-08`."""
+    first, _, last = tag.split(".", 1)[1].partition("...")
+    months, month = [], first
+    while month <= (last or first):
+        months.append(month)
+        year, number = int(month[:4]), int(month[5:])
+        month = f"{year + number // 12:04d}-{number % 12 + 1:02d}"
+    return months
+
+
 def _never_overlapping(records: list[RunRecord], limit: int) -> None:
-    """At most `limit` runs in progress at any instant, never two of one contract-month."""
-    spans = [(r.start_time, r.end_time, r.dagster_run.tags[PARTITION_TAG]) for r in records]
+    """At most `limit` runs in progress at any instant, never two of one contract."""
+    spans = [(r.start_time, r.end_time, r.dagster_run.tags[CONTRACT_TAG]) for r in records]
     assert all(start and end for start, end, _ in spans), spans
     edges = sorted([(s, 1, p) for s, _, p in spans] + [(e, -1, p) for _, e, p in spans])
     running: dict[str, int] = {}
@@ -527,29 +554,30 @@ def test_the_daemon_takes_deliveries_through_the_queue_and_a_kill_loses_and_repe
             data = _graphql(url, INSTANCE_QUERY)  # the webserver kept running meanwhile
 
     # The UI shows the same instance: queued runs, the daemon's parts healthy after the
-    # restart, and June's runs.
+    # restart, and the contract's runs.
     assert data["instance"]["runQueuingSupported"]
     assert data["instance"]["runLauncher"]["name"] == "LocalRunLauncher"
     daemons = {d["daemonType"]: d for d in data["instance"]["daemonHealth"]["allDaemonStatuses"]}
     for part in ("SENSOR", "QUEUED_RUN_COORDINATOR", "MONITORING", "EVENT_LOG_CONSUMER"):
         assert daemons[part]["required"] and daemons[part]["healthy"], daemons
-    june_runs = data["runsOrError"]["results"]
+    contract_runs = data["runsOrError"]["results"]
 
     records = instance.get_run_records()
     by_id = {r.dagster_run.run_id: r.dagster_run for r in records}
     retries = [r for r in by_id.values() if r.tags.get("dagster/parent_run_id")]
     firsts = [r for r in by_id.values() if not r.tags.get("dagster/parent_run_id")]
-    # The sensor asked for one run per file, and each went through the queue.
-    assert sorted(r.tags[PARTITION_TAG] for r in firsts) == sorted(
-        [f"{CONTRACT}.{REAL_PERIOD}"] * 2 + [f"{CONTRACT}.{p}" for p in SYNTHETIC]
-    )
+    # The sensor asked for one run of the contract for the months new at its tick (the
+    # resent June file, if it came a tick later, in a run of its own), and each went
+    # through the queue.
+    covered = [m for r in firsts for m in _months(r.tags[PARTITION_TAG])]
+    assert set(covered) == {REAL_PERIOD, *SYNTHETIC}, [r.tags for r in firsts]
+    assert len(firsts) <= 3, [r.tags for r in firsts]
+    assert all(r.tags[CONTRACT_TAG] == CONTRACT for r in firsts)
     assert all(r.tags.get("dagster/sensor_name") == "new_deliveries" for r in firsts)
     for run in by_id.values():
         enqueued = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_ENQUEUED)
         assert enqueued, f"{run.run_id} did not go through the run queue"
-    assert {r["runId"] for r in june_runs} == {
-        i for i, r in by_id.items() if r.tags[PARTITION_TAG] == f"{CONTRACT}.{REAL_PERIOD}"
-    }
+    assert {r["runId"] for r in contract_runs} == set(by_id)
     # Each run the kill left STARTED was failed by run monitoring, saying why, and retried
     # once, from where it failed, by run retries; the retry succeeded.
     for run_id in killed:
@@ -561,8 +589,8 @@ def test_the_daemon_takes_deliveries_through_the_queue_and_a_kill_loses_and_repe
         assert retry.tags[PARTITION_TAG] == by_id[run_id].tags[PARTITION_TAG]
     assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in by_id.values() if r.run_id
                not in killed)  # fmt: skip
-    # The queue held its limits throughout, across the kill: one run of a contract-month
-    # at a time (the killed run kept its month until it was failed), two runs at most.
+    # The queue held its limits throughout, across the kill: one run of a contract at a
+    # time (the killed run kept its place until it was failed), two runs at most.
     _never_overlapping(records, DEFAULT_MAX_RUNS)
 
     # Each month published once, whole: June's rows are the file's, the resent copy was

@@ -685,6 +685,6 @@ def test_settings_keep_an_s3_drop_zone_as_a_url(tmp_path, monkeypatch):
     assert settings.dropzone == "s3://drops/mps" and settings.dropzone_is_s3
     settings.ensure_folders()
     assert not (tmp_path / "home" / "dropzone").exists()
-    assert "datashare/partition" in (settings.dagster_home / "dagster.yaml").read_text()
+    assert "datashare/contract" in (settings.dagster_home / "dagster.yaml").read_text()
     zone = open_dropzone(settings.dropzone)
     assert (zone.bucket, zone.prefix, str(zone)) == ("drops", "mps", "s3://drops/mps")

@@ -52,7 +52,7 @@ from pipelines.publishing import awaiting_publication, publish_delivery, publish
 from pipelines.register import Register
 from pipelines.row_validation import _history_mix, _mix_path, curated_schema, validate_pending
 from pipelines.synthetic import write_delivery
-from pipelines.warehouse import build_warehouse
+from pipelines.warehouse import build_warehouse, catalog_shows
 from schemas.contract import load_contracts
 from schemas.contract_lint import lint_document
 from tests.conftest import REAL_DATA, REAL_STOP_AND_SEARCH
@@ -512,6 +512,14 @@ def test_an_older_release_never_replaces_a_newer_ones_figures(tmp_path):
     assert january == dict(released)["2024-03"]
     assert january == dict(released)["2024-05"] + 1000 * sum(1 for _ in text.splitlines()[1:])
     assert per_month == 1
+
+    # A home whose catalog was built by the previous version (its view picked the latest
+    # release period, under the old comment) is rebuilt before it is shown again.
+    assert catalog_shows(path, engine.lake, engine.contract)
+    with duckdb.connect(str(path)) as con:
+        old = f"{engine.contract.title} Contract borough_crime v{engine.contract.version}."
+        con.execute(f"COMMENT ON VIEW curated.borough_crime IS '{old}'")
+    assert not catalog_shows(path, engine.lake, engine.contract)
 
 
 @st.composite

@@ -1,5 +1,6 @@
 """The pipeline end to end: Dagster assets, `datashare run` and `datashare demo`."""
 
+import hashlib
 import json
 import os
 import re
@@ -309,6 +310,60 @@ def test_a_month_with_half_the_usual_rows_is_a_volume_breach_with_data_docs(
         (home.lake / "docs" / "contract=stop_and_search" / "period=2025-04").rglob("*.html")
     )
     assert pages and any("150" in p.read_text(errors="ignore") for p in pages)
+
+
+def test_one_run_takes_a_contracts_months_and_a_held_month_blocks_none_of_the_others(
+    home, stop_and_search
+):
+    from pipelines.synthetic import write_delivery
+
+    months = ["2025-01", "2025-02", "2025-03"]
+    for i, period in enumerate(months):
+        path = home.dropzone / "stop_and_search" / period / "s.csv"
+        write_delivery(stop_and_search, period, path, rows=300, seed=i, defect_rate=0)
+    # February's manifest disagrees with its file: held back, not published.
+    held = home.dropzone / "stop_and_search" / "2025-02" / "s.csv"
+    sha = hashlib.sha256(held.read_bytes()).hexdigest()
+    manifest = held.with_name("s.csv.manifest.json")
+    manifest.write_text(json.dumps({"rows": 312, "sha256": sha}))
+    assert main(["run"]) == 0
+
+    instance = dg.DagsterInstance.get()
+    (run,) = instance.get_runs(dg.RunsFilter(job_name="stop_and_search_delivery"))
+    assert run.tags["dagster/asset_partition_range_start"] == "2025-01"
+    assert run.tags["dagster/asset_partition_range_end"] == "2025-03"
+
+    def latest(prefix: str) -> dict[str, dg.AssetMaterialization]:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey([prefix, "stop_and_search"])), limit=50
+        ).records
+        found: dict[str, dg.AssetMaterialization] = {}
+        for r in records:  # newest first
+            assert r.run_id == run.run_id
+            found.setdefault(r.partition_key, r.asset_materialization)
+        return found
+
+    assert sorted(latest("landing")) == months
+    validated = latest("validated")
+    outcomes = {p: m.metadata["outcome"].value for p, m in validated.items()}
+    assert outcomes == {
+        "2025-01": "published",
+        "2025-02": "held back: not published",
+        "2025-03": "published",
+    }
+    assert all(m.metadata["dagster/row_count"].value == 300 for m in validated.values())
+    # Each month's checks, on its own: February red, the others green.
+    key = dg.AssetCheckKey(dg.AssetKey(["validated", "stop_and_search"]), "contract_conformance")
+    records = instance.event_log_storage.get_asset_check_execution_history(key, limit=10)
+    passed = {r.partition: r.event.dagster_event.event_specific_data.passed for r in records}
+    assert passed == {"2025-01": True, "2025-02": False, "2025-03": True}
+    # The held month has no curated month; the ones either side of it are published whole.
+    curated = latest("curated")
+    assert sorted(curated) == ["2025-01", "2025-03"]
+    assert all(m.metadata["dagster/row_count"].value == 300 for m in curated.values())
+    assert _query(
+        home, "SELECT _period, count(*) FROM curated.stop_and_search GROUP BY 1 ORDER BY 1"
+    ) == [("2025-01", 300), ("2025-03", 300)]
 
 
 @pytest.mark.slow

@@ -1,0 +1,113 @@
+"""Many months in one Dagster run: each month worked on, and recorded, on its own.
+
+A contract's delivery job runs every pending month in one run (`BackfillPolicy.single_run`),
+so the run's fixed costs (Dagster's run overhead, the great-expectations import) are paid
+once per contract rather than once per month. Dagster still records one materialization,
+and one result of each check, per month, exactly as a run per month did:
+
+- each month's metadata goes to its own materialization (`context.add_asset_metadata` with
+  the month's `partition_key`), and the step's one output materializes every month of the
+  run with it;
+- each month's check results are `AssetCheckEvaluation`s naming the month (`partition`) and
+  the materialization they judged, so the UI shows them per month and current.
+
+Months are independent: a held-back delivery is an outcome a month records, never an
+error. What does raise is the machine (a full disk, S3 out of reach): the months done
+before it are recorded, each as its own `AssetMaterialization`, with their checks; the
+step then fails with the error, and the months not reached stay pending for the next run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+# The type of `AssetCheckEvaluation.target_materialization_data`, a field of that public
+# class which Dagster does not export by itself. Without it a month's check would not count
+# as judging the month's newest materialization, and the UI would clear its status.
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
+
+
+@dataclass
+class MonthRecord:
+    """What one month of a run recorded: its materialization's metadata and its checks."""
+
+    partition_key: str
+    metadata: dict
+    checks: list[dg.AssetCheckResult] = field(default_factory=list)
+
+
+def run_months(
+    context: dg.AssetExecutionContext,
+    asset_key: dg.AssetKey,
+    work: Callable[[str], MonthRecord],
+) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization | dg.AssetCheckEvaluation]:
+    """Run `work` for each month of the run, in order, and record each month's outcome.
+
+    If a month raises, the months before it are recorded and the error is raised again,
+    so the run fails; the months after it are not started."""
+    done: list[MonthRecord] = []
+    failure: Exception | None = None
+    for month in context.partition_keys:
+        try:
+            done.append(work(month))
+        except Exception as exc:  # the machine's fault: record the others, then fail
+            failure = exc
+            left = context.partition_keys[len(done) + 1 :]
+            context.log.error(
+                f"{asset_key.to_user_string()} {month} failed: {exc}. "
+                f"{len(done)} month(s) before it are recorded"
+                + (f"; {len(left)} after it are left for the next run" if left else "")
+            )
+            break
+    if failure is None:
+        for record in done:
+            context.add_asset_metadata(record.metadata, partition_key=record.partition_key)
+        # One output for the run; Dagster materializes each month with its own metadata.
+        yield dg.MaterializeResult(asset_key=asset_key)
+    else:
+        for record in done:
+            yield dg.AssetMaterialization(
+                asset_key=asset_key, partition=record.partition_key, metadata=record.metadata
+            )
+    yield from check_evaluations(context, asset_key, done)
+    if failure is not None:
+        raise failure
+
+
+def check_evaluations(
+    context: dg.AssetExecutionContext, asset_key: dg.AssetKey, months: Sequence[MonthRecord]
+) -> Iterator[dg.AssetCheckEvaluation]:
+    """Each month's check results, naming the month and the materialization they judged
+    (just recorded, in this run)."""
+    for record in months:
+        if not record.checks:
+            continue
+        latest = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[record.partition_key]),
+            limit=1,
+        ).records
+        target = (
+            AssetCheckEvaluationTargetMaterializationData(
+                storage_id=latest[0].storage_id,
+                run_id=latest[0].event_log_entry.run_id,
+                timestamp=latest[0].timestamp,
+            )
+            if latest
+            else None
+        )
+        for result in record.checks:
+            yield dg.AssetCheckEvaluation(
+                asset_key=asset_key,
+                check_name=result.check_name,
+                passed=result.passed,
+                metadata=result.metadata,
+                severity=result.severity,
+                description=result.description,
+                partition=record.partition_key,
+                target_materialization_data=target,
+            )
