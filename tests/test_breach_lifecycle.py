@@ -392,3 +392,36 @@ def test_open_breaches_are_exactly_those_no_published_resend_replaced(outcomes):
             assert (e["status"] == "superseded") == (
                 e["later_delivery_id"] is not None and e["delivery_status"] != "published"
             )
+
+
+def test_run_summary_counts_open_breaches_as_the_warehouse_does(resent_home):
+    from pipelines.pending_runs import RunReport
+
+    home, _ = resent_home
+    ((open_, critical, superseded),) = _query(
+        home,
+        f"SELECT count(*) FILTER (WHERE {OPEN}), "
+        f"count(*) FILTER (WHERE {OPEN} AND severity = 'critical'), "
+        "count(*) FILTER (WHERE status = 'superseded') FROM governance.breach_register",
+    )
+    summary = RunReport(home, load_contracts()).text()
+    assert (
+        f"open breaches:      {open_} ({critical} critical); {superseded} superseded by a "
+        "published re-send" in summary
+    )
+    assert (open_, critical, superseded) == (4, 1, 2)
+
+
+def test_run_summary_says_what_rows_published_counts_for_a_wide_file(home):
+    from pipelines.pending_runs import RunReport
+
+    published = {"delivery_id": "d", "contract": "borough_crime", "event": "published"}
+    report = RunReport(
+        home, load_contracts(), runs=[("borough_crime", "August 2025", "r", True, 1)]
+    )
+    report.events = [published]
+    report.current = {"d": {**published, "rows_curated": 1_000}}
+    assert (
+        "rows published:     1,000 (rows of the files; a wide file's row is one curated row "
+        in (report.text())
+    )
