@@ -13,11 +13,23 @@ from html import escape
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pipelines import row_validation
 from pipelines.dataset_expectations import check_dataset, profile_from_counts
-from pipelines.delivery_formats import column_positions, error_words, header_problem
+from pipelines.delivery_formats import (
+    OTHER_SEPARATORS,
+    UnreadableFile,
+    column_positions,
+    error_words,
+    header_problem,
+    open_delivery,
+    quoted,
+)
 from pipelines.delivery_intake import _duplicate, plan_intake
 from pipelines.delivery_schedule import LatePeriod, late_breach, scheduled_periods
 from pipelines.dropzone import FolderDropZone
@@ -423,3 +435,55 @@ def test_a_file_filed_under_a_quarter_s_middle_month_is_told_how_quarters_are_na
         "first month, so 2025-06 lies in the period 2025-04 (the next one is 2025-07); file it "
         "under 2025-04"
     )
+
+
+# Column names as any export writes them; not "None" or quotes, which EMPTY would take for
+# a missing value.
+_NAME = st.text(
+    alphabet=st.characters(
+        blacklist_categories=("Cs", "Cc", "Zl", "Zp"), blacklist_characters=";\t|,\"'\r\n"
+    ),
+    min_size=1,
+    max_size=20,
+).filter(lambda name: name.strip() and "None" not in name)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(names=st.lists(_NAME, min_size=2, max_size=30), separator=st.sampled_from(";\t|"))
+def test_any_header_split_by_another_separator_is_named_with_its_column_count(
+    tmp_path, names, separator
+):
+    source = tmp_path / "d.csv"
+    source.write_text(separator.join(names) + "\n" + separator.join("1" * len(names)) + "\n")
+    with pytest.raises(UnreadableFile) as caught:
+        open_delivery(source)
+    reason = caught.value.reason
+    assert reason.startswith(f"The file is separated by {OTHER_SEPARATORS[separator]}, not commas")
+    assert f"its first line names {len(names)} columns ({quoted(names[0])}" in reason
+    assert not EMPTY.search(reason), reason
+
+
+@given(st.text(max_size=200))
+def test_a_quoted_value_is_one_short_line(value):
+    shown = quoted(value)
+    assert len(shown) <= 40 * 6 + 8  # at most 40 characters, each escaped to at most \\UXXXXXXXX
+    assert not any(c in shown for c in "\n\r\t\x00\x1b\u2028")
+    assert shown[0] in "'\"" and shown[-1] in "'\""
+
+
+def test_a_parquet_file_of_one_column_says_so(stop_and_search, tmp_path):
+    source = tmp_path / "d.parquet"
+    pq.write_table(pa.table({"Type": ["Person search"]}), source)
+    rejected = _reject_file(stop_and_search, source)
+    assert rejected.reason == (
+        "The Parquet file has one column, named 'Type'; the agreement asks for a table with "
+        "the agreed columns."
+    )
+
+
+def _reject_file(contract, source: Path) -> DeliveryRejected:
+    with pytest.raises(DeliveryRejected) as caught:
+        validate_delivery(contract, source, "2022-06", "d1", FolderLake(source.parent / "lake"))
+    return caught.value
