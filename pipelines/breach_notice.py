@@ -5,9 +5,11 @@ A letter a data-sharing lead sends as it is, in Markdown and in HTML that say th
 (`datashare contracts show`), says periods and dates in words, and asks for an
 acknowledgement by the date the agreement sets (`noticeResponseDays`). Every open breach
 of the month is in it: the file breaches, the late delivery, and a month with no delivery
-at all. It names rules, clauses, counts and row numbers, never the values in the rows:
-breach details are built without values, and nothing from the quarantined records is read
-here. Whatever came from a delivery (file names, headers in a detail) is escaped.
+at all. It names rules, clauses, counts and row numbers, and the few failing values a
+breach names for a column the agreement does not classify; never a classified field's
+values (breach details are built without them), and nothing from the quarantined records
+is read here. Whatever came from a delivery (file names, headers, values in a detail) is
+escaped.
 """
 
 from __future__ import annotations
