@@ -22,8 +22,13 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from pipelines.delivery_intake import take_deliveries
+from pipelines.dropzone import FolderDropZone
 from pipelines.lake import FolderLake
-from pipelines.row_validation import validate_delivery
+from pipelines.publishing import awaiting_publication, publish_delivery
+from pipelines.register import Register
+from pipelines.row_validation import validate_delivery, validate_pending
+from pipelines.warehouse import build_warehouse
 from schemas.contract import load_contracts
 from schemas.row_checks import parsed
 
@@ -139,3 +144,40 @@ def test_real_outcomes_with_coordinates_in_other_written_forms_are_curated_alike
     for number, row in enumerate(csv.DictReader(io.StringIO(rewritten.read_text())), 1):
         if row["Longitude"] and number in after:
             assert after[number] == (float(row["Longitude"]), float(row["Latitude"]))
+
+
+def test_exponent_coordinates_reach_the_warehouse_as_the_numbers_they_are(tmp_path):
+    """The real outcomes file with its coordinates in exponent form, through intake,
+    validation and publication: the warehouse holds every row, each coordinate exactly
+    float(text), and the month is published with no breach of a number."""
+    contract = load_contracts()["crime_outcomes"]
+    rows = list(csv.DictReader(REAL_OUTCOMES.open(encoding="utf-8", newline="")))
+    text = _with_coordinates_written(rows, lambda v: format(Decimal(v), "E"))
+    drop = tmp_path / "dropzone" / contract.name / "2023-01" / REAL_OUTCOMES.name
+    drop.parent.mkdir(parents=True)
+    drop.write_text(text, encoding="utf-8")
+    lake = FolderLake(tmp_path / "lake")
+    register = Register(lake)
+    zone = FolderDropZone(tmp_path / "dropzone", settle_seconds=0)
+
+    take_deliveries(contract.name, "2023-01", zone, lake, register, "t")
+    (verdict,) = validate_pending(contract, "2023-01", lake, register, "t")
+    publish_delivery(lake, register, awaiting_publication(register, contract.name, "2023-01"), "t")
+    warehouse = build_warehouse(lake, {contract.name: contract}, tmp_path / "w.duckdb")
+
+    assert verdict.status == "validated"
+    assert not [b.rule for b in verdict.outcome.breaches if b.rule.endswith((".type", ".range"))]
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        stored = dict(
+            (row, (lon, lat))
+            for row, lon, lat in con.execute(
+                "SELECT _source_row, longitude, latitude FROM curated.crime_outcomes"
+            ).fetchall()
+        )
+    assert len(stored) == len(rows) == verdict.outcome.rows_curated
+    delivered = list(csv.DictReader(io.StringIO(text)))
+    with_point = [n for n, r in enumerate(delivered, 1) if r["Longitude"]]
+    assert with_point and all("E" in delivered[n - 1]["Longitude"] for n in with_point)
+    for number in with_point:
+        row = delivered[number - 1]
+        assert stored[number] == (float(row["Longitude"]), float(row["Latitude"]))
