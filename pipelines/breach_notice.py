@@ -110,7 +110,7 @@ def what_we_did(entry: dict) -> str:
         did = (
             f"{DID.get(entry['action'], entry['action'])}, until the delivery was replaced"
             if entry.get("delivery_published_at")
-            else "the delivery was not published: a later file of the month was"
+            else "the delivery was not published"
         )
         did += "; nothing from it is published now"
     elif status == "validated":

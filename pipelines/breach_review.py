@@ -351,6 +351,18 @@ def render_review(
     return "".join(parts)
 
 
+def _has_breach_views(warehouse: Path) -> bool:
+    """Whether the warehouse has the breach views this page reads."""
+    if not warehouse.exists():
+        return False
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        (found,) = con.execute(
+            "SELECT count(*) FROM duckdb_views() WHERE schema_name = 'governance' "
+            "AND view_name = 'breach_history'"
+        ).fetchone()
+    return bool(found)
+
+
 def write_review(settings: Settings, output: Path, today: dt.date | None = None) -> ReviewWritten:
     """Write the review page to `output` and a notice for each contract-month with an open
     breach beside it (`<output folder>/notices/`); atomically, page last."""
@@ -358,7 +370,9 @@ def write_review(settings: Settings, output: Path, today: dt.date | None = None)
     from pipelines.warehouse import build_warehouse
 
     contracts = load_contracts()
-    if not settings.warehouse.exists():
+    if not _has_breach_views(settings.warehouse):
+        # None yet, or one built by an earlier version (before breach_history): the page
+        # reads what the lake says now.
         build_warehouse(open_lake(settings.lake), contracts, settings.warehouse)
     generated = dt.datetime.now().astimezone()
     folder = output.parent / NOTICES_FOLDER

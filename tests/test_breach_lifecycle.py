@@ -425,3 +425,19 @@ def test_run_summary_says_what_rows_published_counts_for_a_wide_file(home):
         "rows published:     1,000 (rows of the files; a wide file's row is one curated row "
         in (report.text())
     )
+
+
+def test_the_review_page_reads_a_warehouse_built_by_the_previous_version(resent_home):
+    home, ids = resent_home
+    with duckdb.connect(str(home.warehouse)) as con:  # as the previous version built it
+        for view in ("audit_log", "breach_register", "breach_history"):
+            con.execute(f"DROP VIEW governance.{view}")
+    written = write_review(home, review_path(home), today())
+    assert (
+        ids["aug_columns"]
+        not in written.page.read_text(encoding="utf-8")
+        .split("id=open-breaches")[1]
+        .split("</table>")[0]
+    )
+    ((open_,),) = _query(home, f"SELECT count(*) FROM governance.breach_register WHERE {OPEN}")
+    assert written.open_breaches == open_
