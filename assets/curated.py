@@ -83,10 +83,9 @@ def build_curated_asset(contract: Contract) -> dg.AssetsDefinition:
                 with lake.month_lease(contract.name, period, context.run_id):
                     candidate = awaiting_publication(register, contract.name, period)
                     if candidate:
+                        # Said by the month's materialization (`published_now`), not by a
+                        # log line: each is an event Dagster writes, for every month.
                         publish_delivery(the_lake, register, candidate, context.run_id)
-                        context.log.info(
-                            f"published delivery {candidate['delivery_id'][:12]} for {period}"
-                        )
             except Exception as exc:  # the machine's fault: record the months done, then fail
                 failure = exc
                 context.log.error(
@@ -106,12 +105,8 @@ def build_curated_asset(contract: Contract) -> dg.AssetsDefinition:
             current = published(register, contract.name, period)
             if current is None:
                 # A month with nothing published is not materialized: its partition stays
-                # missing in the UI rather than showing an empty month as done.
-                context.log.info(
-                    f"nothing published for {period}: no delivery of the month passed "
-                    "validation (held back, rejected or not sent); the curated month is not "
-                    "materialized"
-                )
+                # missing in the UI rather than showing an empty month as done (the
+                # validated month's outcome and checks say why).
                 continue
             yield dg.AssetMaterialization(
                 asset_key=curated_key(contract),

@@ -84,22 +84,26 @@ def check_evaluations(
 ) -> Iterator[dg.AssetCheckEvaluation]:
     """Each month's check results, naming the month and the materialization they judged
     (just recorded, in this run)."""
-    for record in months:
-        if not record.checks:
-            continue
-        latest = context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[record.partition_key]),
-            limit=1,
-        ).records
-        target = (
-            AssetCheckEvaluationTargetMaterializationData(
-                storage_id=latest[0].storage_id,
-                run_id=latest[0].event_log_entry.run_id,
-                timestamp=latest[0].timestamp,
-            )
-            if latest
-            else None
+    judged = [record for record in months if record.checks]
+    if not judged:
+        return
+    # Each month was materialized once by this run, just now: the newest records of these
+    # months are this run's, one per month (one query for the run, not one per month).
+    latest = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(
+            asset_key=asset_key, asset_partitions=[r.partition_key for r in judged]
+        ),
+        limit=len(judged),
+    ).records
+    targets = {
+        r.partition_key: AssetCheckEvaluationTargetMaterializationData(
+            storage_id=r.storage_id, run_id=r.event_log_entry.run_id, timestamp=r.timestamp
         )
+        for r in latest
+        if r.event_log_entry.run_id == context.run_id
+    }
+    for record in judged:
+        target = targets.get(record.partition_key)
         for result in record.checks:
             yield dg.AssetCheckEvaluation(
                 asset_key=asset_key,
