@@ -1,6 +1,6 @@
 """The breach review page: a month's review for a data-sharing lead, from one file.
 
-`write_review(settings, output)` reads `governance.breach_register`, `breach_events`,
+`write_review(settings, output)` reads `governance.breach_register`, `breach_history`,
 `deliveries` and `exports` in warehouse.duckdb (read-only) and writes one self-contained
 HTML page: every open breach across contracts by severity and age, the rules broken month
 after month, each breach's status and history, what was sent to the force and when, a

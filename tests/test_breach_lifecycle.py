@@ -22,14 +22,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.breach_notice import notice_from_warehouse, what_we_did
-from pipelines.breach_register import BreachRegister
+from pipelines.breach_register import BREACH_EVENT_SCHEMA, BreachRegister
 from pipelines.breach_review import write_review
 from pipelines.cli import main
+from pipelines.governance_views import clause_table, in_memory
 from pipelines.lake import open_lake
-from pipelines.register import DeliveryEvent, Register
+from pipelines.register import BREACH_SCHEMA, DELIVERY_EVENT_SCHEMA, Breach, DeliveryEvent, Register
 from pipelines.review_cli import review_path
 from pipelines.warehouse import build_warehouse, connect
 from schemas.contract import load_contracts
+from schemas.contract_page import clause_for, contract_document, rule_clauses
 from tests.breach_homes import breach, deliver, late, today
 
 S = "stop_and_search"
@@ -441,3 +443,38 @@ def test_the_review_page_reads_a_warehouse_built_by_the_previous_version(resent_
     )
     ((open_,),) = _query(home, f"SELECT count(*) FROM governance.breach_register WHERE {OPEN}")
     assert written.open_breaches == open_
+
+
+def _stop_and_search_doc() -> dict:
+    return contract_document(load_contracts()[S].path)
+
+
+def _rule_names() -> st.SearchStrategy[str]:
+    listed = sorted(rule_clauses(_stop_and_search_doc()))
+    known = ["delivery.late", "delivery.restated", "file.format", "dropzone.link", "dataset.mix"]
+    return st.one_of(
+        st.sampled_from(listed + known),
+        st.builds(lambda a, b: a + b, st.sampled_from(["dataset.mix.", "file.", "x_", ""]),
+                  st.text("abcdef._%", max_size=8)),
+    )  # fmt: skip
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(_rule_names(), min_size=1, max_size=6, unique=True))
+def test_the_warehouse_cites_the_clause_a_notice_cites_for_any_rule(rules):
+    """governance.breaches joins governance.clauses; notices call clause_for: the same."""
+    made = [Breach(S, "1.0.0", "2025-08", "d", rule, "x", "minor", "", 0, 0, "") for rule in rules]
+    records = pa.Table.from_pylist(
+        [{**b.__dict__, "breach_id": b.breach_id, "failing_share": None} for b in made],
+        BREACH_SCHEMA,
+    )
+    con = in_memory(
+        records,
+        BREACH_EVENT_SCHEMA.empty_table(),
+        DELIVERY_EVENT_SCHEMA.empty_table(),
+        clause_table({S: load_contracts()[S]}),
+    )
+    with con:
+        got = dict(con.execute("SELECT rule, clause_number FROM governance.breaches").fetchall())
+    doc = _stop_and_search_doc()
+    assert got == {rule: clause_for(doc, rule).number for rule in rules}
