@@ -394,6 +394,23 @@ def test_open_breaches_are_exactly_those_no_published_resend_replaced(outcomes):
             assert (e["status"] == "superseded") == (
                 e["later_delivery_id"] is not None and e["delivery_status"] != "published"
             )
+        # The month's letter, from the same views: exactly the open breaches, each saying
+        # what became of its delivery.
+        register, contract = Register(lake), load_contracts()[S]
+        events = pa.Table.from_pylist(register.events(), DELIVERY_EVENT_SCHEMA)
+        con = in_memory(register.breach_table(), BREACH_EVENT_SCHEMA.empty_table(), events,
+                        clause_table({S: contract}))  # fmt: skip
+        with con:
+            notice = notice_from_warehouse(con, contract, "2025-08", today())
+        assert set(notice.breach_ids) == {b for b, is_open in expected.items() if is_open}
+        delivery = {e["breach_id"]: e["delivery_status"] for e in entries}
+        for item in notice.markdown.split("\n### ")[1:]:
+            breach_id = item.split("**Breach reference:** ")[1].split()[0]
+            did = item.split("**What we did:** ")[1].splitlines()[0]
+            if delivery[breach_id] in ("held", "rejected"):
+                assert "nothing from it was published" in did
+            else:
+                assert delivery[breach_id] == "published" and "nothing from it" not in did
 
 
 def test_run_summary_counts_open_breaches_as_the_warehouse_does(resent_home):
