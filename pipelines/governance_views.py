@@ -221,6 +221,14 @@ LEFT JOIN now n USING (breach_id)
 LEFT JOIN governance.breach_deliveries f USING (breach_id)
 """
 
+BREACH_COLUMN_COMMENTS = {
+    "clause_number": "The clause of the agreement page (datashare contracts show) the breach "
+    "breaks, as notices cite it: 6.1, 7, 8.1.2, ...",
+    "clause_title": "That clause's heading, or the rule and what it checks.",
+    "clause": "Where the contract file states what was broken (for engineers).",
+    "failing_share": "Failing rows over rows checked; empty when no rows were checked (a "
+    "breach of the delivery as a whole: unreadable, late, held back by its manifest).",
+}
 BREACH_COMMENTS = {
     "governance.breaches": "Each contract rule broken by each delivery, with the clause of the "
     "agreement page it breaks (clause_number, clause_title; `clause` is where the contract "

@@ -22,6 +22,7 @@ import pyarrow as pa
 from pipelines.audit_log import AUDIT_LOG_SQL, EXPORT_SCHEMA
 from pipelines.breach_register import BREACH_EVENT_SCHEMA
 from pipelines.governance_views import (
+    BREACH_COLUMN_COMMENTS,
     BREACH_COMMENTS,
     DELIVERIES_SQL,
     DELIVERY_COMMENTS,
@@ -323,6 +324,8 @@ def _governance(con: duckdb.DuckDBPyConnection, lake: Lake, contracts: dict[str,
     create_breach_views(con)
     for name, text in BREACH_COMMENTS.items():
         _comment(con, name, text)
+    for column, text in BREACH_COLUMN_COMMENTS.items():
+        _comment(con, "governance.breaches", text, column)
     for name, pattern, schema, text in [
         ("erasures", "governance/erasures/contract=*/*.parquet", ERASURE_SCHEMA,
          "Each file erased at the end of its retention period, under which clause."),
