@@ -46,11 +46,11 @@ ASK = {
 DID = {
     "rows quarantined": "the failing rows were held back; the rest were published",
     "rows kept": "the rows were published as sent, with this breach recorded",
-    "delivery rejected": "the file was rejected; nothing from it was published",
+    "delivery rejected": "the file was not read; nothing from it was published",
     "delivery held": "the delivery was held back; nothing from it was published",
     "columns withheld": "these columns were withheld; the agreed columns were published",
     "delivery published": "the delivery was published, with this breach recorded",
-    "delivery chased": "the month is recorded as late",
+    "delivery chased": "the month was recorded as late",
 }
 # Headings for breaches of a clause rather than of a listed rule.
 TITLES = {
@@ -76,7 +76,7 @@ TITLES = {
 OUTCOME = {
     "published": "published",
     "held": "held back",
-    "rejected": "rejected: nothing published",
+    "rejected": "rejected, not read",
     "superseded": "replaced by a later file",
     "validated": "checked, not yet published",
     "received": "received, not yet checked",
@@ -84,8 +84,7 @@ OUTCOME = {
 CLOSED = ("resolved", "waived", "superseded")
 WHOLE_DELIVERY = {
     "held": "the delivery was held back; nothing from it was published",
-    # Rejected: unreadable, or read only far enough to see it is not the agreed layout.
-    "rejected": "the file was rejected; nothing from it was published",
+    "rejected": "the file was not read; nothing from it was published",
 }
 
 

@@ -157,7 +157,7 @@ def test_a_fixed_month_leaves_every_count_of_open_breaches(resent_home, capsys):
     notice = _notice(home, S, "2025-08")
     assert notice.breach_ids == [ids["aug_minor"]]
     assert "0-first-attempt.csv" in notice.markdown  # what arrived is still listed
-    assert "| rejected: nothing published |" in notice.markdown
+    assert "| rejected, not read |" in notice.markdown
 
 
 def test_a_superseded_breach_keeps_its_history_and_can_be_reopened(resent_home, capsys):
@@ -242,7 +242,7 @@ def test_a_replaced_delivery_says_it_was_replaced(resent_home, capsys):
     home, ids = resent_home
     entries = {e["breach_id"]: e for e in _cli_json(capsys, "--status", "superseded")}
     assert entries[ids["aug_columns"]]["what_we_did"] == (
-        "the file was rejected; nothing from it was published. The month was re-sent: "
+        "the file was not read; nothing from it was published. The month was re-sent: "
         f"{S}/2025-08/2025-08-stop-and-search.csv, published on 27 September 2025"
     )
     assert entries[ids["sep_old"]]["what_we_did"].startswith(
