@@ -13,13 +13,14 @@ from pathlib import Path
 
 from pipelines.breaches_cli import add_breaches_commands, run_breaches_command
 from pipelines.contracts_cli import add_contracts_commands, run_contracts_command
+from pipelines.desk_cli import add_desk_commands, run_desk_command, run_users_command
 from pipelines.report_cli import add_report_command, run_report_command
 from pipelines.review_cli import add_review_command, run_review_command
 from pipelines.settings import Settings, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Commands that read a home and must not make an empty one to answer from.
-READS_HOME = ("breaches", "report", "review", "warehouse", "retention")
+READS_HOME = ("breaches", "report", "review", "warehouse", "retention", "desk")
 
 
 def missing_home(settings: Settings) -> str | None:
@@ -201,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_contracts_commands(sub)
     add_report_command(sub)
     add_review_command(sub)
+    add_desk_commands(sub)
     args = parser.parse_args(argv)
     if args.command == "contracts":
         return run_contracts_command(args)  # needs no home folder
@@ -217,6 +219,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_report_command(args, settings)
     if args.command == "review":
         return run_review_command(args, settings)
+    if args.command == "desk":
+        return run_desk_command(args, settings)
+    if args.command == "users":
+        return run_users_command(args, settings)
     if args.command == "warehouse":
         return cmd_warehouse_rebuild(settings)
     if args.command == "retention":

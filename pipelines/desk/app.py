@@ -1,0 +1,550 @@
+"""The desk's web application (Starlette): sign-in, breaches, notices, the pack, agreements
+and Data Docs.
+
+Every page needs a signed-in account; a signed-out visitor is sent to the sign-in page
+and sees nothing else, and a form posted without one is refused. Leads may act (a breach's
+lifecycle, marking a notice as sent); viewers read, see no buttons, and are refused if
+they post anyway. Each action is recorded in the register and the audit log under the
+signed-in person's name, and the warehouse is rebuilt so every page (and analysts) see it.
+
+Security, in layers: session cookies signed by Starlette's SessionMiddleware (HTTP-only,
+SameSite=Lax, Secure when served over https, ending `session_minutes` after sign-in);
+asgi-csrf's double-submit token on every form (every POST is checked, with or without
+cookies); argon2 password hashes (`pipelines.desk.users`); failed sign-ins limited per
+account name and per address (`limits`); Jinja autoescaping of everything from a delivery;
+a Content-Security-Policy that runs no script on the desk's own pages.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime
+from pathlib import Path
+from urllib.parse import quote
+
+import jinja2
+from asgi_csrf import asgi_csrf
+from limits import parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+from markdown_it import MarkdownIt
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp
+
+from pipelines.audit_log import record_export
+from pipelines.breach_notice import NothingToSend, notice_from_warehouse, what_we_did, write_notice
+from pipelines.breach_register import TRANSITIONS, BreachChangeError, BreachRegister
+from pipelines.desk import queries
+from pipelines.desk.config import DeskConfig, cookie_secret, load_desk_config
+from pipelines.desk.docs_files import NotServed, docs_sites, read_docs_file, site_path
+from pipelines.desk.users import User, UserStore
+from pipelines.lake import open_lake
+from pipelines.settings import Settings
+from pipelines.warehouse import build_warehouse, connect
+from schemas.contract import load_contracts
+from schemas.contract_page import agreement_title, contract_document, render_file
+from schemas.period_words import date_words, period_words, time_words
+
+TEMPLATES = Path(__file__).resolve().with_name("templates")
+SESSION_COOKIE = "datashare_desk"
+NOTE_LIMIT = 2_000  # characters of a note a lead writes
+# What each lifecycle button is called, in the order a breach goes through them.
+ACTION_WORDS = {
+    "notify": "Mark notified (sent to the force)",
+    "ack": "Acknowledged by the force",
+    "resolve": "Resolve",
+    "waive": "Waive",
+    "reopen": "Reopen",
+}
+NEEDS_NOTE = ("waive", "reopen")
+PERIOD = re.compile(r"^\d{4}(-\d{2})?$")
+# The desk's own pages run no script at all; Data Docs (great-expectations' pages, whose
+# tables use their bundled jQuery and Bootstrap from the lake's docs/_static) may run
+# scripts from the desk itself, and fetch nothing from anywhere else.
+PAGE_POLICY = (
+    "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "frame-src 'self'; frame-ancestors 'self'; form-action 'self'; base-uri 'none'"
+)
+DOCS_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; frame-ancestors 'self'; form-action 'none'; "
+    "base-uri 'none'"
+)
+
+
+class _EveryPath:
+    """asgi-csrf's `always_protect`: every path, so a POST without cookies (a forged
+    sign-in, or a request through a single sign-on proxy) is checked too."""
+
+    def __contains__(self, path: object) -> bool:
+        return True
+
+
+class SecurityHeaders(BaseHTTPMiddleware):
+    """Headers that stop a page being framed elsewhere, sniffed or cached."""
+
+    async def dispatch(self, request: Request, call_next: Callable[..., Awaitable[Response]]):
+        response = await call_next(request)
+        docs = request.url.path.startswith("/docs/")
+        response.headers.setdefault("Content-Security-Policy", DOCS_POLICY if docs else PAGE_POLICY)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "same-origin"
+        response.headers["X-Frame-Options"] = "SAMEORIGIN"
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+
+class Desk:
+    """What the pages share: the home's settings, its accounts, the sign-in limiter."""
+
+    def __init__(self, settings: Settings, config: DeskConfig, today: date | None = None):
+        self.settings = settings
+        self.config = config
+        self.users = UserStore(settings.home)
+        self.fixed_today = today
+        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        self.per_name = parse(config.signin_limit)
+        # An address may try several names: four times the per-name allowance.
+        self.per_address = type(self.per_name)(self.per_name.amount * 4, self.per_name.multiples)
+        self.changes = threading.Lock()  # one lead's change and rebuild at a time
+        self._contracts = None
+
+    def today(self) -> date:
+        return self.fixed_today or datetime.now().date()
+
+    @property
+    def contracts(self):
+        if self._contracts is None:
+            self._contracts = load_contracts()
+        return self._contracts
+
+    def user(self, request: Request) -> User | None:
+        """The signed-in account, or None: from the proxy's header when that is trusted,
+        else from the session (ended `session_minutes` after sign-in, and at once when the
+        account is removed)."""
+        header = self.config.trusted_user_header
+        if header and request.headers.get(header):
+            return self.users.get(request.headers[header].strip())
+        name = request.session.get("user")
+        since = request.session.get("signed_in_at", 0)
+        if not name or time.time() - since > self.config.session_minutes * 60:
+            return None
+        return self.users.get(name)
+
+    def ensure_warehouse(self) -> None:
+        """A warehouse with the breach views: built from the lake if missing or older."""
+        if not queries.has_breach_views(self.settings.warehouse):
+            self.rebuild()
+
+    def rebuild(self) -> None:
+        build_warehouse(open_lake(self.settings.lake), self.contracts, self.settings.warehouse)
+
+    def title(self, contract: str) -> str:
+        c = self.contracts.get(contract)
+        return agreement_title(contract_document(c.path)) if c else contract
+
+    def when(self, contract: str, period: str) -> str:
+        c = self.contracts.get(contract)
+        return period_words(period, c.schedule.period if c else "monthly")
+
+
+# --- the pages' plumbing -----------------------------------------------------------------------
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined
+    )
+    env.filters["time_words"] = lambda v: time_words(v) if v else ""
+    env.filters["date_words"] = lambda v: date_words(v) if v else ""
+    env.filters["thousands"] = lambda v: (
+        f"{v:,}" if isinstance(v, int) else ("" if v is None else v)
+    )
+    env.filters["quote"] = lambda v: quote(str(v), safe="")
+    return env
+
+
+templates = Jinja2Templates(env=_environment())
+
+
+def _render(request: Request, template: str, status: int = 200, **context) -> Response:
+    desk: Desk = request.app.state.desk
+    flash = request.session.pop("flash", None)
+    return templates.TemplateResponse(
+        request,
+        template,
+        {"user": getattr(request.state, "user", None), "flash": flash, "desk": desk, **context},
+        status_code=status,
+    )
+
+
+def _message(request: Request, title: str, text: str, status: int) -> Response:
+    return _render(request, "message.html", status=status, title=title, text=text)
+
+
+def _local(target: str | None) -> str:
+    """A redirect target on this site only (never `//elsewhere` or `https://...`)."""
+    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
+        return target
+    return "/"
+
+
+def signed_in(handler: Callable[[Request], Awaitable[Response]]):
+    """The page needs a signed-in account: others are sent to sign in (a GET) or refused."""
+
+    @functools.wraps(handler)
+    async def page(request: Request) -> Response:
+        user = request.app.state.desk.user(request)
+        if user is None:
+            if request.method in ("GET", "HEAD"):
+                wanted = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return RedirectResponse(f"/login?next={quote(wanted, safe='')}", 303)
+            return Response("Sign in first.", 403, media_type="text/plain")
+        request.state.user = user
+        return await handler(request)
+
+    return page
+
+
+def leads_only(handler: Callable[[Request], Awaitable[Response]]):
+    """The action needs a lead: a viewer is refused (and nothing is recorded)."""
+
+    @functools.wraps(handler)
+    async def action(request: Request) -> Response:
+        if not request.state.user.is_lead:
+            return _message(
+                request, "Not allowed", "Only a lead can do this; your account reads only.", 403
+            )
+        return await handler(request)
+
+    return signed_in(action)
+
+
+# --- sign-in -------------------------------------------------------------------------------------
+
+
+async def login_page(request: Request) -> Response:
+    return _render(request, "login.html", next=_local(request.query_params.get("next")), error="")
+
+
+async def login(request: Request) -> Response:
+    desk: Desk = request.app.state.desk
+    form = await request.form()
+    name = str(form.get("name", "")).strip()[:64]
+    password = str(form.get("password", ""))[:1024]
+    target = _local(str(form.get("next", "/")))
+    address = request.client.host if request.client else "unknown"
+    if not (
+        desk.limiter.test(desk.per_name, "name", name.lower())
+        and desk.limiter.test(desk.per_address, "address", address)
+    ):
+        return _render(
+            request, "login.html", status=429, next=target,
+            error="Too many failed sign-ins: wait a few minutes, then try again.",
+        )  # fmt: skip
+    user = await run_in_threadpool(desk.users.verify, name, password)
+    if user is None:
+        desk.limiter.hit(desk.per_name, "name", name.lower())
+        desk.limiter.hit(desk.per_address, "address", address)
+        return _render(
+            request, "login.html", status=401, next=target,
+            error="That name and password do not match an account.",
+        )  # fmt: skip
+    desk.limiter.clear(desk.per_name, "name", name.lower())
+    request.session.clear()
+    request.session.update({"user": user.name, "signed_in_at": int(time.time())})
+    return RedirectResponse(target, 303)
+
+
+async def logout(request: Request) -> Response:
+    request.session.clear()
+    return RedirectResponse("/login", 303)
+
+
+# --- breaches ------------------------------------------------------------------------------------
+
+
+@signed_in
+async def breaches(request: Request) -> Response:
+    desk: Desk = request.app.state.desk
+    query = queries.BreachQuery.from_params(dict(request.query_params))
+    page = await run_in_threadpool(queries.breach_page, desk.settings.warehouse, query)
+    return _render(
+        request, "breaches.html", query=query, page=page, sorts=queries.SORTS,
+        statuses=queries.STATUS_CHOICES, ages=queries.AGE_CHOICES,
+        severities=queries.SEVERITIES,
+    )  # fmt: skip
+
+
+@signed_in
+async def breach(request: Request) -> Response:
+    desk: Desk = request.app.state.desk
+    found = await run_in_threadpool(
+        queries.breach_detail, desk.settings.warehouse, request.path_params["breach_id"]
+    )
+    if found is None:
+        return _message(request, "No such breach", "The register has no breach by that id.", 404)
+    entry, history = found
+    actions = [a for a, (allowed, _) in TRANSITIONS.items() if entry["status"] in allowed]
+    return _render(
+        request, "breach.html", b=entry, history=history, what_we_did=what_we_did(entry),
+        actions=actions, action_words=ACTION_WORDS, needs_note=NEEDS_NOTE,
+        when=desk.when(entry["contract"], entry["period"]), title=desk.title(entry["contract"]),
+        has_notice=entry["contract"] in desk.contracts,
+    )  # fmt: skip
+
+
+@leads_only
+async def breach_action(request: Request) -> Response:
+    desk: Desk = request.app.state.desk
+    breach_id, action = request.path_params["breach_id"], request.path_params["action"]
+    form = await request.form()
+    note = " ".join(str(form.get("note", "")).split())[:NOTE_LIMIT]
+    back = f"/breaches/{quote(breach_id, safe='')}"
+    if action not in TRANSITIONS:
+        return _message(request, "No such step", f"{action!r} is not a step of a breach.", 404)
+    if action in NEEDS_NOTE and not note:
+        request.session["flash"] = f"A {action} needs a note saying why: nothing was recorded."
+        return RedirectResponse(back, 303)
+
+    def change() -> str:
+        with desk.changes:
+            entry = BreachRegister(open_lake(desk.settings.lake)).change(
+                breach_id, action, request.state.user.name, note
+            )
+            desk.rebuild()  # every page, and analysts, see the new status at once
+        return entry["status"]
+
+    try:
+        status = await run_in_threadpool(change)
+    except BreachChangeError as refused:
+        request.session["flash"] = str(refused).replace("with --note", "in the note")
+        return RedirectResponse(back, 303)
+    request.session["flash"] = f"{breach_id} is now {status} (by {request.state.user.name})."
+    return RedirectResponse(back, 303)
+
+
+# --- notices -------------------------------------------------------------------------------------
+
+
+def _notice_args(request: Request) -> tuple[str, str] | None:
+    desk: Desk = request.app.state.desk
+    contract, period = request.path_params["contract"], request.path_params["period"]
+    if contract not in desk.contracts or not PERIOD.match(period):
+        return None
+    return contract, period
+
+
+def _notice(desk: Desk, contract: str, period: str):
+    with connect(desk.settings.warehouse) as con:
+        return notice_from_warehouse(con, desk.contracts[contract], period, desk.today())
+
+
+@signed_in
+async def notices(request: Request) -> Response:
+    desk: Desk = request.app.state.desk
+    months = await run_in_threadpool(queries.notice_months, desk.settings.warehouse)
+    return _render(request, "notices.html", months=months)
+
+
+@signed_in
+async def notice(request: Request) -> Response:
+    desk: Desk = request.app.state.desk
+    args = _notice_args(request)
+    if args is None:
+        return _message(request, "No such notice", "No agreement or period by that name.", 404)
+    contract, period = args
+    try:
+        letter = await run_in_threadpool(_notice, desk, contract, period)
+    except NothingToSend as nothing:
+        return _message(request, "Nothing to send", str(nothing), 404)
+    sent = await run_in_threadpool(queries.exports_of, desk.settings.warehouse, contract, period)
+    return _render(
+        request, "notice.html", contract=contract, period=period, letter=letter, sent=sent,
+        when=desk.when(contract, period), title=desk.title(contract),
+        default_note=f"notice of {date_words(desk.today())}",
+    )  # fmt: skip
+
+
+@signed_in
+async def notice_letter(request: Request) -> Response:
+    """The letter alone, as `datashare breaches notice` writes it: printable."""
+    desk: Desk = request.app.state.desk
+    args = _notice_args(request)
+    if args is None:
+        return _message(request, "No such notice", "No agreement or period by that name.", 404)
+    try:
+        letter = await run_in_threadpool(_notice, desk, *args)
+    except NothingToSend as nothing:
+        return _message(request, "Nothing to send", str(nothing), 404)
+    return HTMLResponse(letter.html)
+
+
+@leads_only
+async def notice_sent(request: Request) -> Response:
+    """Record the notice as sent (an export in the audit log, its files kept in the home's
+    notices/) and mark its open breaches notified, under the lead's name."""
+    desk: Desk = request.app.state.desk
+    args = _notice_args(request)
+    if args is None:
+        return _message(request, "No such notice", "No agreement or period by that name.", 404)
+    contract, period = args
+    form = await request.form()
+    note = " ".join(str(form.get("note", "")).split())[:NOTE_LIMIT]
+    note = note or f"notice of {date_words(desk.today())}"
+    by = request.state.user.name
+
+    def send() -> int:
+        with desk.changes:
+            desk.rebuild()  # the letter as the lake has it now
+            letter = _notice(desk, contract, period)
+            md, _ = write_notice(letter, desk.settings.home / "notices", contract, period)
+            lake = open_lake(desk.settings.lake)
+            record_export(
+                lake, contract, period, f"notice {md.name} ({len(letter.breach_ids)} breach(es))",
+                by, "notice to the force under the data-sharing agreement",
+            )  # fmt: skip
+            register = BreachRegister(lake)
+            still_open = {
+                e["breach_id"]
+                for e in register.entries(contract, period)
+                if e["status"] == "open" and e["breach_id"] in letter.breach_ids
+            }
+            for breach_id in sorted(still_open):
+                register.change(breach_id, "notify", by, note)
+            desk.rebuild()
+        return len(still_open)
+
+    try:
+        notified = await run_in_threadpool(send)
+    except NothingToSend as nothing:
+        return _message(request, "Nothing to send", str(nothing), 404)
+    request.session["flash"] = (
+        f"Recorded as sent by {by}; {notified} breach(es) marked notified ({note})."
+    )
+    return RedirectResponse(f"/notices/{contract}/{period}", 303)
+
+
+# --- the pack, agreements, Data Docs ------------------------------------------------------------
+
+
+@signed_in
+async def pack(request: Request) -> Response:
+    desk: Desk = request.app.state.desk
+    path = desk.settings.home / "reports" / "oversight-pack.html"
+    if not path.is_file():
+        return _message(
+            request, "No oversight pack yet",
+            "The pack is written by `datashare report` (and at the end of `datashare demo`).", 404,
+        )  # fmt: skip
+    return HTMLResponse(path.read_text(encoding="utf-8"))
+
+
+@signed_in
+async def contracts(request: Request) -> Response:
+    desk: Desk = request.app.state.desk
+    rows = [(name, desk.title(name)) for name in sorted(desk.contracts)]
+    return _render(request, "contracts.html", contracts=rows)
+
+
+_MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
+
+
+@signed_in
+async def contract(request: Request) -> Response:
+    """The agreement page `datashare contracts show` prints, as HTML (raw HTML in the
+    Markdown is escaped, never passed through)."""
+    desk: Desk = request.app.state.desk
+    name = request.path_params["name"]
+    if name not in desk.contracts:
+        return _message(request, "No such agreement", "No contract by that name.", 404)
+    path = desk.contracts[name].path
+    body = await run_in_threadpool(render_file, path, f"data_contracts/{path.name}")
+    return _render(request, "contract.html", name=name, body=_MARKDOWN.render(body))
+
+
+@signed_in
+async def docs_index(request: Request) -> Response:
+    desk: Desk = request.app.state.desk
+    sites = await run_in_threadpool(docs_sites, open_lake(desk.settings.lake))
+    rows = sorted(sites, key=lambda s: (s[0], s[1], s[2]), reverse=False)
+    return _render(
+        request, "docs.html",
+        sites=[(c, p, d, site_path(c, p, d)) for c, p, d in rows],
+    )  # fmt: skip
+
+
+@signed_in
+async def docs_file(request: Request) -> Response:
+    desk: Desk = request.app.state.desk
+    try:
+        found = await run_in_threadpool(
+            read_docs_file, open_lake(desk.settings.lake), request.path_params["path"]
+        )
+    except NotServed:
+        return _message(request, "Not found", "No Data Docs page by that name.", 404)
+    return Response(found.body, media_type=found.media_type)
+
+
+# --- the application -----------------------------------------------------------------------------
+
+
+def create_app(
+    settings: Settings, config: DeskConfig | None = None, today: date | None = None
+) -> ASGIApp:
+    """The desk for one home (`today` fixes the date notices are written on, for tests)."""
+    config = config or load_desk_config()
+    desk = Desk(settings, config, today)
+    desk.ensure_warehouse()
+    secret = cookie_secret(settings.home)
+    routes = [
+        Route("/login", login_page, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/", breaches, methods=["GET"]),
+        Route("/breaches/{breach_id}", breach, methods=["GET"]),
+        Route("/breaches/{breach_id}/{action}", breach_action, methods=["POST"]),
+        Route("/notices", notices, methods=["GET"]),
+        Route("/notices/{contract}/{period}", notice, methods=["GET"]),
+        Route("/notices/{contract}/{period}/letter", notice_letter, methods=["GET"]),
+        Route("/notices/{contract}/{period}/sent", notice_sent, methods=["POST"]),
+        Route("/pack", pack, methods=["GET"]),
+        Route("/contracts", contracts, methods=["GET"]),
+        Route("/contracts/{name}", contract, methods=["GET"]),
+        Route("/docs", docs_index, methods=["GET"]),
+        Route("/docs/{path:path}", docs_file, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(
+                SessionMiddleware,
+                secret_key=secret,
+                session_cookie=SESSION_COOKIE,
+                max_age=config.session_minutes * 60,
+                same_site="lax",
+                https_only=config.secure_cookies,
+            ),
+        ],
+    )
+    app.state.desk = desk
+    return asgi_csrf(
+        app,
+        signing_secret=secret,
+        always_protect=_EveryPath(),
+        cookie_secure=config.secure_cookies,
+        cookie_samesite="Strict",
+    )
