@@ -9,15 +9,14 @@ exists"); so the first opening is done under a lock in the Dagster home.
 from __future__ import annotations
 
 import fcntl
-import functools
 import os
 import stat
 import sys
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -33,6 +32,10 @@ from pipelines.instance_config import (
 from pipelines.job_names import CODE_LOCATION, DEFINITIONS_MODULE
 from pipelines.settings import Settings
 
+if TYPE_CHECKING:
+    from dagster._core.execution.job_execution_result import JobExecutionResult
+    from dagster._core.remote_origin import RemoteJobOrigin
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -45,14 +48,10 @@ def open_instance(settings: Settings) -> dg.DagsterInstance:
     return instance
 
 
-@contextmanager
-def runs_from_code_location(instance: dg.DagsterInstance, job: str) -> Iterator[None]:
-    """Runs made here meanwhile carry the code location's origin, as runs the UI launches do.
-
-    `execute_in_process` leaves a run's origin empty, and the UI's Overview timeline and job
-    pages list only runs with one; Dagster has no public argument for it, so the instance's
-    run creation is given it for the duration.
-    """
+def code_location_origin(job: str) -> RemoteJobOrigin:
+    """Where the UI files a run of `job`: the `datashare` code location as workspace.yaml
+    loads it (a module in a managed code server) and its one repository. The Overview
+    timeline and the job pages list only runs that carry one."""
     from dagster._core.definitions.repository_definition.valid_definitions import (
         SINGLETON_REPOSITORY_NAME,
     )
@@ -71,13 +70,49 @@ def runs_from_code_location(instance: dg.DagsterInstance, job: str) -> Iterator[
         ),
         CODE_LOCATION,
     )
-    origin = RemoteJobOrigin(RemoteRepositoryOrigin(location, SINGLETON_REPOSITORY_NAME), job)
-    create = instance.create_run_for_job
-    instance.create_run_for_job = functools.partial(create, remote_job_origin=origin)
-    try:
-        yield
-    finally:
-        del instance.create_run_for_job
+    return RemoteJobOrigin(RemoteRepositoryOrigin(location, SINGLETON_REPOSITORY_NAME), job)
+
+
+def execute_here(
+    instance: dg.DagsterInstance,
+    job_def: dg.JobDefinition,
+    run_config: Mapping[str, object],
+    tags: Mapping[str, str],
+    asset_selection: Sequence[dg.AssetKey] | None = None,
+) -> JobExecutionResult:
+    """Run `job_def` in this process, as a run of the code location the UI lists.
+
+    No public Dagster API executes a run in process under a code location:
+    `execute_in_process` and `execute_job` leave the run's origin empty, so the Overview
+    timeline and the job pages skip it; launching through the instance's run launcher
+    starts a worker process per run, which imports Dagster, the definitions and
+    great-expectations again (some 7 s a run). So this does in process what those do in
+    turn: the run is created as `dagster job launch` creates it
+    (`create_run_for_job` with the code location's origin), and executed as a launched
+    run's worker executes it (`execute_run`), with `execute_in_process`'s in-process
+    executor and in-memory outputs. Each call is explicit: a Dagster release that changes
+    one fails loudly here, and tests/test_dagster_ui.py pins what the UI lists.
+    """
+    from dagster._core.definitions.job_base import InMemoryJob
+    from dagster._core.execution.api import create_execution_plan, execute_run
+
+    selection = frozenset(asset_selection or ())
+    ephemeral = job_def.as_ephemeral_job(
+        resource_defs={}, input_values={}, op_selection=None, asset_selection=selection
+    )
+    job = InMemoryJob(job_def=ephemeral)
+    plan = create_execution_plan(
+        job, run_config=run_config, instance_ref=instance.get_ref(), tags=tags
+    )
+    run = instance.create_run_for_job(
+        job_def=ephemeral,
+        execution_plan=plan,
+        run_config=run_config,
+        tags={**job_def.run_tags, **tags},
+        asset_selection=selection or None,
+        remote_job_origin=code_location_origin(job_def.name),
+    )
+    return execute_run(job, run, instance)
 
 
 @dataclass

@@ -19,5 +19,6 @@ DEFINITIONS_MODULE = "pipelines.definitions"
 
 # Dagster's tags for a run over a partition range (what `dagster job execute
 # --partition-range` sets): the delivery jobs run a contract's pending months at once.
+PARTITION_KEY_TAG = "dagster/partition"  # a run of one month
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"

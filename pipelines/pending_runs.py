@@ -26,6 +26,7 @@ from pipelines.delivery_schedule import (
 from pipelines.dropzone import open_dropzone
 from pipelines.job_names import (
     OVERSIGHT_JOB,
+    PARTITION_KEY_TAG,
     RANGE_END_TAG,
     RANGE_START_TAG,
     TIMELINESS_JOB,
@@ -45,6 +46,7 @@ from schemas.contract import Contract, load_contracts
 
 if TYPE_CHECKING:
     import dagster as dg
+    from dagster._core.execution.job_execution_result import JobExecutionResult
 
 
 # Statuses of a delivery that stands: its quarantined rows are in governance.quarantine.
@@ -262,7 +264,7 @@ def _periods_text(periods: list[str]) -> str:
     return f"{', '.join(periods[:3])}, … {', '.join(periods[-2:])} ({len(periods)} periods)"
 
 
-def _ran(result: dg.ExecuteInProcessResult) -> bool:
+def _ran(result: JobExecutionResult) -> bool:
     """True when every step ran: a held-back delivery is an outcome the steps record (its
     check fails), not a failed step."""
     return not any(e.event_type_value == "STEP_FAILURE" for e in result.all_events)
@@ -299,27 +301,26 @@ class _Dagster:
 
     def execute(
         self, job: str, months: MonthRun | None = None, assets: list[list[str]] | None = None
-    ) -> dg.ExecuteInProcessResult:
-        """Run `job` here (for a run of months, or only the assets at paths `assets`)."""
+    ) -> JobExecutionResult:
+        """Run `job` here (for a run of months, or only the assets at paths `assets`), filed
+        under the code location as the UI lists it (`pipelines.instance.execute_here`)."""
         import dagster as dg
 
-        from pipelines.instance import runs_from_code_location
+        from pipelines.instance import execute_here
 
-        partition_key, tags = None, {}
+        tags = {}
         if months and len(months.periods) == 1:
-            partition_key = months.first
+            tags = {PARTITION_KEY_TAG: months.first}
         elif months:
             # A partition range, run at once by the assets' single-run backfill policy.
             tags = {RANGE_START_TAG: months.first, RANGE_END_TAG: months.last}
-        with runs_from_code_location(self.instance, job):
-            return self.defs.resolve_job_def(job).execute_in_process(
-                instance=self.instance,
-                raise_on_error=False,
-                run_config=QUIET,
-                partition_key=partition_key,
-                tags=tags,
-                asset_selection=[dg.AssetKey(path) for path in assets] if assets else None,
-            )
+        return execute_here(
+            self.instance,
+            self.defs.resolve_job_def(job),
+            run_config=QUIET,
+            tags=tags,
+            asset_selection=[dg.AssetKey(path) for path in assets] if assets else None,
+        )
 
 
 class _Progress:

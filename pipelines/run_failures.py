@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import dagster as dg
+    from dagster._core.execution.job_execution_result import JobExecutionResult
 
 # A blocking check that held a delivery back (runs recorded before the check stopped blocking).
 CHECK_FAILED = "DagsterAssetCheckFailedError"
@@ -77,7 +78,7 @@ def explain(error) -> str:
     return f"{name}: {first}"
 
 
-def failure_words(result: dg.ExecuteInProcessResult) -> list[str]:
+def failure_words(result: dg.ExecuteInProcessResult | JobExecutionResult) -> list[str]:
     """Each failed step of a run (other than a check holding a delivery back), explained."""
     words = []
     for event in result.all_events:

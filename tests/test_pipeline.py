@@ -332,6 +332,9 @@ def test_one_run_takes_a_contracts_months_and_a_held_month_blocks_none_of_the_ot
     (run,) = instance.get_runs(dg.RunsFilter(job_name="stop_and_search_delivery"))
     assert run.tags["dagster/asset_partition_range_start"] == "2025-01"
     assert run.tags["dagster/asset_partition_range_end"] == "2025-03"
+    # Filed under the code location, as the UI's Overview timeline and job page list runs.
+    assert run.remote_job_origin.location_name == "datashare"
+    assert run.remote_job_origin.repository_origin.repository_name == "__repository__"
 
     def latest(prefix: str) -> dict[str, dg.AssetMaterialization]:
         records = instance.fetch_materializations(
