@@ -247,7 +247,13 @@ def render_review(
             f"<tr class=breach data-severity='{_e(b['severity'])}'>"
             f"<td class='{_e(b['severity'])}'>{_e(b['severity'])}</td>"
             f"<td>{_e(titles.get(b['contract'], b['contract']))}</td><td>{_e(when(b))}</td>"
-            f"<td><code>{_e(b['breach_id'])}</code><br>{_e(b['rule'])}</td>"
+            f"<td><code>{_e(b['breach_id'])}</code><br>{_e(b['rule'])}"
+            + (
+                f"<br><span class=note>clause {_e(b['clause_number'])}</span>"
+                if b.get("clause_number")
+                else ""
+            )
+            + "</td>"
             f"<td>{_e(b['detail'])}<br><span class=note>What we did: "
             f"{_e(what_we_did(b))}.</span></td><td class=n>{age:,} days</td>"
             f"<td class=n>{b['recurrence']:,} period(s)</td>"

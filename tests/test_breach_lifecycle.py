@@ -334,6 +334,9 @@ def test_every_export_cites_the_clause_the_notice_cites(resent_home, capsys):
     assert rows[ids["aug_columns"]]["clause_location"].endswith(".yaml: (as the pipeline wrote it)")
     notice = _notice(home, S, "2025-08")
     assert "**Clause:** 8.2.2: self_defined_ethnicity_completeness" in notice.markdown
+    page = write_review(home, review_path(home), today()).page.read_text(encoding="utf-8")
+    row = page.split(ids["aug_minor"])[1].split("</tr>")[0]
+    assert "<span class=note>clause 8.2.2</span>" in row
     capsys.readouterr()
     assert main(["breaches", "show", ids["aug_minor"]]) == 0
     assert "clause: 8.2.2 (self_defined_ethnicity_completeness: " in capsys.readouterr().out
