@@ -2,14 +2,14 @@
 
 Every count the desk shows is a query on `governance.breach_register`, the view the review
 page, notices, `datashare breaches` and analysts read, so they never disagree. Filters and
-sort orders are chosen from fixed lists (never SQL from the request); values are bound as
-parameters.
+sort orders are chosen from fixed lists; values from a request are bound as parameters,
+never written into SQL.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -26,15 +26,40 @@ STATUS_CHOICES = {
 }
 # Age: days since the breach was raised.
 AGE_CHOICES = {"": "any age", "7": "over a week", "30": "over 30 days", "90": "over 90 days"}
-SEVERITY_RANK = "CASE severity WHEN 'critical' THEN 0 WHEN 'major' THEN 1 ELSE 2 END"
+_RANK = {"critical": 0, "major": 1, "minor": 2}
+
+
+def _severity(row: dict) -> int:
+    return _RANK.get(row["severity"], 3)
+
+
 SORTS = {
-    "severity": ("severity, oldest first", f"{SEVERITY_RANK}, raised_at, breach_id"),
-    "oldest": ("oldest first", "raised_at, breach_id"),
-    "newest": ("newest first", "raised_at DESC, breach_id"),
-    "contract": ("contract and period", "contract, period, " + SEVERITY_RANK + ", breach_id"),
-    "period": ("latest period first", f"period DESC, contract, {SEVERITY_RANK}, breach_id"),
-    "recurrence": ("most recurrent first", f"recurrence DESC, {SEVERITY_RANK}, breach_id"),
+    "severity": (
+        "severity, oldest first",
+        lambda r: (_severity(r), r["raised_at"], r["breach_id"]),
+    ),
+    "oldest": ("oldest first", lambda r: (r["raised_at"], r["breach_id"])),
+    "newest": ("newest first", lambda r: (-r["raised_at"].timestamp(), r["breach_id"])),
+    "contract": (
+        "contract and period",
+        lambda r: (r["contract"], r["period"], _severity(r), r["breach_id"]),
+    ),
+    "period": (
+        "latest period first",
+        lambda r: (_descending(r["period"]), r["contract"], _severity(r), r["breach_id"]),
+    ),
+    "recurrence": (
+        "most recurrent first",
+        lambda r: (-r["recurrence"], _severity(r), r["breach_id"]),
+    ),
 }
+
+
+def _descending(text: str) -> tuple[int, ...]:
+    """A key that sorts text (a period) latest first."""
+    return tuple(-ord(c) for c in text)
+
+
 PAGE_SIZE = 50
 
 
@@ -71,26 +96,16 @@ class BreachQuery:
             q.page = 1
         return q
 
-    def where(self) -> tuple[str, list]:
-        """The WHERE clause and its parameters."""
-        clauses, params = [], []
-        if self.contract:
-            clauses.append("contract = ?")
-            params.append(self.contract)
-        if self.period:
-            clauses.append("period = ?")
-            params.append(self.period)
-        if self.severity:
-            clauses.append("severity = ?")
-            params.append(self.severity)
+    def matches(self, row: dict) -> bool:
+        """Whether a `governance.breach_register` row passes the filters."""
         statuses = STATUS_CHOICES[self.status][1]
-        if statuses:
-            clauses.append(f"status IN ({', '.join('?' for _ in statuses)})")
-            params += list(statuses)
-        if self.age:
-            clauses.append("raised_at < now() - to_days(?)")
-            params.append(int(self.age))
-        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+        return (
+            (not self.contract or row["contract"] == self.contract)
+            and (not self.period or row["period"] == self.period)
+            and (not self.severity or row["severity"] == self.severity)
+            and (statuses is None or row["status"] in statuses)
+            and (not self.age or row["age_days"] > int(self.age))
+        )
 
     def link(self, **changes: object) -> str:
         """The query string of this query with `changes` (page back to 1 unless given)."""
@@ -116,7 +131,6 @@ class BreachPage:
     contracts: list[str]
     periods: list[str]
     open_total: int = 0
-    notices: set[tuple[str, str]] = field(default_factory=set)
 
 
 def dicts(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict]:
@@ -134,49 +148,25 @@ LIST_COLUMNS = (
 
 
 def breach_page(warehouse: Path, query: BreachQuery) -> BreachPage:
-    """The breaches the query matches: one page of them, their counts, the filter choices."""
-    where, params = query.where()
+    """The breaches the query matches: one page of them, their counts, the filter choices.
+
+    One read of `governance.breach_register` (its few hundred rows; each query of the view
+    recomputes statuses and recurrence), filtered, counted and sorted from those rows.
+    """
     with connect(warehouse) as con:
-        counts = dict(
-            con.execute(
-                f"SELECT severity, count(*) FROM governance.breach_register{where} GROUP BY 1",
-                params,
-            ).fetchall()
-        )
-        total = sum(counts.values())
-        pages = max(1, math.ceil(total / PAGE_SIZE))
-        query.page = min(query.page, pages)
-        rows = dicts(
-            con,
-            f"SELECT {LIST_COLUMNS} FROM governance.breach_register{where} "
-            f"ORDER BY {SORTS[query.sort][1]} LIMIT {PAGE_SIZE} OFFSET ?",
-            [*params, (query.page - 1) * PAGE_SIZE],
-        )
-        contracts = [
-            r[0]
-            for r in con.execute(
-                "SELECT DISTINCT contract FROM governance.breach_register ORDER BY 1"
-            ).fetchall()
-        ]
-        periods = [
-            r[0]
-            for r in con.execute(
-                "SELECT DISTINCT period FROM governance.breach_register ORDER BY 1 DESC"
-            ).fetchall()
-        ]
-        (open_total,) = con.execute(
-            "SELECT count(*) FROM governance.breach_register WHERE status IN "
-            f"({', '.join('?' for _ in OPEN_STATUSES)})",
-            list(OPEN_STATUSES),
-        ).fetchone()
+        every = dicts(con, f"SELECT {LIST_COLUMNS} FROM governance.breach_register")
+    matching = sorted((r for r in every if query.matches(r)), key=SORTS[query.sort][1])
+    pages = max(1, math.ceil(len(matching) / PAGE_SIZE))
+    query.page = min(query.page, pages)
+    start = (query.page - 1) * PAGE_SIZE
     return BreachPage(
-        rows=rows,
-        total=total,
-        by_severity={s: counts.get(s, 0) for s in SEVERITIES},
+        rows=matching[start : start + PAGE_SIZE],
+        total=len(matching),
+        by_severity={s: sum(r["severity"] == s for r in matching) for s in SEVERITIES},
         pages=pages,
-        contracts=contracts,
-        periods=periods,
-        open_total=open_total,
+        contracts=sorted({r["contract"] for r in every}),
+        periods=sorted({r["period"] for r in every}, reverse=True),
+        open_total=sum(r["status"] in OPEN_STATUSES for r in every),
     )
 
 

@@ -1,0 +1,566 @@
+"""The leads' desk, as a browser meets it: through Starlette's TestClient (real HTTP
+requests into the real application, cookies and all) on a register written straight into
+the lake (tests/breach_homes.py) and its DuckDB warehouse.
+
+What a signed-out visitor gets (nothing), what a lead can do and a viewer cannot, that
+forms need their CSRF token, that sign-in attempts are limited, that every count is the
+warehouse's, that markup from a delivery stays text, and that no path leads out of the
+Data Docs.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import stat
+import subprocess
+import sys
+import time
+
+import duckdb
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.testclient import TestClient
+
+from pipelines.cli import main
+from pipelines.desk import app as desk_app
+from pipelines.desk.app import create_app
+from pipelines.desk.config import DeskConfig, load_desk_config
+from pipelines.desk.docs_files import NotServed, safe_key
+from pipelines.desk.queries import PAGE_SIZE
+from pipelines.desk.users import UserStore
+from pipelines.lake import open_lake
+from pipelines.warehouse import build_warehouse
+from schemas.contract import load_contracts
+from tests.breach_homes import MARKUP_FILE, MARKUP_HEADER, breach, deliver, seeded_home, today
+
+PASSWORD = "correct horse battery"
+OPEN = ("open", "notified", "acknowledged")
+
+
+@pytest.fixture
+def desk(home):
+    """A seeded home with a lead (alice) and a viewer (victor), and the desk on it."""
+    ids = seeded_home(home)
+    store = UserStore(home.home)
+    store.add("alice", "lead", PASSWORD)
+    store.add("victor", "viewer", PASSWORD)
+    app = create_app(home, DeskConfig(), today())
+    return home, ids, app
+
+
+def _token(client: TestClient) -> str:
+    page = client.get("/login")
+    return re.search(r'name="csrftoken" value="([^"]+)"', page.text).group(1)
+
+
+def signed_in(app, name: str = "alice") -> tuple[TestClient, str]:
+    """A client signed in as `name`, and its CSRF token."""
+    client = TestClient(app)
+    token = _token(client)
+    answer = client.post(
+        "/login",
+        data={"name": name, "password": PASSWORD, "csrftoken": token, "next": "/"},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303, answer.text
+    return client, token
+
+
+def _sql(home, sql: str, params: list | None = None) -> list[tuple]:
+    with duckdb.connect(str(home.warehouse), read_only=True) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+def _flash(page: str) -> str:
+    found = re.search(r'class="flash"[^>]*>(.*?)</p>', page, re.S)
+    return found.group(1) if found else ""
+
+
+def _history(home, breach_id: str) -> list[tuple]:
+    return _sql(
+        home,
+        "SELECT status, actor, note FROM governance.breach_history "
+        "WHERE breach_id = ? AND step = 'changed' ORDER BY event_at",
+        [breach_id],
+    )
+
+
+# --- signed out, nothing ------------------------------------------------------------------
+
+
+def every_page(ids: dict[str, str]) -> list[str]:
+    b = ids["oct_type"]
+    return [
+        "/", "/?status=any", f"/breaches/{b}", "/notices", "/notices/stop_and_search/2025-10",
+        "/notices/stop_and_search/2025-10/letter", "/pack", "/contracts",
+        "/contracts/stop_and_search", "/docs", "/docs/_static/data_docs.css",
+    ]  # fmt: skip
+
+
+def test_every_page_sends_a_signed_out_visitor_to_sign_in_and_shows_nothing(desk):
+    home, ids, app = desk
+    client = TestClient(app)
+    for path in every_page(ids):
+        answer = client.get(path, follow_redirects=False)
+        assert answer.status_code == 303, path
+        assert answer.headers["location"].startswith("/login?next=")
+        assert ids["oct_type"] not in answer.text and "stop_and_search" not in answer.text
+    # Forms too: refused, with or without a CSRF token, and nothing recorded.
+    token = _token(client)
+    for path in [f"/breaches/{ids['oct_type']}/ack", "/notices/stop_and_search/2025-10/sent"]:
+        answer = client.post(path, data={"csrftoken": token, "note": "x"})
+        assert answer.status_code == 403, path
+    assert _history(home, ids["oct_type"]) == []
+    assert _sql(home, "SELECT count(*) FROM governance.exports") == [(1,)]  # the seeded one
+
+
+def test_sign_in_brings_the_visitor_back_to_the_page_asked_for(desk):
+    _, ids, app = desk
+    client = TestClient(app)
+    asked = client.get(f"/breaches/{ids['oct_type']}", follow_redirects=False)
+    login = client.get(asked.headers["location"])
+    assert f"/breaches/{ids['oct_type']}" in login.text  # kept in the form
+    token = re.search(r'name="csrftoken" value="([^"]+)"', login.text).group(1)
+    answer = client.post(
+        "/login",
+        data={"name": "alice", "password": PASSWORD, "csrftoken": token,
+              "next": f"/breaches/{ids['oct_type']}"},
+    )  # fmt: skip
+    assert answer.status_code == 200 and f"Breach {ids['oct_type']}" in answer.text
+    # Never to another site.
+    answer = client.post(
+        "/login",
+        data={"name": "alice", "password": PASSWORD, "csrftoken": token,
+              "next": "//evil.example/x"},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert answer.headers["location"] == "/"
+
+
+def test_session_cookie_is_http_only_same_site_and_secure_over_https(desk, monkeypatch):
+    home, _, app = desk
+    client = TestClient(app)
+    token = _token(client)
+    answer = client.post(
+        "/login", data={"name": "alice", "password": PASSWORD, "csrftoken": token},
+        follow_redirects=False,
+    )  # fmt: skip
+    cookie = [c for c in answer.headers.get_list("set-cookie") if c.startswith("datashare_desk=")]
+    assert cookie and "httponly" in cookie[0].lower() and "samesite=lax" in cookie[0].lower()
+    assert "secure" not in cookie[0].lower()  # plain http on loopback
+    assert "Max-Age=28800" in cookie[0]  # eight hours
+    monkeypatch.setenv("DATASHARE_DESK_URL", "https://desk.mopac.example")
+    config = load_desk_config()
+    assert config.secure_cookies
+    https_app = create_app(home, config, today())
+    client = TestClient(https_app, base_url="https://testserver")
+    token = _token(client)
+    answer = client.post(
+        "/login", data={"name": "alice", "password": PASSWORD, "csrftoken": token},
+        follow_redirects=False,
+    )  # fmt: skip
+    cookies = answer.headers.get_list("set-cookie")
+    assert all("secure" in c.lower() for c in cookies if c.startswith("datashare_desk="))
+
+
+def test_a_session_ends_after_its_time_and_when_the_account_is_removed(desk, monkeypatch):
+    home, _, _ = desk
+    app = create_app(home, DeskConfig(session_minutes=30), today())
+    client, _ = signed_in(app)
+    assert client.get("/", follow_redirects=False).status_code == 200
+    later = time.time() + 31 * 60
+    monkeypatch.setattr(desk_app.time, "time", lambda: later)
+    assert client.get("/", follow_redirects=False).status_code == 303
+    monkeypatch.undo()
+    client, _ = signed_in(app, "victor")
+    UserStore(home.home).remove("victor")
+    assert client.get("/", follow_redirects=False).status_code == 303
+
+
+def test_sign_in_attempts_are_limited(desk):
+    _, _, app = desk
+    client = TestClient(app)
+    token = _token(client)
+    for _ in range(5):
+        wrong = client.post(
+            "/login", data={"name": "alice", "password": "guess", "csrftoken": token}
+        )
+        assert wrong.status_code == 401 and "do not match an account" in wrong.text
+    # The sixth, even with the right password, waits.
+    answer = client.post("/login", data={"name": "alice", "password": PASSWORD, "csrftoken": token})
+    assert answer.status_code == 429 and "Too many failed sign-ins" in answer.text
+    # Another account is not locked by alice's failures.
+    answer = client.post(
+        "/login", data={"name": "victor", "password": PASSWORD, "csrftoken": token},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert answer.status_code == 303
+
+
+def test_a_form_without_its_csrf_token_is_refused(desk):
+    home, ids, app = desk
+    client, token = signed_in(app)
+    b = ids["oct_type"]
+    assert client.post(f"/breaches/{b}/ack", data={"note": "x"}).status_code == 403
+    assert (
+        client.post(f"/breaches/{b}/ack", data={"note": "x", "csrftoken": "forged"}).status_code
+        == 403
+    )
+    other, other_token = signed_in(app, "alice")  # another browser's token is not this one's
+    assert other_token != token
+    answer = client.post(f"/breaches/{b}/ack", data={"note": "x", "csrftoken": other_token})
+    assert answer.status_code == 403
+    refused = client.post("/notices/stop_and_search/2025-10/sent", data={"note": "x"})
+    assert refused.status_code == 403
+    # A forged sign-in (no cookies at all) is refused too.
+    assert (
+        TestClient(app).post("/login", data={"name": "alice", "password": PASSWORD}).status_code
+        == 403
+    )
+    assert _history(home, b) == []
+    assert _sql(home, "SELECT count(*) FROM governance.exports") == [(1,)]
+
+
+# --- breaches -----------------------------------------------------------------------------
+
+
+def test_breaches_page_counts_are_the_warehouses(desk):
+    home, _, app = desk
+    client, _ = signed_in(app, "victor")
+    page = client.get("/").text
+    ((open_count,),) = _sql(
+        home, "SELECT count(*) FROM governance.breach_register WHERE status IN ?", [list(OPEN)]
+    )
+    assert open_count == 6
+    assert re.search(r'id="open-total">(\d+)<', page).group(1) == str(open_count)
+    assert page.count('<tr>\n  <td><a href="/breaches/') == open_count
+    page = client.get("/?status=any").text
+    ((every,),) = _sql(home, "SELECT count(*) FROM governance.breach_register")
+    assert re.search(r'id="match-count"><strong>(\d+)<', page).group(1) == str(every)
+
+
+FILTERS = st.fixed_dictionaries(
+    {
+        "contract": st.sampled_from(["", "stop_and_search", "use_of_force", "nope"]),
+        "period": st.sampled_from(["", "2025-09", "2025-10", "2025-11", "2025-12"]),
+        "severity": st.sampled_from(["", "critical", "major", "minor"]),
+        "status": st.sampled_from(["", "any", "open", "notified", "resolved", "superseded"]),
+        "age": st.sampled_from(["", "7", "30", "90"]),
+    }
+)
+
+
+_viewers: dict[int, TestClient] = {}  # one sign-in per test, not per example
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(filters=FILTERS)
+def test_any_filter_shows_the_count_the_warehouse_gives(desk, filters):
+    home, _, app = desk
+    if id(app) not in _viewers:
+        _viewers.clear()
+        _viewers[id(app)] = signed_in(app, "victor")[0]
+    client = _viewers[id(app)]
+    page = client.get("/", params=filters).text
+    rows = _sql(
+        home,
+        "SELECT contract, period, severity, status, date_diff('day', raised_at, now()) "
+        "FROM governance.breach_register",
+    )
+    statuses = {"": OPEN, "any": None}.get(filters["status"], (filters["status"],))
+    expected = [
+        r for r in rows
+        if (not filters["contract"] or r[0] == filters["contract"])
+        and (not filters["period"] or r[1] == filters["period"])
+        and (not filters["severity"] or r[2] == filters["severity"])
+        and (statuses is None or r[3] in statuses)
+        and (not filters["age"] or r[4] > int(filters["age"]))
+    ]  # fmt: skip
+    shown = re.search(r'id="match-count"><strong>(\d+)<', page).group(1)
+    assert int(shown) == len(expected)
+    for severity in ("critical", "major", "minor"):
+        n = sum(r[2] == severity for r in expected)
+        assert f'<span class="{severity}">{n} {severity}</span>' in page
+
+
+def test_hundreds_of_breaches_page_through_each_once(home):
+    lake = open_lake(home.lake)
+    made = set()
+    for month in range(1, 13):
+        period = f"2024-{month:02d}"
+        delivery = deliver(lake, "stop_and_search", period, f"{period}.csv", 1_000)
+        for n in range(20):
+            made.add(
+                breach(lake, "stop_and_search", period, delivery, f"rule_{n}", "major",
+                       f"rule {n} broken", 1, 1_000)
+            )  # fmt: skip
+    build_warehouse(lake, load_contracts(), home.warehouse)
+    UserStore(home.home).add("victor", "viewer", PASSWORD)
+    client, _ = signed_in(create_app(home, DeskConfig(), today()), "victor")
+    seen: list[str] = []
+    started = time.perf_counter()
+    page = 1
+    while True:
+        text = client.get("/", params={"sort": "oldest", "page": page}).text
+        seen += re.findall(r'<td><a href="/breaches/(B-[0-9a-f]+)">', text)
+        if "next</a>" not in text:
+            break
+        page += 1
+    elapsed = time.perf_counter() - started
+    assert len(made) == 240 and page == -(-240 // PAGE_SIZE)
+    assert sorted(seen) == sorted(made)  # every breach once, none twice
+    assert elapsed < 5, f"{page} pages took {elapsed:.1f} s"
+
+
+def test_a_lead_acknowledges_a_breach_under_their_name(desk):
+    home, ids, app = desk
+    client, token = signed_in(app)
+    b = ids["oct_type"]
+    page = client.get(f"/breaches/{b}").text
+    assert "Acknowledged by the force" in page and "Reopen" not in page  # open: no reopen
+    answer = client.post(f"/breaches/{b}/ack", data={"note": "agreed by phone", "csrftoken": token})
+    assert answer.status_code == 200
+    assert _flash(answer.text) == f"{b} is now acknowledged (by alice)."
+    assert _history(home, b) == [("acknowledged", "alice", "agreed by phone")]
+    assert _sql(
+        home, "SELECT by_whom, action, why FROM governance.audit_log WHERE subject = ?", [b]
+    ) == [("alice", "breach acknowledged", "agreed by phone")]
+    assert "<td>acknowledged</td><td>alice</td><td>agreed by phone</td>" in answer.text
+
+
+def test_waive_and_reopen_need_a_note(desk):
+    home, ids, app = desk
+    client, token = signed_in(app)
+    b = ids["oct_type"]
+    answer = client.post(f"/breaches/{b}/waive", data={"note": "  ", "csrftoken": token})
+    assert "needs a note saying why: nothing was recorded" in _flash(answer.text)
+    assert _history(home, b) == []
+    client.post(f"/breaches/{b}/waive", data={"note": "agreed exception", "csrftoken": token})
+    answer = client.post(f"/breaches/{b}/reopen", data={"note": "", "csrftoken": token})
+    assert "needs a note" in _flash(answer.text)
+    assert [s for s, _, _ in _history(home, b)] == ["waived"]
+    # A step the status does not allow is refused in words.
+    answer = client.post(f"/breaches/{b}/ack", data={"note": "", "csrftoken": token})
+    assert "is waived; it cannot be moved to acknowledged" in _flash(answer.text)
+
+
+def test_a_viewer_sees_no_buttons_and_is_refused(desk):
+    home, ids, app = desk
+    client, token = signed_in(app, "victor")
+    b = ids["oct_type"]
+    page = client.get(f"/breaches/{b}").text
+    assert "Next steps" not in page and '<button type="submit" name="step"' not in page
+    assert "Mark as sent" not in client.get("/notices/stop_and_search/2025-10").text
+    answer = client.post(f"/breaches/{b}/ack", data={"note": "x", "csrftoken": token})
+    assert answer.status_code == 403 and "Only a lead can do this" in answer.text
+    answer = client.post("/notices/stop_and_search/2025-10/sent", data={"csrftoken": token})
+    assert answer.status_code == 403
+    assert _history(home, b) == []
+    assert _sql(home, "SELECT count(*) FROM governance.exports") == [(1,)]
+
+
+def test_a_breach_page_says_what_the_register_says(desk):
+    home, ids, app = desk
+    client, _ = signed_in(app, "victor")
+    page = client.get(f"/breaches/{ids['sep_type']}").text
+    ((clause, title, recurrence),) = _sql(
+        home,
+        "SELECT clause_number, clause_title, recurrence FROM governance.breach_register "
+        "WHERE breach_id = ?",
+        [ids["sep_type"]],
+    )
+    assert f"{clause} ({title})" in page
+    assert "row numbers 4, 18, 77 of the file (their values are not shown here)" in page
+    assert "12 of 4,000" in page and "September 2025" in page
+    assert "<td>notified</td><td>lead</td><td>letter</td>" in page  # the history
+    page = client.get(f"/breaches/{ids['oct_type']}").text
+    assert recurrence == 1 and "the same rule broken in 2 periods so far" in page
+
+
+# --- notices ------------------------------------------------------------------------------
+
+
+def test_a_months_notice_is_the_letter_and_mark_as_sent_records_it(desk):
+    home, ids, app = desk
+    client, token = signed_in(app)
+    page = client.get("/notices/stop_and_search/2025-10").text
+    assert "Not yet recorded as sent." in page
+    letter = client.get("/notices/stop_and_search/2025-10/letter").text
+    assert "<h1>Stop and search: notice of breaches for October 2025</h1>" in letter
+    assert ids["oct_type"] in letter and ids["oct_late"] in letter
+    answer = client.post(
+        "/notices/stop_and_search/2025-10/sent", data={"note": "", "csrftoken": token}
+    )
+    assert "Recorded as sent by alice; 2 breach(es) marked notified" in _flash(answer.text)
+    assert (home.home / "notices" / "notice-stop_and_search-2025-10.md").exists()
+    ((by, what),) = _sql(
+        home, "SELECT exported_by, what FROM governance.exports WHERE period = '2025-10'"
+    )
+    assert by == "alice" and what == "notice notice-stop_and_search-2025-10.md (2 breach(es))"
+    for b in (ids["oct_type"], ids["oct_late"]):
+        assert _history(home, b) == [("notified", "alice", "notice of 12 January 2026")]
+    assert "by alice: notice notice-stop_and_search-2025-10.md" in answer.text
+    # Sent again (a second letter): recorded again, nobody notified twice.
+    client.post("/notices/stop_and_search/2025-10/sent", data={"csrftoken": token})
+    assert _sql(home, "SELECT count(*) FROM governance.exports WHERE period = '2025-10'") == [(2,)]
+    assert len(_history(home, ids["oct_type"])) == 1
+
+
+def test_notices_list_each_month_with_an_open_breach(desk):
+    home, _, app = desk
+    client, _ = signed_in(app, "victor")
+    page = client.get("/notices").text
+    months = _sql(
+        home,
+        "SELECT DISTINCT contract, period FROM governance.breach_register WHERE status IN ? ",
+        [list(OPEN)],
+    )
+    for contract, period in months:
+        assert f'href="/notices/{contract}/{period}"' in page
+    assert client.get("/notices/nope/2025-10").status_code == 404
+    assert client.get("/notices/stop_and_search/..%2f..").status_code == 404
+
+
+# --- markup, classified values, files -----------------------------------------------------
+
+
+def test_markup_from_a_delivery_is_text_on_every_page(desk):
+    home, ids, app = desk
+    lake = open_lake(home.lake)
+    script = "<script>alert('desk')</script>"
+    delivery = deliver(lake, "use_of_force", "2025-12", f"{script}.csv", 10)
+    hostile = breach(lake, "use_of_force", "2025-12", delivery, "file.unagreed_columns", "major",
+                     f"The file includes 1 column(s) the agreement does not list ('{script}').",
+                     10, 10)  # fmt: skip
+    build_warehouse(lake, load_contracts(), home.warehouse)
+    client, _ = signed_in(app)
+    pages = [
+        client.get("/?status=any").text,
+        client.get(f"/breaches/{hostile}").text,
+        client.get(f"/breaches/{ids['nov_extra']}").text,
+        client.get("/notices/use_of_force/2025-12").text,
+        client.get("/notices/use_of_force/2025-12/letter").text,
+        client.get("/notices/stop_and_search/2025-11/letter").text,
+    ]
+    for page in pages:
+        assert "<script" not in page.lower()
+    assert "&lt;script&gt;alert(" in pages[1] and f"{script}.csv" not in pages[1]
+    assert MARKUP_HEADER not in pages[2] and "&lt;b&gt;bold&lt;/b&gt;" in pages[2]
+    assert MARKUP_FILE not in pages[5]
+    # And the browser is told to run no script on the desk's pages at all.
+    policy = client.get(f"/breaches/{hostile}").headers["content-security-policy"]
+    assert "default-src 'none'" in policy and "script-src" not in policy
+
+
+def test_data_docs_are_served_and_nothing_outside_them(desk, tmp_path):
+    home, _, app = desk
+    site = home.lake / "docs" / "contract=stop_and_search" / "period=2025-09" / "abc123"
+    site.mkdir(parents=True)
+    (site / "index.html").write_text("<html><body>Data Docs of abc123</body></html>")
+    secret = tmp_path / "outside.txt"
+    secret.write_text("SECRET OUTSIDE THE DOCS")
+    (home.lake / "docs" / "link-out.txt").symlink_to(secret)
+    (home.lake / "docs" / "link-dir").symlink_to(home.home / "desk", target_is_directory=True)
+    client, _ = signed_in(app, "victor")
+    index = client.get("/docs").text
+    assert 'href="/docs/contract=stop_and_search/period=2025-09/abc123/index.html"' in index
+    page = client.get("/docs/contract=stop_and_search/period=2025-09/abc123/index.html")
+    assert page.status_code == 200 and "Data Docs of abc123" in page.text
+    assert page.headers["content-type"].startswith("text/html")
+    assert client.get("/docs/contract=stop_and_search/period=2025-09/abc123/").status_code == 200
+    for path in [
+        "/docs/../desk/users.json", "/docs/%2e%2e/desk/users.json", "/docs/..%2fdesk%2fusers.json",
+        "/docs/%2e%2e/%2e%2e/lake/../desk/secret.key", "/docs//etc/passwd", "/docs/%2fetc/passwd",
+        f"/docs/{secret}", "/docs/link-out.txt", "/docs/link-dir/users.json",
+        "/docs/..\\desk\\users.json", "/docs/C:/x",
+    ]:  # fmt: skip
+        answer = client.get(path)
+        assert answer.status_code in (303, 404), path  # 303: the client collapsed a '..'
+        assert "SECRET" not in answer.text and "password_hash" not in answer.text
+        assert "argon2" not in answer.text
+    for relative in ["../x", "/etc/passwd", "a/../../x", "a//b", ".", "a\\..\\b", "a\x00b"]:
+        with pytest.raises(NotServed):
+            safe_key(relative)
+
+
+@given(st.text(alphabet=st.sampled_from(list("ab./\\:%")), max_size=12))
+def test_any_docs_path_the_desk_accepts_stays_inside_the_docs(relative):
+    try:
+        key = safe_key(relative)
+    except NotServed:
+        return
+    names = key.split("/")
+    assert names[0] == "docs" and ".." not in names and "." not in names and "" not in names
+
+
+def test_the_agreement_page_and_the_pack(desk):
+    home, _, app = desk
+    client, _ = signed_in(app, "victor")
+    page = client.get("/contracts/stop_and_search").text
+    assert "<h1>" in page and "Retention" in page  # the `contracts show` page, as HTML
+    assert client.get("/contracts/..%2fpyproject").status_code == 404
+    assert "No oversight pack yet" in client.get("/pack").text
+    pack = home.home / "reports" / "oversight-pack.html"
+    pack.parent.mkdir(parents=True)
+    pack.write_text("<html><body><h1>Oversight pack</h1></body></html>")
+    assert "<h1>Oversight pack</h1>" in client.get("/pack").text
+
+
+# --- accounts and the proxy header --------------------------------------------------------
+
+
+def test_users_add_stores_only_a_hash_owner_only(home, monkeypatch, capsys):
+    # As a script would make an account: the password on standard input.
+    made = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "--home", str(home.home), "users", "add",
+         "lena", "--role", "lead"],
+        input=f"{PASSWORD}\n", capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    path = home.home / "desk" / "users.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    text = path.read_text()
+    assert PASSWORD not in text and "$argon2id$" in text
+    assert UserStore(home.home).verify("lena", PASSWORD).role == "lead"
+    assert UserStore(home.home).verify("lena", "wrong password") is None
+
+    def users(*words: str, password: str = "") -> int:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(password + "\n"))
+        return main(["--home", str(home.home), "users", *words])
+
+    assert users("add", "lena", "--role", "viewer", password="x" * 12) == 1
+    assert "already an account" in capsys.readouterr().err
+    assert users("add", "kim", "--role", "viewer", password="short") == 1
+    assert "at least 10 characters" in capsys.readouterr().err
+    assert users("add", "k'm<b>", "--role", "viewer", password=PASSWORD) == 1
+    assert "is not an account name" in capsys.readouterr().err
+    assert users("list") == 0
+    assert capsys.readouterr().out == "lena\tlead\n"
+
+
+def test_the_proxy_header_is_ignored_unless_configured(desk):
+    home, ids, app = desk
+    client = TestClient(app)
+    answer = client.get("/", headers={"X-Forwarded-User": "alice"}, follow_redirects=False)
+    assert answer.status_code == 303  # off by default: anyone could send it
+    env = {**os.environ, "DATASHARE_DESK_TRUSTED_USER_HEADER": "X-Forwarded-User"}
+    trusting = create_app(home, load_desk_config(env), today())
+    client = TestClient(trusting)
+    page = client.get("/", headers={"X-Forwarded-User": "victor"})
+    assert page.status_code == 200 and "victor (viewer)" in page.text
+    unknown = client.get("/", headers={"X-Forwarded-User": "mallory"}, follow_redirects=False)
+    assert unknown.status_code == 303
+    # Acting through the proxy still needs the form's CSRF token.
+    token = re.search(r'name="csrftoken" value="([^"]+)"', page.text).group(1)
+    headers = {"X-Forwarded-User": "alice"}
+    b = ids["oct_type"]
+    assert client.post(f"/breaches/{b}/ack", data={"note": ""}, headers=headers).status_code == 403
+    done = client.post(f"/breaches/{b}/ack", data={"csrftoken": token}, headers=headers)
+    assert done.status_code == 200
+    assert _history(home, b) == [("acknowledged", "alice", "")]
