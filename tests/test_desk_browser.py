@@ -1,0 +1,226 @@
+"""The leads' desk in Debian's chromium, as a lead and a viewer use it.
+
+`datashare desk` is started as a user starts it (its own process, on a free loopback
+port) on a register written straight into the lake (tests/breach_homes.py). Chromium,
+driven by Playwright, may reach only that address. A lead signs in, filters, acknowledges
+a breach, reads the month's notice and marks it sent; a viewer sees no buttons and is
+refused when posting anyway. Every page looked at is kept as a screenshot.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import duckdb
+import pytest
+
+from pipelines.desk.users import UserStore
+from tests.breach_homes import seeded_home
+from tests.browser import VIEWPORT, require_chromium, screenshots_dir
+
+pytestmark = pytest.mark.slow
+PASSWORD = "correct horse battery"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running_desk(home) -> Iterator[str]:
+    """`datashare desk` on `home`, until the block ends; yields its address."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "--home", str(home.home), "desk",
+         "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/login", timeout=2):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    out = process.stdout.read().decode() if process.stdout else ""
+                    raise AssertionError(f"the desk did not start:\n{out}") from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+
+
+@contextmanager
+def browser_pages(url: str) -> Iterator[object]:
+    """A function making fresh Chromium pages (each its own cookies) that reach only the
+    desk; `page.blocked` lists anything else they asked for."""
+    from playwright.sync_api import sync_playwright
+
+    executable = require_chromium()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, headless=True)
+        try:
+
+            def new_page():
+                context = browser.new_context(viewport=VIEWPORT)
+                blocked: list[str] = []
+
+                def route(request_route) -> None:
+                    if request_route.request.url.startswith(url):
+                        request_route.continue_()
+                    else:
+                        blocked.append(request_route.request.url)
+                        request_route.abort()
+
+                context.route("**/*", route)
+                page = context.new_page()
+                page.blocked = blocked
+                return page
+
+            yield new_page
+        finally:
+            browser.close()
+
+
+def _shot(page, name: str) -> None:
+    page.screenshot(path=str(screenshots_dir() / f"desk-{name}.png"), full_page=False)
+
+
+def _sign_in(page, url: str, name: str) -> None:
+    page.goto(f"{url}/")
+    assert "/login" in page.url  # signed out: sent to sign in
+    page.fill("input[name=name]", name)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button:has-text('Sign in')")
+    page.wait_for_load_state()
+
+
+def _count(home, sql: str) -> int:
+    with duckdb.connect(str(home.warehouse), read_only=True) as con:
+        return con.execute(sql).fetchone()[0]
+
+
+@pytest.fixture
+def seeded_desk(home):
+    ids = seeded_home(home)
+    store = UserStore(home.home)
+    store.add("alice", "lead", PASSWORD)
+    store.add("victor", "viewer", PASSWORD)
+    with running_desk(home) as url:
+        yield home, ids, url
+
+
+def test_a_lead_signs_in_filters_acknowledges_and_sends_the_notice(seeded_desk):
+    home, ids, url = seeded_desk
+    open_count = _count(
+        home,
+        "SELECT count(*) FROM governance.breach_register "
+        "WHERE status IN ('open', 'notified', 'acknowledged')",
+    )
+    with browser_pages(url) as new_page:
+        page = new_page()
+        page.goto(f"{url}/")
+        _shot(page, "sign-in")
+        _sign_in(page, url, "alice")
+        assert page.locator("#open-total").inner_text() == str(open_count)
+        assert page.locator("#breaches tbody tr").count() == open_count
+        _shot(page, "breaches")
+
+        # Filter: stop and search's major breaches.
+        page.select_option("select[name=contract]", "stop_and_search")
+        page.select_option("select[name=severity]", "major")
+        page.click("button:has-text('Show')")
+        page.wait_for_load_state()
+        majors = _count(
+            home,
+            "SELECT count(*) FROM governance.breach_register WHERE contract = 'stop_and_search' "
+            "AND severity = 'major' AND status IN ('open', 'notified', 'acknowledged')",
+        )
+        assert page.locator("#breaches tbody tr").count() == majors
+        assert page.locator("#match-count strong").inner_text() == str(majors)
+
+        # The breach whose file carried markup: shown as text, its script never runs.
+        page.click(f"a:has-text('{ids['nov_extra']}')")
+        page.wait_for_load_state()
+        assert "<script>window.pwned=1</script>" in page.locator("#detail").inner_text()
+        assert page.evaluate("window.pwned") is None
+
+        # Acknowledge October's breach with a note.
+        page.goto(f"{url}/breaches/{ids['oct_type']}")
+        form = page.locator(f"form[action='/breaches/{ids['oct_type']}/ack']")
+        form.locator("input[name=note]").fill("agreed by phone")
+        form.locator("button").click()
+        page.wait_for_load_state()
+        assert "is now acknowledged (by alice)" in page.locator(".flash").inner_text()
+        assert "agreed by phone" in page.locator("#history").inner_text()
+        _shot(page, "breach")
+
+        # The month's notice: the letter, then mark as sent.
+        page.click("a:has-text('the notice for October 2025')")
+        page.wait_for_load_state()
+        letter = page.frame_locator("iframe.letter")
+        assert letter.locator("h1").inner_text() == (
+            "Stop and search: notice of breaches for October 2025"
+        )
+        _shot(page, "notice")
+        page.click("button:has-text('Mark as sent')")
+        page.wait_for_load_state()
+        assert "Recorded as sent by alice" in page.locator(".flash").inner_text()
+        assert "by alice: notice notice-stop_and_search-2025-10.md" in (
+            page.locator("#sent").inner_text()
+        )
+        assert page.blocked == []
+
+        # The letter alone prints as the letter, without the desk around it.
+        page.goto(f"{url}/notices/stop_and_search/2025-10/letter")
+        page.emulate_media(media="print")
+        assert page.locator("h1").is_visible()
+        assert page.locator("header.top").count() == 0
+    assert (
+        _count(
+            home,
+            "SELECT count(*) FROM governance.audit_log WHERE by_whom = 'alice' "
+            "AND action IN ('breach acknowledged', 'breach notified', 'export')",
+        )
+        == 3  # the ack, the late breach notified by the sending, the export
+    )
+
+
+def test_a_viewer_reads_but_cannot_act(seeded_desk):
+    home, ids, url = seeded_desk
+    with browser_pages(url) as new_page:
+        page = new_page()
+        _sign_in(page, url, "victor")
+        page.goto(f"{url}/breaches/{ids['oct_type']}")
+        assert "victor (viewer)" in page.locator("header.top").inner_text()
+        assert page.locator(".actions button").count() == 0
+        _shot(page, "viewer-breach")
+        page.goto(f"{url}/notices/stop_and_search/2025-10")
+        assert page.locator("button:has-text('Mark as sent')").count() == 0
+        # Posting anyway, with a valid CSRF token from the page: refused.
+        token = page.locator("input[name=csrftoken]").first.get_attribute("value")
+        answer = page.request.post(
+            f"{url}/breaches/{ids['oct_type']}/ack", form={"csrftoken": token, "note": "x"}
+        )
+        assert answer.status == 403 and "Only a lead can do this" in answer.text()
+        # And a signed-out browser sees nothing.
+        stranger = new_page()
+        stranger.goto(f"{url}/breaches/{ids['oct_type']}")
+        assert "/login" in stranger.url
+        shown = stranger.locator("body").inner_text()
+        assert ids["oct_type"] not in shown and "Type is not one of" not in shown
+    assert _count(home, "SELECT count(*) FROM governance.audit_log WHERE by_whom = 'victor'") == 0
