@@ -35,7 +35,7 @@ from pipelines.dataset_expectations import check_dataset, profile_from_counts
 from pipelines.delivery_intake import take_deliveries
 from pipelines.delivery_schedule import check_schedule, delivered_periods
 from pipelines.dropzone import FolderDropZone
-from pipelines.lake import FolderLake
+from pipelines.lake import FolderLake, Lake, open_lake
 from pipelines.month_checks import (
     FILE_NAME,
     HELD,
@@ -56,6 +56,7 @@ from pipelines.warehouse import build_warehouse, catalog_shows
 from schemas.contract import load_contracts
 from schemas.contract_lint import lint_document
 from tests.conftest import REAL_DATA, REAL_STOP_AND_SEARCH
+from tests.s3_server import LAKE_BUCKET
 
 REAL_BOROUGH = (
     REAL_DATA
@@ -68,13 +69,13 @@ REAL_ROWS = 16_332  # data rows of the real June 2022 stop-and-search file
 class Engine:
     """Intake, validation and publication of one contract on a folder drop zone and lake."""
 
-    def __init__(self, tmp_path: Path, contract: str, **changes) -> None:
+    def __init__(self, tmp_path: Path, contract: str, lake: Lake | None = None, **changes) -> None:
         self.contract = load_contracts()[contract]
         if changes:
             self.contract = dataclasses.replace(self.contract, **changes)
         self.root = tmp_path / "dropzone"
         self.zone = FolderDropZone(self.root, settle_seconds=0)
-        self.lake = FolderLake(tmp_path / "lake")
+        self.lake = lake or FolderLake(tmp_path / "lake")
         self.register = Register(self.lake)
 
     def put(self, period: str, name: str, text: str | bytes) -> None:
@@ -419,6 +420,25 @@ def test_the_month_lifecycle_never_replaces_rows_in_silence(tmp_path_factory, ba
     if shown:
         curated = engine.lake.parquet_file(engine.lake.curated_path("stop_and_search", "2025-01"))
         assert curated.metadata.num_rows == shown[0]["rows_curated"]
+
+
+def test_a_month_in_parts_is_published_whole_on_an_s3_lake(s3, tmp_path):
+    _, prefix = s3
+    lake = open_lake(f"s3://{LAKE_BUCKET}/{prefix}")
+    met = REAL_DATA / "street_crime" / "2023-01-metropolitan-street-burglary-only.csv"
+    city = REAL_DATA / "street_crime" / "2023-01-city-of-london-street.csv"
+    engine = Engine(tmp_path, "street_crime", lake=lake)
+    engine.put("2023-01", met.name, met.read_bytes())
+    engine.put("2023-01", city.name, city.read_bytes())
+    verdicts = engine.process("2023-01")
+    assert [v.status for v in verdicts] == ["validated", "validated"]
+    curated = lake.read_table(lake.curated_path("street_crime", "2023-01"), ["_delivery_id"])
+    counts = curated.group_by("_delivery_id").aggregate([("_delivery_id", "count")]).to_pylist()
+    assert {r["_delivery_id"]: r["_delivery_id_count"] for r in counts} == {
+        v.delivery_id: v.outcome.rows_curated for v in verdicts
+    }
+    # Nothing is left in staging: each part's staged file went into the month's file.
+    assert not lake.glob("staging/contract=street_crime/period=2023-01/*.parquet")
 
 
 # -- item 4: a stale borough crime release ----------------------------------------------------
