@@ -302,11 +302,14 @@ def nothing_usable_breach(
     failures: Sequence[RuleFailures],
     broken_rows: int = 0,
     named: str | None = None,
+    standing: str | None = None,
 ) -> Breach | None:
     """A critical breach, holding the delivery back, when too few of its rows can be
     published: none at all, or under the contract's `minPublishableShare`.
 
-    Its detail says in one sentence what most likely happened, from the failures.
+    Its detail says in one sentence what most likely happened, from the failures, and what
+    the month is left with: `standing` names the file(s) it is published from (published,
+    or validated and published next), else the month still counts as not delivered.
     """
     least = contract.min_publishable_share
     if rows <= 0:
@@ -346,7 +349,12 @@ def nothing_usable_breach(
         action=HELD,
         failing_rows=rows - publishable,
         detail=f"{headline} {cause}{'' if cause.endswith('?') else '.'} The delivery was held "
-        f"back: nothing from it was published and {period} still counts as not delivered.",
+        "back: nothing from it was published"
+        + (
+            f"; {period} stays published from {standing}."
+            if standing
+            else f" and {period} still counts as not delivered."
+        ),
     )
 
 
@@ -420,6 +428,14 @@ def replacement_breach(
         files = [f"{_file(o)} ({o.get('rows_delivered') or 0:,} rows)" for o in waiting]
         lost = sum(o.get("rows_delivered") or 0 for o in waiting)
         earlier = _listed([_file(o) for o in waiting])
+        # The month published before goes too: the lead must read that here, since the
+        # restatement breach of an earlier file of this batch closes with its file.
+        also = "".join(
+            f" {mine} also replaces {_file(o)} ({o.get('rows_delivered') or 0:,} rows), "
+            f"published before: its {o.get('rows_curated') or 0:,} published rows are no "
+            "longer published."
+            for o in shown
+        )
         return Breach(
             **common,
             rule=MULTIPLE_FILES,
@@ -428,8 +444,8 @@ def replacement_breach(
             detail=f"{len(waiting) + 1} files were sent for {period}: "
             f"{_listed([*files, f'{mine} ({rows:,} rows)'])}. The agreement expects one "
             f"file per period, so only the latest, {mine}, is published; the {lost:,} rows "
-            f"of {earlier} are not (the file is kept). If the files are parts of one month, "
-            "send them again as one file.",
+            f"of {earlier} are not (the file is kept).{also} If the files are parts of one "
+            "month, send them again as one file.",
         )
     old = shown[0]
     before = old.get("rows_delivered") or 0

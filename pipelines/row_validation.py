@@ -63,7 +63,7 @@ from pipelines.month_checks import (
     replacement_breach,
 )
 from pipelines.pseudonymise import pseudonymise
-from pipelines.publishing import part_name, published
+from pipelines.publishing import awaiting_publication, part_name
 from pipelines.register import Breach, DeliveryEvent, Register
 from pipelines.wide_layout import curated_long, value_columns, value_rule
 from schemas.contract import Column, Contract
@@ -354,13 +354,15 @@ def validate_delivery(
     lake: Lake,
     pseudonym_key: bytes | None = None,
     source_path: str | None = None,
+    standing: str | None = None,
 ) -> ValidationOutcome:
     """Split a landed delivery into staged curated rows and quarantined rows, with breaches.
 
     Identifiers the agreement pseudonymises are tokenised before anything leaves the
     landing area, in curated and quarantined rows alike. A delivery from which too few rows
     can be published gets a critical `delivery.nothing_usable` breach (it is held back);
-    `source_path`, the file's name in the drop zone, helps say what most likely happened.
+    `source_path`, the file's name in the drop zone, helps say what most likely happened,
+    and `standing` (`standing_files`) what the month is published from instead.
     """
     if contract.pseudonymised and pseudonym_key is None:
         raise ValueError(f"{contract.name} pseudonymises fields: a key is required")
@@ -542,6 +544,7 @@ def validate_delivery(
             list(tallies.values()),
             numbers.broken_count,
             named_period(contract, source_path),
+            standing,
         ),
     ]
     outcome.breaches += [b for b in month_breaches if b is not None]
@@ -801,6 +804,7 @@ def validate_pending(
     verdicts = []
     for delivery in pending:
         delivery_id = delivery["delivery_id"]
+        standing = standing_files(contract, register, period, delivery_id)
         try:
             # A local file: validation reads it twice (keys first), and S3 is far away.
             with lake.local_copy(delivery["landing_path"]) as landed:
@@ -812,6 +816,7 @@ def validate_pending(
                     lake,
                     pseudonym_key,
                     delivery.get("source_path"),
+                    standing,
                 )
             mask_quarantine(contract, lake, period, delivery_id)
             # Dataset-level expectations (great-expectations) over the delivery's profile.
@@ -836,11 +841,13 @@ def validate_pending(
             if critical:
                 # Held, not published: the month already published stays in place.
                 status = "held"
-                before = published(register, contract.name, period)
                 reason = f"Held back by critical breach(es) of {', '.join(critical)}; " + (
-                    "the previously published month stays in place."
-                    if before
-                    else "nothing is published for the month."
+                    "nothing is published for the month."
+                    if standing is None
+                    # Validated before it (in this run): published next, not this one.
+                    else f"{period} is published from {standing} instead."
+                    if awaiting_publication(register, contract.name, period)
+                    else "the previously published month stays in place."
                 )
                 outcome.breaches = _held(outcome.breaches)
             else:
@@ -924,6 +931,22 @@ def _month_rows(
     return outcome.rows_delivered + sum(
         d.get("rows_delivered") or 0 for d in others if part_name(d) != mine
     )
+
+
+def standing_files(
+    contract: Contract, register: Register, period: str, delivery_id: str
+) -> str | None:
+    """The file(s) the month is published from while `delivery_id` is checked: the newest
+    one validated and awaiting publication (published next, whatever this delivery's
+    verdict), else the one published; for a month in parts, every part standing. None
+    when nothing of the month is published or about to be."""
+    others = _readable_others(register, contract.name, period, delivery_id)
+    if not others:
+        return None
+    if contract.schedule.files_per_period == "parts":
+        return ", ".join(sorted({part_name(d) for d in others}))
+    waiting = [d for d in others if d["event"] == "validated"]
+    return part_name(waiting[-1] if waiting else others[-1])
 
 
 def _readable_others(register: Register, contract: str, period: str, delivery_id: str):

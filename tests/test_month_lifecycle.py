@@ -1,0 +1,549 @@
+"""One month's whole life, property-based (issue 20, "What to build").
+
+Hypothesis sends random sequences (1 to 4 steps) of deliveries of one month of stop and
+search, made from the real June 2022 rows: each step drops one or two files at once, then
+the engine takes, validates and publishes them and checks the schedule, through the same
+functions the Dagster assets call (`take_deliveries`, `validate_pending`,
+`awaiting_publication` / `publish_delivery`, `check_schedule`), on a folder drop zone and
+lake. The kinds of file:
+
+- good: 200 real rows (three different slices; a different slice is a restatement);
+- partial: the first third of a slice;
+- quarantining: a slice with every third row's boolean spelled FALSE (those rows fail);
+- wrong month: a slice with every date moved back 31 days (all in May: filed under the
+  wrong month?);
+- all failing: a slice with every boolean spelled FALSE;
+- broken: empty, a truncated gzip, or `;`-separated;
+- re-sent: the bytes of a file sent before, under another name.
+
+After every step, what users read (the register through `governance.deliveries` and
+`governance.breach_register` in the DuckDB warehouse, the breaches CLI's register, the
+review page's open count, the month's notice) must agree with the rules, modelled here
+independently and simply:
+
+1. The same bytes as any file taken before (under any name, in any step) are a duplicate.
+   Otherwise a good, partial, quarantining or restated file is usable (validated); a
+   wrong-month or all-failing file is held (nothing usable, a critical breach); a broken
+   one is rejected.
+2. The newest usable file received is published. Every other usable file is superseded;
+   a held file received before the published one is superseded by it; a held file
+   received after it, or when nothing is published, stays held; a rejected file stays
+   rejected. Held and rejected files never replace a published month.
+3. Every file ends with one of those final statuses and, unless published, a reason.
+4. The published file's rows are all accounted for: curated + quarantined = delivered,
+   the quarantined rows are exactly the ones spoilt, and the curated partition holds
+   exactly the published file's other rows, numbered as in the file.
+5. When a step replaces the published file, or leaves a usable file of the step
+   unpublished, a breach of the newly published file (`delivery.restated` or
+   `delivery.multiple_files`) names each file replaced and its row count.
+6. Open breaches are exactly those of the published file and of the held or rejected
+   files received after it (all of them when nothing is published), plus the late breach
+   once a step ended with no usable file (the month is past its late date throughout).
+   Every other breach is superseded. The warehouse, the breaches CLI's register and the
+   review page's count agree.
+7. Nothing a notice says (or a delivery's reason) contradicts a delivery's status: a held
+   or rejected file's items say nothing from it was published, a published file's never
+   do, the arrived table shows each file's status, and no text says the month is not
+   delivered (or nothing is published) while a file of it is published.
+
+`DATASHARE_LIFECYCLE_PROFILE=soak DATASHARE_LIFECYCLE_EXAMPLES=500 pytest
+tests/test_month_lifecycle.py` runs many fresh random sequences outside CI; the default
+`ci` profile runs a fixed, derandomized set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from pathlib import Path
+
+import duckdb
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from pipelines.breach_notice import notice_from_warehouse
+from pipelines.breach_register import BreachRegister
+from pipelines.breach_review import read_register, render_review
+from pipelines.delivery_intake import take_deliveries
+from pipelines.delivery_schedule import check_schedule, deadlines
+from pipelines.dropzone import FolderDropZone
+from pipelines.governance_views import OPEN_STATUSES
+from pipelines.lake import FolderLake
+from pipelines.month_checks import MULTIPLE_FILES, NOTHING_USABLE, RESTATED
+from pipelines.publishing import awaiting_publication, publish_delivery
+from pipelines.register import Register
+from pipelines.row_validation import validate_pending
+from pipelines.warehouse import build_warehouse
+from schemas.contract import load_contracts
+from tests.conftest import REAL_STOP_AND_SEARCH
+
+CONTRACT = "stop_and_search"
+MONTH = "2022-06"  # the real rows' month
+ROWS = 200  # rows of a slice: a few hundred keep an example under a few seconds
+SLICES = 3
+
+PROFILE = os.environ.get("DATASHARE_LIFECYCLE_PROFILE", "ci")
+EXAMPLES = int(os.environ.get("DATASHARE_LIFECYCLE_EXAMPLES", 20 if PROFILE == "ci" else 300))
+LIFECYCLE = settings(
+    max_examples=EXAMPLES,
+    derandomize=PROFILE == "ci",
+    database=None if PROFILE == "ci" else settings.default.database,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+USABLE = ("good", "partial", "quarantining")
+HELD = ("wrong_month", "all_failing")
+BROKEN = ("empty", "truncated", "semicolon")
+KINDS = USABLE + HELD + BROKEN + ("resend",)
+FINAL = {"published", "superseded", "held", "rejected", "duplicate"}
+# How a notice's "What arrived" table words each status (pipelines.breach_notice.OUTCOME).
+ARRIVED = {
+    "published": "published",
+    "held": "held back",
+    "rejected": "rejected, not read",
+    "superseded": "replaced by a later file",
+}
+
+
+@cache
+def real_rows() -> tuple[str, tuple[str, ...]]:
+    header, *rows = REAL_STOP_AND_SEARCH.read_text(encoding="utf-8").splitlines(keepends=True)
+    return header, tuple(rows)
+
+
+def _false_spelled_upper(row: str) -> str:
+    # The third field (Part of a policing operation) is the first False of every real row.
+    return row.replace(",False,", ",FALSE,", 1)
+
+
+def _a_month_earlier(row: str) -> str:
+    kind, when, rest = row.split(",", 2)
+    moved = datetime.fromisoformat(when) - timedelta(days=31)
+    return f"{kind},{moved.isoformat()},{rest}"
+
+
+@dataclass
+class Sent:
+    """One file dropped, and what the rules say becomes of it."""
+
+    name: str
+    kind: str
+    data: bytes
+    rows: int = 0  # data rows in the file
+    spoilt: frozenset[int] = frozenset()  # row numbers (from 1) that must be quarantined
+    verdict: str = ""  # validated, held, rejected or duplicate (rule 1)
+    order: int = 0  # receive order
+
+    @property
+    def sha(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def path(self) -> str:
+        return f"{CONTRACT}/{MONTH}/{self.name}"
+
+
+def make_file(kind: str, variant: int, name: str, earlier: list[Sent]) -> Sent:
+    """A file of `kind` made from slice `variant` of the real rows (for a re-send, the
+    bytes of an earlier file)."""
+    header, rows = real_rows()
+    chosen = list(rows[variant * ROWS : (variant + 1) * ROWS])
+    spoilt: set[int] = set()
+    if kind == "resend" and earlier:
+        first = earlier[variant % len(earlier)]
+        suffix = ".csv.gz" if first.name.endswith(".gz") else ".csv"
+        return Sent(name + suffix, kind, first.data, first.rows, first.spoilt)
+    if kind in ("good", "resend"):
+        kind = "good"
+    elif kind == "partial":
+        chosen = chosen[: ROWS // 3]
+    elif kind == "quarantining":
+        spoilt = set(range(1, len(chosen) + 1, 3))
+        chosen = [_false_spelled_upper(r) if i in spoilt else r for i, r in enumerate(chosen, 1)]
+    elif kind == "wrong_month":
+        chosen = [_a_month_earlier(r) for r in chosen]
+    elif kind == "all_failing":
+        chosen = [_false_spelled_upper(r) for r in chosen]
+    elif kind == "empty":
+        return Sent(name + ".csv", kind, b"")
+    elif kind == "truncated":
+        whole = gzip.compress((header + "".join(chosen)).encode(), mtime=0)
+        return Sent(name + ".csv.gz", kind, whole[: len(whole) // 2])
+    elif kind == "semicolon":
+        text = (header + "".join(chosen)).replace(",", ";")
+        return Sent(name + ".csv", kind, text.encode())
+    text = header + "".join(chosen)
+    return Sent(name + ".csv", kind, text.encode(), len(chosen), frozenset(spoilt))
+
+
+@dataclass
+class Model:
+    """The rules (module docstring), applied to the files sent so far."""
+
+    sent: list[Sent] = field(default_factory=list)
+    late: bool = False  # a step ended with no usable file: the late breach is raised
+
+    def take(self, files: list[Sent]) -> None:
+        taken = {f.sha for f in self.sent if f.verdict != "duplicate"}
+        for f in files:
+            f.order = len(self.sent)
+            if f.sha in taken:
+                f.verdict = "duplicate"
+            else:
+                taken.add(f.sha)
+                f.verdict = (
+                    "validated" if f.kind in USABLE else "held" if f.kind in HELD else "rejected"
+                )
+            self.sent.append(f)
+        if not any(f.verdict == "validated" for f in self.sent):
+            self.late = True
+
+    @property
+    def published(self) -> Sent | None:
+        usable = [f for f in self.sent if f.verdict == "validated"]
+        return usable[-1] if usable else None
+
+    def status(self, f: Sent) -> str:
+        shown = self.published
+        if f.verdict == "duplicate":
+            return "duplicate"
+        if f is shown:
+            return "published"
+        if f.verdict == "validated":
+            return "superseded"
+        if f.verdict == "held" and shown and f.order < shown.order:
+            return "superseded"
+        return f.verdict
+
+    def open_deliveries(self) -> set[str]:
+        """Deliveries whose breaches are open: the published one, and the held or
+        rejected ones received after it (all of them when nothing is published)."""
+        shown = self.published
+        return {
+            f.sha
+            for f in self.sent
+            if f is shown
+            or (
+                f.verdict in ("held", "rejected")
+                and self.status(f) != "superseded"
+                and (shown is None or f.order > shown.order)
+            )
+        }
+
+
+class Month:
+    """A drop zone, lake and warehouse, driven by the engine functions the assets call."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.clock = 0
+        agreed = load_contracts()[CONTRACT]
+        # Watched for lateness from this month, and every step happens after its late date.
+        schedule = dataclasses.replace(agreed.schedule, late_checks_from=MONTH)
+        self.contract = dataclasses.replace(agreed, schedule=schedule)
+        self.today = deadlines(self.contract, MONTH)[1] + timedelta(days=1)
+        self.zone = FolderDropZone(self.root / "dropzone", settle_seconds=0)
+        self.lake = FolderLake(self.root / "lake")
+        self.register = Register(self.lake)
+        self.warehouse = self.root / "warehouse.duckdb"
+
+    def drop(self, f: Sent) -> None:
+        path = self.root / "dropzone" / f.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(f.data)
+        # Files dropped together are taken oldest first: give each its own moment, in order.
+        self.clock += 1
+        moment = int((time.time() - 86_400 + self.clock) * 1e9)
+        os.utime(path, ns=(moment, moment))
+
+    def process(self) -> None:
+        """One run for the month: intake, validation, publication, the late check and the
+        warehouse, in the order `datashare run` does them."""
+        take_deliveries(CONTRACT, MONTH, self.zone, self.lake, self.register, "t")
+        validate_pending(self.contract, MONTH, self.lake, self.register, "t")
+        candidate = awaiting_publication(self.register, CONTRACT, MONTH)
+        if candidate:
+            publish_delivery(self.lake, self.register, candidate, "t", self.contract)
+        check_schedule(self.contract, self.lake, self.register, today=self.today)
+        build_warehouse(self.lake, {CONTRACT: self.contract}, self.warehouse)
+
+
+def query(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict]:
+    cursor = con.execute(sql, params or [])
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+a_file = st.tuples(st.sampled_from(KINDS), st.integers(0, SLICES - 1))
+steps_of_files = st.lists(st.lists(a_file, min_size=1, max_size=2), min_size=1, max_size=4)
+
+
+def live(steps: list[list[tuple[str, int]]], root: Path) -> Month:
+    """Send `steps` (each a list of (kind, slice) dropped together) through the engine in
+    `root`, checking every invariant after each step."""
+    month, model = Month(root), Model()
+    for number, step in enumerate(steps, 1):
+        before = model.published
+        files = [
+            make_file(kind, variant, f"s{number}-{i}-{kind}", model.sent)
+            for i, (kind, variant) in enumerate(step, 1)
+        ]
+        for f in files:
+            month.drop(f)
+        model.take(files)
+        month.process()
+        check_month(month, model, before, files)
+    return month
+
+
+@given(steps=steps_of_files)
+# Sequences that once broke an invariant (each now has a test of its own below), and the
+# classic ones, run on every CI run whatever the derandomized draw.
+@example([[("good", 0), ("wrong_month", 1)]])
+@example([[("good", 0)], [("good", 1), ("partial", 2)]])
+@example([[("wrong_month", 0)], [("good", 0), ("quarantining", 1)], [("resend", 0)]])
+@example([[("empty", 0), ("truncated", 1)], [("empty", 2)], [("all_failing", 0), ("good", 2)]])
+@LIFECYCLE
+def test_a_months_whole_life_says_what_happened(steps):
+    with tempfile.TemporaryDirectory() as tmp:
+        live(steps, Path(tmp))
+
+
+def check_month(month: Month, model: Model, before: Sent | None, step: list[Sent]) -> None:
+    """Every invariant of the module docstring, after one step."""
+    with duckdb.connect(str(month.warehouse), read_only=True) as con:
+        deliveries = query(
+            con,
+            "SELECT * FROM governance.deliveries WHERE contract = ? AND period = ?",
+            [CONTRACT, MONTH],
+        )
+        register = query(con, "SELECT * FROM governance.breach_register")
+        curated = query(
+            con,
+            "SELECT _delivery_id, _source_row FROM curated.stop_and_search WHERE _period = ?",
+            [MONTH],
+        )
+        quarantined = query(
+            con,
+            "SELECT _delivery_id, _source_row FROM governance.quarantine WHERE _period = ?",
+            [MONTH],
+        )
+        notice = notice_from_warehouse(con, month.contract, MONTH, month.today)
+        review = render_review(read_register(con), month.root, {}, datetime.now(UTC))
+
+    shown = model.published
+    by_id = {d["delivery_id"]: d for d in deliveries if d["status"] != "duplicate"}
+    duplicates = {d["source_path"]: d for d in deliveries if d["status"] == "duplicate"}
+
+    # 1-3: every file has the final status the rules say, and a reason unless published.
+    for f in model.sent:
+        row = duplicates.get(f.path) if f.verdict == "duplicate" else by_id.get(f.sha)
+        assert row is not None, f"{f.name} is not in governance.deliveries"
+        assert row["status"] in FINAL, f"{f.name} ended {row['status']}"
+        assert row["status"] == model.status(f), (
+            f"{f.name} ({f.kind}) is {row['status']}; the rules say {model.status(f)}"
+        )
+        if row["status"] != "published":
+            assert row["reason"], f"{f.name} is {row['status']} with no reason"
+        if row["status"] == "held" and shown:
+            # A held file's reason must not say the month has nothing published.
+            assert "nothing is published for the month" not in row["reason"], row["reason"]
+
+    # 4: the published file's rows, all accounted for.
+    if shown is None:
+        assert not curated
+        assert not month.lake.exists(month.lake.curated_path(CONTRACT, MONTH))
+    else:
+        row = by_id[shown.sha]
+        assert row["rows_delivered"] == shown.rows
+        assert row["rows_quarantined"] == len(shown.spoilt)
+        assert row["rows_curated"] == shown.rows - len(shown.spoilt)
+        assert row["rows_curated"] + row["rows_quarantined"] == row["rows_delivered"]
+        assert {r["_delivery_id"] for r in curated} == {shown.sha}
+        curated_rows = sorted(r["_source_row"] for r in curated)
+        mine = sorted(r["_source_row"] for r in quarantined if r["_delivery_id"] == shown.sha)
+        assert curated_rows == sorted(set(range(1, shown.rows + 1)) - shown.spoilt)
+        assert mine == sorted(shown.spoilt)
+        lake_file = month.lake.parquet_file(month.lake.curated_path(CONTRACT, MONTH))
+        assert lake_file.metadata.num_rows == row["rows_curated"]
+
+    # 5: no row published (or validated) this step disappears without a breach naming it.
+    if shown is not None and shown in step:
+        replaced = [f for f in step if f.verdict == "validated" and f is not shown]
+        if before is not None and before is not shown:
+            replaced.append(before)
+        naming = [
+            b
+            for b in register
+            if b["delivery_id"] == shown.sha and b["rule"] in (RESTATED, MULTIPLE_FILES)
+        ]
+        for lost in replaced:
+            said = [
+                b
+                for b in naming
+                if lost.name in b["detail"]
+                and f"{lost.name} ({lost.rows:,} rows" in b["detail"]
+                and shown.name in b["detail"]
+            ]
+            assert said, (
+                f"{lost.name} ({lost.rows} rows) was replaced by {shown.name} and no breach "
+                f"of {shown.name} names both: {[b['detail'] for b in naming]}"
+            )
+
+    # 6: open breaches are exactly those of the deliveries standing now, plus the late one.
+    opened = model.open_deliveries()
+    for b in register:
+        if b["delivery_id"] is None:
+            assert b["rule"] == "delivery.late" and b["period"] == MONTH
+            assert b["status"] == "open"
+            continue
+        expected = "open" if b["delivery_id"] in opened else "superseded"
+        assert b["status"] == expected, (
+            f"{b['rule']} of {b['source_path']} ({b['delivery_status']}) is {b['status']}, "
+            f"expected {expected}"
+        )
+    late = [b for b in register if b["rule"] == "delivery.late"]
+    assert len(late) == (1 if model.late else 0)
+    for f in model.sent:
+        mine = [b for b in register if b["delivery_id"] == f.sha]
+        if f.verdict == "held":
+            assert NOTHING_USABLE in {b["rule"] for b in mine if b["severity"] == "critical"}
+            assert {b["action"] for b in mine} <= {
+                "delivery held",
+                "delivery held: nothing published",
+            }
+        if f.verdict == "rejected":
+            assert any(b["severity"] == "critical" for b in mine)
+            assert {b["action"] for b in mine} == {"delivery rejected"}
+    open_ids = {b["breach_id"] for b in register if b["status"] in OPEN_STATUSES}
+    listed = BreachRegister(month.lake).entries()
+    assert {e["breach_id"] for e in listed if e["status"] in OPEN_STATUSES} == open_ids
+    assert {e["breach_id"]: e["status"] for e in listed} == {
+        b["breach_id"]: b["status"] for b in register
+    }
+    count = re.search(r"<div id=open-count><strong>([\d,]+)</strong>", review)
+    assert count and int(count.group(1).replace(",", "")) == len(open_ids)
+
+    # 7: nothing the notice says contradicts a delivery's status.
+    text = notice.markdown
+    assert set(notice.breach_ids) == open_ids
+    arrived = {
+        cells[0].rsplit("/", 1)[-1]: cells
+        for line in text.splitlines()
+        if line.startswith(f"| {CONTRACT}/")
+        for cells in [[c.strip() for c in line.strip("|").split(" | ")]]
+    }
+    for f in model.sent:
+        if f.verdict == "duplicate":
+            continue
+        assert arrived[f.name][3] == ARRIVED[model.status(f)], (f.name, arrived[f.name])
+        assert arrived[f.name][2] == f"{f.rows:,}"
+    status_of = {f.sha: model.status(f) for f in model.sent if f.verdict != "duplicate"}
+    delivery_of = {b["breach_id"]: b["delivery_id"] for b in register}
+    for item in text.split("\n### ")[1:]:
+        facts = dict(re.findall(r"^- \*\*(.+?):\*\* (.*)$", item, re.M))
+        delivery = delivery_of[facts["Breach reference"]]
+        did = facts["What we did"]
+        status = status_of.get(delivery, "late")
+        if status == "held":
+            assert did.startswith("the delivery was held back; nothing from it was published")
+        elif status == "rejected":
+            assert did.startswith("the file was not read; nothing from it was published")
+        elif status == "published":
+            for words in ("nothing from it", "the delivery was held back", "not read"):
+                assert words not in did, (facts["Breach reference"], did)
+        else:
+            assert status == "late" and "recorded as late" in did, did
+    if shown is not None:
+        for words in (
+            "counts as not delivered",
+            "nothing is published for the month",
+            "Nothing was delivered",
+        ):
+            assert words not in text, f"the notice says {words!r} while {shown.name} is published"
+    else:
+        assert "published" not in {cells[3] for cells in arrived.values()}
+
+
+# -- what the invariants found (issue 20): each fixed in the engine, each with its test --------
+
+
+def _register(month: Month) -> tuple[dict[str, dict], list[dict]]:
+    with duckdb.connect(str(month.warehouse), read_only=True) as con:
+        deliveries = query(con, "SELECT * FROM governance.deliveries WHERE status <> 'duplicate'")
+        breaches = query(con, "SELECT * FROM governance.breach_register")
+    return {d["source_path"].rsplit("/", 1)[-1]: d for d in deliveries}, breaches
+
+
+def test_a_file_held_beside_a_publishable_one_says_the_month_is_published(tmp_path):
+    # A good file and one filed under the wrong month, sent together: the good one is
+    # published; the held one's reason and breach once said nothing was published and the
+    # month "still counts as not delivered".
+    month = live([[("good", 0), ("wrong_month", 1)]], tmp_path)
+    deliveries, breaches = _register(month)
+    held = deliveries["s1-2-wrong_month.csv"]
+    assert held["status"] == "held"
+    assert held["reason"] == (
+        "Held back by critical breach(es) of delivery.nothing_usable; 2022-06 is published "
+        "from s1-1-good.csv instead."
+    )
+    (usable,) = [
+        b
+        for b in breaches
+        if b["rule"] == NOTHING_USABLE and b["delivery_id"] == held["delivery_id"]
+    ]
+    assert usable["status"] == "open"
+    assert usable["detail"].endswith(
+        "The delivery was held back: nothing from it was published; 2022-06 stays published "
+        "from s1-1-good.csv."
+    )
+    assert not [b for b in breaches if b["rule"] == "delivery.late"]  # the month came
+
+
+def test_a_file_held_after_a_published_one_names_the_file_that_stays(tmp_path):
+    month = live([[("good", 0)], [("all_failing", 1)]], tmp_path / "after")
+    deliveries, breaches = _register(month)
+    held = deliveries["s2-1-all_failing.csv"]
+    assert held["reason"].endswith("; the previously published month stays in place.")
+    (usable,) = [b for b in breaches if b["rule"] == NOTHING_USABLE]
+    assert usable["detail"].endswith("; 2022-06 stays published from s1-1-good.csv.")
+    # With nothing published, the month is still not delivered, and says so.
+    alone = live([[("all_failing", 1)]], tmp_path / "alone")
+    deliveries, breaches = _register(alone)
+    assert deliveries["s1-1-all_failing.csv"]["reason"].endswith(
+        "; nothing is published for the month."
+    )
+    (usable,) = [b for b in breaches if b["rule"] == NOTHING_USABLE]
+    assert usable["detail"].endswith("and 2022-06 still counts as not delivered.")
+
+
+def test_two_files_replacing_a_published_month_name_it_too(tmp_path):
+    # Published, then two files together: the newer is published. Its multiple_files
+    # breach named the two files but not the month it replaced; only the other file's
+    # restatement breach did, and that one closes (superseded) with its file.
+    month = live([[("good", 0)], [("good", 1), ("partial", 2)]], tmp_path)
+    deliveries, breaches = _register(month)
+    assert deliveries["s2-2-partial.csv"]["status"] == "published"
+    (both,) = [
+        b
+        for b in breaches
+        if b["delivery_id"] == deliveries["s2-2-partial.csv"]["delivery_id"]
+        and b["rule"] == MULTIPLE_FILES
+    ]
+    assert both["status"] == "open" and both["severity"] == "major"
+    assert "s2-1-good.csv (200 rows) and s2-2-partial.csv (66 rows)" in both["detail"]
+    assert (
+        "s2-2-partial.csv also replaces s1-1-good.csv (200 rows), published before: its 200 "
+        "published rows are no longer published."
+    ) in both["detail"]
+    superseded = {b["rule"] for b in breaches if b["status"] == "superseded"}
+    assert RESTATED in superseded  # s2-1-good.csv's, closed with its file
