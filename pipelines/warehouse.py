@@ -288,6 +288,14 @@ def _governance(con: duckdb.DuckDBPyConnection, lake: Lake, contracts: dict[str,
         distinct=True,
     )
     _comment(con, "governance.delivery_events", "Every event in every delivery's history.")
+    _comment(
+        con,
+        "governance.delivery_events",
+        "On a validated or held event: rows of the file that passed the checks, which "
+        "publishing would curate. What is in the curated table now is "
+        "governance.deliveries.rows_curated.",
+        "rows_curated",
+    )
     con.execute(DELIVERIES_SQL)
     for column, text in DELIVERY_COMMENTS.items():
         _comment(con, "governance.deliveries", text, column)
