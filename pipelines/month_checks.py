@@ -259,15 +259,24 @@ def _cause(
     in_period = column is not None and column.in_period_rule is not None
     if in_period and column.in_period_rule.name == rule.id and failures.months:
         month, count = max(failures.months.items(), key=lambda kv: kv[1])
-        share = "every date" if count >= failures.count else f"most dates ({count:,})"
+        column_name = rule.source_name
+        if count >= rows:
+            where = f"every date in {column_name} lies"
+        elif count >= failures.count:
+            where = f"every date in {column_name} outside {period} ({count:,} of {rows:,}) lies"
+        else:
+            where = (
+                f"most dates in {column_name} outside {period} ({count:,} of "
+                f"{failures.count:,}) lie"
+            )
         filed = (
             f", and the file name says {named}"
             if named and named != period and named == month
             else ""
         )
         return (
-            f"{share} in {rule.source_name} lies in {month}, {_relation(period, month)} "
-            f"{period}{filed}: filed under the wrong month?"
+            f"{where} in {month}, {_relation(period, month)} {period}{filed}: filed under "
+            "the wrong month?"
         )
     if column is not None and rule.id == f"{column.name}.type" and failures.values:
         found = _quoted(failures.values)

@@ -192,6 +192,26 @@ def test_a_contract_can_agree_the_least_share_of_rows_that_makes_a_delivery(tmp_
     assert published(lenient.register, "stop_and_search", "2022-06")["rows_curated"] == usable
 
 
+def test_a_share_of_dates_in_another_month_is_counted_in_the_cause(tmp_path):
+    # The real June rows filed under July, 40% of them moved into July: under the agreed
+    # half, held, and the cause counts the dates outside July.
+    header, rows = split_rows(real_text())
+    moved = int(len(rows) * 0.4)
+    text = header + "".join(
+        r.replace("2022-06-", "2022-07-", 1) if i < moved else r for i, r in enumerate(rows)
+    )
+    engine = Engine(tmp_path, "stop_and_search", min_publishable_share=0.5)
+    engine.put("2022-07", "july.csv", text)
+    (verdict,) = engine.process("2022-07")
+    assert verdict.status == "held"
+    (held,) = [b for b in engine.breaches(verdict.delivery_id) if b["rule"] == NOTHING_USABLE]
+    outside = len(rows) - verdict.outcome.rows_curated
+    assert (
+        f"Every date in Date outside 2022-07 ({outside:,} of {len(rows):,}) lies in 2022-06, "
+        "the month before 2022-07: filed under the wrong month?" in held["detail"]
+    )
+
+
 def test_a_file_named_for_its_own_month_raises_no_name_breach(tmp_path):
     engine = Engine(tmp_path, "stop_and_search")
     engine.put("2022-06", REAL_STOP_AND_SEARCH.name, REAL_STOP_AND_SEARCH.read_bytes())
