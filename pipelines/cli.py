@@ -51,6 +51,10 @@ def cmd_run(settings: Settings) -> int:
     _use_home(settings)
     report = run_pending(settings, progress=lambda line: print(line, flush=True))
     print(report.text())
+    from pipelines.desk.alerts import alert_after_run  # the leads' emails (when configured)
+
+    if alerts := alert_after_run(settings):
+        print(alerts)
     return 0 if report.ok else 1
 
 

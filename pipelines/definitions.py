@@ -12,6 +12,7 @@ from assets.oversight import build_oversight_assets, oversight_selection
 from assets.partitions import delivery_partitions
 from assets.validation import build_validation_asset, validated_key
 from pipelines.delivery_sensor import build_intake_automation
+from pipelines.desk.alert_sensor import build_alert_sensor
 from pipelines.job_names import OVERSIGHT_JOB
 from pipelines.job_names import delivery_job_name as job_name_for
 from pipelines.resources import (
@@ -70,7 +71,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=assets + automation.assets,
         jobs=jobs + automation.jobs,
-        sensors=automation.sensors,
+        sensors=[*automation.sensors, build_alert_sensor(settings)],  # the leads' alerts
         schedules=[*automation.schedules, retention_schedule],
         resources={
             "dropzone": DropZoneResource(

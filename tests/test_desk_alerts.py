@@ -1,0 +1,209 @@
+"""The leads' alerts, received by a real SMTP server on loopback (aiosmtpd), and the
+promise that no classified value reaches a page or an email.
+
+The register is written straight into the lake (tests/breach_homes.py), or by the real
+validator on the real June 2022 stop and search file with values planted in classified
+columns.
+"""
+
+from __future__ import annotations
+
+import csv
+import email
+import io
+import json
+import re
+import socket
+from email import policy
+
+import dagster as dg
+import duckdb
+import pytest
+from aiosmtpd.controller import Controller
+from starlette.testclient import TestClient
+
+from pipelines.desk.alert_sensor import build_alert_sensor
+from pipelines.desk.alerts import alert_after_run, load_alert_settings, send_alerts
+from pipelines.desk.app import create_app
+from pipelines.desk.config import DeskConfig
+from pipelines.desk.users import UserStore
+from pipelines.lake import open_lake
+from pipelines.register import Register
+from pipelines.row_validation import validate_delivery
+from pipelines.warehouse import build_warehouse
+from schemas.contract import load_contracts
+from tests.breach_homes import breach, deliver, seeded_home, today
+
+LEADS = ("lead.one@mopac.test", "lead.two@mopac.test")
+PASSWORD = "correct horse battery"
+ALERTABLE = (
+    "SELECT breach_id FROM governance.breach_register "
+    "WHERE status IN ('open', 'notified', 'acknowledged') AND (severity = 'critical' "
+    "OR delivery_status IN ('held', 'rejected') OR rule = 'delivery.late')"
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Inbox:
+    """What the SMTP server received: (recipients, message)."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[list[str], email.message.EmailMessage]] = []
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        message = email.message_from_bytes(envelope.original_content, policy=policy.default)
+        self.received.append((list(envelope.rcpt_tos), message))
+        return "250 Message accepted for delivery"
+
+    def bodies(self) -> list[str]:
+        return [m.get_content() for _, m in self.received]
+
+
+@pytest.fixture
+def inbox(monkeypatch) -> Inbox:
+    handler = Inbox()
+    port = _free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    monkeypatch.setenv("DATASHARE_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("DATASHARE_SMTP_PORT", str(port))
+    monkeypatch.setenv("DATASHARE_SMTP_TLS", "none")  # a relay on this machine
+    monkeypatch.setenv("DATASHARE_SMTP_SENDER", "datashare@mopac.test")
+    monkeypatch.setenv("DATASHARE_ALERT_TO", ", ".join(LEADS))
+    monkeypatch.setenv("DATASHARE_DESK_URL", "https://desk.mopac.test")
+    yield handler
+    controller.stop()
+
+
+def _ids(home, sql: str) -> set[str]:
+    with duckdb.connect(str(home.warehouse), read_only=True) as con:
+        return {r[0] for r in con.execute(sql).fetchall()}
+
+
+def _named(body: str) -> set[str]:
+    return set(re.findall(r"/breaches/(B-[0-9a-f]+)", body))
+
+
+def test_each_lead_gets_one_email_about_what_needs_them_once(home, inbox):
+    ids = seeded_home(home)
+    sent = alert_after_run(home)
+    expected = _ids(home, ALERTABLE)
+    assert expected == {ids["uof_format"], ids["oct_late"], ids["dec_late"]}
+    assert sent == "Alerts: 2 email(s) sent about 3 breach(es)."
+    assert sorted(r for rcpt, _ in inbox.received for r in rcpt) == sorted(LEADS)
+    for (_, message), body in zip(inbox.received, inbox.bodies(), strict=True):
+        assert _named(body) == expected
+        assert message["Subject"] == (
+            "datashare: 3 new breach(es) to act on (2 late delivery, 1 rejected)"
+        )
+        assert message["From"] == "datashare@mopac.test"
+        assert "Use of force, November 2025: critical, rejected, clause 6.2 (The file)" in body
+        assert "What we did: the file was not read; nothing from it was published" in body
+        assert "No delivery for December 2025 had arrived by" in body
+    # Once: the next check (after the next run, or the sensor's tick) sends nothing.
+    assert alert_after_run(home) == "Alerts: nothing new to tell the leads."
+    assert len(inbox.received) == 2
+    ledger = json.loads((home.home / "desk" / "alerts-sent.json").read_text())["sent"]
+    assert {k: sorted(v) for k, v in ledger.items()} == {i: sorted(LEADS) for i in expected}
+    # A new critical breach: one more email each, about it alone.
+    lake = open_lake(home.lake)
+    held = deliver(lake, "stop_and_search", "2026-01", "2026-01.csv", 100, "held")
+    new = breach(lake, "stop_and_search", "2026-01", held, "file.columns", "critical",
+                 "The header lacks 2 agreed columns.", action="delivery held")  # fmt: skip
+    assert alert_after_run(home) == "Alerts: 2 email(s) sent about 1 breach(es)."
+    assert [_named(b) for b in inbox.bodies()[2:]] == [{new}, {new}]
+    assert "Stop and search, January 2026: critical, held back" in inbox.bodies()[2]
+
+
+def test_the_sensor_sends_under_the_daemon_and_shares_the_record(home, inbox):
+    ids = seeded_home(home)
+    sensor = build_alert_sensor(home)
+    with dg.build_sensor_context() as context:
+        tick = sensor(context)
+    assert tick.skip_message == "Alerts: 2 email(s) sent about 3 breach(es)."
+    assert all(_named(b) == {ids["uof_format"], ids["oct_late"], ids["dec_late"]}
+               for b in inbox.bodies())  # fmt: skip
+    # `datashare run`'s check after it sends nothing the sensor sent.
+    assert alert_after_run(home) == "Alerts: nothing new to tell the leads."
+    with dg.build_sensor_context() as context:
+        assert sensor(context).skip_message == "Alerts: nothing new to tell the leads."
+    assert len(inbox.received) == 2
+
+
+def test_alerts_off_unless_configured_and_a_server_down_is_tried_again(home, monkeypatch):
+    seeded_home(home)
+    for name in ("DATASHARE_SMTP_HOST", "DATASHARE_ALERT_TO"):
+        monkeypatch.delenv(name, raising=False)
+    assert load_alert_settings() is None and alert_after_run(home) is None
+    with dg.build_sensor_context() as context:
+        assert "Alerts are off" in build_alert_sensor(home)(context).skip_message
+    closed = _free_port()  # nothing listens there
+    monkeypatch.setenv("DATASHARE_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("DATASHARE_SMTP_PORT", str(closed))
+    monkeypatch.setenv("DATASHARE_SMTP_TLS", "none")
+    monkeypatch.setenv("DATASHARE_ALERT_TO", LEADS[0])
+    said = alert_after_run(home)
+    assert said.startswith("Alerts: 0 email(s) sent") and f"127.0.0.1:{closed}" in said
+    assert not (home.home / "desk" / "alerts-sent.json").exists()  # nothing marked as sent
+    handler = Inbox()
+    controller = Controller(handler, hostname="127.0.0.1", port=closed)
+    controller.start()
+    try:
+        assert send_alerts(home, load_alert_settings()).emails == 1
+    finally:
+        controller.stop()
+    assert len(handler.received) == 1
+
+
+def test_no_classified_value_in_any_page_or_email(
+    home, inbox, stop_and_search, real_stop_and_search, tmp_path
+):
+    """The real June 2022 file with values planted in classified columns (Latitude is
+    restricted, Gender personal), validated by the real validator, its delivery held back:
+    the desk's pages and the leads' emails never show those values."""
+    with real_stop_and_search.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh))[:40]
+    header = rows[0]
+    rows[1][header.index("Latitude")] = "51,512"
+    rows[2][header.index("Gender")] = "Unknown-Secret"
+    rows[3][header.index("Type")] = "Person  search"  # unclassified: its value may be named
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    source = tmp_path / "2022-06.csv"
+    source.write_text(out.getvalue(), encoding="utf-8")
+    lake = open_lake(home.lake)
+    delivery = deliver(lake, "stop_and_search", "2022-06", source.name, 39, "held")
+    outcome = validate_delivery(stop_and_search, source, "2022-06", delivery, lake)
+    Register(lake).write_breaches("stop_and_search", "2022-06", delivery, outcome.breaches)
+    build_warehouse(lake, load_contracts(), home.warehouse)
+    secrets = ("51,512", "Unknown-Secret")
+    rules = {b.rule: b.breach_id for b in outcome.breaches}
+    assert {"latitude.type", "gender_known"} <= set(rules)
+
+    UserStore(home.home).add("alice", "lead", PASSWORD)
+    client = TestClient(create_app(home, DeskConfig(), today()))
+    login = client.get("/login")
+    token = re.search(r'name="csrftoken" value="([^"]+)"', login.text).group(1)
+    client.post("/login", data={"name": "alice", "password": PASSWORD, "csrftoken": token})
+    pages = [
+        client.get(path).text
+        for path in [
+            "/?status=any", "/notices", "/notices/stop_and_search/2022-06",
+            "/notices/stop_and_search/2022-06/letter",
+            *(f"/breaches/{b}" for b in rules.values()),
+        ]
+    ]  # fmt: skip
+    assert "classifies Latitude as restricted" in pages[-len(rules) + list(rules).index(
+        "latitude.type")]  # fmt: skip
+    assert "Person  search" in "".join(pages)  # an unclassified value is named
+    send_alerts(home, load_alert_settings())
+    bodies = inbox.bodies()
+    assert len(bodies) == 2 and _named(bodies[0]) == set(rules.values())
+    for text in [*pages, *bodies]:
+        for secret in secrets:
+            assert secret not in text
