@@ -125,7 +125,12 @@ def add_breaches_commands(sub: argparse._SubParsersAction) -> None:
     listing.add_argument("--contract")
     listing.add_argument("--period", help="YYYY-MM")
     listing.add_argument("--severity", choices=["critical", "major", "minor"])
-    listing.add_argument("--status", choices=STATUSES)
+    listing.add_argument(
+        "--status",
+        choices=STATUSES,
+        help="open, notified or acknowledged are still to act on; superseded ones closed on "
+        "their own when the month was re-sent and the re-send published",
+    )
     listing.add_argument(
         "--format",
         choices=["table", "csv", "json"],
