@@ -8,6 +8,7 @@ import dagster as dg
 from assets.intake import landing_key
 from assets.months import MonthRecord, run_months
 from assets.partitions import delivery_partitions
+from pipelines.desk.docs_files import docs_link
 from pipelines.previews import markdown_table
 from pipelines.register import Register
 from pipelines.resources import LakeResource, PseudonymKeyResource
@@ -166,7 +167,10 @@ def month_record(
         "deliveries": dg.MetadataValue.md(markdown_table(summary)),
         "breaches": dg.MetadataValue.md(markdown_table(breaches, BREACH_COLUMNS)),
         # great-expectations Data Docs for the newest delivery's dataset checks.
-        "data_docs": dg.MetadataValue.url(docs[-1]) if docs else "none (no new readable delivery)",
+        # (on the desk when DATASHARE_DESK_URL is set: a browser opens no file:// link)
+        "data_docs": (
+            dg.MetadataValue.url(docs_link(docs[-1])) if docs else "none (no new readable delivery)"
+        ),
     }
     checks = [conformance_result(breaches, delivery_id), follow_up_result(breaches, delivery_id)]
     return MonthRecord(period, metadata, checks)

@@ -17,6 +17,7 @@ import stat
 import subprocess
 import sys
 import time
+from urllib.parse import urljoin
 
 import duckdb
 import pytest
@@ -28,13 +29,14 @@ from pipelines.cli import main
 from pipelines.desk import app as desk_app
 from pipelines.desk.app import create_app
 from pipelines.desk.config import DeskConfig, load_desk_config
-from pipelines.desk.docs_files import NotServed, safe_key
+from pipelines.desk.docs_files import NotServed, docs_link, safe_key
 from pipelines.desk.queries import PAGE_SIZE
 from pipelines.desk.users import UserStore
 from pipelines.lake import open_lake
 from pipelines.warehouse import build_warehouse
 from schemas.contract import load_contracts
 from tests.breach_homes import MARKUP_FILE, MARKUP_HEADER, breach, deliver, seeded_home, today
+from tests.conftest import drop
 
 PASSWORD = "correct horse battery"
 OPEN = ("open", "notified", "acknowledged")
@@ -564,3 +566,43 @@ def test_the_proxy_header_is_ignored_unless_configured(desk):
     done = client.post(f"/breaches/{b}/ack", data={"csrftoken": token}, headers=headers)
     assert done.status_code == 200
     assert _history(home, b) == [("acknowledged", "alice", "")]
+
+
+def test_docs_link_points_at_the_desk_only_when_its_address_is_set():
+    page = "file:///srv/lake/docs/contract%3Dstop_and_search/period%3D2022-06/ab12/index.html"
+    assert docs_link(page, "") == page  # no desk address: the lake's own link
+    assert docs_link(page, "https://desk.mopac.test/") == (
+        "https://desk.mopac.test/docs/contract=stop_and_search/period=2022-06/ab12/index.html"
+    )
+    s3 = "s3://lake/datashare/docs/contract=use_of_force/period=2025-01/cd34/index.html"
+    assert docs_link(s3, "https://d").endswith(
+        "/docs/contract=use_of_force/period=2025-01/cd34/index.html"
+    )
+
+
+@pytest.mark.slow
+def test_the_data_docs_link_in_dagster_opens_on_the_desk(home, real_stop_and_search, monkeypatch):
+    """An engineer clicks the month's `data_docs` link in the Dagster UI: with the desk's
+    address set it is the desk's page of that delivery's Data Docs, styled from the lake."""
+    import dagster as dg
+
+    monkeypatch.setenv("DATASHARE_DESK_URL", "https://desk.mopac.test")
+    drop(home, "stop_and_search", "2022-06", real_stop_and_search)
+    assert main(["run", "--settle", "0"]) == 0
+    event = dg.DagsterInstance.get().get_latest_materialization_event(
+        dg.AssetKey(["validated", "stop_and_search"])
+    )
+    link = event.asset_materialization.metadata["data_docs"].value
+    prefix = "https://desk.mopac.test/docs/contract=stop_and_search/period=2022-06/"
+    assert link.startswith(prefix), link
+    UserStore(home.home).add("victor", "viewer", PASSWORD)
+    client, _ = signed_in(create_app(home, DeskConfig(), today()), "victor")
+    page = client.get(link.removeprefix("https://desk.mopac.test"))
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    styles = re.findall(r'href="([^"]+\.css)"', page.text)
+    assert styles
+    for href in styles:
+        url = urljoin(link, href)
+        assert url.startswith("https://desk.mopac.test/docs/")
+        css = client.get(url.removeprefix("https://desk.mopac.test"))
+        assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")

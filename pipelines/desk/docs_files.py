@@ -70,3 +70,21 @@ def docs_sites(lake: Lake) -> set[tuple[str, str, str]]:
 def site_path(contract: str, period: str, delivery_id: str) -> str:
     """The desk path of one delivery's Data Docs."""
     return f"/docs/contract={contract}/period={period}/{delivery_id}/index.html"
+
+
+def docs_link(data_docs: str, desk_url: str | None = None) -> str:
+    """Where to open a delivery's Data Docs: on the desk when its address is set
+    (`DATASHARE_DESK_URL`, so one click from the Dagster UI opens them, where a browser
+    refuses a `file://` link), else the lake's own URL as written."""
+    if desk_url is None:
+        from pipelines.desk.config import load_desk_config
+
+        desk_url = load_desk_config().url
+    from urllib.parse import quote, unquote
+
+    marker = f"/{DOCS_AREA}/contract="
+    plain = unquote(data_docs)  # a file:// URL writes '=' as %3D
+    if not desk_url or marker not in plain:
+        return data_docs
+    relative = "contract=" + plain.split(marker, 1)[1]
+    return f"{desk_url.rstrip('/')}/{DOCS_AREA}/{quote(relative, safe='/=')}"
