@@ -27,10 +27,10 @@ from schemas.contract import load_contracts
 
 # The listing's columns, in order; the detail (the longest, and whole in `show`) is the
 # one cut to fit a terminal.
-LIST_COLUMNS = ("breach_id", "contract", "period", "severity", "status", "clause_number",
-                "rule", "failing_rows", "recurrence", "detail")  # fmt: skip
+LIST_COLUMNS = ("breach_id", "contract", "period", "severity", "status", "delivery_status",
+                "clause_number", "rule", "failing_rows", "recurrence", "detail")  # fmt: skip
 LIST_HEADINGS = {"failing_rows": "rows failing", "recurrence": "periods",
-                 "clause_number": "clause"}  # fmt: skip
+                 "clause_number": "clause", "delivery_status": "delivery"}  # fmt: skip
 SHRINKABLE = ("detail", "rule", "contract")  # cut in this order, down to their minimum
 MINIMUM = {"detail": 24, "rule": 16, "contract": 10}
 # What csv and json give: every field of a breach but its history (json has that too).
@@ -104,6 +104,8 @@ def _exported(entry: dict) -> dict:
 
 def _print_listing(rows: list[dict], fmt: str) -> None:
     rows = [_exported(r) for r in rows]
+    if fmt == "table":  # what became of the delivery; a late month has none
+        rows = [{**r, "delivery_status": r.get("delivery_status") or "none"} for r in rows]
     if fmt == "json":
         fields = (*EXPORT_FIELDS, "history")
         print(json.dumps([{f: _plain(r.get(f)) for f in fields} for r in rows], indent=2))

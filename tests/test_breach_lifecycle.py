@@ -233,6 +233,12 @@ def test_a_held_months_notice_never_says_it_was_published(resent_home, capsys):
         "delivery held", "held")  # fmt: skip
     assert recorded == "delivery published"  # kept, as validation wrote it
     assert minor["what_we_did"].startswith("the delivery was held back; nothing from it")
+    capsys.readouterr()
+    assert main(["breaches", "list", "--contract", U]) == 0
+    listed = capsys.readouterr().out
+    assert [line.split()[5] for line in listed.splitlines() if line.startswith("B-")] == [
+        "held", "held"
+    ]  # fmt: skip
     page = write_review(home, review_path(home), today()).page.read_text(encoding="utf-8")
     row = page.split(ids["uof_minor"])[1].split("</tr>")[0]
     assert "What we did: the delivery was held back; nothing from it was published" in row
