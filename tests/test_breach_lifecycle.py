@@ -209,6 +209,14 @@ def test_review_recurrence_never_counts_more_open_periods_than_periods(resent_ho
         cells = [c.split("</td>")[0] for c in row.split("<td")[1:]]
         periods, still = (int(cells[i].removeprefix(" class=n>")) for i in (2, 4))
         assert still <= periods
+        rule = cells[1].removeprefix(">")
+        ((in_warehouse, open_in_warehouse),) = _query(
+            home,
+            f"SELECT count(DISTINCT period), count(DISTINCT period) FILTER (WHERE {OPEN}) "
+            "FROM governance.breach_register WHERE contract = ? AND rule = ?",
+            [S, rule],
+        )
+        assert (periods, still) == (in_warehouse, open_in_warehouse)
 
 
 # --- item 6: what happened to a held or rejected delivery, whatever the stored action ----
