@@ -207,3 +207,46 @@ def test_no_classified_value_in_any_page_or_email(
     for text in [*pages, *bodies]:
         for secret in secrets:
             assert secret not in text
+
+
+def test_a_lead_emails_the_notice_to_the_agreed_contact(home, inbox, monkeypatch):
+    ids = seeded_home(home)
+    UserStore(home.home).add("alice", "lead", PASSWORD)
+    # Off by default: no button, and a post is refused.
+    client = _signed_in(create_app(home, DeskConfig(), today()))
+    page = client.get("/notices/stop_and_search/2025-10").text
+    assert "Send by email" not in page
+    token = re.search(r'name="csrftoken" value="([^"]+)"', page).group(1)
+    refused = client.post("/notices/stop_and_search/2025-10/email", data={"csrftoken": token})
+    assert refused.status_code == 403 and len(inbox.received) == 0
+    client = _signed_in(create_app(home, DeskConfig(email_notices=True), today()))
+    page = client.get("/notices/stop_and_search/2025-10").text
+    assert (
+        "Send by email to MPS Stop and Search Data Team &lt;stop-search-data@met.example&gt;"
+        in page
+    )
+    token = re.search(r'name="csrftoken" value="([^"]+)"', page).group(1)
+    answer = client.post("/notices/stop_and_search/2025-10/email", data={"csrftoken": token,
+                         "note": "notice of 12 January 2026, emailed"})  # fmt: skip
+    assert "Emailed to stop-search-data@met.example and recorded as sent by alice" in answer.text
+    ((rcpt, message),) = inbox.received
+    assert rcpt == ["stop-search-data@met.example"]
+    assert message["Subject"] == "Stop and search: notice of breaches for October 2025"
+    assert message["To"] == "MPS Stop and Search Data Team <stop-search-data@met.example>"
+    text = message.get_body(("plain",)).get_content()
+    letter = message.get_body(("html",)).get_content()
+    assert ids["oct_type"] in text and ids["oct_type"] in letter
+    assert "<h1>Stop and search: notice of breaches for October 2025</h1>" in letter
+    with duckdb.connect(str(home.warehouse), read_only=True) as con:
+        (what,) = con.execute(
+            "SELECT what FROM governance.exports WHERE period = '2025-10'"
+        ).fetchone()
+    assert what.endswith("(2 breach(es)), emailed to stop-search-data@met.example")
+
+
+def _signed_in(app) -> TestClient:
+    client = TestClient(app)
+    login = client.get("/login")
+    token = re.search(r'name="csrftoken" value="([^"]+)"', login.text).group(1)
+    client.post("/login", data={"name": "alice", "password": PASSWORD, "csrftoken": token})
+    return client

@@ -12,12 +12,10 @@ a lock file makes a check after `datashare run` and the daemon's sensor take tur
 neither sends what the other sent. An address that could not be reached is tried again at
 the next check; nothing is recorded for it until its email went.
 
-Settings (alerts are off while `DATASHARE_SMTP_HOST` or `DATASHARE_ALERT_TO` is unset):
-`DATASHARE_SMTP_HOST`, `DATASHARE_SMTP_PORT` (default 587 with starttls, 465 with ssl, 25
-with none), `DATASHARE_SMTP_TLS` (`starttls`, the default; `ssl`; `none`, for a relay on
-the same machine only), `DATASHARE_SMTP_SENDER` (default `datashare@<this host>`),
-`DATASHARE_SMTP_USER` and `DATASHARE_SMTP_PASSWORD` (if the server wants a sign-in),
-`DATASHARE_ALERT_TO` (addresses, comma-separated), and `DATASHARE_DESK_URL` for the links.
+Settings: the mail server's (`pipelines.desk.mail`: `DATASHARE_SMTP_HOST`, `_PORT`, `_TLS`,
+`_SENDER`, `_USER`, `_PASSWORD`), `DATASHARE_ALERT_TO` (the leads' addresses,
+comma-separated; alerts are off while it or the host is unset) and `DATASHARE_DESK_URL`
+for the links.
 """
 
 from __future__ import annotations
@@ -26,8 +24,6 @@ import fcntl
 import json
 import os
 import smtplib
-import socket
-import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,6 +35,7 @@ from pipelines.breach_notice import what_we_did
 from pipelines.breach_register import BreachRegister
 from pipelines.delivery_schedule import RULE as LATE_RULE
 from pipelines.desk.config import desk_folder, load_desk_config, write_private
+from pipelines.desk.mail import MailSettings, load_mail_settings, smtp
 from pipelines.governance_views import OPEN_STATUSES
 from pipelines.lake import open_lake
 from pipelines.settings import Settings
@@ -48,49 +45,26 @@ from schemas.period_words import period_words
 
 LEDGER = "alerts-sent.json"
 LOCK = "alerts.lock"
-TLS_MODES = {"starttls": 587, "ssl": 465, "none": 25}
 LISTED = 50  # items written out in one email; the rest are counted
 
 
 @dataclass(frozen=True)
 class AlertSettings:
-    host: str
-    port: int
-    tls: str
-    sender: str
+    mail: MailSettings
     recipients: tuple[str, ...]
-    user: str | None = None
-    password: str | None = None
     desk_url: str | None = None
 
 
 def load_alert_settings(environ: dict[str, str] | None = None) -> AlertSettings | None:
-    """The SMTP settings, or None when alerts are off."""
+    """The alert settings, or None when alerts are off."""
     env = os.environ if environ is None else environ
-    host = (env.get("DATASHARE_SMTP_HOST") or "").strip()
     recipients = tuple(
         a.strip() for a in (env.get("DATASHARE_ALERT_TO") or "").split(",") if a.strip()
     )
-    if not host or not recipients:
+    mail = load_mail_settings(env)
+    if mail is None or not recipients:
         return None
-    tls = (env.get("DATASHARE_SMTP_TLS") or "starttls").strip().lower()
-    if tls not in TLS_MODES:
-        raise SystemExit(f"DATASHARE_SMTP_TLS must be one of {', '.join(TLS_MODES)}, not {tls!r}")
-    port = (env.get("DATASHARE_SMTP_PORT") or "").strip()
-    try:
-        port_number = int(port) if port else TLS_MODES[tls]
-    except ValueError:
-        raise SystemExit(f"DATASHARE_SMTP_PORT must be a port number, not {port!r}") from None
-    return AlertSettings(
-        host=host,
-        port=port_number,
-        tls=tls,
-        sender=(env.get("DATASHARE_SMTP_SENDER") or "").strip() or f"datashare@{socket.getfqdn()}",
-        recipients=recipients,
-        user=(env.get("DATASHARE_SMTP_USER") or "").strip() or None,
-        password=env.get("DATASHARE_SMTP_PASSWORD") or None,
-        desk_url=load_desk_config(env).url,
-    )
+    return AlertSettings(mail, recipients, load_desk_config(env).url)
 
 
 @dataclass
@@ -182,27 +156,10 @@ def compose(entries: list[dict], recipient: str, settings: AlertSettings) -> Ema
     ]
     message = EmailMessage()
     message["Subject"] = f"datashare: {len(entries)} new breach(es) to act on ({summary})"
-    message["From"] = settings.sender
+    message["From"] = settings.mail.sender
     message["To"] = recipient
     message.set_content("\n".join(lines))
     return message
-
-
-@contextmanager
-def _smtp(settings: AlertSettings) -> Iterator[smtplib.SMTP]:
-    context = ssl.create_default_context()
-    if settings.tls == "ssl":
-        server: smtplib.SMTP = smtplib.SMTP_SSL(
-            settings.host, settings.port, timeout=30, context=context
-        )
-    else:
-        server = smtplib.SMTP(settings.host, settings.port, timeout=30)
-    with server:
-        if settings.tls == "starttls":
-            server.starttls(context=context)
-        if settings.user:
-            server.login(settings.user, settings.password or "")
-        yield server
 
 
 @contextmanager
@@ -237,7 +194,7 @@ def send_alerts(settings: Settings, alert: AlertSettings) -> AlertsSent:
         if not due:
             return result
         try:
-            with _smtp(alert) as server:
+            with smtp(alert.mail) as server:
                 for recipient, items in due.items():
                     try:
                         server.send_message(compose(items, recipient, alert))
@@ -249,7 +206,7 @@ def send_alerts(settings: Settings, alert: AlertSettings) -> AlertsSent:
                         ledger.setdefault(e["breach_id"], []).append(recipient)
                         result.breaches.add(e["breach_id"])
         except (OSError, smtplib.SMTPException) as unreachable:
-            result.failed.append(f"{alert.host}:{alert.port}: {unreachable}")
+            result.failed.append(f"{alert.mail.host}:{alert.mail.port}: {unreachable}")
         if result.emails:
             stamp = datetime.now(UTC).isoformat(timespec="seconds")
             write_private(

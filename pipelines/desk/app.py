@@ -18,11 +18,15 @@ a Content-Security-Policy that runs no script on the desk's own pages.
 from __future__ import annotations
 
 import functools
+import html
 import re
+import smtplib
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
+from email.message import EmailMessage
+from email.utils import formataddr
 from pathlib import Path
 from urllib.parse import quote
 
@@ -49,6 +53,7 @@ from pipelines.breach_register import TRANSITIONS, BreachChangeError, BreachRegi
 from pipelines.desk import queries
 from pipelines.desk.config import DeskConfig, cookie_secret, load_desk_config
 from pipelines.desk.docs_files import NotServed, docs_sites, read_docs_file, site_path
+from pipelines.desk.mail import load_mail_settings, provider_contact, smtp
 from pipelines.desk.users import User, UserStore
 from pipelines.lake import open_lake
 from pipelines.settings import Settings
@@ -375,6 +380,7 @@ async def notice(request: Request) -> Response:
         request, "notice.html", contract=contract, period=period, letter=letter, sent=sent,
         when=desk.when(contract, period), title=desk.title(contract),
         default_note=f"notice of {date_words(desk.today())}",
+        email_to=_email_to(desk, contract),
     )  # fmt: skip
 
 
@@ -392,10 +398,63 @@ async def notice_letter(request: Request) -> Response:
     return HTMLResponse(letter.html)
 
 
-@leads_only
-async def notice_sent(request: Request) -> Response:
-    """Record the notice as sent (an export in the audit log, its files kept in the home's
-    notices/) and mark its open breaches notified, under the lead's name."""
+def _email_to(desk: Desk, contract: str) -> tuple[str, str] | None:
+    """The agreed contact a notice may be emailed to, when the settings allow it."""
+    if not desk.config.email_notices or load_mail_settings() is None:
+        return None
+    return provider_contact(desk.contracts[contract])
+
+
+def _letter_email(letter, sender: str, to: tuple[str, str]) -> EmailMessage:
+    """The notice as an email: the Markdown as its text, the printable letter as HTML."""
+    title = re.search(r"<title>(.*?)</title>", letter.html, re.S)
+    message = EmailMessage()
+    message["Subject"] = html.unescape(title.group(1)) if title else "Notice of breaches"
+    message["From"] = sender
+    message["To"] = formataddr(to)
+    message.set_content(letter.markdown)
+    message.add_alternative(letter.html, subtype="html")
+    return message
+
+
+def _record_sent(
+    desk: Desk, contract: str, period: str, by: str, note: str, email: bool = False
+) -> tuple[int, str | None]:
+    """Record the month's notice as sent (its files kept in the home's notices/, an export
+    in the audit log) and mark its open breaches notified, under `by`'s name; with `email`,
+    send it to the agreed contact first. Returns how many breaches were notified and the
+    address it went to."""
+    with desk.changes:
+        desk.rebuild()  # the letter as the lake has it now
+        letter = _notice(desk, contract, period)
+        sent_to = None
+        if email:
+            to, mail = _email_to(desk, contract), load_mail_settings()
+            if to is None or mail is None:
+                raise LookupError("email is not set up for notices of this agreement")
+            with smtp(mail) as server:
+                server.send_message(_letter_email(letter, mail.sender, to))
+            sent_to = to[1]
+        md, _ = write_notice(letter, desk.settings.home / "notices", contract, period)
+        lake = open_lake(desk.settings.lake)
+        what = f"notice {md.name} ({len(letter.breach_ids)} breach(es))"
+        record_export(
+            lake, contract, period, what + (f", emailed to {sent_to}" if sent_to else ""),
+            by, "notice to the force under the data-sharing agreement",
+        )  # fmt: skip
+        register = BreachRegister(lake)
+        still_open = {
+            e["breach_id"]
+            for e in register.entries(contract, period)
+            if e["status"] == "open" and e["breach_id"] in letter.breach_ids
+        }
+        for breach_id in sorted(still_open):
+            register.change(breach_id, "notify", by, note)
+        desk.rebuild()
+    return len(still_open), sent_to
+
+
+async def _sent(request: Request, email: bool) -> Response:
     desk: Desk = request.app.state.desk
     args = _notice_args(request)
     if args is None:
@@ -405,36 +464,35 @@ async def notice_sent(request: Request) -> Response:
     note = " ".join(str(form.get("note", "")).split())[:NOTE_LIMIT]
     note = note or f"notice of {date_words(desk.today())}"
     by = request.state.user.name
-
-    def send() -> int:
-        with desk.changes:
-            desk.rebuild()  # the letter as the lake has it now
-            letter = _notice(desk, contract, period)
-            md, _ = write_notice(letter, desk.settings.home / "notices", contract, period)
-            lake = open_lake(desk.settings.lake)
-            record_export(
-                lake, contract, period, f"notice {md.name} ({len(letter.breach_ids)} breach(es))",
-                by, "notice to the force under the data-sharing agreement",
-            )  # fmt: skip
-            register = BreachRegister(lake)
-            still_open = {
-                e["breach_id"]
-                for e in register.entries(contract, period)
-                if e["status"] == "open" and e["breach_id"] in letter.breach_ids
-            }
-            for breach_id in sorted(still_open):
-                register.change(breach_id, "notify", by, note)
-            desk.rebuild()
-        return len(still_open)
-
+    back = RedirectResponse(f"/notices/{contract}/{period}", 303)
     try:
-        notified = await run_in_threadpool(send)
+        notified, sent_to = await run_in_threadpool(
+            _record_sent, desk, contract, period, by, note, email
+        )
     except NothingToSend as nothing:
         return _message(request, "Nothing to send", str(nothing), 404)
+    except LookupError as off:
+        return _message(request, "Not sent", f"Not sent: {off}.", 403)
+    except (OSError, smtplib.SMTPException) as failed:
+        request.session["flash"] = f"Not sent, nothing recorded: the mail server said {failed}."
+        return back
+    how = f"Emailed to {sent_to} and recorded" if sent_to else "Recorded"
     request.session["flash"] = (
-        f"Recorded as sent by {by}; {notified} breach(es) marked notified ({note})."
+        f"{how} as sent by {by}; {notified} breach(es) marked notified ({note})."
     )
-    return RedirectResponse(f"/notices/{contract}/{period}", 303)
+    return back
+
+
+@leads_only
+async def notice_sent(request: Request) -> Response:
+    """Mark as sent (the letter went another way): recorded under the lead's name."""
+    return await _sent(request, email=False)
+
+
+@leads_only
+async def notice_email(request: Request) -> Response:
+    """Email the letter to the agreement's contact, then record it as sent."""
+    return await _sent(request, email=True)
 
 
 # --- the pack, agreements, Data Docs ------------------------------------------------------------
@@ -520,6 +578,7 @@ def create_app(
         Route("/notices/{contract}/{period}", notice, methods=["GET"]),
         Route("/notices/{contract}/{period}/letter", notice_letter, methods=["GET"]),
         Route("/notices/{contract}/{period}/sent", notice_sent, methods=["POST"]),
+        Route("/notices/{contract}/{period}/email", notice_email, methods=["POST"]),
         Route("/pack", pack, methods=["GET"]),
         Route("/contracts", contracts, methods=["GET"]),
         Route("/contracts/{name}", contract, methods=["GET"]),

@@ -8,6 +8,9 @@
   header that names the signed-in account.
 - `DATASHARE_DESK_SIGNIN_LIMIT` (`5 per 5 minutes`): failed sign-ins allowed for one
   account name (an address gets four times as many).
+- `DATASHARE_DESK_EMAIL_NOTICES` (off): `1` lets leads email a month's notice to the
+  agreement's provider contact (the team member whose role names the provider), through
+  the mail server of `pipelines.desk.mail`.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class DeskConfig:
     session_minutes: int = 480
     trusted_user_header: str | None = None
     signin_limit: str = "5 per 5 minutes"
+    email_notices: bool = False  # leads may email a notice to the agreement's contact
 
 
 def _flag(raw: str | None, default: bool) -> bool:
@@ -60,6 +64,7 @@ def load_desk_config(environ: dict[str, str] | None = None) -> DeskConfig:
         session_minutes=session_minutes,
         trusted_user_header=header.lower() if header else None,
         signin_limit=(env.get("DATASHARE_DESK_SIGNIN_LIMIT") or "").strip() or "5 per 5 minutes",
+        email_notices=_flag(env.get("DATASHARE_DESK_EMAIL_NOTICES"), False),
     )
 
 
