@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import duckdb
 import pyarrow as pa
 
-from pipelines.governance_views import clause_table, in_memory
+from pipelines.governance_views import clause_table, in_memory, parts_table
 from pipelines.lake import Lake
 from pipelines.register import DELIVERY_EVENT_SCHEMA, Register
 from schemas.contract import load_contracts
@@ -84,11 +84,13 @@ class BreachRegister:
         delivery, filtered: the rows of `governance.breach_register`, read from the lake
         through the same views (so the CLI and the warehouse never disagree)."""
         delivery_events = pa.Table.from_pylist(self.register.events(), DELIVERY_EVENT_SCHEMA)
+        contracts = load_contracts()
         con = in_memory(
             self.register.breach_table(),
             self._event_table(),
             delivery_events,
-            clause_table(load_contracts()),
+            clause_table(contracts),
+            parts_table(contracts),
         )
         with con:
             history: dict[str, list[dict]] = defaultdict(list)

@@ -17,7 +17,8 @@ in-memory DuckDB) say the same thing:
 
 Supersession is derived, not written: a breach of a delivery that was rejected or held back
 becomes `superseded` at the moment a delivery of the same month received after it was first
-published (a superseded delivery's, when the delivery that replaced it was published), if it
+published (a superseded delivery's, when the delivery that replaced it was published; for a
+month in parts, only a later file of the same name replaces a part), if it
 was still open, notified or acknowledged then. Old homes need no
 migration, and a lead's later step (a reopen) still wins, being later.
 """
@@ -45,6 +46,12 @@ CLAUSE_SCHEMA = pa.schema(
         ("clause_title", pa.string()),
     ]
 )
+
+
+def parts_table(contracts: dict[str, Contract]) -> pa.Table:
+    """The contracts whose months come in parts (`governance.month_parts`)."""
+    names = [n for n, c in contracts.items() if c.schedule.files_per_period == "parts"]
+    return pa.table({"contract": pa.array(names, pa.string())})
 
 
 def clause_table(contracts: dict[str, Contract]) -> pa.Table:
@@ -138,6 +145,10 @@ replaced AS (
     JOIN state r ON r.contract = p.contract AND r.delivery_id = p.delivery_id
         AND (r.received_at > s.received_at
              OR (s.status = 'superseded' AND p.published_at > s.received_at))
+        -- A month in parts (deliverySchedule.filesPerPeriod): a part is replaced only by
+        -- a later file of the same name, never by another part.
+        AND (s.contract NOT IN (SELECT contract FROM governance.month_parts)
+             OR regexp_extract(r.source_path, '[^/]*$') = regexp_extract(s.source_path, '[^/]*$'))
     WHERE s.status IN {NOT_PUBLISHED}
     GROUP BY ALL
 ),
@@ -246,7 +257,7 @@ BREACH_COMMENTS = {
 
 def create_breach_views(con: duckdb.DuckDBPyConnection) -> None:
     """The breach views, over `governance.breach_records`, `breach_events`,
-    `delivery_events` and `clauses` (tables or views already in `con`)."""
+    `delivery_events`, `clauses` and `month_parts` (tables or views already in `con`)."""
     for sql in (BREACHES_SQL, BREACH_DELIVERIES_SQL, BREACH_HISTORY_SQL, BREACH_REGISTER_SQL):
         con.execute(sql)
 
@@ -256,8 +267,10 @@ def in_memory(
     breach_events: pa.Table,
     delivery_events: pa.Table,
     clauses: pa.Table,
+    month_parts: pa.Table | None = None,
 ) -> duckdb.DuckDBPyConnection:
-    """An in-memory catalog of the same views over tables read from the lake."""
+    """An in-memory catalog of the same views over tables read from the lake;
+    `month_parts` (`parts_table`; none if not given) names the contracts in parts."""
     con = duckdb.connect()
     con.execute("CREATE SCHEMA governance")
     for name, table in (
@@ -265,6 +278,7 @@ def in_memory(
         ("breach_events", breach_events),
         ("delivery_events", delivery_events),
         ("clauses", clauses),
+        ("month_parts", parts_table({}) if month_parts is None else month_parts),
     ):
         con.register("_source", table)
         con.execute(f"CREATE TABLE governance.{name} AS SELECT * FROM _source")

@@ -28,6 +28,7 @@ from pipelines.governance_views import (
     DELIVERY_COMMENTS,
     clause_table,
     create_breach_views,
+    parts_table,
 )
 from pipelines.lake import Lake
 from pipelines.object_store import let_duckdb_read_s3
@@ -315,6 +316,15 @@ def _governance(con: duckdb.DuckDBPyConnection, lake: Lake, contracts: dict[str,
     con.register("_clauses", clause_table(contracts))
     con.execute("CREATE TABLE governance.clauses AS SELECT * FROM _clauses")
     con.unregister("_clauses")
+    con.register("_parts", parts_table(contracts))
+    con.execute("CREATE TABLE governance.month_parts AS SELECT * FROM _parts")
+    con.unregister("_parts")
+    _comment(
+        con,
+        "governance.month_parts",
+        "Contracts whose months come in parts (deliverySchedule.filesPerPeriod: parts): a "
+        "part is replaced only by a later file of the same name.",
+    )
     _comment(
         con,
         "governance.clauses",

@@ -69,7 +69,7 @@ import duckdb
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from pipelines.breach_notice import notice_from_warehouse
+from pipelines.breach_notice import notice_from_warehouse, what_we_did
 from pipelines.breach_register import BreachRegister
 from pipelines.breach_review import read_register, render_review
 from pipelines.delivery_intake import take_deliveries
@@ -83,7 +83,7 @@ from pipelines.register import Register
 from pipelines.row_validation import validate_pending
 from pipelines.warehouse import build_warehouse
 from schemas.contract import load_contracts
-from tests.conftest import REAL_STOP_AND_SEARCH
+from tests.conftest import REAL_DATA, REAL_STOP_AND_SEARCH
 
 CONTRACT = "stop_and_search"
 MONTH = "2022-06"  # the real rows' month
@@ -243,23 +243,24 @@ class Model:
 class Month:
     """A drop zone, lake and warehouse, driven by the engine functions the assets call."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, contract: str = CONTRACT, period: str = MONTH) -> None:
         self.root = root
+        self.period = period
         self.clock = 0
-        agreed = load_contracts()[CONTRACT]
+        agreed = load_contracts()[contract]
         # Watched for lateness from this month, and every step happens after its late date.
-        schedule = dataclasses.replace(agreed.schedule, late_checks_from=MONTH)
+        schedule = dataclasses.replace(agreed.schedule, late_checks_from=period)
         self.contract = dataclasses.replace(agreed, schedule=schedule)
-        self.today = deadlines(self.contract, MONTH)[1] + timedelta(days=1)
+        self.today = deadlines(self.contract, period)[1] + timedelta(days=1)
         self.zone = FolderDropZone(self.root / "dropzone", settle_seconds=0)
         self.lake = FolderLake(self.root / "lake")
         self.register = Register(self.lake)
         self.warehouse = self.root / "warehouse.duckdb"
 
-    def drop(self, f: Sent) -> None:
-        path = self.root / "dropzone" / f.path
+    def drop(self, name: str, data: bytes) -> None:
+        path = self.root / "dropzone" / self.contract.name / self.period / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(f.data)
+        path.write_bytes(data)
         # Files dropped together are taken oldest first: give each its own moment, in order.
         self.clock += 1
         moment = int((time.time() - 86_400 + self.clock) * 1e9)
@@ -268,13 +269,14 @@ class Month:
     def process(self) -> None:
         """One run for the month: intake, validation, publication, the late check and the
         warehouse, in the order `datashare run` does them."""
-        take_deliveries(CONTRACT, MONTH, self.zone, self.lake, self.register, "t")
-        validate_pending(self.contract, MONTH, self.lake, self.register, "t")
-        candidate = awaiting_publication(self.register, CONTRACT, MONTH)
+        name, period = self.contract.name, self.period
+        take_deliveries(name, period, self.zone, self.lake, self.register, "t")
+        validate_pending(self.contract, period, self.lake, self.register, "t")
+        candidate = awaiting_publication(self.register, name, period)
         if candidate:
             publish_delivery(self.lake, self.register, candidate, "t", self.contract)
         check_schedule(self.contract, self.lake, self.register, today=self.today)
-        build_warehouse(self.lake, {CONTRACT: self.contract}, self.warehouse)
+        build_warehouse(self.lake, {name: self.contract}, self.warehouse)
 
 
 def query(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict]:
@@ -298,7 +300,7 @@ def live(steps: list[list[tuple[str, int]]], root: Path) -> Month:
             for i, (kind, variant) in enumerate(step, 1)
         ]
         for f in files:
-            month.drop(f)
+            month.drop(f.name, f.data)
         model.take(files)
         month.process()
         check_month(month, model, before, files)
@@ -547,3 +549,34 @@ def test_two_files_replacing_a_published_month_name_it_too(tmp_path):
     ) in both["detail"]
     superseded = {b["rule"] for b in breaches if b["status"] == "superseded"}
     assert RESTATED in superseded  # s2-1-good.csv's, closed with its file
+
+
+def test_a_part_of_a_month_is_replaced_only_by_a_file_of_its_name(tmp_path):
+    # street_crime agrees a month in parts (the Met's and the City of London's files). The
+    # Met's part arrived empty (rejected), then the City's was published: the Met's breach
+    # was closed as superseded by the City's file, and its notice said the month was
+    # re-sent, while the Met's rows were still missing.
+    met = REAL_DATA / "street_crime" / "2023-01-metropolitan-street-burglary-only.csv"
+    city = REAL_DATA / "street_crime" / "2023-01-city-of-london-street.csv"
+    month = Month(tmp_path, "street_crime", "2023-01")
+    month.drop(met.name, b"")
+    month.process()
+    month.drop(city.name, city.read_bytes())
+    month.process()
+    with duckdb.connect(str(month.warehouse), read_only=True) as con:
+        (empty,) = query(con, "SELECT * FROM governance.breach_register WHERE rule = 'file.empty'")
+        notice = notice_from_warehouse(con, month.contract, "2023-01", month.today)
+    assert empty["status"] == "open" and empty["later_delivery_id"] is None
+    assert empty["breach_id"] in notice.breach_ids
+    assert "re-sent" not in what_we_did(empty)
+    listed = BreachRegister(month.lake).entries("street_crime")  # `datashare breaches list`
+    assert [e["status"] for e in listed if e["rule"] == "file.empty"] == ["open"]
+
+    # The Met's part re-sent under its name and published: now it is replaced.
+    header, *rows = met.read_text(encoding="utf-8").splitlines(keepends=True)
+    month.drop(met.name, (header + "".join(rows[:300])).encode())
+    month.process()
+    with duckdb.connect(str(month.warehouse), read_only=True) as con:
+        (empty,) = query(con, "SELECT * FROM governance.breach_register WHERE rule = 'file.empty'")
+    assert empty["status"] == "superseded"
+    assert empty["later_delivery_path"] == f"street_crime/2023-01/{met.name}"
