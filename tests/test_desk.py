@@ -606,3 +606,19 @@ def test_the_data_docs_link_in_dagster_opens_on_the_desk(home, real_stop_and_sea
         assert url.startswith("https://desk.mopac.test/docs/")
         css = client.get(url.removeprefix("https://desk.mopac.test"))
         assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+
+
+def test_signing_out_ends_every_session_of_the_account_even_a_copied_cookie(desk):
+    home, _, app = desk
+    laptop, token = signed_in(app)
+    phone, _ = signed_in(app)
+    copied = TestClient(app, cookies={"datashare_desk": laptop.cookies["datashare_desk"]})
+    assert copied.get("/", follow_redirects=False).status_code == 200
+    laptop.post("/logout", data={"csrftoken": token})
+    for client in (laptop, phone, copied):
+        assert client.get("/", follow_redirects=False).status_code == 303
+    again, _ = signed_in(app)  # signing in again works
+    assert again.get("/", follow_redirects=False).status_code == 200
+    # A password reset ends the sessions signed in with the old one.
+    UserStore(home.home).add("alice", "lead", PASSWORD, replace=True)
+    assert again.get("/", follow_redirects=False).status_code == 303

@@ -146,7 +146,10 @@ class Desk:
         since = request.session.get("signed_in_at", 0)
         if not name or time.time() - since > self.config.session_minutes * 60:
             return None
-        return self.users.get(name)
+        user = self.users.get(name)
+        if user is None or since < user.sessions_after:  # signed out everywhere since
+            return None
+        return user
 
     def ensure_warehouse(self) -> None:
         """A warehouse with the breach views: built from the lake if missing or older."""
@@ -269,11 +272,16 @@ async def login(request: Request) -> Response:
         )  # fmt: skip
     desk.limiter.clear(desk.per_name, "name", name.lower())
     request.session.clear()
-    request.session.update({"user": user.name, "signed_in_at": int(time.time())})
+    request.session.update({"user": user.name, "signed_in_at": time.time()})
     return RedirectResponse(target, 303)
 
 
 async def logout(request: Request) -> Response:
+    """Sign out, everywhere: every session of the account ends, including a copied cookie."""
+    desk: Desk = request.app.state.desk
+    user = desk.user(request)
+    if user is not None and request.session.get("user") == user.name:
+        await run_in_threadpool(desk.users.end_sessions, user.name)
     request.session.clear()
     return RedirectResponse("/login", 303)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +37,7 @@ class AccountError(ValueError):
 class User:
     name: str
     role: str
+    sessions_after: float = 0.0  # sessions signed in before this (epoch seconds) are over
 
     @property
     def is_lead(self) -> bool:
@@ -76,6 +78,8 @@ class UserStore:
             "role": role,
             "password_hash": _HASHER.hash(password),
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            # A reset password ends every session signed in with the old one.
+            "sessions_after": time.time(),
         }
         self._write(users)
         return User(name, role)
@@ -90,7 +94,15 @@ class UserStore:
     def get(self, name: str) -> User | None:
         """The account of that name, if there is one."""
         record = self._read().get(name)
-        return User(name, record["role"]) if record else None
+        return User(name, record["role"], record.get("sessions_after", 0.0)) if record else None
+
+    def end_sessions(self, name: str) -> None:
+        """Sign the account out everywhere: a session cookie signed in before now, kept or
+        copied, is no longer accepted (the cookie itself cannot be taken back)."""
+        users = self._read()
+        if name in users:
+            users[name]["sessions_after"] = time.time()
+            self._write(users)
 
     def all(self) -> list[User]:
         return [User(n, r["role"]) for n, r in sorted(self._read().items())]
