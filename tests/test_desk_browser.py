@@ -209,6 +209,12 @@ def test_a_viewer_reads_but_cannot_act(seeded_desk):
         assert "victor (viewer)" in page.locator("header.top").inner_text()
         assert page.locator(".actions button").count() == 0
         _shot(page, "viewer-breach")
+        page.goto(f"{url}/notices")
+        assert page.locator("#months tbody tr").count() >= 1
+        _shot(page, "notices")
+        page.goto(f"{url}/contracts/stop_and_search")
+        assert page.locator("h1").first.inner_text() == "Stop and search: data-sharing agreement"
+        _shot(page, "agreement")
         page.goto(f"{url}/notices/stop_and_search/2025-10")
         assert page.locator("button:has-text('Mark as sent')").count() == 0
         # Posting anyway, with a valid CSRF token from the page: refused.
