@@ -622,3 +622,29 @@ def test_signing_out_ends_every_session_of_the_account_even_a_copied_cookie(desk
     # A password reset ends the sessions signed in with the old one.
     UserStore(home.home).add("alice", "lead", PASSWORD, replace=True)
     assert again.get("/", follow_redirects=False).status_code == 303
+
+
+@pytest.mark.slow
+def test_data_docs_from_a_lake_on_s3_and_nothing_outside_them(s3, home, monkeypatch):
+    """The same pages from `s3://lake/<prefix>` (SeaweedFS, a real S3 server)."""
+    from pipelines.settings import load_settings
+    from tests.s3_server import LAKE_BUCKET
+
+    _, prefix = s3
+    monkeypatch.setenv("DATASHARE_LAKE", f"s3://{LAKE_BUCKET}/{prefix}")
+    settings = load_settings()
+    lake = open_lake(settings.lake)
+    site = "docs/contract=stop_and_search/period=2025-09/ef56"
+    lake.write_bytes(f"{site}/index.html", b"<html><body>Data Docs of ef56</body></html>")
+    lake.write_bytes("docs/_static/data_docs.css", b"body { margin: 0 }")
+    lake.write_bytes("governance/secret.txt", b"SECRET OUTSIDE THE DOCS")
+    UserStore(settings.home).add("victor", "viewer", PASSWORD)
+    client, _ = signed_in(create_app(settings, DeskConfig(), today()), "victor")
+    assert f'href="/{site}/index.html"' in client.get("/docs").text
+    page = client.get(f"/{site}/index.html")
+    assert page.status_code == 200 and "Data Docs of ef56" in page.text
+    assert client.get("/docs/_static/data_docs.css").headers["content-type"].startswith("text/css")
+    for path in ["/docs/%2e%2e/governance/secret.txt", "/docs/..%2fgovernance%2fsecret.txt",
+                 "/docs//governance/secret.txt", "/docs/%2fgovernance/secret.txt"]:  # fmt: skip
+        answer = client.get(path)
+        assert answer.status_code in (303, 404) and "SECRET" not in answer.text, path
