@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pipelines.agreement_cli import add_agreement_command, run_agreement_command
 from pipelines.breaches_cli import add_breaches_commands, run_breaches_command
 from pipelines.contracts_cli import add_contracts_commands, run_contracts_command
 from pipelines.desk_cli import add_desk_commands, run_desk_command, run_users_command
@@ -20,7 +21,7 @@ from pipelines.settings import Settings, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Commands that read a home and must not make an empty one to answer from.
-READS_HOME = ("breaches", "report", "review", "warehouse", "retention", "desk")
+READS_HOME = ("breaches", "report", "review", "warehouse", "retention", "desk", "agreement")
 
 
 def missing_home(settings: Settings) -> str | None:
@@ -207,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_report_command(sub)
     add_review_command(sub)
     add_desk_commands(sub)
+    add_agreement_command(sub)
     args = parser.parse_args(argv)
     if args.command == "contracts":
         return run_contracts_command(args)  # needs no home folder
@@ -223,6 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_report_command(args, settings)
     if args.command == "review":
         return run_review_command(args, settings)
+    if args.command == "agreement":
+        return run_agreement_command(args, settings)
     if args.command == "desk":
         return run_desk_command(args, settings)
     if args.command == "users":
