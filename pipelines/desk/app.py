@@ -3,16 +3,18 @@ and Data Docs.
 
 Every page needs a signed-in account; a signed-out visitor is sent to the sign-in page
 and sees nothing else, and a form posted without one is refused. Leads may act (a breach's
-lifecycle, marking a notice as sent); viewers read, see no buttons, and are refused if
-they post anyway. Each action is recorded in the register and the audit log under the
-signed-in person's name, and the warehouse is rebuilt so every page (and analysts) see it.
+lifecycle, marking a notice as sent, emailing it to the agreement's contact where the
+settings allow); viewers read, see no buttons, and are refused if they post anyway. Each
+action is recorded in the register and the audit log under the signed-in person's name,
+and the warehouse is rebuilt so every page (and analysts) see it.
 
 Security, in layers: session cookies signed by Starlette's SessionMiddleware (HTTP-only,
-SameSite=Lax, Secure when served over https, ending `session_minutes` after sign-in);
-asgi-csrf's double-submit token on every form (every POST is checked, with or without
-cookies); argon2 password hashes (`pipelines.desk.users`); failed sign-ins limited per
-account name and per address (`limits`); Jinja autoescaping of everything from a delivery;
-a Content-Security-Policy that runs no script on the desk's own pages.
+SameSite=Lax, Secure when served over https, ending `session_minutes` after sign-in, and
+in every browser of the account when it signs out); asgi-csrf's double-submit token on
+every form (every POST is checked, with or without cookies); argon2 password hashes
+(`pipelines.desk.users`); failed sign-ins limited per account name and per address
+(`limits`); Jinja autoescaping of everything from a delivery; a Content-Security-Policy
+that runs no script on the desk's own pages.
 """
 
 from __future__ import annotations
@@ -545,7 +547,7 @@ async def contract(request: Request) -> Response:
 async def docs_index(request: Request) -> Response:
     desk: Desk = request.app.state.desk
     sites = await run_in_threadpool(docs_sites, open_lake(desk.settings.lake))
-    rows = sorted(sites, key=lambda s: (s[0], s[1], s[2]), reverse=False)
+    rows = sorted(sites)  # by contract, period, delivery
     return _render(
         request, "docs.html",
         sites=[(c, p, d, site_path(c, p, d)) for c, p, d in rows],
