@@ -317,8 +317,9 @@ def nothing_usable_breach(
     published: none at all, or under the contract's `minPublishableShare`.
 
     Its detail says in one sentence what most likely happened, from the failures, and what
-    the month is left with: `standing` names the file(s) it is published from (published,
-    or validated and published next), else the month still counts as not delivered.
+    the month is left with: `standing` names the file it is published from (published, or
+    validated and published next; for a month in parts, of the same part), else the month
+    still counts as not delivered.
     """
     least = contract.min_publishable_share
     if rows <= 0:
@@ -358,13 +359,20 @@ def nothing_usable_breach(
         action=HELD,
         failing_rows=rows - publishable,
         detail=f"{headline} {cause}{'' if cause.endswith('?') else '.'} The delivery was held "
-        "back: nothing from it was published"
-        + (
-            f"; {period} stays published from {standing}."
-            if standing
-            else f" and {period} still counts as not delivered."
-        ),
+        f"back: nothing from it was published{_left_standing(contract, period, standing)}",
     )
+
+
+def _left_standing(contract: Contract, period: str, standing: str | None) -> str:
+    """What a held delivery leaves the month with, ending its breach's sentence. A part
+    of a month speaks for its part only: other parts may come in the same run."""
+    if contract.schedule.files_per_period == "parts":
+        if standing:
+            return f"; the earlier {standing} stays published as its part of {period}."
+        return f", and nothing is published for this part of {period}."
+    if standing:
+        return f"; {period} stays published from {standing}."
+    return f" and {period} still counts as not delivered."
 
 
 # -- a second file for a month agreed as one ------------------------------------------------

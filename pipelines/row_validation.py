@@ -63,7 +63,7 @@ from pipelines.month_checks import (
     replacement_breach,
 )
 from pipelines.pseudonymise import pseudonymise
-from pipelines.publishing import awaiting_publication, part_name
+from pipelines.publishing import part_name
 from pipelines.register import Breach, DeliveryEvent, Register
 from pipelines.wide_layout import curated_long, value_columns, value_rule
 from schemas.contract import Column, Contract
@@ -362,7 +362,8 @@ def validate_delivery(
     landing area, in curated and quarantined rows alike. A delivery from which too few rows
     can be published gets a critical `delivery.nothing_usable` breach (it is held back);
     `source_path`, the file's name in the drop zone, helps say what most likely happened,
-    and `standing` (`standing_files`) what the month is published from instead.
+    and `standing` (`standing_delivery`'s file) what the month, or for a month in parts
+    the part, is published from instead.
     """
     if contract.pseudonymised and pseudonym_key is None:
         raise ValueError(f"{contract.name} pseudonymises fields: a key is required")
@@ -804,7 +805,8 @@ def validate_pending(
     verdicts = []
     for delivery in pending:
         delivery_id = delivery["delivery_id"]
-        standing = standing_files(contract, register, period, delivery_id)
+        stands = standing_delivery(contract, register, period, delivery)
+        standing = part_name(stands) if stands else None
         try:
             # A local file: validation reads it twice (keys first), and S3 is far away.
             with lake.local_copy(delivery["landing_path"]) as landed:
@@ -841,14 +843,7 @@ def validate_pending(
             if critical:
                 # Held, not published: the month already published stays in place.
                 status = "held"
-                reason = f"Held back by critical breach(es) of {', '.join(critical)}; " + (
-                    "nothing is published for the month."
-                    if standing is None
-                    # Validated before it (in this run): published next, not this one.
-                    else f"{period} is published from {standing} instead."
-                    if awaiting_publication(register, contract.name, period)
-                    else "the previously published month stays in place."
-                )
+                reason = _held_reason(contract, period, critical, stands)
                 outcome.breaches = _held(outcome.breaches)
             else:
                 # Published next, in place of the month's other readable deliveries.
@@ -933,20 +928,34 @@ def _month_rows(
     )
 
 
-def standing_files(
-    contract: Contract, register: Register, period: str, delivery_id: str
-) -> str | None:
-    """The file(s) the month is published from while `delivery_id` is checked: the newest
+def _held_reason(contract: Contract, period: str, critical: list[str], stands: dict | None) -> str:
+    """Why a delivery was held, and what the month (or its part) is left with."""
+    held = f"Held back by critical breach(es) of {', '.join(critical)}; "
+    what = "part" if contract.schedule.files_per_period == "parts" else "month"
+    if stands is None:
+        return held + (
+            f"nothing is published for this part of {period}."
+            if what == "part"
+            else "nothing is published for the month."
+        )
+    if stands["event"] == "validated":  # validated before it, in this run: published next
+        return held + f"{period} is published from {part_name(stands)} instead."
+    return held + f"the previously published {what} stays in place."
+
+
+def standing_delivery(
+    contract: Contract, register: Register, period: str, delivery: dict
+) -> dict | None:
+    """The delivery the month is published from while `delivery` is checked: the newest
     one validated and awaiting publication (published next, whatever this delivery's
-    verdict), else the one published; for a month in parts, every part standing. None
-    when nothing of the month is published or about to be."""
-    others = _readable_others(register, contract.name, period, delivery_id)
-    if not others:
-        return None
+    verdict), else the one published; None when nothing is published or about to be. For a
+    month in parts, the same of the delivery's own part (its file name): the other parts
+    may still arrive in the same run, so nothing is said about them."""
+    others = _readable_others(register, contract.name, period, delivery["delivery_id"])
     if contract.schedule.files_per_period == "parts":
-        return ", ".join(sorted({part_name(d) for d in others}))
+        others = [d for d in others if part_name(d) == part_name(delivery)]
     waiting = [d for d in others if d["event"] == "validated"]
-    return part_name(waiting[-1] if waiting else others[-1])
+    return (waiting or others or [None])[-1]
 
 
 def _readable_others(register: Register, contract: str, period: str, delivery_id: str):
