@@ -129,7 +129,7 @@ SELECT period, breach_id,
            regexp_extract_all(
                regexp_extract(detail, 'does not list \\((.*)\\)\\. Over-sharing', 1),
                '''[^'']*''|"[^"]*"'),
-           lambda q: q[2:-1]) AS columns
+           lambda q: q[2:-2]) AS columns
 FROM governance.breaches
 WHERE contract = $contract AND rule = 'file.unagreed_columns'
   AND period BETWEEN $first AND $last
