@@ -98,7 +98,7 @@ def every_page(ids: dict[str, str]) -> list[str]:
     return [
         "/", "/?status=any", f"/breaches/{b}", "/notices", "/notices/stop_and_search/2025-10",
         "/notices/stop_and_search/2025-10/letter", "/pack", "/contracts",
-        "/contracts/stop_and_search", "/docs", "/docs/_static/data_docs.css",
+        "/contracts/stop_and_search", "/docs", "/docs/_static/data_docs.css", "/audit",
     ]  # fmt: skip
 
 
@@ -239,6 +239,23 @@ def test_breaches_page_counts_are_the_warehouses(desk):
     assert open_count == 6
     assert re.search(r'id="open-total">(\d+)<', page).group(1) == str(open_count)
     assert page.count('<tr>\n  <td><a href="/breaches/') == open_count
+    ((critical, old),) = _sql(
+        home,
+        "SELECT count(*) FILTER (WHERE severity = 'critical'), "
+        "count(*) FILTER (WHERE date_diff('day', raised_at, now()) > 30) "
+        "FROM governance.breach_register WHERE status IN ?",
+        [list(OPEN)],
+    )
+    ((unsent,),) = _sql(
+        home,
+        "SELECT count(*) FROM (SELECT DISTINCT contract, period FROM governance.breach_register "
+        "WHERE status IN ? EXCEPT SELECT contract, period FROM governance.exports)",
+        [list(OPEN)],
+    )
+    assert (critical, old, unsent) == (1, 2, 4)
+    assert f'id="critical-open">{critical} critical<' in page
+    assert f'id="over-30-days">{old} raised over 30 days ago<' in page
+    assert f'id="unsent">{unsent} month(s) whose notice has not been sent<' in page
     page = client.get("/?status=any").text
     ((every,),) = _sql(home, "SELECT count(*) FROM governance.breach_register")
     assert re.search(r'id="match-count"><strong>(\d+)<', page).group(1) == str(every)
@@ -332,6 +349,9 @@ def test_a_lead_acknowledges_a_breach_under_their_name(desk):
     assert _sql(
         home, "SELECT by_whom, action, why FROM governance.audit_log WHERE subject = ?", [b]
     ) == [("alice", "breach acknowledged", "agreed by phone")]
+    audit = client.get("/audit").text
+    cells = ["breach acknowledged", "alice", "stop_and_search", "2025-10", b, "agreed by phone"]
+    assert "".join(f"<td>{c}</td>" for c in cells) in audit
     assert "<td>acknowledged</td><td>alice</td><td>agreed by phone</td>" in answer.text
 
 

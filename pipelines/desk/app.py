@@ -296,8 +296,9 @@ async def breaches(request: Request) -> Response:
     desk: Desk = request.app.state.desk
     query = queries.BreachQuery.from_params(dict(request.query_params))
     page = await run_in_threadpool(queries.breach_page, desk.settings.warehouse, query)
+    unsent = await run_in_threadpool(queries.unsent_months, desk.settings.warehouse)
     return _render(
-        request, "breaches.html", query=query, page=page, sorts=queries.SORTS,
+        request, "breaches.html", query=query, page=page, sorts=queries.SORTS, unsent=unsent,
         statuses=queries.STATUS_CHOICES, ages=queries.AGE_CHOICES,
         severities=queries.SEVERITIES,
     )  # fmt: skip
@@ -505,6 +506,14 @@ async def notice_email(request: Request) -> Response:
     return await _sent(request, email=True)
 
 
+@signed_in
+async def audit(request: Request) -> Response:
+    """Who did what and when: the latest entries of `governance.audit_log`."""
+    desk: Desk = request.app.state.desk
+    entries = await run_in_threadpool(queries.audit_log, desk.settings.warehouse)
+    return _render(request, "audit.html", entries=entries)
+
+
 # --- the pack, agreements, Data Docs ------------------------------------------------------------
 
 
@@ -589,6 +598,7 @@ def create_app(
         Route("/notices/{contract}/{period}/letter", notice_letter, methods=["GET"]),
         Route("/notices/{contract}/{period}/sent", notice_sent, methods=["POST"]),
         Route("/notices/{contract}/{period}/email", notice_email, methods=["POST"]),
+        Route("/audit", audit, methods=["GET"]),
         Route("/pack", pack, methods=["GET"]),
         Route("/contracts", contracts, methods=["GET"]),
         Route("/contracts/{name}", contract, methods=["GET"]),

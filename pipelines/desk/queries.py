@@ -131,6 +131,8 @@ class BreachPage:
     contracts: list[str]
     periods: list[str]
     open_total: int = 0
+    critical_open: int = 0  # open, notified or acknowledged, and critical
+    open_over_30_days: int = 0
 
 
 def dicts(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict]:
@@ -167,6 +169,10 @@ def breach_page(warehouse: Path, query: BreachQuery) -> BreachPage:
         contracts=sorted({r["contract"] for r in every}),
         periods=sorted({r["period"] for r in every}, reverse=True),
         open_total=sum(r["status"] in OPEN_STATUSES for r in every),
+        critical_open=sum(
+            r["status"] in OPEN_STATUSES and r["severity"] == "critical" for r in every
+        ),
+        open_over_30_days=sum(r["status"] in OPEN_STATUSES and r["age_days"] > 30 for r in every),
     )
 
 
@@ -231,3 +237,14 @@ def has_breach_views(warehouse: Path) -> bool:
             "AND view_name = 'breach_history'"
         ).fetchone()
     return bool(found)
+
+
+def unsent_months(warehouse: Path) -> int:
+    """Contract-months with a breach to act on whose notice was never recorded as sent."""
+    return sum(m["last_sent"] is None for m in notice_months(warehouse))
+
+
+def audit_log(warehouse: Path, limit: int = 200) -> list[dict]:
+    """The latest entries of `governance.audit_log` (who did what, when, and why)."""
+    with connect(warehouse) as con:
+        return dicts(con, 'SELECT * FROM governance.audit_log ORDER BY "at" DESC LIMIT ?', [limit])
