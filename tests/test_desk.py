@@ -238,7 +238,7 @@ def test_breaches_page_counts_are_the_warehouses(desk):
     )
     assert open_count == 6
     assert re.search(r'id="open-total">(\d+)<', page).group(1) == str(open_count)
-    assert page.count('<tr>\n  <td><a href="/breaches/') == open_count
+    assert page.count('<tr>\n  <td class="id"><a href="/breaches/') == open_count
     ((critical, old),) = _sql(
         home,
         "SELECT count(*) FILTER (WHERE severity = 'critical'), "
@@ -326,7 +326,7 @@ def test_hundreds_of_breaches_page_through_each_once(home):
     page = 1
     while True:
         text = client.get("/", params={"sort": "oldest", "page": page}).text
-        seen += re.findall(r'<td><a href="/breaches/(B-[0-9a-f]+)">', text)
+        seen += re.findall(r'<td class="id"><a href="/breaches/(B-[0-9a-f]+)">', text)
         if "next</a>" not in text:
             break
         page += 1
