@@ -655,7 +655,7 @@ def _volume(
     for period in periods:
         r = rows.get(period)
         if r is None:
-            table.append([period, "", "", "", ""])
+            table.append([period, "no file published or held", "", "", ""])
             continue
         share = r["rows_curated"] / usual if usual and r["rows_curated"] is not None else None
         if share is not None and not 0.5 <= share <= 1.5:

@@ -182,11 +182,16 @@ def assert_figures_are_the_warehouses(
             WHERE _period BETWEEN ? AND ? GROUP BY _period""", window_))  # fmt: skip
         assert shown == curated
     else:
+        # The rows that passed (on the validated event, or the published one) of each
+        # delivery whose latest event is its publication.
         published = dict(_one(con, """
-            SELECT period, sum(rows_curated) FROM governance.delivery_events
-            WHERE contract = ? AND event = 'published' AND period BETWEEN ? AND ?
-              AND delivery_id IN (SELECT delivery_id FROM governance.deliveries
-                                  WHERE status = 'published')
+            WITH delivery AS (
+                SELECT period, delivery_id, arg_max(event, event_at) AS latest,
+                       max(rows_curated) AS rows_passed
+                FROM governance.delivery_events
+                WHERE contract = ? AND event <> 'duplicate' AND period BETWEEN ? AND ?
+                GROUP BY ALL)
+            SELECT period, sum(rows_passed) FROM delivery WHERE latest = 'published'
             GROUP BY period""", [name, *window_]))  # fmt: skip
         assert shown == {p: n for p, n in published.items() if p in by_period}
     quarantined = dict(_one(con, """
