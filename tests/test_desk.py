@@ -27,13 +27,14 @@ from starlette.testclient import TestClient
 
 from pipelines.cli import main
 from pipelines.desk import app as desk_app
+from pipelines.desk import queries
 from pipelines.desk.app import create_app
 from pipelines.desk.config import DeskConfig, load_desk_config
 from pipelines.desk.docs_files import NotServed, docs_link, safe_key
 from pipelines.desk.queries import PAGE_SIZE
 from pipelines.desk.users import UserStore
 from pipelines.lake import open_lake
-from pipelines.warehouse import build_warehouse
+from pipelines.warehouse import build_warehouse, connect
 from schemas.contract import load_contracts
 from tests.breach_homes import MARKUP_FILE, MARKUP_HEADER, breach, deliver, seeded_home, today
 from tests.conftest import drop
@@ -682,3 +683,48 @@ def test_a_home_without_a_warehouse_or_desk_folder_is_served(home):
     page = client.get("/").text
     assert re.search(r'id="open-total">(\d+)<', page).group(1) == "6"
     assert ids["oct_type"] in page
+
+
+_paging_viewers: dict[int, TestClient] = {}
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    sort=st.sampled_from(sorted(queries.SORTS)),
+    status=st.sampled_from(["", "any", "open"]),
+    size=st.integers(1, 4),
+)
+def test_any_sort_pages_through_the_filtered_breaches_once_in_order(
+    desk, monkeypatch, sort, status, size
+):
+    home, _, app = desk
+    monkeypatch.setattr(queries, "PAGE_SIZE", size)
+    if id(app) not in _paging_viewers:
+        _paging_viewers.clear()
+        _paging_viewers[id(app)] = signed_in(app, "victor")[0]
+    client = _paging_viewers[id(app)]
+    shown: list[str] = []
+    for page in range(1, 20):
+        text = client.get("/", params={"sort": sort, "status": status, "page": page}).text
+        shown += re.findall(r'<td class="id"><a href="/breaches/(B-[0-9a-f]+)">', text)
+        if "next</a>" not in text:
+            break
+    with connect(home.warehouse) as con:
+        rows = queries.dicts(con, f"SELECT {queries.LIST_COLUMNS} FROM governance.breach_register")
+    query = queries.BreachQuery(status=status, sort=sort)
+    expected = sorted((r for r in rows if query.matches(r)), key=queries.SORTS[sort][1])
+    assert shown == [r["breach_id"] for r in expected]
+    assert len(shown) == len(set(shown))
+    # And the order is the one the sort names, said independently of the desk's keys.
+    rank = {"critical": 0, "major": 1, "minor": 2}
+    said = {
+        "severity": lambda r: rank[r["severity"]],
+        "oldest": lambda r: r["raised_at"],
+        "newest": lambda r: -r["raised_at"].timestamp(),
+        "contract": lambda r: (r["contract"], r["period"]),
+        "period": lambda r: -int(r["period"].replace("-", "")),
+        "recurrence": lambda r: -r["recurrence"],
+    }[sort]
+    assert [said(r) for r in expected] == sorted(said(r) for r in expected)
