@@ -265,6 +265,12 @@ def _london(at: dt.datetime | None) -> dt.date | None:
     return at.astimezone(LONDON).date() if at else None
 
 
+def _days_between(start: dt.datetime, end: dt.datetime) -> int:
+    """Whole days from one London date to another (a breach raised on a Monday and resolved
+    on the Wednesday took 2 days, whatever the hours)."""
+    return (_london(end) - _london(start)).days
+
+
 def _days(n: int) -> str:
     return f"{n} day" if n == 1 else f"{n} days"
 
@@ -459,22 +465,23 @@ def _responses(
     steps = _rows(con, LIFECYCLE_SQL, params)
     today, figures = review.today, review.figures
     resolved = [s for s in steps if s["resolved_at"]]
-    days_to_resolve = [(s["resolved_at"].date() - s["raised_at"].date()).days for s in resolved]
+    days_to_resolve = [_days_between(s["raised_at"], s["resolved_at"]) for s in resolved]
     notified = [s for s in steps if s["notified_at"]]
     answered = [s for s in notified if s["acknowledged_at"]]
     in_time = [
         s for s in answered
-        if agreed is None or (s["acknowledged_at"].date() - s["notified_at"].date()).days <= agreed
+        if agreed is None or _days_between(s["notified_at"], s["acknowledged_at"]) <= agreed
     ]  # fmt: skip
     overdue = [
         s for s in notified
         if agreed is not None and s["status"] == "notified" and not s["acknowledged_at"]
-        and (today - s["notified_at"].date()).days > agreed
+        and (today - _london(s["notified_at"])).days > agreed
     ]  # fmt: skip
     figures.update(
         breaches_resolved=len(resolved),
         median_days_to_resolve=median(days_to_resolve) if days_to_resolve else None,
         most_days_to_resolve=max(days_to_resolve, default=None),
+        resolved_within_agreed=sum(agreed is not None and d <= agreed for d in days_to_resolve),
         breaches_notified=len(notified),
         acknowledged_in_time=len(in_time),
         acknowledged_late=len(answered) - len(in_time),
@@ -491,8 +498,10 @@ def _responses(
         words.append(
             f"{_plural(len(resolved), 'breach was', 'breaches were')} resolved, in a median of "
             f"{_days(round(figures['median_days_to_resolve']))} from raised (at most "
-            f"{_days(figures['most_days_to_resolve'])})."
-        )
+            f"{_days(figures['most_days_to_resolve'])})"
+            + (f"; {figures['resolved_within_agreed']:,} within {_days(agreed)}, the agreed "
+               "response time." if agreed else ".")
+        )  # fmt: skip
     else:
         words.append("No breach of the window's periods has been resolved.")
     words.append(
@@ -503,7 +512,7 @@ def _responses(
     )
 
     def day(at: dt.datetime | None) -> str:
-        return f"{at:%d %b %Y}" if at else ""
+        return f"{_london(at):%d %b %Y}" if at else ""
 
     rows = []
     for s in steps:
@@ -511,10 +520,10 @@ def _responses(
             continue  # raised and nothing else yet: in 'open now' (or closed on its own)
         ack = ""
         if s["notified_at"] and s["acknowledged_at"]:
-            ack = _days((s["acknowledged_at"].date() - s["notified_at"].date()).days)
+            ack = _days(_days_between(s["notified_at"], s["acknowledged_at"]))
         elif s in overdue:
-            ack = f"none after {_days((today - s['notified_at'].date()).days)}"
-        took = (s["resolved_at"].date() - s["raised_at"].date()).days if s["resolved_at"] else None
+            ack = f"none after {_days((today - _london(s['notified_at'])).days)}"
+        took = _days_between(s["raised_at"], s["resolved_at"]) if s["resolved_at"] else None
         rows.append([s["breach_id"], s["period"], s["rule"], s["severity"], day(s["raised_at"]),
                      day(s["notified_at"]), ack, day(s["resolved_at"]),
                      _days(took) if took is not None else "", s["status"]])  # fmt: skip

@@ -126,13 +126,16 @@ def assert_figures_are_the_warehouses(
 
     # Answers: resolved (and how long from raised), notified, acknowledged in time or not.
     resolved = _one(con, """
-        SELECT r.breach_id, min(e.event_at)::DATE - min(r.raised_at)::DATE
+        SELECT r.breach_id, min(r.raised_at), min(e.event_at)
         FROM governance.breach_records r JOIN governance.breach_events e USING (breach_id)
         WHERE r.contract = ? AND r.period BETWEEN ? AND ? AND e.status = 'resolved'
         GROUP BY r.breach_id""", [name, *window_])  # fmt: skip
-    assert figures["breaches_resolved"] == len(resolved)
-    assert figures["most_days_to_resolve"] == max((d for _, d in resolved), default=None)
+    took = [(e.astimezone(LONDON).date() - r.astimezone(LONDON).date()).days
+            for _, r, e in resolved]  # fmt: skip
     agreed = contract.agreement.get("noticeResponseDays")
+    assert figures["breaches_resolved"] == len(resolved)
+    assert figures["most_days_to_resolve"] == max(took, default=None)
+    assert figures["resolved_within_agreed"] == sum(d <= agreed for d in took)
     notified = _one(con, """
         SELECT r.breach_id, min(e.event_at) FILTER (WHERE e.status = 'notified'),
                min(e.event_at) FILTER (WHERE e.status = 'acknowledged')
@@ -142,11 +145,15 @@ def assert_figures_are_the_warehouses(
         GROUP BY r.breach_id HAVING count(*) FILTER (WHERE e.status = 'notified') > 0
         """, [name, *window_])  # fmt: skip
     assert figures["breaches_notified"] == len(notified)
-    in_time = sum(bool(a) and (a.date() - n.date()).days <= agreed for _, n, a in notified)
+
+    def london(at):
+        return at.astimezone(LONDON).date()
+
+    in_time = sum(bool(a) and (london(a) - london(n)).days <= agreed for _, n, a in notified)
     assert figures["acknowledged_in_time"] == in_time
     status = dict(_one(con, "SELECT breach_id, status FROM governance.breach_register"))
     overdue = sum(
-        not a and status[b] == "notified" and (today - n.date()).days > agreed
+        not a and status[b] == "notified" and (today - london(n)).days > agreed
         for b, n, a in notified
     )
     assert figures["notices_overdue"] == overdue
@@ -271,7 +278,10 @@ def test_seeded_review_figures_are_the_warehouses(seeded):
     assert "3 of 4 periods were right first time." in page
     assert "type_known failed in 2 periods (2 still open)" in markdown.replace("\\", "")
     assert "1 notice(s) of breach were not acknowledged within the agreed days." in page
-    assert "1 breach was resolved, in a median of 13 days from raised" in page
+    assert (
+        "1 breach was resolved, in a median of 13 days from raised (at most 13 days); 0 "
+        "within 10 days, the agreed response time." in page
+    )
     assert "One version of the contract was in force over the window: 1.0.0" in page
     for point in review.points:
         assert f'{markupsafe.escape(point.text)} <a href="#{point.anchor}">Evidence</a>' in page
@@ -321,7 +331,7 @@ def test_a_second_contract_version_is_shown_with_what_changed(seeded, tmp_path):
     assert any(p.anchor == "versions" and "governance change" in p.text for p in review.points)
 
 
-def test_agreement_review_command_writes_every_contract(seeded, capsys):
+def test_agreement_review_command_writes_every_contract(seeded, capsys, tmp_path):
     home, _ = seeded
     assert main(["--home", str(home.home), "agreement", "review"]) == 0
     out = capsys.readouterr().out
@@ -332,6 +342,11 @@ def test_agreement_review_command_writes_every_contract(seeded, capsys):
     assert main(["--home", str(home.home), "agreement", "review", "nosuch"]) == 2
     assert main(["--home", str(home.home), "agreement", "review", "stop_and_search",
                  "--from", "2025-12", "--to", "2025-09"]) == 2  # fmt: skip
+    # Outside a home it says so, and makes none.
+    nowhere = tmp_path / "nowhere"
+    assert main(["--home", str(nowhere), "agreement", "review"]) == 2
+    assert not nowhere.exists()
+    assert "there is no datashare home" in capsys.readouterr().err
 
 
 # -- the real June 2022 file, with a column nobody agreed, then past its retention ----------
