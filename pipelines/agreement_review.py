@@ -955,6 +955,23 @@ def review_paths(home: Path, contract: str) -> tuple[Path, Path]:
     return stem.with_suffix(".html"), stem.with_suffix(".md")
 
 
+def agreement_review_html(
+    warehouse: Path,
+    lake: Lake | None,
+    contract: Contract,
+    today: dt.date | None = None,
+    first: str | None = None,
+    last: str | None = None,
+) -> str:
+    """The review page of `contract` as HTML, written nowhere: for a server (the desk) to
+    answer with, the same page `datashare agreement review` writes."""
+    from pipelines.warehouse import connect
+
+    today = today or dt.datetime.now(LONDON).date()
+    with connect(warehouse) as con:
+        return render_html(build_review(con, contract, lake, today, first, last))
+
+
 def write_agreement_review(
     warehouse: Path,
     lake: Lake | None,

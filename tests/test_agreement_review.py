@@ -29,6 +29,7 @@ from pipelines.agreement_review import (
     AgreementReview,
     Section,
     Table,
+    agreement_review_html,
     build_review,
     render_html,
     render_markdown,
@@ -285,6 +286,11 @@ def test_seeded_review_figures_are_the_warehouses(seeded):
     assert "One version of the contract was in force over the window: 1.0.0" in page
     for point in review.points:
         assert f'{markupsafe.escape(point.text)} <a href="#{point.anchor}">Evidence</a>' in page
+    # A server (the desk) gets the same page without writing a file.
+    served = agreement_review_html(
+        home.warehouse, open_lake(home.lake), contract, today, "2025-09", "2025-12"
+    )
+    assert served == page
 
 
 def test_a_second_contract_version_is_shown_with_what_changed(seeded, tmp_path):
