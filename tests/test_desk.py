@@ -99,7 +99,8 @@ def every_page(ids: dict[str, str]) -> list[str]:
     return [
         "/", "/?status=any", f"/breaches/{b}", "/notices", "/notices/stop_and_search/2025-10",
         "/notices/stop_and_search/2025-10/letter", "/pack", "/contracts",
-        "/contracts/stop_and_search", "/docs", "/docs/_static/data_docs.css", "/audit",
+        "/contracts/stop_and_search", "/docs", "/audit",
+        "/docs/contract=stop_and_search/period=2025-09/abc123/index.html",
     ]  # fmt: skip
 
 
@@ -506,6 +507,23 @@ def test_data_docs_are_served_and_nothing_outside_them(desk, tmp_path):
         assert answer.status_code in (303, 404), path  # 303: the client collapsed a '..'
         assert "SECRET" not in answer.text and "password_hash" not in answer.text
         assert "argon2" not in answer.text
+    # A Data Docs page is sandboxed (its scripts run in an origin of their own); its CSS,
+    # scripts and fonts are the only files served without a session, and only from _static.
+    policy = page.headers["content-security-policy"]
+    assert policy.startswith("sandbox allow-scripts ") and "allow-same-origin" not in policy
+    (home.lake / "docs" / "_static").mkdir(parents=True, exist_ok=True)
+    (home.lake / "docs" / "_static" / "data_docs.css").write_text("body { margin: 0 }")
+    stranger = TestClient(app)
+    css = stranger.get("/docs/_static/data_docs.css")
+    assert css.status_code == 200 and css.headers["access-control-allow-origin"] == "*"
+    for path in [
+        "/docs/_static/%2e%2e/contract=stop_and_search/period=2025-09/abc123/index.html",
+        "/docs/_static/..%2flink-out.txt",
+        "/docs/_static/../../desk/users.json",
+    ]:
+        answer = stranger.get(path, follow_redirects=False)
+        assert answer.status_code in (303, 404) and "Data Docs of abc123" not in answer.text
+        assert "SECRET" not in answer.text and "password_hash" not in answer.text
     for relative in ["../x", "/etc/passwd", "a/../../x", "a//b", ".", "a\\..\\b", "a\x00b"]:
         with pytest.raises(NotServed):
             safe_key(relative)

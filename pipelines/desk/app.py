@@ -77,18 +77,21 @@ ACTION_WORDS = {
 }
 NEEDS_NOTE = ("waive", "reopen")
 PERIOD = re.compile(r"^\d{4}(-\d{2})?$")
-# The desk's own pages run no script at all; Data Docs (great-expectations' pages, whose
+# The desk's own pages run no script at all. Data Docs (great-expectations' pages, whose
 # tables use their bundled jQuery and Bootstrap from the lake's docs/_static) may run
-# scripts from the desk itself, and fetch nothing from anywhere else.
+# scripts, but sandboxed: in an origin of their own, so a script a delivery smuggled into
+# a page could neither read the desk's pages nor act on them with the reader's session.
 PAGE_POLICY = (
     "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     "frame-src 'self'; frame-ancestors 'self'; form-action 'self'; base-uri 'none'"
 )
 DOCS_POLICY = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "sandbox allow-scripts allow-popups allow-popups-to-escape-sandbox; default-src 'self'; "
+    "script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; font-src 'self' data:; frame-ancestors 'self'; form-action 'none'; "
     "base-uri 'none'"
 )
+STATIC_DOCS = "_static/"  # the Data Docs' own CSS, scripts and fonts (no data)
 
 
 class _EveryPath:
@@ -563,16 +566,27 @@ async def docs_index(request: Request) -> Response:
     )  # fmt: skip
 
 
-@signed_in
-async def docs_file(request: Request) -> Response:
+async def _docs_file(request: Request, relative: str, headers: dict | None = None) -> Response:
     desk: Desk = request.app.state.desk
     try:
-        found = await run_in_threadpool(
-            read_docs_file, open_lake(desk.settings.lake), request.path_params["path"]
-        )
+        found = await run_in_threadpool(read_docs_file, open_lake(desk.settings.lake), relative)
     except NotServed:
         return _message(request, "Not found", "No Data Docs page by that name.", 404)
-    return Response(found.body, media_type=found.media_type)
+    return Response(found.body, media_type=found.media_type, headers=headers)
+
+
+@signed_in
+async def docs_file(request: Request) -> Response:
+    return await _docs_file(request, request.path_params["path"])
+
+
+async def docs_static(request: Request) -> Response:
+    """The Data Docs' CSS, scripts and fonts (the same files in every installation, no
+    data): served without a session, because a sandboxed Data Docs page asks for them from
+    an origin of its own, which is not sent the session cookie; readable from there."""
+    return await _docs_file(
+        request, STATIC_DOCS + request.path_params["path"], {"Access-Control-Allow-Origin": "*"}
+    )
 
 
 # --- the application -----------------------------------------------------------------------------
@@ -603,6 +617,7 @@ def create_app(
         Route("/contracts", contracts, methods=["GET"]),
         Route("/contracts/{name}", contract, methods=["GET"]),
         Route("/docs", docs_index, methods=["GET"]),
+        Route("/docs/_static/{path:path}", docs_static, methods=["GET"]),
         Route("/docs/{path:path}", docs_file, methods=["GET"]),
     ]
     app = Starlette(
