@@ -255,6 +255,181 @@ BREACH_COMMENTS = {
 }
 
 
+# Column comments of every governance table and view, for the warehouse to write (a test
+# fails on any column of the warehouse left without one). A column that several views share
+# says the same thing in each.
+_DELIVERY_COLUMNS = {
+    "contract": "The contract (data_contracts/<contract>.yaml); unfiled for a file outside the "
+    "drop zone's <contract>/<YYYY-MM>/ layout.",
+    "period": "The period the delivery is for, as text YYYY-MM (a quarter or a year is named "
+    "by its first month): the drop zone folder it came in.",
+    "delivery_id": "SHA-256 of the delivered file's bytes: the delivery's identity (curated "
+    "rows carry it as _delivery_id).",
+    "source_path": "Where the file was in the drop zone (folder path or s3:// key).",
+    "source_size": "Size of the delivered file in bytes.",
+    "file_format": "The format the file was read as, from its name's last suffix (csv, gz, "
+    "...), or not read.",
+    "landing_path": "The unchanged copy of the file kept in the lake's landing area.",
+    "rows_delivered": "Data rows in the delivered file (the header not counted).",
+    "rows_quarantined": "Rows of the file held back by a check (governance.quarantine has "
+    "them with their reasons).",
+    "reason": "Why, in plain words: a rejection, hold or duplicate sighting's cause.",
+}
+_DELIVERY_EVENT_COLUMNS = {
+    **_DELIVERY_COLUMNS,
+    "event": "What happened: received, validated, held, published, rejected, superseded or "
+    "duplicate (the same bytes seen again).",
+    "event_at": "When it happened (UTC).",
+    "source_mtime_ns": "The file's modification time in the drop zone (nanoseconds since "
+    "1970) when it was read; on the events of receipt (received, rejected, duplicate), "
+    "empty on later ones.",
+    "run_id": "The Dagster run that recorded the event (empty outside a run).",
+    "source_version": "The drop zone's version of the file when read (size:modification "
+    "time, or size:ETag on S3), how a re-sighting is recognised; on the events of receipt, "
+    "empty on later ones.",
+}
+_BREACH_COLUMNS = {
+    "breach_id": "The breach's identity, stable across re-runs of the same delivery and rule.",
+    "contract": _DELIVERY_COLUMNS["contract"],
+    "contract_version": "The contract version the delivery was checked against.",
+    "period": "The period (YYYY-MM) of the delivery that broke the rule, or the late period.",
+    "delivery_id": "The delivery that broke the rule (empty for a late period with none).",
+    "rule": "The contract rule broken (e.g. officer_defined_ethnicity_known, delivery.late).",
+    "clause": "Where the contract file states what was broken (for engineers).",
+    "severity": "critical, major or minor, as the contract sets for the rule.",
+    "action": "What was done with the delivery or its rows (rows quarantined, rows kept, "
+    "delivery held, delivery rejected, ...).",
+    "failing_rows": "Rows that broke the rule.",
+    "rows_checked": "Rows the rule was checked on (0 for a breach of the delivery as a whole).",
+    "failing_share": BREACH_COLUMN_COMMENTS["failing_share"],
+    "sample_rows": "Up to 20 data row numbers (from 1) of failing rows, for the force to find "
+    "the pattern.",
+    "detail": "What was wrong, in the register's words (the notice's sentence).",
+    "raised_at": "When validation (or the late check) raised the breach (UTC).",
+}
+_LATER_COLUMNS = {
+    "delivery_status": "What became of the breach's delivery: its status now (published, "
+    "held, rejected, superseded, ...).",
+    "source_path": "Where the breach's delivery was in the drop zone.",
+    "delivery_published_at": "When the breach's delivery was published, if it was.",
+    "later_delivery_id": "The delivery of the same month published after it (the force's "
+    "re-send; for a late month, the one that came), if any.",
+    "later_delivery_path": "Where that later delivery was in the drop zone.",
+    "later_published_at": "When that later delivery was published.",
+}
+_STEP_COLUMNS = {
+    "status": "The breach's status after the step: open, notified, acknowledged, resolved, "
+    "waived or superseded.",
+    "actor": "Who took the step: validation, the late-delivery check, the pipeline or a lead "
+    "by name.",
+    "note": "Why, in the words of whoever took the step.",
+    "event_at": "When the step was taken (UTC).",
+}
+_QUARANTINE_COLUMNS = {
+    "contract": "The contract the row was delivered under.",
+    "_delivery_id": "SHA-256 of the delivered file the row came from.",
+    "_source_row": "Data row number of the row in the delivered file, from 1.",
+    "_period": "The period (YYYY-MM) the delivery is for.",
+    "period": "The period (YYYY-MM) the delivery is for (the same as _period).",
+    "rules": "Every contract rule the row broke.",
+    "reasons": "Why the row was held back, one plain sentence per rule.",
+    "record": "The row as delivered (JSON, by delivered header); classified fields read "
+    "[withheld].",
+}
+GOVERNANCE_COLUMN_COMMENTS: dict[str, dict[str, str]] = {
+    "governance.delivery_events": {
+        **_DELIVERY_EVENT_COLUMNS,
+        "rows_curated": "On a validated or held event: rows of the file that passed the "
+        "checks, which publishing would curate. What is in the curated table now is "
+        "governance.deliveries.rows_curated.",
+    },
+    "governance.deliveries": {
+        **_DELIVERY_COLUMNS,
+        "status": "The delivery's status now: received, validated, held, published, rejected, "
+        "superseded, or duplicate (a row per sighting of bytes already delivered).",
+        "received_at": "When the delivery was first received (UTC).",
+        "updated_at": "When its status last changed (UTC).",
+        **DELIVERY_COMMENTS,
+    },
+    "governance.breach_records": _BREACH_COLUMNS,
+    "governance.breaches": {**_BREACH_COLUMNS, **BREACH_COLUMN_COMMENTS},
+    "governance.breach_deliveries": {
+        **{k: _BREACH_COLUMNS[k] for k in ("breach_id", "contract", "period", "delivery_id")},
+        **_LATER_COLUMNS,
+    },
+    "governance.breach_history": {
+        **{k: _BREACH_COLUMNS[k] for k in ("breach_id", "contract", "period")},
+        "step": "raised, changed (by a lead, from governance.breach_events) or superseded "
+        "(its month was re-sent and published).",
+        **_STEP_COLUMNS,
+    },
+    "governance.breach_events": {
+        **{k: _BREACH_COLUMNS[k] for k in ("breach_id", "contract")},
+        **_STEP_COLUMNS,
+        "status": "The status a lead set (notified, acknowledged, resolved, waived, or open "
+        "again).",
+    },
+    "governance.breach_register": {
+        **_BREACH_COLUMNS,
+        **BREACH_COLUMN_COMMENTS,
+        **_LATER_COLUMNS,
+        "action": "What was done with the delivery: delivery held or delivery rejected when "
+        "that is what became of it, else what validation wrote (action_recorded).",
+        "action_recorded": "What validation wrote as done with the delivery or its rows.",
+        "status": "Status now: open, notified, acknowledged, resolved, waived, or superseded "
+        "(its delivery was replaced by a published re-send).",
+        "updated_at": "When the status last changed (empty while it is as raised).",
+        "recurrence": "In how many periods, up to this one, the contract's same rule has been "
+        "broken.",
+    },
+    "governance.clauses": {
+        "contract": "The contract whose agreement page the clause is on.",
+        "match": "How pattern is matched against a rule name: exact, prefix or any.",
+        "pattern": "The rule name (or its prefix) the clause covers.",
+        "rank": "Order of trial: the first matching row (lowest rank) gives the clause.",
+        "clause_number": "The clause's number on the agreement page (6.1, 8.1.2, ...).",
+        "clause_title": "The clause's heading.",
+    },
+    "governance.month_parts": {
+        "contract": "A contract whose months come in parts (deliverySchedule.filesPerPeriod: "
+        "parts).",
+    },
+    "governance.erasures": {
+        "contract": "The contract whose file was erased.",
+        "period": "The period (YYYY-MM) the erased file was for.",
+        "area": "The lake area it was in: landing, staging, quarantine, quarantine_masked or "
+        "curated.",
+        "path": "The erased file's path in the lake.",
+        "bytes": "Its size in bytes.",
+        "clause": "The retention clause of the agreement under which it was erased.",
+        "erased_by": "Who erased it (datashare retention --apply --by).",
+        "erased_at": "When it was erased (UTC).",
+    },
+    "governance.exports": {
+        "contract": "The contract the export concerns.",
+        "period": "The period (YYYY-MM) the export concerns.",
+        "what": "What left the pipeline: a notice to the force (its file, how many breaches) "
+        "and the address it was emailed to, if it was.",
+        "exported_by": "Who exported it.",
+        "why": "Why it was exported.",
+        "exported_at": "When it was exported (UTC).",
+    },
+    "governance.audit_log": {
+        "at": "When it happened (UTC).",
+        "action": "collection, publication, delivery <status>, breach <status> (breach "
+        "reopened), erasure or export.",
+        "by_whom": "The run (run <id>), the pipeline, or the person.",
+        "contract": "The contract it concerns.",
+        "period": "The period (YYYY-MM) it concerns.",
+        "subject": "What it was done to: a delivery_id, a breach_id, an erased path or an "
+        "exported file.",
+        "why": "Why, in the words recorded with it.",
+    },
+    "governance.quarantine_history": _QUARANTINE_COLUMNS,
+    "governance.quarantine": _QUARANTINE_COLUMNS,
+}
+
+
 def create_breach_views(con: duckdb.DuckDBPyConnection) -> None:
     """The breach views, over `governance.breach_records`, `breach_events`,
     `delivery_events`, `clauses` and `month_parts` (tables or views already in `con`)."""

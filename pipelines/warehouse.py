@@ -26,6 +26,7 @@ from pipelines.governance_views import (
     BREACH_COMMENTS,
     DELIVERIES_SQL,
     DELIVERY_COMMENTS,
+    GOVERNANCE_COLUMN_COMMENTS,
     clause_table,
     create_breach_views,
     parts_table,
@@ -74,6 +75,7 @@ def _source(
     schema: pa.Schema,
     distinct: bool = False,
     union: bool = False,
+    extra: str = "",
 ):
     """A view over the files matching `pattern`, or an empty typed table if there are none.
 
@@ -83,10 +85,12 @@ def _source(
     whenever the view is bound, which is slow over S3. Governance records all have the
     schema this code gives them, so their views read the first footer only; a change to
     one of those schemas must rewrite the old files.
+    `extra`: more columns, as SQL (`expr AS name, ...`), after the files' own.
     """
+    more = f", {extra}" if extra else ""
     if lake.glob(pattern):
         glob = _quote(lake.url_of(pattern))
-        select = "SELECT DISTINCT *" if distinct else "SELECT *"
+        select = ("SELECT DISTINCT *" if distinct else "SELECT *") + more
         by_name = "true" if union else "false"
         # No hive partitioning: the lake's `contract=`/`period=` folders are not columns the
         # contract lists, and must not appear as if they were.
@@ -96,7 +100,7 @@ def _source(
         )
     else:
         con.register("_empty", pa.Table.from_batches([], schema))
-        con.execute(f"CREATE TABLE {name} AS SELECT * FROM _empty")
+        con.execute(f"CREATE TABLE {name} AS SELECT *{more} FROM _empty")
         con.unregister("_empty")
 
 
@@ -119,8 +123,45 @@ def _is_view(con: duckdb.DuckDBPyConnection, target: str) -> bool:
 LINEAGE_COMMENTS = {
     "_delivery_id": "SHA-256 of the delivered file this row came from.",
     "_source_row": "Data row number of this row in the delivered file, from 1.",
-    "_period": "The month (YYYY-MM) the delivery is for.",
+    "_period": "The month (YYYY-MM, text) the delivery is for; a quarter or a year is named "
+    "by its first month.",
 }
+# One type for months: a DATE, the month's first day, as the marts' `month` and the
+# contracts' own month columns are stored. Curated rows keep the text `_period` (YYYY-MM, the
+# lake's folder and the register's key), so queries written on it keep working; the views add
+# `_month`, the same month as a DATE. It is the warehouse's, not the Parquet files' (the
+# curated asset's column schema lists those, from LINEAGE_COMMENTS above).
+MONTH_COLUMN = "_month"
+MONTH_COMMENT = (
+    "The month the delivery is for, as a DATE (its first day): _period as the type the "
+    "oversight marts' month column has, to join or filter on."
+)
+MONTH_OF_PERIOD = f"CAST(strptime(_period, '%Y-%m') AS DATE) AS {MONTH_COLUMN}"
+
+
+def latest_view(target: str, source: str, key: tuple[str, ...], snapshot_column: str) -> str:
+    """The view of the latest snapshot of each record of `source`: per `key`, the row with
+    the latest `snapshot_column` (then of the latest delivery month, then the first row of
+    the file, so that the pick never depends on the order DuckDB reads the files in)."""
+    order = [f"{snapshot_column} DESC NULLS LAST", "_period DESC", "_delivery_id", "_source_row"]
+    if snapshot_column == "_period":
+        order.remove("_period DESC")
+    return f"""
+        CREATE VIEW {target} AS
+        SELECT * FROM {source}
+        QUALIFY row_number() OVER (PARTITION BY {", ".join(key)} ORDER BY {", ".join(order)}) = 1
+        """
+
+
+def latest_comment(contract: Contract) -> str:
+    """The `<contract>_latest` view's comment: what one row is."""
+    assert contract.snapshots
+    key = ", ".join(contract.snapshots.key)
+    return (
+        f"The latest snapshot of each record of curated.{contract.name}: one row per {key}, "
+        f"the one with the latest {contract.snapshots.snapshot_column}. Count records here; "
+        f"curated.{contract.name} has every snapshot delivered."
+    )
 
 
 def curated_comment(contract: Contract) -> str:
@@ -132,6 +173,12 @@ def curated_comment(contract: Contract) -> str:
         text += (
             f" Each {name} from the release reaching the latest {name} (then the later "
             f"release period); every release is in {contract.name}_releases."
+        )
+    if contract.snapshots:
+        key = ", ".join(contract.snapshots.key)
+        text += (
+            f" Every snapshot delivered of each record ({key}): count records in "
+            f"{contract.name}_latest, the latest snapshot of each."
         )
     return text
 
@@ -179,7 +226,9 @@ def catalog_shows(path: Path, lake: Lake, contract: Contract) -> bool:
         and views.get(f"curated.{contract.name}") == curated_comment(contract)
         and f"curated.{target}" in views
         and all(name in views for name in _PUBLISHED_INTO)
-        and set(curated_schema(contract).names) <= columns
+        # A catalog built before `_month` and the `_latest` views is rebuilt.
+        and {*curated_schema(contract).names, MONTH_COLUMN} <= columns
+        and (not contract.snapshots or f"curated.{contract.name}_latest" in views)
     )
 
 
@@ -227,25 +276,35 @@ def build_warehouse(lake: Lake, contracts: dict[str, Contract], path: Path) -> P
                 "governance.catalog",
                 "Where this catalog's views read from (the lake), and when it was built.",
             )
+            _comment(con, "governance.catalog", "The lake: a folder or s3://bucket/prefix.", "lake")
+            _comment(con, "governance.catalog", "When this catalog was built.", "built_at")
             for contract in contracts.values():
                 target = f"curated.{contract.name}"
                 pattern = f"curated/contract={contract.name}/period=*/data.parquet"
+                schema = curated_schema(contract)
                 if contract.layout:
                     releases = f"{target}_releases"
-                    _source(con, releases, lake, pattern, curated_schema(contract), union=True)
-                    _comment(con, releases, f"Every release of {contract.name}, as delivered.")
+                    _source(con, releases, lake, pattern, schema, union=True, extra=MONTH_OF_PERIOD)
+                    _comment(
+                        con,
+                        releases,
+                        f"Every release of {contract.name}, as delivered: one row per figure "
+                        f"of each release (a {contract.layout.period_name} appears once per "
+                        f"release carrying it); {contract.name} keeps the newest release's.",
+                    )
                     con.execute(newest_release_view(target, releases, contract.layout.period_name))
                 else:
-                    _source(con, target, lake, pattern, curated_schema(contract), union=True)
+                    _source(con, target, lake, pattern, schema, union=True, extra=MONTH_OF_PERIOD)
                 _comment(con, target, curated_comment(contract))
-                for col in contract.columns:
-                    _comment(con, target, col.description, col.name)
-                if contract.layout:
-                    layout = contract.layout
-                    _comment(con, target, layout.period_description, layout.period_name)
-                    _comment(con, target, layout.value_description, layout.value_name)
-                for col, text in LINEAGE_COMMENTS.items():
-                    _comment(con, target, text, col)
+                views = [target, f"{target}_releases"] if contract.layout else [target]
+                if contract.snapshots:
+                    latest = f"{target}_latest"
+                    snap = contract.snapshots
+                    con.execute(latest_view(latest, target, snap.key, snap.snapshot_column))
+                    _comment(con, latest, latest_comment(contract))
+                    views.append(latest)
+                for view in views:
+                    _comment_curated_columns(con, view, contract)
             _oversight(con, lake)
             _governance(con, lake, contracts)
             con.execute("COMMIT")
@@ -259,16 +318,42 @@ def build_warehouse(lake: Lake, contracts: dict[str, Contract], path: Path) -> P
     return path
 
 
+def _comment_curated_columns(con: duckdb.DuckDBPyConnection, view: str, contract: Contract):
+    """Each column of a curated view: the contract's description, or the lineage's."""
+    for col in contract.columns:
+        _comment(con, view, col.description, col.name)
+    if contract.layout:
+        layout = contract.layout
+        _comment(con, view, layout.period_description, layout.period_name)
+        _comment(con, view, layout.value_description, layout.value_name)
+    for col, text in {**LINEAGE_COMMENTS, MONTH_COLUMN: MONTH_COMMENT}.items():
+        _comment(con, view, text, col)
+
+
 def _oversight(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
     """A view per oversight mart (`oversight/<mart>.parquet`), with its column comments.
 
     A mart's Parquet file carries its table and column descriptions as key-value metadata
     (`comment` and `comment:<column>`), written beside the code that defines the measure.
+    A mart by text `period` (YYYY-MM) and no `month` also gets `month`, the same month as a
+    DATE, as every other mart and curated view (`_month`) has it.
     """
     for key in lake.glob("oversight/*.parquet"):
         name = f"oversight.{Path(key).stem}"
-        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({_quote(lake.url_of(key))})")
-        metadata = lake.parquet_file(key).schema_arrow.metadata or {}
+        schema = lake.parquet_file(key).schema_arrow
+        month = "period" in schema.names and "month" not in schema.names
+        extra = ", CAST(strptime(period, '%Y-%m') AS DATE) AS month" if month else ""
+        con.execute(
+            f"CREATE VIEW {name} AS SELECT *{extra} FROM read_parquet({_quote(lake.url_of(key))})"
+        )
+        if month:
+            _comment(
+                con,
+                name,
+                "The month of period, as a DATE (its first day), as the other marts' month.",
+                "month",
+            )
+        metadata = schema.metadata or {}
         for key, value in metadata.items():
             key, text = key.decode(), value.decode()
             if key == "comment":
@@ -390,3 +475,11 @@ def _governance(con: duckdb.DuckDBPyConnection, lake: Lake, contracts: dict[str,
         "publication) kept out of the curated tables, with every rule each one broke. "
         "quarantine_history also has the rows of deliveries since superseded.",
     )
+    for name, comments in GOVERNANCE_COLUMN_COMMENTS.items():
+        for (column,) in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'governance' "
+            "AND table_name = ?",
+            [name.removeprefix("governance.")],
+        ).fetchall():
+            if column in comments:
+                _comment(con, name, comments[column], column)

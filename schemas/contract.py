@@ -95,6 +95,17 @@ class WideLayout:
 
 
 @dataclass(frozen=True)
+class Snapshots:
+    """Records delivered again and again as they change (the table's customProperties
+    `snapshots`): the curated table keeps every snapshot, and `<contract>_latest` the latest
+    of each record, by `key` and the column that orders snapshots (`_period`: the delivery's
+    month)."""
+
+    key: tuple[str, ...]
+    snapshot_column: str = "_period"
+
+
+@dataclass(frozen=True)
 class Column:
     """One agreed column: its delivered header, curated name, type and row rules."""
 
@@ -153,6 +164,7 @@ class Contract:
     # A category-mix change is judged only over at least this many non-blank values, in the
     # delivery and in the history's average month (customProperties.mixMinimumValues).
     mix_minimum_values: int = MIX_MINIMUM_VALUES
+    snapshots: Snapshots | None = None
 
     @property
     def unique_keys(self) -> tuple[tuple[str, ...], ...]:
@@ -312,6 +324,13 @@ def _layout(table: dict[str, Any]) -> WideLayout | None:
     )
 
 
+def _snapshots(table: dict[str, Any]) -> Snapshots | None:
+    raw = _custom_properties(table).get("snapshots")
+    if not raw:
+        return None
+    return Snapshots(key=tuple(raw["key"]), snapshot_column=raw.get("snapshotColumn", "_period"))
+
+
 def _completeness_rules(prop: dict[str, Any], where: str) -> list[CompletenessRule]:
     rules = []
     for q in prop.get("quality") or []:
@@ -374,6 +393,7 @@ def parse_contract(doc: dict[str, Any], path: Path) -> Contract:
             else None
         ),
         mix_minimum_values=int(custom.get("mixMinimumValues", MIX_MINIMUM_VALUES)),
+        snapshots=_snapshots(table),
     )
 
 

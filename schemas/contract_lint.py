@@ -80,7 +80,12 @@ FILE_FORMAT_KEYS = (
     "maxDecompressedBytes",
     "maxCompressionRatio",
 )
-TABLE_CUSTOM = ("layout",)
+TABLE_CUSTOM = ("layout", "snapshots")
+# snapshots: records re-sent as they change; the warehouse's <contract>_latest view keeps the
+# latest snapshot of each record (by key, ordered by snapshotColumn).
+SNAPSHOTS_KEYS = ("key", "snapshotColumn")
+# Columns every curated row carries besides the contract's own (the delivery's month, text).
+LINEAGE_COLUMNS = ("_period",)
 LAYOUT_KEYS = (
     "type", "valueColumnPattern", "periodFormat", "periodName", "valueName", "valueType",
     "valueMinimum", "periodDescription", "valueDescription", "agreedPeriods",
@@ -1195,6 +1200,9 @@ class _Checker:
                 )
                 continue
             parts = (*base, j, "value")
+            if key == "snapshots":
+                self.snapshots(value, parts, _layout_of(table).get("type") == "wide")
+                continue
             if not isinstance(value, dict):
                 self.error(parts, "layout must be a mapping")
                 continue
@@ -1228,6 +1236,52 @@ class _Checker:
             if value.get("valueType", "integer") not in LOGICAL_TYPES:
                 self.error((*parts, "valueType"), f"must be one of: {', '.join(LOGICAL_TYPES)}")
             self.agreed_periods(value.get("agreedPeriods"), (*parts, "agreedPeriods"))
+
+    def snapshots(self, value: Any, parts: PathParts, wide: bool) -> None:
+        """snapshots: `key`, the agreed columns naming one record (each required: a blank key
+        would merge records), and `snapshotColumn`, the column ordering its snapshots (an
+        agreed column or _period, the delivery's month; not a key column)."""
+        if not isinstance(value, dict):
+            self.error(parts, "snapshots must be a mapping (key, snapshotColumn)")
+            return
+        self.unknown_keys(value, parts, SNAPSHOTS_KEYS)
+        if wide:
+            self.error(
+                parts,
+                "a wide layout's view already takes each period from the newest release; "
+                "snapshots is for long tables",
+            )
+        key = value.get("key")
+        if not isinstance(key, list) or not key or not all(isinstance(k, str) for k in key):
+            self.error((*parts, "key"), "must list the columns that name one record")
+            key = []
+        elif len(set(key)) != len(key):
+            self.error((*parts, "key"), "names a column twice")
+        for n, name in enumerate(key):
+            if name not in self.columns:
+                self.error(
+                    (*parts, "key", n),
+                    f"{name!r} is not a column of the contract{_did_you_mean(name, self.columns)}",
+                )
+            elif self.columns[name][1].get("required") is not True:
+                self.error(
+                    (*parts, "key", n),
+                    f"key column {name!r} must be required: true (a blank key would merge "
+                    "different records into one)",
+                )
+        column = value.get("snapshotColumn", "_period")
+        known = [*self.columns, *LINEAGE_COLUMNS]
+        if not isinstance(column, str) or column not in known:
+            self.error(
+                (*parts, "snapshotColumn"),
+                f"{_short(column)} is not a column of the contract nor _period (the "
+                f"delivery's month){_did_you_mean(str(column), known)}",
+            )
+        elif column in key:
+            self.error(
+                (*parts, "snapshotColumn"),
+                f"{column!r} is in the key: the snapshots of a record differ in it",
+            )
 
     def agreed_periods(self, agreed: Any, parts: PathParts) -> None:
         """A wide layout's agreedPeriods: how many periods a release carries, ending how many
