@@ -230,3 +230,37 @@ def test_a_viewer_reads_but_cannot_act(seeded_desk):
         shown = stranger.locator("body").inner_text()
         assert ids["oct_type"] not in shown and "Type is not one of" not in shown
     assert _count(home, "SELECT count(*) FROM governance.audit_log WHERE by_whom = 'victor'") == 0
+
+
+def test_an_engineer_opens_a_months_data_docs_from_dagster_on_the_desk(
+    home, real_stop_and_search, monkeypatch
+):
+    """The real June 2022 file through `datashare run`; with the desk's address set, the
+    month's `data_docs` link in Dagster is the desk's page, and it works in chromium though
+    sandboxed: styled, its table drawn by its scripts, its rows links to the checks."""
+    import dagster as dg
+
+    from pipelines.cli import main
+    from tests.conftest import drop
+
+    drop(home, "stop_and_search", "2022-06", real_stop_and_search)
+    UserStore(home.home).add("victor", "viewer", PASSWORD)
+    with running_desk(home) as url:
+        monkeypatch.setenv("DATASHARE_DESK_URL", url)
+        assert main(["run", "--settle", "0"]) == 0
+        event = dg.DagsterInstance.get().get_latest_materialization_event(
+            dg.AssetKey(["validated", "stop_and_search"])
+        )
+        link = event.asset_materialization.metadata["data_docs"].value
+        assert link.startswith(f"{url}/docs/contract=stop_and_search/period=2022-06/"), link
+        with browser_pages(url) as new_page:
+            page = new_page()
+            _sign_in(page, url, "victor")
+            page.goto(link)
+            page.wait_for_load_state("networkidle")
+            assert "Dataset checks" in page.locator("body").inner_text()
+            # Bootstrap's CSS applied (from docs/_static), and the page's scripts ran.
+            assert page.evaluate("typeof window.jQuery") == "function"
+            assert page.evaluate("window.origin") == "null"  # sandboxed: an origin of its own
+            _shot(page, "data-docs")
+            assert page.blocked == []
