@@ -499,3 +499,54 @@ def test_demo_reviews_match_the_warehouse(demo_home, capsys):
         stop = build_review(con, contracts["stop_and_search"], None, today)
     assert stop.figures["breaches_critical"] >= 1
     assert any("nothing published" in " ".join(r) for r in stop.sections[0].tables[0].rows)
+
+
+# -- any register: every figure is the warehouse's (Hypothesis) --------------------------------
+
+RULES = [("type_known", "major"), ("file.format", "critical"), ("gender_known", "minor"),
+         ("file.unagreed_columns", "major")]  # fmt: skip
+month = st.fixed_dictionaries({
+    "days_after_end": st.integers(0, 60),  # the 20th of the next month is 19 days after its end
+    "outcome": st.sampled_from(["published", "published", "rejected", "held"]),
+    "breaches": st.lists(st.tuples(st.sampled_from(RULES), st.lists(
+        st.tuples(st.sampled_from(["notified", "acknowledged", "resolved", "waived"]),
+                  st.integers(0, 30)), max_size=3)), max_size=3, unique_by=lambda b: b[0]),
+})  # fmt: skip
+
+
+@given(months=st.lists(st.one_of(st.none(), month), min_size=1, max_size=6))
+@hypothesis_settings(max_examples=12, deadline=None)
+def test_any_register_review_figures_are_the_warehouses(months):
+    import tempfile
+
+    from pipelines.lake import FolderLake
+    from tests.breach_homes import breach, deliver, step
+
+    contract = load_contracts()["stop_and_search"]
+    with tempfile.TemporaryDirectory() as folder:
+        lake = FolderLake(Path(folder) / "lake")
+        periods = [f"2025-{m:02d}" for m in range(1, len(months) + 1)]
+        for period, got in zip(periods, months, strict=True):
+            if got is None:
+                continue
+            end = datetime(2025, int(period[5:]) + 1, 1, 9, tzinfo=UTC)
+            at = end + dt.timedelta(days=got["days_after_end"])
+            delivery = deliver(
+                lake, contract.name, period, f"{period}.csv", 100, got["outcome"], at
+            )
+            for (rule, severity), steps in got["breaches"]:
+                raised = at + dt.timedelta(minutes=5)
+                detail = f"'{rule}' broken ('x<y>')"
+                breach_id = breach(lake, contract.name, period, delivery, rule, severity,
+                                   detail, 1, 100, raised_at=raised)  # fmt: skip
+                when = raised
+                for status, days in steps:
+                    when += dt.timedelta(days=days, hours=1)
+                    step(lake, breach_id, contract.name, status, when)
+        warehouse = Path(folder) / "warehouse.duckdb"
+        build_warehouse(lake, load_contracts(), warehouse)
+        with connect(warehouse) as con:
+            review = build_review(con, contract, lake, dt.date(2025, 12, 1), "2025-01", "2025-06")
+            assert_figures_are_the_warehouses(con, review, contract, curated_written=False)
+        page = render_html(review)
+        assert "x<y>" not in page and "<script" not in page
