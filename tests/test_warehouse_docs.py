@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from random import Random
 from types import ModuleType
 
 import duckdb
@@ -23,10 +24,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipelines.lake import open_lake
 from pipelines.synthetic import write_delivery
-from pipelines.warehouse import SCHEMAS, build_warehouse, catalog_shows
+from pipelines.warehouse import (
+    MONTH_OF_PERIOD,
+    SCHEMAS,
+    build_warehouse,
+    catalog_shows,
+    latest_view,
+)
 from schemas.contract import load_contracts
 from schemas.contract_lint import lint_document
 
@@ -251,6 +260,60 @@ def test_complaints_latest_has_one_row_per_allegation(demo: Path, tmp_path: Path
             "SELECT comment FROM duckdb_views() WHERE view_name = 'complaints'"
         ).fetchall()
         assert "complaints_latest" in curated_comment
+
+
+# Any set of snapshots: (case, allegation, month delivered, delivery, row in its file).
+_SNAPSHOTS = st.lists(
+    st.tuples(
+        st.sampled_from(["CO/00001/24", "CO/00002/24", "CO/00003/25"]),
+        st.integers(1, 3),
+        st.sampled_from(["2024-01", "2024-02", "2024-11", "2025-01"]),
+        st.sampled_from(["a" * 64, "b" * 64]),
+        st.integers(1, 5),
+    ),
+    max_size=40,
+)
+
+
+@given(rows=_SNAPSHOTS, seed=st.randoms(use_true_random=False))
+@settings(max_examples=150, deadline=None)
+def test_the_latest_view_keeps_each_records_newest_snapshot(rows: list, seed: Random) -> None:
+    """For any snapshots, in any order: one row per record, from its latest month (of two
+    in that month, a fixed one), whatever order the rows are read in; _month is _period's."""
+    shuffled = list(rows)
+    seed.shuffle(shuffled)
+    picks = []
+    for order in (rows, shuffled):
+        with duckdb.connect() as con:
+            con.execute("CREATE SCHEMA curated")
+            con.execute(
+                "CREATE TABLE curated.complaints (case_reference VARCHAR, allegation_number "
+                "BIGINT, _period VARCHAR, _delivery_id VARCHAR, _source_row BIGINT)"
+            )
+            if order:
+                con.executemany("INSERT INTO curated.complaints VALUES (?, ?, ?, ?, ?)", order)
+            con.execute(
+                f"CREATE VIEW curated.complaints_m AS SELECT *, {MONTH_OF_PERIOD} "
+                "FROM curated.complaints"
+            )
+            con.execute(
+                latest_view(
+                    "curated.complaints_latest",
+                    "curated.complaints_m",
+                    ("case_reference", "allegation_number"),
+                    "_period",
+                )
+            )
+            latest = con.execute("SELECT * FROM curated.complaints_latest").fetchall()
+        picks.append(sorted(latest))
+        newest = {}
+        for case, number, period, _, _ in order:
+            newest[(case, number)] = max(period, newest.get((case, number), period))
+        assert len(latest) == len(newest)
+        for case, number, period, _, _, month in latest:
+            assert period == newest[(case, number)]
+            assert month.strftime("%Y-%m") == period
+    assert picks[0] == picks[1]
 
 
 def _previous_warehouse_module() -> ModuleType:
