@@ -50,7 +50,7 @@ def add_agreement_command(sub: Any) -> None:
 
 def run_agreement_command(args: argparse.Namespace, settings: Settings) -> int:
     """Write the review(s) asked for; print where, with the points for the meeting."""
-    from pipelines.agreement_review import write_agreement_review
+    from pipelines.agreement_review import ensure_current, write_agreement_review
     from pipelines.lake import open_lake
     from schemas.contract import load_contracts
 
@@ -65,13 +65,9 @@ def run_agreement_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.first and args.last and args.first > args.last:
         print(f"error: --from {args.first} comes after --to {args.last}.", file=sys.stderr)
         return 2
-    if not settings.warehouse.exists():
-        print(
-            f"error: there is no warehouse at {settings.warehouse}; `datashare run` builds it.",
-            file=sys.stderr,
-        )
-        return 2
     lake = open_lake(settings.lake)
+    # No warehouse yet, or one an earlier version built: rebuilt from the lake first.
+    ensure_current(settings.warehouse, lake, contracts)
     names = [args.contract] if args.contract else sorted(contracts)
     for name in names:
         review, html, md = write_agreement_review(

@@ -955,6 +955,36 @@ def review_paths(home: Path, contract: str) -> tuple[Path, Path]:
     return stem.with_suffix(".html"), stem.with_suffix(".md")
 
 
+# What the review reads; a warehouse built by an earlier version may lack some of it.
+READS = (("governance", "deliveries"), ("governance", "breach_register"),
+         ("governance", "breach_history"), ("governance", "erasures"),
+         ("governance", "quarantine"))  # fmt: skip
+
+
+def reads_as_review_needs(warehouse: Path) -> bool:
+    """Whether `warehouse` has every view the review reads, with the clause numbers
+    (a warehouse built before them is rebuilt from the lake by `ensure_current`)."""
+    if not warehouse.exists():
+        return False
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        found = set(con.execute(
+            "SELECT schema_name, view_name FROM duckdb_views() UNION ALL "
+            "SELECT schema_name, table_name FROM duckdb_tables()").fetchall())  # fmt: skip
+        columns = {c for (c,) in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'governance' "
+            "AND table_name = 'breach_register'").fetchall()}  # fmt: skip
+    return set(READS) <= found and "clause_number" in columns
+
+
+def ensure_current(warehouse: Path, lake: Lake, contracts: dict[str, Contract]) -> None:
+    """Rebuild `warehouse` from the lake when it lacks what the review reads (none yet, or
+    one an earlier version built): the review then says what the lake says now."""
+    if not reads_as_review_needs(warehouse):
+        from pipelines.warehouse import build_warehouse
+
+        build_warehouse(lake, contracts, warehouse)
+
+
 def agreement_review_html(
     warehouse: Path,
     lake: Lake | None,
@@ -989,6 +1019,9 @@ def write_agreement_review(
         review = build_review(con, contract, lake, today, first, last)
     html_path, md_path = review_paths(home, contract.name)
     html_path.parent.mkdir(parents=True, exist_ok=True)
-    html_path.write_text(render_html(review), encoding="utf-8")
-    md_path.write_text(render_markdown(review), encoding="utf-8")
+    for path, text in ((md_path, render_markdown(review)), (html_path, render_html(review))):
+        # Written whole and renamed into place: a page being read is never half written.
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
     return review, html_path, md_path

@@ -348,6 +348,14 @@ def test_agreement_review_command_writes_every_contract(seeded, capsys, tmp_path
     assert main(["--home", str(home.home), "agreement", "review", "nosuch"]) == 2
     assert main(["--home", str(home.home), "agreement", "review", "stop_and_search",
                  "--from", "2025-12", "--to", "2025-09"]) == 2  # fmt: skip
+    # A warehouse built before the breach views (an upgraded home) is rebuilt from the lake.
+    with duckdb.connect(str(home.warehouse)) as con:
+        con.execute("DROP VIEW governance.breach_register")
+        con.execute("DROP VIEW governance.breach_history")
+    page, _ = review_paths(home.home, "stop_and_search")
+    before = page.read_text(encoding="utf-8")
+    assert main(["--home", str(home.home), "agreement", "review", "stop_and_search"]) == 0
+    assert page.read_text(encoding="utf-8") == before
     # Outside a home it says so, and makes none.
     nowhere = tmp_path / "nowhere"
     assert main(["--home", str(nowhere), "agreement", "review"]) == 2
