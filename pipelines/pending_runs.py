@@ -4,10 +4,13 @@ the same instance the UI shows."""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -287,6 +290,10 @@ class _Dagster:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
+    def prepare(self) -> None:
+        """Make the definitions and open the instance now."""
+        assert self.defs is not None and self.instance is not None
+
     @cached_property
     def defs(self) -> dg.Definitions:
         from pipelines.definitions import build_definitions
@@ -327,27 +334,27 @@ class _Progress:
     """One line per contract as its months finish: how many, and how long they took."""
 
     def __init__(self, tell: Callable[[str], None] | None, runs: list[MonthRun]) -> None:
-        self.tell, self.current, self.started, self.done = tell, None, 0.0, 0
-        self.counts = Counter()
+        self.tell, self.done = tell, 0
+        self.counts: Counter[str] = Counter()
         for run in runs:
             self.counts[run.contract] += len(run.periods)
-        self.contracts = list(self.counts)
 
-    def starting(self, contract: str | None) -> None:
-        if contract == self.current or self.tell is None:
+    def begin(self, at_once: int) -> None:
+        months = sum(n for c, n in self.counts.items() if c != UNFILED)
+        if self.tell and self.counts:
+            how = "contract by contract" if at_once == 1 else f"{at_once} contracts at a time"
+            self.tell(f"Running {months} contract-month(s) through Dagster, {how}:")
+
+    def finished(self, contract: str, seconds: float) -> None:
+        self.done += 1
+        if self.tell is None:
             return
-        if self.current is not None:
-            self.done += 1
-            n = self.counts[self.current]
-            what = f"{n} period(s)" if self.current != UNFILED else "the files outside the layout"
-            self.tell(
-                f"  [{self.done}/{len(self.contracts)}] {self.current}: {what} through "
-                f"Dagster in {time.monotonic() - self.started:.1f} s"
-            )
-        elif contract is not None:
-            months = sum(n for c, n in self.counts.items() if c != UNFILED)
-            self.tell(f"Running {months} contract-month(s) through Dagster, contract by contract:")
-        self.current, self.started = contract, time.monotonic()
+        n = self.counts[contract]
+        what = f"{n} period(s)" if contract != UNFILED else "the files outside the layout"
+        self.tell(
+            f"  [{self.done}/{len(self.counts)}] {contract}: {what} through Dagster in "
+            f"{seconds:.1f} s"
+        )
 
 
 def _new_late_flags(lake: Lake, report: RunReport) -> set[str]:
@@ -404,6 +411,103 @@ def _execute(dagster: _Dagster, lake: Lake, run: MonthRun, report: RunReport) ->
                 report.failures[result.run_id] = failure_words(result)
 
 
+@dataclass
+class _Done:
+    """What one contract's runs added to the report (sent back from a worker process)."""
+
+    runs: list = field(default_factory=list)
+    failures: dict = field(default_factory=dict)
+    waited: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    errors: list = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _execute_contract(dagster: _Dagster, lake: Lake, runs: list[MonthRun]) -> _Done:
+    """One contract's runs, into a report of their own."""
+    started = time.monotonic()
+    part = RunReport(dagster.settings, {})
+    for run in runs:
+        with _phase(part, f"{run.contract} {run.label()}".strip()):
+            _execute(dagster, lake, run, part)
+    return _Done(
+        part.runs, part.failures, part.waited, part.skipped, part.errors,
+        time.monotonic() - started,
+    )  # fmt: skip
+
+
+# A worker process's own Dagster and lake, made once when it starts.
+_WORKER: tuple[_Dagster, Lake] | None = None
+
+
+def _start_worker(settings: Settings) -> None:
+    global _WORKER
+    dagster = _Dagster(settings)
+    dagster.prepare()
+    _WORKER = (dagster, open_lake(settings.lake))
+
+
+def _execute_in_worker(runs: list[MonthRun]) -> _Done:
+    assert _WORKER is not None
+    return _execute_contract(*_WORKER, runs)
+
+
+def _execute_all(
+    dagster: _Dagster,
+    lake: Lake,
+    runs: list[MonthRun],
+    report: RunReport,
+    told: _Progress,
+    at_most: int,
+) -> None:
+    """Each contract's runs, `at_most` contracts at a time (the machine's cores, as the run
+    queue has it): the contracts are independent, and each month holds its own lease.
+
+    Side by side, each in a worker process that makes Dagster's definitions, opens the
+    instance and imports great-expectations once for all the contracts it runs. Started
+    afresh (spawned), not forked: a fork of a process whose polars or Arrow thread pools
+    are running can deadlock. Files outside the layout go first, here."""
+    by_contract: dict[str, list[MonthRun]] = {}
+    for run in runs:
+        by_contract.setdefault(run.contract, []).append(run)
+    done: list[tuple[str, _Done]] = []
+    if UNFILED in by_contract:
+        done.append((UNFILED, _execute_contract(dagster, lake, by_contract.pop(UNFILED))))
+    at_once = min(at_most, len(by_contract), os.cpu_count() or 1)
+    told.begin(max(at_once, 1))
+    for contract, part in done:
+        told.finished(contract, part.seconds)
+    if at_once <= 1:
+        for contract, contract_runs in by_contract.items():
+            done.append((contract, part := _execute_contract(dagster, lake, contract_runs)))
+            told.finished(contract, part.seconds)
+    else:
+        with ProcessPoolExecutor(
+            at_once,
+            multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(dagster.settings,),
+        ) as pool:
+            futures = {
+                pool.submit(_execute_in_worker, contract_runs): contract
+                for contract, contract_runs in by_contract.items()
+            }
+            for future in as_completed(futures):
+                contract = futures[future]
+                try:
+                    part = future.result()
+                except Exception as exc:  # the worker itself died (killed, out of memory)
+                    part = _Done(errors=[f"{contract}: {explain(exc)}"])
+                done.append((contract, part))
+                told.finished(contract, part.seconds)
+    for _, part in sorted(done, key=lambda d: d[0] != UNFILED):
+        report.runs += part.runs
+        report.failures.update(part.failures)
+        report.waited += part.waited
+        report.skipped += part.skipped
+        report.errors += part.errors
+
+
 def run_pending(settings: Settings, progress: Callable[[str], None] | None = None) -> RunReport:
     """Run every contract-month with new files; report what happened. `progress` is told
     of each contract as its months finish (a backfill of years is minutes, not silence)."""
@@ -434,12 +538,7 @@ def run_pending(settings: Settings, progress: Callable[[str], None] | None = Non
     for name in sorted({contract for contract, _ in plan.pending}):
         pending = [p for contract, p in plan.pending if contract == name]
         runs += month_runs(name, pending, periods[name])
-    told = _Progress(progress, runs)
-    for run in runs:
-        told.starting(run.contract)
-        with _phase(report, f"{run.contract} {run.label()}".strip()):
-            _execute(dagster, lake, run, report)
-    told.starting(None)
+    _execute_all(dagster, lake, runs, report, _Progress(progress, runs), settings.max_runs)
 
     waiting = {(f.contract, f.period) for f, _ in plan.waiting}
     with _phase(report, "the late-delivery check"):

@@ -369,6 +369,35 @@ def test_one_run_takes_a_contracts_months_and_a_held_month_blocks_none_of_the_ot
     ) == [("2025-01", 300), ("2025-03", 300)]
 
 
+def test_contracts_run_side_by_side_each_in_one_run_of_its_months(home, capsys):
+    from pipelines.synthetic import write_delivery
+
+    contracts = load_contracts()
+    for name in ("stop_and_search", "use_of_force", "complaints"):
+        for i, period in enumerate(["2025-01", "2025-02"]):
+            path = home.dropzone / name / period / f"{name}.csv"
+            write_delivery(contracts[name], period, path, rows=200, seed=i, defect_rate=0)
+    assert main(["run"]) == 0
+    out = capsys.readouterr().out
+    # Two workers (the machine's cores, the run queue's limit), one run per contract.
+    assert "Running 6 contract-month(s) through Dagster, 2 contracts at a time:" in out
+    assert "Ran 6 contract-month(s) through Dagster." in out
+    assert out.count("2 period(s) through Dagster in") == 3
+    instance = dg.DagsterInstance.get()
+    runs = [r for r in instance.get_runs() if r.job_name.endswith("_delivery")]
+    assert sorted(r.job_name for r in runs) == [
+        "complaints_delivery",
+        "stop_and_search_delivery",
+        "use_of_force_delivery",
+    ]
+    assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+    assert all(r.remote_job_origin.location_name == "datashare" for r in runs)
+    for name in ("stop_and_search", "use_of_force", "complaints"):
+        assert _query(
+            home, f"SELECT _period, count(*) FROM curated.{name} GROUP BY 1 ORDER BY 1"
+        ) == [("2025-01", 200), ("2025-02", 200)]
+
+
 @pytest.mark.slow
 def test_a_new_month_recomputes_only_the_marts_reading_it_and_an_idle_run_launches_nothing(
     home, stop_and_search
