@@ -791,10 +791,12 @@ def _points(review: AgreementReview, contract: Contract) -> list[Point]:
             text += f" and {f['periods_never_received']:,} never came"
         text += ": is the delivery schedule still workable for the force?"
         points.append(Point(text, "deliveries"))
+    elif f["periods_due"]:
+        text = f"Every one of the {_plural(f['periods_due'], 'period')} due came on time."
+        points.append(Point(text, "deliveries"))
     else:
-        points.append(
-            Point(f"Every one of the {f['periods_due']:,} periods due came on time.", "deliveries")
-        )
+        text = "Nothing is on record for the window: is the agreement still in use?"
+        points.append(Point(text, "deliveries"))
     if f["periods_due"] and f["periods_right_first_time"] < f["periods_due"]:
         points.append(Point(
             f"{f['periods_right_first_time']:,} of {f['periods_due']:,} periods were right "

@@ -345,6 +345,9 @@ def test_agreement_review_command_writes_every_contract(seeded, capsys, tmp_path
         page, md = review_paths(home.home, name)
         assert page.exists() and md.exists(), name
         assert str(page) in out
+    # An agreement with nothing on record in the window says so, as a point to discuss.
+    page = review_paths(home.home, "workforce")[0].read_text(encoding="utf-8")
+    assert "Nothing is on record for the window: is the agreement still in use?" in page
     assert main(["--home", str(home.home), "agreement", "review", "nosuch"]) == 2
     assert main(["--home", str(home.home), "agreement", "review", "stop_and_search",
                  "--from", "2025-12", "--to", "2025-09"]) == 2  # fmt: skip
