@@ -440,8 +440,14 @@ def check_month(month: Month, model: Model, before: dict[str, Sent], step: list[
         if row["status"] != "published":
             assert row["reason"], f"{f.name} is {row['status']} with no reason"
         if row["status"] == "held" and shown:
-            # A held file's reason must not say the month has nothing published.
+            # A held file's reason must not say the month has nothing published...
             assert "nothing is published for the month" not in row["reason"], row["reason"]
+        if row["status"] == "held" and model.part(f) in shown:
+            # ... nor, for a month in parts, its part.
+            assert "nothing is published for this part" not in row["reason"], row["reason"]
+        if row["status"] != "published":
+            # Nothing from it is in the curated table (issue 20 item 9).
+            assert not row["rows_curated"], (f.name, row["status"], row["rows_curated"])
 
     # 4: the published files' rows, all accounted for.
     if not shown:
