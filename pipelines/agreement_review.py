@@ -291,11 +291,10 @@ def build_review(
     confirm nothing is held past retention; None leaves that check out)."""
     periods = window(contract, today, first, last)
     params = {"contract": contract.name, "first": periods[0], "last": periods[-1]}
-    doc_agreement = contract.agreement
     review = AgreementReview(
         contract=contract.name,
         title=agreement_title(contract_document(contract.path)),
-        reference=str(doc_agreement.get("reference") or ""),
+        reference=str(contract.agreement.get("reference") or ""),
         first=periods[0],
         last=periods[-1],
         today=today,
@@ -313,7 +312,7 @@ def build_review(
         _versions(review, con, contract, params),
     ]
     review.sections = sections
-    review.points = _points(review, contract)
+    review.points = _points(review)
     return review
 
 
@@ -780,7 +779,7 @@ def earlier_texts(contract: Contract) -> dict[str, dict]:
     return texts
 
 
-def _points(review: AgreementReview, contract: Contract) -> list[Point]:
+def _points(review: AgreementReview) -> list[Point]:
     """The review meeting's agenda: what the figures say needs discussing, in words."""
     f, points = review.figures, []
     if f["periods_late"] or f["periods_never_received"]:
