@@ -20,6 +20,7 @@ import time
 from urllib.parse import urljoin
 
 import duckdb
+import markupsafe
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -746,3 +747,28 @@ def test_any_sort_pages_through_the_filtered_breaches_once_in_order(
         "recurrence": lambda r: -r["recurrence"],
     }[sort]
     assert [said(r) for r in expected] == sorted(said(r) for r in expected)
+
+
+_MARKUP = st.text(alphabet=st.sampled_from(list("<>&\"'/= abscript")), min_size=1, max_size=30)
+
+
+@settings(
+    max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(detail=_MARKUP.map(lambda t: f"<script>{t}</script>"), name=_MARKUP)
+def test_any_markup_in_a_breach_is_text_on_its_page(tmp_path_factory, detail, name):
+    """Whatever a delivery's file name and a breach's detail hold, the page shows them as
+    text: escaped, never as markup."""
+    from pipelines.settings import load_settings
+
+    home = load_settings(tmp_path_factory.mktemp("markup") / "home")
+    home.ensure_folders()
+    lake = open_lake(home.lake)
+    delivery = deliver(lake, "use_of_force", "2025-12", f"{name}.csv", 10)
+    made = breach(lake, "use_of_force", "2025-12", delivery, "file.columns", "major", detail)
+    build_warehouse(lake, load_contracts(), home.warehouse)
+    UserStore(home.home).add("victor", "viewer", PASSWORD)
+    client, _ = signed_in(create_app(home, DeskConfig(), today()), "victor")
+    for page in (client.get(f"/breaches/{made}").text, client.get("/?status=any").text):
+        assert "<script" not in page.lower()
+        assert str(markupsafe.escape(detail)) in page  # Jinja's escaping, shown as written
