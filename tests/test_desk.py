@@ -708,12 +708,12 @@ _paging_viewers: dict[int, TestClient] = {}
 
 
 @settings(
-    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     sort=st.sampled_from(sorted(queries.SORTS)),
     status=st.sampled_from(["", "any", "open"]),
-    size=st.integers(1, 4),
+    size=st.integers(2, 5),
 )
 def test_any_sort_pages_through_the_filtered_breaches_once_in_order(
     desk, monkeypatch, sort, status, size
