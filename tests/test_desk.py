@@ -772,3 +772,21 @@ def test_any_markup_in_a_breach_is_text_on_its_page(tmp_path_factory, detail, na
     for page in (client.get(f"/breaches/{made}").text, client.get("/?status=any").text):
         assert "<script" not in page.lower()
         assert str(markupsafe.escape(detail)) in page  # Jinja's escaping, shown as written
+
+
+def test_a_form_longer_than_any_of_the_desks_or_without_a_length_is_refused(desk):
+    home, ids, app = desk
+    client, token = signed_in(app)
+    b = ids["oct_type"]
+    huge = client.post(f"/breaches/{b}/ack", data={"csrftoken": token, "note": "x" * 70_000})
+    assert huge.status_code == 413
+    chunked = client.post(
+        f"/breaches/{b}/ack",
+        content=iter([f"csrftoken={token}&note=x".encode()]),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert chunked.status_code == 411
+    assert _history(home, b) == []
+    # A note of an ordinary length goes through.
+    done = client.post(f"/breaches/{b}/ack", data={"csrftoken": token, "note": "x" * 2_000})
+    assert done.status_code == 200 and _history(home, b)[0][:2] == ("acknowledged", "alice")

@@ -44,7 +44,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp
@@ -100,6 +100,25 @@ class _EveryPath:
 
     def __contains__(self, path: object) -> bool:
         return True
+
+
+MAX_FORM_BYTES = 64 * 1024  # a form here is a note; asgi-csrf reads a body whole
+
+
+def small_forms(app: ASGIApp) -> ASGIApp:
+    """Refuse a POST without a length, or longer than any form of the desk (before anything
+    reads it into memory); browsers give the length of every form they send."""
+
+    async def guarded(scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] not in ("GET", "HEAD", "OPTIONS"):
+            length = dict(scope.get("headers") or []).get(b"content-length", b"")
+            status = 411 if not length.isdigit() else 413 if int(length) > MAX_FORM_BYTES else 0
+            if status:
+                await PlainTextResponse("Form refused.", status)(scope, receive, send)
+                return
+        await app(scope, receive, send)
+
+    return guarded
 
 
 class SecurityHeaders(BaseHTTPMiddleware):
@@ -635,10 +654,12 @@ def create_app(
         ],
     )
     app.state.desk = desk
-    return asgi_csrf(
-        app,
-        signing_secret=secret,
-        always_protect=_EveryPath(),
-        cookie_secure=config.secure_cookies,
-        cookie_samesite="Strict",
+    return small_forms(
+        asgi_csrf(
+            app,
+            signing_secret=secret,
+            always_protect=_EveryPath(),
+            cookie_secure=config.secure_cookies,
+            cookie_samesite="Strict",
+        )
     )
