@@ -790,3 +790,28 @@ def test_a_form_longer_than_any_of_the_desks_or_without_a_length_is_refused(desk
     # A note of an ordinary length goes through.
     done = client.post(f"/breaches/{b}/ack", data={"csrftoken": token, "note": "x" * 2_000})
     assert done.status_code == 200 and _history(home, b)[0][:2] == ("acknowledged", "alice")
+
+
+def test_an_agreements_review_is_served_as_the_command_writes_it(desk):
+    from pipelines.agreement_review import agreement_review_html
+
+    home, _, app = desk
+    client, _ = signed_in(app, "victor")
+    assert (
+        'href="/contracts/stop_and_search/review"' in client.get("/contracts/stop_and_search").text
+    )
+    page = client.get(
+        "/contracts/stop_and_search/review", params={"from": "2025-09", "to": "2025-12"}
+    )
+    assert page.status_code == 200
+    expected = agreement_review_html(
+        home.warehouse, open_lake(home.lake), load_contracts()["stop_and_search"], today(),
+        "2025-09", "2025-12",
+    )  # fmt: skip
+    assert page.text == expected
+    assert "script-src" not in page.headers["content-security-policy"]  # it runs no script
+    assert client.get("/contracts/stop_and_search/review?from=x").status_code == 404
+    assert (
+        TestClient(app).get("/contracts/stop_and_search/review", follow_redirects=False).status_code
+        == 303
+    )

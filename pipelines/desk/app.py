@@ -32,6 +32,7 @@ from email.utils import formataddr
 from pathlib import Path
 from urllib.parse import quote
 
+import duckdb
 import jinja2
 from asgi_csrf import asgi_csrf
 from limits import parse
@@ -575,6 +576,34 @@ async def contract(request: Request) -> Response:
 
 
 @signed_in
+async def contract_review(request: Request) -> Response:
+    """The agreement's review (`datashare agreement review`) over a window, as the page
+    that command writes (`?from=YYYY-MM&to=YYYY-MM`; default the last 12 periods ended)."""
+    from pipelines.agreement_review import agreement_review_html
+
+    desk: Desk = request.app.state.desk
+    name = request.path_params["name"]
+    first, last = request.query_params.get("from"), request.query_params.get("to")
+    if name not in desk.contracts or any(p and not PERIOD.match(p) for p in (first, last)):
+        return _message(request, "No such review", "No agreement or period by that name.", 404)
+
+    def page() -> str:
+        lake = open_lake(desk.settings.lake)
+        return agreement_review_html(
+            desk.settings.warehouse, lake, desk.contracts[name], desk.today(), first, last
+        )
+
+    try:
+        return HTMLResponse(await run_in_threadpool(page))
+    except duckdb.Error:
+        # A warehouse built by an earlier version, without a view the review reads.
+        await run_in_threadpool(desk.rebuild)
+        return HTMLResponse(await run_in_threadpool(page))
+    except ValueError as refused:  # a window the review cannot take
+        return _message(request, "No review for that window", str(refused), 400)
+
+
+@signed_in
 async def docs_index(request: Request) -> Response:
     desk: Desk = request.app.state.desk
     sites = await run_in_threadpool(docs_sites, open_lake(desk.settings.lake))
@@ -635,6 +664,7 @@ def create_app(
         Route("/pack", pack, methods=["GET"]),
         Route("/contracts", contracts, methods=["GET"]),
         Route("/contracts/{name}", contract, methods=["GET"]),
+        Route("/contracts/{name}/review", contract_review, methods=["GET"]),
         Route("/docs", docs_index, methods=["GET"]),
         Route("/docs/_static/{path:path}", docs_static, methods=["GET"]),
         Route("/docs/{path:path}", docs_file, methods=["GET"]),
