@@ -15,6 +15,8 @@ The kinds of file:
   FALSE; street crime: its Month not a date), so those rows are quarantined;
 - same name (one file a month): a new slice under the name of a file sent before (for a
   month in parts every file has its part's name, so every re-send is one);
+- misnamed (one file a month): good rows named, in the agreed pattern, for the month
+  before (a major `delivery.file_name` breach of its own, and still published);
 - wrong month: every date in the month before (filed under the wrong month?);
 - all failing: every row spoilt;
 - broken: empty, a truncated gzip, or `;`-separated;
@@ -89,8 +91,8 @@ from pipelines.delivery_schedule import check_schedule, deadlines
 from pipelines.dropzone import FolderDropZone
 from pipelines.governance_views import OPEN_STATUSES
 from pipelines.lake import FolderLake
+from pipelines.month_checks import FILE_NAME, HELD_TOO, MULTIPLE_FILES, NOTHING_USABLE, RESTATED
 from pipelines.month_checks import HELD as HELD_ACTION
-from pipelines.month_checks import HELD_TOO, MULTIPLE_FILES, NOTHING_USABLE, RESTATED
 from pipelines.publishing import awaiting_publication, publish_delivery
 from pipelines.register import Register
 from pipelines.row_validation import validate_pending
@@ -113,7 +115,7 @@ LIFECYCLE = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
-USABLE = ("good", "partial", "quarantining", "same_name")
+USABLE = ("good", "partial", "quarantining", "same_name", "misnamed")
 HELD = ("wrong_month", "all_failing")
 BROKEN = ("empty", "truncated", "semicolon")
 KINDS = USABLE + HELD + BROKEN + ("resend",)
@@ -149,6 +151,7 @@ class Agreement:
     parts: bool
     spoil: Callable[[str], str]
     earlier: Callable[[str], str]
+    earlier_period: str
 
     def rows(self, part: int) -> tuple[str, tuple[str, ...]]:
         """The header and data rows of the real file of `part`."""
@@ -162,7 +165,13 @@ def _real_rows(source: Path) -> tuple[str, tuple[str, ...]]:
 
 
 STOP_AND_SEARCH = Agreement(
-    CONTRACT, MONTH, (REAL_STOP_AND_SEARCH,), False, _false_spelled_upper, _a_month_earlier
+    CONTRACT,
+    MONTH,
+    (REAL_STOP_AND_SEARCH,),
+    False,
+    _false_spelled_upper,
+    _a_month_earlier,
+    "2022-05",
 )
 # street_crime agrees a month in parts: the Met's file and the City of London's.
 STREET_CRIME = Agreement(
@@ -175,6 +184,7 @@ STREET_CRIME = Agreement(
     True,
     lambda row: row.replace(",2023-01,", ",Jan-23,", 1),  # Month is not a yyyy-MM date
     lambda row: row.replace(",2023-01,", ",2022-12,", 1),
+    "2022-12",
 )
 
 
@@ -216,8 +226,11 @@ def make_file(
     if kind == "same_name" and earlier and not agreement.parts:
         name = earlier[variant % len(earlier)].name.removesuffix(".gz").removesuffix(".csv")
         chosen = list(rows[(variant + 1) % SLICES * ROWS : ((variant + 1) % SLICES + 1) * ROWS])
-    if kind in ("good", "resend", "same_name"):
-        kind = "good"
+    if kind == "misnamed" and not agreement.parts:
+        # Named in the agreed pattern for the month before: a breach of its own.
+        name = f"{agreement.earlier_period}-metropolitan-stop-and-search"
+    if kind in ("good", "resend", "same_name", "misnamed"):
+        kind = "misnamed" if kind == "misnamed" and not agreement.parts else "good"
     elif kind == "partial":
         chosen = chosen[: ROWS // 3]
     elif kind == "quarantining":
@@ -419,7 +432,7 @@ leads_between = st.lists(st.sampled_from([None, None, "notify", "resolve"]), max
     steps=[[("empty", 0), ("truncated", 1)], [("empty", 2)], [("all_failing", 0), ("good", 2)]],
     leads=["resolve", "notify"],
 )
-@example(steps=[[("good", 0)], [("same_name", 0)], [("resend", 0)]], leads=["notify"])
+@example(steps=[[("misnamed", 0)], [("same_name", 0)], [("resend", 0)]], leads=["notify"])
 @LIFECYCLE
 def test_a_months_whole_life_says_what_happened(steps, leads):
     with tempfile.TemporaryDirectory() as tmp:
@@ -565,6 +578,10 @@ def check_month(month: Month, model: Model, before: dict[str, Sent], step: list[
         if f.verdict == "held":
             assert NOTHING_USABLE in {b["rule"] for b in mine if b["severity"] == "critical"}
             assert {b["action"] for b in mine} <= {HELD_ACTION, HELD_TOO}
+        if f.kind == "misnamed" and f.verdict != "duplicate":
+            (named,) = [b for b in mine if b["rule"] == FILE_NAME]
+            assert named["severity"] == "major"
+            assert "names 2022-05" in named["detail"] and "2022-06 folder" in named["detail"]
         if f.verdict == "rejected":
             assert any(b["severity"] == "critical" for b in mine)
             assert {b["action"] for b in mine} == {"delivery rejected"}
