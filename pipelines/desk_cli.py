@@ -73,11 +73,32 @@ def run_users_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
 def run_desk_command(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from pipelines.desk.app import create_app
+    from pipelines.desk.config import load_desk_config
     from pipelines.desk.users import UserStore
+
+    config = load_desk_config()
+    if config.trusted_user_header and args.host not in LOOPBACK:
+        # Anyone reaching the desk directly could name any account in that header.
+        print(
+            f"error: DATASHARE_DESK_TRUSTED_USER_HEADER is set, so the desk must listen on "
+            f"loopback behind the proxy that sets it, not on {args.host}",
+            file=sys.stderr,
+        )
+        return 2
+    if args.host not in LOOPBACK and not config.secure_cookies:
+        print(
+            f"warning: serving on {args.host} over plain http: passwords and session cookies "
+            "would cross the network unencrypted. Put an https proxy in front and set "
+            "DATASHARE_DESK_URL=https://...",
+            file=sys.stderr,
+        )
 
     if not UserStore(settings.home).all():
         print(
@@ -85,7 +106,7 @@ def run_desk_command(args: argparse.Namespace, settings: Settings) -> int:
             "`datashare users add NAME --role lead` makes one.",
             file=sys.stderr,
         )
-    app = create_app(settings)
+    app = create_app(settings, config)
     print(f"The leads' desk on http://{args.host}:{args.port} (home {settings.home}); Ctrl-C "
           "to stop.", flush=True)  # fmt: skip
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -815,3 +815,11 @@ def test_an_agreements_review_is_served_as_the_command_writes_it(desk):
         TestClient(app).get("/contracts/stop_and_search/review", follow_redirects=False).status_code
         == 303
     )
+
+
+def test_the_desk_will_not_trust_a_proxy_header_while_reachable_without_the_proxy(
+    desk, monkeypatch, capsys
+):
+    monkeypatch.setenv("DATASHARE_DESK_TRUSTED_USER_HEADER", "X-Forwarded-User")
+    assert main(["desk", "--host", "0.0.0.0", "--port", "1"]) == 2
+    assert "must listen on loopback behind the proxy" in capsys.readouterr().err
