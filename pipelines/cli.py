@@ -15,13 +15,16 @@ from pipelines.agreement_cli import add_agreement_command, run_agreement_command
 from pipelines.breaches_cli import add_breaches_commands, run_breaches_command
 from pipelines.contracts_cli import add_contracts_commands, run_contracts_command
 from pipelines.desk_cli import add_desk_commands, run_desk_command, run_users_command
+from pipelines.explain_cli import add_explain_command, run_explain_command
 from pipelines.report_cli import add_report_command, run_report_command
 from pipelines.review_cli import add_review_command, run_review_command
 from pipelines.settings import Settings, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Commands that read a home and must not make an empty one to answer from.
-READS_HOME = ("breaches", "report", "review", "warehouse", "retention", "desk", "agreement")
+READS_HOME = (
+    "breaches", "report", "review", "warehouse", "retention", "desk", "agreement", "explain",
+)  # fmt: skip
 
 
 def missing_home(settings: Settings) -> str | None:
@@ -209,6 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_review_command(sub)
     add_desk_commands(sub)
     add_agreement_command(sub)
+    add_explain_command(sub)
     args = parser.parse_args(argv)
     if args.command == "contracts":
         return run_contracts_command(args)  # needs no home folder
@@ -227,6 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_review_command(args, settings)
     if args.command == "agreement":
         return run_agreement_command(args, settings)
+    if args.command == "explain":
+        return run_explain_command(args, settings)
     if args.command == "desk":
         return run_desk_command(args, settings)
     if args.command == "users":

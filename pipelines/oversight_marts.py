@@ -43,6 +43,7 @@ import yaml
 
 from pipelines.agreed_values import NOT_AGREED, AgreedCategory
 from pipelines.lake import Lake
+from pipelines.provenance import record_mart_sources
 from pipelines.warehouse import make_lake_readable
 from schemas.contract import Contract, contracts_dir, load_contracts
 
@@ -2126,6 +2127,11 @@ def write_mart(
     table = table.replace_schema_metadata(mart_metadata(mart))
     key = mart_key(name)
     lake.write_table(key, table)
+    # Provenance (issue 23): which deliveries' curated rows this computation read.
+    contracts = contracts or current_contracts()
+    sources = {c: contracts[c].version for c in mart.source_contracts(contracts) if c in contracts}
+    with warehouse_connection(warehouse, contracts) as con:
+        record_mart_sources(lake, con, name, sources)
     return WrittenMart(mart, lake.url_of(key), table)
 
 

@@ -11,6 +11,9 @@ A contract whose month comes in parts (`deliverySchedule.filesPerPeriod: parts`,
 Met's and the City of London's street crime files) publishes every part: the month's file
 is made of the rows of every part that stands (published before, or validated now), and
 is still swapped in whole. A part is replaced only by a later file of the same name.
+
+The month's file a swap replaces is kept first, unchanged, in `curated_history/`
+(`pipelines/curated_history.py`), so the packs published from it can be recomputed.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipelines.curated_history import keep_replaced
 from pipelines.lake import Lake
 from pipelines.register import DeliveryEvent, Register
 from schemas.contract import Contract, load_contracts
@@ -71,6 +75,7 @@ def publish_delivery(
     previous = published(register, contract, period)
     if lake.exists(staged):
         rows = lake.parquet_file(staged).metadata.num_rows
+        keep_replaced(lake, contract, period)  # the month as it was, for `report --as-of`
         lake.promote(staged, target)
     elif _delivery_in(lake, target) == delivery_id:
         # An earlier run swapped the file in and died before recording it: finish the job.
@@ -180,6 +185,7 @@ def _publish_parts(
     sources += [(target, {i}) for i in missing]
     with lake.writing(composed) as tmp:
         rows = _write_parts(lake, sources, tmp)
+    keep_replaced(lake, contract, period)  # the month as it was, for `report --as-of`
     lake.promote(composed, target)
     for d in new:
         register.record(

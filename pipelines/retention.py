@@ -1,7 +1,8 @@
 """Retention: data past each contract's retention period is erased, and the erasure recorded.
 
 A period expires when its end plus the contract's `retention` (ISO 8601, e.g. `P6Y`) has
-passed. Its landing copies, staged and quarantined rows and curated partition are deleted;
+passed. Its landing copies, staged and quarantined rows, curated partition and the curated
+files publishing replaced (curated_history) are deleted;
 the governance records (what was delivered, what broke) carry no row data and are kept as
 evidence, with one erasure record per deleted file in `governance.erasures`.
 """
@@ -31,7 +32,8 @@ ERASURE_SCHEMA = pa.schema(
         ("erased_at", pa.timestamp("us", tz="UTC")),
     ]
 )
-AREAS = ("landing", "staging", "quarantine", "quarantine_masked", "curated")
+# curated_history: the months publishing replaced, kept for `datashare report --as-of`.
+AREAS = ("landing", "staging", "quarantine", "quarantine_masked", "curated", "curated_history")
 DURATION = re.compile(r"^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)D)?$")
 
 

@@ -475,6 +475,7 @@ def _governance(con: duckdb.DuckDBPyConnection, lake: Lake, contracts: dict[str,
         "publication) kept out of the curated tables, with every rule each one broke. "
         "quarantine_history also has the rows of deliveries since superseded.",
     )
+    _mart_sources(con, lake)
     for name, comments in GOVERNANCE_COLUMN_COMMENTS.items():
         for (column,) in con.execute(
             "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'governance' "
@@ -483,3 +484,18 @@ def _governance(con: duckdb.DuckDBPyConnection, lake: Lake, contracts: dict[str,
         ).fetchall():
             if column in comments:
                 _comment(con, name, comments[column], column)
+
+
+def _mart_sources(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
+    """The provenance of the marts (`pipelines/provenance.py`): every computation, and the
+    latest of each mart."""
+    from pipelines import provenance as p
+
+    history = "governance.mart_sources_history"
+    _source(con, history, lake, p.MART_SOURCES_PATTERN, p.MART_SOURCES_SCHEMA)
+    _comment(con, history, p.MART_SOURCES_HISTORY_COMMENT)
+    con.execute(p.MART_SOURCES_VIEW_SQL)
+    _comment(con, "governance.mart_sources", p.MART_SOURCES_COMMENT)
+    for view in (history, "governance.mart_sources"):
+        for column, text in p.MART_SOURCES_COLUMN_COMMENTS.items():
+            _comment(con, view, text, column)
