@@ -16,6 +16,7 @@ monthly chart's axis ends at the same month, the latest delivered, so the charts
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import html
 import re
@@ -28,6 +29,7 @@ import pyarrow as pa
 
 from pipelines.agreed_values import NOT_AGREED
 from pipelines.oversight_marts import MARTS, Mart, current_contracts, plain_value
+from pipelines.pack_archive import read_sources
 from pipelines.pack_summary import summary_html
 from pipelines.svg_charts import (  # noqa: F401 (re-exported: the pack's charting approach)
     FONT,
@@ -93,6 +95,12 @@ class Pack:
     contracts: dict[str, Contract] = field(default_factory=dict)
     periods: dict[str, str] = field(default_factory=dict)  # contract -> latest YYYY-MM
     last_month: dt.date | None = None
+    # governance.mart_sources rows (pipelines/provenance.py): what fed each mart.
+    sources: list[dict] = field(default_factory=list)
+    # Figures that differ from the previous pack's (pipelines/pack_archive.py), by mart.
+    revisions: dict[str, list] = field(default_factory=dict)
+    previous_at: dt.datetime | None = None  # when the pack compared with was written
+    note: str = ""  # e.g. "Recomputed as of ..." for a reproduction
 
     def period_month(self, contract: str) -> dt.date | None:
         period = self.periods.get(contract)
@@ -795,9 +803,89 @@ def _section(mart: Mart, table: pa.Table | None, pack: Pack) -> str:
             parts.append(_latest_table(mart, data, spec.columns))
         finally:
             data.close()
+    parts.append(_sources_line(mart, pack))
+    parts.append(_revisions_box(mart, pack))
     parts.append(_definition(mart))
     parts.append("</section>")
     return "".join(parts)
+
+
+def _day(value: dt.datetime | None) -> str:
+    return value.strftime("%d %b %Y") if value else "date not recorded"
+
+
+def _sources_line(mart: Mart, pack: Pack) -> str:
+    """One line: which contracts, months and delivered files the section's figures come
+    from (governance.mart_sources), and the command that lists every file."""
+    rows = [s for s in pack.sources if s["mart"] == mart.name]
+    if not rows:
+        return (
+            "<p class=sources><strong>Sources:</strong> not recorded (computed before the "
+            "pipeline recorded provenance, or no data yet).</p>"
+        )
+    parts = []
+    for contract in sorted({r["contract"] for r in rows}):
+        mine = [r for r in rows if r["contract"] == contract]
+        months = sorted({r["period"] for r in mine})
+        span = months[0] if len(months) == 1 else f"{months[0]} to {months[-1]}"
+        versions = sorted({r["contract_version"] for r in mine if r["contract_version"]})
+        restated = sum(1 for r in mine if r["restated_delivery_id"])
+        if len(mine) == 1:
+            files = f"{_e(mine[0]['file_name'] or mine[0]['delivery_id'][:12])}"
+        else:
+            files = f"{len(mine)} delivered files"
+        latest = max((r["received_at"] for r in mine if r["received_at"]), default=None)
+        text = (
+            f"<code>{_e(contract)}</code> {_e(span)}: {files}, last received {_day(latest)}"
+            f"{', contract ' + _e(', '.join(versions)) if versions else ''}"
+            f"{f', {restated} a restatement of an earlier file' if restated else ''}"
+        )
+        parts.append(text)
+    return (
+        "<p class=sources><strong>Sources:</strong> "
+        + "; ".join(parts)
+        + f". Every file: <code>datashare explain {_e(mart.name)}</code>.</p>"
+    )
+
+
+REVISIONS_SHOWN = 24
+
+
+def _revisions_box(mart: Mart, pack: Pack) -> str:
+    """The figures revised since the previous pack: old value, new value, and the
+    restatement that changed them."""
+    revised = pack.revisions.get(mart.name) or []
+    if not revised:
+        return ""
+    head = "<tr><th>figure</th><th>was</th><th>now</th><th>changed by</th></tr>"
+    body = []
+    for r in revised[:REVISIONS_SHOWN]:
+        where = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in r.where.items() if v is not None)
+        by = (
+            "; ".join(
+                f"{_e(d['file_name'] or d['delivery_id'][:12])} ({_e(d['contract'])} "
+                f"{_e(d['period'])}, delivery {_e(d['delivery_id'][:12])}, restating "
+                f"{_e(d['restated_file_name'] or d['restated_delivery_id'][:12])})"
+                for d in r.deliveries
+            )
+            or "no restatement recorded (a change of definition or mapping)"
+        )
+        body.append(
+            f"<tr><td>{_e(where)}: {_e(r.column.replace('_', ' '))}</td>"
+            f"<td>{_cell(mart, {r.column: r.old}, r.column)}</td>"
+            f"<td>{_cell(mart, {r.column: r.new}, r.column)}</td><td>{by}</td></tr>"
+        )
+    more = (
+        f"<p class=note>First {REVISIONS_SHOWN} of {len(revised):,} revised figures.</p>"
+        if len(revised) > REVISIONS_SHOWN
+        else ""
+    )
+    since = pack.previous_at.strftime("%d %B %Y, %H:%M") if pack.previous_at else "before"
+    return (
+        f'<div class=revised id="{_e(mart.name)}-revised"><p><strong>Revised.</strong> '
+        f"{len(revised):,} figure(s) differ from the pack of {_e(since)}:</p>"
+        f"<table><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>{more}</div>"
+    )
 
 
 CSS = (
@@ -826,6 +914,8 @@ dl.definition dt { font-weight: 600; margin-top: 6px; } dl.definition dd { margi
 dl.definition ul { margin: 2px 0; padding-left: 18px; }
 summary { cursor: pointer; color: #0b4f8a; }
 .reading { background: #fff8e5; padding: 8px 14px; border-left: 4px solid #e69f00; }
+p.sources { font-size: 12.5px; color: #333; }
+.revised { background: #fdecea; padding: 6px 12px; border-left: 4px solid #b3261e; }
 section.summary { border-top: 3px solid #1b1b1b; }
 .headlines { display: grid; grid-template-columns: repeat(auto-fill, minmax(270px, 1fr));
              gap: 10px; margin-top: 10px; }
@@ -868,6 +958,21 @@ def render_report(
     toc = "".join(f'<li><a href="#{_e(m.name)}">{_e(m.title)}</a></li>' for m in MARTS.values())
     summary = summary_html(tables, {m.name: m.title for m in MARTS.values()})
     sections = "".join(_section(m, tables.get(m.name), pack) for m in MARTS.values())
+    revised = {name: len(r) for name, r in pack.revisions.items() if r}
+    revisions = (
+        "<p class=revised><strong>Revised figures.</strong> "
+        + ", ".join(
+            f'<a href="#{_e(n)}-revised">{_e(MARTS[n].title)}</a> ({c:,})'
+            for n, c in revised.items()
+            if n in MARTS
+        )
+        + " differ from the previous pack"
+        + (f" of {_e(pack.previous_at.strftime('%d %B %Y, %H:%M'))}" if pack.previous_at else "")
+        + ": each section lists them, with the restatement that changed them.</p>"
+        if revised
+        else ""
+    )
+    note = f"<p class=note><strong>{_e(pack.note)}</strong></p>" if pack.note else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -878,6 +983,7 @@ def render_report(
 <p class=note>Generated {_e(generated.strftime("%d %B %Y, %H:%M"))} from warehouse.duckdb.</p>
 <p class=note>Breaches and notices for data-sharing leads: <a href="breach-review.html">the
 breach review page</a> (<code>datashare review</code> writes it beside this pack).</p>
+{note}{revisions}
 </header>
 {summary}
 <div class=reading><p><strong>Reading this pack.</strong> Rates per 1,000 are per 1,000 London
@@ -954,15 +1060,23 @@ def read_pack(
         _first_of(p) for name, p in periods.items() if contracts[name].schedule.period == "monthly"
     ]
     last = max(monthly, default=None) or _last_month(tables)
-    return Pack(contracts, periods, last)
+    return Pack(contracts, periods, last, read_sources(warehouse_path))
 
 
-def write_report(warehouse_path: Path | str, output_html: Path | str) -> Path:
-    """Write the oversight pack for `warehouse_path` to `output_html` (atomically)."""
+def write_report(
+    warehouse_path: Path | str,
+    output_html: Path | str,
+    revisions: dict[str, list] | None = None,
+    previous_at: dt.datetime | None = None,
+    note: str = "",
+) -> Path:
+    """Write the oversight pack for `warehouse_path` to `output_html` (atomically); the
+    figures `revisions` (by mart) are marked revised since the pack of `previous_at`."""
     output = Path(output_html)
     output.parent.mkdir(parents=True, exist_ok=True)
     tables = read_marts(Path(warehouse_path))
     pack = read_pack(Path(warehouse_path), tables, current_contracts())
+    pack = dataclasses.replace(pack, revisions=revisions or {}, previous_at=previous_at, note=note)
     page = render_report(tables, dt.datetime.now(), pack)
     tmp = output.with_name(f".{output.name}.tmp")
     tmp.write_text(page, encoding="utf-8")

@@ -1,0 +1,239 @@
+"""Provenance, reproducible packs and revisions (issue 23).
+
+- Publishing keeps the month it replaces (`curated_history/`), on a folder lake and on S3,
+  and retention erases it with the rest of the period; `months_as_of` picks, for any
+  moment, the file that was the month then (Hypothesis: any number of restatements).
+- The real June 2022 stop and search file through `datashare run`, then a restatement of
+  the month: today's figure changes; `report --as-of` a moment before the restatement
+  gives the first pack's figures exactly; the new pack marks the figure revised with the
+  old and new values and the restating file; `explain` names the restating file and its
+  SHA-256; `governance.mart_sources` matches an independent query of the curated view.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tempfile
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipelines.cli import main
+from pipelines.curated_history import AREA, months_as_of
+from pipelines.lake import FolderLake, Lake, open_lake
+from pipelines.pack_archive import kept_packs
+from pipelines.publishing import publish_delivery
+from pipelines.register import DeliveryEvent, Register
+from pipelines.report_cli import recompute_as_of
+from pipelines.retention import enforce_retention
+from schemas.contract import load_contracts
+from tests.conftest import drop
+from tests.s3_server import LAKE_BUCKET
+
+CONTRACT = "stop_and_search"
+PERIOD = "2022-06"
+
+
+@pytest.fixture(params=["folder", pytest.param("s3", marks=pytest.mark.slow)])
+def lake(request, tmp_path) -> Lake:
+    if request.param == "folder":
+        return FolderLake(tmp_path / "lake")
+    _, prefix = request.getfixturevalue("s3")
+    return open_lake(f"s3://{LAKE_BUCKET}/{prefix}")
+
+
+def _publish(lake: Lake, register: Register, delivery_id: str, rows: int) -> datetime:
+    """Stage `rows` rows of `delivery_id` for the month, publish them; when it was done."""
+    table = pa.table(
+        {
+            "n": pa.array(range(rows), pa.int64()),
+            "_delivery_id": [delivery_id] * rows,
+            "_period": [PERIOD] * rows,
+        }
+    )
+    lake.write_table(lake.staging_path(CONTRACT, PERIOD, delivery_id), table)
+    register.record(
+        DeliveryEvent(
+            contract=CONTRACT,
+            period=PERIOD,
+            delivery_id=delivery_id,
+            event="validated",
+            source_path=f"{CONTRACT}/{PERIOD}/{delivery_id}.csv",
+        )
+    )
+    delivery = register.deliveries(CONTRACT)[delivery_id]
+    publish_delivery(lake, register, delivery, contract=load_contracts()[CONTRACT])
+    return datetime.now(UTC)
+
+
+def _month_then(lake: Lake, register: Register, when: datetime) -> tuple[set[str], int] | None:
+    """The deliveries and rows of the month as it stood at `when` (None: not published)."""
+    found = [m for m in months_as_of(lake, register.events(), when) if m.contract == CONTRACT]
+    if not found:
+        return None
+    (month,) = found
+    assert month.key is not None, month.why
+    table = lake.read_table(month.key, ["_delivery_id"])
+    return set(table.column(0).to_pylist()), table.num_rows
+
+
+def test_a_replaced_month_is_kept_found_as_of_any_moment_and_erased_by_retention(lake: Lake):
+    register = Register(lake)
+    before = datetime.now(UTC)
+    first = _publish(lake, register, "a" * 64, 5)
+    second = _publish(lake, register, "b" * 64, 3)
+    # The first month's file was kept, unchanged, when the second replaced it.
+    (kept,) = lake.glob(f"{AREA}/contract={CONTRACT}/period={PERIOD}/*.parquet")
+    assert lake.read_table(kept).num_rows == 5
+    assert _month_then(lake, register, before - timedelta(seconds=1)) is None
+    assert _month_then(lake, register, first) == ({"a" * 64}, 5)
+    assert _month_then(lake, register, second) == ({"b" * 64}, 3)
+    # Retention erases the kept month with the rest of the period, and records it.
+    erased = enforce_retention(lake, load_contracts(), True, "test", date(2100, 1, 1))
+    assert kept in {e.path for e in erased}
+    assert {e.area for e in erased} >= {"curated", AREA}
+    assert not lake.exists(kept)
+
+
+def test_a_month_replaced_before_history_was_kept_says_it_cannot_be_reproduced(tmp_path):
+    lake = FolderLake(tmp_path / "lake")
+    register = Register(lake)
+    first = _publish(lake, register, "a" * 64, 5)
+    _publish(lake, register, "b" * 64, 3)
+    for key in lake.glob(f"{AREA}/contract={CONTRACT}/period={PERIOD}/*.parquet"):
+        lake.delete(key)  # as an earlier version left it: the first file overwritten
+    (month,) = months_as_of(lake, register.events(), first)
+    assert month.key is None
+    assert "not kept" in month.why
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.integers(min_value=0, max_value=6), min_size=1, max_size=4))
+def test_as_of_any_moment_the_month_is_the_delivery_published_last_before_it(sizes):
+    with tempfile.TemporaryDirectory() as folder:
+        lake = FolderLake(Path(folder) / "lake")
+        register = Register(lake)
+        start = datetime.now(UTC)
+        moments = [_publish(lake, register, f"{i:064x}", rows) for i, rows in enumerate(sizes)]
+        assert _month_then(lake, register, start - timedelta(seconds=1)) is None
+        for i, (when, rows) in enumerate(zip(moments, sizes, strict=True)):
+            then = _month_then(lake, register, when)
+            assert then is not None
+            assert then[1] == rows
+            assert then[0] <= {f"{i:064x}"}  # an empty month has no delivery ids
+
+
+# -- the whole pipeline --------------------------------------------------------------------
+
+
+def _query(settings, sql: str) -> list[tuple]:
+    with duckdb.connect(str(settings.warehouse), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def _tables_equal(a: pa.Table | None, b: pa.Table | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a.replace_schema_metadata(None).equals(b.replace_schema_metadata(None))
+
+
+@pytest.mark.slow
+def test_a_restated_month_is_traced_reproduced_and_marked_revised(
+    home, real_stop_and_search, tmp_path, capsys
+):
+    drop(home, CONTRACT, PERIOD, real_stop_and_search)
+    assert main(["run"]) == 0
+    assert main(["report"]) == 0
+    lake = open_lake(home.lake)
+    (first_pack,) = kept_packs(lake)
+    field_sql = (
+        "SELECT curated_rows FROM oversight.data_quality WHERE contract = 'stop_and_search' "
+        "AND period = '2022-06' AND field = 'age_range'"
+    )
+    (old_figure,) = _query(home, field_sql)[0]
+    assert old_figure == 16_332
+    first_id = hashlib.sha256(real_stop_and_search.read_bytes()).hexdigest()
+    assert first_pack.manifest["marts"]["data_quality"] == [first_id]
+    before_restatement = datetime.now(UTC)
+
+    # The force restates the month: 100 rows, one of them with no Type (quarantined).
+    lines = real_stop_and_search.read_text(encoding="utf-8").splitlines(keepends=True)
+    restated = tmp_path / "restated.csv"
+    blank_type = "," + lines[1].split(",", 1)[1]
+    restated.write_text("".join([lines[0], blank_type, *lines[2:101]]), encoding="utf-8")
+    drop(home, CONTRACT, PERIOD, restated)
+    restated_id = hashlib.sha256(restated.read_bytes()).hexdigest()
+    capsys.readouterr()
+    assert main(["run"]) == 0
+
+    # Today's figure changed.
+    (new_figure,) = _query(home, field_sql)[0]
+    assert new_figure == 99
+
+    # governance.mart_sources matches an independent query of the curated view and the
+    # register, for every mart reading stop and search.
+    sources = _query(
+        home,
+        "SELECT mart, period, delivery_id, rows_used, file_name, sha256, received_at, "
+        "restated_delivery_id, restated_file_name FROM governance.mart_sources "
+        "WHERE contract = 'stop_and_search' ORDER BY mart",
+    )
+    independent = _query(
+        home,
+        "SELECT c._period, c._delivery_id, count(*), regexp_extract(d.source_path, '[^/]*$'), "
+        "d.received_at FROM curated.stop_and_search c JOIN governance.deliveries d "
+        "ON d.delivery_id = c._delivery_id GROUP BY ALL",
+    )
+    assert {s[0] for s in sources} == {
+        "stop_search_disproportionality",
+        "stop_search_outcomes",
+        "data_quality",
+    }
+    for s in sources:
+        assert [(s[1], s[2], s[3], s[4], s[6])] == independent
+        assert s[5] == s[2] == restated_id
+        assert (s[7], s[8]) == (first_id, real_stop_and_search.name)
+    # The first month's file is kept for `--as-of`.
+    (kept,) = lake.glob(f"{AREA}/contract={CONTRACT}/period={PERIOD}/*.parquet")
+    assert set(lake.read_table(kept, ["_delivery_id"]).column(0).to_pylist()) == {first_id}
+
+    # explain names the restating file, its SHA-256 and the file it restated.
+    assert main(["explain", "data_quality", "--month", PERIOD]) == 0
+    out = capsys.readouterr().out
+    assert "restated.csv" in out and restated_id in out
+    assert f"restates delivery {first_id[:12]} ({real_stop_and_search.name})" in out
+    assert "99 row(s) used" in out
+
+    # The new pack marks the figure revised: old value, new value, the restating file.
+    assert main(["report"]) == 0
+    assert "figure(s) revised since the previous pack" in capsys.readouterr().out
+    page = (home.home / "reports" / "oversight-pack.html").read_text(encoding="utf-8")
+    box = page[page.index('id="data_quality-revised"') :]
+    box = box[: box.index("</div>")]
+    row = next(r for r in box.split("<tr>") if "field age_range" in r and "curated rows" in r)
+    cells = re.findall(r"<td>(.*?)</td>", row)
+    assert cells[1:3] == ["16,332", "99"]
+    assert "restated.csv" in cells[3] and real_stop_and_search.name in cells[3]
+    assert len(kept_packs(lake)) == 2
+    # Each section states its sources.
+    section = page[page.index('<section id="data_quality"') :]
+    line = re.search(r"<p class=sources>(.*?)</p>", section).group(1)
+    assert "<code>stop_and_search</code> 2022-06: restated.csv" in line
+
+    # As of a moment before the restatement, the first pack's figures, exactly.
+    again = recompute_as_of(before_restatement, tmp_path / "as-of.html", home)
+    assert again.lost == []
+    for name, table in again.tables.items():
+        assert _tables_equal(table, first_pack.figures(lake, name)), name
+    assert set(again.manifest["deliveries"]) == {first_id}
+    assert "Recomputed as of" in again.path.read_text(encoding="utf-8")
+    # The command does the same, and writes the manifest beside the page.
+    assert main(["report", "--as-of", before_restatement.isoformat()]) == 0
+    assert "from 1 delivery(ies)" in capsys.readouterr().out
+    assert len(kept_packs(lake)) == 2  # a reproduction is not a new pack
