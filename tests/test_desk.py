@@ -483,10 +483,24 @@ def test_markup_from_a_delivery_is_text_on_every_page(desk):
 
 
 def test_data_docs_are_served_and_nothing_outside_them(desk, tmp_path):
-    home, _, app = desk
+    home, ids, app = desk
     site = home.lake / "docs" / "contract=stop_and_search" / "period=2025-09" / "abc123"
     site.mkdir(parents=True)
     (site / "index.html").write_text("<html><body>Data Docs of abc123</body></html>")
+    # A breach links its delivery's Data Docs when the pipeline wrote them.
+    ((delivery,),) = _sql(
+        home, "SELECT delivery_id FROM governance.breaches WHERE breach_id = ?", [ids["sep_type"]]
+    )
+    (site.parent / delivery).mkdir()
+    (site.parent / delivery / "index.html").write_text(
+        "<html><body>Docs of September</body></html>"
+    )
+    viewer, _ = signed_in(app, "victor")
+    linked = viewer.get(f"/breaches/{ids['sep_type']}").text
+    link = f"/docs/contract=stop_and_search/period=2025-09/{delivery}/index.html"
+    assert f'<a href="{link}" id="data-docs">its Data Docs</a>' in linked
+    assert "Docs of September" in viewer.get(link).text
+    assert 'id="data-docs"' not in viewer.get(f"/breaches/{ids['oct_type']}").text  # none written
     secret = tmp_path / "outside.txt"
     secret.write_text("SECRET OUTSIDE THE DOCS")
     (home.lake / "docs" / "link-out.txt").symlink_to(secret)

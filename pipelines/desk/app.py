@@ -337,11 +337,17 @@ async def breach(request: Request) -> Response:
         return _message(request, "No such breach", "The register has no breach by that id.", 404)
     entry, history = found
     actions = [a for a, (allowed, _) in TRANSITIONS.items() if entry["status"] in allowed]
+    docs = None  # the delivery's Data Docs, when the pipeline wrote them
+    if entry.get("delivery_id"):
+        lake = open_lake(desk.settings.lake)
+        args = (entry["contract"], entry["period"], entry["delivery_id"])
+        if await run_in_threadpool(lake.exists, f"{lake.docs_dir(*args)}/index.html"):
+            docs = site_path(*args)
     return _render(
         request, "breach.html", b=entry, history=history, what_we_did=what_we_did(entry),
         actions=actions, action_words=ACTION_WORDS, needs_note=NEEDS_NOTE,
         when=desk.when(entry["contract"], entry["period"]), title=desk.title(entry["contract"]),
-        has_notice=entry["contract"] in desk.contracts,
+        has_notice=entry["contract"] in desk.contracts, docs=docs,
     )  # fmt: skip
 
 
