@@ -237,3 +237,14 @@ def test_a_restated_month_is_traced_reproduced_and_marked_revised(
     assert main(["report", "--as-of", before_restatement.isoformat()]) == 0
     assert "from 1 delivery(ies)" in capsys.readouterr().out
     assert len(kept_packs(lake)) == 2  # a reproduction is not a new pack
+
+
+def test_explain_on_a_warehouse_built_before_provenance_says_how_to_get_it(home, capsys):
+    # A catalog as an earlier version built it: no governance.mart_sources.
+    with duckdb.connect(str(home.warehouse)) as con:
+        con.execute("CREATE SCHEMA governance")
+        con.execute("CREATE TABLE governance.catalog AS SELECT ? AS lake", [str(home.lake)])
+    assert main(["explain", "data_quality"]) == 1
+    assert "built by an earlier version" in capsys.readouterr().out
+    assert main(["explain", "no_such_mart"]) == 2
+    assert "stop_search_outcomes" in capsys.readouterr().out
