@@ -15,8 +15,12 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipelines.settings import Settings
+
+if TYPE_CHECKING:
+    from pipelines.pack_archive import KeptPack
 
 DEFAULT_NAME = "oversight-pack.html"
 DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -139,6 +143,7 @@ class AsOfPack:
     tables: dict  # each mart's rows as recomputed (None: not computed)
     manifest: dict  # what it was computed from
     lost: list[str]  # months that could not be reproduced, and why
+    note: str = ""  # what the page says about the recomputation
 
 
 def recompute_as_of(when: datetime, output: Path, settings: Settings) -> AsOfPack:
@@ -151,7 +156,7 @@ def recompute_as_of(when: datetime, output: Path, settings: Settings) -> AsOfPac
     from pipelines.lake import FolderLake, open_lake
     from pipelines.oversight_marts import write_marts
     from pipelines.oversight_report import read_marts, write_report
-    from pipelines.pack_archive import make_manifest, now, read_sources
+    from pipelines.pack_archive import kept_packs, make_manifest, now, read_sources
     from pipelines.register import DELIVERY_EVENT_SCHEMA, Register
     from pipelines.warehouse import build_warehouse
     from schemas.contract import load_contracts
@@ -185,13 +190,32 @@ def recompute_as_of(when: datetime, output: Path, settings: Settings) -> AsOfPac
         write_marts(warehouse, scratch, contracts=contracts)
         build_warehouse(scratch, contracts, warehouse)
         tables = read_marts(warehouse)
+        versions = {name: c.version for name, c in contracts.items()}
+        manifest = make_manifest(read_sources(warehouse), versions, now(), when, lost)
         note = f"Recomputed as of {when:%d %B %Y, %H:%M} UTC from the deliveries current then."
         if lost:
             note += " Not reproduced: " + "; ".join(lost) + "."
+        published = [p for p in kept_packs(lake) if p.written_at <= when]
+        if published:
+            note += " " + compared_with(published[-1], manifest, lake.url_of(published[-1].folder))
         path = write_report(warehouse, output, note=note)
-        versions = {name: c.version for name, c in contracts.items()}
-        manifest = make_manifest(read_sources(warehouse), versions, now(), when, lost)
-    return AsOfPack(path, tables, manifest, lost)
+    return AsOfPack(path, tables, manifest, lost, note)
+
+
+def compared_with(kept: KeptPack, manifest: dict, where: str) -> str:
+    """How a recomputation differs from the pack kept then in what it was computed from."""
+    said = [f"The pack published then is kept as {where}."]
+    old = kept.manifest
+    if set(old.get("deliveries", {})) != set(manifest["deliveries"]):
+        said.append("It was computed from other deliveries (see both manifests).")
+    for what, label in (
+        ("contracts", "contract versions"),
+        ("mappings", "mapping files"),
+        ("datashare_version", "datashare version"),
+    ):
+        if old.get(what) != manifest[what]:
+            said.append(f"Its {label} differ from today's, used here.")
+    return " ".join(said)
 
 
 def run_as_of(when: datetime, output: Path | None, settings: Settings) -> int:
@@ -209,4 +233,6 @@ def run_as_of(when: datetime, output: Path | None, settings: Settings) -> int:
     print(f"  Manifest: {manifest_path}")
     for line in pack.lost:
         print(f"  Not reproduced: {line}")
+    if "kept as" in pack.note:
+        print("  " + pack.note[pack.note.index("The pack published then") :])
     return 0

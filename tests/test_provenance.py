@@ -233,6 +233,9 @@ def test_a_restated_month_is_traced_reproduced_and_marked_revised(
         assert _tables_equal(table, first_pack.figures(lake, name)), name
     assert set(again.manifest["deliveries"]) == {first_id}
     assert "Recomputed as of" in again.path.read_text(encoding="utf-8")
+    # It names the pack published then, computed from the same deliveries and versions.
+    assert f"kept as {lake.url_of(first_pack.folder)}." in again.note
+    assert "differ" not in again.note and "other deliveries" not in again.note
     # The command does the same, and writes the manifest beside the page.
     assert main(["report", "--as-of", before_restatement.isoformat()]) == 0
     assert "from 1 delivery(ies)" in capsys.readouterr().out
