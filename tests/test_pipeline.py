@@ -100,7 +100,9 @@ def test_run_takes_good_and_bad_deliveries_and_goes_on(home, real_stop_and_searc
     assert main(["run"]) == 0
     out = capsys.readouterr().out
     assert "rows published:     16,332" in out
-    assert "2 critical" in out  # the PDF, and june.csv outside the layout (recorded, kept)
+    # The PDF, june.csv outside the layout (recorded, kept), and September's file, from
+    # which nothing can be published: held back, and the month still counts as undelivered.
+    assert "3 critical" in out
     assert "stop_and_search/june.csv is not in the agreed layout" in out
 
     deliveries = _query(
@@ -109,6 +111,7 @@ def test_run_takes_good_and_bad_deliveries_and_goes_on(home, real_stop_and_searc
     assert deliveries[0][:2] == ("2022-06", "published")
     assert deliveries[1][:2] == ("2022-07", "rejected")
     assert "PDF document" in deliveries[1][2]
+    assert deliveries[2][:2] == ("2022-09", "held")
     rows = _query(
         home,
         "SELECT count(*), count(DISTINCT _source_row), min(_source_row), max(_source_row) FROM ("
@@ -123,9 +126,13 @@ def test_run_takes_good_and_bad_deliveries_and_goes_on(home, real_stop_and_searc
     assert all(r["Type"] != "[withheld]" for r in records)
     critical = _query(
         home,
-        "SELECT contract, rule FROM governance.breaches WHERE severity = 'critical' ORDER BY 1",
+        "SELECT contract, rule FROM governance.breaches WHERE severity = 'critical' ORDER BY 1, 2",
     )
-    assert critical == [("stop_and_search", "file.format"), ("unfiled", "file.layout")]
+    assert critical == [
+        ("stop_and_search", "delivery.nothing_usable"),
+        ("stop_and_search", "file.format"),
+        ("unfiled", "file.layout"),
+    ]
     # The unreadable file's bytes are kept in the lake.
     (landing,) = _query(
         home, "SELECT landing_path FROM governance.deliveries WHERE period = '2022-07'"
