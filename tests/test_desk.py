@@ -22,7 +22,7 @@ from urllib.parse import urljoin
 import duckdb
 import markupsafe
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
@@ -770,6 +770,7 @@ _MARKUP = st.text(alphabet=st.sampled_from(list("<>&\"'/= abscript")), min_size=
     max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(detail=_MARKUP.map(lambda t: f"<script>{t}</script>"), name=_MARKUP)
+@example(detail="<script>'</script>", name="<")
 def test_any_markup_in_a_breach_is_text_on_its_page(tmp_path_factory, detail, name):
     """Whatever a delivery's file name and a breach's detail hold, the page shows them as
     text: escaped, never as markup."""
