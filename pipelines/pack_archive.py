@@ -174,6 +174,8 @@ def _differ(old: object, new: object) -> bool:
     if old is None or new is None:
         return (old is None) != (new is None)
     if isinstance(old, float) or isinstance(new, float):
+        if math.isnan(float(old)) or math.isnan(float(new)):  # a share of nothing, both times
+            return math.isnan(float(old)) != math.isnan(float(new))
         return not math.isclose(float(old), float(new), rel_tol=1e-9, abs_tol=1e-12)
     return old != new
 
@@ -194,7 +196,8 @@ def figure_revisions(
 ) -> dict[str, list[Revision]]:
     """Each mart's figures that differ from the previous pack's, with the restatements new
     since it that changed them (the mart's deliveries not in the previous manifest that
-    replaced an earlier delivery, of the figure's month when it has one)."""
+    replaced an earlier delivery, of the figure's month when it has one). A row of either
+    pack that the other lacks (a new month) is not a revision."""
     from pipelines.oversight_marts import MARTS
 
     before = set(previous.manifest.get("deliveries", {}))
@@ -203,15 +206,21 @@ def figure_revisions(
         old = previous.figures(lake, name)
         if table is None or old is None or name not in MARTS:
             continue
-        columns = MARTS[name].output_columns
-        keys = [
+        mart = MARTS[name]
+        both = set(old.schema.names) & set(table.schema.names)
+        present = [c for c in mart.output_columns if c.name in both]
+        # A figure is found by the mart's grain (the columns it is ordered by); its figures
+        # are the numbers and yes/no answers beside them.
+        keys = [k for k in mart.order_by if k in {c.name for c in present}]
+        if not keys:
+            keys = [c.name for c in present if not _numeric(c.type) and c.type != "BOOLEAN"]
+        values = [
             c.name
-            for c in columns
-            if not _numeric(c.type)
+            for c in present
+            if c.name not in keys
+            and (_numeric(c.type) or c.type == "BOOLEAN")
             and not c.name.endswith("_suppressed")
-            and c.name in old.schema.names
         ]
-        values = [c.name for c in columns if _numeric(c.type) and c.name in old.schema.names]
         restating = [
             s
             for s in sources

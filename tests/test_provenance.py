@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import tempfile
 from datetime import UTC, date, datetime, timedelta
@@ -138,9 +139,18 @@ def _query(settings, sql: str) -> list[tuple]:
 
 
 def _tables_equal(a: pa.Table | None, b: pa.Table | None) -> bool:
+    """Same schema and the same rows in the same order (NaN equal to NaN: a share of no
+    calls is NaN in both)."""
     if a is None or b is None:
         return a is b
-    return a.replace_schema_metadata(None).equals(b.replace_schema_metadata(None))
+
+    def rows(t: pa.Table) -> list[tuple]:
+        return [
+            tuple("NaN" if isinstance(v, float) and math.isnan(v) else v for v in r.values())
+            for r in t.to_pylist()
+        ]
+
+    return a.schema.remove_metadata() == b.schema.remove_metadata() and rows(a) == rows(b)
 
 
 @pytest.mark.slow
@@ -251,3 +261,124 @@ def test_explain_on_a_warehouse_built_before_provenance_says_how_to_get_it(home,
     assert "built by an earlier version" in capsys.readouterr().out
     assert main(["explain", "no_such_mart"]) == 2
     assert "stop_search_outcomes" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_on_the_demo_every_mart_is_reproduced_and_its_sources_are_the_curated_rows(home):
+    """Every contract (parts months, a wide layout, the census) for three months."""
+    assert main(["demo", "--months", "3", "--rows", "300"]) == 0
+    lake = open_lake(home.lake)
+    (pack,) = kept_packs(lake)
+    contracts = load_contracts()
+    from pipelines.oversight_marts import MARTS
+
+    with duckdb.connect(str(home.warehouse), read_only=True) as con:
+        for name, mart in MARTS.items():
+            recorded = con.execute(
+                "SELECT contract, period, delivery_id, rows_used FROM governance.mart_sources "
+                "WHERE mart = ? ORDER BY ALL",
+                [name],
+            ).fetchall()
+            independent = sorted(
+                row
+                for contract in mart.source_contracts(contracts)
+                for row in con.execute(
+                    f"SELECT '{contract}', _period, _delivery_id, count(*) "
+                    f"FROM curated.{contract} GROUP BY ALL"
+                ).fetchall()
+            )
+            assert recorded == independent, name
+    # As of now, the pack just written, figure for figure.
+    again = recompute_as_of(datetime.now(UTC), home.home / "again.html", home)
+    assert again.lost == []
+    assert sum(1 for t in again.tables.values() if t is not None and t.num_rows) >= 9
+    for name, table in again.tables.items():
+        assert table is not None, name
+        assert _tables_equal(table, pack.figures(lake, name)), name
+
+
+# -- revisions ---------------------------------------------------------------------------
+
+_QUALITY_KEYS = [
+    (contract, field, period)
+    for contract in ("stop_and_search", "complaints")
+    for field in ("age_range", "handling")
+    for period in ("2022-05", "2022-06")
+]
+_counts = st.one_of(st.none(), st.integers(min_value=0, max_value=40))
+
+
+def _quality(rows: list[tuple]) -> pa.Table:
+    """A data_quality mart table: (contract, field, period, curated, missing) per row."""
+    from pipelines.oversight_marts import MARTS
+
+    mart = MARTS["data_quality"]
+    records = []
+    for contract, field, period, curated, missing in rows:
+        share = float("nan") if not curated else (curated - (missing or 0)) * 100 / curated
+        records.append(
+            {
+                "contract": contract,
+                "period": period,
+                "field": field,
+                "field_role": "primary key",
+                "curated_rows": curated,
+                "missing_rows": missing,
+                "agreed_max_missing_percent": None,
+                "completeness_percent": share,
+                "within_agreement": None,
+            }
+        )
+    types = {"VARCHAR": pa.string(), "BIGINT": pa.int64(), "DOUBLE": pa.float64()}
+    schema = pa.schema([(c.name, types.get(c.type, pa.bool_())) for c in mart.output_columns])
+    return pa.Table.from_pylist(records, schema)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.tuples(_counts, _counts), min_size=len(_QUALITY_KEYS), max_size=len(_QUALITY_KEYS)),
+    st.lists(st.tuples(_counts, _counts), min_size=len(_QUALITY_KEYS), max_size=len(_QUALITY_KEYS)),
+    st.integers(min_value=0, max_value=len(_QUALITY_KEYS)),
+)
+def test_revisions_are_exactly_the_figures_that_differ(old_values, new_values, new_rows):
+    """For any two packs of a mart (the new one with fewer or more rows), the revisions are
+    the cells of rows in both whose figures differ, with the old and the new value."""
+    from pipelines.pack_archive import figure_revisions, keep_pack, make_manifest
+
+    old = [(*k, *v) for k, v in zip(_QUALITY_KEYS, old_values, strict=True)]
+    new = [(*k, *v) for k, v in zip(_QUALITY_KEYS, new_values, strict=True)][:new_rows]
+    with tempfile.TemporaryDirectory() as folder:
+        lake = FolderLake(Path(folder) / "lake")
+        page = Path(folder) / "oversight-pack.html"
+        page.write_text("<p>pack</p>")
+        kept = keep_pack(
+            lake, page, {"data_quality": _quality(old)}, make_manifest([], {}, datetime.now(UTC))
+        )
+        found = figure_revisions(kept, lake, {"data_quality": _quality(new)}, [])
+    expected = set()
+    # Rows in both packs: the new one's first `new_rows`.
+    for before, after in zip(_quality(old).to_pylist(), _quality(new).to_pylist(), strict=False):
+        for column in ("curated_rows", "missing_rows", "completeness_percent"):
+            a, b = before[column], after[column]
+            same = a == b or (
+                isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)
+            )
+            if not same:
+                expected.add((before["contract"], before["field"], before["period"], column))
+    got = [
+        (r.where["contract"], r.where["field"], r.where["period"], r.column, r.old, r.new)
+        for r in found.get("data_quality", [])
+    ]
+    assert {g[:4] for g in got} == expected
+    assert len(got) == len(expected)
+
+    def same(a: object, b: object) -> bool:
+        return a == b or (
+            isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)
+        )
+
+    olds = {(r["contract"], r["field"], r["period"]): r for r in _quality(old).to_pylist()}
+    news = {(r["contract"], r["field"], r["period"]): r for r in _quality(new).to_pylist()}
+    for contract, field, period, column, was, now in got:
+        assert same(was, olds[(contract, field, period)][column])
+        assert same(now, news[(contract, field, period)][column])
