@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import math
 import re
 import tempfile
@@ -28,6 +29,7 @@ from hypothesis import strategies as st
 from pipelines.cli import main
 from pipelines.curated_history import AREA, months_as_of
 from pipelines.lake import FolderLake, Lake, open_lake
+from pipelines.oversight_marts import MAPPINGS_DIR, MARTS
 from pipelines.pack_archive import kept_packs
 from pipelines.publishing import publish_delivery
 from pipelines.register import DeliveryEvent, Register
@@ -170,6 +172,14 @@ def test_a_restated_month_is_traced_reproduced_and_marked_revised(
     assert old_figure == 16_332
     first_id = hashlib.sha256(real_stop_and_search.read_bytes()).hexdigest()
     assert first_pack.manifest["marts"]["data_quality"] == [first_id]
+    manifest = first_pack.manifest
+    assert manifest["contracts"][CONTRACT] == load_contracts()[CONTRACT].version
+    assert manifest["datashare_version"] == importlib.metadata.version("datashare")
+    assert manifest["mappings"] == {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(MAPPINGS_DIR.glob("*.yaml"))
+    }
+    assert manifest["deliveries"][first_id]["file_name"] == real_stop_and_search.name
     before_restatement = datetime.now(UTC)
 
     # The force restates the month: 100 rows, one of them with no Type (quarantined).
@@ -261,6 +271,10 @@ def test_explain_on_a_warehouse_built_before_provenance_says_how_to_get_it(home,
     assert "built by an earlier version" in capsys.readouterr().out
     assert main(["explain", "no_such_mart"]) == 2
     assert "stop_search_outcomes" in capsys.readouterr().out
+    # Its pack says, section by section, that the sources were not recorded.
+    assert main(["report"]) == 0
+    page = (home.home / "reports" / "oversight-pack.html").read_text(encoding="utf-8")
+    assert page.count("<strong>Sources:</strong> not recorded") == len(MARTS)
 
 
 @pytest.mark.slow
@@ -270,8 +284,6 @@ def test_on_the_demo_every_mart_is_reproduced_and_its_sources_are_the_curated_ro
     lake = open_lake(home.lake)
     (pack,) = kept_packs(lake)
     contracts = load_contracts()
-    from pipelines.oversight_marts import MARTS
-
     with duckdb.connect(str(home.warehouse), read_only=True) as con:
         for name, mart in MARTS.items():
             recorded = con.execute(
