@@ -49,7 +49,14 @@ def explain_text(rows: list[dict], mart: str, title: str, month: str | None) -> 
     months = sorted({r["period"] for r in rows})
     deliveries = {r["delivery_id"] for r in rows}
     contracts = sorted({r["contract"] for r in rows})
-    scope = f"month {month}" if month else f"{len(months)} month(s), {months[0]} to {months[-1]}"
+    scope = f"{len(months)} month(s), {months[0]} to {months[-1]}"
+    if month:
+        scope = (
+            f"month {month}"
+            if months == [month]
+            else f"the 12 months to {month} ({len(months)} with deliveries read, "
+            f"{months[0]} to {months[-1]})"
+        )
     lines.append(
         f"Computed {_when(computed)}; {scope}: {len(deliveries)} delivery(ies) of "
         f"{len(contracts)} contract(s) ({', '.join(contracts)})."
@@ -103,10 +110,13 @@ def run_explain_command(args: argparse.Namespace, settings: Settings) -> int:
                 "and record their sources."
             )
             return 1
+        # A mart with 12-month windows: the month's 12-month figures read the 11 before it.
+        windowed = "time_window" in {c.name for c in MARTS[args.mart].output_columns}
+        first = _months_before(args.month, 11) if args.month and windowed else args.month
         result = con.execute(
             "SELECT * FROM governance.mart_sources WHERE mart = ? "
-            "AND (? IS NULL OR period = ?) ORDER BY period, contract, received_at",
-            [args.mart, args.month, args.month],
+            "AND (? IS NULL OR period BETWEEN ? AND ?) ORDER BY period, contract, received_at",
+            [args.mart, args.month, first, args.month],
         )
         columns = [d[0] for d in result.description]
         rows = [dict(zip(columns, row, strict=True)) for row in result.fetchall()]
@@ -129,5 +139,21 @@ def run_explain_command(args: argparse.Namespace, settings: Settings) -> int:
                 "since provenance was kept, or the curated tables it reads have no data."
             )
         return 1
+    none_that_month = args.month and not any(r["period"] == args.month for r in rows)
+    if none_that_month and not windowed:
+        print(f"oversight.{args.mart} read no delivery for {args.month}.")
+        return 1
     print(explain_text(rows, args.mart, MARTS[args.mart].title, args.month))
+    if args.month and windowed:
+        print(
+            f"\n{args.month}'s figures for the month read {args.month} only"
+            + (" (no delivery of it was read)" if none_that_month else "")
+            + f"; its figures for the 12 months to {args.month} read every month listed."
+        )
     return 0
+
+
+def _months_before(month: str, n: int) -> str:
+    """The month `n` months before `month` (YYYY-MM)."""
+    total = int(month[:4]) * 12 + int(month[5:7]) - 1 - n
+    return f"{total // 12:04d}-{total % 12 + 1:02d}"

@@ -278,7 +278,7 @@ def test_explain_on_a_warehouse_built_before_provenance_says_how_to_get_it(home,
 
 
 @pytest.mark.slow
-def test_on_the_demo_every_mart_is_reproduced_and_its_sources_are_the_curated_rows(home):
+def test_on_the_demo_every_mart_is_reproduced_and_its_sources_are_the_curated_rows(home, capsys):
     """Every contract (parts months, a wide layout, the census) for three months."""
     assert main(["demo", "--months", "3", "--rows", "300"]) == 0
     lake = open_lake(home.lake)
@@ -300,6 +300,20 @@ def test_on_the_demo_every_mart_is_reproduced_and_its_sources_are_the_curated_ro
                 ).fetchall()
             )
             assert recorded == independent, name
+    # explain a 12-month figure: every month its window read, with each month's file.
+    with duckdb.connect(str(home.warehouse), read_only=True) as con:
+        periods = [
+            p
+            for (p,) in con.execute(
+                "SELECT DISTINCT _period FROM curated.stop_and_search ORDER BY 1"
+            ).fetchall()
+        ]
+    capsys.readouterr()
+    assert main(["explain", "stop_search_outcomes", "--month", periods[-1]]) == 0
+    out = capsys.readouterr().out
+    assert f"the 12 months to {periods[-1]} ({len(periods)} with deliveries read" in out
+    for period in periods:
+        assert f"\n{period}\n  stop_and_search\n    delivery " in out
     # As of now, the pack just written, figure for figure.
     again = recompute_as_of(datetime.now(UTC), home.home / "again.html", home)
     assert again.lost == []
