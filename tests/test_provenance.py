@@ -51,7 +51,14 @@ def lake(request, tmp_path) -> Lake:
     return open_lake(f"s3://{LAKE_BUCKET}/{prefix}")
 
 
-def _publish(lake: Lake, register: Register, delivery_id: str, rows: int) -> datetime:
+def _publish(
+    lake: Lake,
+    register: Register,
+    delivery_id: str,
+    rows: int,
+    contract: str = CONTRACT,
+    file_name: str | None = None,
+) -> datetime:
     """Stage `rows` rows of `delivery_id` for the month, publish them; when it was done."""
     table = pa.table(
         {
@@ -60,30 +67,45 @@ def _publish(lake: Lake, register: Register, delivery_id: str, rows: int) -> dat
             "_period": [PERIOD] * rows,
         }
     )
-    lake.write_table(lake.staging_path(CONTRACT, PERIOD, delivery_id), table)
+    lake.write_table(lake.staging_path(contract, PERIOD, delivery_id), table)
     register.record(
         DeliveryEvent(
-            contract=CONTRACT,
+            contract=contract,
             period=PERIOD,
             delivery_id=delivery_id,
             event="validated",
-            source_path=f"{CONTRACT}/{PERIOD}/{delivery_id}.csv",
+            source_path=f"{contract}/{PERIOD}/{file_name or delivery_id + '.csv'}",
         )
     )
-    delivery = register.deliveries(CONTRACT)[delivery_id]
-    publish_delivery(lake, register, delivery, contract=load_contracts()[CONTRACT])
+    delivery = register.deliveries(contract)[delivery_id]
+    publish_delivery(lake, register, delivery, contract=load_contracts()[contract])
     return datetime.now(UTC)
 
 
-def _month_then(lake: Lake, register: Register, when: datetime) -> tuple[set[str], int] | None:
+def _month_then(
+    lake: Lake, register: Register, when: datetime, contract: str = CONTRACT
+) -> tuple[set[str], int] | None:
     """The deliveries and rows of the month as it stood at `when` (None: not published)."""
-    found = [m for m in months_as_of(lake, register.events(), when) if m.contract == CONTRACT]
+    found = [m for m in months_as_of(lake, register.events(), when) if m.contract == contract]
     if not found:
         return None
     (month,) = found
     assert month.key is not None, month.why
     table = lake.read_table(month.key, ["_delivery_id"])
     return set(table.column(0).to_pylist()), table.num_rows
+
+
+def test_a_month_in_parts_is_kept_as_it_stood_before_each_part_came(tmp_path):
+    """street_crime's months come in parts (the Met's and the City of London's files)."""
+    lake = FolderLake(tmp_path / "lake")
+    register = Register(lake)
+    met, city, met_again = "a" * 64, "b" * 64, "c" * 64
+    first = _publish(lake, register, met, 4, "street_crime", "met.csv")
+    second = _publish(lake, register, city, 2, "street_crime", "city.csv")
+    third = _publish(lake, register, met_again, 3, "street_crime", "met.csv")
+    assert _month_then(lake, register, first, "street_crime") == ({met}, 4)
+    assert _month_then(lake, register, second, "street_crime") == ({met, city}, 6)
+    assert _month_then(lake, register, third, "street_crime") == ({city, met_again}, 5)
 
 
 def test_a_replaced_month_is_kept_found_as_of_any_moment_and_erased_by_retention(lake: Lake):
