@@ -32,6 +32,8 @@ def main() -> int:
     sensor = defs.resolve_sensor_def(SENSOR_NAME)
     context = dg.build_sensor_context(instance=instance, resources=defs.resources)
     requests = sensor(context).run_requests or []
+    # Said at once, so a test can start something beside the runs it is about to launch.
+    print(f"asked for {len(requests)} run(s)", flush=True)
     for request in requests:
         os.environ[JOB_VARIABLE] = request.job_name
         tags = dict(request.tags)

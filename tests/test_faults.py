@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 
@@ -124,12 +125,18 @@ def test_two_runs_at_once_take_validate_and_report_each_delivery_once(home, stop
 def test_a_sensor_launched_run_beside_a_cli_run_takes_each_delivery_once(home, stop_and_search):
     _write_months(home, stop_and_search, rows=3000, months=FEW)
     sensor = _start(home, "-m", "tests.sensor_launch")  # steps in processes of their own
+    # The sensor's tick sees the months new (one run of the contract for them); the CLI
+    # starts once that run has, and takes the same months beside it.
+    with dg.DagsterInstance.from_config(str(home.dagster_home)) as instance:
+        deadline = time.monotonic() + 120
+        while not instance.get_runs(limit=1):
+            assert sensor.poll() is None, sensor.communicate()[0]
+            assert time.monotonic() < deadline, "the sensor launched no run"
+            time.sleep(0.1)
     cli = _datashare(home, "run")
     (code_s, out_s), (code_c, out_c) = _finish(sensor), _finish(cli)
     assert (code_s, code_c) == (0, 0), out_s + out_c
-    # The sensor asked for the months the CLI had not taken yet at its tick (which is all of
-    # them, or all but the first, depending on which process starts faster): it ran beside
-    # the CLI, and each delivery was still taken and validated once.
+    # Each delivery was still taken and validated once, by whichever run had its month.
     launched = int(re.search(r"launched (\d+) run\(s\)", out_s).group(1))
     assert 1 <= launched <= len(FEW), out_s
     assert main(["warehouse", "rebuild"]) == 0
