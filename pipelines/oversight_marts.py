@@ -30,9 +30,9 @@ No Dagster here: the assets in `assets/oversight.py` only call `write_mart`.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
@@ -43,143 +43,29 @@ import yaml
 
 from pipelines.agreed_values import NOT_AGREED, AgreedCategory
 from pipelines.lake import Lake
+from pipelines.oversight.definition import (
+    MARTS_DIR,
+    Mart,
+    MartColumn,
+    Suppression,
+    load_marts,
+)
+from pipelines.oversight.reference import (
+    MAPPINGS_DIR,
+    NOT_MAPPED,
+    NOT_RECORDED,
+    NOT_STATED,
+    SPECIAL_GROUPS,
+    create_reference,
+)
 from pipelines.provenance import record_mart_sources
 from pipelines.warehouse import make_lake_readable
 from schemas.contract import Contract, contracts_dir, load_contracts
 
-MAPPINGS_DIR = Path(__file__).resolve().parent / "oversight_mappings"
 LONDON = "Europe/London"
-NOT_RECORDED, NOT_STATED, NOT_MAPPED = "Not recorded", "Not stated", "Not mapped"
-SPECIAL_GROUPS = (NOT_STATED, NOT_RECORDED, NOT_MAPPED)
-# Response-time targets by grade, in minutes (the MPS's published targets).
-RESPONSE_TARGETS = {"I": 15, "S": 60}
 
 
 # --- definitions ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MartColumn:
-    name: str
-    type: str  # DuckDB type
-    description: str
-
-
-@dataclass(frozen=True)
-class Suppression:
-    """Withhold `count` (and the columns derived from it) when it is from 1 to threshold-1.
-
-    `flag` adds the boolean column `<count>_suppressed` after the count. A hidden count
-    (a helper column of the SQL whose name starts with `_`, such as the White reference
-    group's count on every row) withholds its dependants without a flag of its own.
-    """
-
-    count: str
-    withheld: tuple[str, ...]
-    flag: bool = True
-
-    @property
-    def flag_name(self) -> str:
-        return f"{self.count}_suppressed"
-
-
-@dataclass(frozen=True)
-class Mart:
-    name: str
-    title: str
-    definition: str
-    grain: str
-    numerator: str
-    denominator: str
-    source_fields: tuple[str, ...]
-    caveats: tuple[str, ...]
-    sources: tuple[str, ...]  # contracts whose curated tables it reads (`*`: all)
-    columns: tuple[MartColumn, ...]
-    sql: Callable[[Mappings, dict[str, Contract]], str]
-    order_by: tuple[str, ...]
-    publication: bool
-    threshold: int | None  # counts from 1 to threshold-1 are withheld (publication marts)
-    disclosure: str  # why this threshold (or none)
-    suppressions: tuple[Suppression, ...] = ()
-    # SQL over the mart (as `mart`) picking its latest figures for previews.
-    latest: str = "SELECT * FROM mart"
-    # SQL over the mart (as `mart`) giving one row of headline numbers for the asset metadata.
-    headline: str | None = None
-    # Scalar SQL over the curated tables: figures the mart's caveats refer to.
-    notes: dict[str, str] = field(default_factory=dict)
-    # Columns holding a contract's agreed values (or NOT_AGREED), for the pack's notes.
-    agreed: tuple[AgreedCategory, ...] = ()
-
-    def agreed_category(self, column: str) -> AgreedCategory | None:
-        """The agreed-values declaration of `column`, if it has one."""
-        return next((a for a in self.agreed if a.mart_column == column), None)
-
-    def source_contracts(self, contracts: dict[str, Contract]) -> tuple[str, ...]:
-        """The contracts whose curated tables the mart reads (`*`: every contract)."""
-        if self.sources == ("*",):
-            return tuple(contracts)
-        return tuple(dict.fromkeys(s.removesuffix("_releases") for s in self.sources))
-
-    @property
-    def output_columns(self) -> tuple[MartColumn, ...]:
-        """The mart's columns, each suppression flag right after its count."""
-        flags = {s.count: s for s in self._active_suppressions() if s.flag}
-        out: list[MartColumn] = []
-        for col in self.columns:
-            out.append(col)
-            if col.name in flags:
-                out.append(
-                    MartColumn(
-                        flags[col.name].flag_name,
-                        "BOOLEAN",
-                        f"True when {col.name} is from 1 to {self.threshold - 1} and so is "
-                        f"withheld for disclosure control: {col.name} and the figures derived "
-                        "from it are then NULL, not zero.",
-                    )
-                )
-        return tuple(out)
-
-    def _active_suppressions(self) -> tuple[Suppression, ...]:
-        return self.suppressions if self.publication and self.threshold else ()
-
-    def column_comment(self, column: MartColumn) -> str:
-        withheld_by = [
-            s.count
-            for s in self._active_suppressions()
-            if column.name in s.withheld and s.count != column.name and s.flag
-        ]
-        text = column.description
-        if withheld_by:
-            text += f" NULL when {' or '.join(c + '_suppressed' for c in withheld_by)}."
-        return text
-
-    @property
-    def disclosure_text(self) -> str:
-        if self.publication and self.threshold:
-            return (
-                f"Meant for publication: counts from 1 to {self.threshold - 1} are withheld "
-                f"(NULL, with a `_suppressed` flag), never shown as zero. {self.disclosure} "
-                "Primary suppression only: where a total and all but one of its parts are "
-                "shown, the withheld part can be worked out, so check before publishing a "
-                "new cut of the figures."
-            )
-        if self.publication:
-            return f"Meant for publication without suppression. {self.disclosure}"
-        return f"Internal: not for publication. {self.disclosure}"
-
-    @property
-    def comment(self) -> str:
-        """The table comment: the measure's whole definition."""
-        parts = [
-            f"{self.title}. {self.definition}",
-            f"Grain: {self.grain}.",
-            f"Numerator: {self.numerator}",
-            f"Denominator: {self.denominator}",
-            f"Source fields: {', '.join(self.source_fields)}.",
-            "Caveats: " + " ".join(self.caveats),
-            f"Disclosure: {self.disclosure_text}",
-        ]
-        return "\n".join(parts)
 
 
 # --- mappings (data, not code) ----------------------------------------------------------
@@ -333,181 +219,6 @@ _WINDOW_COLUMNS = (
 )
 _LATEST_12 = (
     "SELECT * FROM mart WHERE time_window = '12 months' AND month = (SELECT max(month) FROM mart)"
-)
-
-
-# --- 1. stop and search disproportionality ---------------------------------------------
-
-
-def _disproportionality_sql(m: Mappings, _: dict[str, Contract]) -> str:
-    officer = ethnic_group_sql(
-        "officer_defined_ethnicity", m.ethnicity["stop_and_search.officer_defined_ethnicity"]
-    )
-    self_ = ethnic_group_sql(
-        "self_defined_ethnicity", m.ethnicity["stop_and_search.self_defined_ethnicity"]
-    )
-    officer_groups = sorted(
-        set(m.ethnicity["stop_and_search.officer_defined_ethnicity"].values()) & set(m.groups)
-    )
-    shown = [("officer-defined", g) for g in officer_groups]
-    shown += [("self-defined", g) for g in m.groups]
-    return f"""
-    WITH searches AS (
-        SELECT {_london_month("date")} AS month,
-               {officer} AS officer_group, {self_} AS self_group
-        FROM curated.stop_and_search
-    ),
-    counts AS (
-        SELECT month, 'officer-defined' AS basis, officer_group AS ethnic_group,
-               count(*) AS searches
-        FROM searches GROUP BY ALL
-        UNION ALL
-        SELECT month, 'self-defined', self_group, count(*) FROM searches GROUP BY ALL
-    ),
-    shown_groups AS (
-        SELECT basis, ethnic_group
-        FROM {_values(shown, ["basis", "ethnic_group"], ["VARCHAR", "VARCHAR"])}
-        UNION SELECT DISTINCT basis, ethnic_group FROM counts
-    ),
-    monthly AS (
-        SELECT mo.month, g.basis, g.ethnic_group, coalesce(c.searches, 0) AS searches
-        FROM (SELECT DISTINCT month FROM searches) mo
-        CROSS JOIN shown_groups g
-        LEFT JOIN counts c
-          ON c.month = mo.month AND c.basis = g.basis AND c.ethnic_group = g.ethnic_group
-    ),
-    {_windows(["basis", "ethnic_group"], ["searches"])},
-    population AS ({_population_sql(m)}),
-    rated AS (
-        SELECT w.*, p.population,
-               CASE WHEN p.population > 0 THEN w.searches * 1000.0 / p.population END
-                   AS rate_per_1000
-        FROM windowed w LEFT JOIN population p ON p.ethnic_group = w.ethnic_group
-    )
-    SELECT time_window, month, window_start, months_with_data, basis, ethnic_group,
-           searches,
-           searches / sum(searches) OVER cell AS share_of_searches,
-           population, rate_per_1000,
-           max(rate_per_1000) FILTER (WHERE ethnic_group = 'White') OVER cell
-               AS white_rate_per_1000,
-           CASE WHEN white_rate_per_1000 > 0 THEN rate_per_1000 / white_rate_per_1000 END
-               AS ratio_to_white,
-           max(searches) FILTER (WHERE ethnic_group = 'White') OVER cell AS _white_searches,
-           {group_order_sql("ethnic_group", m.groups)} AS _order
-    FROM rated
-    WINDOW cell AS (PARTITION BY time_window, month, basis)
-    """
-
-
-STOP_SEARCH_DISPROPORTIONALITY = Mart(
-    name="stop_search_disproportionality",
-    title="Stop and search disproportionality",
-    definition=(
-        "How often people of each ethnic group are stopped and searched, per 1,000 London "
-        "residents of that group (Census 2021), and how many times the White rate that is. "
-        "Computed twice: on the officer's perception of ethnicity (officer-defined) and on "
-        "the ethnicity the person gave (self-defined, 2011 Census categories mapped to the "
-        "Census 2021 groups), for each month and for the 12 months ending with it."
-    ),
-    grain="one row per time window (month, 12 months), month, basis and ethnic group",
-    numerator="searches of people of the group in the window (every record, person and "
-    "vehicle searches alike).",
-    denominator="London usual residents of the group on Census day 2021 "
-    "(curated.census_2021_population, the three White rows added together); the ratio "
-    "divides the group's rate by the White rate of the same window and basis.",
-    source_fields=(
-        "stop_and_search.date",
-        "stop_and_search.officer_defined_ethnicity",
-        "stop_and_search.self_defined_ethnicity",
-        "census_2021_population.ethnic_group",
-        "census_2021_population.observation",
-    ),
-    caveats=(
-        "Residents are not the people who could be searched: visitors, commuters and people "
-        "in transit are searched too, and the population dates from March 2021.",
-        "Officers cannot record Mixed, so there is no officer-defined Mixed rate; people of "
-        "Mixed ethnicity are counted in whatever group the officer perceived.",
-        "Records with no ethnicity (Not recorded), a declined self-definition (Not stated) "
-        "or a value the mapping does not know (Not mapped) are counted and shown as their "
-        "own rows with no rate; they are in the share of searches, so the group rates "
-        "understate the true rates by up to that share.",
-        "A monthly rate is per month, not annualised; a 12-month window is annual only when "
-        "months_with_data is 12.",
-        "Vehicle-only searches are counted; they have no meaningful person ethnicity and are "
-        "mostly Not recorded.",
-    ),
-    sources=("stop_and_search", "census_2021_population"),
-    columns=(
-        *_WINDOW_COLUMNS,
-        MartColumn(
-            "basis",
-            "VARCHAR",
-            "'officer-defined' (stop_and_search.officer_defined_ethnicity) or 'self-defined' "
-            "(stop_and_search.self_defined_ethnicity mapped to the Census 2021 groups).",
-        ),
-        MartColumn(
-            "ethnic_group",
-            "VARCHAR",
-            "Census 2021 group (White, Asian, Black, Mixed, Other), or Not stated (the person "
-            "declined), Not recorded (blank) or Not mapped (a value the mapping lacks).",
-        ),
-        MartColumn("searches", "BIGINT", "Searches of people of the group in the window."),
-        MartColumn(
-            "share_of_searches",
-            "DOUBLE",
-            "The group's searches over all searches in the window and basis (Not stated and "
-            "Not recorded included), from 0 to 1.",
-        ),
-        MartColumn(
-            "population",
-            "BIGINT",
-            "London usual residents of the group, Census 2021; NULL for Not stated, Not "
-            "recorded and Not mapped, or when the census has not been delivered.",
-        ),
-        MartColumn(
-            "rate_per_1000",
-            "DOUBLE",
-            "searches per 1,000 residents of the group (searches * 1000 / population).",
-        ),
-        MartColumn(
-            "white_rate_per_1000",
-            "DOUBLE",
-            "The White group's rate in the same window and basis, the reference.",
-        ),
-        MartColumn(
-            "ratio_to_white",
-            "DOUBLE",
-            "rate_per_1000 over white_rate_per_1000: 3.0 means three times as likely as a "
-            "White Londoner to be searched. NULL when the White rate is 0, unknown or withheld.",
-        ),
-    ),
-    sql=_disproportionality_sql,
-    order_by=("time_window", "month", "basis", "_order", "ethnic_group"),
-    publication=True,
-    threshold=10,
-    disclosure=(
-        "The records are published by data.police.uk, but MOPAC's figures apply the "
-        "publication threshold of its oversight products; a withheld White count also "
-        "withholds every ratio of its window."
-    ),
-    suppressions=(
-        Suppression(
-            "searches",
-            ("searches", "share_of_searches", "rate_per_1000", "ratio_to_white"),
-        ),
-        Suppression("_white_searches", ("white_rate_per_1000", "ratio_to_white"), flag=False),
-    ),
-    latest=_LATEST_12,
-    headline="""
-        SELECT max(month) AS latest_month,
-               max(ratio_to_white) FILTER (WHERE basis = 'self-defined'
-                   AND ethnic_group = 'Black') AS black_white_ratio_self_defined_12m,
-               max(ratio_to_white) FILTER (WHERE basis = 'officer-defined'
-                   AND ethnic_group = 'Black') AS black_white_ratio_officer_defined_12m,
-               max(share_of_searches) FILTER (WHERE basis = 'self-defined'
-                   AND ethnic_group = 'Not stated') AS not_stated_share_12m
-        FROM mart WHERE time_window = '12 months' AND month = (SELECT max(month) FROM mart)
-    """,
 )
 
 
@@ -1287,528 +998,6 @@ USE_OF_FORCE_TACTICS = Mart(
 )
 
 
-# --- 7. complaints timeliness -------------------------------------------------------------
-
-
-def _complaints_sql(_: Mappings, __: dict[str, Contract]) -> str:
-    return """
-    WITH latest AS (
-        SELECT * FROM curated.complaints
-        QUALIFY row_number() OVER (PARTITION BY case_reference, allegation_number
-                                   ORDER BY _period DESC, _source_row) = 1
-    ),
-    delivered AS (
-        SELECT last_day(strptime(max(_period), '%Y-%m')::DATE) AS last_day
-        FROM curated.complaints
-    ),
-    finalised AS (
-        SELECT date_trunc('month', finalised_date)::DATE AS month, handling,
-               count(*) AS allegations_finalised,
-               median(date_diff('day', received_date, finalised_date))
-                   AS median_days_to_finalise,
-               avg(date_diff('day', received_date, finalised_date)) AS mean_days_to_finalise,
-               quantile_disc(date_diff('day', received_date, finalised_date), 0.9)
-                   AS p90_days_to_finalise
-        FROM latest
-        -- Not past the latest delivered month (its extraction runs into the next one, which
-        -- no delivery covers yet), and never before receipt (a breach kept as delivered).
-        WHERE finalised_date BETWEEN received_date AND (SELECT last_day FROM delivered)
-        GROUP BY ALL
-    ),
-    snapshots AS (
-        SELECT *, strptime(_period, '%Y-%m')::DATE AS snapshot_month,
-               last_day(strptime(_period, '%Y-%m')::DATE) AS snapshot_end
-        FROM curated.complaints
-    ),
-    open_flags AS (
-        SELECT *, received_date <= snapshot_end
-                  AND (finalised_date IS NULL OR finalised_date > snapshot_end) AS is_open
-        FROM snapshots
-    ),
-    still_open AS (
-        SELECT snapshot_month AS month, handling,
-               count(*) FILTER (WHERE is_open) AS open_at_month_end,
-               median(date_diff('day', received_date, snapshot_end)) FILTER (WHERE is_open)
-                   AS median_days_open
-        FROM open_flags GROUP BY ALL
-    )
-    SELECT coalesce(f.month, o.month) AS month, coalesce(f.handling, o.handling) AS handling,
-           coalesce(f.allegations_finalised, 0) AS allegations_finalised,
-           f.median_days_to_finalise, f.mean_days_to_finalise, f.p90_days_to_finalise,
-           o.open_at_month_end, o.median_days_open
-    FROM finalised f FULL JOIN still_open o ON o.month = f.month AND o.handling = f.handling
-    """
-
-
-COMPLAINTS_TIMELINESS = Mart(
-    name="complaints_timeliness",
-    title="Complaints timeliness",
-    definition=(
-        "How long complaint allegations take to finalise, under Schedule 3 (formally "
-        "handled) and outside it (resolved at first contact): per month of finalisation, "
-        "the allegations finalised and the median, mean and 90th percentile days from "
-        "receipt to finalisation; and per snapshot month, the allegations still open at its "
-        "end and how long they had been open."
-    ),
-    grain="one row per month and handling",
-    numerator="days from received_date to finalised_date of each allegation finalised in "
-    "the month (latest snapshot of each allegation); allegations open at the month's end in "
-    "that month's snapshot.",
-    denominator="allegations finalised in the month (for the median, mean and percentile).",
-    source_fields=(
-        "complaints.case_reference",
-        "complaints.allegation_number",
-        "complaints.received_date",
-        "complaints.finalised_date",
-        "complaints.handling",
-        "complaints._period (the snapshot)",
-    ),
-    caveats=(
-        "Measured per allegation, not per complaint case: a case with three allegations "
-        "counts three times.",
-        "Each allegation is taken from its latest snapshot, so a finalised date revised "
-        "later replaces the earlier one.",
-        "Handling is as recorded at the latest snapshot; a complaint moved into Schedule 3 "
-        "counts there from the start.",
-        "Open allegations come only from snapshot months delivered; a month with no "
-        "snapshot has no open count.",
-        "A delivery is extracted after its month ends, so it can carry finalisations of the "
-        "next month; those past the latest delivered month wait for that month's delivery "
-        "(the month would otherwise show as a part month beyond every other measure).",
-        "An allegation finalised before it was received (a breach the agreement keeps) has "
-        "no meaningful duration and is left out of the finalisation figures.",
-    ),
-    sources=("complaints",),
-    columns=(
-        MartColumn("month", "DATE", "Month of finalisation, or of the snapshot for open counts."),
-        MartColumn("handling", "VARCHAR", "Schedule 3 or Outside Schedule 3."),
-        MartColumn("allegations_finalised", "BIGINT", "Allegations finalised in the month."),
-        MartColumn(
-            "median_days_to_finalise",
-            "DOUBLE",
-            "Median days from receipt to finalisation of those allegations.",
-        ),
-        MartColumn("mean_days_to_finalise", "DOUBLE", "Mean days to finalisation."),
-        MartColumn(
-            "p90_days_to_finalise",
-            "BIGINT",
-            "90th percentile of days to finalisation (nine in ten took this long or less).",
-        ),
-        MartColumn(
-            "open_at_month_end",
-            "BIGINT",
-            "Allegations received by the month's end and not finalised by it, in that "
-            "month's snapshot; NULL when the month's snapshot has no allegation of this "
-            "handling (or no snapshot for the month was delivered).",
-        ),
-        MartColumn(
-            "median_days_open",
-            "DOUBLE",
-            "Median days those open allegations had been open at the month's end.",
-        ),
-    ),
-    sql=_complaints_sql,
-    order_by=("month", "handling"),
-    publication=True,
-    threshold=10,
-    disclosure="Allegations are about identifiable people (complainants and officers); "
-    "small counts and their averages are withheld.",
-    suppressions=(
-        Suppression(
-            "allegations_finalised",
-            (
-                "allegations_finalised",
-                "median_days_to_finalise",
-                "mean_days_to_finalise",
-                "p90_days_to_finalise",
-            ),
-        ),
-        Suppression("open_at_month_end", ("open_at_month_end", "median_days_open")),
-    ),
-    latest="SELECT * FROM mart WHERE month = (SELECT max(month) FROM mart)",
-    headline="""
-        SELECT max(month) AS latest_month,
-               max(median_days_to_finalise) FILTER (WHERE handling = 'Schedule 3')
-                   AS median_days_schedule_3,
-               max(median_days_to_finalise) FILTER (WHERE handling = 'Outside Schedule 3')
-                   AS median_days_outside_schedule_3
-        FROM mart WHERE month = (SELECT max(month) FROM mart)
-    """,
-)
-
-
-# --- 8. emergency response ----------------------------------------------------------------
-
-
-RESPONSE_BOROUGH = AgreedCategory("borough", "emergency_response", ("borough",), "borough")
-
-
-def _emergency_response_sql(_: Mappings, contracts: dict[str, Contract]) -> str:
-    targets = _values(
-        list(RESPONSE_TARGETS.items()), ["grade", "target_minutes"], ["VARCHAR", "INTEGER"]
-    )
-    return f"""
-    WITH targets AS {targets},
-    calls AS (
-        SELECT {_london_month("call_received")} AS month,
-               {RESPONSE_BOROUGH.sql("borough", contracts, NOT_RECORDED)} AS borough,
-               grade, t.target_minutes,
-               date_diff('second', call_received, first_arrival) AS seconds
-        FROM curated.emergency_response JOIN targets t USING (grade)
-    )
-    SELECT month, borough, grade, target_minutes,
-           count(*) AS calls,
-           count(seconds) AS calls_attended,
-           count(*) FILTER (WHERE seconds <= target_minutes * 60) AS attended_within_target,
-           attended_within_target / calls_attended AS share_within_target,
-           median(seconds) / 60.0 AS median_minutes_to_arrival
-    FROM calls GROUP BY month, borough, grade, target_minutes
-    """
-
-
-EMERGENCY_RESPONSE = Mart(
-    name="emergency_response",
-    title="Emergency response times",
-    definition=(
-        "The share of I (immediate) calls attended within 15 minutes and of S (significant) "
-        "calls attended within 60 minutes, by borough and month."
-    ),
-    grain="one row per month, borough and grade (I, S)",
-    numerator="attended calls whose first arrival was at most the target after the call was "
-    "received (15 minutes for I, 60 for S).",
-    denominator="calls of the grade with a first arrival (attended calls).",
-    source_fields=(
-        "emergency_response.grade",
-        "emergency_response.call_received",
-        "emergency_response.first_arrival",
-        "emergency_response.borough",
-    ),
-    caveats=(
-        "The grade is the grade at the end of the call, after any regrading.",
-        "Calls nobody attended (resolved or cancelled first) are not in the denominator; "
-        "their number is calls minus calls_attended.",
-        "A response spanning the October clock change can be an hour out (local times in "
-        "the repeated hour are read as the first).",
-        "Calls with no borough are shown as Not recorded; a borough the agreement does not "
-        f"list, as {NOT_AGREED}.",
-    ),
-    sources=("emergency_response",),
-    columns=(
-        MartColumn("month", "DATE", "Month the call was received (London time, first day)."),
-        MartColumn(
-            "borough",
-            "VARCHAR",
-            f"Borough of the incident as the agreement lists it, {NOT_AGREED}, or Not recorded.",
-        ),
-        MartColumn("grade", "VARCHAR", "I (immediate) or S (significant)."),
-        MartColumn("target_minutes", "INTEGER", "The attendance target: 15 for I, 60 for S."),
-        MartColumn("calls", "BIGINT", "Calls of the grade received in the month."),
-        MartColumn("calls_attended", "BIGINT", "Of those, calls with a first arrival."),
-        MartColumn(
-            "attended_within_target",
-            "BIGINT",
-            "Attended calls whose first arrival was within the target (inclusive).",
-        ),
-        MartColumn(
-            "share_within_target",
-            "DOUBLE",
-            "attended_within_target over calls_attended, from 0 to 1.",
-        ),
-        MartColumn(
-            "median_minutes_to_arrival",
-            "DOUBLE",
-            "Median minutes from the call to the first arrival, attended calls only.",
-        ),
-    ),
-    sql=_emergency_response_sql,
-    order_by=("month", "borough", "grade"),
-    publication=True,
-    threshold=None,
-    disclosure="Counts of calls by borough and month identify nobody; the MPS publishes "
-    "these response figures.",
-    agreed=(RESPONSE_BOROUGH,),
-    latest="SELECT * FROM mart WHERE month = (SELECT max(month) FROM mart)",
-    headline="""
-        SELECT max(month) AS latest_month,
-               sum(attended_within_target) FILTER (WHERE grade = 'I') * 1.0
-                   / nullif(sum(calls_attended) FILTER (WHERE grade = 'I'), 0)
-                   AS i_share_within_15_minutes,
-               sum(attended_within_target) FILTER (WHERE grade = 'S') * 1.0
-                   / nullif(sum(calls_attended) FILTER (WHERE grade = 'S'), 0)
-                   AS s_share_within_60_minutes
-        FROM mart WHERE month = (SELECT max(month) FROM mart)
-    """,
-)
-
-
-# --- 9. trust and confidence ----------------------------------------------------------
-
-
-SURVEY_BOROUGH = AgreedCategory("borough", "public_attitude_survey", ("borough",), "borough")
-SURVEY_MEASURE = AgreedCategory("measure", "public_attitude_survey", ("measure",), "measure")
-
-
-def _trust_sql(_: Mappings, contracts: dict[str, Contract]) -> str:
-    # A figure of a borough or measure the agreement does not list is kept, in the group
-    # NOT_AGREED, but compared with nothing: different measures cannot be averaged.
-    return f"""
-    WITH grouped AS (
-        SELECT * REPLACE ({SURVEY_BOROUGH.sql("borough", contracts)} AS borough,
-                          {SURVEY_MEASURE.sql("measure", contracts)} AS measure)
-        FROM curated.public_attitude_survey
-    ),
-    latest AS (
-        SELECT *, borough <> {_lit(NOT_AGREED)} AND measure <> {_lit(NOT_AGREED)} AS _agreed
-        FROM grouped
-        QUALIFY _period = max(_period) OVER (PARTITION BY date)
-    )
-    SELECT l.date, l.survey, l.borough, l.measure, l.proportion, l._period AS release,
-           y.proportion AS proportion_year_before,
-           (l.proportion - y.proportion) * 100 AS change_points,
-           CASE WHEN l._agreed THEN avg(l.proportion) OVER (
-               PARTITION BY l.date, l.survey, l.measure, l._agreed) END AS mean_of_boroughs,
-           CASE WHEN l._agreed THEN rank() OVER (
-               PARTITION BY l.date, l.survey, l.measure, l._agreed ORDER BY l.proportion DESC)
-           END AS rank_among_boroughs
-    FROM latest l
-    LEFT JOIN latest y
-      ON l._agreed AND y._agreed AND y.survey = l.survey AND y.borough = l.borough
-     AND y.measure = l.measure AND y.date = (l.date - INTERVAL 1 YEAR)::DATE
-    """
-
-
-TRUST_AND_CONFIDENCE = Mart(
-    name="trust_and_confidence",
-    title="Trust and confidence (Public Attitude Survey)",
-    definition=(
-        "The Public Attitude Survey's trust and confidence measures by borough over time: "
-        "the weighted share of respondents giving the positive answer over the 12 months to "
-        "each quarter's end, with the change on the year before and the borough's rank."
-    ),
-    grain="one row per quarter end, survey, borough and measure (a figure whose borough or "
-    f"measure the agreement does not list is a row of its own, under {NOT_AGREED})",
-    numerator="weighted respondents giving the positive answer (as delivered, a proportion).",
-    denominator="weighted respondents asked the question in the borough over the rolling 12 "
-    "months.",
-    source_fields=(
-        "public_attitude_survey.date",
-        "public_attitude_survey.borough",
-        "public_attitude_survey.measure",
-        "public_attitude_survey.proportion",
-        "public_attitude_survey._period (the release)",
-    ),
-    caveats=(
-        "Rolling 12-month figures: consecutive quarters share most of their interviews.",
-        "About 400 interviews per borough a year: differences of a few points are within "
-        "sampling error.",
-        "Each release re-sends and may re-weight the whole series; for each date, the "
-        "newest release's figures are used.",
-        "mean_of_boroughs is the simple mean of the borough figures, not the London figure "
-        "(which weights boroughs by population).",
-        f"A figure whose borough or measure the agreement does not list is kept under "
-        f"{NOT_AGREED}, with no mean, rank or change: it cannot be compared with the others.",
-    ),
-    sources=("public_attitude_survey",),
-    columns=(
-        MartColumn("date", "DATE", "The last day of the quarter the 12 months end with."),
-        MartColumn("survey", "VARCHAR", "The survey (PAS)."),
-        MartColumn(
-            "borough",
-            "VARCHAR",
-            f"The borough the respondents live in (as the agreement lists it), or {NOT_AGREED}.",
-        ),
-        MartColumn(
-            "measure",
-            "VARCHAR",
-            f"The measure's published short name (one the agreement lists), or {NOT_AGREED}.",
-        ),
-        MartColumn("proportion", "DOUBLE", "Weighted share giving the positive answer, 0 to 1."),
-        MartColumn("release", "VARCHAR", "The release (delivery period) the figure is from."),
-        MartColumn(
-            "proportion_year_before",
-            "DOUBLE",
-            "The same measure and borough four quarters earlier (NULL if not delivered).",
-        ),
-        MartColumn(
-            "change_points",
-            "DOUBLE",
-            "proportion minus proportion_year_before, in percentage points.",
-        ),
-        MartColumn(
-            "mean_of_boroughs",
-            "DOUBLE",
-            "Simple mean of the boroughs' proportions for the date and measure.",
-        ),
-        MartColumn(
-            "rank_among_boroughs",
-            "BIGINT",
-            "1 for the borough with the highest proportion for the date and measure.",
-        ),
-    ),
-    sql=_trust_sql,
-    order_by=("date", "survey", "measure", "borough"),
-    publication=True,
-    threshold=None,
-    disclosure="Weighted proportions, published by MOPAC; no counts of people are held.",
-    agreed=(SURVEY_BOROUGH, SURVEY_MEASURE),
-    latest="SELECT * FROM mart WHERE date = (SELECT max(date) FROM mart)",
-    headline="""
-        SELECT max(date) AS latest_quarter_end,
-               max(mean_of_boroughs) FILTER (WHERE measure = 'Trust MPS')
-                   AS trust_mps_mean_of_boroughs,
-               max(mean_of_boroughs) FILTER (WHERE measure = '"Good Job" local')
-                   AS good_job_local_mean_of_boroughs
-        FROM mart WHERE date = (SELECT max(date) FROM mart)
-    """,
-)
-
-
-# --- 10. workforce representation ---------------------------------------------------------
-
-
-def _workforce_sql(m: Mappings, _: dict[str, Contract]) -> str:
-    group = ethnic_group_sql("ethnicity", m.ethnicity["workforce.ethnicity"])
-    return f"""
-    WITH staff AS (
-        SELECT month, worker_type, {group} AS ethnic_group, headcount FROM curated.workforce
-    ),
-    counts AS (
-        SELECT month,
-               CASE WHEN grouping(worker_type) = 1 THEN 'All' ELSE worker_type END
-                   AS worker_type,
-               ethnic_group, sum(headcount) AS headcount
-        FROM staff
-        GROUP BY GROUPING SETS ((month, worker_type, ethnic_group), (month, ethnic_group))
-    ),
-    cells AS (
-        SELECT DISTINCT c.month, c.worker_type, g.ethnic_group
-        FROM counts c
-        CROSS JOIN {_values([(g,) for g in m.groups], ["ethnic_group"], ["VARCHAR"])} g
-        UNION SELECT month, worker_type, ethnic_group FROM counts
-    ),
-    population AS ({_population_sql(m)}),
-    grid AS (
-        SELECT x.month, x.worker_type, x.ethnic_group, coalesce(c.headcount, 0) AS headcount
-        FROM cells x LEFT JOIN counts c
-          ON c.month = x.month AND c.worker_type = x.worker_type
-         AND c.ethnic_group = x.ethnic_group
-    )
-    SELECT g.*,
-           headcount / sum(headcount) OVER cell AS share_of_workforce,
-           CASE WHEN g.ethnic_group IN {_in(m.groups)}
-                THEN headcount / sum(headcount) FILTER (
-                    WHERE g.ethnic_group IN {_in(m.groups)}) OVER cell END AS share_of_stated,
-           p.population / sum(p.population) OVER cell AS london_share,
-           share_of_stated / london_share AS representation_ratio,
-           (share_of_stated - london_share) * 100 AS gap_points,
-           {group_order_sql("g.ethnic_group", m.groups)} AS _order,
-           (g.worker_type <> 'All')::INT AS _level
-    FROM grid g LEFT JOIN population p ON p.ethnic_group = g.ethnic_group
-    WINDOW cell AS (PARTITION BY g.month, g.worker_type)
-    """
-
-
-WORKFORCE_REPRESENTATION = Mart(
-    name="workforce_representation",
-    title="Workforce representation",
-    definition=(
-        "How representative the workforce in the 12 Basic Command Units is of London: each "
-        "ethnic group's share of the workforce with a stated ethnicity, against its share "
-        "of London's residents (Census 2021), by month and worker type (and all workers)."
-    ),
-    grain="one row per month, worker type (or All) and ethnic group",
-    numerator="people in post of the group (headcount) on the month's last day.",
-    denominator="people in post of the worker type with a stated ethnicity; for London, "
-    "usual residents of the 5 groups, Census 2021.",
-    source_fields=(
-        "workforce.month",
-        "workforce.worker_type",
-        "workforce.ethnicity",
-        "workforce.headcount",
-        "census_2021_population.ethnic_group",
-        "census_2021_population.observation",
-    ),
-    caveats=(
-        "Only people posted to the 12 BCUs; central commands are not in the extract.",
-        "Ethnicity is self-declared; Not stated includes people never asked. Shares of the "
-        "stated exclude them; share_of_workforce shows how many they are.",
-        "London's residents of all ages are the comparison, not its working-age population.",
-    ),
-    sources=("workforce", "census_2021_population"),
-    columns=(
-        MartColumn("month", "DATE", "The snapshot month (people in post on its last day)."),
-        MartColumn(
-            "worker_type",
-            "VARCHAR",
-            "Police Officer, Police Staff, PCSO, Special Constable, or All.",
-        ),
-        MartColumn(
-            "ethnic_group",
-            "VARCHAR",
-            "Self-declared group (White, Asian, Black, Mixed, Other), Not stated or Not mapped.",
-        ),
-        MartColumn("headcount", "BIGINT", "People in post."),
-        MartColumn(
-            "share_of_workforce",
-            "DOUBLE",
-            "headcount over all people of the worker type (Not stated included).",
-        ),
-        MartColumn(
-            "share_of_stated",
-            "DOUBLE",
-            "headcount over people of the worker type with a stated group (NULL for Not stated).",
-        ),
-        MartColumn(
-            "london_share",
-            "DOUBLE",
-            "The group's share of London's usual residents in the 5 groups, Census 2021.",
-        ),
-        MartColumn(
-            "representation_ratio",
-            "DOUBLE",
-            "share_of_stated over london_share: 1 is proportionate, 0.5 half as many as "
-            "London's population would suggest.",
-        ),
-        MartColumn(
-            "gap_points",
-            "DOUBLE",
-            "share_of_stated minus london_share, in percentage points.",
-        ),
-    ),
-    sql=_workforce_sql,
-    order_by=("month", "_level", "worker_type", "_order", "ethnic_group"),
-    publication=True,
-    threshold=10,
-    disclosure="The workforce agreement requires cells under 10 to be suppressed in "
-    "anything published (contract workforce).",
-    suppressions=(
-        Suppression(
-            "headcount",
-            (
-                "headcount",
-                "share_of_workforce",
-                "share_of_stated",
-                "representation_ratio",
-                "gap_points",
-            ),
-        ),
-    ),
-    latest=(
-        "SELECT * FROM mart WHERE worker_type = 'All' AND month = (SELECT max(month) FROM mart)"
-    ),
-    headline="""
-        SELECT max(month) AS latest_month,
-               max(representation_ratio) FILTER (WHERE ethnic_group = 'Black')
-                   AS black_representation_ratio,
-               max(representation_ratio) FILTER (WHERE ethnic_group = 'Asian')
-                   AS asian_representation_ratio,
-               max(share_of_workforce) FILTER (WHERE ethnic_group = 'Not stated')
-                   AS not_stated_share
-        FROM mart WHERE worker_type = 'All' AND month = (SELECT max(month) FROM mart)
-    """,
-)
-
-
 # --- 11. data quality ---------------------------------------------------------------------
 
 
@@ -1940,18 +1129,33 @@ DATA_QUALITY = Mart(
 MARTS: dict[str, Mart] = {
     m.name: m
     for m in (
-        STOP_SEARCH_DISPROPORTIONALITY,
         STOP_SEARCH_OUTCOMES,
         CRIME_TRENDS,
         CRIME_OUTCOME_RATES,
         USE_OF_FORCE_SUBJECTS,
         USE_OF_FORCE_TACTICS,
-        COMPLAINTS_TIMELINESS,
-        EMERGENCY_RESPONSE,
-        TRUST_AND_CONFIDENCE,
-        WORKFORCE_REPRESENTATION,
         DATA_QUALITY,
     )
+}
+# The marts kept as files (`pipelines/oversight/marts/<mart>.sql` and `.yaml`) join those
+# still defined here, in the pack's order; a mart an analyst adds as files comes after.
+PACK_ORDER = (
+    "stop_search_disproportionality",
+    "stop_search_outcomes",
+    "crime_trends",
+    "crime_outcome_rates",
+    "use_of_force_subjects",
+    "use_of_force_tactics",
+    "complaints_timeliness",
+    "emergency_response",
+    "trust_and_confidence",
+    "workforce_representation",
+    "data_quality",
+)
+MARTS = {**MARTS, **load_marts(MARTS_DIR)}
+MARTS = {
+    name: MARTS[name]
+    for name in sorted(MARTS, key=lambda n: (PACK_ORDER.index(n) if n in PACK_ORDER else 99, n))
 }
 
 
@@ -1984,6 +1188,12 @@ def current_contracts() -> dict[str, Contract]:
 def mart_sql(mart: Mart, contracts: dict[str, Contract] | None = None) -> str:
     """The mart's whole query: its SQL, suppression, the declared columns, the order."""
     contracts = contracts or current_contracts()
+    return finish_sql(mart, mart.sql(load_mappings(), contracts))
+
+
+def finish_sql(mart: Mart, body: str) -> str:
+    """What the runner adds to a mart's own SQL (`body`): small counts withheld (NULL, with
+    their `_suppressed` flags), the declared columns cast to their types, the order."""
     active = mart._active_suppressions()
     threshold = mart.threshold or 0
 
@@ -2001,7 +1211,6 @@ def mart_sql(mart: Mart, contracts: dict[str, Contract] | None = None) -> str:
         if col.name in flags:
             select.append(f"{withheld_sql(flags[col.name])} AS {flags[col.name].flag_name}")
     order = ", ".join(f"{o} NULLS LAST" for o in mart.order_by)
-    body = mart.sql(load_mappings(), contracts)
     columns = ",\n       ".join(select)
     return f"WITH mart AS (\n{body}\n)\nSELECT {columns}\nFROM mart\nORDER BY {order}"
 
@@ -2032,6 +1241,11 @@ def warehouse_connection(
     it is empty rather than an error. An open connection is used as it is.
     """
     if isinstance(warehouse, duckdb.DuckDBPyConnection):
+        if not warehouse.execute(
+            "SELECT 1 FROM duckdb_schemas() WHERE schema_name = 'oversight_ref' "
+            "AND database_name = current_database()"
+        ).fetchall():
+            create_reference(warehouse, contracts or current_contracts(), comments=False)
         yield warehouse
         return
     from pipelines.row_validation import curated_schema  # pandera: not at start-up
@@ -2058,6 +1272,9 @@ def warehouse_connection(
                     con.register("_empty", pa.Table.from_batches([], curated_schema(contract)))
                     con.execute(f"CREATE TABLE curated.{name} AS SELECT * FROM _empty")
                     con.unregister("_empty")
+        # The mappings, targets and agreed values the marts' SQL reads, from the current
+        # files (a warehouse built earlier has its own copy, or none; this one counts).
+        create_reference(con, contracts, comments=False)
         yield con
     finally:
         con.close()

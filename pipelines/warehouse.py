@@ -33,6 +33,7 @@ from pipelines.governance_views import (
 )
 from pipelines.lake import Lake
 from pipelines.object_store import let_duckdb_read_s3
+from pipelines.oversight.reference import create_reference
 from pipelines.register import BREACH_SCHEMA, DELIVERY_EVENT_SCHEMA
 from pipelines.retention import ERASURE_SCHEMA
 from schemas.contract import Contract
@@ -306,6 +307,9 @@ def build_warehouse(lake: Lake, contracts: dict[str, Contract], path: Path) -> P
                 for view in views:
                     _comment_curated_columns(con, view, contract)
             _oversight(con, lake)
+            # The mappings, targets and agreed values the marts' SQL files read, so that
+            # `duckdb warehouse.duckdb < pipelines/oversight/marts/<mart>.sql` runs as it is.
+            create_reference(con, contracts)
             _governance(con, lake, contracts)
             con.execute("COMMIT")
             con.execute("CHECKPOINT")

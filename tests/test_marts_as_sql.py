@@ -1,0 +1,174 @@
+"""The marts as files an analyst owns: `pipelines/oversight/marts/<mart>.sql` and `.yaml`.
+
+On a demo home built by the command line: each SQL file runs as it is against
+`warehouse.duckdb` (nothing but `curated.*` and `oversight_ref.*`), and gives the rows the
+runner writes once the runner's own part (suppression, types, order) is added; every column
+the SQL gives is described in the YAML and every described column comes from the SQL; and
+the README's recipe for adding a mart, followed in a copy of the folder, gives a mart.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pytest
+import yaml
+
+from pipelines.oversight.definition import MARTS_DIR, load_mart, load_marts
+from pipelines.oversight.reference import reference_tables
+from pipelines.oversight_marts import MARTS, compute_mart, finish_sql, warehouse_connection
+from schemas.contract import load_contracts
+
+ROOT = Path(__file__).resolve().parent.parent
+DATASHARE = Path(sys.executable).with_name("datashare")
+FILE_MARTS = sorted(p.stem for p in MARTS_DIR.glob("*.sql"))
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A demo home: six months of every contract (the survey is quarterly), 300 rows each, run and reported."""
+    home = tmp_path_factory.mktemp("marts") / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATASHARE_", "DAGSTER_"))}
+    env |= {
+        "DATASHARE_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "DATASHARE_SETTLE_SECONDS": "0",
+    }
+    done = subprocess.run(
+        [str(DATASHARE), "demo", "--months", "6", "--rows", "300"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return home
+
+
+@pytest.fixture
+def warehouse(home: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        yield con
+
+
+def _sorted_rows(table: pa.Table) -> list[tuple]:
+    rows = [tuple(r.values()) for r in table.to_pylist()]
+    return sorted(rows, key=repr)
+
+
+def assert_same_rows(a: pa.Table, b: pa.Table) -> None:
+    """Same columns and types, and the same rows in any order (NaN equals NaN, as DuckDB
+    compares)."""
+    assert a.schema.remove_metadata() == b.schema.remove_metadata()
+    con = duckdb.connect()
+    con.register("a", a)
+    con.register("b", b)
+    differing = con.execute(
+        "SELECT count(*) FROM ((SELECT * FROM a EXCEPT ALL SELECT * FROM b) "
+        "UNION ALL (SELECT * FROM b EXCEPT ALL SELECT * FROM a))"
+    ).fetchone()[0]
+    assert (a.num_rows, differing) == (b.num_rows, 0)
+
+
+def test_every_mart_is_a_sql_file_with_its_yaml():
+    # The marts the pack shows are the files; each file names the mart it is.
+    assert FILE_MARTS, "no mart files"
+    for name in FILE_MARTS:
+        assert (MARTS_DIR / f"{name}.yaml").exists(), name
+        assert MARTS[name] == load_mart(MARTS_DIR / f"{name}.yaml")
+
+
+@pytest.mark.parametrize("name", FILE_MARTS)
+def test_sql_file_runs_as_it_is_and_gives_the_runners_rows(
+    home: Path, warehouse: duckdb.DuckDBPyConnection, name: str
+):
+    sql = (MARTS_DIR / f"{name}.sql").read_text(encoding="utf-8")
+    # Only the warehouse's own schemas: no Python, no templates.
+    assert "{" not in sql, "a template left in the SQL"
+    direct = warehouse.sql(sql).to_arrow_table()
+    assert direct.num_rows > 0, f"{name} gives no rows on the demo home"
+    # The runner adds suppression, types and order to exactly these rows.
+    mart = MARTS[name]
+    con = duckdb.connect()
+    con.register("direct_rows", direct)
+    finished = con.sql(finish_sql(mart, "SELECT * FROM direct_rows")).to_arrow_table()
+    computed = compute_mart(name, home / "warehouse.duckdb")
+    assert_same_rows(finished, computed)
+
+
+@pytest.mark.parametrize("name", FILE_MARTS)
+def test_every_column_is_described(warehouse: duckdb.DuckDBPyConnection, name: str):
+    spec = yaml.safe_load((MARTS_DIR / f"{name}.yaml").read_text(encoding="utf-8"))
+    described = {c["name"]: c["description"] for c in spec["columns"]}
+    assert all(len(text.split()) >= 3 for text in described.values()), described
+    given = warehouse.sql((MARTS_DIR / f"{name}.sql").read_text()).columns
+    # Every column the SQL gives is described, but its helper columns (`_order`, ...).
+    assert {c for c in given if not c.startswith("_")} == set(described)
+    # Suppression, order and latest figures name columns that exist.
+    for s in spec.get("suppressions") or ():
+        assert s["count"] in given and set(s["withheld"]) <= set(given)
+    assert set(spec["order_by"]) <= set(given)
+
+
+def test_reference_tables_are_the_mapping_files(warehouse: duckdb.DuckDBPyConnection):
+    # The warehouse's oversight_ref tables hold what the mapping files and contracts say.
+    for name, table in reference_tables(load_contracts()).items():
+        stored = warehouse.sql(f"SELECT * FROM oversight_ref.{name}").to_arrow_table()
+        assert _sorted_rows(stored) == _sorted_rows(table), name
+        comment = warehouse.execute(
+            "SELECT comment FROM duckdb_tables() WHERE schema_name = 'oversight_ref' "
+            "AND table_name = ?",
+            [name],
+        ).fetchall()
+        assert comment and comment[0][0], name
+    black = warehouse.execute(
+        "SELECT oversight_ref.ethnic_group('stop_and_search.self_defined_ethnicity', "
+        "'Black/African/Caribbean/Black British - Any other Black/African/Caribbean background ')"
+    ).fetchall()
+    assert black == [("Black",)]
+
+
+def test_a_warehouse_without_reference_tables_still_gives_the_marts(home: Path, tmp_path: Path):
+    # A warehouse built by the previous version has no oversight_ref: the runner brings its own.
+    old = tmp_path / "warehouse.duckdb"
+    shutil.copyfile(home / "warehouse.duckdb", old)
+    with duckdb.connect(str(old)) as con:
+        con.execute("DROP SCHEMA oversight_ref CASCADE")
+    for name in FILE_MARTS:
+        assert_same_rows(compute_mart(name, old), compute_mart(name, home / "warehouse.duckdb"))
+
+
+def test_readme_recipe_adds_a_mart(home: Path, tmp_path: Path):
+    """Follow "How an analyst adds or changes a mart" in a copy of the marts folder."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## How an analyst adds or changes a mart", 1)[1].split("\n## ", 1)[0]
+    # The recipe's example files, as the README shows them.
+    blocks = dict(re.findall(r"```(sql|yaml)\n(.*?)```", section, flags=re.S))
+    assert {"sql", "yaml"} <= set(blocks), "the README shows a .sql and a .yaml"
+    marts = tmp_path / "marts"
+    shutil.copytree(MARTS_DIR, marts)
+    spec = yaml.safe_load(blocks["yaml"])
+    (marts / f"{spec['name']}.sql").write_text(blocks["sql"], encoding="utf-8")
+    (marts / f"{spec['name']}.yaml").write_text(blocks["yaml"], encoding="utf-8")
+    loaded = load_marts(marts)
+    toy = loaded[spec["name"]]
+    with warehouse_connection(home / "warehouse.duckdb") as con:
+        from pipelines.oversight_marts import mart_sql
+
+        table = con.sql(mart_sql(toy)).to_arrow_table()
+    assert table.num_rows > 0
+    assert table.column_names == [c.name for c in toy.output_columns]
+    # Its count below the threshold is withheld with a flag, as every publication mart's.
+    flags = [c for c in table.column_names if c.endswith("_suppressed")]
+    assert flags
+    for row in table.to_pylist():
+        for flag in flags:
+            count = flag.removesuffix("_suppressed")
+            assert row[flag] == (row[count] is None)
+    # The runner's own marts are still there, unchanged, beside it.
+    assert set(FILE_MARTS) < set(loaded)
