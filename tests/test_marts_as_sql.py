@@ -21,9 +21,12 @@ import duckdb
 import pyarrow as pa
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from pipelines.agreed_values import NOT_AGREED, AgreedCategory
 from pipelines.oversight.definition import MARTS_DIR, load_mart, load_marts
-from pipelines.oversight.reference import reference_tables
+from pipelines.oversight.reference import MAPPINGS_DIR, create_reference, reference_tables
 from pipelines.oversight_marts import MARTS, compute_mart, finish_sql, warehouse_connection
 from schemas.contract import load_contracts
 
@@ -34,7 +37,7 @@ FILE_MARTS = sorted(p.stem for p in MARTS_DIR.glob("*.sql"))
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A demo home: six months of every contract (the survey is quarterly), 300 rows each, run and reported."""
+    """A demo home: six months of every contract (the survey is quarterly), 300 rows each."""
     home = tmp_path_factory.mktemp("marts") / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATASHARE_", "DAGSTER_"))}
     env |= {
@@ -172,3 +175,75 @@ def test_readme_recipe_adds_a_mart(home: Path, tmp_path: Path):
             assert row[flag] == (row[count] is None)
     # The runner's own marts are still there, unchanged, beside it.
     assert set(FILE_MARTS) < set(loaded)
+
+
+@pytest.fixture(scope="module")
+def reference() -> Iterator[duckdb.DuckDBPyConnection]:
+    """oversight_ref alone, in memory, from the mapping files and contracts."""
+    con = duckdb.connect()
+    create_reference(con, load_contracts())
+    yield con
+    con.close()
+
+
+ETHNICITY = yaml.safe_load((MAPPINGS_DIR / "ethnicity.yaml").read_text(encoding="utf-8"))
+MAPPING_NAMES = sorted(k for k in ETHNICITY if k != "groups")
+# Delivered-looking values: the mapped ones, with stray spaces or another case, and any text.
+_known = sorted({str(v) for k in MAPPING_NAMES for v in ETHNICITY[k]})
+_values = st.one_of(
+    st.none(),
+    st.sampled_from(_known),
+    st.builds(lambda v, pad: pad + v + pad, st.sampled_from(_known), st.sampled_from(["", " "])),
+    st.sampled_from(_known).map(str.upper),
+    st.text(max_size=12),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(mapping=st.sampled_from(MAPPING_NAMES), value=_values)
+def test_ethnic_group_macro_is_the_mapping_file(reference, mapping, value):
+    # Blank is Not recorded, a listed value (spaces around it ignored) its group, any other
+    # value Not mapped: never dropped, never guessed.
+    listed = {str(k).strip(): str(v) for k, v in reversed(list(ETHNICITY[mapping].items()))}
+    # Surrounding spaces as DuckDB's trim() takes them off (the marts always have).
+    trimmed = reference.execute("SELECT trim(?::VARCHAR)", [value]).fetchall()[0][0]
+    if value is None or trimmed == "":
+        expected = "Not recorded"
+    else:
+        expected = listed.get(trimmed, "Not mapped")
+    got = reference.execute("SELECT oversight_ref.ethnic_group(?, ?)", [mapping, value]).fetchall()
+    assert got == [(expected,)]
+
+
+CONTRACTS = load_contracts()
+_agreed_columns = sorted(
+    (c.name, col.name) for c in CONTRACTS.values() for col in c.columns if col.value_rules
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_agreed_value_macro_is_the_agreement(reference, data):
+    # A value the agreement lists, character for character, is itself; anything else it
+    # keeps is 'Not an agreed value'; NULL stays NULL; a column with no list takes all.
+    contract, column = data.draw(st.sampled_from([*_agreed_columns, ("workforce", "month")]))
+    category = AgreedCategory(column, contract, (column,), column)
+    agreed = category.values(CONTRACTS)
+    listed = sorted(agreed or ())
+    value = data.draw(
+        st.one_of(
+            st.none(),
+            st.sampled_from(listed or ["x"]),
+            st.sampled_from(listed or ["x"]).map(lambda v: v + " "),
+            st.sampled_from(listed or ["x"]).map(str.upper),
+            st.text(max_size=10),
+        )
+    )
+    if value is None or agreed is None or value in agreed:
+        expected = value
+    else:
+        expected = NOT_AGREED
+    got = reference.execute(
+        "SELECT oversight_ref.agreed_value(?, ?, ?::VARCHAR)", [contract, column, value]
+    ).fetchall()
+    assert got == [(expected,)]

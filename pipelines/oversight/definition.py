@@ -242,9 +242,9 @@ def mart_yaml(mart: Mart) -> str:
             for a in mart.agreed
         ],
         "order_by": list(mart.order_by),
-        "latest": mart.latest.strip() + "\n" if "\n" in mart.latest else mart.latest,
+        "latest": textwrap.dedent(mart.latest).strip() + ("\n" if "\n" in mart.latest else ""),
         "headline": textwrap.dedent(mart.headline).strip() + "\n" if mart.headline else None,
-        "notes": dict(mart.notes),
+        "notes": {k: textwrap.dedent(v).strip() + "\n" for k, v in mart.notes.items()},
         "columns": [
             {"name": c.name, "type": c.type, "description": c.description} for c in mart.columns
         ],
