@@ -341,7 +341,8 @@ def test_whatever_arrives_every_file_ends_final_every_row_counted_nothing_unagre
             columns = [c for (c,) in con.execute(
                 "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'curated' "
                 "AND table_name = ? ORDER BY column_index", [name]).fetchall()]  # fmt: skip
-            assert columns == curated_schema(contract).names
+            # The contract's columns, then `_month` (the delivery's month as a DATE).
+            assert columns == [*curated_schema(contract).names, "_month"]
     shutil.rmtree(home_dir, ignore_errors=True)
 
 
