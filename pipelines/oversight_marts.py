@@ -5,8 +5,7 @@ models): `<mart>.sql`, a query that runs as it is in DuckDB against the warehous
 the `curated.*` views and the reference schema `oversight_ref`: the mappings, targets and
 agreed values, `pipelines/oversight/reference.py`), and `<mart>.yaml`, its definition
 (numerator, denominator, grain, source fields, caveats), column comments, suppression and
-agreed categories (`pipelines/oversight/definition.py` reads it). Data quality alone is
-defined here: its SQL is one query per key field of every contract, made from them.
+agreed categories (`pipelines/oversight/definition.py` reads it).
 
 This module runs them: `compute_mart` runs a mart's SQL, with the runner's part added
 (`finish_sql`: small counts withheld, columns cast, rows ordered), in DuckDB against a
@@ -51,7 +50,6 @@ from pipelines.lake import Lake
 from pipelines.oversight.definition import (
     MARTS_DIR,
     Mart,
-    MartColumn,
     Suppression,
     load_marts,
 )
@@ -64,13 +62,7 @@ from pipelines.provenance import record_mart_sources
 from pipelines.warehouse import make_lake_readable
 from schemas.contract import Contract, contracts_dir, load_contracts
 
-LONDON = "Europe/London"
-
-
-# --- definitions ------------------------------------------------------------------------
-
-
-# --- mappings (data, not code) ----------------------------------------------------------
+# --- mappings (data, not code; the marts read them as oversight_ref tables) -------------
 
 
 @dataclass(frozen=True)
@@ -103,154 +95,11 @@ def load_mappings(directory: Path = MAPPINGS_DIR) -> Mappings:
     )
 
 
-# --- SQL helpers --------------------------------------------------------------------------
+# --- the marts -------------------------------------------------------------------------
 
 
-def _lit(value: object) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def _in(values: tuple[str, ...] | list[str]) -> str:
-    return "(" + ", ".join(_lit(v) for v in values) + ")" if values else "(NULL)"
-
-
-# --- 11. data quality ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class KeyField:
-    contract: str
-    table: str
-    field: str
-    role: str
-    missing_values: tuple[str, ...]
-    max_missing_percent: float | None
-
-
-def key_fields(contracts: dict[str, Contract]) -> list[KeyField]:
-    """Each contract's key fields: its primary key, the columns with an agreed completeness
-    threshold, and (for a wide layout) the value column."""
-    out: list[KeyField] = []
-    for c in contracts.values():
-        table = f"{c.name}_releases" if c.layout else c.name
-        rules = {r.column: r for r in c.completeness_rules}
-        for col in c.columns:
-            rule = rules.get(col.name)
-            if not (col.primary_key_position or rule):
-                continue
-            role = "primary key" if col.primary_key_position else "completeness agreed"
-            missing = tuple(v for v in (rule.missing_values if rule else ("",)) if v is not None)
-            out.append(
-                KeyField(c.name, table, col.name, role, missing, rule.max_percent if rule else None)
-            )
-        if c.layout:
-            out.append(KeyField(c.name, table, c.layout.value_name, "value", (), None))
-    return out
-
-
-def _data_quality_sql(_: Mappings, contracts: dict[str, Contract]) -> str:
-    parts = []
-    for f in key_fields(contracts):
-        col = f'"{f.field}"'
-        blank = f" OR {col}::VARCHAR IN {_in(f.missing_values)}" if f.missing_values else ""
-        parts.append(
-            f"SELECT {_lit(f.contract)} AS contract, _period AS period, {_lit(f.field)} AS field,"
-            f" {_lit(f.role)} AS field_role, count(*) AS curated_rows,"
-            f" count(*) FILTER (WHERE {col} IS NULL{blank}) AS missing_rows,"
-            f" {_lit(f.max_missing_percent)}::DOUBLE AS agreed_max_missing_percent"
-            f" FROM curated.{f.table} GROUP BY _period"
-        )
-    if not parts:
-        parts = [
-            "SELECT NULL::VARCHAR AS contract, NULL::VARCHAR AS period, NULL::VARCHAR AS field,"
-            " NULL::VARCHAR AS field_role, 0 AS curated_rows, 0 AS missing_rows,"
-            " NULL::DOUBLE AS agreed_max_missing_percent WHERE false"
-        ]
-    union = "\nUNION ALL ".join(parts)
-    return f"""
-    WITH fields AS ({union})
-    SELECT *,
-           (curated_rows - missing_rows) * 100.0 / curated_rows AS completeness_percent,
-           CASE WHEN agreed_max_missing_percent IS NOT NULL
-                THEN missing_rows * 100.0 / curated_rows <= agreed_max_missing_percent
-           END AS within_agreement
-    FROM fields
-    """
-
-
-DATA_QUALITY = Mart(
-    name="data_quality",
-    title="Data quality: completeness of key fields",
-    definition=(
-        "For every contract and delivery period, how complete each key field is in the "
-        "curated rows: the primary key columns, the columns whose completeness the "
-        "agreement sets a threshold for, and a wide layout's value column."
-    ),
-    grain="one row per contract, period and key field",
-    numerator="curated rows of the period whose field is not missing (NULL, blank, or a "
-    "value the agreement counts as missing such as 'Not stated').",
-    denominator="curated rows of the period (for a wide layout, every cell of the release).",
-    source_fields=("every contract's key fields", "<contract>._period"),
-    caveats=(
-        "Completeness of the rows that were published: rows held back in quarantine are "
-        "not counted here (see governance.quarantine).",
-        "Rows whose required fields were missing were quarantined, so required fields are "
-        "complete by construction; the measure is most telling for optional fields.",
-    ),
-    sources=("*",),
-    columns=(
-        MartColumn("contract", "VARCHAR", "The data contract."),
-        MartColumn("period", "VARCHAR", "The delivery period (YYYY-MM)."),
-        MartColumn("field", "VARCHAR", "The curated column."),
-        MartColumn(
-            "field_role",
-            "VARCHAR",
-            "Why it is a key field: primary key, completeness agreed, or value.",
-        ),
-        MartColumn("curated_rows", "BIGINT", "Curated rows of the period."),
-        MartColumn("missing_rows", "BIGINT", "Of those, rows missing the field."),
-        MartColumn(
-            "agreed_max_missing_percent",
-            "DOUBLE",
-            "The most the agreement allows missing, in percent (NULL when it sets none).",
-        ),
-        MartColumn(
-            "completeness_percent", "DOUBLE", "Rows with the field, in percent of curated_rows."
-        ),
-        MartColumn(
-            "within_agreement",
-            "BOOLEAN",
-            "Whether the share missing is within the agreed maximum (NULL when none is set).",
-        ),
-    ),
-    sql=_data_quality_sql,
-    order_by=("contract", "field", "period"),
-    publication=False,
-    threshold=None,
-    disclosure="Counts of rows, not of people.",
-    latest=(
-        "SELECT * FROM mart m WHERE period = "
-        "(SELECT max(period) FROM mart x WHERE x.contract = m.contract)"
-    ),
-    headline="""
-        SELECT count(*) FILTER (WHERE within_agreement = false) AS fields_below_agreement,
-               count(DISTINCT contract) AS contracts_with_data,
-               min(completeness_percent) AS lowest_completeness_percent
-        FROM mart m WHERE period = (
-            SELECT max(period) FROM mart x WHERE x.contract = m.contract)
-    """,
-)
-
-
-# Every mart but data quality is kept as files (`pipelines/oversight/marts/<mart>.sql` and
-# `.yaml`); data quality's SQL is one query per key field of every contract, so it is made
-# here from the contracts. In the pack's order; a mart an analyst adds comes after.
+# Every mart is kept as files (`pipelines/oversight/marts/<mart>.sql` and `.yaml`); here in
+# the pack's order, a mart an analyst adds after these.
 PACK_ORDER = (
     "stop_search_disproportionality",
     "stop_search_outcomes",
@@ -264,7 +113,7 @@ PACK_ORDER = (
     "workforce_representation",
     "data_quality",
 )
-_ALL_MARTS = {DATA_QUALITY.name: DATA_QUALITY, **load_marts(MARTS_DIR)}
+_ALL_MARTS = load_marts(MARTS_DIR)
 MARTS: dict[str, Mart] = {
     name: _ALL_MARTS[name]
     for name in sorted(

@@ -23,13 +23,15 @@ Tables:
   (a column listed in `agreed_columns` with no values agrees none).
 Views: `population(ethnic_group, population)` and `population_by_age(ethnic_group,
 age_band, population)`: Census 2021 London residents per group, from
-`curated.census_2021_population`.
+`curated.census_2021_population`; `key_field_counts`: per contract, period and key field,
+the curated rows and how many miss it (one query per key field, made from the contracts).
 Macros: `ethnic_group(mapping, value)`, `group_order(ethnic_group)`,
 `agreed_value(contract_name, column_name, value)`, `london_month(timestamp)`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -47,6 +49,74 @@ RESPONSE_TARGETS = {"I": 15, "S": 60}
 SCHEMA = "oversight_ref"
 
 
+@dataclass(frozen=True)
+class KeyField:
+    contract: str
+    table: str
+    field: str
+    role: str
+    missing_values: tuple[str, ...]
+    max_missing_percent: float | None
+
+
+def key_fields(contracts: dict[str, Contract]) -> list[KeyField]:
+    """Each contract's key fields: its primary key, the columns with an agreed completeness
+    threshold, and (for a wide layout) the value column."""
+    out: list[KeyField] = []
+    for c in contracts.values():
+        table = f"{c.name}_releases" if c.layout else c.name
+        rules = {r.column: r for r in c.completeness_rules}
+        for col in c.columns:
+            rule = rules.get(col.name)
+            if not (col.primary_key_position or rule):
+                continue
+            role = "primary key" if col.primary_key_position else "completeness agreed"
+            missing = tuple(v for v in (rule.missing_values if rule else ("",)) if v is not None)
+            out.append(
+                KeyField(c.name, table, col.name, role, missing, rule.max_percent if rule else None)
+            )
+        if c.layout:
+            out.append(KeyField(c.name, table, c.layout.value_name, "value", (), None))
+    return out
+
+
+def _lit(value: object) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def key_field_counts_sql(contracts: dict[str, Contract], present: set[str]) -> str:
+    """The view `key_field_counts`: per contract, delivery period and key field, the curated
+    rows and how many of them miss the field (NULL or a value the agreement counts as
+    missing). Made from the contracts (one query per key field), so the data quality
+    mart's SQL is one plain query over it; tables not in `present` are left out."""
+    parts = []
+    for f in key_fields(contracts):
+        if f.table not in present:
+            continue
+        col = f'"{f.field}"'
+        listed = ", ".join(_lit(v) for v in f.missing_values)
+        blank = f" OR {col}::VARCHAR IN ({listed})" if f.missing_values else ""
+        parts.append(
+            f"SELECT {_lit(f.contract)} AS contract, _period AS period, {_lit(f.field)} AS field,"
+            f" {_lit(f.role)} AS field_role, count(*) AS curated_rows,"
+            f" count(*) FILTER (WHERE {col} IS NULL{blank}) AS missing_rows,"
+            f" {_lit(f.max_missing_percent)}::DOUBLE AS agreed_max_missing_percent"
+            f" FROM curated.{f.table} GROUP BY _period"
+        )
+    if not parts:
+        parts = [
+            "SELECT NULL::VARCHAR AS contract, NULL::VARCHAR AS period, NULL::VARCHAR AS field,"
+            " NULL::VARCHAR AS field_role, 0 AS curated_rows, 0 AS missing_rows,"
+            " NULL::DOUBLE AS agreed_max_missing_percent WHERE false"
+        ]
+    union = "\nUNION ALL ".join(parts)
+    return f"CREATE OR REPLACE VIEW {SCHEMA}.key_field_counts AS\n{union}"
+
+
 def _read(directory: Path, name: str) -> dict:
     return yaml.safe_load((directory / name).read_text(encoding="utf-8"))
 
@@ -59,6 +129,10 @@ def reference_tables(
     ages = _read(directory, "age_bands.yaml")
     outcomes = _read(directory, "outcomes.yaml")
     groups = [str(g) for g in ethnicity.pop("groups")]
+    for key, values in ethnicity.items():
+        unknown = {str(g) for g in values.values()} - set(groups) - {NOT_STATED}
+        if unknown:
+            raise ValueError(f"ethnicity mapping {key} maps to unknown groups {sorted(unknown)}")
     mapped: list[dict] = []
     for mapping, values in ethnicity.items():
         seen: set[str] = set()
@@ -166,6 +240,9 @@ COMMENTS = {
     "population": "London usual residents per Census 2021 group (the five groups), from "
     "curated.census_2021_population.",
     "population_by_age": "London usual residents per Census 2021 group and age band.",
+    "key_field_counts": "For every contract, delivery period and key field (primary key, a "
+    "column with an agreed completeness threshold, a wide layout's value column): the curated "
+    "rows and how many miss the field. Made from the contracts when the warehouse is built.",
 }
 
 COLUMN_COMMENTS = {
@@ -189,6 +266,13 @@ COLUMN_COMMENTS = {
     "agreed_value": "A value the contract agrees for the column.",
     "age_band": "Census 2021 age band.",
     "population": "London usual residents on Census day 2021.",
+    "contract": "The contract.",
+    "period": "The delivery period, YYYY-MM.",
+    "field": "The key field (a column of the contract).",
+    "field_role": "Why it is key: primary key, completeness agreed, or value.",
+    "curated_rows": "Curated rows of the period.",
+    "missing_rows": "Rows with the field NULL or a value the agreement counts as missing.",
+    "agreed_max_missing_percent": "The agreed maximum share missing, in percent (NULL: none).",
 }
 
 _MACROS = f"""
@@ -250,13 +334,17 @@ def create_reference(
         con.execute(f"CREATE OR REPLACE TABLE {SCHEMA}.{name} AS SELECT * FROM _ref")
         con.unregister("_ref")
     con.execute(_MACROS)
-    census = con.execute(
-        "SELECT 1 FROM duckdb_views() WHERE schema_name = 'curated' "
-        "AND view_name = 'census_2021_population' AND database_name = current_database() "
-        "UNION ALL SELECT 1 FROM duckdb_tables() WHERE schema_name = 'curated' "
-        "AND table_name = 'census_2021_population' AND database_name = current_database()"
-    ).fetchall()
-    if census:
+    curated = {
+        r[0]
+        for r in con.execute(
+            "SELECT view_name FROM duckdb_views() WHERE schema_name = 'curated' "
+            "AND database_name = current_database() UNION ALL SELECT table_name "
+            "FROM duckdb_tables() WHERE schema_name = 'curated' "
+            "AND database_name = current_database()"
+        ).fetchall()
+    }
+    con.execute(key_field_counts_sql(contracts, curated))
+    if "census_2021_population" in curated:
         con.execute(_POPULATION)
     else:  # a warehouse without the census contract: no residents to divide by
         for name, age in (("population", ""), ("population_by_age", " NULL::VARCHAR AS age_band,")):
@@ -266,7 +354,9 @@ def create_reference(
             )
     if comments:
         for name, text in COMMENTS.items():
-            kind = "VIEW" if name.startswith("population") else "TABLE"
+            kind = (
+                "VIEW" if name.startswith("population") or name == "key_field_counts" else "TABLE"
+            )
             escaped = text.replace("'", "''")
             con.execute(f"COMMENT ON {kind} {SCHEMA}.{name} IS '{escaped}'")
             columns = con.execute(
