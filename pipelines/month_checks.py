@@ -20,11 +20,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 
 from pipelines.publishing import part_name
 from pipelines.register import Breach
 from schemas.contract import Contract
-from schemas.row_checks import BOOLEAN_TEXT, PERIOD_MONTHS, RowRule
+
+if TYPE_CHECKING:
+    # schemas.row_checks imports pandera and polars (~0.4 s): the idle `datashare run`
+    # reaches this module (via delivery_schedule) only for the rule names, so the row
+    # checks are imported inside the functions that use them, when there is a delivery.
+    from schemas.row_checks import RowRule
 
 NOTHING_USABLE = "delivery.nothing_usable"
 FILE_NAME = "delivery.file_name"
@@ -148,6 +154,8 @@ def agreed_periods(contract: Contract, period: str) -> list[str]:
     layout = contract.layout
     if layout is None or not layout.agreed_periods:
         return []
+    from schemas.row_checks import PERIOD_MONTHS  # lazy: see the imports above
+
     step = PERIOD_MONTHS.get(contract.schedule.period, 1)
     newest = shift_period(period, -step * layout.periods_end_before)
     return [shift_period(newest, -step * k) for k in reversed(range(layout.agreed_periods))]
@@ -281,6 +289,8 @@ def _cause(
     if column is not None and rule.id == f"{column.name}.type" and failures.values:
         found = _quoted(failures.values)
         if column.logical_type == "boolean":
+            from schemas.row_checks import BOOLEAN_TEXT  # lazy: see the imports above
+
             agreed = " or ".join(BOOLEAN_TEXT)
             upper = all(v.upper() in ("TRUE", "FALSE") for v in failures.values)
             hint = " (booleans spelled as a spreadsheet writes them)" if upper else ""
