@@ -48,10 +48,10 @@ import yaml
 
 from pipelines.lake import Lake
 from pipelines.oversight.definition import (
-    MARTS_DIR,
     Mart,
     Suppression,
     load_marts,
+    marts_dir,
 )
 from pipelines.oversight.reference import (
     MAPPINGS_DIR,
@@ -113,7 +113,7 @@ PACK_ORDER = (
     "workforce_representation",
     "data_quality",
 )
-_ALL_MARTS = load_marts(MARTS_DIR)
+_ALL_MARTS = load_marts(marts_dir())
 MARTS: dict[str, Mart] = {
     name: _ALL_MARTS[name]
     for name in sorted(

@@ -780,7 +780,10 @@ def _figure(chart: Chart) -> str:
 
 
 def _section(mart: Mart, table: pa.Table | None, pack: Pack) -> str:
-    spec = SECTIONS[mart.name]
+    # A mart an analyst added as files has no charts of its own yet: its latest figures.
+    spec = SECTIONS.get(mart.name) or Section(
+        lambda _data, _pack: [], tuple(c.name for c in mart.output_columns)
+    )
     parts = [f'<section id="{_e(mart.name)}"><h2>{_e(mart.title)}</h2>']
     parts.append(f"<p class=lead>{inline(mart.definition)}</p>")
     if table is None:

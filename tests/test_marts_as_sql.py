@@ -247,3 +247,51 @@ def test_agreed_value_macro_is_the_agreement(reference, data):
         "SELECT oversight_ref.agreed_value(?, ?, ?::VARCHAR)", [contract, column, value]
     ).fetchall()
     assert got == [(expected,)]
+
+
+def test_a_mart_added_as_files_reaches_the_warehouse_and_the_pack(home: Path, tmp_path: Path):
+    """The README's toy mart in a copy of the folder (DATASHARE_MARTS): `datashare report
+    --refresh` computes it, the warehouse has its view with the YAML's comments, and the
+    pack has its section; no Python touched."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## How an analyst adds or changes a mart", 1)[1].split("\n## ", 1)[0]
+    blocks = dict(re.findall(r"```(sql|yaml)\n(.*?)```", section, flags=re.S))
+    marts = tmp_path / "marts"
+    shutil.copytree(MARTS_DIR, marts)
+    (marts / "searches_by_gender.sql").write_text(blocks["sql"], encoding="utf-8")
+    (marts / "searches_by_gender.yaml").write_text(blocks["yaml"], encoding="utf-8")
+    copy = tmp_path / "home"
+    shutil.copytree(home, copy)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATASHARE_", "DAGSTER_"))}
+    env |= {
+        "DATASHARE_HOME": str(copy),
+        "DAGSTER_HOME": str(copy / "dagster"),
+        "DATASHARE_MARTS": str(marts),
+    }
+    done = subprocess.run(
+        [str(DATASHARE), "report", "--refresh"], env=env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    with duckdb.connect(str(copy / "warehouse.duckdb"), read_only=True) as con:
+        rows = con.execute(
+            "SELECT gender, sum(searches) FROM oversight.searches_by_gender GROUP BY ALL"
+        ).fetchall()
+        expected = con.execute(
+            "SELECT coalesce(nullif(gender, ''), 'Not recorded'), count(*) "
+            "FROM curated.stop_and_search GROUP BY ALL"
+        ).fetchall()
+        comments = dict(
+            con.execute(
+                "SELECT column_name, comment FROM duckdb_columns() "
+                "WHERE schema_name = 'oversight' AND table_name = 'searches_by_gender'"
+            ).fetchall()
+        )
+    # Every gender's searches, bar those withheld (fewer than 10 in a month).
+    shown = dict(rows)
+    assert set(shown) == {g for g, _ in expected}
+    assert all(shown[g] is None or shown[g] <= n for g, n in expected)
+    assert comments["gender"] == "The gender recorded, or Not recorded."
+    assert "withheld for disclosure control" in comments["searches_suppressed"]
+    pack = (copy / "reports" / "oversight-pack.html").read_text(encoding="utf-8")
+    assert '<section id="searches_by_gender"><h2>Searches by gender</h2>' in pack

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,12 @@ if TYPE_CHECKING:
     from schemas.contract import Contract
 
 MARTS_DIR = Path(__file__).resolve().parent / "marts"
+
+
+def marts_dir() -> Path:
+    """Where the marts' files are: the folder `DATASHARE_MARTS` names (a copy of `marts/`
+    that analysts keep and change), else the marts shipped here."""
+    return Path(os.environ.get("DATASHARE_MARTS") or MARTS_DIR)
 
 
 @dataclass(frozen=True)
