@@ -175,6 +175,11 @@ def test_readme_recipe_adds_a_mart(home: Path, tmp_path: Path):
             assert row[flag] == (row[count] is None)
     # The runner's own marts are still there, unchanged, beside it.
     assert set(FILE_MARTS) < set(loaded)
+    # A column the YAML does not describe is refused, naming the file and the column.
+    spec["columns"][1]["description"] = " "
+    (marts / f"{spec['name']}.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"searches_by_gender.yaml: columns without a descr"):
+        load_marts(marts)
 
 
 @pytest.fixture(scope="module")

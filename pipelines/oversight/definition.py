@@ -176,6 +176,12 @@ def load_mart(yaml_path: Path) -> Mart:
     sql_path = yaml_path.with_suffix(".sql")
     if not sql_path.exists():
         raise ValueError(f"{yaml_path}: no {sql_path.name} beside it")
+    # Every column says what it holds: the text becomes its comment in the warehouse.
+    undescribed = [
+        c.get("name") for c in spec["columns"] if not str(c.get("description") or "").strip()
+    ]
+    if undescribed:
+        raise ValueError(f"{yaml_path}: columns without a description: {undescribed}")
     return Mart(
         name=name,
         title=spec["title"],
