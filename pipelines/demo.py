@@ -5,7 +5,10 @@ closed before today, so the UI shows a current picture; one month in three has a
 of defective rows (quarantined), the others are clean. The Census 2021 reference population
 is the real published file, bundled. On purpose, in stop and search and use of force:
 - one month sent twice under two names: the second is a duplicate, not processed again;
-- one month restated: a corrected file sent after the first, so the first is superseded;
+- one month restated: a corrected file sent after the first month was published (the demo
+  runs twice: the months, then the correction), so the first is superseded and the second
+  pass reports a minor `delivery.restated` naming both files; two files for one month in
+  the same pass would instead be a major `delivery.multiple_files`;
 - one month first sent with a renamed column (rejected, kept, reported), then re-sent right;
 - one month arrives only as a spreadsheet renamed .csv: unreadable (kept, reported), so the
   month stays unpublished and, past its due date, is flagged late;
@@ -70,12 +73,20 @@ def demo_periods(contract: Contract, months: int, today: date | None = None) -> 
 
 
 def write_demo_deliveries(
-    dropzone: Path, rows: int = 5_000, months: int = 24, only: set[str] | None = None
+    dropzone: Path,
+    rows: int = 5_000,
+    months: int = 24,
+    only: set[str] | None = None,
+    *,
+    corrections: bool = False,
 ) -> DemoFiles:
-    """Write the demo deliveries that are not already in `dropzone`."""
+    """Write the demo deliveries that are not already in `dropzone`: the months, or with
+    `corrections`, the files the force sends once those months are published."""
     files = DemoFiles()
 
-    def make(path: Path, build: Callable[[Path], object]) -> None:
+    def make(path: Path, build: Callable[[Path], object], correction: bool = False) -> None:
+        if correction != corrections:
+            return
         if path.name.endswith(MANIFEST_SUFFIX):
             files.manifests += 1
         elif path.exists():
@@ -114,10 +125,11 @@ def write_demo_deliveries(
             if period == resent:
                 make(base / period / f"resent-{good.name}", lambda p, g=good: shutil.copyfile(g, p))
             if period == restated:
-                # Written after the first file, so it is the later delivery of the month.
+                # Sent once the month is published: a restatement, not a second part.
                 make(
                     base / period / f"restated-{good.name}",
                     _delivery(contract, period, rows, seed + 500, defective=True),
+                    correction=True,
                 )
         if contract.name == "use_of_force" and len(periods) >= 6:
             _manifest_mismatch(base, periods[-3], contract.name, make)
