@@ -50,6 +50,17 @@ def mappings_hashes(directory: Path | None = None) -> dict[str, str]:
     }
 
 
+def mart_definition_hashes(directory: Path | None = None) -> dict[str, str]:
+    """SHA-256 of each mart's SQL and YAML (an analyst may change a mart's definition)."""
+    from pipelines.oversight.definition import marts_dir
+
+    folder = directory or marts_dir()
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted([*folder.glob("*.sql"), *folder.glob("*.yaml")])
+    }
+
+
 def read_sources(warehouse: Path) -> list[dict]:
     """governance.mart_sources of `warehouse` (empty when it has none: an older catalog)."""
     from pipelines.warehouse import connect
@@ -109,6 +120,7 @@ def make_manifest(
         "datashare_version": datashare_version(),
         "contracts": dict(sorted(contracts.items())),
         "mappings": mappings_hashes(),
+        "mart_definitions": mart_definition_hashes(),
         "deliveries": deliveries,
         "marts": marts,
         "not_reproduced": not_reproduced or [],

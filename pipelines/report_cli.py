@@ -211,9 +211,11 @@ def compared_with(kept: KeptPack, manifest: dict, where: str) -> str:
     for what, label in (
         ("contracts", "contract versions"),
         ("mappings", "mapping files"),
+        ("mart_definitions", "mart definitions (SQL and YAML)"),
         ("datashare_version", "datashare version"),
     ):
-        if old.get(what) != manifest[what]:
+        # A pack kept before a field was recorded says nothing about it.
+        if what in old and old[what] != manifest[what]:
             said.append(f"Its {label} differ from today's, used here.")
     return " ".join(said)
 

@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from pipelines.cli import main
 from pipelines.curated_history import AREA, months_as_of
 from pipelines.lake import FolderLake, Lake, open_lake
+from pipelines.oversight import definition as oversight_definition
 from pipelines.oversight_marts import MAPPINGS_DIR, MARTS
 from pipelines.pack_archive import kept_packs
 from pipelines.publishing import publish_delivery
@@ -201,6 +202,13 @@ def test_a_restated_month_is_traced_reproduced_and_marked_revised(
         p.name: hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(MAPPINGS_DIR.glob("*.yaml"))
     }
+    # Each mart's SQL and YAML too: an analyst may change a definition between packs.
+    marts_folder = Path(oversight_definition.__file__).parent / "marts"
+    assert manifest["mart_definitions"] == {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted([*marts_folder.glob("*.sql"), *marts_folder.glob("*.yaml")])
+    }
+    assert "data_quality.sql" in manifest["mart_definitions"]
     assert manifest["deliveries"][first_id]["file_name"] == real_stop_and_search.name
     before_restatement = datetime.now(UTC)
 
