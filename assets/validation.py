@@ -47,16 +47,22 @@ def month_outcome(breaches: list[dict], delivery: str | None) -> str:
     return "published with breaches" if counts["major"] else "published"
 
 
-def _metadata(breaches: list[dict], delivery: str | None) -> dict:
-    return {
+def _metadata(breaches: list[dict], delivery: str | None, data_docs: str | None = None) -> dict:
+    metadata = {
         "outcome": month_outcome(breaches, delivery),
         "delivery_id": delivery or "none",
         **{f"{s}_breaches": n for s, n in _counts(breaches).items()},
         "breaches": dg.MetadataValue.md(markdown_table(breaches, BREACH_COLUMNS)),
     }
+    if data_docs:
+        # So an engineer gets from the check to the delivery's Data Docs in one click.
+        metadata["data_docs"] = dg.MetadataValue.url(data_docs)
+    return metadata
 
 
-def conformance_result(breaches: list[dict], delivery: str | None) -> dg.AssetCheckResult:
+def conformance_result(
+    breaches: list[dict], delivery: str | None, data_docs: str | None = None
+) -> dg.AssetCheckResult:
     """The data engineer's check: failed (error) when the month's delivery was held back or
     rejected (a critical breach), so nothing new is published and the force must send again;
     passed when it was published, whatever the lead has to follow up."""
@@ -78,11 +84,13 @@ def conformance_result(breaches: list[dict], delivery: str | None) -> dg.AssetCh
         passed=counts["critical"] == 0,
         severity=dg.AssetCheckSeverity.ERROR,
         description=words,
-        metadata=_metadata(breaches, delivery),
+        metadata=_metadata(breaches, delivery, data_docs),
     )
 
 
-def follow_up_result(breaches: list[dict], delivery: str | None) -> dg.AssetCheckResult:
+def follow_up_result(
+    breaches: list[dict], delivery: str | None, data_docs: str | None = None
+) -> dg.AssetCheckResult:
     """The data-sharing lead's check: a warning while the month has critical or major
     breaches (rows quarantined, sent late, held back) to raise with the force; passed when
     only minor notes, or none, remain."""
@@ -102,7 +110,7 @@ def follow_up_result(breaches: list[dict], delivery: str | None) -> dg.AssetChec
         passed=serious == 0,
         severity=dg.AssetCheckSeverity.WARN,
         description=words,
-        metadata=_metadata(breaches, delivery),
+        metadata=_metadata(breaches, delivery, data_docs),
     )
 
 
@@ -172,7 +180,11 @@ def month_record(
             dg.MetadataValue.url(docs_link(docs[-1])) if docs else "none (no new readable delivery)"
         ),
     }
-    checks = [conformance_result(breaches, delivery_id), follow_up_result(breaches, delivery_id)]
+    link = docs_link(docs[-1]) if docs else None
+    checks = [
+        conformance_result(breaches, delivery_id, link),
+        follow_up_result(breaches, delivery_id, link),
+    ]
     return MonthRecord(period, metadata, checks)
 
 

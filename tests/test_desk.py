@@ -649,6 +649,14 @@ def test_the_data_docs_link_in_dagster_opens_on_the_desk(home, real_stop_and_sea
     link = event.asset_materialization.metadata["data_docs"].value
     prefix = "https://desk.mopac.test/docs/contract=stop_and_search/period=2022-06/"
     assert link.startswith(prefix), link
+    # Both of the month's checks carry the same link, so the check is one click from it.
+    instance = dg.DagsterInstance.get()
+    for check in ("contract_conformance", "breaches_to_follow_up"):
+        (record,) = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(dg.AssetKey(["validated", "stop_and_search"]), check), limit=1
+        )
+        evaluation = record.event.dagster_event.event_specific_data
+        assert evaluation.metadata["data_docs"].value == link, check
     UserStore(home.home).add("victor", "viewer", PASSWORD)
     client, _ = signed_in(create_app(home, DeskConfig(), today()), "victor")
     page = client.get(link.removeprefix("https://desk.mopac.test"))
