@@ -93,7 +93,17 @@ class RunReport:
         # Each delivery this run touched, by its status now; every figure is one a query of
         # the warehouse gives back (on a fresh home, over the whole of governance).
         touched = {e["delivery_id"] for e in self.events if e["event"] != "duplicate"}
-        now = Counter(self.current[d]["event"] for d in touched if d in self.current)
+        # A file an earlier run took, superseded now by a file this run published: said
+        # apart, so "files taken" counts only the files this run took.
+        taken_now = {
+            e["delivery_id"] for e in self.events if e["event"] in ("received", "rejected")
+        }
+        replaced_earlier = {
+            d for d in touched - taken_now if self.current.get(d, {}).get("event") == "superseded"
+        }
+        now = Counter(
+            self.current[d]["event"] for d in touched - replaced_earlier if d in self.current
+        )
         duplicates = sum(e["event"] == "duplicate" for e in self.events)
         standing = [self.current[d] for d in touched if d in self.current]
         rows_published = sum(
@@ -132,7 +142,14 @@ class RunReport:
                 f"Ran {sum(r[4] for r in self.months)} contract-month(s) through Dagster"
                 + (f", {len(failed)} FAILED" if failed else "")
                 + ".",
-                f"  files taken:        {len(touched) + duplicates} ({', '.join(parts)})",
+                f"  files taken:        {len(touched - replaced_earlier) + duplicates} "
+                f"({', '.join(parts)})"
+                + (
+                    f"; and {len(replaced_earlier)} file(s) taken by an earlier run "
+                    "superseded by this one's"
+                    if replaced_earlier
+                    else ""
+                ),
                 f"  rows published:     {rows_published:,}" + _wide_note(self, standing),
                 f"  rows quarantined:   {rows_quarantined:,}"
                 + (
