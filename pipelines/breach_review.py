@@ -32,7 +32,7 @@ from pipelines.breach_notice import (
 from pipelines.breach_register import TRANSITIONS
 from pipelines.governance_views import OPEN_STATUSES
 from pipelines.settings import Settings
-from pipelines.warehouse import connect
+from pipelines.warehouse import connect, has_breach_views
 from schemas.contract import load_contracts
 from schemas.contract_page import agreement_title, contract_document
 from schemas.period_words import date_words, period_words, time_words
@@ -357,18 +357,6 @@ def render_review(
     return "".join(parts)
 
 
-def _has_breach_views(warehouse: Path) -> bool:
-    """Whether the warehouse has the breach views this page reads."""
-    if not warehouse.exists():
-        return False
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        (found,) = con.execute(
-            "SELECT count(*) FROM duckdb_views() WHERE schema_name = 'governance' "
-            "AND view_name = 'breach_history'"
-        ).fetchone()
-    return bool(found)
-
-
 def write_review(settings: Settings, output: Path, today: dt.date | None = None) -> ReviewWritten:
     """Write the review page to `output` and a notice for each contract-month with an open
     breach beside it (`<output folder>/notices/`); atomically, page last."""
@@ -376,7 +364,7 @@ def write_review(settings: Settings, output: Path, today: dt.date | None = None)
     from pipelines.warehouse import build_warehouse
 
     contracts = load_contracts()
-    if not _has_breach_views(settings.warehouse):
+    if not has_breach_views(settings.warehouse):
         # None yet, or one built by an earlier version (before breach_history): the page
         # reads what the lake says now.
         build_warehouse(open_lake(settings.lake), contracts, settings.warehouse)

@@ -503,3 +503,16 @@ def _mart_sources(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
     for view in (history, "governance.mart_sources"):
         for column, text in p.MART_SOURCES_COLUMN_COMMENTS.items():
             _comment(con, view, text, column)
+
+
+def has_breach_views(warehouse: Path) -> bool:
+    """Whether the warehouse exists with the breach views the review page and the desk read
+    (one built by an older version lacks `governance.breach_history`)."""
+    if not warehouse.exists():
+        return False
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        (found,) = con.execute(
+            "SELECT count(*) FROM duckdb_views() WHERE schema_name = 'governance' "
+            "AND view_name = 'breach_history'"
+        ).fetchone()
+    return bool(found)

@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 
 from pipelines.governance_views import OPEN_STATUSES
-from pipelines.warehouse import connect
+from pipelines.warehouse import connect, has_breach_views  # noqa: F401 (app.py reads it here)
 
 SEVERITIES = ("critical", "major", "minor")
 # The status filter: "to act on" is every open status (what the headline counts).
@@ -224,19 +224,6 @@ def exports_of(warehouse: Path, contract: str, period: str) -> list[dict]:
             "ORDER BY exported_at DESC",
             [contract, period],
         )
-
-
-def has_breach_views(warehouse: Path) -> bool:
-    """Whether the warehouse exists with the views the desk reads (one built by an older
-    version lacks `breach_history`)."""
-    if not warehouse.exists():
-        return False
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        (found,) = con.execute(
-            "SELECT count(*) FROM duckdb_views() WHERE schema_name = 'governance' "
-            "AND view_name = 'breach_history'"
-        ).fetchone()
-    return bool(found)
 
 
 def unsent_months(warehouse: Path) -> int:
