@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint ui clean chromium screenshots postgresql
+.PHONY: demo test test-fast lint ui clean chromium screenshots postgresql redis
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/datashare demo
 
-test: $(STAMP) chromium postgresql
+test: $(STAMP) chromium postgresql redis
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/datashare contracts lint
@@ -52,6 +52,18 @@ postgresql:
 	      postgresql >/dev/null; } || echo "Could not install postgresql: its tests will skip."; \
 	  else \
 	    echo "No PostgreSQL: the deployment tests will skip (as root: apt-get install postgresql)."; \
+	  fi; }
+
+# The workers' tests run a throwaway broker of Debian's `redis-server` package
+# (tests/redis_server.py); installed like postgresql above, or those tests skip.
+redis:
+	@command -v redis-server >/dev/null 2>&1 || [ -n "$(DATASHARE_REDIS_SERVER)" ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing Debian's redis-server for the workers' tests"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      redis-server >/dev/null; } || echo "Could not install redis-server: its tests will skip."; \
+	  else \
+	    echo "No Redis: the workers' tests will skip (as root: apt-get install redis-server)."; \
 	  fi; }
 
 # The README's screenshots: the browser tests, every page they look at kept in

@@ -19,6 +19,7 @@ from pipelines.explain_cli import add_explain_command, run_explain_command
 from pipelines.report_cli import add_report_command, run_report_command
 from pipelines.review_cli import add_review_command, run_review_command
 from pipelines.settings import Settings, load_settings
+from pipelines.worker_cli import add_worker_command, run_worker_command
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Commands that read a home and must not make an empty one to answer from.
@@ -226,6 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_desk_commands(sub)
     add_agreement_command(sub)
     add_explain_command(sub)
+    add_worker_command(sub)
     args = parser.parse_args(argv)
     if args.command == "contracts":
         return run_contracts_command(args)  # needs no home folder
@@ -236,6 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "doctor":
         return cmd_doctor(settings)
+    if args.command == "worker":
+        return run_worker_command(args, settings)
     if args.command == "breaches":
         return run_breaches_command(args, settings)
     if args.command == "report":

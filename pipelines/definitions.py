@@ -23,6 +23,7 @@ from pipelines.resources import (
 )
 from pipelines.retention_job import retention_job, retention_schedule
 from pipelines.settings import Settings, load_settings
+from pipelines.worker_celery import CELERY
 from schemas.contract import Contract, load_contracts
 
 
@@ -41,6 +42,13 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or load_settings()
     contracts = load_contracts()
     assets, jobs = [], []
+    # On workers (DATASHARE_EXECUTOR=celery) each step of a delivery job goes to the broker;
+    # otherwise Dagster's default executor, a run's steps on this machine.
+    executor = None
+    if settings.executor == CELERY:
+        from pipelines.worker_celery import celery_executor_def  # imports Celery: only here
+
+        executor = celery_executor_def()
     for contract in contracts.values():
         assets += [
             build_intake_asset(contract),
@@ -55,6 +63,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
                 ),
                 partitions_def=delivery_partitions(contract),
                 description=f"Take, validate and publish one month of {contract.name}.",
+                executor_def=executor,
             )
         )
     assets += build_oversight_assets(contracts)

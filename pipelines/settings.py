@@ -13,6 +13,9 @@ unchanged before it is taken, so that a copy still in progress is never taken ha
 Dagster's instance is SQLite in the home unless `DATASHARE_POSTGRES_HOST` is set (then
 PostgreSQL), with at most `DATASHARE_MAX_RUNS` runs at once (default 2): see
 `pipelines.instance_config`, which writes its `dagster.yaml`.
+
+`DATASHARE_EXECUTOR=celery` sends the delivery jobs' steps to `datashare worker` processes
+through the Redis broker `DATASHARE_CELERY_BROKER` names (`pipelines.worker_celery`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pipelines.instance_config import (
     dagster_yaml,
     write_dagster_yaml,
 )
+from pipelines.worker_celery import BROKER_ENV, EXECUTOR_ENV, IN_PROCESS, executor_choice
 
 DEFAULT_SETTLE_SECONDS = 60.0  # a folder file must be unchanged this long before it is taken
 
@@ -44,6 +48,10 @@ class Settings:
     settle_seconds: float = DEFAULT_SETTLE_SECONDS  # folder drop zones only
     instance_storage: str = SQLITE  # POSTGRES when DATASHARE_POSTGRES_HOST is set
     max_runs: int = DEFAULT_MAX_RUNS  # Dagster runs at once (DATASHARE_MAX_RUNS)
+    # Where a delivery job's steps run: IN_PROCESS, or CELERY (`pipelines.worker_celery`:
+    # `datashare worker` processes take them from the broker DATASHARE_CELERY_BROKER names).
+    executor: str = IN_PROCESS
+    celery_broker: str = ""
 
     @property
     def dropzone_is_s3(self) -> bool:
@@ -87,6 +95,8 @@ def load_settings(home: str | Path | None = None) -> Settings:
         settle_seconds=settle_seconds(os.environ.get("DATASHARE_SETTLE_SECONDS")),
         instance_storage=POSTGRES if os.environ.get(POSTGRES_HOST_ENV, "").strip() else SQLITE,
         max_runs=max_runs(os.environ.get(MAX_RUNS_ENV)),
+        executor=executor_choice(os.environ.get(EXECUTOR_ENV)),
+        celery_broker=os.environ.get(BROKER_ENV, "").strip(),
     )
 
 

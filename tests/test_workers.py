@@ -1,0 +1,351 @@
+"""Runs spread over workers, for real: Dagster's celery executor over a real Redis broker
+(`tests/redis_server.py`), two `datashare worker` processes with working folders of their
+own, sharing only what two machines would share: the S3 drop zone and lake (SeaweedFS), the
+PostgreSQL instance and the broker.
+
+The force's real June 2022 stop-and-search file and a synthetic month of complaints (whose
+officer keys are pseudonymised) go through the workers; the worker running a step of the
+stop-and-search run is killed (SIGKILL, its whole process group, as a machine dies) in the
+middle of it. The step is handed to the other worker, and afterwards nothing is lost or
+taken twice: the register, the lake and a warehouse built from the lake alone (where the
+analysts read it) hold each delivery once. The pseudonymisation key reaches the workers
+only as owner-only files in their folders: everything that went through Redis is read back
+and holds no trace of it, nor does any run's configuration.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from pipelines.instance import instance_health
+from pipelines.instance_config import POSTGRES, POSTGRES_ENV
+from pipelines.job_names import delivery_job_name
+from pipelines.lake import open_lake
+from pipelines.pseudonymise import TOKEN_PREFIX, load_key, token
+from pipelines.settings import load_settings
+from pipelines.synthetic import write_delivery
+from pipelines.warehouse import build_warehouse, connect
+from pipelines.worker_celery import BROKER_ENV, CELERY, EXECUTOR_ENV, VISIBILITY_ENV
+from pipelines.worker_cli import key_file_problems
+from schemas.contract import load_contracts
+from tests.postgres_server import PostgresServer
+from tests.redis_server import RedisServer, require_redis, running_redis
+from tests.s3_server import BUCKET, LAKE_BUCKET
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+REAL_PERIOD = "2022-06"
+REAL_ROWS = 16_332  # the June 2022 stop-and-search file's rows (all pass the contract)
+COMPLAINTS_PERIOD = "2024-01"
+COMPLAINTS_ROWS = 3000
+VISIBILITY_SECONDS = 15  # how soon Redis gives a dead worker's step to another
+TIMEOUT = 600.0  # a loaded 2-core machine
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisServer]:
+    require_redis()
+    with running_redis() as server:
+        yield server
+
+
+def test_a_worker_refuses_a_key_it_would_have_to_make_or_others_can_read(tmp_path: Path):
+    """Without the key file, `load_key` would make a new key and this worker's tokens would
+    differ from every other machine's: the worker refuses instead, and refuses a key in its
+    environment or one others can read."""
+    assert "no pseudonymisation key" in key_file_problems(tmp_path, {})[0]
+    key = tmp_path / "pseudonym.key"
+    key.write_text("k" * 64)
+    key.chmod(0o644)
+    assert "can be read by others" in key_file_problems(tmp_path, {})[0]
+    key.chmod(0o600)
+    assert key_file_problems(tmp_path, {}) == []
+    assert (
+        "never from its environment"
+        in key_file_problems(tmp_path, {"DATASHARE_PSEUDONYM_KEY": "x"})[0]
+    )
+    assert not (tmp_path / "other").exists()
+
+
+def _wait_for(what: str, ready: Callable[[], object], timeout: float, logs: list[Path]):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := ready():
+            return value
+        time.sleep(0.5)
+    tails = "\n".join(f"--- {p}:\n{p.read_text(errors='replace')[-4000:]}" for p in logs)
+    pytest.fail(f"{what}: not within {timeout:.0f} s\n{tails}")
+
+
+def _start(argv: list[str], env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen:
+    with log.open("w") as out:
+        return subprocess.Popen(
+            argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
+def _engine_workers(instance: dg.DagsterInstance, run_id: str) -> dict[str, list[str]]:
+    """Step key: the celery workers that were handed it, in order (Dagster's engine event
+    'Executing steps ... in celery worker')."""
+    handed: dict[str, list[str]] = {}
+    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
+        event = record.dagster_event
+        metadata = event.engine_event_data.metadata if event else {}
+        worker = metadata.get("Celery worker")
+        if worker is not None and event.step_key:
+            handed.setdefault(event.step_key, []).append(worker.value)
+    return handed
+
+
+def _step_events(instance: dg.DagsterInstance, run_id: str, kind: dg.DagsterEventType) -> list:
+    return [r.dagster_event.step_key for r in instance.all_logs(run_id, of_type=kind)]
+
+
+def _broker_bodies(monitor_log: Path) -> list[bytes]:
+    """Every Celery message body that went through Redis (kombu sends them base64)."""
+    text = monitor_log.read_text(errors="replace").replace('\\"', '"')
+    return [base64.b64decode(b) for b in re.findall(r'"body": "([A-Za-z0-9+/=]+)"', text)]
+
+
+@pytest.mark.slow
+def test_two_workers_take_deliveries_and_a_killed_worker_loses_and_repeats_nothing(
+    postgres: PostgresServer,
+    redis: RedisServer,
+    s3,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    stop_and_search,
+    real_stop_and_search,
+):
+    server, prefix = s3
+    began = time.monotonic()
+    timings: dict[str, float] = {}
+    database = "workers"
+    postgres.create_database(database)
+    pg_env = {
+        POSTGRES_ENV["hostname"]: postgres.host,
+        POSTGRES_ENV["port"]: str(postgres.port),
+        POSTGRES_ENV["db_name"]: database,
+        POSTGRES_ENV["username"]: postgres.user,
+        "PGPASSFILE": str(postgres.write_pgpass(tmp_path / "pgpass")),
+    }
+    home = tmp_path / "home"  # the machine that starts runs (the daemon's, in production)
+    shared = {
+        **pg_env,
+        "DATASHARE_DROP_ZONE": f"s3://{BUCKET}/{prefix}",
+        "DATASHARE_LAKE": f"s3://{LAKE_BUCKET}/{prefix}",
+        "DATASHARE_SETTLE_SECONDS": "0",
+        EXECUTOR_ENV: CELERY,
+        BROKER_ENV: redis.url(),
+        VISIBILITY_ENV: str(VISIBILITY_SECONDS),
+        "DATASHARE_LEASE_WAIT_SECONDS": "120",
+    }
+    for name, value in {**shared, "DATASHARE_HOME": str(home),
+                        "DAGSTER_HOME": str(home / "dagster")}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.delenv("DATASHARE_PSEUDONYM_KEY", raising=False)
+    settings = load_settings()
+    assert settings.executor == CELERY and settings.instance_storage == POSTGRES
+    settings.ensure_folders()
+    assert instance_health(settings).ok  # ... and the instance's tables are made
+    key = load_key(home)  # the deployment's key, made once on the first machine
+
+    # Two worker machines: a working folder each, with the key copied in, owner-only.
+    workers: dict[str, subprocess.Popen] = {}
+    logs = []
+    base_env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    for name in ("w1", "w2"):
+        folder = tmp_path / name
+        folder.mkdir()
+        shutil.copyfile(home / "pseudonym.key", folder / "pseudonym.key")
+        (folder / "pseudonym.key").chmod(0o600)
+        logs.append(tmp_path / f"{name}.log")
+        env = {**base_env, "DATASHARE_HOME": str(folder)}
+        workers[name] = _start(
+            [str(BIN / "datashare"), "worker", "--name", name], env, logs[-1], folder
+        )
+    monitor_log = tmp_path / "redis-monitor.log"
+    monitor = redis.monitor(monitor_log)
+    runs: list[subprocess.Popen] = []
+    try:
+        _wait_for(
+            "both workers ready",
+            lambda: all("ready." in p.read_text(errors="replace") for p in logs),
+            120,
+            logs,
+        )
+        timings["workers up"] = time.monotonic() - began
+
+        # The force drops the real June 2022 file and a month of complaints.
+        client = server.client()
+        client.upload_file(
+            str(real_stop_and_search),
+            BUCKET,
+            f"{prefix}/stop_and_search/{REAL_PERIOD}/{real_stop_and_search.name}",
+        )
+        contracts = load_contracts()
+        complaints_file = write_delivery(
+            contracts["complaints"],
+            COMPLAINTS_PERIOD,
+            tmp_path / "complaints.csv",
+            rows=COMPLAINTS_ROWS,
+            seed=3,
+            defect_rate=0,
+        )
+        client.upload_file(
+            str(complaints_file), BUCKET, f"{prefix}/complaints/{COMPLAINTS_PERIOD}/c.csv"
+        )
+
+        # One run per contract, started as an operator would (`dagster job execute`): the
+        # process orchestrates, and every step goes through the broker.
+        for contract, period in (("stop_and_search", REAL_PERIOD),
+                                 ("complaints", COMPLAINTS_PERIOD)):  # fmt: skip
+            logs.append(tmp_path / f"run-{contract}.log")
+            runs.append(
+                _start(
+                    [
+                        str(BIN / "dagster"),
+                        "job",
+                        "execute",
+                        "-m",
+                        "pipelines.definitions",
+                        "-a",
+                        "defs",
+                        "-j",
+                        delivery_job_name(contract),
+                        "--tags",
+                        json.dumps({"dagster/partition": period}),
+                    ],
+                    dict(os.environ),
+                    logs[-1],
+                    REPO_ROOT,
+                )  # fmt: skip
+            )
+        instance = dg.DagsterInstance.get()
+        job = delivery_job_name("stop_and_search")
+
+        # Kill the worker that runs the stop-and-search validation, once it has started it.
+        def validating() -> tuple[str, str, str] | None:
+            found = instance.get_runs(filters=dg.RunsFilter(job_name=job))
+            if not found:
+                return None
+            run_id = found[0].run_id
+            started = _step_events(instance, run_id, dg.DagsterEventType.STEP_START)
+            step = next((s for s in started if s.startswith("validated")), None)
+            handed = _engine_workers(instance, run_id).get(step or "", [])
+            return (run_id, step, handed[0]) if step and handed else None
+
+        run_id, step, first = _wait_for("the validation step started", validating, TIMEOUT, logs)
+        victim = first.split("@")[0]
+        _stop(workers[victim])
+        killed_at = time.monotonic()
+        timings["validation started, worker killed"] = killed_at - began
+        assert step not in _step_events(instance, run_id, dg.DagsterEventType.STEP_SUCCESS), (
+            "the step finished before its worker was killed: not a kill mid-step"
+        )
+
+        for run in runs:
+            _wait_for("the runs finished", lambda r=run: r.poll() is not None, TIMEOUT, logs)
+        timings["runs done after the kill"] = time.monotonic() - killed_at
+    finally:
+        for process in [*runs, *workers.values()]:
+            _stop(process)
+        monitor.terminate()
+        monitor.wait(timeout=30)
+
+    # Both runs succeeded; the killed step was handed to the other worker and finished there.
+    by_job = {
+        r.job_name: r
+        for r in instance.get_runs()
+        if r.job_name in (job, delivery_job_name("complaints"))
+    }
+    assert {j: r.status for j, r in by_job.items()} == {
+        job: dg.DagsterRunStatus.SUCCESS,
+        delivery_job_name("complaints"): dg.DagsterRunStatus.SUCCESS,
+    }, [p.read_text(errors="replace")[-3000:] for p in logs]
+    handed = _engine_workers(instance, run_id)[step]
+    assert handed[0].startswith(victim) and len(handed) == 2, handed
+    survivor = handed[1].split("@")[0]
+    assert survivor != victim
+    all_handed = {
+        w.split("@")[0]
+        for r in by_job.values()
+        for ws in _engine_workers(instance, r.run_id).values()
+        for w in ws
+    }
+    assert all_handed == {"w1", "w2"}, "both workers ran steps"
+
+    # Nothing lost or taken twice: the register, and a warehouse the analysts build from the
+    # lake alone, hold each delivery once, validated once and published once.
+    analysts = tmp_path / "analysts" / "warehouse.duckdb"
+    analysts.parent.mkdir()
+    build_warehouse(open_lake(settings.lake), contracts, analysts)
+    with connect(analysts) as con:
+        curated = con.execute(
+            "SELECT _period, count(*) FROM curated.stop_and_search GROUP BY 1"
+        ).fetchall()
+        complaints_rows = con.execute("SELECT count(*) FROM curated.complaints").fetchone()[0]
+        deliveries = con.execute(
+            "SELECT contract, period, status FROM governance.deliveries ORDER BY 1"
+        ).fetchall()
+        events = con.execute(
+            "SELECT delivery_id, count(*) FILTER (WHERE event = 'validated'), "
+            "count(*) FILTER (WHERE event = 'published'), "
+            "count(*) FILTER (WHERE event = 'received') FROM governance.delivery_events "
+            "GROUP BY 1"
+        ).fetchall()
+        tokens = {
+            row[0]
+            for row in con.execute(
+                "SELECT DISTINCT subject_officer_key FROM curated.complaints "
+                "WHERE subject_officer_key IS NOT NULL"
+            ).fetchall()
+        }
+    assert curated == [(REAL_PERIOD, REAL_ROWS)]
+    assert complaints_rows == COMPLAINTS_ROWS
+    assert deliveries == [
+        ("complaints", COMPLAINTS_PERIOD, "published"),
+        ("stop_and_search", REAL_PERIOD, "published"),
+    ]
+    assert len(events) == 2 and all(e[1:] == (1, 1, 1) for e in events), events
+
+    # The workers pseudonymised with the deployment's key, which they read from their files.
+    with complaints_file.open(newline="") as fh:
+        cells = {cell for row in csv.reader(fh) for cell in row if cell}
+    assert tokens and all(t.startswith(TOKEN_PREFIX) for t in tokens)
+    assert tokens <= {token(key, cell) for cell in cells}
+
+    # ... and the key never went through the broker or into a run's configuration: every
+    # message Redis carried is read back (they do carry the runs' steps).
+    bodies = _broker_bodies(monitor_log)
+    assert any(run_id.encode() in b and b"execute_step_args" in b for b in bodies), (
+        f"no step message seen in {monitor_log}"
+    )
+    raw = monitor_log.read_bytes()
+    for form in (key, key.decode().upper().encode()):
+        assert form not in raw and not any(form in b for b in bodies)
+    for run in by_job.values():
+        assert key.decode() not in json.dumps(run.run_config)
+    print("workers timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+    instance.dispose()
