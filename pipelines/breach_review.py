@@ -357,6 +357,24 @@ def render_review(
     return "".join(parts)
 
 
+# What `notice_from_warehouse` reads for a letter.
+LETTERS_READ = ("deliveries", "breach_register", "breaches")
+
+
+def _letters_tables(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """The governance views a letter reads, copied once into an in-memory database under
+    the same names: each view reads the lake's files afresh (about a second each on the
+    demo's home), and a page of a hundred letters would read them hundreds of times."""
+    letters = duckdb.connect()
+    letters.execute("CREATE SCHEMA governance")
+    for name in LETTERS_READ:
+        rows = con.sql(f"SELECT * FROM governance.{name}").to_arrow_table()
+        letters.register("rows", rows)
+        letters.execute(f"CREATE TABLE governance.{name} AS SELECT * FROM rows")
+        letters.unregister("rows")
+    return letters
+
+
 def write_review(settings: Settings, output: Path, today: dt.date | None = None) -> ReviewWritten:
     """Write the review page to `output` and a notice for each contract-month with an open
     breach beside it (`<output folder>/notices/`); atomically, page last."""
@@ -372,7 +390,7 @@ def write_review(settings: Settings, output: Path, today: dt.date | None = None)
     folder = output.parent / NOTICES_FOLDER
     links: dict[tuple[str, str], str] = {}
     written: list[Path] = []
-    with connect(settings.warehouse) as con:
+    with connect(settings.warehouse) as con, _letters_tables(con) as letters:
         data = read_register(con)
         months = sorted(
             {(b["contract"], b["period"]) for b in data["breaches"] if b["status"] in OPEN}
@@ -381,7 +399,7 @@ def write_review(settings: Settings, output: Path, today: dt.date | None = None)
             if contract not in contracts:
                 continue  # files outside the layout (`unfiled`): no agreement to write under
             try:
-                notice = notice_from_warehouse(con, contracts[contract], period, today)
+                notice = notice_from_warehouse(letters, contracts[contract], period, today)
             except NothingToSend:
                 continue
             written += write_notice(notice, folder, contract, period)
