@@ -21,7 +21,6 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-import pandera.errors
 import polars as pl
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -65,10 +64,10 @@ from pipelines.month_checks import (
 from pipelines.pseudonymise import pseudonymise
 from pipelines.publishing import part_name
 from pipelines.register import Breach, DeliveryEvent, Register
+from pipelines.row_verdicts import broken_rules, judged, quarantined_rows, row_checks
 from pipelines.wide_layout import curated_long, value_columns, value_rule
 from schemas.contract import Column, Contract
 from schemas.row_checks import (
-    RowRule,
     compile_row_checks,
     curated_dtype,
     key_expr,
@@ -324,28 +323,6 @@ def _numbered(frame: pl.DataFrame, numbers: _SourceRowNumbers) -> pl.DataFrame:
     return frame.with_columns(pl.Series("_source_row", numbers.take(frame.height)))
 
 
-def _failures(schema, rules: list[RowRule], frame: pl.DataFrame) -> pl.DataFrame:
-    """One row per (batch row index, broken rule id)."""
-    try:
-        schema.validate(frame, lazy=True)
-        return pl.DataFrame(schema={"index": pl.Int64, "rule": pl.String})
-    except pandera.errors.SchemaErrors as err:
-        cases = err.failure_cases
-    required = {r.source_name: r.id for r in rules if r.id.endswith(".required")}
-    return (
-        cases.filter(pl.col("index").is_not_null())
-        .with_columns(
-            pl.when(pl.col("check") == "not_nullable")
-            .then(pl.col("column").replace_strict(required, default=None))
-            .otherwise(pl.col("check"))
-            .alias("rule"),
-            pl.col("index").cast(pl.Int64),
-        )
-        .select("index", "rule")
-        .unique()
-    )
-
-
 def validate_delivery(
     contract: Contract,
     landed: Path,
@@ -393,7 +370,7 @@ def validate_delivery(
         schema, rules = value_rule(contract, schema, rules, values)
     by_id = {r.id: r for r in rules}
     tallies = {r.id: _RuleTally(r) for r in rules}
-    quarantining = [r.id for r in rules if r.on_failure == "quarantine"]
+    checks = row_checks(schema, rules)
     missing_counts = {rule.name: 0 for rule in contract.completeness_rules}
     categorical = [c.source_name for c in contract.columns if c.value_rules]
     value_counts: dict[str, dict[str, int]] = {}
@@ -456,24 +433,21 @@ def validate_delivery(
                     for value, n in frame[src].drop_nulls().value_counts().iter_rows():
                         counts[value] = counts.get(value, 0) + n
 
-                failures = _failures(schema, rules, frame)
-                per_row = failures.group_by("index").agg(pl.col("rule").sort())
-                for rule_id, group in failures.group_by("rule"):
-                    idx = group["index"].sort()
-                    tallies[rule_id[0]].add(frame["_source_row"].gather(idx).to_list())
-                    tallies[rule_id[0]].note(contract, frame, idx)
-
-                flagged = (
-                    frame.with_row_index("index")
-                    .with_columns(pl.col("index").cast(pl.Int64))
-                    .join(per_row, on="index", how="left")
-                    .with_columns(pl.col("rule").fill_null(pl.lit([], dtype=pl.List(pl.String))))
+                # Which rows break which rules, in one query over the batch.
+                verdict = judged(frame, checks)
+                failing_counts = verdict.select((~pl.all()).sum()).row(0, named=True)
+                for rule_id, count in failing_counts.items():
+                    if count:
+                        idx = (~verdict[rule_id]).arg_true()
+                        tallies[rule_id].add(frame["_source_row"].gather(idx).to_list())
+                        tallies[rule_id].note(contract, frame, idx)
+                is_quarantined = quarantined_rows(verdict, checks)
+                passing = frame.filter(~is_quarantined)
+                failing = frame.filter(is_quarantined).with_columns(
+                    verdict.filter(is_quarantined)
+                    .select(broken_rules(verdict).alias("rule"))
+                    .to_series()
                 )
-                is_quarantined = (
-                    pl.col("rule").list.eval(pl.element().is_in(quarantining)).list.any()
-                )
-                passing = flagged.filter(~is_quarantined)
-                failing = flagged.filter(is_quarantined)
 
                 if secret:
                     passing = pseudonymise(passing, secret, pseudonym_key)
