@@ -36,8 +36,11 @@ SETTINGS = {
     "DATASHARE_CONTRACTS": "the contracts folder (default: the bundled data_contracts/)",
     "DATASHARE_PSEUDONYM_KEY": "the pseudonymisation key (default <home>/pseudonym.key)",
     "AWS_ENDPOINT_URL_S3": "the S3 endpoint, for s3:// drop zones and lakes",
+    "DATASHARE_EXECUTOR": "where delivery steps run: in_process (default) or celery (workers)",
+    "DATASHARE_CELERY_BROKER": "the workers' Redis broker (DATASHARE_EXECUTOR=celery)",
 }
-SECRET_SETTINGS = {"DATASHARE_PSEUDONYM_KEY"}
+# A broker URL may carry a password: it is shown by `_workers`, the password masked.
+SECRET_SETTINGS = {"DATASHARE_PSEUDONYM_KEY", "DATASHARE_CELERY_BROKER"}
 
 
 @dataclass
@@ -205,6 +208,18 @@ def _contracts() -> list[Finding]:
     return [Finding(level, "contracts", f"{len(files)} checked, {warnings} warning(s)")]
 
 
+def _workers(settings: Settings) -> list[Finding]:
+    """With DATASHARE_EXECUTOR=celery: the broker answers, workers listen, and the drop
+    zone, lake and instance are ones every machine shares (`pipelines.worker_cli`)."""
+    from pipelines.worker_celery import CELERY
+
+    if settings.executor != CELERY:
+        return []
+    from pipelines.worker_cli import setup_findings
+
+    return [Finding(level, "workers", words) for level, words in setup_findings(settings)]
+
+
 def _warehouse(settings: Settings) -> list[Finding]:
     import duckdb
 
@@ -241,6 +256,7 @@ def diagnose(settings: Settings) -> list[Finding]:
         lambda: _dropzone(settings),
         lambda: _lake(settings),
         lambda: _instance(settings),
+        lambda: _workers(settings),
         lambda: _warehouse(settings),
     ]
     for step in steps:

@@ -69,11 +69,16 @@ def celery_settings() -> dict[str, Any]:
     from dagster_celery.config import DEFAULT_CONFIG
 
     transport = dict(DEFAULT_CONFIG["broker_transport_options"])
-    transport["visibility_timeout"] = visibility_seconds()
+    visibility = visibility_seconds()
+    transport["visibility_timeout"] = visibility
+    # Kombu looks for messages past their visibility only every interval x throttle seconds
+    # (100 by default): a tenth of the visibility, at most ten seconds, every time.
+    transport["unacked_restore_interval"] = min(max(visibility // 10, 1), 10)
+    transport["unacked_restore_throttle"] = 1
     return {
         **DEFAULT_CONFIG,
         "broker_transport_options": transport,
-        "result_backend_transport_options": {"visibility_timeout": visibility_seconds()},
+        "result_backend_transport_options": {"visibility_timeout": visibility},
         "task_acks_late": True,  # a step's message is done only when the step is
         "task_reject_on_worker_lost": True,  # ... and given back if its process died
         "worker_prefetch_multiplier": 1,  # a worker holds no step it has not started
@@ -108,3 +113,39 @@ def worker_app(broker: str) -> Any:
     app = make_app(args)
     create_task(app)
     return app
+
+
+def broker_problem(url: str, timeout: float = 5.0) -> str | None:
+    """Why the Redis broker at `url` does not answer a PING, or None when it does."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        client.ping()
+        client.close()
+    except redis.RedisError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def workers_answering(url: str, timeout: float = 2.0) -> list[str]:
+    """The names of the workers listening on the broker at `url` that answer a ping."""
+    app = worker_app(url)
+    try:
+        replies = app.control.ping(timeout=timeout) or []
+    finally:
+        app.close()
+    return sorted(name for reply in replies for name in reply)
+
+
+def broker_shown(url: str) -> str:
+    """The broker's URL as it may be printed: any password in it replaced by ***."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -36,12 +36,23 @@ def add_worker_command(sub: Any) -> None:
         "--name", default=None, help="this worker's name (default: worker-<pid>@<host>)"
     )
     worker.add_argument("--concurrency", type=int, default=1, help="steps at once (default: 1)")
+    worker.add_argument(
+        "--check",
+        action="store_true",
+        help="say whether this machine can be a worker (broker, lake, instance, key) and stop",
+    )
     worker.add_argument("--loglevel", default="INFO", help="Celery's log level (default: INFO)")
 
 
 def worker_problems(settings: Settings, environ: dict[str, str] | None = None) -> list[str]:
     """What stops this machine being a worker, in words (nothing: an empty list)."""
     env = os.environ if environ is None else environ
+    return shared_problems(settings) + key_file_problems(settings.home, env)
+
+
+def shared_problems(settings: Settings) -> list[str]:
+    """What stops steps running on workers, on any machine of the deployment: the broker,
+    and the drop zone, lake and instance every machine must share."""
     problems = []
     if not settings.celery_broker:
         problems.append(f"{BROKER_ENV} is not set: a worker takes its steps from that broker")
@@ -62,8 +73,34 @@ def worker_problems(settings: Settings, environ: dict[str, str] | None = None) -
             "DATASHARE_POSTGRES_HOST is not set: workers record their steps in the shared "
             "PostgreSQL instance"
         )
-    problems += key_file_problems(settings.home, env)
     return problems
+
+
+def setup_findings(settings: Settings) -> list[tuple[str, str]]:
+    """The worker setup as `datashare doctor` and `datashare worker --check` say it: pairs
+    of a level (ok, warn, fail) and words. Connects to the broker; changes nothing."""
+    from pipelines.worker_celery import broker_problem, broker_shown, workers_answering
+
+    found = [("fail", problem) for problem in shared_problems(settings)]
+    if not settings.celery_broker:
+        return found
+    shown = broker_shown(settings.celery_broker)
+    if why := broker_problem(settings.celery_broker):
+        return [*found, ("fail", f"the broker {shown} does not answer: {why}")]
+    found.append(("ok", f"the broker {shown} answers"))
+    workers = workers_answering(settings.celery_broker)
+    if workers:
+        found.append(("ok", f"{len(workers)} worker(s) answer: {', '.join(workers)}"))
+    else:
+        found.append(
+            ("warn", "no worker answers: the runs' steps wait in the broker until one starts "
+             "(`datashare worker` on a worker machine)")
+        )  # fmt: skip
+    found.append(
+        ("ok", "runs the daemon launches send their steps to the workers; `datashare run` "
+         "still runs its steps in its own process")
+    )  # fmt: skip
+    return found
 
 
 def key_file_problems(home: Path, environ: dict[str, str] | Any) -> list[str]:
@@ -95,6 +132,13 @@ def run_worker_command(args: Any, settings: Settings) -> int:
     """Start the worker in this process (it runs until stopped)."""
     import sys
 
+    if args.check:
+        marks = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
+        findings = setup_findings(settings)
+        findings += [("fail", p) for p in key_file_problems(settings.home, os.environ)]
+        for level, words in findings:
+            print(f"{marks[level]}  worker: {words}")
+        return 1 if any(level == "fail" for level, _ in findings) else 0
     if problems := worker_problems(settings):
         print("This machine cannot be a worker yet:", file=sys.stderr)
         for problem in problems:

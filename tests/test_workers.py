@@ -45,6 +45,7 @@ from schemas.contract import load_contracts
 from tests.postgres_server import PostgresServer
 from tests.redis_server import RedisServer, require_redis, running_redis
 from tests.s3_server import BUCKET, LAKE_BUCKET
+from tests.test_deployment import ENV_FILE, INSTALL_ROOT, read_unit, unit_command
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -79,6 +80,42 @@ def test_a_worker_refuses_a_key_it_would_have_to_make_or_others_can_read(tmp_pat
         in key_file_problems(tmp_path, {"DATASHARE_PSEUDONYM_KEY": "x"})[0]
     )
     assert not (tmp_path / "other").exists()
+
+
+WORKER_UNIT = "datashare-worker.service"
+
+
+def test_the_worker_unit_runs_datashare_worker_in_a_folder_of_its_own():
+    service = read_unit(WORKER_UNIT)["Service"]
+    assert service["EnvironmentFile"] == [ENV_FILE]  # the same settings as the daemon's machine
+    assert service["User"] == ["datashare"] and service["UMask"] == ["0077"]
+    assert service["WorkingDirectory"] == [INSTALL_ROOT]
+    assert unit_command(WORKER_UNIT, {}) == [
+        str(BIN / "datashare"), "--home", "/var/lib/datashare-worker", "worker",
+    ]  # fmt: skip
+    assert unit_command(WORKER_UNIT, {"DATASHARE_WORKER_HOME": "/srv/w"})[2] == "/srv/w"
+
+
+def test_worker_check_says_what_a_machine_lacks_to_be_a_worker(tmp_path: Path):
+    """A home with a folder lake and drop zone, SQLite, no key, and a broker nobody listens
+    on: `datashare worker --check` names each, and the worker refuses to start."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DATASHARE_", "DAGSTER_"))},
+        EXECUTOR_ENV: CELERY,
+        BROKER_ENV: "redis://127.0.0.1:9/0",  # the discard port: nothing answers
+    }
+    argv = [str(BIN / "datashare"), "--home", str(tmp_path / "w"), "worker"]
+    check = subprocess.run([*argv, "--check"], env=env, capture_output=True, text=True)
+    assert check.returncode == 1, check.stdout + check.stderr
+    out = check.stdout
+    assert "FAIL  worker: DATASHARE_LAKE is a folder" in out
+    assert "FAIL  worker: DATASHARE_DROP_ZONE is a folder" in out
+    assert "FAIL  worker: DATASHARE_POSTGRES_HOST is not set" in out
+    assert "FAIL  worker: the broker redis://127.0.0.1:9/0 does not answer" in out
+    assert "FAIL  worker: no pseudonymisation key at" in out
+    started = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert started.returncode == 2 and "cannot be a worker yet" in started.stderr
+    assert not (tmp_path / "w" / "pseudonym.key").exists()  # it made no key of its own
 
 
 def _wait_for(what: str, ready: Callable[[], object], timeout: float, logs: list[Path]):
@@ -181,10 +218,10 @@ def test_two_workers_take_deliveries_and_a_killed_worker_loses_and_repeats_nothi
         shutil.copyfile(home / "pseudonym.key", folder / "pseudonym.key")
         (folder / "pseudonym.key").chmod(0o600)
         logs.append(tmp_path / f"{name}.log")
-        env = {**base_env, "DATASHARE_HOME": str(folder)}
-        workers[name] = _start(
-            [str(BIN / "datashare"), "worker", "--name", name], env, logs[-1], folder
-        )
+        # As the unit starts it (its --home, the worker's own folder), named for the test.
+        env = {**base_env, "DATASHARE_WORKER_HOME": str(folder)}
+        argv = [*unit_command(WORKER_UNIT, env), "--name", name]
+        workers[name] = _start(argv, env, logs[-1], folder)
     monitor_log = tmp_path / "redis-monitor.log"
     monitor = redis.monitor(monitor_log)
     runs: list[subprocess.Popen] = []
@@ -196,6 +233,17 @@ def test_two_workers_take_deliveries_and_a_killed_worker_loses_and_repeats_nothi
             logs,
         )
         timings["workers up"] = time.monotonic() - began
+        # Both machines' checks see the broker and both workers (the daemon's: the doctor).
+        check = subprocess.run(
+            [*argv, "--check"], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert f"ok    worker: the broker {redis.url()} answers" in check.stdout
+        assert "ok    worker: 2 worker(s) answer: w1@" in check.stdout, check.stdout
+        from pipelines.doctor import diagnose
+
+        said = [str(f) for f in diagnose(settings) if f.check == "workers"]
+        assert any("2 worker(s) answer" in w for w in said), said
 
         # The force drops the real June 2022 file and a month of complaints.
         client = server.client()
