@@ -16,6 +16,7 @@ from pipelines.breaches_cli import add_breaches_commands, run_breaches_command
 from pipelines.contracts_cli import add_contracts_commands, run_contracts_command
 from pipelines.desk_cli import add_desk_commands, run_desk_command, run_users_command
 from pipelines.explain_cli import add_explain_command, run_explain_command
+from pipelines.lake_cli import add_lake_command, run_lake_command
 from pipelines.report_cli import add_report_command, run_report_command
 from pipelines.review_cli import add_review_command, run_review_command
 from pipelines.settings import Settings, load_settings
@@ -228,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_agreement_command(sub)
     add_explain_command(sub)
     add_worker_command(sub)
+    add_lake_command(sub)
     args = parser.parse_args(argv)
     if args.command == "contracts":
         return run_contracts_command(args)  # needs no home folder
@@ -250,6 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_agreement_command(args, settings)
     if args.command == "explain":
         return run_explain_command(args, settings)
+    if args.command == "lake":
+        return run_lake_command(args, settings)
     if args.command == "desk":
         return run_desk_command(args, settings)
     if args.command == "users":
