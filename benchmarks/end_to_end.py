@@ -43,6 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipelines.demo import _shift  # noqa: E402
+from pipelines.pending_runs import PROFILE_ENV  # noqa: E402
 from pipelines.synthetic import write_delivery  # noqa: E402
 from schemas.contract import load_contracts  # noqa: E402
 
@@ -174,16 +175,29 @@ REMEDIES = {
 }
 
 
+def _top(stats: pstats.Stats) -> float:
+    """The seconds a profile covers: its outermost call's."""
+    return max(v[3] for v in stats.stats.values())
+
+
 def where_time_goes(home: Path, *args: str) -> str:
     """Profile one run (cProfile) and name the largest costs, as shares of its time."""
-    with tempfile.NamedTemporaryFile(suffix=".prof") as prof:
+    with tempfile.TemporaryDirectory() as folder:
+        prof = Path(folder) / "run.prof"
         subprocess.run(
-            [PYTHON, "-m", "cProfile", "-o", prof.name, "-m", "pipelines.cli", "--home",
+            [PYTHON, "-m", "cProfile", "-o", str(prof), "-m", "pipelines.cli", "--home",
              str(home), *args],
-            capture_output=True, env={**os.environ, "DATASHARE_SETTLE_SECONDS": "0"},
+            capture_output=True,
+            env={**os.environ, "DATASHARE_SETTLE_SECONDS": "0", PROFILE_ENV: folder},
         )  # fmt: skip
-        stats = pstats.Stats(prof.name)
-    total = max(v[3] for v in stats.stats.values())
+        stats = pstats.Stats(str(prof))
+        # Contracts run side by side in worker processes, each profiled on its own: their
+        # costs are added in (as CPU seconds of the workers), and the shares are of the lot.
+        total = _top(stats)
+        for worker in Path(folder).glob("worker-*.prof"):
+            part = pstats.Stats(str(worker))
+            total += _top(part)
+            stats.add(part)
     found = {}
     for label, pattern in BUCKETS.items():
         found[label] = sum(

@@ -456,17 +456,36 @@ def _execute_contract(dagster: _Dagster, lake: Lake, runs: list[MonthRun]) -> _D
 # A worker process's own Dagster and lake, made once when it starts.
 _WORKER: tuple[_Dagster, Lake] | None = None
 
+# A folder: each worker process profiles its start and each contract's runs into it
+# (cProfile, `worker-*.prof`), since a profile of `datashare run` sees only its own process.
+PROFILE_ENV = "DATASHARE_PROFILE_WORKERS"
+
+
+@contextmanager
+def _profiled(name: str) -> Iterator[None]:
+    folder = os.environ.get(PROFILE_ENV)
+    if not folder:
+        yield
+        return
+    import cProfile
+
+    with cProfile.Profile() as profile:
+        yield
+    profile.dump_stats(Path(folder) / f"worker-{name}-{os.getpid()}.prof")
+
 
 def _start_worker(settings: Settings) -> None:
     global _WORKER
-    dagster = _Dagster(settings)
-    dagster.prepare()
-    _WORKER = (dagster, open_lake(settings.lake))
+    with _profiled("start"):
+        dagster = _Dagster(settings)
+        dagster.prepare()
+        _WORKER = (dagster, open_lake(settings.lake))
 
 
 def _execute_in_worker(runs: list[MonthRun]) -> _Done:
     assert _WORKER is not None
-    return _execute_contract(*_WORKER, runs)
+    with _profiled(runs[0].contract):
+        return _execute_contract(*_WORKER, runs)
 
 
 def _execute_all(
