@@ -1,7 +1,8 @@
 """Runs spread over workers, for real: Dagster's celery executor over a real Redis broker
 (`tests/redis_server.py`), two `datashare worker` processes with working folders of their
 own, sharing only what two machines would share: the S3 drop zone and lake (SeaweedFS), the
-PostgreSQL instance and the broker.
+PostgreSQL instance and the broker. The workers and the daemon are started with the commands
+their units in `deploy/` run; the daemon's sensor asks for the runs.
 
 The force's real June 2022 stop-and-search file and a synthetic month of complaints (whose
 officer keys are pseudonymised) go through the workers; the worker running a step of the
@@ -45,7 +46,14 @@ from schemas.contract import load_contracts
 from tests.postgres_server import PostgresServer
 from tests.redis_server import RedisServer, require_redis, running_redis
 from tests.s3_server import BUCKET, LAKE_BUCKET
-from tests.test_deployment import ENV_FILE, INSTALL_ROOT, read_unit, unit_command
+from tests.test_deployment import (
+    ENV_FILE,
+    INSTALL_ROOT,
+    UNITS,
+    _kill_group,
+    read_unit,
+    unit_command,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -224,7 +232,7 @@ def test_two_workers_take_deliveries_and_a_killed_worker_loses_and_repeats_nothi
         workers[name] = _start(argv, env, logs[-1], folder)
     monitor_log = tmp_path / "redis-monitor.log"
     monitor = redis.monitor(monitor_log)
-    runs: list[subprocess.Popen] = []
+    runs: list[subprocess.Popen] = []  # the daemon
     try:
         _wait_for(
             "both workers ready",
@@ -265,31 +273,13 @@ def test_two_workers_take_deliveries_and_a_killed_worker_loses_and_repeats_nothi
             str(complaints_file), BUCKET, f"{prefix}/complaints/{COMPLAINTS_PERIOD}/c.csv"
         )
 
-        # One run per contract, started as an operator would (`dagster job execute`): the
-        # process orchestrates, and every step goes through the broker.
-        for contract, period in (("stop_and_search", REAL_PERIOD),
-                                 ("complaints", COMPLAINTS_PERIOD)):  # fmt: skip
-            logs.append(tmp_path / f"run-{contract}.log")
-            runs.append(
-                _start(
-                    [
-                        str(BIN / "dagster"),
-                        "job",
-                        "execute",
-                        "-m",
-                        "pipelines.definitions",
-                        "-a",
-                        "defs",
-                        "-j",
-                        delivery_job_name(contract),
-                        "--tags",
-                        json.dumps({"dagster/partition": period}),
-                    ],
-                    dict(os.environ),
-                    logs[-1],
-                    REPO_ROOT,
-                )  # fmt: skip
-            )
+        # The daemon, as its unit starts it: its sensor asks for a run per contract, the
+        # queue launches them, and each run sends its steps through the broker.
+        logs.append(tmp_path / "daemon.log")
+        daemon_env = {**os.environ, "DATASHARE_SENSOR_INTERVAL_SECONDS": "2"}
+        runs.append(
+            _start(unit_command(UNITS["daemon"], daemon_env), daemon_env, logs[-1], REPO_ROOT)
+        )
         instance = dg.DagsterInstance.get()
         job = delivery_job_name("stop_and_search")
 
@@ -306,15 +296,20 @@ def test_two_workers_take_deliveries_and_a_killed_worker_loses_and_repeats_nothi
 
         run_id, step, first = _wait_for("the validation step started", validating, TIMEOUT, logs)
         victim = first.split("@")[0]
-        _stop(workers[victim])
+        _kill_group(workers[victim])  # the worker and the step's process with it
         killed_at = time.monotonic()
         timings["validation started, worker killed"] = killed_at - began
         assert step not in _step_events(instance, run_id, dg.DagsterEventType.STEP_SUCCESS), (
             "the step finished before its worker was killed: not a kill mid-step"
         )
 
-        for run in runs:
-            _wait_for("the runs finished", lambda r=run: r.poll() is not None, TIMEOUT, logs)
+        jobs = {job, delivery_job_name("complaints")}
+
+        def finished() -> bool:
+            found = [r for r in instance.get_runs() if r.job_name in jobs]
+            return {r.job_name for r in found} == jobs and all(r.is_finished for r in found)
+
+        _wait_for("the runs finished", finished, TIMEOUT, logs)
         timings["runs done after the kill"] = time.monotonic() - killed_at
     finally:
         for process in [*runs, *workers.values()]:
@@ -323,11 +318,12 @@ def test_two_workers_take_deliveries_and_a_killed_worker_loses_and_repeats_nothi
         monitor.wait(timeout=30)
 
     # Both runs succeeded; the killed step was handed to the other worker and finished there.
-    by_job = {
-        r.job_name: r
-        for r in instance.get_runs()
-        if r.job_name in (job, delivery_job_name("complaints"))
-    }
+    found = [r for r in instance.get_runs() if r.job_name in jobs]
+    by_job = {r.job_name: r for r in found}
+    assert len(found) == 2, [(r.job_name, r.status, r.tags) for r in found]  # no retry needed
+    for run in found:  # asked for by the sensor, launched through the run queue
+        assert run.tags.get("dagster/sensor_name") == "new_deliveries", run.tags
+        assert instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_ENQUEUED)
     assert {j: r.status for j, r in by_job.items()} == {
         job: dg.DagsterRunStatus.SUCCESS,
         delivery_job_name("complaints"): dg.DagsterRunStatus.SUCCESS,
