@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -524,10 +524,18 @@ def _execute_all(
             initializer=_start_worker,
             initargs=(dagster.settings,),
         ) as pool:
+            # The contracts with the most months first: the short ones then fill in at the
+            # end, rather than one worker running a long contract alone.
             futures = {
                 pool.submit(_execute_in_worker, contract_runs): contract
-                for contract, contract_runs in by_contract.items()
+                for contract, contract_runs in sorted(
+                    by_contract.items(), key=lambda item: -sum(len(r.periods) for r in item[1])
+                )
             }
+            # Meanwhile this process makes its own definitions and instance, for the late
+            # check and the marts after the runs (a failure here is met, and said, there).
+            with suppress(Exception):
+                dagster.prepare()
             for future in as_completed(futures):
                 contract = futures[future]
                 try:
