@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint ui clean chromium screenshots postgresql redis
+.PHONY: demo test test-fast lint ui clean chromium screenshots postgresql redis spark
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/datashare demo
 
-test: $(STAMP) chromium postgresql redis
+test: $(STAMP) chromium postgresql redis spark
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/datashare contracts lint
@@ -64,6 +64,26 @@ redis:
 	      redis-server >/dev/null; } || echo "Could not install redis-server: its tests will skip."; \
 	  else \
 	    echo "No Redis: the workers' tests will skip (as root: apt-get install redis-server)."; \
+	  fi; }
+
+# The Spark tests (tests/test_spark_lake.py) read the lake with a real Spark: pyspark, the
+# `spark` extra's requirement (keep the two alike), installed beside the venv in .venv/spark
+# rather than in it (see pyproject.toml), and Java 17, Debian's openjdk-17-jre-headless. Root
+# on Debian, as CI is, gets Java installed; anyone else is told how, and those tests skip (on
+# CI they fail instead).
+SPARK_SITE := $(VENV)/spark
+$(SPARK_SITE)/.installed: $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt --target $(SPARK_SITE) "pyspark>=4,<5"
+	touch $@
+
+spark: $(SPARK_SITE)/.installed
+	@command -v java >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing Debian's openjdk-17-jre-headless for the Spark tests"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      openjdk-17-jre-headless >/dev/null; } || echo "Could not install Java: the Spark tests will skip."; \
+	  else \
+	    echo "No Java: the Spark tests will skip (as root: apt-get install openjdk-17-jre-headless)."; \
 	  fi; }
 
 # The README's screenshots: the browser tests, every page they look at kept in
