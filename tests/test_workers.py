@@ -373,6 +373,18 @@ def test_two_workers_take_deliveries_and_a_killed_worker_loses_and_repeats_nothi
         ("stop_and_search", REAL_PERIOD, "published"),
     ]
     assert len(events) == 2 and all(e[1:] == (1, 1, 1) for e in events), events
+    # ... and the lake holds one landing copy and one curated month of each, nothing staged.
+    lake = open_lake(settings.lake)
+    landed = lake.glob("landing/*/*/*")
+    assert [k.rsplit("/", 1)[0] for k in landed] == [
+        f"landing/contract=complaints/period={COMPLAINTS_PERIOD}",
+        f"landing/contract=stop_and_search/period={REAL_PERIOD}",
+    ], landed
+    assert lake.glob("curated/*/*/*") == [
+        f"curated/contract=complaints/period={COMPLAINTS_PERIOD}/data.parquet",
+        f"curated/contract=stop_and_search/period={REAL_PERIOD}/data.parquet",
+    ]
+    assert lake.glob("staging/*/*/*") == []
 
     # The workers pseudonymised with the deployment's key, which they read from their files.
     with complaints_file.open(newline="") as fh:
