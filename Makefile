@@ -72,8 +72,8 @@ redis:
 # on Debian, as CI is, gets Java installed; anyone else is told how, and those tests skip (on
 # CI they fail instead).
 SPARK_SITE := $(VENV)/spark
-$(SPARK_SITE)/.installed: $(STAMP)
-	$(BIN)/pip install --quiet -c constraints.txt --target $(SPARK_SITE) "pyspark>=4,<5"
+$(SPARK_SITE)/.installed: constraints.txt | $(STAMP)
+	$(BIN)/pip install --quiet --upgrade -c constraints.txt --target $(SPARK_SITE) "pyspark>=4,<5"
 	touch $@
 
 spark: $(SPARK_SITE)/.installed
