@@ -72,7 +72,6 @@ from schemas.row_checks import (
     curated_dtype,
     key_expr,
     parsed,
-    typed_columns,
 )
 
 READ_BLOCK_BYTES = 4 << 20  # Arrow reads ahead up to 32 blocks: 4 MB keeps that ~128 MB
@@ -138,6 +137,11 @@ class _RuleTally(RuleFailures):
             ]
             for month, n in months.drop_nulls().value_counts().iter_rows():
                 self.months[month] = self.months.get(month, 0) + n
+
+
+def _typed(column: Column) -> pl.Expr:
+    """The delivered text of `column` as its curated, typed value."""
+    return parsed(column, pl.col(column.source_name)).alias(column.name)
 
 
 def _london_month(column: Column, text: pl.Expr) -> pl.Expr:
@@ -375,10 +379,18 @@ def validate_delivery(
     categorical = [c.source_name for c in contract.columns if c.value_rules]
     value_counts: dict[str, dict[str, int]] = {}
     outcome = ValidationOutcome()
-    typed = typed_columns(contract)
     lineage = [pl.lit(delivery_id).alias("_delivery_id"), pl.lit(period).alias("_period")]
     source_cols = list(contract.source_names) + values
     secret = [contract.column(n).source_name for n in contract.pseudonymised]
+    # Typed in the checks' query (each column parsed once), but for the pseudonymised
+    # columns: those are typed from their tokens, never from the identifier itself.
+    typed = [parsed(c, pl.col(c.source_name)).alias(c.name) for c in contract.columns]
+    typed_now = [
+        t for c, t in zip(contract.columns, typed, strict=True) if c.source_name not in secret
+    ]
+    typed_later = [
+        t for c, t in zip(contract.columns, typed, strict=True) if c.source_name in secret
+    ]
 
     staging_path = lake.staging_path(contract.name, period, delivery_id)
     quarantine_path = lake.quarantine_path(contract.name, period, delivery_id)
@@ -433,26 +445,35 @@ def validate_delivery(
                     for value, n in frame[src].drop_nulls().value_counts().iter_rows():
                         counts[value] = counts.get(value, 0) + n
 
-                # Which rows break which rules, in one query over the batch.
-                verdict = judged(frame, checks)
-                failing_counts = verdict.select((~pl.all()).sum()).row(0, named=True)
-                for rule_id, count in failing_counts.items():
-                    if count:
-                        idx = (~verdict[rule_id]).arg_true()
-                        tallies[rule_id].add(frame["_source_row"].gather(idx).to_list())
-                        tallies[rule_id].note(contract, frame, idx)
-                is_quarantined = quarantined_rows(verdict, checks)
-                passing = frame.filter(~is_quarantined)
-                failing = frame.filter(is_quarantined).with_columns(
-                    verdict.filter(is_quarantined)
-                    .select(broken_rules(verdict).alias("rule"))
-                    .to_series()
-                )
-
+                # Which rows break which rules, and every row typed, in one query.
+                verdict, typed_rows = judged(frame, checks, typed_now)
+                if verdict.width:
+                    failing_counts = verdict.select((~pl.all()).sum()).row(0, named=True)
+                    for rule_id, count in failing_counts.items():
+                        if count:
+                            idx = (~verdict[rule_id]).arg_true()
+                            tallies[rule_id].add(frame["_source_row"].gather(idx).to_list())
+                            tallies[rule_id].note(contract, frame, idx)
+                is_quarantined = quarantined_rows(verdict, checks, frame.height)
+                kept = ~is_quarantined
+                failing = frame.filter(is_quarantined)
+                if failing.height:
+                    failing = failing.with_columns(
+                        verdict.filter(is_quarantined)
+                        .select(broken_rules(verdict).alias("rule"))
+                        .to_series()
+                    )
+                rest = frame.select(*secret, "_source_row", *values).filter(kept)
                 if secret:
-                    passing = pseudonymise(passing, secret, pseudonym_key)
+                    rest = pseudonymise(rest, secret, pseudonym_key)
                     failing = pseudonymise(failing, secret, pseudonym_key)
-                curated = passing.select(*typed, *lineage, "_source_row", *values)
+                curated = pl.concat(
+                    [
+                        typed_rows.filter(kept),
+                        rest.select(*typed_later, *lineage, "_source_row", *values),
+                    ],
+                    how="horizontal",
+                )
                 if contract.layout:
                     curated = curated_long(contract, curated, values)
                 curated = curated.select(curated_writer.schema.names)
@@ -460,7 +481,7 @@ def validate_delivery(
                     curated_writer.write_table(curated.to_arrow().cast(curated_writer.schema))
                     if outcome.preview is None:
                         outcome.preview = curated.head(10)
-                outcome.rows_curated += passing.height  # source rows (a wide row makes many)
+                outcome.rows_curated += rest.height  # source rows (a wide row makes many)
 
                 if failing.height:
                     reasons = {rid: f"{rid}: {by_id[rid].reason}" for rid in by_id}

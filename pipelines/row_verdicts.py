@@ -25,6 +25,7 @@ from pandera.api.polars.types import PolarsData
 from schemas.row_checks import RowRule
 
 EMPTY_RULES = pl.lit([], dtype=pl.List(pl.String))
+VERDICT = "\x1fverdict"  # the rules' struct in the query; no agreed column is named so
 
 
 class _Captured:
@@ -75,9 +76,23 @@ def _passes(check: pa.Check, key: str) -> pl.Expr:
     return ok | ok.is_null()  # pandera's ignore_na: a null result is not a failure
 
 
-def judged(frame: pl.DataFrame, checks: RowChecks) -> pl.DataFrame:
-    """One boolean column per rule (true where the row passes it), in one query."""
-    return frame.lazy().select(ok.alias(rule_id) for rule_id, ok in checks.passes.items()).collect()
+def judged(
+    frame: pl.DataFrame, checks: RowChecks, typed: list[pl.Expr] | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """One boolean column per rule (true where the row passes it), and the `typed` columns
+    of every row, from one query: polars parses a typed column once for all the checks
+    that read it and for its curated value."""
+    if not checks.passes:  # a contract with no row rules: every row passes
+        return pl.DataFrame(), frame.select(typed or [])
+    out = (
+        frame.lazy()
+        .select(
+            pl.struct(ok.alias(rule_id) for rule_id, ok in checks.passes.items()).alias(VERDICT),
+            *(typed or []),
+        )
+        .collect()
+    )
+    return out[VERDICT].struct.unnest(), out.drop(VERDICT)
 
 
 def broken_rules(verdict: pl.DataFrame) -> pl.Expr:
@@ -89,9 +104,10 @@ def broken_rules(verdict: pl.DataFrame) -> pl.Expr:
     ).list.drop_nulls()
 
 
-def quarantined_rows(verdict: pl.DataFrame, checks: RowChecks) -> pl.Series:
-    """True for each row that breaks a rule whose failing rows are quarantined."""
+def quarantined_rows(verdict: pl.DataFrame, checks: RowChecks, height: int) -> pl.Series:
+    """True for each of the batch's `height` rows that breaks a rule whose failing rows are
+    quarantined."""
     names = [name for name in verdict.columns if name in checks.quarantining]
     if not names:
-        return pl.Series("quarantined", [False] * verdict.height, dtype=pl.Boolean)
+        return pl.repeat(False, height, dtype=pl.Boolean, eager=True).alias("quarantined")
     return verdict.select(~pl.all_horizontal(names)).to_series().alias("quarantined")
