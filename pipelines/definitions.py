@@ -77,6 +77,10 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     jobs.append(retention_job)
     # The drop-zone sensor, unfiled files and the daily late-delivery check.
     automation = build_intake_automation(contracts, jobs)
+    if settings.executor == CELERY:  # steps on workers: this home's warehouse kept up here
+        from pipelines.worker_warehouse import build_warehouse_sensor
+
+        automation.sensors.append(build_warehouse_sensor(settings, contracts, jobs))
     return dg.Definitions(
         assets=assets + automation.assets,
         jobs=jobs + automation.jobs,

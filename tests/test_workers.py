@@ -310,6 +310,20 @@ def test_two_workers_take_deliveries_and_a_killed_worker_loses_and_repeats_nothi
             return {r.job_name for r in found} == jobs and all(r.is_finished for r in found)
 
         _wait_for("the runs finished", finished, TIMEOUT, logs)
+
+        # The warehouse where analysts read, in the daemon's home, shows both months: the
+        # curated steps ran on the workers, and the daemon's sensor caught its catalog up.
+        def analysts_see() -> bool:
+            if not settings.warehouse.exists():
+                return False
+            with connect(settings.warehouse) as con:
+                counts = [
+                    con.execute(f"SELECT count(*) FROM curated.{name}").fetchone()[0]
+                    for name in ("stop_and_search", "complaints")
+                ]
+            return counts == [REAL_ROWS, COMPLAINTS_ROWS]
+
+        _wait_for("the analysts' warehouse shows the months", analysts_see, 120, logs)
         timings["runs done after the kill"] = time.monotonic() - killed_at
     finally:
         for process in [*runs, *workers.values()]:
