@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import signal
+import string
 import subprocess
 import sys
 import time
@@ -31,6 +32,9 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from pipelines.instance import instance_health
 from pipelines.instance_config import POSTGRES, POSTGRES_ENV
@@ -40,7 +44,13 @@ from pipelines.pseudonymise import TOKEN_PREFIX, load_key, token
 from pipelines.settings import load_settings
 from pipelines.synthetic import write_delivery
 from pipelines.warehouse import build_warehouse, connect
-from pipelines.worker_celery import BROKER_ENV, CELERY, EXECUTOR_ENV, VISIBILITY_ENV
+from pipelines.worker_celery import (
+    BROKER_ENV,
+    CELERY,
+    EXECUTOR_ENV,
+    VISIBILITY_ENV,
+    broker_shown,
+)
 from pipelines.worker_cli import key_file_problems
 from schemas.contract import load_contracts
 from tests.postgres_server import PostgresServer
@@ -124,6 +134,19 @@ def test_worker_check_says_what_a_machine_lacks_to_be_a_worker(tmp_path: Path):
     started = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
     assert started.returncode == 2 and "cannot be a worker yet" in started.stderr
     assert not (tmp_path / "w" / "pseudonym.key").exists()  # it made no key of its own
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(
+    user=st.text(alphabet=string.ascii_letters + string.digits, max_size=12),
+    password=st.text(alphabet=string.ascii_letters + string.digits + "-_.~", min_size=1),
+    port=st.integers(min_value=1, max_value=65535),
+)
+def test_a_broker_password_is_never_shown(user: str, password: str, port: int):
+    url = f"redis://{user}:{password}@broker.internal:{port}/0"
+    shown = broker_shown(url)
+    assert shown == f"redis://{user}:***@broker.internal:{port}/0"
+    assert broker_shown("redis://broker.internal:6379/0") == "redis://broker.internal:6379/0"
 
 
 def _wait_for(what: str, ready: Callable[[], object], timeout: float, logs: list[Path]):
@@ -417,5 +440,9 @@ def test_two_workers_take_deliveries_and_a_killed_worker_loses_and_repeats_nothi
         assert form not in raw and not any(form in b for b in bodies)
     for run in by_job.values():
         assert key.decode() not in json.dumps(run.run_config)
+    # Nor did PostgreSQL's password: the instance's reference in each message names the
+    # variables libpq reads, never their values.
+    secret = postgres.password.encode()
+    assert secret not in raw and not any(secret in b for b in bodies)
     print("workers timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     instance.dispose()
