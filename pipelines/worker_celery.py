@@ -64,8 +64,21 @@ def visibility_seconds(raw: str | None = None) -> int:
     return value
 
 
+def _require_celery() -> None:
+    """Say what to install when the `workers` extra is missing, instead of a traceback."""
+    try:
+        import dagster_celery  # noqa: F401
+        import redis  # noqa: F401
+    except ImportError as exc:
+        raise SystemExit(
+            f"{EXECUTOR_ENV}=celery needs dagster-celery and redis ({exc.name} is missing): "
+            "pip install -c constraints.txt -e '.[workers]'"
+        ) from exc
+
+
 def celery_settings() -> dict[str, Any]:
     """The Celery settings both the runs and the workers use (beyond broker and backend)."""
+    _require_celery()
     from dagster_celery.config import DEFAULT_CONFIG
 
     transport = dict(DEFAULT_CONFIG["broker_transport_options"])
@@ -89,6 +102,7 @@ def celery_settings() -> dict[str, Any]:
 def celery_executor_def() -> Any:
     """Dagster's celery executor, configured for the broker `DATASHARE_CELERY_BROKER`
     names (read where the run executes; the definition holds only the variable's name)."""
+    _require_celery()
     from dagster_celery import celery_executor
 
     return celery_executor.configured(
@@ -103,6 +117,7 @@ def celery_executor_def() -> Any:
 
 def worker_app(broker: str) -> Any:
     """The Celery application a worker runs: dagster-celery's step task, on `broker`."""
+    _require_celery()
     from dagster_celery.executor import CeleryExecutor
     from dagster_celery.make_app import make_app
     from dagster_celery.tasks import create_task
