@@ -21,10 +21,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import os
 import shutil
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 from pipelines.delivery_schedule import scheduled_periods, today_in_london
@@ -33,6 +37,8 @@ from pipelines.synthetic import write_delivery
 from schemas.contract import Contract, load_contracts
 
 DEFECT_RATE = 0.003  # in one month of three; the others are clean
+# Fewer files than this are written here; more, side by side in worker processes.
+WRITE_APART = 12
 CENSUS = Path(__file__).with_name("demo_data") / "census2021_london_age3_ethnic8_sex.csv"
 
 
@@ -83,6 +89,8 @@ def write_demo_deliveries(
     """Write the demo deliveries that are not already in `dropzone`: the months, or with
     `corrections`, the files the force sends once those months are published."""
     files = DemoFiles()
+    # The files to write, folder by folder (a month's), each folder's in the order given.
+    to_write: dict[Path, list[tuple[Path, Callable[[Path], object]]]] = {}
 
     def make(path: Path, build: Callable[[Path], object], correction: bool = False) -> None:
         if correction != corrections:
@@ -94,8 +102,7 @@ def write_demo_deliveries(
         else:
             files.new += 1
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            build(path)
+            to_write.setdefault(path.parent, []).append((path, build))
 
     for index, contract in enumerate(load_contracts().values()):
         if only and contract.name not in only:
@@ -103,7 +110,7 @@ def write_demo_deliveries(
         base = dropzone / contract.name
         if contract.name == "census_2021_population":
             period = contract.schedule.first_period
-            make(base / period / CENSUS.name, lambda p: shutil.copyfile(CENSUS, p))
+            make(base / period / CENSUS.name, partial(shutil.copyfile, CENSUS))
             continue
         periods = demo_periods(contract, months)
         mishaps = contract.name == "stop_and_search" and len(periods) >= 6
@@ -119,11 +126,12 @@ def write_demo_deliveries(
             if period == renamed:
                 # The bad attempt is written (and so taken) before its correction.
                 make(
-                    base / period / f"0-first-attempt-{good.name}", _renamed_column(contract, seed)
+                    base / period / f"0-first-attempt-{good.name}",
+                    partial(_renamed_column, contract, seed),
                 )
             make(good, _delivery(contract, period, rows, seed, defective=i % 3 == 0))
             if period == resent:
-                make(base / period / f"resent-{good.name}", lambda p, g=good: shutil.copyfile(g, p))
+                make(base / period / f"resent-{good.name}", partial(shutil.copyfile, good))
             if period == restated:
                 # Sent once the month is published: a restatement, not a second part.
                 make(
@@ -133,27 +141,50 @@ def write_demo_deliveries(
                 )
         if contract.name == "use_of_force" and len(periods) >= 6:
             _manifest_mismatch(base, periods[-3], contract.name, make)
+    _write_all(list(to_write.values()))
     return files
+
+
+def _write_folder(files: list[tuple[Path, Callable[[Path], object]]]) -> None:
+    """One month's files, in order: a first attempt before its correction, a file before
+    its copy or manifest."""
+    for path, build in files:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        build(path)
+
+
+def _write_all(folders: list[list[tuple[Path, Callable[[Path], object]]]]) -> None:
+    """Write every folder's files; many, side by side in a worker process per core
+    (started afresh, as the runs' are: the generator builds rows in threads)."""
+    at_once = min(os.cpu_count() or 1, len(folders))
+    if sum(len(f) for f in folders) < WRITE_APART or at_once <= 1:
+        for folder in folders:
+            _write_folder(folder)
+        return
+    with ProcessPoolExecutor(at_once, multiprocessing.get_context("spawn")) as pool:
+        for done in [pool.submit(_write_folder, folder) for folder in folders]:
+            done.result()  # a file that could not be written stops the demo, as before
 
 
 def _delivery(
     contract: Contract, period: str, rows: int, seed: int, defective: bool
 ) -> Callable[[Path], object]:
     rate = DEFECT_RATE if defective else 0.0
-    return lambda path: write_delivery(
-        contract, period, path, rows=rows, seed=seed, defect_rate=rate
-    )
+    return partial(_write_delivery, contract, period, rows, seed, rate)
 
 
-def _renamed_column(contract: Contract, seed: int) -> Callable[[Path], None]:
-    def build(path: Path) -> None:
-        period = path.parent.name
-        write_delivery(contract, period, path, rows=500, seed=seed, defect_rate=DEFECT_RATE)
-        header, rest = path.read_text(encoding="utf-8").split("\n", 1)
-        header = header.replace("Officer-defined ethnicity", "Officer defined ethnicity")
-        path.write_text(f"{header}\n{rest}", encoding="utf-8")
+def _write_delivery(
+    contract: Contract, period: str, rows: int, seed: int, rate: float, path: Path
+) -> None:
+    write_delivery(contract, period, path, rows=rows, seed=seed, defect_rate=rate)
 
-    return build
+
+def _renamed_column(contract: Contract, seed: int, path: Path) -> None:
+    period = path.parent.name
+    write_delivery(contract, period, path, rows=500, seed=seed, defect_rate=DEFECT_RATE)
+    header, rest = path.read_text(encoding="utf-8").split("\n", 1)
+    header = header.replace("Officer-defined ethnicity", "Officer defined ethnicity")
+    path.write_text(f"{header}\n{rest}", encoding="utf-8")
 
 
 def _spreadsheet(path: Path) -> None:
@@ -163,11 +194,11 @@ def _spreadsheet(path: Path) -> None:
 
 def _manifest_mismatch(base: Path, period: str, name: str, make) -> None:
     delivery = base / period / f"{period}-{name}.csv"
+    make(delivery.with_name(delivery.name + ".manifest.json"), partial(_manifest, delivery))
 
-    def manifest(path: Path) -> None:
-        sha = hashlib.sha256(delivery.read_bytes()).hexdigest()
-        rows = delivery.read_text(encoding="utf-8").count("\n") - 1
-        # The force's count is off by the rows it dropped after computing the checksum.
-        path.write_text(json.dumps({"rows": rows + 12, "sha256": sha}))
 
-    make(delivery.with_name(delivery.name + ".manifest.json"), manifest)
+def _manifest(delivery: Path, path: Path) -> None:
+    sha = hashlib.sha256(delivery.read_bytes()).hexdigest()
+    rows = delivery.read_text(encoding="utf-8").count("\n") - 1
+    # The force's count is off by the rows it dropped after computing the checksum.
+    path.write_text(json.dumps({"rows": rows + 12, "sha256": sha}))
