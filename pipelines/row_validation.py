@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from pipelines.batch_threads import BackgroundWriter, read_ahead
 from pipelines.dataset_expectations import (
     DeliveryProfile,
     category_mix,
@@ -403,6 +404,9 @@ def validate_delivery(
         quarantine_writer = stack.enter_context(
             pq.ParquetWriter(quarantine_tmp, QUARANTINE_SCHEMA, compression="zstd")
         )
+        # Both files are written in one background thread while the next batch is checked
+        # (and the broken rows the reader finds go through it too, in order).
+        background = stack.enter_context(BackgroundWriter())
 
         def quarantine_broken(rows: list[int], fields: list[int], texts: list[str]) -> None:
             # A row that could not be split into fields is kept as its raw line (withheld
@@ -428,11 +432,11 @@ def validate_delivery(
                 .struct.json_encode()
                 .alias("record"),
             )
-            quarantine_writer.write_table(broken.to_arrow().cast(QUARANTINE_SCHEMA))
+            background.write(quarantine_writer, broken.to_arrow().cast(QUARANTINE_SCHEMA))
 
         numbers = _SourceRowNumbers(sink=quarantine_broken)
         try:
-            for frame in _batches(delivery, header, numbers):
+            for frame in read_ahead(_batches(delivery, header, numbers)):
                 outcome.rows_delivered += frame.height
                 for rule in contract.completeness_rules:
                     src = contract.column(rule.column).source_name
@@ -478,7 +482,8 @@ def validate_delivery(
                     curated = curated_long(contract, curated, values)
                 curated = curated.select(curated_writer.schema.names)
                 if curated.height:
-                    curated_writer.write_table(curated.to_arrow().cast(curated_writer.schema))
+                    table = curated.to_arrow().cast(curated_writer.schema)
+                    background.write(curated_writer, table)
                     if outcome.preview is None:
                         outcome.preview = curated.head(10)
                 outcome.rows_curated += rest.height  # source rows (a wide row makes many)
@@ -496,7 +501,8 @@ def validate_delivery(
                         .alias("reasons"),
                         pl.struct(source_cols).struct.json_encode().alias("record"),
                     )
-                    quarantine_writer.write_table(quarantined.to_arrow().cast(QUARANTINE_SCHEMA))
+                    table = quarantined.to_arrow().cast(QUARANTINE_SCHEMA)
+                    background.write(quarantine_writer, table)
                     outcome.rows_quarantined += failing.height
         except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
             if isinstance(numbers.error, DeliveryRejected):
