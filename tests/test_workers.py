@@ -36,6 +36,7 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from pipelines.cli import main
 from pipelines.instance import instance_health
 from pipelines.instance_config import POSTGRES, POSTGRES_ENV
 from pipelines.job_names import delivery_job_name
@@ -53,6 +54,7 @@ from pipelines.worker_celery import (
 )
 from pipelines.worker_cli import key_file_problems
 from schemas.contract import load_contracts
+from tests.conftest import drop
 from tests.postgres_server import PostgresServer
 from tests.redis_server import RedisServer, require_redis, running_redis
 from tests.s3_server import BUCKET, LAKE_BUCKET
@@ -147,6 +149,23 @@ def test_a_broker_password_is_never_shown(user: str, password: str, port: int):
     shown = broker_shown(url)
     assert shown == f"redis://{user}:***@broker.internal:{port}/0"
     assert broker_shown("redis://broker.internal:6379/0") == "redis://broker.internal:6379/0"
+
+
+@pytest.mark.slow
+def test_datashare_run_still_runs_its_steps_itself_when_runs_go_to_workers(
+    home, real_stop_and_search, monkeypatch: pytest.MonkeyPatch, capsys
+):
+    """What doctor and `worker --check` say: `datashare run` executes its steps in its own
+    process whatever DATASHARE_EXECUTOR says, so it works with no broker at all."""
+    monkeypatch.setenv(EXECUTOR_ENV, CELERY)
+    monkeypatch.setenv(BROKER_ENV, "redis://127.0.0.1:9/0")  # nothing listens there
+    drop(home, "stop_and_search", REAL_PERIOD, real_stop_and_search)
+    assert main(["run"]) == 0
+    assert "rows published:     16,332" in capsys.readouterr().out
+    with connect(home.warehouse) as con:
+        assert con.execute("SELECT count(*) FROM curated.stop_and_search").fetchone() == (
+            REAL_ROWS,
+        )
 
 
 def _wait_for(what: str, ready: Callable[[], object], timeout: float, logs: list[Path]):
