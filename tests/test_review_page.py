@@ -77,6 +77,31 @@ def test_each_notice_the_page_links_is_written_beside_it(seeded):
     assert _query(home, "SELECT count(*) FROM governance.exports") == [(1,)]
 
 
+def test_each_notice_beside_the_page_is_the_one_breaches_notice_makes(seeded):
+    """The page's letters read one in-memory copy of the governance views (a pass over the
+    lake per letter took minutes on the demo's home): each is still, word for word, the
+    letter `datashare breaches notice` makes from the warehouse itself."""
+    from pipelines.breach_notice import notice_from_warehouse, notice_stem
+    from pipelines.warehouse import connect
+    from schemas.contract import load_contracts
+
+    home, _, written = seeded
+    contracts = load_contracts()
+    notices = sorted(written.page.parent.glob("notices/notice-*.md"))
+    assert len(notices) >= 2
+    with connect(home.warehouse) as con:
+        for contract, period in _query(
+            home,
+            "SELECT DISTINCT contract, period FROM governance.breach_register "
+            "WHERE status IN ('open', 'notified', 'acknowledged') ORDER BY ALL",
+        ):
+            notice = notice_from_warehouse(con, contracts[contract], period, today())
+            folder = written.page.parent / "notices"
+            stem = notice_stem(contract, period)
+            assert (folder / f"{stem}.md").read_text(encoding="utf-8") == notice.markdown
+            assert (folder / f"{stem}.html").read_text(encoding="utf-8") == notice.html
+
+
 def test_sent_to_the_force_shows_each_export_and_notification(seeded):
     _, ids, written = seeded
     page = written.page.read_text(encoding="utf-8")
