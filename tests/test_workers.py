@@ -63,6 +63,7 @@ from tests.test_deployment import (
     INSTALL_ROOT,
     UNITS,
     _kill_group,
+    _live_in_group,
     read_unit,
     unit_command,
 )
@@ -189,6 +190,19 @@ def _stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
+
+
+def _peak_rss_mb(pgid: int) -> list[int]:
+    """Each live process of a process group: its peak resident memory, in MB."""
+    peaks = []
+    for pid in _live_in_group(pgid):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
+        peaks.append(int(found.group(1)) // 1024 if found else 0)
+    return sorted(peaks, reverse=True)
 
 
 def _engine_workers(instance: dg.DagsterInstance, run_id: str) -> dict[str, list[str]]:
@@ -366,6 +380,8 @@ def test_two_workers_take_deliveries_and_a_killed_worker_loses_and_repeats_nothi
             return counts == [REAL_ROWS, COMPLAINTS_ROWS]
 
         _wait_for("the analysts' warehouse shows the months", analysts_see, 120, logs)
+        survivor_group = next(p for n, p in workers.items() if p.poll() is None).pid
+        peaks = _peak_rss_mb(survivor_group)
         timings["runs done after the kill"] = time.monotonic() - killed_at
     finally:
         for process in [*runs, *workers.values()]:
@@ -464,4 +480,5 @@ def test_two_workers_take_deliveries_and_a_killed_worker_loses_and_repeats_nothi
     secret = postgres.password.encode()
     assert secret not in raw and not any(secret in b for b in bodies)
     print("workers timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+    print(f"surviving worker's processes, peak RSS (MB): {peaks}")
     instance.dispose()
