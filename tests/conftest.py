@@ -1,7 +1,9 @@
-"""Shared fixtures: a fresh DATASHARE_HOME per test, and the real published data."""
+"""Shared fixtures: a fresh DATASHARE_HOME per test, the real published data, and the demo
+homes several modules look at (each built once per test session)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import uuid
@@ -14,6 +16,7 @@ from pipelines.settings import Settings, load_settings
 from schemas.contract import Contract, load_contracts
 from tests.postgres_server import PostgresServer, require_postgres, running_postgres
 from tests.s3_server import WEED, S3Server, running_seaweed
+from tests.webserver import run_demo
 
 # The real published files travel with the tests (tests/data/real/README.md says where each
 # came from); DATASHARE_REAL_DATA points the tests at another copy.
@@ -93,3 +96,70 @@ def postgres() -> Iterator[PostgresServer]:
     require_postgres()
     with running_postgres() as server:
         yield server
+
+
+# -- demo homes shared by the session ---------------------------------------------------------
+# A `datashare demo` costs half a minute to a minute; the modules that look at one (the marts,
+# the warehouse's docs, provenance, agreement reviews, the Dagster UI) once each built their
+# own. Now each kind is built once per session, even across pytest-xdist's workers, and a
+# module takes its own copy (a copy of the home is a fraction of a second), so what one
+# module writes (review pages, a rebuilt warehouse, the webserver's storage) no other sees.
+
+# Every contract, six months (the survey is quarterly), 300 rows each.
+DEMO_ARGS = ("--months", "6", "--rows", "300")
+# Two contracts for eight months: stop and search (a rejected, a restated month) and use of
+# force (a held month), as the Dagster UI tests look at them.
+UI_DEMO_CONTRACTS = ("stop_and_search", "use_of_force")
+UI_DEMO_MONTHS = 8
+UI_DEMO_ARGS = ("--rows", "300", "--months", str(UI_DEMO_MONTHS))
+UI_DEMO_ARGS += ("--contracts", ",".join(UI_DEMO_CONTRACTS))
+SHARED_DEMO_TIMEOUT = 900.0
+
+
+def _shared_demo(factory: pytest.TempPathFactory, name: str, *args: str) -> Path:
+    """The folder of a demo home built once for the whole session (`home/`, and the demo's
+    output in `demo-stdout.txt`): under the session's temp folder, which pytest-xdist's
+    workers share, built by the first worker to ask while the others wait on a lock."""
+    base = factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the session's folder, above this worker's own
+    folder = base / f"shared-demo-{name}"
+    failed = base / f"shared-demo-{name}.failed"
+    with (base / f"shared-demo-{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        # A build that failed fails every module that asks, at once, rather than again.
+        if failed.exists():
+            pytest.fail(f"the shared demo home failed to build:\n{failed.read_text()}")
+        if not (folder / "built").exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what an interrupted build left
+            try:
+                # Built once for many modules, on a machine whose every core is busy: a
+                # generous limit.
+                done = run_demo(folder / "home", *args, timeout=SHARED_DEMO_TIMEOUT)
+            except BaseException as error:
+                failed.write_text(f"{type(error).__name__}: {error}"[-4000:], encoding="utf-8")
+                raise
+            (folder / "demo-stdout.txt").write_text(done.stdout, encoding="utf-8")
+            (folder / "built").touch()
+    return folder
+
+
+@pytest.fixture(scope="session")
+def shared_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder of the session's demo home of every contract (`datashare demo` with
+    DEMO_ARGS): never write in it; copy its `home` with `copy_home`."""
+    return _shared_demo(tmp_path_factory, "all", *DEMO_ARGS)
+
+
+@pytest.fixture(scope="session")
+def shared_ui_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder of the session's two-contract, eight-month demo home (UI_DEMO_ARGS), for
+    the Dagster UI tests: never write in it; copy its `home` with `copy_home`."""
+    return _shared_demo(tmp_path_factory, "ui", *UI_DEMO_ARGS)
+
+
+def copy_home(shared: Path, target: Path) -> Path:
+    """A copy of a shared demo's home at `target` (which must not exist yet), to use as the
+    module's own."""
+    shutil.copytree(shared / "home", target, symlinks=True)
+    return target

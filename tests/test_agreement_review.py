@@ -5,7 +5,7 @@ written apart from the engine's SQL, on three homes: a register written straight
 lake with breaches of every kind, answered and not (tests/breach_homes.py); the real June
 2022 stop-and-search file carrying a column nobody agreed, through intake, validation,
 publication, the warehouse and then retention; and a small `datashare demo` (slow: it runs
-the whole pipeline, once for the module).
+the whole pipeline, once for the session: tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -49,8 +49,7 @@ from pipelines.row_validation import validate_pending
 from pipelines.warehouse import build_warehouse, connect
 from schemas.contract import Contract, load_contracts
 from tests.breach_homes import MARKUP_HEADER, seeded_home
-from tests.conftest import REAL_STOP_AND_SEARCH
-from tests.webserver import run_demo
+from tests.conftest import REAL_STOP_AND_SEARCH, copy_home
 
 OPEN = ("open", "notified", "acknowledged")
 
@@ -481,10 +480,10 @@ def test_any_text_from_a_delivery_stays_text_in_both_forms(text):
 
 
 @pytest.fixture(scope="module")
-def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("agreement-demo") / "home"
-    run_demo(home, "--months", "6", "--rows", "300")
-    return home
+def demo_home(tmp_path_factory: pytest.TempPathFactory, shared_demo: Path) -> Path:
+    """A demo home (six months, 300 rows): the module's copy of the session's, since the
+    review writes its pages into the home."""
+    return copy_home(shared_demo, tmp_path_factory.mktemp("agreement-demo") / "home")
 
 
 @pytest.mark.slow

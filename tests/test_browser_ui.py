@@ -22,7 +22,8 @@ import pytest
 
 from pipelines.job_names import delivery_job_name
 from tests.browser import VIEWPORT, require_chromium, screenshots_dir
-from tests.webserver import Webserver, run_demo, running_webserver
+from tests.conftest import UI_DEMO_CONTRACTS, copy_home
+from tests.webserver import Webserver, running_webserver
 
 pytestmark = pytest.mark.slow
 
@@ -104,11 +105,11 @@ def _read_demo(home: Path) -> Demo:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
-    """A home where a small two-contract `datashare demo` has run, as a user would run it."""
-    home = tmp_path_factory.mktemp("browser") / "home"
-    run_demo(home, "--rows", "300", "--months", "8", "--contracts", ",".join(CONTRACTS))
-    return _read_demo(home)
+def demo(tmp_path_factory: pytest.TempPathFactory, shared_ui_demo: Path) -> Demo:
+    """A home where a small two-contract `datashare demo` has run, as a user would run it
+    (eight months each): the module's copy of the session's, tests/conftest.py."""
+    assert CONTRACTS == UI_DEMO_CONTRACTS
+    return _read_demo(copy_home(shared_ui_demo, tmp_path_factory.mktemp("browser") / "home"))
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,8 @@ import pytest
 
 from pipelines.demo import demo_periods
 from schemas.contract import load_contracts
-from tests.webserver import Webserver, location_loaded, run_demo, running_webserver
+from tests.conftest import UI_DEMO_CONTRACTS, UI_DEMO_MONTHS, copy_home
+from tests.webserver import Webserver, location_loaded, running_webserver
 
 # Each runs the whole pipeline: `pytest -m 'not slow'` leaves them out.
 pytestmark = pytest.mark.slow
@@ -138,12 +139,14 @@ query JobRuns($job: String!) {
 
 
 @pytest.fixture(scope="module")
-def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A home where a small `datashare demo` has run, as a user would run it."""
-    home = tmp_path_factory.mktemp("ui") / "home"
-    demo = run_demo(home, "--rows", "300", "--months", "8", "--contracts", CONTRACT)
-    assert "Ran 8 contract-month(s) through Dagster." in demo.stdout, demo.stdout
-    return home
+def demo_home(tmp_path_factory: pytest.TempPathFactory, shared_ui_demo: Path) -> Path:
+    """A home where a small `datashare demo` has run, as a user would run it (eight months of
+    stop and search and of use of force): the module's copy of the session's."""
+    assert CONTRACT in UI_DEMO_CONTRACTS and len(DEMO_PERIODS) == UI_DEMO_MONTHS
+    stdout = (shared_ui_demo / "demo-stdout.txt").read_text(encoding="utf-8")
+    months = UI_DEMO_MONTHS * len(UI_DEMO_CONTRACTS)
+    assert f"Ran {months} contract-month(s) through Dagster." in stdout, stdout
+    return copy_home(shared_ui_demo, tmp_path_factory.mktemp("ui") / "home")
 
 
 @pytest.fixture(scope="module")

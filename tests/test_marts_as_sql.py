@@ -29,6 +29,7 @@ from pipelines.oversight.definition import MARTS_DIR, load_mart, load_marts
 from pipelines.oversight.reference import MAPPINGS_DIR, create_reference, reference_tables
 from pipelines.oversight_marts import MARTS, compute_mart, finish_sql, warehouse_connection
 from schemas.contract import load_contracts
+from tests.conftest import copy_home
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASHARE = Path(sys.executable).with_name("datashare")
@@ -36,21 +37,10 @@ FILE_MARTS = sorted(p.stem for p in MARTS_DIR.glob("*.sql"))
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A demo home: six months of every contract (the survey is quarterly), 300 rows each."""
-    home = tmp_path_factory.mktemp("marts") / "home"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATASHARE_", "DAGSTER_"))}
-    env |= {
-        "DATASHARE_HOME": str(home),
-        "DAGSTER_HOME": str(home / "dagster"),
-        "DATASHARE_SETTLE_SECONDS": "0",
-    }
-    done = subprocess.run(
-        [str(DATASHARE), "demo", "--months", "6", "--rows", "300"],
-        env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    return home
+def home(tmp_path_factory: pytest.TempPathFactory, shared_demo: Path) -> Path:
+    """A demo home: six months of every contract (the survey is quarterly), 300 rows each
+    (the module's copy of the session's, tests/conftest.py)."""
+    return copy_home(shared_demo, tmp_path_factory.mktemp("marts") / "home")
 
 
 @pytest.fixture

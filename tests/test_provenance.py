@@ -16,6 +16,7 @@ import hashlib
 import importlib.metadata
 import math
 import re
+import shutil
 import tempfile
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -308,9 +309,12 @@ def test_explain_on_a_warehouse_built_before_provenance_says_how_to_get_it(home,
 
 
 @pytest.mark.slow
-def test_on_the_demo_every_mart_is_reproduced_and_its_sources_are_the_curated_rows(home, capsys):
-    """Every contract (parts months, a wide layout, the census) for three months."""
-    assert main(["demo", "--months", "3", "--rows", "300"]) == 0
+def test_on_the_demo_every_mart_is_reproduced_and_its_sources_are_the_curated_rows(
+    home, shared_demo, capsys
+):
+    """Every contract (parts months, a wide layout, the census) for six months: a copy of the
+    session's `datashare demo` home (tests/conftest.py) as this test's home."""
+    shutil.copytree(shared_demo / "home", home.home, dirs_exist_ok=True)
     lake = open_lake(home.lake)
     (pack,) = kept_packs(lake)
     contracts = load_contracts()

@@ -2,8 +2,9 @@
 contracts have a `<contract>_latest` view, months are DATEs beside the text periods, and a
 warehouse an earlier version built gets all of it when it is rebuilt.
 
-One small demo home (`datashare demo --months 3 --rows 300`, as a user runs it) is built for
-the module; the tests read its warehouse, or copies of its lake and home.
+One small demo home (`datashare demo --months 6 --rows 300`, as a user runs it, built once for
+the session by tests/conftest.py) is the module's; the tests read its warehouse, or copies of
+its lake and home.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from pipelines.warehouse import (
 )
 from schemas.contract import load_contracts
 from schemas.contract_lint import lint_document
+from tests.conftest import copy_home
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASHARE = Path(sys.executable).with_name("datashare")
@@ -65,11 +67,10 @@ def _datashare(home: Path, *argv: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A demo home: three months of every contract, 300 rows each, run and reported."""
-    home = tmp_path_factory.mktemp("docs") / "home"
-    _datashare(home, "demo", "--months", "3", "--rows", "300")
-    return home
+def demo(tmp_path_factory: pytest.TempPathFactory, shared_demo: Path) -> Path:
+    """A demo home: six months of every contract, 300 rows each, run and reported (the
+    module's copy of the session's, tests/conftest.py)."""
+    return copy_home(shared_demo, tmp_path_factory.mktemp("docs") / "home")
 
 
 @pytest.fixture

@@ -106,7 +106,7 @@ def stop(process: subprocess.Popen) -> None:
         process.wait(timeout=15)
 
 
-def run_demo(home: Path, *args: str) -> subprocess.CompletedProcess:
+def run_demo(home: Path, *args: str, timeout: float = DEMO_TIMEOUT) -> subprocess.CompletedProcess:
     """`datashare --home HOME demo ARGS...`, as a user runs it; fails the test if it fails."""
     demo = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "--home", str(home), "demo", *args],
@@ -114,7 +114,7 @@ def run_demo(home: Path, *args: str) -> subprocess.CompletedProcess:
         env=env(home),
         capture_output=True,
         text=True,
-        timeout=DEMO_TIMEOUT,
+        timeout=timeout,
     )
     assert demo.returncode == 0, f"demo exited {demo.returncode}\n{demo.stdout}\n{demo.stderr}"
     return demo
