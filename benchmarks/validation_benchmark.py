@@ -31,8 +31,10 @@ it would show the biggest earlier approach for all later ones.
 
 Finally the pipeline is run once more at `--profile-rows` under a sampling profiler that
 charges wall time to the statements of `pipelines/row_validation.py` (including what
-they call), grouped into CSV reading, duplicate-key pre-pass, pandera validate,
-failure-case processing, typing and writing Parquet, and other. Only the standard library
+they call), grouped into CSV reading (in the main thread, the wait for the read-ahead
+thread), duplicate-key pre-pass, row checks and typing (one polars query per batch),
+failure-case processing, writing Parquet (handing tables to the writer thread, waiting when
+it is behind), and other. Only the standard library
 is needed; pyinstrument or cProfile give more detail, but their hooks slow pure-Python
 code several times over and so misstate its share.
 """
@@ -611,18 +613,20 @@ def child_gx_pandas(csv: Path, out: Path) -> None:
 
 # --- the profile ---------------------------------------------------------------------------
 
-READING = "CSV reading (header and encoding pass, pyarrow CSV batches)"
+READING = "CSV reading (header and encoding pass, waiting for the read-ahead thread)"
 NUMBERING = "  of which source-row numbering (_SourceRowNumbers.take)"
 DUPLICATES = "duplicate-key pre-pass"
-PANDERA = "pandera validate (schema.validate)"
+CHECKS = "row checks and typing (one polars query per batch: judged)"
 FAILURES = "failure-case processing (failure cases, tallies, split, quarantine rows)"
-WRITING = "typing and writing Parquet (typed select, to_arrow, ParquetWriter)"
+WRITING = "writing Parquet (to_arrow, the background writer, ParquetWriter)"
 OTHER = "other (completeness counts, breaches, setup, publish)"
-GROUPS = (READING, DUPLICATES, PANDERA, FAILURES, WRITING, OTHER)
+GROUPS = (READING, DUPLICATES, CHECKS, FAILURES, WRITING, OTHER)
 
-_WRITING_WORDS = re.compile(r"\b(typed|curated|curated_writer|ExitStack|ParquetWriter)\b")
+_WRITING_WORDS = re.compile(
+    r"\b(curated|curated_writer|background|BackgroundWriter|ExitStack|ParquetWriter)\b"
+)
 _FAILURE_WORDS = re.compile(
-    r"\b(failures|per_row|tallies|flagged|is_quarantined|passing|failing|quarantined|"
+    r"\b(failing_counts|tallies|verdict|is_quarantined|kept|rest|failing|quarantined|"
     r"quarantine_writer|broken)\b"
 )
 
@@ -630,8 +634,8 @@ _FAILURE_WORDS = re.compile(
 def _category(function: str, text: str) -> str:
     if function == "_duplicate_keys" or "_duplicate_keys(" in text:
         return DUPLICATES
-    if function == "_failures":
-        return PANDERA if ".validate(" in text else FAILURES
+    if "judged(" in text:
+        return CHECKS
     if function == "take" or ".take(" in text:
         return NUMBERING
     if function in ("_batches", "read_header", "_open_delivery", "_open_text"):
