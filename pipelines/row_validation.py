@@ -385,13 +385,8 @@ def validate_delivery(
     secret = [contract.column(n).source_name for n in contract.pseudonymised]
     # Typed in the checks' query (each column parsed once), but for the pseudonymised
     # columns: those are typed from their tokens, never from the identifier itself.
-    typed = [parsed(c, pl.col(c.source_name)).alias(c.name) for c in contract.columns]
-    typed_now = [
-        t for c, t in zip(contract.columns, typed, strict=True) if c.source_name not in secret
-    ]
-    typed_later = [
-        t for c, t in zip(contract.columns, typed, strict=True) if c.source_name in secret
-    ]
+    typed_now = [_typed(c) for c in contract.columns if c.source_name not in secret]
+    typed_later = [_typed(c) for c in contract.columns if c.source_name in secret]
 
     staging_path = lake.staging_path(contract.name, period, delivery_id)
     quarantine_path = lake.quarantine_path(contract.name, period, delivery_id)
@@ -471,13 +466,9 @@ def validate_delivery(
                 if secret:
                     rest = pseudonymise(rest, secret, pseudonym_key)
                     failing = pseudonymise(failing, secret, pseudonym_key)
-                curated = pl.concat(
-                    [
-                        typed_rows.filter(kept),
-                        rest.select(*typed_later, *lineage, "_source_row", *values),
-                    ],
-                    how="horizontal",
-                )
+                curated = rest.select(*typed_later, *lineage, "_source_row", *values)
+                if typed_rows.width:  # none when every agreed column is pseudonymised
+                    curated = pl.concat([typed_rows.filter(kept), curated], how="horizontal")
                 if contract.layout:
                     curated = curated_long(contract, curated, values)
                 curated = curated.select(curated_writer.schema.names)
