@@ -20,7 +20,7 @@ Rows (the targets are issue 12's):
   partitions go);
 - test: `make test` (with --with-tests).
 
-The deliveries are the synthetic generator's (`pipelines.synthetic`), shaped like the real
+The deliveries are the synthetic generator's (`pipelines.demo.synthetic`), shaped like the real
 published files; each row's DuckDB figure copies exactly the files that row's run took. For
 each target missed, the run is profiled (cProfile) and the table says where the time goes.
 """
@@ -42,8 +42,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipelines.demo import _shift  # noqa: E402
-from pipelines.synthetic import write_delivery  # noqa: E402
+from pipelines.demo.estate import _shift  # noqa: E402
+from pipelines.demo.synthetic import write_delivery  # noqa: E402
 from schemas.contract import load_contracts  # noqa: E402
 
 PYTHON = sys.executable
@@ -178,7 +178,7 @@ def where_time_goes(home: Path, *args: str) -> str:
     """Profile one run (cProfile) and name the largest costs, as shares of its time."""
     with tempfile.NamedTemporaryFile(suffix=".prof") as prof:
         subprocess.run(
-            [PYTHON, "-m", "cProfile", "-o", prof.name, "-m", "pipelines.cli", "--home",
+            [PYTHON, "-m", "cProfile", "-o", prof.name, "-m", "pipelines.cli.main", "--home",
              str(home), *args],
             capture_output=True, env={**os.environ, "DATASHARE_SETTLE_SECONDS": "0"},
         )  # fmt: skip

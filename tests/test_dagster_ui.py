@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.demo import demo_periods
+from pipelines.demo.estate import demo_periods
 from schemas.contract import load_contracts
 from tests.webserver import Webserver, location_loaded, run_demo, running_webserver
 

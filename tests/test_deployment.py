@@ -28,8 +28,8 @@ import dagster as dg
 import pytest
 from dagster._core.storage.dagster_run import RunRecord
 
-from pipelines.instance import instance_health
-from pipelines.instance_config import (
+from pipelines.demo.synthetic import write_delivery
+from pipelines.home.instance_config import (
     CONTRACT_TAG,
     DEFAULT_MAX_RUNS,
     PARTITION_TAG,
@@ -39,9 +39,9 @@ from pipelines.instance_config import (
     dagster_yaml,
     write_dagster_yaml,
 )
-from pipelines.settings import Settings, load_settings
-from pipelines.synthetic import write_delivery
-from pipelines.warehouse import connect
+from pipelines.home.settings import Settings, load_settings
+from pipelines.orchestration.instance import instance_health
+from pipelines.warehouse.catalog import connect
 from tests.conftest import REAL_STOP_AND_SEARCH
 from tests.postgres_server import PostgresServer
 
@@ -298,7 +298,7 @@ def test_a_run_whose_code_server_is_gone_is_reported_failed_and_one_run_in_proce
     from dagster._core.launcher import WorkerStatus
     from dagster._core.storage.tags import GRPC_INFO_TAG
 
-    from pipelines.run_launcher import LocalRunLauncher
+    from pipelines.orchestration.run_launcher import LocalRunLauncher
 
     launcher = LocalRunLauncher()
     assert launcher.supports_check_run_worker_health
