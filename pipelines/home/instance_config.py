@@ -165,11 +165,32 @@ def write_dagster_yaml(dagster_home: Path, storage: str, max_runs: int) -> bool:
     wanted = dagster_yaml(storage, max_runs)
     if config.exists():
         current = config.read_text()
-        if current == wanted or not written_by_datashare(current):
+        if not written_by_datashare(current):
+            return _follow_moved_modules(config, current)
+        if current == wanted:
             return False
         if is_postgres(current) and storage != POSTGRES:
             return False
     temporary = config.with_name(f".{config.name}.{os.getpid()}.tmp")
     temporary.write_text(wanted)
     temporary.replace(config)  # a daemon starting meanwhile reads the old file or the new
+    return True
+
+
+# Modules of ours a dagster.yaml may name, where they were before `pipelines/` became
+# packages. Dagster imports them by name when it opens the instance, so a file someone
+# edited (theirs, otherwise left alone) would stop every command after an upgrade.
+MOVED_MODULES = {"pipelines.run_launcher": "pipelines.orchestration.run_launcher"}
+
+
+def _follow_moved_modules(config: Path, current: str) -> bool:
+    """Point an edited dagster.yaml at the modules' new names; nothing else of it changes."""
+    updated = current
+    for old, new in MOVED_MODULES.items():
+        updated = updated.replace(f"module: {old}\n", f"module: {new}\n")
+    if updated == current:
+        return False
+    temporary = config.with_name(f".{config.name}.{os.getpid()}.tmp")
+    temporary.write_text(updated)
+    temporary.replace(config)
     return True
