@@ -41,12 +41,12 @@ from pipelines.oversight.mart_runner import (
     write_mart,
     write_marts,
 )
-from pipelines.oversight.pack import (
+from pipelines.oversight.pack import write_report
+from pipelines.oversight.pack_charts import (
     MartData,
     Pack,
     chart_crime_trends,
     chart_stop_search_outcomes,
-    write_report,
 )
 from pipelines.validation.agreed_values import NOT_AGREED
 from pipelines.validation.row_validation import curated_schema, validate_delivery

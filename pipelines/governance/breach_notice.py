@@ -441,7 +441,7 @@ def notice_from_warehouse(
     )
     order = {"critical": 0, "major": 1, "minor": 2}
     # Every breach of the month still open: those of a delivery replaced by a published
-    # re-send are superseded (governance_views), and closed like resolved ones.
+    # re-send are superseded (pipelines.governance.views), and closed like resolved ones.
     entries = [
         e
         for e in _dicts(

@@ -1,9 +1,9 @@
 """Provenance: which deliveries fed each oversight mart, month by month.
 
-Whenever a mart is computed (`oversight_marts.write_mart`, from the oversight assets or
-`datashare report --refresh`), one immutable Parquet file is written to the lake's
-governance area, `governance/mart_sources/mart=<mart>/<when>-<id>.parquet`: one row per
-(month, contract, delivery) whose curated rows the mart read, with the file's name, its
+Whenever a mart is computed (`pipelines.oversight.mart_runner.write_mart`, from the
+oversight assets or `datashare report --refresh`), one immutable Parquet file is written to
+the lake's governance area, `governance/mart_sources/mart=<mart>/<when>-<id>.parquet`: one
+row per (month, contract, delivery) whose curated rows the mart read, with the file's name, its
 SHA-256 (the delivery id), the contract version it was checked against, when it was
 received, how many of its rows were used and whether it restated an earlier delivery.
 

@@ -582,7 +582,7 @@ def run_pending(settings: Settings, progress: Callable[[str], None] | None = Non
         touched = {r[0] for r in report.months}
         chosen = []
         if missing or touched:
-            # Imported here, not at the top: oversight_marts reads every mart's YAML when
+            # Imported here, not at the top: the mart runner reads every mart's YAML when
             # imported (~0.2 s), which an idle run (nothing new, every mart computed) skips.
             from pipelines.oversight.mart_runner import MARTS, marts_reading
 

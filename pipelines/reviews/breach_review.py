@@ -133,7 +133,7 @@ def _actions(home: Path, breach: dict) -> list[str]:
 
 def _chart(breaches: list[dict], titles: dict[str, str]) -> str:
     """Breaches raised per contract and month, drawn as the oversight pack draws trends."""
-    from pipelines.oversight.pack import fmt_count, line_chart
+    from pipelines.oversight.charts import fmt_count, line_chart
 
     periods = sorted({b["period"] for b in breaches})
     if not periods:
