@@ -32,18 +32,20 @@ from pipelines.lake.publishing import awaiting_publication, publish_delivery
 from pipelines.lake.register import BREACH_SCHEMA, Register
 from pipelines.lake.retention import enforce_retention
 from pipelines.lake.store import open_lake
+from pipelines.reviews.agreement_page import (
+    agreement_review_html,
+    render_html,
+    render_markdown,
+    review_paths,
+    write_agreement_review,
+)
 from pipelines.reviews.agreement_review import (
     LONDON,
     AgreementReview,
     Section,
     Table,
-    agreement_review_html,
     build_review,
-    render_html,
-    render_markdown,
-    review_paths,
     window,
-    write_agreement_review,
 )
 from pipelines.validation.row_validation import validate_pending
 from pipelines.warehouse.catalog import build_warehouse, connect

@@ -816,7 +816,7 @@ def test_a_form_longer_than_any_of_the_desks_or_without_a_length_is_refused(desk
 
 
 def test_an_agreements_review_is_served_as_the_command_writes_it(desk):
-    from pipelines.reviews.agreement_review import agreement_review_html
+    from pipelines.reviews.agreement_page import agreement_review_html
 
     home, _, app = desk
     client, _ = signed_in(app, "victor")

@@ -1,7 +1,7 @@
 """`datashare agreement review [CONTRACT] [--from P --to P]`: the agreement review pages.
 
 Kept apart from pipelines/cli/main.py so the main CLI only needs `add_agreement_command` and
-`run_agreement_command`; the engine is pipelines/reviews/agreement_review.py.
+`run_agreement_command`; the engine is pipelines/reviews/ (agreement_review.py, agreement_page.py).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def add_agreement_command(sub: Any) -> None:
 def run_agreement_command(args: argparse.Namespace, settings: Settings) -> int:
     """Write the review(s) asked for; print where, with the points for the meeting."""
     from pipelines.lake.store import open_lake
-    from pipelines.reviews.agreement_review import ensure_current, write_agreement_review
+    from pipelines.reviews.agreement_page import ensure_current, write_agreement_review
     from schemas.contract import load_contracts
 
     contracts = load_contracts()

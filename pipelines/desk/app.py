@@ -590,7 +590,7 @@ async def contract(request: Request) -> Response:
 async def contract_review(request: Request) -> Response:
     """The agreement's review (`datashare agreement review`) over a window, as the page
     that command writes (`?from=YYYY-MM&to=YYYY-MM`; default the last 12 periods ended)."""
-    from pipelines.reviews.agreement_review import agreement_review_html
+    from pipelines.reviews.agreement_page import agreement_review_html
 
     desk: Desk = request.app.state.desk
     name = request.path_params["name"]
