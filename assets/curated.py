@@ -6,13 +6,13 @@ import dagster as dg
 import polars as pl
 
 from assets.partitions import delivery_partitions
+from assets.previews import frame_preview
+from assets.resources import LakeResource, WarehouseResource
 from assets.validation import validated_key
-from pipelines.lake import Lake
-from pipelines.previews import frame_preview
-from pipelines.publishing import awaiting_publication, publish_delivery, published
-from pipelines.resources import LakeResource, WarehouseResource
-from pipelines.row_validation import LINEAGE_TYPES
-from pipelines.warehouse import LINEAGE_COMMENTS
+from pipelines.lake.publishing import awaiting_publication, publish_delivery, published
+from pipelines.lake.store import Lake
+from pipelines.validation.row_validation import LINEAGE_TYPES
+from pipelines.warehouse.catalog import LINEAGE_COMMENTS
 from schemas.contract import Contract, load_contracts
 
 # Column types as analysts see them in DuckDB.

@@ -6,9 +6,9 @@ import dagster as dg
 
 from assets.months import MonthRecord, run_months
 from assets.partitions import delivery_partitions
-from pipelines.delivery_intake import UNFILED, take_deliveries, take_unfiled
-from pipelines.previews import markdown_table
-from pipelines.resources import DropZoneResource, LakeResource
+from assets.previews import markdown_table
+from assets.resources import DropZoneResource, LakeResource
+from pipelines.intake.delivery_intake import UNFILED, take_deliveries, take_unfiled
 from schemas.contract import Contract
 
 

@@ -1,4 +1,4 @@
-"""Oversight assets: one per mart of `pipelines/oversight_marts.py`, `oversight.<mart>` in DuckDB.
+"""Oversight assets: one per mart (`pipelines/oversight/mart_runner.py`), `oversight.<mart>`.
 
 Each asset computes its mart from the warehouse's curated views, writes
 `lake/oversight/<mart>.parquet` (definition and column comments as Parquet metadata) and
@@ -14,8 +14,10 @@ import dagster as dg
 import duckdb
 import pyarrow as pa
 
-from pipelines.lake import Lake
-from pipelines.oversight_marts import (
+from assets.previews import markdown_table
+from assets.resources import LakeResource, WarehouseResource
+from pipelines.lake.store import Lake
+from pipelines.oversight.mart_runner import (
     MARTS,
     Mart,
     WrittenMart,
@@ -26,8 +28,6 @@ from pipelines.oversight_marts import (
     warehouse_connection,
     write_mart,
 )
-from pipelines.previews import markdown_table
-from pipelines.resources import LakeResource, WarehouseResource
 from schemas.contract import Contract, contracts_dir, load_contracts
 
 PREVIEW_ROWS = 20

@@ -2,9 +2,9 @@
 
 import dagster as dg
 
-from pipelines.delivery_schedule import check_schedule
-from pipelines.previews import markdown_table
-from pipelines.resources import DropZoneResource, LakeResource
+from assets.previews import markdown_table
+from assets.resources import DropZoneResource, LakeResource
+from pipelines.governance.delivery_schedule import check_schedule
 from schemas.contract import Contract
 
 ON_TIME_CHECK = "deliveries_on_time"

@@ -8,11 +8,11 @@ import dagster as dg
 from assets.intake import landing_key
 from assets.months import MonthRecord, run_months
 from assets.partitions import delivery_partitions
+from assets.previews import markdown_table
+from assets.resources import LakeResource, PseudonymKeyResource
 from pipelines.desk.docs_files import docs_link
-from pipelines.previews import markdown_table
-from pipelines.register import Register
-from pipelines.resources import LakeResource, PseudonymKeyResource
-from pipelines.row_validation import DeliveryVerdict, validate_pending
+from pipelines.lake.register import Register
+from pipelines.validation.row_validation import DeliveryVerdict, validate_pending
 from schemas.contract import Contract
 
 # Per-partition check results are what make a held-back month show as failed in the UI;

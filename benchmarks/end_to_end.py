@@ -20,7 +20,7 @@ Rows (the targets are issue 12's):
   partitions go);
 - test: `make test` (with --with-tests).
 
-The deliveries are the synthetic generator's (`pipelines.synthetic`), shaped like the real
+The deliveries are the synthetic generator's (`pipelines.demo.synthetic`), shaped like the real
 published files; each row's DuckDB figure copies exactly the files that row's run took. For
 each target missed, the run is profiled (cProfile) and the table says where the time goes.
 """
@@ -42,9 +42,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipelines.demo import _shift  # noqa: E402
-from pipelines.pending_runs import PROFILE_ENV  # noqa: E402
-from pipelines.synthetic import write_delivery  # noqa: E402
+from pipelines.demo.estate import _shift  # noqa: E402
+from pipelines.demo.synthetic import write_delivery  # noqa: E402
+from pipelines.orchestration.pending_runs import PROFILE_ENV  # noqa: E402
 from schemas.contract import load_contracts  # noqa: E402
 
 PYTHON = sys.executable
@@ -147,7 +147,7 @@ BUCKETS = {
     "Dagster: instance open": r"pending_runs\.py:\d+\(instance\)",
     "Dagster: event log writes": r"sqlite_event_log\.py:\d+\(store_event\)",
     "register reads": r"register\.py:\d+\((events|breaches)\)",
-    "warehouse catalog builds": r"warehouse\.py:\d+\(build_warehouse\)",
+    "warehouse catalog builds": r"catalog\.py:\d+\(build_warehouse\)",
     "oversight marts": r"oversight\.py:\d+\(oversight_marts\)",
     "intake (hash, copy)": r"delivery_intake\.py:\d+\(take_deliveries\)",
     "publication": r"publishing\.py:\d+\(publish_delivery\)",
@@ -185,7 +185,7 @@ def where_time_goes(home: Path, *args: str) -> str:
     with tempfile.TemporaryDirectory() as folder:
         prof = Path(folder) / "run.prof"
         subprocess.run(
-            [PYTHON, "-m", "cProfile", "-o", str(prof), "-m", "pipelines.cli", "--home",
+            [PYTHON, "-m", "cProfile", "-o", str(prof), "-m", "pipelines.cli.main", "--home",
              str(home), *args],
             capture_output=True,
             env={**os.environ, "DATASHARE_SETTLE_SECONDS": "0", PROFILE_ENV: folder},

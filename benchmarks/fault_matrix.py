@@ -33,7 +33,7 @@ import duckdb
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipelines.synthetic import write_delivery  # noqa: E402
+from pipelines.demo.synthetic import write_delivery  # noqa: E402
 from schemas.contract import load_contracts  # noqa: E402
 
 REAL = (
@@ -113,7 +113,7 @@ class Peak:
         return process.returncode, out[0] if out else ""
 
     def run(self, env: dict, *args: str) -> tuple[int, str]:
-        return self.finish(self.start(env, "-m", "pipelines.cli", *args))
+        return self.finish(self.start(env, "-m", "pipelines.cli.main", *args))
 
 
 def _query(home: Home, sql: str, opener: Callable | None = None) -> list[tuple]:
@@ -281,8 +281,8 @@ def _validated_once(home: Home) -> str:
 
 def two_runs(home: Home, peak: Peak, size: int) -> str:
     _months(home, 4, 5000)
-    first = peak.start(home.env(), "-m", "pipelines.cli", "run")
-    second = peak.start(home.env(), "-m", "pipelines.cli", "run")
+    first = peak.start(home.env(), "-m", "pipelines.cli.main", "run")
+    second = peak.start(home.env(), "-m", "pipelines.cli.main", "run")
     (a, _), (b, _) = peak.finish(first), peak.finish(second)
     return f"exits {a}, {b}: {statuses(home)}; {_validated_once(home)}"
 
@@ -290,7 +290,7 @@ def two_runs(home: Home, peak: Peak, size: int) -> str:
 def sensor_beside_cli(home: Home, peak: Peak, size: int) -> str:
     _months(home, 4, 5000)
     sensor = peak.start(home.env(), "-m", "tests.sensor_launch")
-    cli = peak.start(home.env(), "-m", "pipelines.cli", "run")
+    cli = peak.start(home.env(), "-m", "pipelines.cli.main", "run")
     (a, out_a), (b, out_b) = peak.finish(sensor), peak.finish(cli)
     peak.run(home.env(), "warehouse", "rebuild")
     if a or b:
@@ -343,7 +343,7 @@ def s3_stopped(home: Home, peak: Peak, size: int) -> str:
     with running_seaweed(data) as server:
         env = home.env(**aws, AWS_ENDPOINT_URL_S3=server.endpoint)
         client = server.client()
-        run = peak.start(env, "-m", "pipelines.cli", "run")
+        run = peak.start(env, "-m", "pipelines.cli.main", "run")
         while not client.list_objects_v2(Bucket=LAKE_BUCKET, Prefix="matrix/curated/").get(
             "KeyCount"
         ):
@@ -352,7 +352,7 @@ def s3_stopped(home: Home, peak: Peak, size: int) -> str:
     code, out = peak.finish(run)
     with running_seaweed(data, ports):
         again, _ = peak.run(env, "run")
-        from pipelines.warehouse import connect
+        from pipelines.warehouse.catalog import connect
 
         # This process reads the S3 lake too: with the same AWS settings as the runs.
         os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})

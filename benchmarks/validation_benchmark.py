@@ -4,7 +4,7 @@
         [--workdir DIR] [--skip-pandas] [--repeat N] [--profile-rows N | --no-profile]
 
 For each row count it writes (once, cached in the work folder by rows, seed and defect
-rate) a synthetic stop-and-search delivery with `pipelines.synthetic.write_delivery`, then
+rate) a synthetic stop-and-search delivery with `pipelines.demo.synthetic.write_delivery`, then
 runs, each in its own fresh Python process:
 
 - `duckdb_copy`: DuckDB's own CSV-to-Parquet copy of the file, all text, no checks: the
@@ -30,7 +30,7 @@ mark across exec), and `RUSAGE_CHILDREN` is the maximum over every child reaped 
 it would show the biggest earlier approach for all later ones.
 
 Finally the pipeline is run once more at `--profile-rows` under a sampling profiler that
-charges wall time to the statements of `pipelines/row_validation.py` (including what
+charges wall time to the statements of `pipelines/validation/row_validation.py` (including what
 they call), grouped into CSV reading (in the main thread, the wait for the read-ahead
 thread), duplicate-key pre-pass, row checks and typing (one polars query per batch),
 failure-case processing, writing Parquet (handing tables to the writer thread, waiting when
@@ -242,7 +242,10 @@ def print_profile(profile: dict, unprofiled_s: float | None) -> None:
             f"\n(The {CONTRACT} contract declares no unique key, so the duplicate-key "
             "pre-pass does not run.)"
         )
-    print("\nCostliest statements in pipelines/row_validation.py (including what they call):\n")
+    print(
+        "\nCostliest statements in pipelines/validation/row_validation.py"
+        " (including what they call):\n"
+    )
     for line, seconds, text in profile["top"]:
         print(f"    {seconds:6.2f} s  row_validation.py:{line:<4} {text}")
 
@@ -320,7 +323,7 @@ def _report(wall_s: float, failed: int | None, passed: int | None, note: str = "
 
 
 def child_generate(path: str, rows: str, seed: str, defect_rate: str) -> None:
-    from pipelines.synthetic import write_delivery
+    from pipelines.demo.synthetic import write_delivery
     from schemas.contract import load_contracts
 
     contract = load_contracts()[CONTRACT]
@@ -352,8 +355,8 @@ def _delivery_id(csv: Path) -> str:
 
 def _validate_and_publish(csv: Path, out: Path):
     """The pipeline: validate into a lake, then swap the staged file in as the month."""
-    from pipelines.lake import open_lake
-    from pipelines.row_validation import validate_delivery
+    from pipelines.lake.store import open_lake
+    from pipelines.validation.row_validation import validate_delivery
     from schemas.contract import load_contracts
 
     contract = load_contracts()[CONTRACT]
@@ -719,7 +722,7 @@ class LineSampler:
 
 
 def child_profile(csv: Path, out: Path) -> None:
-    from pipelines import row_validation
+    from pipelines.validation import row_validation
 
     contract, run = _validate_and_publish(csv, out)
     owner = statement_lines(row_validation)

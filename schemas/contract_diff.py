@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import yaml
 
-from schemas.contract_lint import iso_duration_parts, rule_kind
+from schemas.contract_terms import iso_duration_parts, rule_kind
 
 Verdict = Literal["breaking", "governance", "additive", "editorial"]
 Bump = Literal["major", "minor", "patch", "none"]

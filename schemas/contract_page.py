@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from schemas.contract_lint import iso_duration_parts, rule_kind
+from schemas.contract_terms import iso_duration_parts, rule_kind
 
 TYPE_WORDS = {
     "string": "text",

@@ -14,13 +14,13 @@ from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
 
-from pipelines.audit_log import record_export
-from pipelines.breach_register import BREACH_EVENT_SCHEMA, BreachEvent
-from pipelines.delivery_schedule import LatePeriod, deadlines, late_breach
-from pipelines.lake import Lake, open_lake
-from pipelines.register import BREACH_SCHEMA, Breach, DeliveryEvent, Register
-from pipelines.settings import Settings
-from pipelines.warehouse import build_warehouse
+from pipelines.governance.audit_log import record_export
+from pipelines.governance.breach_register import BREACH_EVENT_SCHEMA, BreachEvent
+from pipelines.governance.delivery_schedule import LatePeriod, deadlines, late_breach
+from pipelines.home.settings import Settings
+from pipelines.lake.register import BREACH_SCHEMA, Breach, DeliveryEvent, Register
+from pipelines.lake.store import Lake, open_lake
+from pipelines.warehouse.catalog import build_warehouse
 from schemas.contract import load_contracts
 
 # Markup in what the force controls: a file name and an unagreed header.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.settings import Settings, load_settings
+from pipelines.home.settings import Settings, load_settings
 from schemas.contract import Contract, load_contracts
 from tests.postgres_server import PostgresServer, require_postgres, running_postgres
 from tests.s3_server import WEED, S3Server, running_seaweed

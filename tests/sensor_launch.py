@@ -13,10 +13,10 @@ import sys
 
 import dagster as dg
 
-from pipelines.definitions import build_definitions
-from pipelines.delivery_sensor import SENSOR_NAME
-from pipelines.instance import open_instance
-from pipelines.settings import load_settings
+from pipelines.home.settings import load_settings
+from pipelines.orchestration.definitions import build_definitions
+from pipelines.orchestration.delivery_sensor import SENSOR_NAME
+from pipelines.orchestration.instance import open_instance
 
 JOB_VARIABLE = "DATASHARE_SENSOR_JOB"
 

@@ -24,29 +24,31 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from pipelines.agreement_review import (
+from pipelines.cli.main import main
+from pipelines.governance.delivery_schedule import MONTHS, deadlines
+from pipelines.intake.delivery_intake import take_deliveries
+from pipelines.intake.dropzone import FolderDropZone
+from pipelines.lake.publishing import awaiting_publication, publish_delivery
+from pipelines.lake.register import BREACH_SCHEMA, Register
+from pipelines.lake.retention import enforce_retention
+from pipelines.lake.store import open_lake
+from pipelines.reviews.agreement_page import (
+    agreement_review_html,
+    render_html,
+    render_markdown,
+    review_paths,
+    write_agreement_review,
+)
+from pipelines.reviews.agreement_review import (
     LONDON,
     AgreementReview,
     Section,
     Table,
-    agreement_review_html,
     build_review,
-    render_html,
-    render_markdown,
-    review_paths,
     window,
-    write_agreement_review,
 )
-from pipelines.cli import main
-from pipelines.delivery_intake import take_deliveries
-from pipelines.delivery_schedule import MONTHS, deadlines
-from pipelines.dropzone import FolderDropZone
-from pipelines.lake import open_lake
-from pipelines.publishing import awaiting_publication, publish_delivery
-from pipelines.register import BREACH_SCHEMA, Register
-from pipelines.retention import enforce_retention
-from pipelines.row_validation import validate_pending
-from pipelines.warehouse import build_warehouse, connect
+from pipelines.validation.row_validation import validate_pending
+from pipelines.warehouse.catalog import build_warehouse, connect
 from schemas.contract import Contract, load_contracts
 from tests.breach_homes import MARKUP_HEADER, seeded_home
 from tests.conftest import REAL_STOP_AND_SEARCH, copy_home
@@ -529,7 +531,7 @@ month = st.fixed_dictionaries({
 def test_any_register_review_figures_are_the_warehouses(months):
     import tempfile
 
-    from pipelines.lake import FolderLake
+    from pipelines.lake.store import FolderLake
     from tests.breach_homes import breach, deliver, step
 
     contract = load_contracts()["stop_and_search"]

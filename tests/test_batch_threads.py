@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.batch_threads import BackgroundWriter, read_ahead
+from pipelines.validation.batch_threads import BackgroundWriter, read_ahead
 
 SCHEMA = pa.schema([("_source_row", pa.int64())])
 

@@ -21,15 +21,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipelines.breach_notice import notice_from_warehouse, what_we_did
-from pipelines.breach_register import BREACH_EVENT_SCHEMA, BreachRegister
-from pipelines.breach_review import write_review
-from pipelines.cli import main
-from pipelines.governance_views import clause_table, in_memory
-from pipelines.lake import open_lake
-from pipelines.register import BREACH_SCHEMA, DELIVERY_EVENT_SCHEMA, Breach, DeliveryEvent, Register
-from pipelines.review_cli import review_path
-from pipelines.warehouse import build_warehouse, connect
+from pipelines.cli.main import main
+from pipelines.cli.review import review_path
+from pipelines.governance.breach_notice import notice_from_warehouse, what_we_did
+from pipelines.governance.breach_register import BREACH_EVENT_SCHEMA, BreachRegister
+from pipelines.governance.views import clause_table, in_memory
+from pipelines.lake.register import (
+    BREACH_SCHEMA,
+    DELIVERY_EVENT_SCHEMA,
+    Breach,
+    DeliveryEvent,
+    Register,
+)
+from pipelines.lake.store import open_lake
+from pipelines.reviews.breach_review import write_review
+from pipelines.warehouse.catalog import build_warehouse, connect
 from schemas.contract import load_contracts
 from schemas.contract_page import clause_for, contract_document, rule_clauses
 from tests.breach_homes import breach, deliver, late, today
@@ -431,7 +437,7 @@ def test_open_breaches_are_exactly_those_no_published_resend_replaced(outcomes):
 
 
 def test_run_summary_counts_open_breaches_as_the_warehouse_does(resent_home):
-    from pipelines.pending_runs import RunReport
+    from pipelines.orchestration.pending_runs import RunReport
 
     home, _ = resent_home
     ((open_, critical, superseded),) = _query(
@@ -449,7 +455,7 @@ def test_run_summary_counts_open_breaches_as_the_warehouse_does(resent_home):
 
 
 def test_run_summary_says_what_rows_published_counts_for_a_wide_file(home):
-    from pipelines.pending_runs import RunReport
+    from pipelines.orchestration.pending_runs import RunReport
 
     published = {"delivery_id": "d", "contract": "borough_crime", "event": "published"}
     report = RunReport(

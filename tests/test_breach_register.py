@@ -14,9 +14,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.breach_notice import notice_from_warehouse
-from pipelines.cli import main
-from pipelines.warehouse import connect
+from pipelines.cli.main import main
+from pipelines.governance.breach_notice import notice_from_warehouse
+from pipelines.warehouse.catalog import connect
 from schemas.contract import contracts_dir, load_contracts
 from schemas.contract_page import render_file
 from tests.breach_homes import MARKUP_HEADER, seeded_home, today
@@ -119,9 +119,9 @@ def test_list_columns_are_as_wide_as_their_content_when_piped(seeded, capsys):
 
 def test_list_fits_a_terminal_by_cutting_the_detail_only(seeded):
     _, ids = seeded
-    from pipelines.breach_register import BreachRegister
-    from pipelines.breaches_cli import LIST_COLUMNS, table
-    from pipelines.lake import open_lake
+    from pipelines.cli.breaches import LIST_COLUMNS, table
+    from pipelines.governance.breach_register import BreachRegister
+    from pipelines.lake.store import open_lake
 
     rows = BreachRegister(open_lake(seeded[0].lake)).entries()
     text = table(rows, LIST_COLUMNS, width=170)

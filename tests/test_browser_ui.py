@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.job_names import delivery_job_name
+from pipelines.orchestration.job_names import delivery_job_name
 from tests.browser import VIEWPORT, require_chromium, screenshots_dir
 from tests.conftest import UI_DEMO_CONTRACTS, copy_home
 from tests.webserver import Webserver, running_webserver
@@ -71,8 +71,8 @@ class Demo:
 
 
 def _read_demo(home: Path) -> Demo:
-    from pipelines.lake import open_lake
-    from pipelines.register import Register
+    from pipelines.lake.register import Register
+    from pipelines.lake.store import open_lake
 
     register = Register(open_lake(home / "lake"))
     periods, deliveries, breaches = {}, {}, {}
@@ -121,8 +121,8 @@ def webserver(demo: Demo) -> Iterator[Webserver]:
 @pytest.fixture(scope="module")
 def definitions(demo: Demo):
     """The code location's definitions, as the webserver loads them for the demo home."""
-    from pipelines.definitions import build_definitions
-    from pipelines.settings import load_settings
+    from pipelines.home.settings import load_settings
+    from pipelines.orchestration.definitions import build_definitions
 
     return build_definitions(load_settings(demo.home))
 

@@ -6,9 +6,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.lake import FolderLake
-from pipelines.pseudonymise import PseudonymKeyError, load_key, token
-from pipelines.row_validation import DeliveryRejected, validate_delivery
+from pipelines.intake.pseudonymise import PseudonymKeyError, load_key, token
+from pipelines.lake.store import FolderLake
+from pipelines.validation.row_validation import DeliveryRejected, validate_delivery
 from schemas.contract import parse_contract
 
 KEY = b"test-key"

@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 import yaml
 
-from pipelines.contracts_cli import add_contracts_commands, run_contracts_command
+from pipelines.cli.contracts import add_contracts_commands, run_contracts_command
 from schemas.contract_diff import diff_documents
-from schemas.contract_lint import Finding, lint_file, odcs_schema
+from schemas.contract_lint import lint_file
+from schemas.contract_terms import Finding
+from schemas.odcs_schema import odcs_schema
 
 CONTRACTS = Path(__file__).resolve().parents[1] / "data_contracts"
 BASE = CONTRACTS / "stop_and_search.yaml"

@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.demo import demo_periods
+from pipelines.demo.estate import demo_periods
 from schemas.contract import load_contracts
 from tests.conftest import UI_DEMO_CONTRACTS, UI_DEMO_MONTHS, copy_home
 from tests.webserver import Webserver, location_loaded, running_webserver

@@ -11,13 +11,13 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from pipelines.dataset_expectations import (
+from pipelines.lake.store import FolderLake, S3Lake, open_lake
+from pipelines.validation.dataset_expectations import (
     DeliveryProfile,
     category_mix,
     check_dataset,
     profile_from_counts,
 )
-from pipelines.lake import FolderLake, S3Lake, open_lake
 from schemas.contract import load_contracts
 from tests.s3_server import LAKE_BUCKET
 
@@ -77,7 +77,7 @@ def test_half_the_usual_volume_is_a_major_breach(stop_and_search, tmp_path: Path
 def test_normal_volume_and_steady_mix_are_no_breach(stop_and_search, tmp_path: Path):
     lake = FolderLake(tmp_path / "lake")
     history_mix = {"gender": {"Male": 0.52, "Female": 0.48}, "type": {"Person search": 1.0}}
-    import pipelines.data_docs  # noqa: F401  # imports GE: the time below is the check's own
+    import pipelines.validation.data_docs  # noqa: F401  # imports GE: the time below is the check's own
 
     started = time.perf_counter()
     breaches, page = check_dataset(
@@ -257,7 +257,7 @@ def test_data_docs_work_offline_from_one_shared_static_folder(stop_and_search, t
 def test_the_shared_static_folder_is_written_once_and_again_for_a_new_version(
     stop_and_search, tmp_path: Path
 ):
-    from pipelines import data_docs
+    from pipelines.validation import data_docs
 
     root = tmp_path / "lake"
     lake = FolderLake(root)
@@ -309,7 +309,7 @@ def test_data_docs_on_an_s3_lake_link_the_shared_static_objects(stop_and_search,
 def test_deliveries_checked_in_one_process_each_get_their_own_pages(
     stop_and_search, tmp_path: Path
 ):
-    import pipelines.dataset_expectations as dataset_expectations
+    import pipelines.validation.dataset_expectations as dataset_expectations
 
     contracts = load_contracts()
     lake = FolderLake(tmp_path / "lake")

@@ -28,8 +28,8 @@ import dagster as dg
 import pytest
 from dagster._core.storage.dagster_run import RunRecord
 
-from pipelines.instance import instance_health
-from pipelines.instance_config import (
+from pipelines.demo.synthetic import write_delivery
+from pipelines.home.instance_config import (
     CONTRACT_TAG,
     DEFAULT_MAX_RUNS,
     PARTITION_TAG,
@@ -39,9 +39,9 @@ from pipelines.instance_config import (
     dagster_yaml,
     write_dagster_yaml,
 )
-from pipelines.settings import Settings, load_settings
-from pipelines.synthetic import write_delivery
-from pipelines.warehouse import connect
+from pipelines.home.settings import Settings, load_settings
+from pipelines.orchestration.instance import instance_health
+from pipelines.warehouse.catalog import connect
 from tests.conftest import REAL_STOP_AND_SEARCH
 from tests.postgres_server import PostgresServer
 
@@ -166,6 +166,26 @@ def _use_postgres(
     return env
 
 
+# The run launcher's module, and its name before `pipelines/` became packages.
+LAUNCHER = "module: pipelines.orchestration.run_launcher\n"
+OLD_LAUNCHER = "module: pipelines" + ".run_launcher\n"
+# The module its header names as the writer.
+WRITER, OLD_WRITER = "pipelines/home/instance_config.py", "pipelines" + "/instance_config.py"
+
+
+def test_an_edited_instance_of_the_version_before_packages_opens(tmp_path: Path):
+    """A home whose dagster.yaml someone edited, made before the run launcher moved, still
+    opens: Dagster finds the launcher where it is now."""
+    folder = tmp_path / "home" / "dagster"
+    folder.mkdir(parents=True)
+    edited = dagster_yaml(SQLITE).replace("max_concurrent_runs: 2", "max_concurrent_runs: 6")
+    (folder / "dagster.yaml").write_text(edited.replace(LAUNCHER, OLD_LAUNCHER))
+    load_settings(tmp_path / "home").ensure_folders()  # what every datashare command does
+    with dg.DagsterInstance.from_config(str(folder)) as instance:
+        assert type(instance.run_launcher).__module__ == "pipelines.orchestration.run_launcher"
+    assert "max_concurrent_runs: 6" in (folder / "dagster.yaml").read_text()
+
+
 def test_sqlite_stays_the_default_with_the_run_queue_and_monitoring(home: Settings):
     text = (home.dagster_home / "dagster.yaml").read_text()
     assert text == dagster_yaml(SQLITE, DEFAULT_MAX_RUNS)
@@ -198,6 +218,8 @@ def test_the_configuration_follows_the_settings_but_an_edited_one_is_left_alone(
             dagster_yaml(SQLITE)
             .replace("one per contract at a time", "one per contract-month at a time")
             .replace(f"key: {CONTRACT_TAG}", "key: datashare/partition")
+            .replace(LAUNCHER, OLD_LAUNCHER)
+            .replace(WRITER, OLD_WRITER)
             .rpartition("# datashare: sha256=")[0]
         )
         + "# datashare: sha256=fec06b0d749dd6b2\n"
@@ -205,6 +227,13 @@ def test_the_configuration_follows_the_settings_but_an_edited_one_is_left_alone(
     config.write_text(previous)
     assert write_dagster_yaml(folder, SQLITE, 2) and config.read_text() == dagster_yaml(SQLITE)
     assert f"key: {CONTRACT_TAG}" in config.read_text()
+    # And the one the version before `pipelines/` became packages wrote, naming the run
+    # launcher's module by its old name.
+    before_packages = dagster_yaml(SQLITE).replace(LAUNCHER, OLD_LAUNCHER)
+    before_packages = before_packages.replace(WRITER, OLD_WRITER)
+    before_packages = before_packages.rpartition("# datashare: sha256=")[0]
+    config.write_text(before_packages + "# datashare: sha256=e060dd3a5ae6baf6\n")
+    assert write_dagster_yaml(folder, SQLITE, 2) and config.read_text() == dagster_yaml(SQLITE)
     # Its settings change, and so does the file; SQLite moves to PostgreSQL.
     assert write_dagster_yaml(folder, SQLITE, 3) and "max_concurrent_runs: 3" in config.read_text()
     assert not write_dagster_yaml(folder, SQLITE, 3)  # nothing to change
@@ -218,6 +247,11 @@ def test_the_configuration_follows_the_settings_but_an_edited_one_is_left_alone(
     edited = config.read_text().replace("max_concurrent_runs: 3", "max_concurrent_runs: 8")
     config.write_text(edited)
     assert not write_dagster_yaml(folder, POSTGRES, 2) and config.read_text() == edited
+    # ... but one edited before the run launcher's module moved follows it there, and only
+    # that line changes: Dagster imports the module by name and would stop every command.
+    config.write_text(edited.replace(LAUNCHER, OLD_LAUNCHER))
+    assert write_dagster_yaml(folder, POSTGRES, 2) and config.read_text() == edited
+    assert not write_dagster_yaml(folder, POSTGRES, 2)
     # DATASHARE_MAX_RUNS reaches the file through the settings.
     monkeypatch.setenv("DATASHARE_MAX_RUNS", "5")
     assert load_settings(tmp_path / "home").max_runs == 5
@@ -298,7 +332,7 @@ def test_a_run_whose_code_server_is_gone_is_reported_failed_and_one_run_in_proce
     from dagster._core.launcher import WorkerStatus
     from dagster._core.storage.tags import GRPC_INFO_TAG
 
-    from pipelines.run_launcher import LocalRunLauncher
+    from pipelines.orchestration.run_launcher import LocalRunLauncher
 
     launcher = LocalRunLauncher()
     assert launcher.supports_check_run_worker_health

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from pipelines.cli import main
+from pipelines.cli.main import main
 from pipelines.desk import app as desk_app
 from pipelines.desk import queries
 from pipelines.desk.app import create_app
@@ -34,8 +34,8 @@ from pipelines.desk.config import DeskConfig, load_desk_config
 from pipelines.desk.docs_files import NotServed, docs_link, safe_key
 from pipelines.desk.queries import PAGE_SIZE
 from pipelines.desk.users import UserStore
-from pipelines.lake import open_lake
-from pipelines.warehouse import build_warehouse, connect
+from pipelines.lake.store import open_lake
+from pipelines.warehouse.catalog import build_warehouse, connect
 from schemas.contract import load_contracts
 from tests.breach_homes import MARKUP_FILE, MARKUP_HEADER, breach, deliver, seeded_home, today
 from tests.conftest import drop
@@ -573,7 +573,7 @@ def test_the_agreement_page_and_the_pack(desk):
 def test_users_add_stores_only_a_hash_owner_only(home, monkeypatch, capsys):
     # As a script would make an account: the password on standard input.
     made = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "--home", str(home.home), "users", "add",
+        [sys.executable, "-m", "pipelines.cli.main", "--home", str(home.home), "users", "add",
          "lena", "--role", "lead"],
         input=f"{PASSWORD}\n", capture_output=True, text=True, check=False,
     )  # fmt: skip
@@ -689,7 +689,7 @@ def test_signing_out_ends_every_session_of_the_account_even_a_copied_cookie(desk
 @pytest.mark.slow
 def test_data_docs_from_a_lake_on_s3_and_nothing_outside_them(s3, home, monkeypatch):
     """The same pages from `s3://lake/<prefix>` (SeaweedFS, a real S3 server)."""
-    from pipelines.settings import load_settings
+    from pipelines.home.settings import load_settings
     from tests.s3_server import LAKE_BUCKET
 
     _, prefix = s3
@@ -782,7 +782,7 @@ _MARKUP = st.text(alphabet=st.sampled_from(list("<>&\"'/= abscript")), min_size=
 def test_any_markup_in_a_breach_is_text_on_its_page(tmp_path_factory, detail, name):
     """Whatever a delivery's file name and a breach's detail hold, the page shows them as
     text: escaped, never as markup."""
-    from pipelines.settings import load_settings
+    from pipelines.home.settings import load_settings
 
     home = load_settings(tmp_path_factory.mktemp("markup") / "home")
     home.ensure_folders()
@@ -816,7 +816,7 @@ def test_a_form_longer_than_any_of_the_desks_or_without_a_length_is_refused(desk
 
 
 def test_an_agreements_review_is_served_as_the_command_writes_it(desk):
-    from pipelines.agreement_review import agreement_review_html
+    from pipelines.reviews.agreement_page import agreement_review_html
 
     home, _, app = desk
     client, _ = signed_in(app, "victor")

@@ -27,10 +27,10 @@ from pipelines.desk.alerts import alert_after_run, load_alert_settings, send_ale
 from pipelines.desk.app import create_app
 from pipelines.desk.config import DeskConfig
 from pipelines.desk.users import UserStore
-from pipelines.lake import open_lake
-from pipelines.register import Register
-from pipelines.row_validation import validate_delivery
-from pipelines.warehouse import build_warehouse
+from pipelines.lake.register import Register
+from pipelines.lake.store import open_lake
+from pipelines.validation.row_validation import validate_delivery
+from pipelines.warehouse.catalog import build_warehouse
 from schemas.contract import load_contracts
 from tests.breach_homes import breach, deliver, seeded_home, today
 

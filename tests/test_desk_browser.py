@@ -41,7 +41,7 @@ def running_desk(home) -> Iterator[str]:
     """`datashare desk` on `home`, until the block ends; yields its address."""
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "--home", str(home.home), "desk",
+        [sys.executable, "-m", "pipelines.cli.main", "--home", str(home.home), "desk",
          "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -240,7 +240,7 @@ def test_an_engineer_opens_a_months_data_docs_from_dagster_on_the_desk(
     sandboxed: styled, its table drawn by its scripts, its rows links to the checks."""
     import dagster as dg
 
-    from pipelines.cli import main
+    from pipelines.cli.main import main
     from tests.conftest import drop
 
     drop(home, "stop_and_search", "2022-06", real_stop_and_search)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import main
-from pipelines.pseudonymise import KEY_ENV, load_key
-from pipelines.settings import Settings
+from pipelines.cli.main import main
+from pipelines.home.settings import Settings
+from pipelines.intake.pseudonymise import KEY_ENV, load_key
 from tests.conftest import drop, make_home
 
 

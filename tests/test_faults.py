@@ -18,11 +18,11 @@ import dagster as dg
 import duckdb
 import pytest
 
-from pipelines.cli import REPO_ROOT, main
-from pipelines.lake import FolderLake
-from pipelines.settings import load_settings
-from pipelines.synthetic import write_delivery
-from pipelines.warehouse import connect
+from pipelines.cli.main import REPO_ROOT, main
+from pipelines.demo.synthetic import write_delivery
+from pipelines.home.settings import load_settings
+from pipelines.lake.store import FolderLake
+from pipelines.warehouse.catalog import connect
 from tests.s3_server import LAKE_BUCKET, WEED, running_seaweed
 
 # Each runs the whole pipeline: `pytest -m 'not slow'` leaves them out.
@@ -56,7 +56,7 @@ def _start(settings, *argv: str) -> subprocess.Popen:
 
 
 def _datashare(settings, *args: str) -> subprocess.Popen:
-    return _start(settings, "-m", "pipelines.cli", *args)
+    return _start(settings, "-m", "pipelines.cli.main", *args)
 
 
 def _finish(process: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:

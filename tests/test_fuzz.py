@@ -40,11 +40,11 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from pipelines.cli import main
-from pipelines.lake import FolderLake
-from pipelines.pseudonymise import load_key
-from pipelines.row_validation import DeliveryRejected, curated_schema, validate_delivery
-from pipelines.synthetic import write_delivery
+from pipelines.cli.main import main
+from pipelines.demo.synthetic import write_delivery
+from pipelines.intake.pseudonymise import load_key
+from pipelines.lake.store import FolderLake
+from pipelines.validation.row_validation import DeliveryRejected, curated_schema, validate_delivery
 from schemas.contract import load_contracts
 from tests.conftest import REAL_DATA, make_home
 

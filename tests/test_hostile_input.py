@@ -14,11 +14,11 @@ import time
 import duckdb
 import pytest
 
-from pipelines.cli import main
-from pipelines.delivery_formats import DecompressionLimits
-from pipelines.dropzone import FolderDropZone
-from pipelines.lake import FolderLake
-from pipelines.row_validation import DeliveryRejected, validate_delivery
+from pipelines.cli.main import main
+from pipelines.intake.delivery_formats import DecompressionLimits
+from pipelines.intake.dropzone import FolderDropZone
+from pipelines.lake.store import FolderLake
+from pipelines.validation.row_validation import DeliveryRejected, validate_delivery
 from tests.conftest import drop
 from tests.test_intake import CONTRACT, Engine, delivery_bytes, put
 
@@ -286,7 +286,7 @@ def test_the_contract_sets_the_decompression_limits(tmp_path, stop_and_search):
 def test_broken_rows_are_quarantined_in_batches_and_every_row_keeps_its_number(
     tmp_path, stop_and_search, monkeypatch
 ):
-    import pipelines.row_validation as rv
+    import pipelines.validation.row_validation as rv
 
     # Small blocks and flushes, so broken rows straddle many batches and flushes.
     monkeypatch.setattr(rv, "READ_BLOCK_BYTES", 16 << 10)
@@ -329,7 +329,7 @@ def test_broken_rows_are_quarantined_in_batches_and_every_row_keeps_its_number(
 def test_a_file_that_is_mostly_broken_rows_is_rejected_early_not_quarantined_for_hours(
     tmp_path, stop_and_search, monkeypatch
 ):
-    import pipelines.row_validation as rv
+    import pipelines.validation.row_validation as rv
 
     monkeypatch.setattr(rv, "BROKEN_REJECT_ROWS", 200)
     header = delivery_bytes("2025-01").split(b"\n", 1)[0]

@@ -13,15 +13,15 @@ import sys
 
 import duckdb
 
-from pipelines.cli import REPO_ROOT, main
+from pipelines.cli.main import REPO_ROOT, main
 from tests.conftest import drop
 
-HEAVY = ("pandera", "polars", "dagster", "great_expectations", "pipelines.oversight_marts")
+HEAVY = ("pandera", "polars", "dagster", "great_expectations", "pipelines.oversight.mart_runner")
 
 # A fresh interpreter, as `datashare run` starts: what the idle run imported, and its output.
 IDLE_RUN = """
 import contextlib, io, json, sys
-from pipelines.cli import main
+from pipelines.cli.main import main
 out = io.StringIO()
 with contextlib.redirect_stdout(out):
     code = main(["--home", sys.argv[1], "run"])

@@ -27,22 +27,26 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
+from assets.resources import DropZoneResource, LakeResource
 from assets.validation import conformance_result
-from pipelines.delivery_intake import LandingCopyMismatch, plan_intake, take_deliveries
-from pipelines.delivery_schedule import check_schedule, deadlines, late_periods
-from pipelines.delivery_sensor import (
+from pipelines.demo.synthetic import write_delivery
+from pipelines.governance.delivery_schedule import check_schedule, deadlines, late_periods
+from pipelines.home.settings import load_settings
+from pipelines.intake.delivery_intake import LandingCopyMismatch, plan_intake, take_deliveries
+from pipelines.intake.dropzone import FolderDropZone, open_dropzone
+from pipelines.lake.publishing import awaiting_publication, publish_delivery, published
+from pipelines.lake.register import Register
+from pipelines.lake.store import FolderLake
+from pipelines.orchestration.delivery_sensor import (
     UNFILED_JOB,
     build_delivery_sensor,
     load_cursor,
 )
-from pipelines.dropzone import FolderDropZone, open_dropzone
-from pipelines.lake import FolderLake
-from pipelines.publishing import awaiting_publication, publish_delivery, published
-from pipelines.register import Register
-from pipelines.resources import DropZoneResource, LakeResource
-from pipelines.row_validation import DeliveryRejected, validate_delivery, validate_pending
-from pipelines.settings import load_settings
-from pipelines.synthetic import write_delivery
+from pipelines.validation.row_validation import (
+    DeliveryRejected,
+    validate_delivery,
+    validate_pending,
+)
 from schemas.contract import load_contracts
 
 CONTRACT = "stop_and_search"
@@ -601,7 +605,7 @@ def _query(settings, sql: str) -> list[tuple]:
 
 @pytest.mark.slow
 def test_run_records_off_layout_files_once_and_flags_a_missed_month(home, capsys):
-    from pipelines.cli import main
+    from pipelines.cli.main import main
 
     root = home.dropzone
     jan = delivery_bytes("2025-01")

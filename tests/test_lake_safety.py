@@ -10,10 +10,10 @@ from datetime import date
 import duckdb
 import pytest
 
-from pipelines.cli import REPO_ROOT, main
-from pipelines.lake import FolderLake
-from pipelines.retention import enforce_retention, expiry
-from pipelines.synthetic import write_delivery
+from pipelines.cli.main import REPO_ROOT, main
+from pipelines.demo.synthetic import write_delivery
+from pipelines.lake.retention import enforce_retention, expiry
+from pipelines.lake.store import FolderLake
 from schemas.contract import load_contracts
 from tests.conftest import drop
 
@@ -29,7 +29,7 @@ def _count(settings, sql: str):
 def _datashare(home, *args: str, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "DATASHARE_HOME": str(home.home), "DAGSTER_HOME": str(home.dagster_home)}
     return subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", *args],
+        [sys.executable, "-m", "pipelines.cli.main", *args],
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -24,10 +24,10 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.agreed_values import NOT_AGREED, AgreedCategory
 from pipelines.oversight.definition import MARTS_DIR, load_mart, load_marts
-from pipelines.oversight.reference import MAPPINGS_DIR, create_reference, reference_tables
-from pipelines.oversight_marts import MARTS, compute_mart, finish_sql, warehouse_connection
+from pipelines.oversight.mart_runner import MARTS, compute_mart, finish_sql, warehouse_connection
+from pipelines.validation.agreed_values import NOT_AGREED, AgreedCategory
+from pipelines.warehouse.reference import MAPPINGS_DIR, create_reference, reference_tables
 from schemas.contract import load_contracts
 from tests.conftest import copy_home
 
@@ -151,7 +151,7 @@ def test_readme_recipe_adds_a_mart(home: Path, tmp_path: Path):
     loaded = load_marts(marts)
     toy = loaded[spec["name"]]
     with warehouse_connection(home / "warehouse.duckdb") as con:
-        from pipelines.oversight_marts import mart_sql
+        from pipelines.oversight.mart_runner import mart_sql
 
         table = con.sql(mart_sql(toy)).to_arrow_table()
     assert table.num_rows > 0

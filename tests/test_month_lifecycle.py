@@ -83,20 +83,26 @@ import duckdb
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from pipelines.breach_notice import notice_from_warehouse, what_we_did
-from pipelines.breach_register import TRANSITIONS, BreachRegister
-from pipelines.breach_review import read_register, render_review
-from pipelines.delivery_intake import take_deliveries
-from pipelines.delivery_schedule import check_schedule, deadlines
-from pipelines.dropzone import FolderDropZone
-from pipelines.governance_views import OPEN_STATUSES
-from pipelines.lake import FolderLake
-from pipelines.month_checks import FILE_NAME, HELD_TOO, MULTIPLE_FILES, NOTHING_USABLE, RESTATED
-from pipelines.month_checks import HELD as HELD_ACTION
-from pipelines.publishing import awaiting_publication, publish_delivery
-from pipelines.register import Register
-from pipelines.row_validation import validate_pending
-from pipelines.warehouse import build_warehouse
+from pipelines.governance.breach_notice import notice_from_warehouse, what_we_did
+from pipelines.governance.breach_register import TRANSITIONS, BreachRegister
+from pipelines.governance.delivery_schedule import check_schedule, deadlines
+from pipelines.governance.views import OPEN_STATUSES
+from pipelines.intake.delivery_intake import take_deliveries
+from pipelines.intake.dropzone import FolderDropZone
+from pipelines.lake.publishing import awaiting_publication, publish_delivery
+from pipelines.lake.register import Register
+from pipelines.lake.store import FolderLake
+from pipelines.reviews.breach_review import read_register, render_review
+from pipelines.validation.month_checks import (
+    FILE_NAME,
+    HELD_TOO,
+    MULTIPLE_FILES,
+    NOTHING_USABLE,
+    RESTATED,
+)
+from pipelines.validation.month_checks import HELD as HELD_ACTION
+from pipelines.validation.row_validation import validate_pending
+from pipelines.warehouse.catalog import build_warehouse
 from schemas.contract import load_contracts
 from tests.conftest import REAL_DATA, REAL_STOP_AND_SEARCH
 
@@ -120,7 +126,8 @@ HELD = ("wrong_month", "all_failing")
 BROKEN = ("empty", "truncated", "semicolon")
 KINDS = USABLE + HELD + BROKEN + ("resend",)
 FINAL = {"published", "superseded", "held", "rejected", "duplicate"}
-# How a notice's "What arrived" table words each status (pipelines.breach_notice.OUTCOME).
+# How a notice's "What arrived" table words each status
+# (pipelines.governance.breach_notice.OUTCOME).
 ARRIVED = {
     "published": "published",
     "held": "held back",

@@ -7,9 +7,9 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipelines.delivery_sensor import dump_cursor, load_cursor, plan_run_requests
-from pipelines.dropzone import open_dropzone
-from pipelines.month_runs import month_runs
+from pipelines.intake.dropzone import open_dropzone
+from pipelines.orchestration.delivery_sensor import dump_cursor, load_cursor, plan_run_requests
+from pipelines.orchestration.month_runs import month_runs
 
 PERIODS = [f"{2024 + i // 12}-{i % 12 + 1:02d}" for i in range(30)]
 

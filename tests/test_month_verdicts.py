@@ -31,12 +31,15 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.dataset_expectations import check_dataset, profile_from_counts
-from pipelines.delivery_intake import take_deliveries
-from pipelines.delivery_schedule import check_schedule, delivered_periods
-from pipelines.dropzone import FolderDropZone
-from pipelines.lake import FolderLake, Lake, open_lake
-from pipelines.month_checks import (
+from pipelines.demo.synthetic import write_delivery
+from pipelines.governance.delivery_schedule import check_schedule, delivered_periods
+from pipelines.intake.delivery_intake import take_deliveries
+from pipelines.intake.dropzone import FolderDropZone
+from pipelines.lake.publishing import awaiting_publication, publish_delivery, published
+from pipelines.lake.register import Register
+from pipelines.lake.store import FolderLake, Lake, open_lake
+from pipelines.validation.dataset_expectations import check_dataset, profile_from_counts
+from pipelines.validation.month_checks import (
     FILE_NAME,
     HELD,
     HELD_TOO,
@@ -48,11 +51,13 @@ from pipelines.month_checks import (
     file_name_breach,
     shift_period,
 )
-from pipelines.publishing import awaiting_publication, publish_delivery, published
-from pipelines.register import Register
-from pipelines.row_validation import _history_mix, _mix_path, curated_schema, validate_pending
-from pipelines.synthetic import write_delivery
-from pipelines.warehouse import build_warehouse, catalog_shows
+from pipelines.validation.row_validation import (
+    _history_mix,
+    _mix_path,
+    curated_schema,
+    validate_pending,
+)
+from pipelines.warehouse.catalog import build_warehouse, catalog_shows
 from schemas.contract import load_contracts
 from schemas.contract_lint import lint_document
 from tests.conftest import REAL_DATA, REAL_STOP_AND_SEARCH
@@ -649,7 +654,7 @@ def test_history_mix_reads_profiles_kept_before_value_counts_were(tmp_path):
     )
     assert kept["values"]["outcome"] == REAL_ROWS  # every row has an outcome
     # Three published months whose profiles were kept the old way (shares only).
-    from pipelines.register import DeliveryEvent
+    from pipelines.lake.register import DeliveryEvent
 
     for period in ("2022-07", "2022-08", "2022-09"):
         delivery_id = f"old-{period}"

@@ -27,9 +27,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from assets.oversight import build_oversight_assets, oversight_key
-from pipelines.agreed_values import NOT_AGREED
-from pipelines.lake import FolderLake
-from pipelines.oversight_marts import (
+from assets.resources import LakeResource, WarehouseResource
+from pipelines.cli.report import run_report_command
+from pipelines.home.settings import Settings
+from pipelines.lake.store import FolderLake
+from pipelines.oversight.charts import FONT_SIZE, bar_chart, fmt_count, text_width
+from pipelines.oversight.mart_runner import (
     MARTS,
     compute_mart,
     load_mappings,
@@ -38,19 +41,16 @@ from pipelines.oversight_marts import (
     write_mart,
     write_marts,
 )
-from pipelines.oversight_report import (
+from pipelines.oversight.pack import write_report
+from pipelines.oversight.pack_charts import (
     MartData,
     Pack,
     chart_crime_trends,
     chart_stop_search_outcomes,
-    write_report,
 )
-from pipelines.report_cli import run_report_command
-from pipelines.resources import LakeResource, WarehouseResource
-from pipelines.row_validation import curated_schema, validate_delivery
-from pipelines.settings import Settings
-from pipelines.svg_charts import FONT_SIZE, bar_chart, fmt_count, text_width
-from pipelines.warehouse import build_warehouse
+from pipelines.validation.agreed_values import NOT_AGREED
+from pipelines.validation.row_validation import curated_schema, validate_delivery
+from pipelines.warehouse.catalog import build_warehouse
 from schemas.contract import load_contracts
 from tests.conftest import REAL_DATA
 

@@ -21,12 +21,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.agreed_values import NOT_AGREED
-from pipelines.cli import main
-from pipelines.delivery_schedule import scheduled_periods
-from pipelines.pack_summary import fmt_days
-from pipelines.svg_charts import fmt_count, fmt_ratio, fmt_share, month_label
-from pipelines.synthetic import write_delivery
+from pipelines.cli.main import main
+from pipelines.demo.synthetic import write_delivery
+from pipelines.governance.delivery_schedule import scheduled_periods
+from pipelines.oversight.charts import fmt_count, fmt_ratio, fmt_share, month_label
+from pipelines.oversight.pack_summary import fmt_days
+from pipelines.validation.agreed_values import NOT_AGREED
 from schemas.contract import load_contracts
 from tests.browser import offline_page, require_chromium, screenshots_dir
 from tests.conftest import REAL_DATA, make_home

@@ -13,15 +13,15 @@ import yaml
 
 from assets.curated import build_curated_asset
 from assets.intake import build_intake_asset
-from assets.validation import build_validation_asset
-from pipelines.cli import REPO_ROOT, main
-from pipelines.definitions import build_definitions
-from pipelines.resources import (
+from assets.resources import (
     DropZoneResource,
     LakeResource,
     PseudonymKeyResource,
     WarehouseResource,
 )
+from assets.validation import build_validation_asset
+from pipelines.cli.main import REPO_ROOT, main
+from pipelines.orchestration.definitions import build_definitions
 from schemas.contract import load_contracts
 from tests.conftest import drop
 
@@ -45,7 +45,10 @@ def test_definitions_load_every_contract_with_its_check_and_job(home):
     job = defs.resolve_job_def("stop_and_search_delivery")
     assert "2022-06" in job.partitions_def.get_partition_keys()
     workspace = yaml.safe_load((REPO_ROOT / "workspace.yaml").read_text())
-    assert workspace["load_from"][0]["python_module"]["module_name"] == "pipelines.definitions"
+    assert (
+        workspace["load_from"][0]["python_module"]["module_name"]
+        == "pipelines.orchestration.definitions"
+    )
 
 
 def test_materialize_the_graph_into_a_tmp_home(home, stop_and_search, real_stop_and_search):
@@ -321,7 +324,7 @@ def test_demo_runs_the_whole_pipeline_and_every_figure_it_prints_is_the_warehous
 
 
 def test_home_defaults_to_dot_datashare_in_the_current_folder(tmp_path, monkeypatch):
-    from pipelines.settings import load_settings
+    from pipelines.home.settings import load_settings
 
     monkeypatch.delenv("DATASHARE_HOME", raising=False)
     monkeypatch.chdir(tmp_path)
@@ -334,7 +337,7 @@ def test_home_defaults_to_dot_datashare_in_the_current_folder(tmp_path, monkeypa
 def test_a_month_with_half_the_usual_rows_is_a_volume_breach_with_data_docs(
     home, stop_and_search, capsys
 ):
-    from pipelines.synthetic import write_delivery
+    from pipelines.demo.synthetic import write_delivery
 
     for i, (period, rows) in enumerate([("2025-01", 400), ("2025-02", 400), ("2025-03", 400)]):
         path = home.dropzone / "stop_and_search" / period / "d.csv"
@@ -358,7 +361,7 @@ def test_a_month_with_half_the_usual_rows_is_a_volume_breach_with_data_docs(
 def test_one_run_takes_a_contracts_months_and_a_held_month_blocks_none_of_the_others(
     home, stop_and_search
 ):
-    from pipelines.synthetic import write_delivery
+    from pipelines.demo.synthetic import write_delivery
 
     months = ["2025-01", "2025-02", "2025-03"]
     for i, period in enumerate(months):
@@ -413,7 +416,7 @@ def test_one_run_takes_a_contracts_months_and_a_held_month_blocks_none_of_the_ot
 
 
 def test_contracts_run_side_by_side_each_in_one_run_of_its_months(home, capsys):
-    from pipelines.synthetic import write_delivery
+    from pipelines.demo.synthetic import write_delivery
 
     contracts = load_contracts()
     for name in ("stop_and_search", "use_of_force", "complaints"):
@@ -445,8 +448,8 @@ def test_contracts_run_side_by_side_each_in_one_run_of_its_months(home, capsys):
 def test_a_new_month_recomputes_only_the_marts_reading_it_and_an_idle_run_launches_nothing(
     home, stop_and_search
 ):
-    from pipelines.oversight_marts import marts_reading
-    from pipelines.synthetic import write_delivery
+    from pipelines.demo.synthetic import write_delivery
+    from pipelines.oversight.mart_runner import marts_reading
 
     contracts = load_contracts()
     uof = contracts["use_of_force"]
@@ -498,9 +501,9 @@ def test_a_new_month_recomputes_only_the_marts_reading_it_and_an_idle_run_launch
 def test_the_catalog_is_rebuilt_only_when_its_views_cannot_show_the_lake(home, stop_and_search):
     import dataclasses
 
-    from pipelines.lake import open_lake
-    from pipelines.synthetic import write_delivery
-    from pipelines.warehouse import catalog_shows
+    from pipelines.demo.synthetic import write_delivery
+    from pipelines.lake.store import open_lake
+    from pipelines.warehouse.catalog import catalog_shows
 
     path = home.dropzone / "stop_and_search" / "2025-01" / "s.csv"
     write_delivery(stop_and_search, "2025-01", path, rows=300, seed=1, defect_rate=0.05)

@@ -27,16 +27,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipelines.cli import main
-from pipelines.curated_history import AREA, months_as_of
-from pipelines.lake import FolderLake, Lake, open_lake
+from pipelines.cli.main import main
+from pipelines.cli.report import recompute_as_of
+from pipelines.lake.curated_history import AREA, months_as_of
+from pipelines.lake.publishing import publish_delivery
+from pipelines.lake.register import DeliveryEvent, Register
+from pipelines.lake.retention import enforce_retention
+from pipelines.lake.store import FolderLake, Lake, open_lake
 from pipelines.oversight import definition as oversight_definition
-from pipelines.oversight_marts import MAPPINGS_DIR, MARTS
-from pipelines.pack_archive import kept_packs
-from pipelines.publishing import publish_delivery
-from pipelines.register import DeliveryEvent, Register
-from pipelines.report_cli import recompute_as_of
-from pipelines.retention import enforce_retention
+from pipelines.oversight.mart_runner import MAPPINGS_DIR, MARTS
+from pipelines.oversight.pack_archive import kept_packs
 from schemas.contract import load_contracts
 from tests.conftest import drop
 from tests.s3_server import LAKE_BUCKET
@@ -370,7 +370,7 @@ _counts = st.one_of(st.none(), st.integers(min_value=0, max_value=40))
 
 def _quality(rows: list[tuple]) -> pa.Table:
     """A data_quality mart table: (contract, field, period, curated, missing) per row."""
-    from pipelines.oversight_marts import MARTS
+    from pipelines.oversight.mart_runner import MARTS
 
     mart = MARTS["data_quality"]
     records = []
@@ -403,7 +403,7 @@ def _quality(rows: list[tuple]) -> pa.Table:
 def test_revisions_are_exactly_the_figures_that_differ(old_values, new_values, new_rows):
     """For any two packs of a mart (the new one with fewer or more rows), the revisions are
     the cells of rows in both whose figures differ, with the old and the new value."""
-    from pipelines.pack_archive import figure_revisions, keep_pack, make_manifest
+    from pipelines.oversight.pack_archive import figure_revisions, keep_pack, make_manifest
 
     old = [(*k, *v) for k, v in zip(_QUALITY_KEYS, old_values, strict=True)]
     new = [(*k, *v) for k, v in zip(_QUALITY_KEYS, new_values, strict=True)][:new_rows]

@@ -5,8 +5,8 @@ import csv
 import duckdb
 import pytest
 
-from pipelines.lake import FolderLake
-from pipelines.row_validation import validate_delivery
+from pipelines.lake.store import FolderLake
+from pipelines.validation.row_validation import validate_delivery
 from schemas.contract import load_contracts
 from tests.conftest import REAL_DATA
 

@@ -19,9 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipelines import row_validation
-from pipelines.dataset_expectations import check_dataset, profile_from_counts
-from pipelines.delivery_formats import (
+from pipelines.governance.delivery_schedule import LatePeriod, late_breach, scheduled_periods
+from pipelines.intake.delivery_formats import (
     OTHER_SEPARATORS,
     UnreadableFile,
     column_positions,
@@ -30,12 +29,13 @@ from pipelines.delivery_formats import (
     open_delivery,
     quoted,
 )
-from pipelines.delivery_intake import _duplicate, plan_intake
-from pipelines.delivery_schedule import LatePeriod, late_breach, scheduled_periods
-from pipelines.dropzone import FolderDropZone
-from pipelines.lake import FolderLake
-from pipelines.manifests import manifest_problems
-from pipelines.row_validation import DeliveryRejected, validate_delivery
+from pipelines.intake.delivery_intake import _duplicate, plan_intake
+from pipelines.intake.dropzone import FolderDropZone
+from pipelines.intake.manifests import manifest_problems
+from pipelines.lake.store import FolderLake
+from pipelines.validation import row_validation
+from pipelines.validation.dataset_expectations import check_dataset, profile_from_counts
+from pipelines.validation.row_validation import DeliveryRejected, validate_delivery
 from schemas.contract import load_contracts
 
 # What a sentence with a missing value looks like once printed.

@@ -12,9 +12,9 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from pipelines.breach_review import write_review
-from pipelines.cli import main
-from pipelines.review_cli import review_path
+from pipelines.cli.main import main
+from pipelines.cli.review import review_path
+from pipelines.reviews.breach_review import write_review
 from tests.breach_homes import MARKUP_HEADER, seeded_home, today
 from tests.browser import offline_page
 from tests.conftest import REAL_STOP_AND_SEARCH, drop
@@ -81,8 +81,8 @@ def test_each_notice_beside_the_page_is_the_one_breaches_notice_makes(seeded):
     """The page's letters read one in-memory copy of the governance views (a pass over the
     lake per letter took minutes on the demo's home): each is still, word for word, the
     letter `datashare breaches notice` makes from the warehouse itself."""
-    from pipelines.breach_notice import notice_from_warehouse, notice_stem
-    from pipelines.warehouse import connect
+    from pipelines.governance.breach_notice import notice_from_warehouse, notice_stem
+    from pipelines.warehouse.catalog import connect
     from schemas.contract import load_contracts
 
     home, _, written = seeded
@@ -122,7 +122,7 @@ def test_review_command_writes_the_page_and_the_run_summary_links_it(seeded, cap
     assert main(["review"]) == 0
     out = capsys.readouterr().out
     assert f"Breach review: {review_path(home)}" in out and "6 open breach(es)" in out
-    from pipelines.pending_runs import RunReport
+    from pipelines.orchestration.pending_runs import RunReport
 
     summary = RunReport(home, {}).text()
     assert f"--home {home.home} review" in summary

@@ -22,13 +22,13 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from pipelines.delivery_intake import take_deliveries
-from pipelines.dropzone import FolderDropZone
-from pipelines.lake import FolderLake
-from pipelines.publishing import awaiting_publication, publish_delivery
-from pipelines.register import Register
-from pipelines.row_validation import validate_delivery, validate_pending
-from pipelines.warehouse import build_warehouse
+from pipelines.intake.delivery_intake import take_deliveries
+from pipelines.intake.dropzone import FolderDropZone
+from pipelines.lake.publishing import awaiting_publication, publish_delivery
+from pipelines.lake.register import Register
+from pipelines.lake.store import FolderLake
+from pipelines.validation.row_validation import validate_delivery, validate_pending
+from pipelines.warehouse.catalog import build_warehouse
 from schemas.contract import load_contracts
 from schemas.row_checks import parsed
 

@@ -1,4 +1,4 @@
-"""The engine judges a batch in one polars query (`pipelines.row_verdicts`) instead of
+"""The engine judges a batch in one polars query (`pipelines.validation.row_verdicts`) instead of
 pandera's `validate`: it must find exactly the failing rows and rules pandera finds, for
 every contract, on generated deliveries full of defects, on the real published file, and
 on any text a force could put in a cell."""
@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipelines.delivery_formats import open_delivery, text_batches
-from pipelines.row_verdicts import broken_rules, judged, quarantined_rows, row_checks
-from pipelines.synthetic import write_delivery
-from pipelines.wide_layout import value_columns, value_rule
+from pipelines.demo.synthetic import write_delivery
+from pipelines.intake.delivery_formats import open_delivery, text_batches
+from pipelines.intake.wide_layout import value_columns, value_rule
+from pipelines.validation.row_verdicts import broken_rules, judged, quarantined_rows, row_checks
 from schemas.contract import Contract, load_contracts
 from schemas.row_checks import compile_row_checks, key_expr
 

@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 import duckdb
 import pytest
 
-from pipelines.delivery_intake import take_deliveries
-from pipelines.dropzone import S3DropZone, open_dropzone
-from pipelines.lake import FolderLake
-from pipelines.register import Register
+from pipelines.intake.delivery_intake import take_deliveries
+from pipelines.intake.dropzone import S3DropZone, open_dropzone
+from pipelines.lake.register import Register
+from pipelines.lake.store import FolderLake
 from tests.s3_server import BUCKET
 from tests.test_intake import CONTRACT, _tick, delivery_bytes, manifest_for
 
@@ -78,7 +78,7 @@ def test_new_files_resends_under_the_same_name_and_duplicates(s3, tmp_path):
 
 
 def test_datashare_run_end_to_end_with_an_s3_drop_zone(s3, home, monkeypatch, capsys):
-    from pipelines.cli import main
+    from pipelines.cli.main import main
 
     server, prefix = s3
     client = server.client()

@@ -13,14 +13,14 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-import pipelines.register as register_module
-from pipelines.cli import main
-from pipelines.lake import FolderLake, Lake, S3Lake, open_lake
-from pipelines.register import DELIVERY_EVENT_SCHEMA, DeliveryEvent, Register
-from pipelines.retention import enforce_retention
-from pipelines.settings import load_settings
-from pipelines.synthetic import write_delivery
-from pipelines.warehouse import build_warehouse, connect
+import pipelines.lake.register as register_module
+from pipelines.cli.main import main
+from pipelines.demo.synthetic import write_delivery
+from pipelines.home.settings import load_settings
+from pipelines.lake.register import DELIVERY_EVENT_SCHEMA, DeliveryEvent, Register
+from pipelines.lake.retention import enforce_retention
+from pipelines.lake.store import FolderLake, Lake, S3Lake, open_lake
+from pipelines.warehouse.catalog import build_warehouse, connect
 from schemas.contract import load_contracts
 from tests.conftest import drop
 from tests.s3_server import LAKE_BUCKET

@@ -32,9 +32,9 @@ from hypothesis import strategies as st
 # pandera looks for pyspark once, when first imported, and if it finds it imports
 # pyspark.pandas (a FutureWarning under pandas 3, and time): so it is imported before
 # pyspark is put on the path below, as every datashare command runs without it.
-from pipelines.lake_ddl import _literal, ddl_statements, lake_tables
-from pipelines.oversight_marts import MARTS
-from pipelines.row_validation import curated_schema  # noqa: F401 - imports pandera first
+from pipelines.oversight.lake_ddl import _literal, ddl_statements, lake_tables
+from pipelines.oversight.mart_runner import MARTS
+from pipelines.validation.row_validation import curated_schema  # noqa: F401 - imports pandera first
 from schemas.contract import load_contracts
 
 DATASHARE = Path(sys.executable).with_name("datashare")

@@ -13,9 +13,10 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from pipelines.lake import FolderLake
-from pipelines.row_validation import validate_delivery
-from pipelines.synthetic import CHUNK_ROWS, PROFILES_DIR, generate_batches, write_delivery
+from pipelines.demo.synthetic import CHUNK_ROWS, generate_batches, write_delivery
+from pipelines.demo.synthetic_time import PROFILES_DIR
+from pipelines.lake.store import FolderLake
+from pipelines.validation.row_validation import validate_delivery
 from schemas.contract import Contract, load_contracts, parse_contract
 
 LONDON = ZoneInfo("Europe/London")

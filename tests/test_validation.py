@@ -8,8 +8,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.lake import FolderLake
-from pipelines.row_validation import DeliveryRejected, validate_delivery
+from pipelines.lake.store import FolderLake
+from pipelines.validation.row_validation import DeliveryRejected, validate_delivery
 
 PERIOD = "2022-06"
 

@@ -28,9 +28,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.lake import open_lake
-from pipelines.synthetic import write_delivery
-from pipelines.warehouse import (
+from pipelines.demo.synthetic import write_delivery
+from pipelines.lake.store import open_lake
+from pipelines.warehouse.catalog import (
     MONTH_OF_PERIOD,
     SCHEMAS,
     build_warehouse,
@@ -318,10 +318,10 @@ def test_the_latest_view_keeps_each_records_newest_snapshot(rows: list, seed: Ra
 
 
 def _previous_warehouse_module() -> ModuleType:
-    """pipelines/warehouse.py as the previous version had it, importable on its own."""
+    """pipelines/warehouse/catalog.py as the previous version had it, importable on its own."""
     try:
         source = subprocess.run(
-            ["git", "show", f"{PREVIOUS_VERSION}:pipelines/warehouse.py"],
+            ["git", "show", f"{PREVIOUS_VERSION}:pipelines/warehouse/catalog.py"],
             cwd=ROOT,
             capture_output=True,
             text=True,

@@ -36,23 +36,18 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from pipelines.cli import main
-from pipelines.instance import instance_health
-from pipelines.instance_config import POSTGRES, POSTGRES_ENV
-from pipelines.job_names import delivery_job_name
-from pipelines.lake import open_lake
-from pipelines.pseudonymise import TOKEN_PREFIX, load_key, token
-from pipelines.settings import load_settings
-from pipelines.synthetic import write_delivery
-from pipelines.warehouse import build_warehouse, connect
-from pipelines.worker_celery import (
-    BROKER_ENV,
-    CELERY,
-    EXECUTOR_ENV,
-    VISIBILITY_ENV,
-    broker_shown,
-)
-from pipelines.worker_cli import key_file_problems
+from pipelines.cli.main import main
+from pipelines.cli.worker import key_file_problems
+from pipelines.demo.synthetic import write_delivery
+from pipelines.home.executor import BROKER_ENV, CELERY, EXECUTOR_ENV
+from pipelines.home.instance_config import POSTGRES, POSTGRES_ENV
+from pipelines.home.settings import load_settings
+from pipelines.intake.pseudonymise import TOKEN_PREFIX, load_key, token
+from pipelines.lake.store import open_lake
+from pipelines.orchestration.instance import instance_health
+from pipelines.orchestration.job_names import delivery_job_name
+from pipelines.orchestration.worker_celery import VISIBILITY_ENV, broker_shown
+from pipelines.warehouse.catalog import build_warehouse, connect
 from schemas.contract import load_contracts
 from tests.conftest import drop
 from tests.postgres_server import PostgresServer
@@ -304,7 +299,7 @@ def test_two_workers_take_deliveries_and_a_killed_worker_loses_and_repeats_nothi
         assert check.returncode == 0, check.stdout + check.stderr
         assert f"ok    worker: the broker {redis.url()} answers" in check.stdout
         assert "ok    worker: 2 worker(s) answer: w1@" in check.stdout, check.stdout
-        from pipelines.doctor import diagnose
+        from pipelines.cli.doctor import diagnose
 
         said = [str(f) for f in diagnose(settings) if f.check == "workers"]
         assert any("2 worker(s) answer" in w for w in said), said

@@ -109,7 +109,7 @@ def stop(process: subprocess.Popen) -> None:
 def run_demo(home: Path, *args: str, timeout: float = DEMO_TIMEOUT) -> subprocess.CompletedProcess:
     """`datashare --home HOME demo ARGS...`, as a user runs it; fails the test if it fails."""
     demo = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "--home", str(home), "demo", *args],
+        [sys.executable, "-m", "pipelines.cli.main", "--home", str(home), "demo", *args],
         cwd=REPO_ROOT,
         env=env(home),
         capture_output=True,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from pipelines.settings import Settings
+from pipelines.home.settings import Settings
 
 SENSOR_NAME = "desk_alerts"
 

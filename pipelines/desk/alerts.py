@@ -31,14 +31,14 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 
-from pipelines.breach_notice import what_we_did
-from pipelines.breach_register import BreachRegister
-from pipelines.delivery_schedule import RULE as LATE_RULE
 from pipelines.desk.config import desk_folder, load_desk_config, write_private
 from pipelines.desk.mail import MailSettings, load_mail_settings, smtp
-from pipelines.governance_views import OPEN_STATUSES
-from pipelines.lake import open_lake
-from pipelines.settings import Settings
+from pipelines.governance.breach_notice import what_we_did
+from pipelines.governance.breach_register import BreachRegister
+from pipelines.governance.delivery_schedule import RULE as LATE_RULE
+from pipelines.governance.views import OPEN_STATUSES
+from pipelines.home.settings import Settings
+from pipelines.lake.store import open_lake
 from schemas.contract import load_contracts
 from schemas.contract_page import agreement_title, contract_document
 from schemas.period_words import period_words

@@ -50,17 +50,22 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp
 
-from pipelines.audit_log import record_export
-from pipelines.breach_notice import NothingToSend, notice_from_warehouse, what_we_did, write_notice
-from pipelines.breach_register import TRANSITIONS, BreachChangeError, BreachRegister
 from pipelines.desk import queries
 from pipelines.desk.config import DeskConfig, cookie_secret, load_desk_config
 from pipelines.desk.docs_files import NotServed, docs_sites, read_docs_file, site_path
 from pipelines.desk.mail import load_mail_settings, provider_contact, smtp
 from pipelines.desk.users import User, UserStore
-from pipelines.lake import open_lake
-from pipelines.settings import Settings
-from pipelines.warehouse import build_warehouse, connect
+from pipelines.governance.audit_log import record_export
+from pipelines.governance.breach_notice import (
+    NothingToSend,
+    notice_from_warehouse,
+    what_we_did,
+    write_notice,
+)
+from pipelines.governance.breach_register import TRANSITIONS, BreachChangeError, BreachRegister
+from pipelines.home.settings import Settings
+from pipelines.lake.store import open_lake
+from pipelines.warehouse.catalog import build_warehouse, connect
 from schemas.contract import load_contracts
 from schemas.contract_page import agreement_title, contract_document, render_file
 from schemas.period_words import date_words, period_words, time_words
@@ -585,7 +590,7 @@ async def contract(request: Request) -> Response:
 async def contract_review(request: Request) -> Response:
     """The agreement's review (`datashare agreement review`) over a window, as the page
     that command writes (`?from=YYYY-MM&to=YYYY-MM`; default the last 12 periods ended)."""
-    from pipelines.agreement_review import agreement_review_html
+    from pipelines.reviews.agreement_page import agreement_review_html
 
     desk: Desk = request.app.state.desk
     name = request.path_params["name"]

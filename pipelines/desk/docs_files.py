@@ -11,7 +11,7 @@ from __future__ import annotations
 import mimetypes
 from dataclasses import dataclass
 
-from pipelines.lake import FolderLake, Lake
+from pipelines.lake.store import FolderLake, Lake
 
 DOCS_AREA = "docs"
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.governance_views import OPEN_STATUSES
-from pipelines.warehouse import connect, has_breach_views  # noqa: F401 (app.py reads it here)
+from pipelines.governance.views import OPEN_STATUSES
+from pipelines.warehouse.catalog import connect, has_breach_views  # noqa: F401 (app.py reads it here)
 
 SEVERITIES = ("critical", "major", "minor")
 # The status filter: "to act on" is every open status (what the headline counts).

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from pipelines.agreed_values import AgreedCategory
+from pipelines.validation.agreed_values import AgreedCategory
 
 if TYPE_CHECKING:
     from schemas.contract import Contract

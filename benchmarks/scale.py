@@ -1,0 +1,145 @@
+"""Years of history at all-London size: how the cost of a run grows with history.
+
+Street crime, the largest contract: the Met's monthly file holds about 90,000 rows, and its
+partitions begin in 2019-01, so 94 months (to 2026-10) is all the history it can hold. The
+deliveries are the synthetic generator's, shaped like the real published files. As a user
+runs it (`datashare run` as a process, start-up included), on one new home:
+
+1. the history arrives in steps (by default 12, 48 and 93 months), each step sent at once
+   and taken by one `datashare run`; each step's figure is beside DuckDB's own copy of the
+   same files to Parquet, measured in the same run;
+2. after each step, one new month on top of that history (the cost a month-end run pays);
+3. the lake's and the warehouse's size on disk.
+
+    .venv/bin/python benchmarks/scale.py                       # 94 months x 90,000 rows
+    .venv/bin/python benchmarks/scale.py --rows 1000000        # about 94 million rows
+    .venv/bin/python benchmarks/scale.py --steps 6,12 --rows 20000   # a quick look
+
+Peak memory is each `datashare run` process's own high-water resident set (GNU time's
+%M: the process or its largest child). Figures move with the machine's load, printed at
+the start and the end; compare ratios measured in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from end_to_end import Measure, duckdb_copy, months_to, run  # noqa: E402
+
+from pipelines.demo.synthetic import write_delivery  # noqa: E402
+from schemas.contract import load_contracts  # noqa: E402
+
+CONTRACT = "street_crime"
+LAST = "2026-10"  # the newest month of history; each step's "new month" comes after it
+
+
+@dataclass
+class Step:
+    months: int
+    rows: int
+    backfill: Measure
+    duckdb: Measure
+    new_month: Measure
+    lake_mb: float
+    warehouse_mb: float
+
+
+def send(home: Path, periods: list[str], rows: int) -> list[Path]:
+    """One file per month in the drop zone, as the Met publishes it (made once, kept)."""
+    contract = load_contracts()[CONTRACT]
+    files = []
+    for period in periods:
+        path = home / "dropzone" / CONTRACT / period / f"{period}-metropolitan-street.csv"
+        if not path.exists():
+            write_delivery(contract, period, path, rows=rows, seed=int(period.replace("-", "")))
+        files.append(path)
+    return files
+
+
+def size_mb(path: Path) -> float:
+    if path.is_file():
+        return path.stat().st_size / 2**20
+    out = subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[0]) / 2**20
+
+
+def table(steps: list[Step]) -> str:
+    lines = [
+        "| months of history | rows taken | run s | peak MB | DuckDB copy s | ratio "
+        "| one new month s | its peak MB | lake MB | warehouse MB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in steps:
+        lines.append(
+            f"| {s.months} | {s.rows:,} | {s.backfill.seconds:.1f} | {s.backfill.peak_mb:,.0f} "
+            f"| {s.duckdb.seconds:.1f} | {s.backfill.seconds / s.duckdb.seconds:.1f}x "
+            f"| {s.new_month.seconds:.1f} | {s.new_month.peak_mb:,.0f} "
+            f"| {s.lake_mb:,.0f} | {s.warehouse_mb:,.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=90_000, help="rows per month")
+    parser.add_argument("--steps", default="12,48,93", help="months of history, in steps")
+    parser.add_argument("--keep", action="store_true", help="keep the home (printed)")
+    args = parser.parse_args()
+    steps = sorted(int(n) for n in args.steps.split(","))
+    # The history ends the month before LAST; each step's new month is the one after it.
+    history = months_to(LAST, steps[-1] + 1)
+
+    work = Path(tempfile.mkdtemp(prefix="datashare-scale-"))
+    home = work / "home"
+    print(f"Machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f} at start; in {work}")
+    done: list[Step] = []
+    sent = 0
+    try:
+        for months in steps:
+            new = send(home, history[sent:months], args.rows)
+            copy_dir = work / f"copy-{months}"
+            copy_dir.mkdir()
+            duck = duckdb_copy(new, copy_dir)
+            shutil.rmtree(copy_dir)
+            backfill = run(home, "run")
+            send(home, [history[months]], args.rows)
+            one = run(home, "run")
+            sent = months + 1
+            done.append(
+                Step(
+                    months=months,
+                    rows=len(new) * args.rows,
+                    backfill=backfill,
+                    duckdb=duck,
+                    new_month=one,
+                    lake_mb=size_mb(home / "lake"),
+                    warehouse_mb=size_mb(home / "warehouse.duckdb"),
+                )
+            )
+            print(table(done), flush=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"kept: {work}")
+    print(
+        f"\nScale, {CONTRACT}, {args.rows:,} rows a month, {time.strftime('%Y-%m-%d %H:%M')}, "
+        f"load {os.getloadavg()[0]:.2f} at the end:"
+    )
+    print(table(done))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""The `datashare` command line: demo, run, ui."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import getpass
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pipelines.cli.agreement import add_agreement_command, run_agreement_command
+from pipelines.cli.breaches import add_breaches_commands, run_breaches_command
+from pipelines.cli.contracts import add_contracts_commands, run_contracts_command
+from pipelines.cli.desk import add_desk_commands, run_desk_command, run_users_command
+from pipelines.cli.explain import add_explain_command, run_explain_command
+from pipelines.cli.lake import add_lake_command, run_lake_command
+from pipelines.cli.report import add_report_command, run_report_command
+from pipelines.cli.review import add_review_command, run_review_command
+from pipelines.cli.worker import add_worker_command, run_worker_command
+from pipelines.home.settings import Settings, load_settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# Commands that read a home and must not make an empty one to answer from.
+READS_HOME = (
+    "breaches", "report", "review", "warehouse", "retention", "desk", "agreement", "explain",
+)  # fmt: skip
+
+
+def missing_home(settings: Settings) -> str | None:
+    """Why there is no home to read at `settings.home`, or None when there is one.
+
+    Commands that only read a home (the breach register, the reports) say so instead of
+    making an empty one and answering as if it held nothing ("No breaches match").
+    """
+    if settings.home.is_dir():
+        return None
+    return (
+        f"error: there is no datashare home at {settings.home}. `datashare run` or "
+        "`datashare demo` makes one there; to read another, give --home or set DATASHARE_HOME."
+    )
+
+
+def _use_home(settings: Settings) -> None:
+    """Point this process (and anything it starts) at one home and one Dagster instance."""
+    settings.ensure_folders()
+    os.environ["DATASHARE_HOME"] = str(settings.home)
+    os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
+
+
+def cmd_run(settings: Settings) -> int:
+    """Process everything pending in the drop zone, recorded in the home's Dagster instance."""
+    from pipelines.orchestration.pending_runs import (
+        run_pending,  # imports Dagster: keep `--help` fast
+    )
+
+    _use_home(settings)
+    report = run_pending(settings, progress=lambda line: print(line, flush=True))
+    print(report.text())
+    from pipelines.desk.alerts import alert_after_run  # the leads' emails (when configured)
+
+    if alerts := alert_after_run(settings):
+        print(alerts)
+    return 0 if report.ok else 1
+
+
+def cmd_demo(settings: Settings, rows: int, months: int, only: set[str] | None) -> int:
+    """Write the bundled demo deliveries into the drop zone, then run."""
+    from pipelines.demo.estate import DemoFiles, write_demo_deliveries
+
+    _use_home(settings)
+    # The demo wrote its files whole itself: nothing to wait for.
+    settings = dataclasses.replace(settings, settle_seconds=0)
+
+    def write(corrections: bool) -> DemoFiles:
+        if not settings.dropzone_is_s3:
+            return write_demo_deliveries(
+                settings.dropzone, rows, months, only, corrections=corrections
+            )
+        from pipelines.intake.dropzone import MANIFEST_SUFFIX, open_dropzone
+
+        # Written locally under the home, then uploaded where the bucket lacks them.
+        local = settings.home / "demo-dropzone"
+        written = write_demo_deliveries(local, rows, months, only, corrections=corrections)
+        uploaded = open_dropzone(settings.dropzone).upload_missing(local)
+        new = sum(not r.endswith(MANIFEST_SUFFIX) for r in uploaded)
+        return dataclasses.replace(written, new=new, kept=written.new + written.kept - new)
+
+    print(write(corrections=False).text(settings.dropzone))
+    status = cmd_run(settings)
+    # A corrected file sent after its month was published is a restatement; sent with the
+    # first file it would be a second file for the month. So the demo runs twice.
+    if status == 0 and (corrected := write(corrections=True)).new:
+        print(
+            f"\nThen the force sends {corrected.new} corrected file(s) for a month already "
+            "published; running again:"
+        )
+        status = cmd_run(settings)
+    return _demo_report(settings, status)
+
+
+def _demo_report(settings: Settings, status: int) -> int:
+    """The demo ends with the oversight pack and the breach review, so a new user sees the
+    measures and the breaches too."""
+    if status == 0:
+        args = argparse.Namespace(output=None, refresh=False, if_changed=True)
+        status = run_report_command(args, settings)
+    if status == 0:  # and the leads' page of the breaches the demo made on purpose
+        status = run_review_command(argparse.Namespace(output=None, if_changed=True), settings)
+    return status
+
+
+def cmd_ui(settings: Settings, host: str, port: int) -> int:
+    """Start the Dagster UI (`dagster dev`) on this home."""
+    from pipelines.orchestration.instance import open_instance
+
+    _use_home(settings)
+    open_instance(settings)  # made now, so a run started beside the UI finds it whole
+    # `dagster dev` warns on every start that `dg dev` (another package, with a project
+    # layout of its own) supersedes it; it is still Dagster's supported command for this.
+    quiet = "ignore:Function `dev_command` is superseded"
+    argv = [
+        sys.executable, "-W", quiet, "-m", "dagster", "dev",
+        "-w", str(REPO_ROOT / "workspace.yaml"), "-h", host, "-p", str(port),
+    ]  # fmt: skip
+    print(f"Dagster UI on http://{host}:{port} (home {settings.home}); Ctrl-C to stop.")
+    sys.stdout.flush()
+    os.chdir(REPO_ROOT)
+    os.execv(argv[0], argv)
+    return 0  # not reached
+
+
+def cmd_doctor(settings: Settings) -> int:
+    """Check this deployment before it goes live; exit 1 when anything would stop a run."""
+    from pipelines.cli.doctor import diagnose, report
+
+    text, status = report(diagnose(settings))
+    print(text)
+    return status
+
+
+def cmd_warehouse_rebuild(settings: Settings) -> int:
+    """Recreate warehouse.duckdb from the lake alone."""
+    from pipelines.lake.store import open_lake
+    from pipelines.warehouse.catalog import build_warehouse
+    from schemas.contract import load_contracts
+
+    path = build_warehouse(open_lake(settings.lake), load_contracts(), settings.warehouse)
+    print(f"Warehouse rebuilt from {settings.lake}: {path}")
+    return 0
+
+
+def cmd_retention(settings: Settings, apply: bool, by: str) -> int:
+    """List (or, with --apply, erase and record) what is past its retention period."""
+    from pipelines.lake.retention import describe, enforce_retention
+    from pipelines.lake.store import open_lake
+    from pipelines.warehouse.catalog import build_warehouse
+    from schemas.contract import load_contracts
+
+    lake, contracts = open_lake(settings.lake), load_contracts()
+    found = enforce_retention(lake, contracts, apply, by)
+    print(describe(found, apply))
+    if apply and found:
+        build_warehouse(lake, contracts, settings.warehouse)
+    return 0
+
+
+def _quiet_when_the_reader_leaves(command: Callable[..., int]) -> Callable[..., int]:
+    """`datashare breaches list | head`: when the reader closes the pipe, stop quietly.
+
+    Python ignores SIGPIPE, so a write to a closed pipe raises BrokenPipeError; restoring
+    SIGPIPE's default instead would also kill a run whose S3 connection drops. The rest of
+    the output goes to /dev/null, so the interpreter's last flush cannot fail again.
+    """
+
+    @functools.wraps(command)
+    def run(*args, **kwargs) -> int:
+        try:
+            status = command(*args, **kwargs)
+            sys.stdout.flush()
+            return status
+        except BrokenPipeError:
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError, AttributeError):
+                pass  # no real stdout (a test's capture): nothing more will be written
+            return 141  # 128 + SIGPIPE, what a shell reports for a reader that left
+
+    return run
+
+
+@_quiet_when_the_reader_leaves
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="datashare",
+        description="MPS to MOPAC data sharing: take deliveries, check them against their "
+        "contracts, publish curated tables to DuckDB.",
+    )
+    parser.add_argument(
+        "--home", help="installation folder (default: $DATASHARE_HOME or ./.datashare)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="write demo deliveries into the drop zone, then run")
+    demo.add_argument("--rows", type=int, default=5_000, help="rows per delivery")
+    demo.add_argument("--months", type=int, default=24, help="months, to the last closed one")
+    demo.add_argument("--contracts", help="comma-separated contract names (default: all)")
+    run = sub.add_parser("run", help="process everything pending in the drop zone")
+    run.add_argument(
+        "--settle",
+        type=float,
+        metavar="SECONDS",
+        help="take folder files unchanged for this long (default: $DATASHARE_SETTLE_SECONDS "
+        "or 60); 0 takes everything there now",
+    )
+    ui = sub.add_parser("ui", help="start the Dagster UI on this home")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000)
+    warehouse = sub.add_parser("warehouse", help="the analysts' catalog")
+    warehouse.add_argument("action", choices=["rebuild"], help="recreate it from the lake alone")
+    retention = sub.add_parser("retention", help="erase what is past its retention period")
+    retention.add_argument("--apply", action="store_true", help="erase (default: only list)")
+    retention.add_argument("--by", default=getpass.getuser(), help="who (default: you)")
+    sub.add_parser("doctor", help="check this deployment before it goes live, in words")
+    add_breaches_commands(sub)
+    add_contracts_commands(sub)
+    add_report_command(sub)
+    add_review_command(sub)
+    add_desk_commands(sub)
+    add_agreement_command(sub)
+    add_explain_command(sub)
+    add_worker_command(sub)
+    add_lake_command(sub)
+    args = parser.parse_args(argv)
+    if args.command == "contracts":
+        return run_contracts_command(args)  # needs no home folder
+
+    settings = load_settings(args.home)
+    if args.command in READS_HOME and (problem := missing_home(settings)):
+        print(problem, file=sys.stderr)
+        return 2
+    if args.command == "doctor":
+        return cmd_doctor(settings)
+    if args.command == "worker":
+        return run_worker_command(args, settings)
+    if args.command == "breaches":
+        return run_breaches_command(args, settings)
+    if args.command == "report":
+        return run_report_command(args, settings)
+    if args.command == "review":
+        return run_review_command(args, settings)
+    if args.command == "agreement":
+        return run_agreement_command(args, settings)
+    if args.command == "explain":
+        return run_explain_command(args, settings)
+    if args.command == "lake":
+        return run_lake_command(args, settings)
+    if args.command == "desk":
+        return run_desk_command(args, settings)
+    if args.command == "users":
+        return run_users_command(args, settings)
+    if args.command == "warehouse":
+        return cmd_warehouse_rebuild(settings)
+    if args.command == "retention":
+        return cmd_retention(settings, args.apply, args.by)
+    if args.command == "run":
+        if args.settle is not None:
+            settings = dataclasses.replace(settings, settle_seconds=max(args.settle, 0.0))
+        return cmd_run(settings)
+    if args.command == "demo":
+        only = set(args.contracts.split(",")) if args.contracts else None
+        return cmd_demo(settings, args.rows, args.months, only)
+    return cmd_ui(settings, args.host, args.port)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

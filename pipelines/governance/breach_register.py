@@ -1,0 +1,150 @@
+"""The breach register that data-sharing leads work from.
+
+Each breach (one rule broken by one delivery) has a lifecycle: open, notified (sent to
+the force), acknowledged, then resolved or waived. Every step is an immutable event in the
+lake with who, when and a note; the history is kept, never overwritten. A breach of a
+delivery that the force replaced with a published re-send becomes superseded on its own
+(derived when read, see pipelines/governance/views.py); a lead may reopen it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+import duckdb
+import pyarrow as pa
+
+from pipelines.governance.views import clause_table, in_memory, parts_table
+from pipelines.lake.register import DELIVERY_EVENT_SCHEMA, Register
+from pipelines.lake.store import Lake
+from schemas.contract import load_contracts
+
+# `superseded` is never set by a lead: a breach becomes superseded on its own when its
+# delivery is replaced by a published re-send of the month (pipelines/governance/views.py).
+STATUSES = ("open", "notified", "acknowledged", "resolved", "waived", "superseded")
+# action -> (statuses it may start from, status it leads to)
+TRANSITIONS = {
+    "notify": (("open",), "notified"),
+    "ack": (("open", "notified"), "acknowledged"),
+    "resolve": (("open", "notified", "acknowledged"), "resolved"),
+    "waive": (("open", "notified", "acknowledged"), "waived"),
+    "reopen": (("resolved", "waived", "superseded"), "open"),
+}
+
+BREACH_EVENT_SCHEMA = pa.schema(
+    [
+        ("breach_id", pa.string()),
+        ("contract", pa.string()),
+        ("status", pa.string()),
+        ("actor", pa.string()),
+        ("note", pa.string()),
+        ("event_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+class BreachChangeError(ValueError):
+    """A lifecycle step that is not allowed, with the reason in plain words."""
+
+
+@dataclass
+class BreachEvent:
+    breach_id: str
+    contract: str
+    status: str
+    actor: str
+    note: str
+    event_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+class BreachRegister:
+    """Breaches as recorded by validation, with their lifecycle and recurrence."""
+
+    def __init__(self, lake: Lake) -> None:
+        self.lake = lake
+        self.register = Register(lake)
+
+    def _event_table(self) -> pa.Table:
+        files = self.lake.glob("governance/breach_events/contract=*/*.parquet")
+        if not files:
+            return BREACH_EVENT_SCHEMA.empty_table()
+        return self.lake.read_all(files, BREACH_EVENT_SCHEMA)
+
+    def entries(
+        self,
+        contract: str | None = None,
+        period: str | None = None,
+        severity: str | None = None,
+        status: str | None = None,
+    ) -> list[dict]:
+        """Every breach with its status, history, recurrence, clause and what became of its
+        delivery, filtered: the rows of `governance.breach_register`, read from the lake
+        through the same views (so the CLI and the warehouse never disagree)."""
+        delivery_events = pa.Table.from_pylist(self.register.events(), DELIVERY_EVENT_SCHEMA)
+        contracts = load_contracts()
+        con = in_memory(
+            self.register.breach_table(),
+            self._event_table(),
+            delivery_events,
+            clause_table(contracts),
+            parts_table(contracts),
+        )
+        with con:
+            history: dict[str, list[dict]] = defaultdict(list)
+            for event in _dicts(con, "SELECT * FROM governance.breach_history ORDER BY event_at"):
+                history[event["breach_id"]].append(event)
+            rows = _dicts(con, "SELECT * FROM governance.breach_register")
+        out = []
+        for row in rows:
+            entry = {**row, "history": history.get(row["breach_id"], [])}
+            if contract and entry["contract"] != contract:
+                continue
+            if period and entry["period"] != period:
+                continue
+            if severity and entry["severity"] != severity:
+                continue
+            if status and entry["status"] != status:
+                continue
+            out.append(entry)
+        order = {s: i for i, s in enumerate(("critical", "major", "minor"))}
+        return sorted(
+            out,
+            key=lambda e: (e["contract"], e["period"], order[e["severity"]], e["raised_at"]),
+        )
+
+    def get(self, breach_id: str) -> dict:
+        matches = [e for e in self.entries() if e["breach_id"].startswith(breach_id)]
+        if not matches:
+            raise BreachChangeError(f"No breach {breach_id!r} in the register.")
+        if len({m["breach_id"] for m in matches}) > 1:
+            raise BreachChangeError(f"{breach_id!r} matches several breaches; give more of the id.")
+        return matches[0]
+
+    def change(self, breach_id: str, action: str, actor: str, note: str) -> dict:
+        """Move a breach one step through its lifecycle; returns the updated entry."""
+        if action not in TRANSITIONS:
+            raise BreachChangeError(f"Unknown action {action!r}.")
+        allowed_from, target = TRANSITIONS[action]
+        entry = self.get(breach_id)
+        if entry["status"] not in allowed_from:
+            raise BreachChangeError(
+                f"{entry['breach_id']} is {entry['status']}; it cannot be moved to {target} "
+                f"(only from {', '.join(allowed_from)})."
+            )
+        if action in ("waive", "reopen") and not note.strip():
+            raise BreachChangeError(f"Say why with --note: a {action} needs a reason on record.")
+        event = BreachEvent(entry["breach_id"], entry["contract"], target, actor, note)
+        stamp = event.event_at.strftime("%Y%m%dT%H%M%S%f")
+        name = f"{stamp}-{event.breach_id}-{target}-{uuid.uuid4().hex[:6]}.parquet"
+        key = f"governance/breach_events/contract={event.contract}/{name}"
+        self.lake.write_table(key, pa.Table.from_pylist([asdict(event)], BREACH_EVENT_SCHEMA))
+        return self.get(entry["breach_id"])
+
+
+def _dicts(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict]:
+    cursor = con.execute(sql)
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

@@ -1,0 +1,205 @@
+"""Provenance: which deliveries fed each oversight mart, month by month.
+
+Whenever a mart is computed (`pipelines.oversight.mart_runner.write_mart`, from the
+oversight assets or `datashare report --refresh`), one immutable Parquet file is written to
+the lake's governance area, `governance/mart_sources/mart=<mart>/<when>-<id>.parquet`: one
+row per (month, contract, delivery) whose curated rows the mart read, with the file's name, its
+SHA-256 (the delivery id), the contract version it was checked against, when it was
+received, how many of its rows were used and whether it restated an earlier delivery.
+
+"Which deliveries fed a mart month" is read from the data itself, not from the register's
+idea of what should be published: the `_delivery_id` and `_period` of the curated rows of
+every contract the mart declares as a source (`Mart.sources`). The register then names the
+files and dates. The warehouse shows every record as `governance.mart_sources_history` and
+the latest computation of each mart as `governance.mart_sources`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import duckdb
+import pyarrow as pa
+
+from pipelines.lake.store import Lake
+
+MART_SOURCES_SCHEMA = pa.schema(
+    [
+        ("computation_id", pa.string()),
+        ("computed_at", pa.timestamp("us", tz="UTC")),
+        ("mart", pa.string()),
+        ("period", pa.string()),
+        ("contract", pa.string()),
+        ("delivery_id", pa.string()),
+        ("sha256", pa.string()),
+        ("file_name", pa.string()),
+        ("source_path", pa.string()),
+        ("contract_version", pa.string()),
+        ("received_at", pa.timestamp("us", tz="UTC")),
+        ("published_at", pa.timestamp("us", tz="UTC")),
+        ("rows_used", pa.int64()),
+        ("restated_delivery_id", pa.string()),
+        ("restated_file_name", pa.string()),
+    ]
+)
+
+MART_SOURCES_PATTERN = "governance/mart_sources/mart=*/*.parquet"
+
+MART_SOURCES_COLUMN_COMMENTS = {
+    "computation_id": "One computation of the mart (every row written together shares it).",
+    "computed_at": "When the mart was computed (UTC).",
+    "mart": "The oversight mart (oversight.<mart>) the rows fed.",
+    "period": "The month (YYYY-MM) of the curated rows used: the delivery's period.",
+    "contract": "The data contract whose curated table the mart read.",
+    "delivery_id": "The delivery whose curated rows the mart read.",
+    "sha256": "SHA-256 of the delivered file (the delivery id): check a copy against it.",
+    "file_name": "The delivered file's name in the drop zone.",
+    "source_path": "The delivered file's path in the drop zone.",
+    "contract_version": "The contract version the delivery was checked against (as its "
+    "breaches record; when it broke no rule, the contract's version when the mart was "
+    "computed).",
+    "received_at": "When the delivery was received (UTC).",
+    "published_at": "When the delivery was first published as (part of) the month (UTC).",
+    "rows_used": "Curated rows of the delivery and month the mart read.",
+    "restated_delivery_id": "The delivery of the same month (and part) published before this "
+    "one that it replaced: this delivery is a restatement. Empty for a first publication.",
+    "restated_file_name": "The file name of restated_delivery_id.",
+}
+
+MART_SOURCES_COMMENT = (
+    "Which deliveries fed each oversight mart, month by month, at its latest computation: "
+    "one row per mart, period, contract and delivery (datashare explain MART prints it). "
+    "governance.mart_sources_history has every computation."
+)
+MART_SOURCES_HISTORY_COMMENT = (
+    "Every computation of every oversight mart with the deliveries that fed it: the "
+    "provenance of the figures of every pack written, kept for good."
+)
+
+MART_SOURCES_VIEW_SQL = """
+CREATE VIEW governance.mart_sources AS
+SELECT * FROM governance.mart_sources_history h
+WHERE computation_id = (
+    SELECT arg_max(computation_id, computed_at) FROM governance.mart_sources_history x
+    WHERE x.mart = h.mart)
+"""
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _names(con: duckdb.DuckDBPyConnection, schema: str) -> set[str]:
+    rows = con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [schema]
+    ).fetchall()
+    return {name for (name,) in rows}
+
+
+def sources_sql(contract: str, version: str, governance: set[str]) -> str:
+    """The deliveries of `contract` whose curated rows are in `curated.<contract>` now,
+    by period, with the register's account of each (when `governance` has the views)."""
+    c = _quote(contract)
+    used = (
+        f"SELECT _period AS period, _delivery_id AS delivery_id, count(*) AS rows_used "
+        f"FROM curated.{contract} GROUP BY ALL"
+    )
+    if not {"delivery_events", "breach_records"} <= governance:
+        return (
+            f"SELECT period, {c} AS contract, delivery_id, NULL AS source_path, "
+            f"{_quote(version)} AS contract_version, NULL::TIMESTAMPTZ AS received_at, "
+            f"NULL::TIMESTAMPTZ AS published_at, rows_used, NULL AS restated_delivery_id, "
+            f"NULL AS restated_source_path FROM ({used})"
+        )
+    return f"""
+    WITH used AS ({used}),
+    events AS (SELECT * FROM governance.delivery_events WHERE contract = {c}),
+    files AS (
+        SELECT delivery_id, min(event_at) AS received_at,
+               arg_min(source_path, event_at) FILTER (WHERE source_path IS NOT NULL)
+                   AS source_path
+        FROM events WHERE event <> 'duplicate' GROUP BY ALL),
+    published AS (
+        SELECT period, delivery_id, min(event_at) AS published_at
+        FROM events WHERE event = 'published' GROUP BY ALL),
+    versions AS (
+        SELECT delivery_id, arg_max(contract_version, raised_at) AS contract_version
+        FROM governance.breach_records
+        WHERE contract = {c} AND coalesce(contract_version, '') <> '' GROUP BY ALL),
+    restated AS (
+        -- The delivery of the month published last before this one was: what it replaced
+        -- (a month in parts: the last earlier file of the same name).
+        SELECT p.delivery_id,
+               arg_max(o.delivery_id, o.published_at) AS restated_delivery_id
+        FROM published p
+        JOIN files f ON f.delivery_id = p.delivery_id
+        JOIN published o ON o.period = p.period AND o.delivery_id <> p.delivery_id
+            AND o.published_at < p.published_at
+        JOIN files g ON g.delivery_id = o.delivery_id
+        WHERE {c} NOT IN (SELECT contract FROM governance.month_parts)
+           OR regexp_extract(f.source_path, '[^/]*$') = regexp_extract(g.source_path, '[^/]*$')
+        GROUP BY ALL)
+    SELECT u.period, {c} AS contract, u.delivery_id, f.source_path,
+           coalesce(v.contract_version, {_quote(version)}) AS contract_version,
+           f.received_at, p.published_at, u.rows_used, r.restated_delivery_id,
+           g.source_path AS restated_source_path
+    FROM used u
+    LEFT JOIN files f USING (delivery_id)
+    LEFT JOIN published p USING (delivery_id)
+    LEFT JOIN versions v USING (delivery_id)
+    LEFT JOIN restated r USING (delivery_id)
+    LEFT JOIN files g ON g.delivery_id = r.restated_delivery_id
+    """
+
+
+def _file_name(path: str | None) -> str | None:
+    return path.rsplit("/", 1)[-1] if path else None
+
+
+def mart_source_rows(con: duckdb.DuckDBPyConnection, contracts: dict[str, str]) -> list[dict]:
+    """Every (period, contract, delivery) whose curated rows `con`'s curated views hold for
+    the `contracts` (name -> version in force), with the register's account of each."""
+    governance = _names(con, "governance")
+    if "month_parts" not in governance:
+        governance -= {"delivery_events"}  # a warehouse too old for the restatement query
+    curated = _names(con, "curated")
+    rows: list[dict] = []
+    for name, version in sorted(contracts.items()):
+        if name not in curated:
+            continue
+        table = con.sql(sources_sql(name, version, governance)).to_arrow_table()
+        for row in table.to_pylist():
+            row["sha256"] = row["delivery_id"]
+            row["file_name"] = _file_name(row["source_path"])
+            row["restated_file_name"] = _file_name(row.pop("restated_source_path"))
+            rows.append(row)
+    rows.sort(
+        key=lambda r: (
+            r["period"] or "",
+            r["contract"],
+            r["received_at"] or datetime.min.replace(tzinfo=UTC),
+            r["delivery_id"],
+        )
+    )
+    return rows
+
+
+def record_mart_sources(
+    lake: Lake,
+    con: duckdb.DuckDBPyConnection,
+    mart: str,
+    contracts: dict[str, str],
+    computed_at: datetime | None = None,
+) -> str:
+    """Write the provenance of one computation of `mart` (read from `contracts`, name ->
+    version) as a new file in the governance area; returns the file's key."""
+    computed_at = computed_at or datetime.now(UTC)
+    computation = f"{computed_at:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}"
+    rows = [
+        {**r, "computation_id": computation, "computed_at": computed_at, "mart": mart}
+        for r in mart_source_rows(con, contracts)
+    ]
+    key = f"governance/mart_sources/mart={mart}/{computation}.parquet"
+    lake.write_table(key, pa.Table.from_pylist(rows, MART_SOURCES_SCHEMA))
+    return key

@@ -1,0 +1,288 @@
+"""The governance register in the lake: what was delivered, what happened to it, what broke.
+
+Every fact is an immutable Parquet file. A delivery's history is a series of events
+(received, rejected, validated, published, duplicate, superseded); its current state is
+its latest event. Breaches are written once per validated delivery.
+
+One small file per event keeps writers from ever editing anything, but every read lists
+and opens them all (on S3, a request or two each). So once a contract has `COMPACT_AT`
+event files, they are folded into one `compacted-...` file and the small ones removed.
+Between the fold being written and the small files being removed a reader can see an
+event twice, so every reader takes each distinct event once. The fixed-name "received"
+records that make intake idempotent are folded only once they are a day old.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pyarrow as pa
+
+from pipelines.lake.store import Lake
+
+COMPACT_AT = 64  # event files per contract before they are folded into one
+MARKERS_KEPT = timedelta(days=1)  # how long write-once records stay unfolded
+
+DELIVERY_EVENT_SCHEMA = pa.schema(
+    [
+        ("contract", pa.string()),
+        ("period", pa.string()),
+        ("delivery_id", pa.string()),
+        ("event", pa.string()),
+        ("event_at", pa.timestamp("us", tz="UTC")),
+        ("source_path", pa.string()),
+        ("source_size", pa.int64()),
+        ("source_mtime_ns", pa.int64()),
+        ("landing_path", pa.string()),
+        ("file_format", pa.string()),
+        ("rows_delivered", pa.int64()),
+        ("rows_curated", pa.int64()),
+        ("rows_quarantined", pa.int64()),
+        ("reason", pa.string()),
+        ("run_id", pa.string()),
+        ("source_version", pa.string()),
+    ]
+)
+
+BREACH_SCHEMA = pa.schema(
+    [
+        ("breach_id", pa.string()),
+        ("contract", pa.string()),
+        ("contract_version", pa.string()),
+        ("period", pa.string()),
+        ("delivery_id", pa.string()),
+        ("rule", pa.string()),
+        ("clause", pa.string()),
+        ("severity", pa.string()),
+        ("action", pa.string()),
+        ("failing_rows", pa.int64()),
+        ("rows_checked", pa.int64()),
+        ("failing_share", pa.float64()),
+        ("sample_rows", pa.list_(pa.int64())),
+        ("detail", pa.string()),
+        ("raised_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+@dataclass
+class DeliveryEvent:
+    contract: str
+    period: str
+    delivery_id: str
+    event: str
+    source_path: str | None = None
+    source_size: int | None = None
+    source_mtime_ns: int | None = None
+    landing_path: str | None = None
+    file_format: str | None = None
+    rows_delivered: int | None = None
+    rows_curated: int | None = None
+    rows_quarantined: int | None = None
+    reason: str | None = None
+    run_id: str | None = None
+    source_version: str | None = None  # DropFile.version of the file the bytes came from
+    event_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass
+class Breach:
+    """One rule broken by one delivery, in words a data-sharing lead can act on."""
+
+    contract: str
+    contract_version: str
+    period: str
+    delivery_id: str | None  # None for a breach of the schedule (no delivery)
+    rule: str
+    clause: str
+    severity: str
+    action: str
+    failing_rows: int
+    rows_checked: int
+    detail: str
+    sample_rows: list[int] = field(default_factory=list)
+    raised_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def breach_id(self) -> str:
+        # Stable: the same rule on the same delivery is the same breach, however often run.
+        # A breach of the schedule has no delivery: it is the period's.
+        key = f"{self.contract}|{self.delivery_id or self.period}|{self.rule}"
+        return "B-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+    @property
+    def failing_share(self) -> float | None:
+        """The share of checked rows that failed; None when no row was checked (a breach
+        of the delivery as a whole: unreadable, late, held back by its manifest)."""
+        return self.failing_rows / self.rows_checked if self.rows_checked else None
+
+
+class Register:
+    """Reads and appends the governance records kept in the lake."""
+
+    def __init__(self, lake: Lake) -> None:
+        self.lake = lake
+
+    def record(self, event: DeliveryEvent) -> None:
+        stamp = event.event_at.strftime("%Y%m%dT%H%M%S%f")
+        name = f"{stamp}-{event.delivery_id[:16]}-{event.event}-{uuid.uuid4().hex[:6]}.parquet"
+        key = f"{self.lake.delivery_events_dir(event.contract)}/{name}"
+        self.lake.write_table(key, pa.Table.from_pylist([asdict(event)], DELIVERY_EVENT_SCHEMA))
+        self._compact_if_due(event.contract)
+
+    def _compact_if_due(self, contract: str) -> None:
+        pattern = f"{self.lake.delivery_events_dir(contract)}/*.parquet"
+        if sum(_timed(k) for k in self.lake.glob(pattern)) >= COMPACT_AT:
+            try:
+                self.compact(contract)
+            except FileNotFoundError:
+                pass  # another run was folding the same files: its fold stands
+
+    def compact(self, contract: str) -> int:
+        """Fold a contract's event files into one; returns how many files were folded.
+
+        Safe alongside writers and other compactions: new events are other files, and a
+        file is removed only after the fold holding its events has been written. A
+        write-once record (`record_once`) is folded only a day after it was written, when
+        no intake can still be racing to write the same one.
+        """
+        folder = self.lake.delivery_events_dir(contract)
+        keys = self.lake.glob(f"{folder}/*.parquet")
+        settled = datetime.now(UTC) - MARKERS_KEPT
+        files = [k for k in keys if _timed(k)] + [
+            k
+            for k in keys
+            if not _timed(k) and self.lake.read_table(k, ["event_at"])[0][0].as_py() < settled
+        ]
+        if len(files) < 2:
+            return 0
+        rows = _distinct(self.lake.read_all(files, DELIVERY_EVENT_SCHEMA).to_pylist())
+        rows.sort(key=lambda r: r["event_at"])
+        stamp = rows[-1]["event_at"].strftime("%Y%m%dT%H%M%S%f")
+        key = f"{folder}/compacted-{stamp}-{uuid.uuid4().hex[:6]}.parquet"
+        self.lake.write_table(key, pa.Table.from_pylist(rows, DELIVERY_EVENT_SCHEMA))
+        self.lake.delete_many(files)
+        return len(files)
+
+    def record_once(self, event: DeliveryEvent, key: str) -> bool:
+        """Record `event` under a fixed name; False (and nothing written) if already there.
+
+        Of two intakes racing over the same bytes exactly one records them as received.
+        """
+        name = f"{self.lake.delivery_events_dir(event.contract)}/{key}.parquet"
+        table = pa.Table.from_pylist([asdict(event)], DELIVERY_EVENT_SCHEMA)
+        return self.lake.write_table_once(name, table)
+
+    def write_breaches(
+        self, contract: str, period: str, delivery_id: str, breaches: list[Breach]
+    ) -> None:
+        rows = [
+            {**asdict(b), "breach_id": b.breach_id, "failing_share": b.failing_share}
+            for b in breaches
+        ]
+        table = pa.Table.from_pylist(rows, BREACH_SCHEMA)
+        self.lake.write_table(self.lake.breaches_path(contract, period, delivery_id), table)
+
+    def events(self, contract: str | None = None) -> list[dict]:
+        """Every delivery event (of `contract`, if given), oldest first."""
+        # One listing of every contract's events, kept between calls (see `_event_rows`),
+        # filtered here: a run asks about each contract several times.
+        pattern = "governance/deliveries/contract=*/*.parquet"
+        for attempt in range(5):
+            files = self.lake.glob(pattern)
+            try:
+                rows = _event_rows(self.lake, pattern, files)
+                break
+            except FileNotFoundError:
+                # A fold removed files after we listed them; its own file holds their
+                # events, and listing again (once the removal is done) finds it.
+                if attempt == 4:
+                    raise
+                time.sleep(0.05 * 2**attempt)
+        return [dict(r) for r in rows if contract is None or r["contract"] == contract]
+
+    def deliveries(self, contract: str | None = None) -> dict[str, dict]:
+        """The current state of each delivery (its latest event), keyed by delivery id."""
+        state: dict[str, dict] = {}
+        for event in self.events(contract):
+            if event["event"] == "duplicate":
+                continue  # a duplicate is a second sighting, not a new state of the delivery
+            merged = {**state.get(event["delivery_id"], {})}
+            merged.update({k: v for k, v in event.items() if v is not None})
+            state[event["delivery_id"]] = merged
+        return state
+
+    def seen_sources(self, contract: str) -> set[tuple[str, int, int]]:
+        """(path, size, mtime) of every drop-zone file already taken, to spot what is new."""
+        return {
+            (e["source_path"], e["source_size"], e["source_mtime_ns"])
+            for e in self.events(contract)
+            if e["event"] in ("received", "duplicate") and e["source_path"]
+        }
+
+    def seen_versions(self) -> set[tuple[str, str]]:
+        """(path, version) of every drop-zone file already taken, whatever became of it."""
+        return {
+            (e["source_path"], e["source_version"] or f"{e['source_size']}:{e['source_mtime_ns']}")
+            for e in self.events()
+            if e["source_path"]
+        }
+
+    def breach_table(self, contract: str | None = None) -> pa.Table:
+        """Every breach record (of `contract`, if given) as written."""
+        files = self.lake.glob(f"governance/breaches/contract={contract or '*'}/*/*.parquet")
+        if not files:
+            return BREACH_SCHEMA.empty_table()
+        return self.lake.read_all(files, BREACH_SCHEMA)
+
+    def breaches(self, contract: str | None = None) -> list[dict]:
+        """Every breach (of `contract`, if given). Records written before failing_share was
+        left empty for a breach with no rows checked read 1.0 there: read as None."""
+        rows = self.breach_table(contract).to_pylist()
+        for row in rows:
+            if not row["rows_checked"]:
+                row["failing_share"] = None
+        return rows
+
+
+# Event files never change once written: each has a name of its own (or is written once
+# under a fixed one), and a fold writes a new file before removing the ones it folded. So a
+# process keeps what it read of each listing and, when the next listing only adds files,
+# reads just those: a run reads the register dozens of times, and it grows with history.
+_READ: dict[tuple[str, str], tuple[frozenset[str], list[dict]]] = {}
+
+
+def _event_rows(lake: Lake, pattern: str, files: list[str]) -> list[dict]:
+    """The distinct events in `files` (a listing of `pattern`), oldest first."""
+    listing = frozenset(files)
+    known, rows = _READ.get((lake.url, pattern), (frozenset(), []))
+    if not known <= listing:  # files folded away since: read the listing afresh
+        known, rows = frozenset(), []
+    new = [f for f in files if f not in known]
+    if new or not known:
+        added = lake.read_all(new, DELIVERY_EVENT_SCHEMA).to_pylist()
+        rows = sorted(_distinct(rows + added), key=lambda r: r["event_at"])
+        _READ[(lake.url, pattern)] = (listing, rows)
+    return rows
+
+
+def _timed(key: str) -> bool:
+    """Events written by `record` (named from their time) and earlier folds."""
+    name = key.rsplit("/", 1)[-1]
+    return name[:8].isdigit() or name.startswith("compacted-")
+
+
+def _distinct(rows: list[dict]) -> list[dict]:
+    """Each event once (a fold and the files it folded may be read together)."""
+    seen: set[tuple] = set()
+    unique = []
+    for row in rows:
+        identity = tuple(row.values())
+        if identity not in seen:
+            seen.add(identity)
+            unique.append(row)
+    return unique

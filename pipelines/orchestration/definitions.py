@@ -1,0 +1,104 @@
+"""The Dagster code location: one intake, validation and curated asset per contract."""
+
+from __future__ import annotations
+
+import warnings
+
+import dagster as dg
+
+from assets.curated import build_curated_asset, curated_key
+from assets.intake import build_intake_asset, landing_key
+from assets.oversight import build_oversight_assets, oversight_selection
+from assets.partitions import delivery_partitions
+from assets.resources import (
+    DropZoneResource,
+    LakeResource,
+    PseudonymKeyResource,
+    WarehouseResource,
+)
+from assets.validation import build_validation_asset, validated_key
+from pipelines.desk.alert_sensor import build_alert_sensor
+from pipelines.home.executor import CELERY
+from pipelines.home.settings import Settings, load_settings
+from pipelines.orchestration.delivery_sensor import build_intake_automation
+from pipelines.orchestration.job_names import OVERSIGHT_JOB
+from pipelines.orchestration.job_names import delivery_job_name as job_name_for
+from pipelines.orchestration.retention_job import retention_job, retention_schedule
+from schemas.contract import Contract, load_contracts
+
+
+def delivery_job_name(contract: Contract) -> str:
+    return job_name_for(contract.name)
+
+
+# Owners on sensors and per-partition checks are labelled beta/preview in Dagster 1.13; we
+# rely on them knowingly, so the warnings would only be noise in every command's output.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+
+
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    """Assets, jobs and resources for every contract in `data_contracts/`."""
+    settings = settings or load_settings()
+    contracts = load_contracts()
+    assets, jobs = [], []
+    # On workers (DATASHARE_EXECUTOR=celery) each step of a delivery job goes to the broker;
+    # otherwise Dagster's default executor, a run's steps on this machine.
+    executor = None
+    if settings.executor == CELERY:
+        from pipelines.orchestration.worker_celery import celery_executor_def
+
+        executor = celery_executor_def()
+    for contract in contracts.values():
+        assets += [
+            build_intake_asset(contract),
+            build_validation_asset(contract),
+            build_curated_asset(contract),
+        ]
+        jobs.append(
+            dg.define_asset_job(
+                delivery_job_name(contract),
+                selection=dg.AssetSelection.assets(
+                    landing_key(contract), validated_key(contract), curated_key(contract)
+                ),
+                partitions_def=delivery_partitions(contract),
+                description=f"Take, validate and publish one month of {contract.name}.",
+                executor_def=executor,
+            )
+        )
+    assets += build_oversight_assets(contracts)
+    jobs.append(
+        dg.define_asset_job(
+            OVERSIGHT_JOB,
+            selection=oversight_selection(),
+            description="Recompute every oversight mart.",
+        )
+    )
+    jobs.append(retention_job)
+    # The drop-zone sensor, unfiled files and the daily late-delivery check.
+    automation = build_intake_automation(contracts, jobs)
+    if settings.executor == CELERY:  # steps on workers: this home's warehouse kept up here
+        from pipelines.orchestration.worker_warehouse import build_warehouse_sensor
+
+        automation.sensors.append(build_warehouse_sensor(settings, contracts, jobs))
+    return dg.Definitions(
+        assets=assets + automation.assets,
+        jobs=jobs + automation.jobs,
+        sensors=[*automation.sensors, build_alert_sensor(settings)],  # the leads' alerts
+        schedules=[*automation.schedules, retention_schedule],
+        resources={
+            "dropzone": DropZoneResource(
+                root=str(settings.dropzone), settle_seconds=settings.settle_seconds
+            ),
+            "lake": LakeResource(root=str(settings.lake)),
+            "warehouse": WarehouseResource(path=str(settings.warehouse)),
+            "pseudonym_key": PseudonymKeyResource(home=str(settings.home)),
+        },
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The code location, built when Dagster loads it (not when this module is imported:
+    `datashare run` imports it to build its own, with its settings)."""
+    return build_definitions()

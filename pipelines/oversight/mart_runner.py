@@ -1,0 +1,369 @@
+"""Oversight marts: the performance framework's measures, computed from the curated tables.
+
+Each mart is two files an analyst owns, in `pipelines/oversight/marts/` (the way dbt keeps
+models): `<mart>.sql`, a query that runs as it is in DuckDB against the warehouse (it reads
+the `curated.*` views and the reference schema `oversight_ref`: the mappings, targets and
+agreed values, `pipelines/warehouse/reference.py`), and `<mart>.yaml`, its definition
+(numerator, denominator, grain, source fields, caveats), column comments, suppression and
+agreed categories (`pipelines/oversight/definition.py` reads it).
+
+This module runs them: `compute_mart` runs a mart's SQL, with the runner's part added
+(`finish_sql`: small counts withheld, columns cast, rows ordered), in DuckDB against a
+read-only view of `warehouse.duckdb`; `write_mart` writes the result to
+`lake/oversight/<mart>.parquet` with the definition and the column comments as Parquet
+key-value metadata (`comment`, `comment:<column>`), which the warehouse turns into the
+comments of view `oversight.<mart>`.
+
+Rules every mart follows:
+- A curated table with no rows (a contract with no deliveries yet) gives an empty mart with
+  all its columns, never an error.
+- Records whose ethnicity is blank ("Not recorded"), declined ("Not stated") or a value the
+  mapping does not know ("Not mapped") are counted and shown as groups of their own, never
+  dropped. The mappings are data: `pipelines/oversight/mappings/*.yaml`.
+- A category read straight from a delivered column (a borough, a crime category, a power, a
+  tactic) is one of the values the contract agrees for it, or "Not an agreed value": values
+  the agreement keeps with a breach are counted in that one group, never as categories of
+  their own (`pipelines/validation/agreed_values.py`; each mart lists them in `agreed`).
+- Disclosure control: in a mart meant for publication, a count from 1 up to one below the
+  mart's threshold is withheld: the count and every figure derived from it are NULL (not
+  zero) and the boolean column `<count>_suppressed` is true. Zero is shown as zero.
+- Months are London months (Europe/London), first day of the month.
+
+No Dagster here: the assets in `assets/oversight.py` only call `write_mart`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import cache
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import yaml
+
+from pipelines.lake.provenance import record_mart_sources
+from pipelines.lake.store import Lake
+from pipelines.oversight.definition import (
+    Mart,
+    Suppression,
+    load_marts,
+    marts_dir,
+)
+from pipelines.warehouse.catalog import make_lake_readable
+from pipelines.warehouse.reference import (
+    MAPPINGS_DIR,
+    NOT_STATED,
+    create_reference,
+)
+from schemas.contract import Contract, contracts_dir, load_contracts
+
+# --- mappings (data, not code; the marts read them as oversight_ref tables) -------------
+
+
+@dataclass(frozen=True)
+class Mappings:
+    groups: tuple[str, ...]
+    ethnicity: dict[str, dict[str, str]]  # "<contract>.<column>" -> value -> group
+    age_to_census: dict[str, str]
+    census_band_labels: dict[str, str]
+    outcome_groups: dict[str, tuple[str, ...]]  # group -> outcome types, in precedence order
+    no_further_action: tuple[str, ...]
+
+
+@cache
+def load_mappings(directory: Path = MAPPINGS_DIR) -> Mappings:
+    ethnicity = yaml.safe_load((directory / "ethnicity.yaml").read_text(encoding="utf-8"))
+    ages = yaml.safe_load((directory / "age_bands.yaml").read_text(encoding="utf-8"))
+    outcomes = yaml.safe_load((directory / "outcomes.yaml").read_text(encoding="utf-8"))
+    groups = tuple(ethnicity.pop("groups"))
+    for key, mapping in ethnicity.items():
+        unknown = set(mapping.values()) - set(groups) - {NOT_STATED}
+        if unknown:
+            raise ValueError(f"ethnicity mapping {key} maps to unknown groups {sorted(unknown)}")
+    return Mappings(
+        groups=groups,
+        ethnicity={k: {str(a): str(b) for a, b in v.items()} for k, v in ethnicity.items()},
+        age_to_census=dict(ages["use_of_force.subject_age"]),
+        census_band_labels=dict(ages["census_band_labels"]),
+        outcome_groups={g: tuple(v) for g, v in outcomes["crime_outcome_groups"].items()},
+        no_further_action=tuple(outcomes["stop_and_search.no_further_action"]),
+    )
+
+
+# --- the marts -------------------------------------------------------------------------
+
+
+# Every mart is kept as files (`pipelines/oversight/marts/<mart>.sql` and `.yaml`); here in
+# the pack's order, a mart an analyst adds after these.
+PACK_ORDER = (
+    "stop_search_disproportionality",
+    "stop_search_outcomes",
+    "crime_trends",
+    "crime_outcome_rates",
+    "use_of_force_subjects",
+    "use_of_force_tactics",
+    "complaints_timeliness",
+    "emergency_response",
+    "trust_and_confidence",
+    "workforce_representation",
+    "data_quality",
+)
+_ALL_MARTS = load_marts(marts_dir())
+MARTS: dict[str, Mart] = {
+    name: _ALL_MARTS[name]
+    for name in sorted(
+        _ALL_MARTS, key=lambda n: (PACK_ORDER.index(n) if n in PACK_ORDER else 99, n)
+    )
+}
+
+
+# --- running ---------------------------------------------------------------------------
+
+
+_LOADED: dict[tuple, dict[str, Contract]] = {}
+
+
+def marts_reading(contracts: set[str], all_contracts: dict[str, Contract]) -> list[str]:
+    """The marts that read any of `contracts`: what a run that changed them recomputes."""
+    return [
+        name
+        for name, mart in MARTS.items()
+        if contracts & set(mart.source_contracts(all_contracts))
+    ]
+
+
+def current_contracts() -> dict[str, Contract]:
+    """The contracts in the contracts folder, read again only when a file there changed."""
+    directory = contracts_dir()
+    stamp = tuple((p.name, p.stat().st_mtime_ns) for p in sorted(directory.glob("*.yaml")))
+    key = (str(directory), stamp)
+    if key not in _LOADED:
+        _LOADED.clear()
+        _LOADED[key] = load_contracts(directory)
+    return _LOADED[key]
+
+
+def mart_sql(mart: Mart, contracts: dict[str, Contract] | None = None) -> str:
+    """The mart's whole query: its SQL, suppression, the declared columns, the order."""
+    contracts = contracts or current_contracts()
+    return finish_sql(mart, mart.sql(load_mappings(), contracts))
+
+
+def finish_sql(mart: Mart, body: str) -> str:
+    """What the runner adds to a mart's own SQL (`body`): small counts withheld (NULL, with
+    their `_suppressed` flags), the declared columns cast to their types, the order."""
+    active = mart._active_suppressions()
+    threshold = mart.threshold or 0
+
+    def withheld_sql(s: Suppression) -> str:
+        return f"coalesce({s.count} BETWEEN 1 AND {threshold - 1}, false)"
+
+    select = []
+    flags = {s.count: s for s in active if s.flag}
+    for col in mart.columns:
+        conditions = [withheld_sql(s) for s in active if col.name in s.withheld]
+        expr = col.name
+        if conditions:
+            expr = f"CASE WHEN {' OR '.join(conditions)} THEN NULL ELSE {col.name} END"
+        select.append(f"CAST({expr} AS {col.type}) AS {col.name}")
+        if col.name in flags:
+            select.append(f"{withheld_sql(flags[col.name])} AS {flags[col.name].flag_name}")
+    order = ", ".join(f"{o} NULLS LAST" for o in mart.order_by)
+    columns = ",\n       ".join(select)
+    return f"WITH mart AS (\n{body}\n)\nSELECT {columns}\nFROM mart\nORDER BY {order}"
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _table_names(con: duckdb.DuckDBPyConnection, catalog: str, schema: str) -> set[str]:
+    rows = con.execute(
+        "SELECT table_name FROM information_schema.tables "
+        "WHERE table_catalog = ? AND table_schema = ?",
+        [catalog, schema],
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+@contextmanager
+def warehouse_connection(
+    warehouse: Path | str | duckdb.DuckDBPyConnection,
+    contracts: dict[str, Contract] | None = None,
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection in which `curated.<table>` reads the warehouse, read-only.
+
+    `warehouse.duckdb` is attached read-only to an in-memory database whose `curated`
+    schema has a view per curated table. A table the warehouse lacks (a contract added
+    since it was built) is an empty table of the contract's curated schema, so a mart over
+    it is empty rather than an error. An open connection is used as it is.
+    """
+    if isinstance(warehouse, duckdb.DuckDBPyConnection):
+        if not warehouse.execute(
+            "SELECT 1 FROM duckdb_schemas() WHERE schema_name = 'oversight_ref' "
+            "AND database_name = current_database()"
+        ).fetchall():
+            create_reference(warehouse, contracts or current_contracts(), comments=False)
+        yield warehouse
+        return
+    from pipelines.validation.row_validation import curated_schema  # pandera: not at start-up
+
+    contracts = contracts or current_contracts()
+    con = duckdb.connect()
+    try:
+        con.execute(f"ATTACH {_quote(str(warehouse))} AS warehouse (READ_ONLY)")
+        make_lake_readable(con, "warehouse")
+        present = _table_names(con, "warehouse", "curated")
+        governance = _table_names(con, "warehouse", "governance")
+        con.execute("CREATE SCHEMA curated")
+        con.execute("CREATE SCHEMA governance")
+        for name in sorted(present):
+            con.execute(f"CREATE VIEW curated.{name} AS SELECT * FROM warehouse.curated.{name}")
+        for name in sorted(governance):
+            con.execute(
+                f"CREATE VIEW governance.{name} AS SELECT * FROM warehouse.governance.{name}"
+            )
+        for contract in contracts.values():
+            tables = [contract.name] + ([f"{contract.name}_releases"] if contract.layout else [])
+            for name in tables:
+                if name not in present:
+                    con.register("_empty", pa.Table.from_batches([], curated_schema(contract)))
+                    con.execute(f"CREATE TABLE curated.{name} AS SELECT * FROM _empty")
+                    con.unregister("_empty")
+        # The mappings, targets and agreed values the marts' SQL reads, from the current
+        # files (a warehouse built earlier has its own copy, or none; this one counts).
+        create_reference(con, contracts, comments=False)
+        yield con
+    finally:
+        con.close()
+
+
+def compute_mart(
+    name: str,
+    warehouse: Path | str | duckdb.DuckDBPyConnection,
+    lake: Lake | None = None,
+    contracts: dict[str, Contract] | None = None,
+) -> pa.Table:
+    """Compute one mart from the curated tables of `warehouse` (a path or a connection).
+
+    The result has exactly the mart's output columns, typed, in order; it is empty (with
+    those columns) when the curated tables it reads are. `lake` is accepted for symmetry
+    with `write_mart` and is not read: the warehouse's views already point at the lake.
+    """
+    del lake
+    mart = MARTS[name]
+    contracts = contracts or current_contracts()
+    sql = mart_sql(mart, contracts)
+    with warehouse_connection(warehouse, contracts) as con:
+        return con.sql(sql).to_arrow_table()
+
+
+def mart_metadata(mart: Mart) -> dict[bytes, bytes]:
+    """Parquet key-value metadata: the table comment, column comments, the definition."""
+    metadata = {b"comment": mart.comment.encode()}
+    for col in mart.output_columns:
+        metadata[f"comment:{col.name}".encode()] = mart.column_comment(col).encode()
+    definition = {
+        "name": mart.name,
+        "title": mart.title,
+        "definition": mart.definition,
+        "grain": mart.grain,
+        "numerator": mart.numerator,
+        "denominator": mart.denominator,
+        "source_fields": list(mart.source_fields),
+        "caveats": list(mart.caveats),
+        "publication": mart.publication,
+        "suppression_threshold": mart.threshold,
+    }
+    metadata[b"datashare:mart"] = json.dumps(definition).encode()
+    return metadata
+
+
+def mart_key(name: str) -> str:
+    return f"oversight/{name}.parquet"
+
+
+@dataclass(frozen=True)
+class WrittenMart:
+    mart: Mart
+    path: str  # where it is in the lake, as people name it (a folder path or s3:// URL)
+    table: pa.Table
+
+
+def write_mart(
+    name: str,
+    warehouse: Path | str | duckdb.DuckDBPyConnection,
+    lake: Lake,
+    contracts: dict[str, Contract] | None = None,
+) -> WrittenMart:
+    """Compute a mart and write it to `lake/oversight/<name>.parquet`, atomically."""
+    mart = MARTS[name]
+    table = compute_mart(name, warehouse, lake, contracts)
+    table = table.replace_schema_metadata(mart_metadata(mart))
+    key = mart_key(name)
+    lake.write_table(key, table)
+    # Provenance (issue 23): which deliveries' curated rows this computation read.
+    contracts = contracts or current_contracts()
+    sources = {c: contracts[c].version for c in mart.source_contracts(contracts) if c in contracts}
+    with warehouse_connection(warehouse, contracts) as con:
+        record_mart_sources(lake, con, name, sources)
+    return WrittenMart(mart, lake.url_of(key), table)
+
+
+def write_marts(
+    warehouse: Path | str,
+    lake: Lake,
+    names: list[str] | None = None,
+    contracts: dict[str, Contract] | None = None,
+) -> list[WrittenMart]:
+    """Compute and write several marts (default: all) over one warehouse connection."""
+    contracts = contracts or current_contracts()
+    with warehouse_connection(warehouse, contracts) as con:
+        return [write_mart(name, con, lake, contracts) for name in (names or list(MARTS))]
+
+
+def latest_figures(mart: Mart, table: pa.Table, limit: int = 40) -> list[dict]:
+    """The mart's latest figures (its `latest` query), as dicts."""
+    con = duckdb.connect()
+    try:
+        con.register("mart", table)
+        return con.sql(f"SELECT * FROM ({mart.latest}) LIMIT {limit}").to_arrow_table().to_pylist()
+    finally:
+        con.close()
+
+
+def headline_figures(mart: Mart, table: pa.Table) -> dict[str, object]:
+    """One row of headline numbers for the mart (empty when it has no rows)."""
+    if mart.headline is None or table.num_rows == 0:
+        return {}
+    con = duckdb.connect()
+    try:
+        con.register("mart", table)
+        rows = con.sql(mart.headline).to_arrow_table().to_pylist()
+    finally:
+        con.close()
+    return {k: plain_value(v) for k, v in (rows[0] if rows else {}).items() if v is not None}
+
+
+def plain_value(value: object) -> object:
+    """A DuckDB HUGEINT sum arrives as a Decimal: give it back as an int (or a float)."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def mart_notes(
+    mart: Mart,
+    warehouse: Path | str | duckdb.DuckDBPyConnection,
+    contracts: dict[str, Contract] | None = None,
+) -> dict[str, object]:
+    """The figures the mart's caveats refer to (its `notes` queries)."""
+    if not mart.notes:
+        return {}
+    with warehouse_connection(warehouse, contracts) as con:
+        return {key: con.execute(sql).fetchall()[0][0] for key, sql in mart.notes.items()}

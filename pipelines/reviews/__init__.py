@@ -1,0 +1,1 @@
+"""The leads' pages over the warehouse: the breach review and the agreement review."""

@@ -1,0 +1,1015 @@
+"""Validate one landed delivery against its contract, in bounded memory.
+
+The file is streamed as text in batches. Each batch goes through the contract's pandera
+checks; a row that breaks a quarantining rule goes to quarantine with every reason, the
+others are typed and written to staging, ready to publish. Every source row ends up in
+exactly one of the two, numbered from 1 in file order (`_source_row`).
+
+A file that cannot be read at all, or lacks agreed columns, is rejected as a whole: the
+caller records why, and its bytes stay in the landing area.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from array import array
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from pipelines.intake.delivery_formats import (
+    NO_LIMITS,
+    OTHER_SEPARATORS,
+    DecompressionLimits,
+    DeliveryFile,
+    UnreadableFile,
+    column_positions,
+    error_words,
+    format_breaches,
+    open_delivery,
+    quoted,
+    quoted_names,
+    text_batches,
+)
+from pipelines.intake.manifests import manifest_breaches
+from pipelines.intake.pseudonymise import pseudonymise
+from pipelines.intake.wide_layout import curated_long, value_columns, value_rule
+from pipelines.lake.publishing import part_name
+from pipelines.lake.register import Breach, DeliveryEvent, Register
+from pipelines.lake.store import Lake
+from pipelines.validation.batch_threads import BackgroundWriter, read_ahead
+from pipelines.validation.dataset_expectations import (
+    DeliveryProfile,
+    category_mix,
+    check_dataset,
+    non_blank_values,
+    profile_from_counts,
+)
+from pipelines.validation.masking import mask_quarantine
+from pipelines.validation.month_checks import (
+    HELD,
+    HELD_TOO,
+    VALUES_KEPT,
+    RuleFailures,
+    file_name_breach,
+    named_period,
+    nothing_usable_breach,
+    periods_carried_breach,
+    replacement_breach,
+)
+from pipelines.validation.row_verdicts import broken_rules, judged, quarantined_rows, row_checks
+from schemas.contract import Column, Contract
+from schemas.row_checks import (
+    compile_row_checks,
+    curated_dtype,
+    key_expr,
+    parsed,
+)
+
+READ_BLOCK_BYTES = 4 << 20  # Arrow reads ahead up to 32 blocks: 4 MB keeps that ~128 MB
+BATCH_BYTES = 16 << 20  # ~16 MB of CSV text per batch keeps memory flat at any file size
+SAMPLE_ROWS = 20  # row numbers kept per breach, enough for the force to find the pattern
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("contract", pa.string()),
+        ("_delivery_id", pa.string()),
+        ("_source_row", pa.int64()),
+        ("_period", pa.string()),
+        ("rules", pa.list_(pa.string())),
+        ("reasons", pa.list_(pa.string())),
+        ("record", pa.string()),
+    ]
+)
+
+
+class DeliveryRejected(Exception):
+    """The delivery cannot be validated at all; `reason` says why in plain words."""
+
+    def __init__(self, reason: str, rule: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.rule = rule
+
+
+@dataclass
+class ValidationOutcome:
+    rows_delivered: int = 0
+    rows_curated: int = 0
+    rows_quarantined: int = 0
+    breaches: list[Breach] = field(default_factory=list)
+    preview: pl.DataFrame | None = None
+    profile: DeliveryProfile | None = None  # small per-delivery figures for dataset checks
+
+
+@dataclass
+class _RuleTally(RuleFailures):
+    def add(self, rows: list[int]) -> None:
+        self.count += len(rows)
+        room = SAMPLE_ROWS - len(self.sample)
+        if room > 0:
+            self.sample.extend(rows[:room])
+
+    def note(self, contract: Contract, frame: pl.DataFrame, idx: pl.Series) -> None:
+        """Keep what the failing rows held: a few values of a public column, and for a
+        date that must lie in the period, the month each failing date lies in."""
+        rule = self.rule
+        if rule.source_name not in frame.columns or rule.column in contract.classified:
+            return
+        failing = frame[rule.source_name].gather(idx)
+        # The commonest first; a value kept is counted in every batch, so that the counts a
+        # breach states are exact.
+        for value, n in failing.drop_nulls().value_counts(sort=True).iter_rows():
+            if value in self.values or len(self.values) < VALUES_KEPT:
+                self.values[value] = self.values.get(value, 0) + n
+        column = contract.column(rule.column)
+        if column.in_period_rule is not None and column.in_period_rule.name == rule.id:
+            months = failing.to_frame("v").select(_london_month(column, pl.col("v")).alias("m"))[
+                "m"
+            ]
+            for month, n in months.drop_nulls().value_counts().iter_rows():
+                self.months[month] = self.months.get(month, 0) + n
+
+
+def _typed(column: Column) -> pl.Expr:
+    """The delivered text of `column` as its curated, typed value."""
+    return parsed(column, pl.col(column.source_name)).alias(column.name)
+
+
+def _london_month(column: Column, text: pl.Expr) -> pl.Expr:
+    """The month (YYYY-MM, London time) of a date or timestamp given as text."""
+    value = parsed(column, text)
+    if column.logical_type == "timestamp":
+        value = value.dt.convert_time_zone("Europe/London")
+    return value.dt.strftime("%Y-%m")
+
+
+# Lineage columns every curated row carries, after the agreed columns.
+LINEAGE_TYPES = {"_delivery_id": "String", "_source_row": "Int64", "_period": "String"}
+LINEAGE_ARROW = {"_delivery_id": pa.string(), "_source_row": pa.int64(), "_period": pa.string()}
+
+
+def _arrow_type(dtype: pl.DataType) -> pa.DataType:
+    return pl.DataFrame(schema={"x": dtype}).to_arrow().schema[0].type
+
+
+def curated_schema(contract: Contract) -> pa.Schema:
+    """The Arrow schema of a curated partition: agreed columns, typed, plus lineage."""
+    fields = [pa.field(c.name, _arrow_type(curated_dtype(c))) for c in contract.columns]
+    if contract.layout:
+        fields += [
+            pa.field(contract.layout.period_name, pa.date32()),
+            pa.field(contract.layout.value_name, pa.int64()),
+        ]
+    fields += [pa.field(name, LINEAGE_ARROW[name]) for name in LINEAGE_TYPES]
+    return pa.schema(fields)
+
+
+def _open_delivery(path: Path, limits: DecompressionLimits = NO_LIMITS) -> DeliveryFile:
+    try:
+        return open_delivery(path, limits=limits)
+    except UnreadableFile as exc:
+        raise DeliveryRejected(exc.reason, exc.rule) from exc
+
+
+def read_header(path: Path, limits: DecompressionLimits = NO_LIMITS) -> list[str]:
+    """The delivered column names, or DeliveryRejected with a reason a person can act on.
+
+    Any agreed format (CSV in UTF-8 or Windows-1252, gzip-compressed CSV, Parquet) is
+    read by `pipelines.intake.delivery_formats`.
+    """
+    return list(_open_delivery(path, limits).header)
+
+
+BROKEN_FLUSH_ROWS = 20_000  # broken rows held before they are written to quarantine
+BROKEN_FLUSH_BYTES = 8 << 20  # ... or this much of their text, whichever comes first
+# A file most of whose rows do not have the header's fields is not in the agreed layout
+# (a wrong delimiter, unquoted commas, another export): rejected once this many rows are
+# broken and they are most of what was read. Arrow takes ~12 microseconds per broken row,
+# so quarantining a few hundred million of them would take hours.
+BROKEN_REJECT_ROWS = 100_000
+BROKEN_REJECT_SHARE = 0.5
+
+
+class _SourceRowNumbers:
+    """Numbers each parsed row by its position among all data rows, including broken ones.
+
+    The CSV reader skips rows with the wrong number of fields and reports each one (by
+    record number) to `on_invalid_row`; rows read after it must not take its number. A
+    broken row is handed to `sink` (quarantine) in bounded batches as it is found. Of the
+    numbers, only runs of consecutive broken rows not yet passed are kept (a file that is
+    all broken rows is one run), so memory stays flat however many rows are broken: the
+    reader runs one block ahead of the rows numbered (use_threads=False).
+    """
+
+    def __init__(self, sink: Callable[[list[int], list[int], list[str]], None] | None = None):
+        self.next_row = 1
+        self.broken_count = 0
+        self.broken_sample: list[int] = []  # the first few, for the breach
+        self.sink = sink
+        self.error: BaseException | None = None  # raised by the sink inside the reader
+        self._starts = array("q")  # runs of broken row numbers not yet passed, ascending
+        self._lengths = array("q")
+        self._passed = 0  # how many runs are behind `next_row`
+        self._held: tuple[list[int], list[int], list[str]] = ([], [], [])
+        self._held_bytes = 0
+
+    def on_invalid_row(self, row: pacsv.InvalidRow) -> str:
+        number = row.number - 1  # the reader counts the header as record 1
+        if self.broken_count >= BROKEN_REJECT_ROWS and (
+            self.broken_count > BROKEN_REJECT_SHARE * number
+        ):
+            self.error = DeliveryRejected(
+                f"Most rows do not have the header's {row.expected_columns} fields "
+                f"({self.broken_count:,} of the first {number - 1:,} rows): the file is not in "
+                "the agreed layout (a wrong delimiter, unquoted commas, or another export). "
+                "It was not read further and nothing from it was published; its bytes are "
+                "kept.",
+                "file.row_shape",
+            )
+            return "error"  # stops the reader
+        if self._starts and self._starts[-1] + self._lengths[-1] == number:
+            self._lengths[-1] += 1
+        else:
+            self._starts.append(number)
+            self._lengths.append(1)
+        self.broken_count += 1
+        if len(self.broken_sample) < SAMPLE_ROWS:
+            self.broken_sample.append(number)
+        if self.sink is not None and self.error is None:
+            numbers, fields, texts = self._held
+            numbers.append(number)
+            fields.append(row.actual_columns)
+            texts.append(row.text)
+            self._held_bytes += len(row.text)
+            if len(numbers) >= BROKEN_FLUSH_ROWS or self._held_bytes >= BROKEN_FLUSH_BYTES:
+                # Arrow ignores an exception raised here (the row would then fail the whole
+                # file as malformed): keep it for the reading loop to raise.
+                try:
+                    self.flush()
+                except Exception as exc:  # re-raised by check()
+                    self.error = exc
+        return "skip"
+
+    def flush(self) -> None:
+        """Hand the broken rows held so far to the sink."""
+        numbers, fields, texts = self._held
+        if numbers and self.sink is not None:
+            self._held = ([], [], [])
+            self._held_bytes = 0
+            self.sink(numbers, fields, texts)
+
+    def check(self) -> None:
+        """Raise what the sink raised while the reader was calling back."""
+        if self.error is not None:
+            raise self.error
+
+    def take(self, count: int) -> np.ndarray:
+        """The numbers of the next `count` parsed rows, skipping broken rows' numbers."""
+        start = self.next_row
+        end = start + count  # pushed further by each run of broken rows inside the range
+        first = self._passed
+        while self._passed < len(self._starts) and self._starts[self._passed] < end:
+            end += self._lengths[self._passed]
+            self._passed += 1
+        numbers = np.arange(start, end, dtype=np.int64)
+        if self._passed > first:
+            keep = np.ones(end - start, dtype=bool)
+            for run in range(first, self._passed):
+                begin = self._starts[run] - start
+                keep[begin : begin + self._lengths[run]] = False
+            numbers = numbers[keep]
+        if self._passed > 4096 and self._passed * 2 > len(self._starts):
+            del self._starts[: self._passed]  # forget the runs already passed
+            del self._lengths[: self._passed]
+            self._passed = 0
+        self.next_row = end
+        return numbers
+
+
+def _batches(
+    delivery: DeliveryFile, header: list[str], numbers: _SourceRowNumbers
+) -> Iterator[pl.DataFrame]:
+    # All-text batches of any agreed format; only an empty cell is blank ("NA" is a value).
+    # Arrow's CSV reader reads up to 32 blocks ahead, so memory follows the block size, not
+    # the batch size: read small blocks and join them into ~BATCH_BYTES validation batches.
+    batches = text_batches(
+        delivery,
+        on_invalid_row=numbers.on_invalid_row,
+        block_size=READ_BLOCK_BYTES,
+        names=header,
+    )
+    try:
+        pending: list[pl.DataFrame] = []
+        for frame in batches:
+            numbers.check()
+            pending.append(frame)
+            if len(pending) == BATCH_BYTES // READ_BLOCK_BYTES:
+                yield _numbered(pl.concat(pending, rechunk=False), numbers)
+                pending = []
+        numbers.check()
+        if pending:
+            yield _numbered(pl.concat(pending, rechunk=False), numbers)
+    except UnreadableFile as exc:
+        raise DeliveryRejected(exc.reason, exc.rule) from exc
+
+
+def _numbered(frame: pl.DataFrame, numbers: _SourceRowNumbers) -> pl.DataFrame:
+    # Numbered when joined, after the reader has reported the broken rows of these blocks.
+    return frame.with_columns(pl.Series("_source_row", numbers.take(frame.height)))
+
+
+def validate_delivery(
+    contract: Contract,
+    landed: Path,
+    period: str,
+    delivery_id: str,
+    lake: Lake,
+    pseudonym_key: bytes | None = None,
+    source_path: str | None = None,
+    standing: str | None = None,
+) -> ValidationOutcome:
+    """Split a landed delivery into staged curated rows and quarantined rows, with breaches.
+
+    Identifiers the agreement pseudonymises are tokenised before anything leaves the
+    landing area, in curated and quarantined rows alike. A delivery from which too few rows
+    can be published gets a critical `delivery.nothing_usable` breach (it is held back);
+    `source_path`, the file's name in the drop zone, helps say what most likely happened,
+    and `standing` (`standing_delivery`'s file) what the month, or for a month in parts
+    the part, is published from instead.
+    """
+    if contract.pseudonymised and pseudonym_key is None:
+        raise ValueError(f"{contract.name} pseudonymises fields: a key is required")
+    # Earlier published names the agreement still accepts are read as today's name.
+    aliases = {old: c.source_name for c in contract.columns for old in c.previous_names}
+    delivery = _open_delivery(landed, DecompressionLimits.agreed(contract.file_format))
+    delivered = list(delivery.header)
+    header = [aliases[h] if aliases.get(h, h) not in delivered else h for h in delivered]
+    values = value_columns(contract, header)
+    agreed = set(contract.source_names) | set(values)
+    missing = [name for name in contract.source_names if name not in header]
+    if missing:
+        raise DeliveryRejected(_missing_reason(missing, header, agreed), "file.columns")
+    extra = [name for name in header if name not in agreed]
+
+    if contract.layout and not values:
+        layout = contract.layout
+        raise DeliveryRejected(
+            f"The file has no value columns: the agreement asks for one per "
+            f"{layout.period_name}, headed like {_period_header(layout.period_format)} "
+            f"(matching {layout.value_column_pattern}).",
+            "file.columns",
+        )
+    duplicates = _duplicate_keys(contract, delivery, header) if contract.unique_keys else {}
+    schema, rules = compile_row_checks(contract, period, duplicates)
+    if values:
+        schema, rules = value_rule(contract, schema, rules, values)
+    by_id = {r.id: r for r in rules}
+    tallies = {r.id: _RuleTally(r) for r in rules}
+    checks = row_checks(schema, rules)
+    missing_counts = {rule.name: 0 for rule in contract.completeness_rules}
+    categorical = [c.source_name for c in contract.columns if c.value_rules]
+    value_counts: dict[str, dict[str, int]] = {}
+    outcome = ValidationOutcome()
+    lineage = [pl.lit(delivery_id).alias("_delivery_id"), pl.lit(period).alias("_period")]
+    source_cols = list(contract.source_names) + values
+    secret = [contract.column(n).source_name for n in contract.pseudonymised]
+    # Typed in the checks' query (each column parsed once), but for the pseudonymised
+    # columns: those are typed from their tokens, never from the identifier itself.
+    typed_now = [_typed(c) for c in contract.columns if c.source_name not in secret]
+    typed_later = [_typed(c) for c in contract.columns if c.source_name in secret]
+
+    staging_path = lake.staging_path(contract.name, period, delivery_id)
+    quarantine_path = lake.quarantine_path(contract.name, period, delivery_id)
+    with ExitStack() as stack:
+        staging_tmp = stack.enter_context(lake.writing(staging_path))
+        quarantine_tmp = stack.enter_context(lake.writing(quarantine_path))
+        curated_writer = stack.enter_context(
+            pq.ParquetWriter(staging_tmp, curated_schema(contract), compression="zstd")
+        )
+        quarantine_writer = stack.enter_context(
+            pq.ParquetWriter(quarantine_tmp, QUARANTINE_SCHEMA, compression="zstd")
+        )
+        # Both files are written in one background thread while the next batch is checked
+        # (and the broken rows the reader finds go through it too, in order).
+        background = stack.enter_context(BackgroundWriter())
+
+        def quarantine_broken(rows: list[int], fields: list[int], texts: list[str]) -> None:
+            # A row that could not be split into fields is kept as its raw line (withheld
+            # where the agreement pseudonymises a field: any part of it could be one).
+            withheld = "(withheld: it may hold pseudonymised identifiers)"
+            broken = pl.DataFrame(
+                {"_source_row": rows, "fields": fields, "raw_line": texts},
+                schema={"_source_row": pl.Int64, "fields": pl.Int64, "raw_line": pl.String},
+            ).select(
+                pl.lit(contract.name).alias("contract"),
+                pl.lit(delivery_id).alias("_delivery_id"),
+                "_source_row",
+                pl.lit(period).alias("_period"),
+                pl.concat_list(pl.lit("file.row_shape")).alias("rules"),
+                pl.concat_list(
+                    pl.format(
+                        "file.row_shape: the row has {} fields, the header has {}",
+                        "fields",
+                        pl.lit(len(header)),
+                    )
+                ).alias("reasons"),
+                pl.struct(pl.lit(withheld).alias("raw_line") if secret else "raw_line")
+                .struct.json_encode()
+                .alias("record"),
+            )
+            background.write(quarantine_writer, broken.to_arrow().cast(QUARANTINE_SCHEMA))
+
+        numbers = _SourceRowNumbers(sink=quarantine_broken)
+        try:
+            for frame in read_ahead(_batches(delivery, header, numbers)):
+                outcome.rows_delivered += frame.height
+                for rule in contract.completeness_rules:
+                    src = contract.column(rule.column).source_name
+                    blanks = [v for v in rule.missing_values if v is not None]
+                    missing_counts[rule.name] += frame.select(
+                        (pl.col(src).is_null() | pl.col(src).is_in(blanks)).sum()
+                    ).item()
+                for src in categorical:
+                    counts = value_counts.setdefault(src, {})
+                    for value, n in frame[src].drop_nulls().value_counts().iter_rows():
+                        counts[value] = counts.get(value, 0) + n
+
+                # Which rows break which rules, and every row typed, in one query.
+                verdict, typed_rows = judged(frame, checks, typed_now)
+                if verdict.width:
+                    failing_counts = verdict.select((~pl.all()).sum()).row(0, named=True)
+                    for rule_id, count in failing_counts.items():
+                        if count:
+                            idx = (~verdict[rule_id]).arg_true()
+                            tallies[rule_id].add(frame["_source_row"].gather(idx).to_list())
+                            tallies[rule_id].note(contract, frame, idx)
+                is_quarantined = quarantined_rows(verdict, checks, frame.height)
+                kept = ~is_quarantined
+                failing = frame.filter(is_quarantined)
+                if failing.height:
+                    failing = failing.with_columns(
+                        verdict.filter(is_quarantined)
+                        .select(broken_rules(verdict).alias("rule"))
+                        .to_series()
+                    )
+                rest = frame.select(*secret, "_source_row", *values).filter(kept)
+                if secret:
+                    rest = pseudonymise(rest, secret, pseudonym_key)
+                    failing = pseudonymise(failing, secret, pseudonym_key)
+                curated = rest.select(*typed_later, *lineage, "_source_row", *values)
+                if typed_rows.width:  # none when every agreed column is pseudonymised
+                    curated = pl.concat([typed_rows.filter(kept), curated], how="horizontal")
+                if contract.layout:
+                    curated = curated_long(contract, curated, values)
+                curated = curated.select(curated_writer.schema.names)
+                if curated.height:
+                    table = curated.to_arrow().cast(curated_writer.schema)
+                    background.write(curated_writer, table)
+                    if outcome.preview is None:
+                        outcome.preview = curated.head(10)
+                outcome.rows_curated += rest.height  # source rows (a wide row makes many)
+
+                if failing.height:
+                    reasons = {rid: f"{rid}: {by_id[rid].reason}" for rid in by_id}
+                    quarantined = failing.select(
+                        pl.lit(contract.name).alias("contract"),
+                        pl.lit(delivery_id).alias("_delivery_id"),
+                        "_source_row",
+                        pl.lit(period).alias("_period"),
+                        pl.col("rule").alias("rules"),
+                        pl.col("rule")
+                        .list.eval(pl.element().replace_strict(reasons))
+                        .alias("reasons"),
+                        pl.struct(source_cols).struct.json_encode().alias("record"),
+                    )
+                    table = quarantined.to_arrow().cast(QUARANTINE_SCHEMA)
+                    background.write(quarantine_writer, table)
+                    outcome.rows_quarantined += failing.height
+        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+            if isinstance(numbers.error, DeliveryRejected):
+                raise numbers.error from exc
+            raise DeliveryRejected(
+                f"The file could not be read as CSV after row {numbers.next_row - 1}: "
+                f"{error_words(exc)}. "
+                "Nothing from this file was published.",
+                "file.format",
+            ) from exc
+
+        numbers.flush()
+        outcome.rows_delivered += numbers.broken_count
+        outcome.rows_quarantined += numbers.broken_count
+
+    if outcome.rows_delivered == 0:
+        lake.delete(lake.staging_path(contract.name, period, delivery_id))
+        lake.delete(lake.quarantine_path(contract.name, period, delivery_id))
+        raise DeliveryRejected("The file has a header but no data rows.", "file.empty")
+
+    outcome.breaches = _breaches(
+        contract, period, delivery_id, outcome, tallies, missing_counts, numbers, extra, header
+    )
+    outcome.profile = profile_from_counts(
+        contract, outcome.rows_delivered, missing_counts, value_counts
+    )
+    # The file's format and its manifest, if the force sent one (a mismatch is critical).
+    delivered_rows = outcome.rows_delivered
+    outcome.breaches += format_breaches(contract, period, delivery_id, delivery, delivered_rows)
+    outcome.breaches += manifest_breaches(contract, period, delivery_id, lake, delivered_rows)
+    # What the delivery means for its month: the periods a release carries, and whether
+    # anything in it can be published at all.
+    month_breaches = [
+        periods_carried_breach(contract, period, delivery_id, values, delivered_rows),
+        nothing_usable_breach(
+            contract,
+            period,
+            delivery_id,
+            delivered_rows,
+            outcome.rows_curated,
+            list(tallies.values()),
+            numbers.broken_count,
+            named_period(contract, source_path),
+            standing,
+        ),
+    ]
+    outcome.breaches += [b for b in month_breaches if b is not None]
+    return outcome
+
+
+def _duplicate_keys(
+    contract: Contract, delivery: DeliveryFile, header: list[str]
+) -> dict[tuple[str, ...], list[str]]:
+    """A first pass over the file: key values occurring more than once, per unique key.
+
+    Only the key text is kept, so memory grows with the number of distinct keys, not with
+    the width of the file.
+    """
+    counts: dict[tuple[str, ...], pl.DataFrame] = {}
+    try:
+        for frame in _batches(delivery, header, _SourceRowNumbers()):
+            for key in contract.unique_keys:
+                batch = (
+                    frame.select(key_expr(contract, key).alias("k"))
+                    .drop_nulls()
+                    .group_by("k")
+                    .len()
+                )
+                seen = counts.get(key)
+                counts[key] = (
+                    batch
+                    if seen is None
+                    else pl.concat([seen, batch]).group_by("k").agg(pl.col("len").sum())
+                )
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        return {}  # the main pass reports the file as unreadable
+    return {key: frame.filter(pl.col("len") > 1)["k"].to_list() for key, frame in counts.items()}
+
+
+def _share(count: int, total: int) -> str:
+    share = count / total
+    percent = "under 0.1%" if 0 < share < 0.001 else f"{share:.1%}"
+    return f"{count:,} of {total:,} rows ({percent})"
+
+
+def _values_found(contract: Contract, tally: _RuleTally) -> str:
+    """What the failing rows of a one-column rule held: for a column the agreement does not
+    classify, its commonest failing values with their counts; for a classified column, only
+    that its values are not shown, and why."""
+    rule = tally.rule
+    columns = {c.name: c for c in contract.columns}
+    if rule.column not in columns or rule.id.endswith((".required", ".unique")):
+        return ""
+    if rule.column in contract.classified:
+        kind = (
+            "pseudonymised"
+            if rule.column in contract.pseudonymised
+            else columns[rule.column].classification
+        )
+        return f" (its values are not shown: the agreement classifies {rule.source_name} as {kind})"
+    if not tally.values:
+        return ""
+    ordered = sorted(tally.values.items(), key=lambda kv: (-kv[1], kv[0]))
+    shown = ", ".join(f"{quoted(v)} ({_rows(n)})" for v, n in ordered)
+    other = tally.count - sum(tally.values.values())
+    return f"; it holds {shown}" + (f", and other values ({_rows(other)})" if other > 0 else "")
+
+
+def _rows(count: int) -> str:
+    return f"{count:,} row" + ("" if count == 1 else "s")
+
+
+def _closest(name: str, candidates: list[str]) -> str | None:
+    """The delivered column most likely meant as agreed column `name`, if one is close: the
+    same but for case or spaces, one name inside the other ("Type", "Search type"), or
+    spelt nearly alike."""
+
+    def folded(text: str) -> str:
+        return " ".join(text.lower().replace("_", " ").replace("-", " ").split())
+
+    by_fold = {folded(c): c for c in candidates if c.strip()}
+    want = folded(name)
+    if want in by_fold:
+        return by_fold[want]
+    words = set(want.split())
+    inside = [c for f, c in by_fold.items() if words <= set(f.split()) or set(f.split()) <= words]
+    if inside:
+        return min(inside, key=len)
+    near = difflib.get_close_matches(want, list(by_fold), n=1, cutoff=0.75)
+    return by_fold[near[0]] if near else None
+
+
+def _missing_reason(missing: list[str], header: list[str], agreed: set[str]) -> str:
+    """Which agreed columns the file lacks, and what its header has instead."""
+    unagreed = [h for h in header if h not in agreed and h.strip()]
+    named = []
+    for name in missing:
+        match = _closest(name, unagreed)
+        named.append(
+            quoted(name) + (f" (the header has {quoted(match)}: renamed?)" if match else "")
+        )
+    if unagreed:
+        instead = (
+            f"Instead, the header has {len(unagreed)} column(s) the agreement does not name: "
+            f"{quoted_names(unagreed)}."
+        )
+    else:
+        instead = "The header has no other columns in their place."
+    separators = [w for sep, w in OTHER_SEPARATORS.items() if any(sep in h for h in header)]
+    if separators:
+        instead += (
+            f" Its names hold {separators[0]}: the file may be separated by them, not by "
+            "commas as agreed."
+        )
+    return (
+        f"The file lacks {len(missing)} agreed column(s): {', '.join(named)}. {instead} "
+        "A renamed column counts as missing; nothing from this file was published."
+    )
+
+
+def _period_header(period_format: str) -> str:
+    """An example header of a wide layout's value column (January 2024, in its format)."""
+    return datetime(2024, 1, 1).strftime(period_format)
+
+
+def _named(extra: list[str], header: list[str]) -> str:
+    """Unagreed columns by name, and a blank one by its position (a name "" says nothing)."""
+    named = [repr(h) for h in extra if h.strip()]
+    blank = [i for i, h in enumerate(header, 1) if not h.strip()]
+    if blank:
+        named.append(f"{column_positions(blank)}, with no name")
+    return ", ".join(named)
+
+
+def _breaches(
+    contract: Contract,
+    period: str,
+    delivery_id: str,
+    outcome: ValidationOutcome,
+    tallies: dict[str, _RuleTally],
+    missing_counts: dict[str, int],
+    numbers: _SourceRowNumbers,
+    extra: list[str],
+    header: list[str],
+) -> list[Breach]:
+    total = outcome.rows_delivered
+    common = dict(
+        contract=contract.name,
+        contract_version=contract.version,
+        period=period,
+        delivery_id=delivery_id,
+        rows_checked=total,
+    )
+    found: list[Breach] = []
+    if numbers.broken_count:
+        found.append(
+            Breach(
+                **common,
+                rule="file.row_shape",
+                clause=f"{contract.path.name}: schema[{contract.name}] (agreed layout)",
+                severity="major",
+                action="rows quarantined",
+                failing_rows=numbers.broken_count,
+                sample_rows=numbers.broken_sample,
+                detail=f"{_share(numbers.broken_count, total)} do not have the "
+                f"{len(header)} fields of the header (a missing or extra comma, or a broken "
+                "quote); these rows were quarantined.",
+            )
+        )
+    for tally in tallies.values():
+        if not tally.count:
+            continue
+        rule = tally.rule
+        kept = rule.on_failure == "keep"
+        found.append(
+            Breach(
+                **common,
+                rule=rule.id,
+                clause=rule.clause,
+                severity=rule.severity,
+                action="rows kept" if kept else "rows quarantined",
+                failing_rows=tally.count,
+                sample_rows=tally.sample,
+                detail=f"{_share(tally.count, total)}: {rule.reason}"
+                f"{_values_found(contract, tally)}. "
+                + (
+                    "The agreement keeps these rows; please correct them at source."
+                    if kept
+                    else "These rows were quarantined and not published."
+                ),
+            )
+        )
+    for rule in contract.completeness_rules:
+        count = missing_counts[rule.name]
+        share = 100 * count / total
+        if share <= rule.max_percent:
+            continue
+        col = contract.column(rule.column)
+        found.append(
+            Breach(
+                **common,
+                rule=rule.name,
+                clause=f"{contract.path.name}: schema[{contract.name}]"
+                f".properties[{col.name}].quality[{rule.name}]",
+                severity=rule.severity,
+                action="delivery published",
+                failing_rows=count,
+                detail=f"{_share(count, total)} have no {col.source_name}; "
+                f"the agreement allows at most {rule.max_percent:g}%.",
+            )
+        )
+    if extra:
+        found.append(
+            Breach(
+                **common,
+                rule="file.unagreed_columns",
+                clause=f"{contract.path.name}: schema[{contract.name}].properties",
+                severity="major",
+                action="columns withheld",
+                failing_rows=total,
+                detail=f"The file includes {len(extra)} column(s) the agreement does not list "
+                f"({_named(extra, header)}). Over-sharing: these columns were not published.",
+            )
+        )
+    return found
+
+
+@dataclass
+class DeliveryVerdict:
+    """What validation decided about one delivery."""
+
+    delivery_id: str
+    source_path: str | None
+    status: str  # "validated", "held" or "rejected"
+    outcome: ValidationOutcome
+    reason: str | None = None
+    data_docs: str | None = None  # a link to the delivery's Data Docs page
+
+
+def validate_pending(
+    contract: Contract,
+    period: str,
+    lake: Lake,
+    register: Register,
+    run_id: str | None = None,
+    pseudonym_key: bytes | None = None,
+) -> list[DeliveryVerdict]:
+    """Validate every received, not yet validated delivery for one period, oldest first.
+
+    Each one is recorded as validated (with its breaches) or rejected (with the reason,
+    as a critical breach); nothing raises for what the force sent.
+    """
+    pending = sorted(
+        (
+            d
+            for d in register.deliveries(contract.name).values()
+            if d["period"] == period and d["event"] == "received"
+        ),
+        key=lambda d: d["event_at"],
+    )
+    verdicts = []
+    for delivery in pending:
+        delivery_id = delivery["delivery_id"]
+        stands = standing_delivery(contract, register, period, delivery)
+        standing = part_name(stands) if stands else None
+        try:
+            # A local file: validation reads it twice (keys first), and S3 is far away.
+            with lake.local_copy(delivery["landing_path"]) as landed:
+                outcome = validate_delivery(
+                    contract,
+                    landed,
+                    period,
+                    delivery_id,
+                    lake,
+                    pseudonym_key,
+                    delivery.get("source_path"),
+                    standing,
+                )
+            mask_quarantine(contract, lake, period, delivery_id)
+            # Dataset-level expectations (great-expectations) over the delivery's profile.
+            dataset_breaches, docs = check_dataset(
+                contract,
+                period,
+                delivery_id,
+                outcome.profile,
+                _published_history(register, contract.name, period),
+                lake,
+                *_history_mix(lake, register, contract.name, period),
+                month_rows=_month_rows(contract, register, period, delivery, outcome),
+            )
+            outcome.breaches += dataset_breaches
+            named = file_name_breach(
+                contract, period, delivery_id, delivery.get("source_path"), outcome.rows_delivered
+            )
+            outcome.breaches += [named] if named else []
+            _keep_mix(lake, contract.name, period, delivery_id, outcome.profile)
+            status, reason = "validated", None
+            critical = sorted({b.rule for b in outcome.breaches if b.severity == "critical"})
+            if critical:
+                # Held, not published: the month already published stays in place.
+                status = "held"
+                reason = _held_reason(contract, period, critical, stands)
+                outcome.breaches = _held(outcome.breaches)
+            else:
+                # Published next, in place of the month's other readable deliveries.
+                replaced = replacement_breach(
+                    contract,
+                    period,
+                    delivery,
+                    outcome.rows_delivered,
+                    _readable_others(register, contract.name, period, delivery_id),
+                )
+                outcome.breaches += [replaced] if replaced else []
+        except DeliveryRejected as rejected:
+            outcome = ValidationOutcome()
+            status, reason = "rejected", rejected.reason
+            outcome.breaches = [
+                Breach(
+                    contract=contract.name,
+                    contract_version=contract.version,
+                    period=period,
+                    delivery_id=delivery_id,
+                    rule=rejected.rule,
+                    clause=f"{contract.path.name}: fileFormat and schema[{contract.name}]",
+                    severity="critical",
+                    action="delivery rejected",
+                    failing_rows=0,
+                    rows_checked=0,
+                    detail=f"{delivery.get('source_path') or 'The delivered file'}: "
+                    f"{rejected.reason} The file is kept in the landing area.",
+                )
+            ]
+        register.write_breaches(contract.name, period, delivery_id, outcome.breaches)
+        register.record(
+            DeliveryEvent(
+                contract=contract.name,
+                period=period,
+                delivery_id=delivery_id,
+                event=status,
+                rows_delivered=outcome.rows_delivered,
+                rows_curated=outcome.rows_curated,
+                rows_quarantined=outcome.rows_quarantined,
+                reason=reason,
+                run_id=run_id,
+            )
+        )
+        verdicts.append(
+            DeliveryVerdict(
+                delivery_id,
+                delivery.get("source_path"),
+                status,
+                outcome,
+                reason,
+                docs if status != "rejected" else None,
+            )
+        )
+    return verdicts
+
+
+def _held(breaches: list[Breach]) -> list[Breach]:
+    """The breaches of a held delivery, each saying what really happened to it: the
+    critical ones held it back, and nothing from it was published whatever the others
+    would have done (quarantine some rows, publish the rest)."""
+    for breach in breaches:
+        breach.action = HELD if breach.severity == "critical" else HELD_TOO
+    return breaches
+
+
+def _month_rows(
+    contract: Contract,
+    register: Register,
+    period: str,
+    delivery: dict,
+    outcome: ValidationOutcome,
+) -> int | None:
+    """For a month in parts: the rows of this part and of the other parts standing with it
+    (the volume check judges the month as a whole); None for a month sent as one file."""
+    if contract.schedule.files_per_period != "parts":
+        return None
+    others = _readable_others(register, contract.name, period, delivery["delivery_id"])
+    mine = part_name(delivery)
+    return outcome.rows_delivered + sum(
+        d.get("rows_delivered") or 0 for d in others if part_name(d) != mine
+    )
+
+
+def _held_reason(contract: Contract, period: str, critical: list[str], stands: dict | None) -> str:
+    """Why a delivery was held, and what the month (or its part) is left with."""
+    held = f"Held back by critical breach(es) of {', '.join(critical)}; "
+    what = "part" if contract.schedule.files_per_period == "parts" else "month"
+    if stands is None:
+        return held + (
+            f"nothing is published for this part of {period}."
+            if what == "part"
+            else "nothing is published for the month."
+        )
+    if stands["event"] == "validated":  # validated before it, in this run: published next
+        return held + f"{period} is published from {part_name(stands)} instead."
+    return held + f"the previously published {what} stays in place."
+
+
+def standing_delivery(
+    contract: Contract, register: Register, period: str, delivery: dict
+) -> dict | None:
+    """The delivery the month is published from while `delivery` is checked: the newest
+    one validated and awaiting publication (published next, whatever this delivery's
+    verdict), else the one published; None when nothing is published or about to be. For a
+    month in parts, the same of the delivery's own part (its file name): the other parts
+    may still arrive in the same run, so nothing is said about them."""
+    others = _readable_others(register, contract.name, period, delivery["delivery_id"])
+    if contract.schedule.files_per_period == "parts":
+        others = [d for d in others if part_name(d) == part_name(delivery)]
+    waiting = [d for d in others if d["event"] == "validated"]
+    return (waiting or others or [None])[-1]
+
+
+def _readable_others(register: Register, contract: str, period: str, delivery_id: str):
+    """The month's other deliveries that are published or awaiting publication."""
+    return sorted(
+        (
+            d
+            for d in register.deliveries(contract).values()
+            if d["period"] == period
+            and d["delivery_id"] != delivery_id
+            and d["event"] in ("validated", "published")
+        ),
+        key=lambda d: d["event_at"],
+    )
+
+
+def _published_history(register: Register, contract: str, period: str) -> list[dict]:
+    return [
+        d
+        for d in register.deliveries(contract).values()
+        if d["event"] == "published" and d["period"] < period
+    ]
+
+
+def _mix_path(contract: str, period: str, delivery_id: str) -> str:
+    return f"governance/profiles/contract={contract}/{period}-{delivery_id}.json"
+
+
+def _keep_mix(lake: Lake, contract: str, period: str, delivery_id: str, profile) -> None:
+    """Keep the delivery's category shares and how many values they are shares of (no row
+    data) for later months' drift checks."""
+    kept = {"mix": category_mix(profile), "values": non_blank_values(profile)}
+    lake.write_bytes(_mix_path(contract, period, delivery_id), json.dumps(kept).encode())
+
+
+def _history_mix(
+    lake: Lake, register: Register, contract: str, period: str
+) -> tuple[dict[str, dict[str, float]] | None, dict[str, float] | None]:
+    """Category shares averaged over the last 12 published months before this one, and the
+    average number of non-blank values per column they were taken over (None when no
+    month kept it: profiles written before it was kept hold only the shares)."""
+    past = sorted(_published_history(register, contract, period), key=lambda d: d["period"])
+    mixes, counted = [], []
+    for d in past[-12:]:
+        key = _mix_path(contract, d["period"], d["delivery_id"])
+        if lake.exists(key):
+            kept = json.loads(lake.read_text(key))
+            if "mix" in kept and isinstance(kept.get("values"), dict):
+                mixes.append(kept["mix"])
+                counted.append(kept["values"])
+            else:
+                mixes.append(kept)  # an older profile: column -> category -> share
+    if len(mixes) < 3:
+        return None, None  # too little history to say what is usual
+    pooled: dict[str, dict[str, float]] = {}
+    for mix in mixes:
+        for column, shares in mix.items():
+            for value, share in shares.items():
+                pooled.setdefault(column, {}).setdefault(value, 0.0)
+                pooled[column][value] += share / len(mixes)
+    if not counted:
+        return pooled, None
+    columns = {column for values in counted for column in values}
+    average = {c: sum(v.get(c, 0) for v in counted) / len(counted) for c in columns}
+    return pooled, average

@@ -1,0 +1,520 @@
+"""The warehouse: `warehouse.duckdb`, a catalog of views over the lake.
+
+It holds no data of its own, only views (with the contracts' descriptions as comments)
+over the lake's Parquet files, so it can always be rebuilt from the lake. It is built as
+a new file and renamed into place: an analyst with the old file open keeps reading it,
+and never blocks a run.
+
+Over a folder lake, any DuckDB client reads it as it is. Over an S3 lake the views read
+`s3://` paths: open it with `connect()` below (which lets DuckDB read S3 through pyarrow),
+or from a DuckDB client that has the httpfs extension and S3 credentials.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from pipelines.governance.audit_log import AUDIT_LOG_SQL, EXPORT_SCHEMA
+from pipelines.governance.breach_register import BREACH_EVENT_SCHEMA
+from pipelines.governance.views import (
+    BREACH_COLUMN_COMMENTS,
+    BREACH_COMMENTS,
+    DELIVERIES_SQL,
+    DELIVERY_COMMENTS,
+    GOVERNANCE_COLUMN_COMMENTS,
+    clause_table,
+    create_breach_views,
+    parts_table,
+)
+from pipelines.lake.object_store import let_duckdb_read_s3
+from pipelines.lake.register import BREACH_SCHEMA, DELIVERY_EVENT_SCHEMA
+from pipelines.lake.retention import ERASURE_SCHEMA
+from pipelines.lake.store import Lake
+from pipelines.warehouse.reference import create_reference
+from schemas.contract import Contract
+
+SCHEMAS = ("curated", "oversight", "governance")
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def connect(path: Path | str) -> duckdb.DuckDBPyConnection:
+    """Open `warehouse.duckdb` read-only, able to read the lake it catalogs, wherever it is."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        make_lake_readable(con)
+    except Exception:
+        con.close()
+        raise
+    return con
+
+
+def make_lake_readable(con: duckdb.DuckDBPyConnection, catalog: str | None = None) -> None:
+    """Let `con` read the lake behind the warehouse (attached as `catalog`, if attached)."""
+    table = f"{catalog}.governance.catalog" if catalog else "governance.catalog"
+    try:
+        # fetchall: DuckDB 2.0 blocks the connection while a result is left unfinished.
+        ((location,),) = con.execute(f"SELECT lake FROM {table}").fetchall()
+    except duckdb.CatalogException:
+        return  # a warehouse built before the catalog table: a folder lake
+    if location.startswith("s3://"):
+        let_duckdb_read_s3(con)
+
+
+def _source(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    lake: Lake,
+    pattern: str,
+    schema: pa.Schema,
+    distinct: bool = False,
+    union: bool = False,
+    extra: str = "",
+):
+    """A view over the files matching `pattern`, or an empty typed table if there are none.
+
+    `distinct`: each row once, for records that compaction can briefly show twice.
+    `union`: the files' columns may differ (curated months under different contract
+    versions), so DuckDB matches them by name; that means reading every file's footer
+    whenever the view is bound, which is slow over S3. Governance records all have the
+    schema this code gives them, so their views read the first footer only; a change to
+    one of those schemas must rewrite the old files.
+    `extra`: more columns, as SQL (`expr AS name, ...`), after the files' own.
+    """
+    more = f", {extra}" if extra else ""
+    if lake.glob(pattern):
+        glob = _quote(lake.url_of(pattern))
+        select = ("SELECT DISTINCT *" if distinct else "SELECT *") + more
+        by_name = "true" if union else "false"
+        # No hive partitioning: the lake's `contract=`/`period=` folders are not columns the
+        # contract lists, and must not appear as if they were.
+        con.execute(
+            f"CREATE VIEW {name} AS {select} FROM read_parquet({glob}, "
+            f"union_by_name={by_name}, hive_partitioning=false)"
+        )
+    else:
+        con.register("_empty", pa.Table.from_batches([], schema))
+        con.execute(f"CREATE TABLE {name} AS SELECT *{more} FROM _empty")
+        con.unregister("_empty")
+
+
+def _comment(con: duckdb.DuckDBPyConnection, target: str, text: str, column: str | None = None):
+    kind = "COLUMN" if column else ("VIEW" if _is_view(con, target) else "TABLE")
+    name = f"{target}.{column}" if column else target
+    con.execute(f"COMMENT ON {kind} {name} IS {_quote(text)}")
+
+
+def _is_view(con: duckdb.DuckDBPyConnection, target: str) -> bool:
+    schema, table = target.split(".")
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM duckdb_views() WHERE schema_name = ? AND view_name = ?",
+            [schema, table],
+        ).fetchone()[0]
+    )
+
+
+LINEAGE_COMMENTS = {
+    "_delivery_id": "SHA-256 of the delivered file this row came from.",
+    "_source_row": "Data row number of this row in the delivered file, from 1.",
+    "_period": "The month (YYYY-MM, text) the delivery is for; a quarter or a year is named "
+    "by its first month.",
+}
+# One type for months: a DATE, the month's first day, as the marts' `month` and the
+# contracts' own month columns are stored. Curated rows keep the text `_period` (YYYY-MM, the
+# lake's folder and the register's key), so queries written on it keep working; the views add
+# `_month`, the same month as a DATE. It is the warehouse's, not the Parquet files' (the
+# curated asset's column schema lists those, from LINEAGE_COMMENTS above).
+MONTH_COLUMN = "_month"
+MONTH_COMMENT = (
+    "The month the delivery is for, as a DATE (its first day): _period as the type the "
+    "oversight marts' month column has, to join or filter on."
+)
+MONTH_OF_PERIOD = f"CAST(strptime(_period, '%Y-%m') AS DATE) AS {MONTH_COLUMN}"
+
+
+def latest_view(target: str, source: str, key: tuple[str, ...], snapshot_column: str) -> str:
+    """The view of the latest snapshot of each record of `source`: per `key`, the row with
+    the latest `snapshot_column` (then of the latest delivery month, then the first row of
+    the file, so that the pick never depends on the order DuckDB reads the files in)."""
+    order = [f"{snapshot_column} DESC NULLS LAST", "_period DESC", "_delivery_id", "_source_row"]
+    if snapshot_column == "_period":
+        order.remove("_period DESC")
+    return f"""
+        CREATE VIEW {target} AS
+        SELECT * FROM {source}
+        QUALIFY row_number() OVER (PARTITION BY {", ".join(key)} ORDER BY {", ".join(order)}) = 1
+        """
+
+
+def latest_comment(contract: Contract) -> str:
+    """The `<contract>_latest` view's comment: what one row is."""
+    assert contract.snapshots
+    key = ", ".join(contract.snapshots.key)
+    return (
+        f"The latest snapshot of each record of curated.{contract.name}: one row per {key}, "
+        f"the one with the latest {contract.snapshots.snapshot_column}. Count records here; "
+        f"curated.{contract.name} has every snapshot delivered."
+    )
+
+
+def curated_comment(contract: Contract) -> str:
+    """The curated view's comment. A catalog whose view has another comment is rebuilt (see
+    `catalog_shows`), so a change of how the view picks its rows changes the comment too."""
+    text = f"{contract.title} Contract {contract.name} v{contract.version}."
+    if contract.layout:
+        name = contract.layout.period_name
+        text += (
+            f" Each {name} from the release reaching the latest {name} (then the later "
+            f"release period); every release is in {contract.name}_releases."
+        )
+    if contract.snapshots:
+        key = ", ".join(contract.snapshots.key)
+        text += (
+            f" Every snapshot delivered of each record ({key}): count records in "
+            f"{contract.name}_latest, the latest snapshot of each."
+        )
+    return text
+
+
+# The catalog objects a delivery's publication can add files under.
+_PUBLISHED_INTO = ("governance.delivery_events", "governance.breach_records",
+                   "governance.quarantine_history")  # fmt: skip
+
+
+def catalog_shows(path: Path, lake: Lake, contract: Contract) -> bool:
+    """True when the catalog at `path` already shows whatever the lake holds for `contract`.
+
+    Its views read the lake's files by pattern, so a newly published month appears without
+    a rebuild. A rebuild is needed only for a stand-in empty table (there were no files
+    when it was built), a column or contract version the view does not have yet, or
+    another lake. Checking costs a few milliseconds; a rebuild grows with the lake.
+    """
+    if not path.exists():
+        return False
+    from pipelines.validation.row_validation import (
+        curated_schema,  # pandera and polars: not at start-up
+    )
+
+    target = f"{contract.name}_releases" if contract.layout else contract.name
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            ((location,),) = con.execute("SELECT lake FROM governance.catalog").fetchall()
+            views = {
+                f"{schema}.{name}": comment
+                for schema, name, comment in con.execute(
+                    "SELECT schema_name, view_name, comment FROM duckdb_views() "
+                    "WHERE schema_name IN ('curated', 'governance')"
+                ).fetchall()
+            }
+            columns = {
+                name
+                for (name,) in con.execute(
+                    "SELECT column_name FROM duckdb_columns() "
+                    "WHERE schema_name = 'curated' AND table_name = ?",
+                    [target],
+                ).fetchall()
+            }
+    except duckdb.Error:
+        return False
+    return (
+        location == lake.url
+        and views.get(f"curated.{contract.name}") == curated_comment(contract)
+        and f"curated.{target}" in views
+        and all(name in views for name in _PUBLISHED_INTO)
+        # A catalog built before `_month` and the `_latest` views is rebuilt.
+        and {*curated_schema(contract).names, MONTH_COLUMN} <= columns
+        and (not contract.snapshots or f"curated.{contract.name}_latest" in views)
+    )
+
+
+def newest_release_view(target: str, releases: str, period_name: str) -> str:
+    """The view of a wide layout's figures: for each period, those of the newest release
+    that carries it.
+
+    Each release re-sends earlier periods, revised. Which release is newest is read from
+    the data: the one reaching the latest period, and of two reaching the same one, the one
+    delivered for the later period (`_period`). A file filed under a later period than the
+    figures it carries (an old release sent again) therefore never replaces the figures of
+    a release that reaches further, and neither does the order in which files arrived.
+    """
+    return f"""
+        CREATE VIEW {target} AS
+        WITH reach AS (
+            SELECT _period, max({period_name}) AS _reaches FROM {releases} GROUP BY _period
+        )
+        SELECT r.* FROM {releases} r JOIN reach USING (_period)
+        QUALIFY dense_rank() OVER (
+            PARTITION BY r.{period_name} ORDER BY reach._reaches DESC, r._period DESC) = 1
+        """
+
+
+def build_warehouse(lake: Lake, contracts: dict[str, Contract], path: Path) -> Path:
+    """Write a fresh catalog of the lake to `path`, atomically."""
+    # The curated schemas bring in pandera and polars: imported here, so that reading the
+    # warehouse (`connect`, a run with nothing new) does not pay for them at start-up.
+    from pipelines.validation.row_validation import curated_schema
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        con = lake.readable_by(duckdb.connect(str(tmp)))
+        try:
+            con.execute("BEGIN")  # one commit for the whole catalog, not one per comment
+            for schema in SCHEMAS:
+                con.execute(f"CREATE SCHEMA {schema}")
+            con.execute(
+                "CREATE TABLE governance.catalog AS SELECT ? AS lake, now() AS built_at",
+                [lake.url],
+            )
+            _comment(
+                con,
+                "governance.catalog",
+                "Where this catalog's views read from (the lake), and when it was built.",
+            )
+            _comment(con, "governance.catalog", "The lake: a folder or s3://bucket/prefix.", "lake")
+            _comment(con, "governance.catalog", "When this catalog was built.", "built_at")
+            for contract in contracts.values():
+                target = f"curated.{contract.name}"
+                pattern = f"curated/contract={contract.name}/period=*/data.parquet"
+                schema = curated_schema(contract)
+                if contract.layout:
+                    releases = f"{target}_releases"
+                    _source(con, releases, lake, pattern, schema, union=True, extra=MONTH_OF_PERIOD)
+                    _comment(
+                        con,
+                        releases,
+                        f"Every release of {contract.name}, as delivered: one row per figure "
+                        f"of each release (a {contract.layout.period_name} appears once per "
+                        f"release carrying it); {contract.name} keeps the newest release's.",
+                    )
+                    con.execute(newest_release_view(target, releases, contract.layout.period_name))
+                else:
+                    _source(con, target, lake, pattern, schema, union=True, extra=MONTH_OF_PERIOD)
+                _comment(con, target, curated_comment(contract))
+                views = [target, f"{target}_releases"] if contract.layout else [target]
+                if contract.snapshots:
+                    latest = f"{target}_latest"
+                    snap = contract.snapshots
+                    con.execute(latest_view(latest, target, snap.key, snap.snapshot_column))
+                    _comment(con, latest, latest_comment(contract))
+                    views.append(latest)
+                for view in views:
+                    _comment_curated_columns(con, view, contract)
+            _oversight(con, lake)
+            # The mappings, targets and agreed values the marts' SQL files read, so that
+            # `duckdb warehouse.duckdb < pipelines/oversight/marts/<mart>.sql` runs as it is.
+            create_reference(con, contracts)
+            _governance(con, lake, contracts)
+            con.execute("COMMIT")
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        Path(f"{tmp}.wal").unlink(missing_ok=True)
+    return path
+
+
+def _comment_curated_columns(con: duckdb.DuckDBPyConnection, view: str, contract: Contract):
+    """Each column of a curated view: the contract's description, or the lineage's."""
+    for col in contract.columns:
+        _comment(con, view, col.description, col.name)
+    if contract.layout:
+        layout = contract.layout
+        _comment(con, view, layout.period_description, layout.period_name)
+        _comment(con, view, layout.value_description, layout.value_name)
+    for col, text in {**LINEAGE_COMMENTS, MONTH_COLUMN: MONTH_COMMENT}.items():
+        _comment(con, view, text, col)
+
+
+def _oversight(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
+    """A view per oversight mart (`oversight/<mart>.parquet`), with its column comments.
+
+    A mart's Parquet file carries its table and column descriptions as key-value metadata
+    (`comment` and `comment:<column>`), written beside the code that defines the measure.
+    A mart by text `period` (YYYY-MM) and no `month` also gets `month`, the same month as a
+    DATE, as every other mart and curated view (`_month`) has it.
+    """
+    for key in lake.glob("oversight/*.parquet"):
+        name = f"oversight.{Path(key).stem}"
+        schema = lake.parquet_file(key).schema_arrow
+        month = "period" in schema.names and "month" not in schema.names
+        extra = ", CAST(strptime(period, '%Y-%m') AS DATE) AS month" if month else ""
+        con.execute(
+            f"CREATE VIEW {name} AS SELECT *{extra} FROM read_parquet({_quote(lake.url_of(key))})"
+        )
+        if month:
+            _comment(
+                con,
+                name,
+                "The month of period, as a DATE (its first day), as the other marts' month.",
+                "month",
+            )
+        metadata = schema.metadata or {}
+        for key, value in metadata.items():
+            key, text = key.decode(), value.decode()
+            if key == "comment":
+                _comment(con, name, text)
+            elif key.startswith("comment:"):
+                _comment(con, name, text, key.removeprefix("comment:"))
+
+
+def _governance(con: duckdb.DuckDBPyConnection, lake: Lake, contracts: dict[str, Contract]) -> None:
+    from pipelines.validation.row_validation import QUARANTINE_SCHEMA
+
+    _source(
+        con,
+        "governance.delivery_events",
+        lake,
+        "governance/deliveries/contract=*/*.parquet",
+        DELIVERY_EVENT_SCHEMA,
+        distinct=True,
+    )
+    _comment(con, "governance.delivery_events", "Every event in every delivery's history.")
+    _comment(
+        con,
+        "governance.delivery_events",
+        "On a validated or held event: rows of the file that passed the checks, which "
+        "publishing would curate. What is in the curated table now is "
+        "governance.deliveries.rows_curated.",
+        "rows_curated",
+    )
+    con.execute(DELIVERIES_SQL)
+    for column, text in DELIVERY_COMMENTS.items():
+        _comment(con, "governance.deliveries", text, column)
+    _comment(
+        con,
+        "governance.deliveries",
+        "One row per delivery (its current status), plus one per duplicate sighting.",
+    )
+    _source(
+        con,
+        "governance.breach_records",
+        lake,
+        "governance/breaches/contract=*/period=*/*.parquet",
+        BREACH_SCHEMA,
+    )
+    _comment(con, "governance.breach_records", "The breach files as validation wrote them.")
+    con.register("_clauses", clause_table(contracts))
+    con.execute("CREATE TABLE governance.clauses AS SELECT * FROM _clauses")
+    con.unregister("_clauses")
+    con.register("_parts", parts_table(contracts))
+    con.execute("CREATE TABLE governance.month_parts AS SELECT * FROM _parts")
+    con.unregister("_parts")
+    _comment(
+        con,
+        "governance.month_parts",
+        "Contracts whose months come in parts (deliverySchedule.filesPerPeriod: parts): a "
+        "part is replaced only by a later file of the same name.",
+    )
+    _comment(
+        con,
+        "governance.clauses",
+        "How a rule finds the clause of the agreement page (datashare contracts show) it "
+        "breaks: the first row by rank whose pattern matches (exact, prefix or any).",
+    )
+    _source(
+        con,
+        "governance.breach_events",
+        lake,
+        "governance/breach_events/contract=*/*.parquet",
+        BREACH_EVENT_SCHEMA,
+    )
+    _comment(con, "governance.breach_events", "Each step of each breach's lifecycle.")
+    create_breach_views(con)
+    for name, text in BREACH_COMMENTS.items():
+        _comment(con, name, text)
+    for column, text in BREACH_COLUMN_COMMENTS.items():
+        _comment(con, "governance.breaches", text, column)
+    for name, pattern, schema, text in [
+        ("erasures", "governance/erasures/contract=*/*.parquet", ERASURE_SCHEMA,
+         "Each file erased at the end of its retention period, under which clause."),
+        ("exports", "governance/exports/contract=*/*.parquet", EXPORT_SCHEMA,
+         "Each export out of the pipeline (notices to the force), by whom and why."),
+    ]:  # fmt: skip
+        _source(con, f"governance.{name}", lake, pattern, schema)
+        _comment(con, f"governance.{name}", text)
+    con.execute(AUDIT_LOG_SQL)
+    _comment(
+        con,
+        "governance.audit_log",
+        "Every collection, publication, breach-status change, erasure and export: "
+        "when, by which run or person, and why.",
+    )
+    _source(
+        con,
+        "governance.quarantine_history",
+        lake,
+        # The analysts' copy: classified fields withheld (the clear copy is owner-only).
+        "quarantine_masked/contract=*/period=*/*.parquet",
+        QUARANTINE_SCHEMA,
+    )
+    _comment(
+        con,
+        "governance.quarantine_history",
+        "Every row ever held back, including those of deliveries since superseded; "
+        "classified fields read [withheld].",
+    )
+    # What an analyst means by "the quarantine": rows of the deliveries that stand now.
+    con.execute(
+        """
+        CREATE VIEW governance.quarantine AS
+        SELECT q.* FROM governance.quarantine_history q
+        WHERE q._delivery_id IN (
+            SELECT delivery_id FROM governance.deliveries
+            WHERE status IN ('validated', 'published', 'held'))
+        """
+    )
+    _comment(
+        con,
+        "governance.quarantine",
+        "Rows of the deliveries that stand now (published, held back, or awaiting "
+        "publication) kept out of the curated tables, with every rule each one broke. "
+        "quarantine_history also has the rows of deliveries since superseded.",
+    )
+    _mart_sources(con, lake)
+    for name, comments in GOVERNANCE_COLUMN_COMMENTS.items():
+        for (column,) in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'governance' "
+            "AND table_name = ?",
+            [name.removeprefix("governance.")],
+        ).fetchall():
+            if column in comments:
+                _comment(con, name, comments[column], column)
+
+
+def _mart_sources(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
+    """The provenance of the marts (`pipelines/lake/provenance.py`): every computation, and the
+    latest of each mart."""
+    from pipelines.lake import provenance as p
+
+    history = "governance.mart_sources_history"
+    _source(con, history, lake, p.MART_SOURCES_PATTERN, p.MART_SOURCES_SCHEMA)
+    _comment(con, history, p.MART_SOURCES_HISTORY_COMMENT)
+    con.execute(p.MART_SOURCES_VIEW_SQL)
+    _comment(con, "governance.mart_sources", p.MART_SOURCES_COMMENT)
+    for view in (history, "governance.mart_sources"):
+        for column, text in p.MART_SOURCES_COLUMN_COMMENTS.items():
+            _comment(con, view, text, column)
+
+
+def has_breach_views(warehouse: Path) -> bool:
+    """Whether the warehouse exists with the breach views the review page and the desk read
+    (one built by an older version lacks `governance.breach_history`)."""
+    if not warehouse.exists():
+        return False
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        (found,) = con.execute(
+            "SELECT count(*) FROM duckdb_views() WHERE schema_name = 'governance' "
+            "AND view_name = 'breach_history'"
+        ).fetchone()
+    return bool(found)
