@@ -36,6 +36,7 @@ from pipelines.oversight.lake_ddl import _literal, ddl_statements, lake_tables
 from pipelines.oversight.mart_runner import MARTS
 from pipelines.validation.row_validation import curated_schema  # noqa: F401 - imports pandera first
 from schemas.contract import load_contracts
+from tests.conftest import copy_home
 
 DATASHARE = Path(sys.executable).with_name("datashare")
 # `make test` installs pyspark here (Makefile target `spark`), beside the venv rather than
@@ -46,10 +47,23 @@ SPARK_SITE = Path(sys.prefix) / "spark"
 pytestmark = pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _spark_importable():
+    """pyspark importable for this module only. Left on the path, it changes what pandera
+    imports in every later test of the same pytest process (a run's validation step then
+    ended in SystemExit), so the path and pyspark's modules go when the module ends."""
+    added = str(SPARK_SITE) not in sys.path and SPARK_SITE.is_dir()
+    if added:
+        sys.path.append(str(SPARK_SITE))
+    yield
+    if added:
+        sys.path.remove(str(SPARK_SITE))
+        for name in [m for m in sys.modules if m.split(".")[0] in ("pyspark", "py4j")]:
+            del sys.modules[name]
+
+
 def _spark_or_skip():
     """pyspark's SparkSession, or a skip (a failure on CI) saying what is missing."""
-    if str(SPARK_SITE) not in sys.path and SPARK_SITE.is_dir():
-        sys.path.append(str(SPARK_SITE))
     reason = None
     if shutil.which("java") is None:
         reason = "no Java (make test installs Debian's openjdk-17-jre-headless as root)"
@@ -66,21 +80,10 @@ def _spark_or_skip():
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A demo home: six months of every contract (the survey is quarterly), 100 rows each."""
-    home = tmp_path_factory.mktemp("spark") / "home"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATASHARE_", "DAGSTER_"))}
-    env |= {
-        "DATASHARE_HOME": str(home),
-        "DAGSTER_HOME": str(home / "dagster"),
-        "DATASHARE_SETTLE_SECONDS": "0",
-    }
-    done = subprocess.run(
-        [str(DATASHARE), "demo", "--months", "6", "--rows", "100"],
-        env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    return home
+def home(shared_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the session's demo home: six months of every contract (the survey is
+    quarterly); this module adds a month to it."""
+    return copy_home(shared_demo, tmp_path_factory.mktemp("spark") / "home")
 
 
 @pytest.fixture(scope="module")
