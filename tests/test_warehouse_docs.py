@@ -9,7 +9,6 @@ its lake and home.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import shutil
@@ -18,7 +17,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from random import Random
-from types import ModuleType
 
 import duckdb
 import pyarrow as pa
@@ -317,23 +315,37 @@ def test_the_latest_view_keeps_each_records_newest_snapshot(rows: list, seed: Ra
     assert picks[0] == picks[1]
 
 
-def _previous_warehouse_module() -> ModuleType:
-    """pipelines/warehouse/catalog.py as the previous version had it, importable on its own."""
-    try:
-        source = subprocess.run(
-            ["git", "show", f"{PREVIOUS_VERSION}:pipelines/warehouse/catalog.py"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        pytest.skip("needs the git history (the previous version's warehouse.py)")
-    spec = importlib.util.spec_from_loader("previous_warehouse", loader=None)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    exec(compile(source, "previous_warehouse.py", "exec"), module.__dict__)
-    return module
+def _previous_build_warehouse(home: Path, scratch: Path) -> None:
+    """The previous version's `build_warehouse` over this home's lake, run from that version's
+    own code and contracts (`git archive`) in a process of its own."""
+    old = scratch / "previous-version"
+    if not old.exists():
+        try:
+            archive = subprocess.run(
+                ["git", "archive", PREVIOUS_VERSION, "pipelines", "schemas", "data_contracts"],
+                cwd=ROOT,
+                capture_output=True,
+                check=True,
+            ).stdout
+        except (OSError, subprocess.CalledProcessError):
+            pytest.skip("needs the git history (the previous version's code)")
+        old.mkdir(parents=True)
+        subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+    build = (
+        "import sys\nfrom pathlib import Path\n"
+        "from pipelines.lake import open_lake\n"
+        "from pipelines.warehouse import build_warehouse\n"
+        "from schemas.contract import load_contracts\n"
+        "build_warehouse(open_lake(sys.argv[1]), load_contracts(), Path(sys.argv[2]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", build, str(home / "lake"), str(home / "warehouse.duckdb")],
+        cwd=old,
+        env={**os.environ, "PYTHONPATH": str(old)},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def _views(path: Path) -> set[str]:
@@ -362,9 +374,8 @@ def test_a_previous_versions_warehouse_gets_the_new_views(demo: Path, tmp_path: 
     home = tmp_path / "home"
     shutil.copytree(demo, home)
     lake, contracts = open_lake(home / "lake"), load_contracts()
-    old = _previous_warehouse_module()
     warehouse = home / "warehouse.duckdb"
-    old.build_warehouse(lake, contracts, warehouse)
+    _previous_build_warehouse(home, tmp_path)
     assert "curated.complaints_latest" not in _views(warehouse)
     assert _undocumented(warehouse)  # the governance views' columns had no comments
     # Every contract's next publication sees the catalog lacks what it should show.
@@ -375,7 +386,7 @@ def test_a_previous_versions_warehouse_gets_the_new_views(demo: Path, tmp_path: 
     assert _undocumented(warehouse) == []
 
     # Back to the previous version's catalog; then a late month arrives and is run.
-    old.build_warehouse(lake, contracts, warehouse)
+    _previous_build_warehouse(home, tmp_path)
     periods = sorted(p.name for p in (home / "dropzone" / "complaints").iterdir())
     late = _month_after(periods[0], -1)
     write_delivery(
