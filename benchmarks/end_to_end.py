@@ -122,11 +122,18 @@ def run(home: Path, *args: str) -> Measure:
     return timed([DATASHARE, "--home", str(home), *args], {"DATASHARE_SETTLE_SECONDS": "0"})
 
 
-def send_months(home: Path, periods: list[str], rows: int) -> list[Path]:
-    contract = load_contracts()[CONTRACT]
+def send_months(
+    home: Path,
+    periods: list[str],
+    rows: int,
+    name: str = CONTRACT,
+    file_name: str = "{period}-metropolitan-stop-and-search.csv",
+) -> list[Path]:
+    """One synthetic file per month in the drop zone, as the Met publishes it (made once)."""
+    contract = load_contracts()[name]
     files = []
     for period in periods:
-        path = home / "dropzone" / CONTRACT / period / f"{period}-metropolitan-stop-and-search.csv"
+        path = home / "dropzone" / name / period / file_name.format(period=period)
         if not path.exists():
             write_delivery(contract, period, path, rows=rows, seed=int(period.replace("-", "")))
         files.append(path)

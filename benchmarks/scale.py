@@ -36,10 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from end_to_end import Measure, duckdb_copy, months_to, run  # noqa: E402
-
-from pipelines.demo.synthetic import write_delivery  # noqa: E402
-from schemas.contract import load_contracts  # noqa: E402
+from end_to_end import Measure, duckdb_copy, months_to, run, send_months  # noqa: E402
 
 CONTRACT = "street_crime"
 LAST = "2026-10"  # the newest month of history; each step's "new month" comes after it
@@ -57,15 +54,7 @@ class Step:
 
 
 def send(home: Path, periods: list[str], rows: int) -> list[Path]:
-    """One file per month in the drop zone, as the Met publishes it (made once, kept)."""
-    contract = load_contracts()[CONTRACT]
-    files = []
-    for period in periods:
-        path = home / "dropzone" / CONTRACT / period / f"{period}-metropolitan-street.csv"
-        if not path.exists():
-            write_delivery(contract, period, path, rows=rows, seed=int(period.replace("-", "")))
-        files.append(path)
-    return files
+    return send_months(home, periods, rows, CONTRACT, "{period}-metropolitan-street.csv")
 
 
 def size_mb(path: Path) -> float:
