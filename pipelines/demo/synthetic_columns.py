@@ -198,11 +198,20 @@ class Timestamp(Spec):
         self.seconds = self.kind in ("utc", "local") and bool(
             spec.get("seconds", example_has_seconds(column))
         )
-        self.strings = (
-            None if self.seconds else format_times(self.kind, self.fmt, slots.utc, self.local)
-        )
+        self._strings: pa.Array | None = None
         self.blank = 0.0 if column.required else float(spec.get("blank", 0.0))
         self.order(ordered_counts)
+
+    @property
+    def strings(self) -> pa.Array | None:
+        """Every minute of the period as text (None when each time gets its own seconds).
+
+        Formatted only when a key's domain needs them all: a delivery's rows are formatted
+        as drawn instead, since a month's 44,640 minutes took 0.12 s a file to format and
+        a delivery uses a few thousand of them."""
+        if self._strings is None and not self.seconds:
+            self._strings = format_times(self.kind, self.fmt, self.slots.utc, self.local)
+        return self._strings
 
     def order(self, counts: np.ndarray | None) -> None:
         """Rows in time order, `counts[i]` of them in slot i (None: drawn at random)."""
@@ -226,8 +235,10 @@ class Timestamp(Spec):
             extra = chunk.rng.integers(0, 60, chunk.n)
             utc, local = utc + extra, local + extra
             chunk.columns[name] = format_times(self.kind, self.fmt, utc, local)
-        else:
-            chunk.columns[name] = self.strings.take(pa.array(index))
+        elif self._strings is not None:
+            chunk.columns[name] = self._strings.take(pa.array(index))
+        else:  # the same text as every minute's, for just the rows drawn
+            chunk.columns[name] = format_times(self.kind, self.fmt, utc, local)
         if self.blank > 0:
             empty = pa.array(chunk.rng.random(chunk.n) < self.blank)
             chunk.columns[name] = pc.if_else(empty, "", chunk.columns[name])
