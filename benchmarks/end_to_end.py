@@ -8,7 +8,7 @@ run on the same machine.
     .venv/bin/python benchmarks/end_to_end.py --big-rows 2000000,20000000   # the memory curve
     .venv/bin/python benchmarks/end_to_end.py --with-tests   # also time `make test`
 
-Rows (the targets are issue 12's):
+Rows (the targets are issue 21's "must reach" column):
 - backfill: 37 months of stop and search (13,000 rows each) sent at once;
 - idle: `datashare run` again, nothing new, 37 months published (median of three);
 - one_month: one new 13,000-row month with 37 published (median of three);
@@ -232,7 +232,7 @@ def backfill_rows(work: Path, rows: int, months: int) -> tuple[list[Row], Path]:
     ratio = measured.seconds / copy.seconds
     result = [
         Row("backfill", f"{months} months x {rows:,} rows sent at once", measured, copy,
-            "3x DuckDB", ratio <= 3),
+            "5x DuckDB", ratio <= 5),
     ]  # fmt: skip
     if not result[0].met:
         # The same backfill again on a new home, under the profiler.
@@ -244,8 +244,8 @@ def backfill_rows(work: Path, rows: int, months: int) -> tuple[list[Row], Path]:
 
 def idle_row(home: Path, months: int) -> Row:
     measured = sorted((run(home, "run") for _ in range(REPEAT)), key=lambda m: m.seconds)[1]
-    row = Row("idle", f"nothing new, {months} months published", measured, None, "2 s",
-              measured.seconds <= 2)  # fmt: skip
+    row = Row("idle", f"nothing new, {months} months published", measured, None, "1.5 s",
+              measured.seconds <= 1.5)  # fmt: skip
     if not row.met:
         row.why = where_time_goes(home, "run")
     return row
@@ -263,7 +263,7 @@ def one_month_row(home: Path, work: Path, rows: int, months: int) -> Row:
     measured = sorted(tries, key=lambda m: m.seconds)[len(tries) // 2]
     copy = duckdb_copy([file], work)
     row = Row("one_month", f"one new {rows:,}-row month, {months} published", measured, copy,
-              "3 s", measured.seconds <= 3)  # fmt: skip
+              "6 s", measured.seconds <= 6)  # fmt: skip
     if not row.met:
         trial = work / "one-month"
         shutil.rmtree(trial, ignore_errors=True)
@@ -282,9 +282,9 @@ def big_month_rows(work: Path, sizes: list[int]) -> list[Row]:
         measured = run(home, "run")
         copy = duckdb_copy([file], work)
         ratio = measured.seconds / copy.seconds
-        met = ratio <= 2 and measured.peak_mb < 1024
+        met = ratio <= 4 and measured.peak_mb < 1024
         row = Row("big_month", f"one month of {size:,} rows", measured, copy,
-                  "2x DuckDB, < 1 GB", met)  # fmt: skip
+                  "4x DuckDB, < 1 GB", met)  # fmt: skip
         if not met:
             again = work / f"big-{size}-profiled"
             shutil.copytree(home / "dropzone", again / "dropzone")
