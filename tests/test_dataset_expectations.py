@@ -257,7 +257,7 @@ def test_data_docs_work_offline_from_one_shared_static_folder(stop_and_search, t
 def test_the_shared_static_folder_is_written_once_and_again_for_a_new_version(
     stop_and_search, tmp_path: Path
 ):
-    from pipelines.validation import data_docs
+    from pipelines.validation import docs_static as data_docs
 
     root = tmp_path / "lake"
     lake = FolderLake(root)

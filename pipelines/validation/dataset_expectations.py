@@ -248,6 +248,22 @@ _SESSION: _Session | None = None
 _SESSION_LOCK = threading.Lock()  # a GX context is not made for two threads at once
 
 
+def warm_session() -> None:
+    """Import great-expectations and make this process's context now, before any delivery
+    needs it (what the helper of `ge_process` does first, while the run takes files in)."""
+    with _SESSION_LOCK:
+        _session()
+
+
+def _session() -> _Session:
+    """This process's context, made on first use (the caller holds `_SESSION_LOCK`)."""
+    global _SESSION
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    if _SESSION is None:
+        _SESSION = _Session()
+    return _SESSION
+
+
 def _run_ge(
     contract: Contract,
     period: str,
@@ -259,15 +275,35 @@ def _run_ge(
     """Validate the checks with great-expectations; write Data Docs to `site`, linking the
     shared static files at `static` (relative to `site`, see `data_docs`).
 
+    In the run's great-expectations process when one was started (`ge_process`), which has
+    imported it meanwhile; here otherwise, or if that process failed (the log says so).
     Returns GE's verdict per (check, subject) expectation and the validation page.
     """
-    global _SESSION
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-    with _SESSION_LOCK:
-        if _SESSION is None:
-            _SESSION = _Session()
+    from pipelines.validation import ge_process
+
+    if ge_process.running():
         try:
-            return _validate(_SESSION, contract, period, delivery_id, checks, site, static)
+            return ge_process.call(
+                _run_ge_here, contract.name, period, delivery_id, checks, site, static
+            )
+        except ge_process.HelperFailed as exc:
+            log.error("%s; checking %s in this process instead", exc, delivery_id)
+    return _run_ge_here(contract.name, period, delivery_id, checks, site, static)
+
+
+def _run_ge_here(
+    contract: str,
+    period: str,
+    delivery_id: str,
+    checks: list[_Check],
+    site: Path,
+    static: str,
+) -> tuple[dict[tuple[str, str], bool], Path | None]:
+    """`_run_ge` in this process, for `contract` (its name)."""
+    global _SESSION
+    with _SESSION_LOCK:
+        try:
+            return _validate(_session(), contract, period, delivery_id, checks, site, static)
         except Exception:
             _SESSION = None  # a context left half-changed is not used again
             raise
@@ -275,7 +311,7 @@ def _run_ge(
 
 def _validate(
     session: _Session,
-    contract: Contract,
+    contract: str,
     period: str,
     delivery_id: str,
     checks: list[_Check],
@@ -290,10 +326,10 @@ def _validate(
         ValidationResultIdentifier,
     )
 
-    from pipelines.validation import data_docs
+    from pipelines.validation import data_docs, docs_static
 
     context = session.context
-    label = data_docs.data_asset_label(contract.name, period, delivery_id)
+    label = docs_static.data_asset_label(contract, period, delivery_id)
     session.point_site_at(data_docs.site_config(site, static, label))
     # One key column: each expectation's rows are picked by one equality, and GX filters
     # the frame for every metric it computes.
@@ -343,11 +379,11 @@ def _validate(
     with contextlib.ExitStack() as cleanup:
         # The suite whole, in one write (each `add_expectation` writes the suite again).
         suite = context.suites.add(
-            gx.ExpectationSuite(name=f"{contract.name}_dataset", expectations=expectations)
+            gx.ExpectationSuite(name=f"{contract}_dataset", expectations=expectations)
         )
         cleanup.callback(context.suites.delete, suite.name)
         validation = context.validation_definitions.add(
-            gx.ValidationDefinition(name=suite.name, data=session.batch(contract.name), suite=suite)
+            gx.ValidationDefinition(name=suite.name, data=session.batch(contract), suite=suite)
         )
         cleanup.callback(context.validation_definitions.delete, validation.name)
         run_id = RunIdentifier(run_name=delivery_id)
@@ -443,10 +479,11 @@ def check_dataset(
     link: str | None = None
     static = ""
     try:
-        from pipelines.validation import data_docs
+        # Here, without great-expectations (it may be loading in the run's other process).
+        from pipelines.validation import docs_static
 
-        static = data_docs.static_path(folder)
-        data_docs.publish_static(lake)  # the pages' CSS and JS, one copy per lake
+        static = docs_static.static_path(folder)
+        docs_static.publish_static(lake)  # the pages' CSS and JS, one copy per lake
     except Exception:  # the pages still say everything, unstyled
         log.exception("the Data Docs static files could not be kept in %s", lake)
     try:

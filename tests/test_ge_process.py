@@ -1,0 +1,112 @@
+"""great-expectations loaded in a second process while the run does intake and row checks
+(`pipelines.validation.ge_process`): the same breaches and Data Docs as in process, and a
+helper that dies or cannot load never skips a delivery's dataset checks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from pipelines.lake.store import FolderLake
+from pipelines.validation import ge_process
+from pipelines.validation.dataset_expectations import check_dataset, warm_session
+from tests.test_dataset_expectations import HISTORY, _file, _profile, _visible_text
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cannot_load() -> None:
+    raise ImportError("great_expectations is broken here")
+
+
+def _half_volume(contract, lake):
+    """A delivery of half the usual rows: one volume breach, one GE page."""
+    return check_dataset(contract, "2024-01", "d-half", _profile(contract, 500), HISTORY, lake)
+
+
+def test_checks_run_in_the_helper_give_what_checks_in_process_give(stop_and_search, tmp_path: Path):
+    # A process of its own, as `datashare run` is: great-expectations is never imported in
+    # it, yet its delivery gets the same breach and the same great-expectations page.
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        sys.path.insert(0, {str(REPO)!r})
+        from pipelines.lake.store import FolderLake
+        from pipelines.validation import ge_process
+        from pipelines.validation.dataset_expectations import check_dataset, warm_session
+        from schemas.contract import load_contracts
+        from tests.test_dataset_expectations import HISTORY, _profile
+        contract = load_contracts()["stop_and_search"]
+        lake = FolderLake({str(tmp_path / "helper")!r})
+        with ge_process.loading_early(warm_session):
+            breaches, page = check_dataset(
+                contract, "2024-01", "d-half", _profile(contract, 500), HISTORY, lake
+            )
+        print(json.dumps({{
+            "breaches": [[b.rule, b.detail] for b in breaches],
+            "page": page,
+            "ge_here": any(m.startswith("great_expectations") for m in sys.modules),
+        }}))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+    assert done.returncode == 0, done.stderr
+    helper = json.loads(done.stdout.strip().splitlines()[-1])
+    assert helper["ge_here"] is False  # the import was paid in the helper only
+
+    here_breaches, here_page = _half_volume(stop_and_search, FolderLake(tmp_path / "here"))
+    assert helper["breaches"] == [[b.rule, b.detail] for b in here_breaches]
+    assert [rule for rule, _ in helper["breaches"]] == ["dataset.volume"]
+    helper_text, here_text = _visible_text(_file(helper["page"])), _visible_text(_file(here_page))
+    for text in (helper_text, here_text):
+        assert "Unsuccessful Expectations 1" in text  # great-expectations' page, not a fallback
+        assert "Rows delivered between 532 and 1,598" in text
+    assert "great-expectations could not run" not in helper_text
+
+
+def test_a_killed_helper_means_the_checks_run_here_and_the_log_says_so(
+    stop_and_search, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    with ge_process.loading_early(warm_session):
+        ge_process._HELPER.process.kill()
+        ge_process._HELPER.process.join()
+        with caplog.at_level(logging.ERROR):
+            breaches, page = _half_volume(stop_and_search, FolderLake(tmp_path / "lake"))
+    assert [b.rule for b in breaches] == ["dataset.volume"]
+    assert "Unsuccessful Expectations 1" in _visible_text(_file(page))
+    failures = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("great-expectations process" in r.getMessage() for r in failures)
+    assert not ge_process.running()
+
+
+def test_a_helper_that_cannot_load_fails_loudly_and_the_checks_still_run(
+    stop_and_search, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    with ge_process.loading_early(_cannot_load):
+        with pytest.raises(ge_process.HelperFailed, match="great_expectations is broken here"):
+            ge_process.call(len, "x")
+        with caplog.at_level(logging.ERROR):
+            breaches, page = _half_volume(stop_and_search, FolderLake(tmp_path / "lake"))
+    assert [b.rule for b in breaches] == ["dataset.volume"]
+    assert _file(page).exists()
+    assert any("could not start" in r.getMessage() for r in caplog.records)
+
+
+def test_an_unused_helper_does_not_hold_up_the_run_that_started_it():
+    # A run whose files were all duplicates never validates: leaving it must not wait for
+    # the import (about 5 s) to finish.
+    started = time.perf_counter()
+    with ge_process.loading_early(warm_session):
+        helper = ge_process._HELPER
+    assert time.perf_counter() - started < 2.0
+    assert not helper.process.is_alive()
+    assert not ge_process.running()
