@@ -173,6 +173,10 @@ class BlankWith(Spec):
         return self.inner.domain()
 
 
+# strftime fields that say more than the day (the rest name a day, a month or a year).
+_TIME_FIELDS = re.compile(r"%[HIklMSfpzZcXTRrsP]|%:z")
+
+
 class Timestamp(Spec):
     """Minutes of the period, in time order for the main timestamp column, else at random.
 
@@ -210,7 +214,14 @@ class Timestamp(Spec):
         as drawn instead, since a month's 44,640 minutes took 0.12 s a file to format and
         a delivery uses a few thousand of them."""
         if self._strings is None and not self.seconds:
-            self._strings = format_times(self.kind, self.fmt, self.slots.utc, self.local)
+            if self.kind == "date" and not _TIME_FIELDS.search(self.fmt):
+                # A date's text is its day's: each day formatted once, then repeated (the
+                # public attitude survey and workforce have a date in their keys).
+                days, which = np.unique(self.local // 86_400, return_inverse=True)
+                text = format_times(self.kind, self.fmt, days * 86_400, days * 86_400)
+                self._strings = text.take(pa.array(which.ravel()))
+            else:
+                self._strings = format_times(self.kind, self.fmt, self.slots.utc, self.local)
         return self._strings
 
     def order(self, counts: np.ndarray | None) -> None:
