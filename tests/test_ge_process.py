@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 import sys
 import textwrap
 import time
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from pipelines.lake.store import FolderLake
 from pipelines.validation import ge_process
@@ -110,3 +115,53 @@ def test_an_unused_helper_does_not_hold_up_the_run_that_started_it():
     assert time.perf_counter() - started < 2.0
     assert not helper.process.is_alive()
     assert not ge_process.running()
+
+
+@pytest.fixture(scope="module")
+def helper():
+    """One helper for the module's examples (its start is the 5 s import)."""
+    with ge_process.loading_early(warm_session):
+        yield ge_process._HELPER
+
+
+@contextmanager
+def _in_this_process():
+    """The same checks with the run's helper set aside, as a run without one makes them."""
+    kept, ge_process._HELPER = ge_process._HELPER, None
+    try:
+        yield
+    finally:
+        ge_process._HELPER = kept
+
+
+@hypothesis_settings(max_examples=12, deadline=None)
+@given(
+    rows=st.integers(0, 3000),
+    history=st.lists(st.integers(0, 3000), max_size=14),
+    vehicle=st.integers(0, 3000),
+    before=st.floats(0.0, 1.0),
+)
+def test_the_helper_judges_every_delivery_as_this_process_does(
+    helper, stop_and_search, tmp_path_factory, rows, history, vehicle, before
+):
+    past = [
+        {"period": f"20{10 + i // 12:02d}-{i % 12 + 1:02d}", "rows_delivered": n}
+        for i, n in enumerate(history)
+    ]
+    profile = _profile(
+        stop_and_search, rows, type_counts={"Person search": rows, "Vehicle search": vehicle}
+    )
+    mix = {"type": {"Person search": 1.0 - before, "Vehicle search": before}}
+    found = []
+    for where in ("helper", "here"):
+        lake = FolderLake(tmp_path_factory.mktemp(where))
+        with _in_this_process() if where == "here" else nullcontext():
+            breaches, page = check_dataset(
+                stop_and_search, "2024-01", "d-any", profile, past, lake, history_mix=mix
+            )
+        text = _visible_text(_file(page))
+        assert "great-expectations could not run" not in text
+        summary = re.search(r"Unsuccessful Expectations \d+", text)
+        found.append(([(b.rule, b.detail) for b in breaches], summary and summary.group(0)))
+    assert helper.process.is_alive() and helper.broken is None
+    assert found[0] == found[1]
