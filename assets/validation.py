@@ -12,7 +12,7 @@ from assets.previews import markdown_table
 from assets.resources import LakeResource, PseudonymKeyResource
 from pipelines.desk.docs_files import docs_link
 from pipelines.lake.register import Register
-from pipelines.validation.row_validation import DeliveryVerdict, validate_pending
+from pipelines.validation.delivery_verdicts import DeliveryVerdict, validate_pending
 from schemas.contract import Contract
 
 # Per-partition check results are what make a held-back month show as failed in the UI;

@@ -47,7 +47,7 @@ from pipelines.reviews.agreement_review import (
     build_review,
     window,
 )
-from pipelines.validation.row_validation import validate_pending
+from pipelines.validation.delivery_verdicts import validate_pending
 from pipelines.warehouse.catalog import build_warehouse, connect
 from schemas.contract import Contract, load_contracts
 from tests.breach_homes import MARKUP_HEADER, seeded_home

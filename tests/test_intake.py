@@ -42,11 +42,8 @@ from pipelines.orchestration.delivery_sensor import (
     build_delivery_sensor,
     load_cursor,
 )
-from pipelines.validation.row_validation import (
-    DeliveryRejected,
-    validate_delivery,
-    validate_pending,
-)
+from pipelines.validation.delivery_verdicts import validate_pending
+from pipelines.validation.row_validation import DeliveryRejected, validate_delivery
 from schemas.contract import load_contracts
 
 CONTRACT = "stop_and_search"

@@ -93,6 +93,7 @@ from pipelines.lake.publishing import awaiting_publication, publish_delivery
 from pipelines.lake.register import Register
 from pipelines.lake.store import FolderLake
 from pipelines.reviews.breach_review import read_register, render_review
+from pipelines.validation.delivery_verdicts import validate_pending
 from pipelines.validation.month_checks import (
     FILE_NAME,
     HELD_TOO,
@@ -101,7 +102,6 @@ from pipelines.validation.month_checks import (
     RESTATED,
 )
 from pipelines.validation.month_checks import HELD as HELD_ACTION
-from pipelines.validation.row_validation import validate_pending
 from pipelines.warehouse.catalog import build_warehouse
 from schemas.contract import load_contracts
 from tests.conftest import REAL_DATA, REAL_STOP_AND_SEARCH

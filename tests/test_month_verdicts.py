@@ -39,6 +39,7 @@ from pipelines.lake.publishing import awaiting_publication, publish_delivery, pu
 from pipelines.lake.register import Register
 from pipelines.lake.store import FolderLake, Lake, open_lake
 from pipelines.validation.dataset_expectations import check_dataset, profile_from_counts
+from pipelines.validation.delivery_verdicts import _history_mix, _mix_path, validate_pending
 from pipelines.validation.month_checks import (
     FILE_NAME,
     HELD,
@@ -51,12 +52,7 @@ from pipelines.validation.month_checks import (
     file_name_breach,
     shift_period,
 )
-from pipelines.validation.row_validation import (
-    _history_mix,
-    _mix_path,
-    curated_schema,
-    validate_pending,
-)
+from pipelines.validation.row_validation import curated_schema
 from pipelines.warehouse.catalog import build_warehouse, catalog_shows
 from schemas.contract import load_contracts
 from schemas.contract_lint import lint_document

@@ -27,7 +27,8 @@ from pipelines.intake.dropzone import FolderDropZone
 from pipelines.lake.publishing import awaiting_publication, publish_delivery
 from pipelines.lake.register import Register
 from pipelines.lake.store import FolderLake
-from pipelines.validation.row_validation import validate_delivery, validate_pending
+from pipelines.validation.delivery_verdicts import validate_pending
+from pipelines.validation.row_validation import validate_delivery
 from pipelines.warehouse.catalog import build_warehouse
 from schemas.contract import load_contracts
 from schemas.row_checks import parsed

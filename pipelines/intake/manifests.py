@@ -62,7 +62,7 @@ def manifest_breaches(
 ) -> list[Breach]:
     """A critical breach if the delivery disagrees with its manifest; none without one.
 
-    A critical breach holds the delivery back (see `row_validation.validate_pending`).
+    A critical breach holds the delivery back (see `delivery_verdicts.validate_pending`).
     """
     manifest = read_manifest(lake, contract.name, period, delivery_id)
     if manifest is None:
