@@ -46,6 +46,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     # otherwise Dagster's default executor, a run's steps on this machine.
     executor = None
     if settings.executor == CELERY:
+        # Imported here: it imports Celery, which a run on this machine never needs.
         from pipelines.orchestration.worker_celery import celery_executor_def
 
         executor = celery_executor_def()
