@@ -79,23 +79,46 @@ def execute_here(
     run_config: Mapping[str, object],
     tags: Mapping[str, str],
     asset_selection: Sequence[dg.AssetKey] | None = None,
-) -> JobExecutionResult:
+) -> JobExecutionResult | dg.ExecuteInProcessResult:
     """Run `job_def` in this process, as a run of the code location the UI lists.
 
-    No public Dagster API executes a run in process under a code location:
-    `execute_in_process` and `execute_job` leave the run's origin empty, so the Overview
-    timeline and the job pages skip it; launching through the instance's run launcher
-    starts a worker process per run, which imports Dagster, the definitions and
-    great-expectations again (some 7 s a run). So this does in process what those do in
-    turn: the run is created as `dagster job launch` creates it
-    (`create_run_for_job` with the code location's origin), and executed as a launched
-    run's worker executes it (`execute_run`), with `execute_in_process`'s in-process
-    executor and in-memory outputs. Each call is explicit: a Dagster release that changes
-    one fails loudly here, and tests/test_dagster_ui.py pins what the UI lists.
-    """
-    from dagster._core.definitions.job_base import InMemoryJob
-    from dagster._core.execution.api import create_execution_plan, execute_run
+    Dagster's public ways to run a job in process (`execute_in_process`, `execute_job`,
+    `dagster job execute`) leave the run's origin empty, and the UI's Overview timeline
+    and job pages skip a run without one (its timeline drops any run whose
+    `repositoryOrigin` is null). Its public ways that set the origin launch a worker
+    process per run through the run launcher, which imports Dagster, the definitions and
+    great-expectations again: some 7 s a run, more than a month's work.
 
+    So this files the run as `dagster job launch` does (`create_run_for_job` with the
+    code location's origin) and executes it as a launched run's worker does
+    (`execute_run`), in process with in-memory outputs, as `execute_in_process` does.
+    Those are Dagster internals, pinned by constraints.txt. If a Dagster release moves
+    them, the run is not lost: it is made with the public `execute_in_process` instead
+    (see `_public_fallback`), said once on stderr, and `datashare doctor` says so too.
+    tests/test_run_path.py covers both ways, and tests/test_dagster_ui.py pins what
+    the UI lists.
+    """
+    try:
+        job, run = _filed_under_code_location(instance, job_def, run_config, tags, asset_selection)
+        from dagster._core.execution.api import execute_run
+    except (ImportError, AttributeError, TypeError) as moved:
+        # Raised before any run exists (the run is made last), so nothing runs twice.
+        return _public_fallback(instance, job_def, run_config, tags, asset_selection, moved)
+    return execute_run(job, run, instance)
+
+
+def _filed_under_code_location(
+    instance: dg.DagsterInstance,
+    job_def: dg.JobDefinition,
+    run_config: Mapping[str, object],
+    tags: Mapping[str, str],
+    asset_selection: Sequence[dg.AssetKey] | None,
+) -> tuple[object, dg.DagsterRun]:
+    """The in-process job and its run, made under the code location's origin."""
+    from dagster._core.definitions.job_base import InMemoryJob
+    from dagster._core.execution.api import create_execution_plan
+
+    origin = code_location_origin(job_def.name)
     selection = frozenset(asset_selection or ())
     ephemeral = job_def.as_ephemeral_job(
         resource_defs={}, input_values={}, op_selection=None, asset_selection=selection
@@ -110,9 +133,51 @@ def execute_here(
         run_config=run_config,
         tags={**job_def.run_tags, **tags},
         asset_selection=selection or None,
-        remote_job_origin=code_location_origin(job_def.name),
+        remote_job_origin=origin,
     )
-    return execute_run(job, run, instance)
+    return job, run
+
+
+FALLBACK_WARNING = (
+    "datashare: this Dagster files runs differently from the one datashare was built "
+    "against, so runs made by `datashare run` are in the UI's Runs list and asset pages but "
+    "not on the Overview timeline or their job's page ({cause}). Runs the daemon launches "
+    "are not affected. Install the Dagster that constraints.txt names to have both."
+)
+_warned: list[str] = []
+
+
+def _public_fallback(
+    instance: dg.DagsterInstance,
+    job_def: dg.JobDefinition,
+    run_config: Mapping[str, object],
+    tags: Mapping[str, str],
+    asset_selection: Sequence[dg.AssetKey] | None,
+    moved: Exception,
+) -> dg.ExecuteInProcessResult:
+    """The run made with Dagster's public in-process execution: the same steps, events,
+    materializations and checks, without the code location's origin."""
+    if not _warned:
+        _warned.append(str(moved))
+        print(FALLBACK_WARNING.format(cause=f"{type(moved).__name__}: {moved}"), file=sys.stderr)
+    return job_def.execute_in_process(
+        run_config=run_config,
+        instance=instance,
+        tags=dict(tags),
+        asset_selection=list(asset_selection) if asset_selection else None,
+        raise_on_error=False,
+    )
+
+
+def code_location_filing() -> str | None:
+    """None if runs made here are filed under the code location; else why not, in words."""
+    try:
+        code_location_origin("check")
+        from dagster._core.definitions.job_base import InMemoryJob  # noqa: F401
+        from dagster._core.execution.api import create_execution_plan, execute_run  # noqa: F401
+    except (ImportError, AttributeError, TypeError) as moved:
+        return f"{type(moved).__name__}: {moved}"
+    return None
 
 
 @dataclass
@@ -184,6 +249,13 @@ def instance_health(settings: Settings, environ: Mapping[str, str] | None = None
         if health.problems:
             return health
     _open_and_check(settings, postgres, env, health)
+    moved = code_location_filing()
+    if moved:
+        health.warnings.append(
+            "runs made by `datashare run` are not filed under the code location, so the "
+            f"Overview timeline and job pages leave them out ({moved}): install the Dagster "
+            "that constraints.txt names"
+        )
     return health
 
 
