@@ -26,6 +26,7 @@ import signal
 import string
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,7 +41,12 @@ from pipelines.cli.main import main
 from pipelines.cli.worker import key_file_problems
 from pipelines.demo.synthetic import write_delivery
 from pipelines.home.executor import BROKER_ENV, CELERY, EXECUTOR_ENV
-from pipelines.home.instance_config import POSTGRES, POSTGRES_ENV
+from pipelines.home.instance_config import (
+    POSTGRES,
+    POSTGRES_ENV,
+    dagster_yaml,
+    written_by_datashare,
+)
 from pipelines.home.settings import load_settings
 from pipelines.intake.pseudonymise import TOKEN_PREFIX, load_key, token
 from pipelines.lake.store import open_lake
@@ -145,6 +151,100 @@ def test_a_broker_password_is_never_shown(user: str, password: str, port: int):
     shown = broker_shown(url)
     assert shown == f"redis://{user}:***@broker.internal:{port}/0"
     assert broker_shown("redis://broker.internal:6379/0") == "redis://broker.internal:6379/0"
+
+
+# -- Step logs: a step's stdout and stderr, wherever it ran, readable on the daemon's machine --
+
+
+def _workers_env(monkeypatch: pytest.MonkeyPatch, home: Path, lake: str) -> None:
+    for name in [n for n in os.environ if n.startswith(("DATASHARE_", "DAGSTER_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("DATASHARE_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+    monkeypatch.setenv("DATASHARE_LAKE", lake)
+    monkeypatch.setenv(EXECUTOR_ENV, CELERY)
+
+
+def test_steps_on_workers_log_to_the_lake_and_the_daemon_reads_a_workers_step_log(
+    s3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """With workers and an S3 lake, the instance's dagster.yaml sends step logs to the lake's
+    bucket (boto3's settings, as the lake's: no credential in the file). A step log written on
+    one machine (its own temporary folder) is read on another (an empty one) from S3."""
+    server, prefix = s3
+    home = tmp_path / "daemon"
+    _workers_env(monkeypatch, home, f"s3://{LAKE_BUCKET}/{prefix}")
+    settings = load_settings()
+    assert settings.step_logs == f"s3://{LAKE_BUCKET}/{prefix}/_step_logs"
+    settings.ensure_folders()
+    text = (settings.dagster_home / "dagster.yaml").read_text()
+    assert "class: S3ComputeLogManager" in text and written_by_datashare(text)
+    assert "datashare-test" not in text  # the credentials stay boto3's (the environment)
+
+    log_key = ["run-1", "compute_logs", "validated_stop_and_search"]
+    worker_tmp, daemon_tmp = tmp_path / "worker-tmp", tmp_path / "daemon-tmp"
+    for folder in (worker_tmp, daemon_tmp):
+        folder.mkdir()
+    # The worker: the instance as a step's message carries it (its reference), its own /tmp.
+    monkeypatch.setattr(tempfile, "tempdir", str(worker_tmp))
+    with dg.DagsterInstance.get() as daemon_instance:
+        ref = daemon_instance.get_ref()
+    with dg.DagsterInstance.from_ref(ref) as worker:
+        manager = worker.compute_log_manager
+        assert type(manager).__name__ == "S3ComputeLogManager"
+        with manager.capture_logs(log_key):
+            print("rows checked: 16,332", flush=True)
+            print("a warning on stderr", file=sys.stderr, flush=True)
+    listed = server.client().list_objects_v2(Bucket=LAKE_BUCKET, Prefix=f"{prefix}/_step_logs/")
+    names = sorted(o["Key"].rsplit("/", 1)[1] for o in listed["Contents"])
+    assert names == ["validated_stop_and_search.err", "validated_stop_and_search.out"], listed
+
+    # The daemon's machine: nothing of the step on its disk, yet its instance shows the log.
+    assert not list(daemon_tmp.iterdir()) and not list(home.rglob("*.out"))
+    monkeypatch.setattr(tempfile, "tempdir", str(daemon_tmp))
+    with dg.DagsterInstance.get() as daemon_instance:
+        data = daemon_instance.compute_log_manager.get_log_data(log_key)
+    assert data.stdout is not None and b"rows checked: 16,332" in data.stdout
+    assert data.stderr is not None and b"a warning on stderr" in data.stderr
+
+    # ... and the doctor says where step logs go.
+    from pipelines.cli.doctor import diagnose
+
+    said = [f for f in diagnose(settings) if f.check == "step logs"]
+    assert [f.level for f in said] == ["ok"], said
+    assert f"s3://{LAKE_BUCKET}/{prefix}/_step_logs" in said[0].words
+
+
+def test_a_home_made_before_step_logs_gains_them_and_an_edited_one_is_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A dagster.yaml today's main wrote (storage and runs, no step logs) is rewritten with the
+    S3 step logs when steps go to workers against an S3 lake; one someone edited stays theirs,
+    and without workers nothing changes."""
+    lake = "s3://mopac-lake/prod"
+    before = dagster_yaml(POSTGRES, 2)  # what the previous version wrote for this home
+    assert "compute_logs" not in before
+    home = tmp_path / "home"
+    config = home / "dagster" / "dagster.yaml"
+    config.parent.mkdir(parents=True)
+    config.write_text(before)
+    _workers_env(monkeypatch, home, lake)
+    monkeypatch.setenv(POSTGRES_ENV["hostname"], "127.0.0.1")
+    load_settings().ensure_folders()
+    after = config.read_text()
+    assert after == dagster_yaml(POSTGRES, 2, f"{lake}/_step_logs") and written_by_datashare(after)
+    assert after.startswith(before.rpartition("# datashare: sha256=")[0])  # all else as it was
+    assert '    bucket: "mopac-lake"\n    prefix: "prod/_step_logs"\n' in after
+
+    edited = before.replace("max_concurrent_runs: 2", "max_concurrent_runs: 4")
+    config.write_text(edited)
+    load_settings().ensure_folders()
+    assert config.read_text() == edited
+
+    config.write_text(before)
+    monkeypatch.setenv(EXECUTOR_ENV, "in_process")
+    load_settings().ensure_folders()
+    assert config.read_text() == before  # no workers: Dagster's default, on this machine
 
 
 @pytest.mark.slow
@@ -264,6 +364,7 @@ def test_two_workers_take_deliveries_and_a_killed_worker_loses_and_repeats_nothi
     settings = load_settings()
     assert settings.executor == CELERY and settings.instance_storage == POSTGRES
     settings.ensure_folders()
+    assert settings.step_logs == f"s3://{LAKE_BUCKET}/{prefix}/_step_logs"
     assert instance_health(settings).ok  # ... and the instance's tables are made
     key = load_key(home)  # the deployment's key, made once on the first machine
 
@@ -277,8 +378,10 @@ def test_two_workers_take_deliveries_and_a_killed_worker_loses_and_repeats_nothi
         shutil.copyfile(home / "pseudonym.key", folder / "pseudonym.key")
         (folder / "pseudonym.key").chmod(0o600)
         logs.append(tmp_path / f"{name}.log")
-        # As the unit starts it (its --home, the worker's own folder), named for the test.
-        env = {**base_env, "DATASHARE_WORKER_HOME": str(folder)}
+        # As the unit starts it (its --home, the worker's own folder), named for the test,
+        # with a temporary folder of its own, as another machine's /tmp.
+        (folder / "tmp").mkdir()
+        env = {**base_env, "DATASHARE_WORKER_HOME": str(folder), "TMPDIR": str(folder / "tmp")}
         argv = [*unit_command(WORKER_UNIT, env), "--name", name]
         workers[name] = _start(argv, env, logs[-1], folder)
     monitor_log = tmp_path / "redis-monitor.log"
@@ -474,6 +577,24 @@ def test_two_workers_take_deliveries_and_a_killed_worker_loses_and_repeats_nothi
     # variables libpq reads, never their values.
     secret = postgres.password.encode()
     assert secret not in raw and not any(secret in b for b in bodies)
+    # Each step's log (its stdout and stderr) was written on the worker that ran it, which
+    # sent it to the lake: the daemon's machine has none of it on disk, yet its instance
+    # (what the UI reads) shows the surviving worker's log of the step it took over.
+    assert not list((home / "dagster").rglob("compute_logs"))
+    captured = [
+        r.dagster_event.logs_captured_data
+        for r in instance.all_logs(run_id, of_type=dg.DagsterEventType.LOGS_CAPTURED)
+    ]
+    file_keys = [c.file_key for c in captured if step in c.step_keys]
+    assert len(file_keys) == 2, captured  # one per worker handed the step
+    logs_read = [
+        instance.compute_log_manager.get_log_data(
+            instance.compute_log_manager.build_log_key_for_run(run_id, file_key)
+        )
+        for file_key in file_keys
+    ]
+    finished = [d.stderr.decode() for d in logs_read if d.stderr and b"STEP_SUCCESS" in d.stderr]
+    assert len(finished) == 1 and step in finished[0], [d.stderr for d in logs_read]
     print("workers timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     print(f"surviving worker's processes, peak RSS (MB): {peaks}")
     instance.dispose()

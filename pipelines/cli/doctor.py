@@ -220,6 +220,44 @@ def _workers(settings: Settings) -> list[Finding]:
     return [Finding(level, "workers", words) for level, words in setup_findings(settings)]
 
 
+def _step_logs(settings: Settings) -> list[Finding]:
+    """Where a step's stdout and stderr go, as the instance's dagster.yaml says: the UI reads
+    them there, so steps on workers need a store every machine shares (S3)."""
+    import yaml
+
+    from pipelines.home.executor import CELERY
+
+    config = settings.dagster_home / "dagster.yaml"
+    try:
+        section = (yaml.safe_load(config.read_text()) or {}).get("compute_logs")
+    except (OSError, yaml.YAMLError):
+        return []  # the instance's own check says what is wrong with the file
+    if not section:
+        where = f"{settings.dagster_home / 'storage'} on the machine that runs each step"
+        if settings.executor == CELERY:
+            return [
+                Finding("warn", "step logs", f"{where}: steps run on workers, so the UI here "
+                        f"cannot show their logs (no compute_logs in {config}, edited by hand)")
+            ]  # fmt: skip
+        return [Finding("ok", "step logs", f"{where} (Dagster's default), where the UI reads them")]
+    kind = f"{section.get('module', '?')}.{section.get('class', '?')}"
+    if section.get("class") != "S3ComputeLogManager":
+        return [Finding("ok", "step logs", f"as {config} says ({kind})")]
+    options = section.get("config") or {}
+    shown = "s3://{}/{}".format(*(_shown(options.get(f)) for f in ("bucket", "prefix")))
+    return [
+        Finding("ok", "step logs", f"{shown}: uploaded by the machine that runs each step, "
+                "read from there by the UI on any machine")
+    ]  # fmt: skip
+
+
+def _shown(value: object) -> str:
+    """A dagster.yaml value as it may be printed: `{env: VAR}` shows the variable's name."""
+    if isinstance(value, dict) and "env" in value:
+        return f"${{{value['env']}}}"
+    return str(value or "")
+
+
 def _warehouse(settings: Settings) -> list[Finding]:
     import duckdb
 
@@ -257,6 +295,7 @@ def diagnose(settings: Settings) -> list[Finding]:
         lambda: _lake(settings),
         lambda: _instance(settings),
         lambda: _workers(settings),
+        lambda: _step_logs(settings),
         lambda: _warehouse(settings),
     ]
     for step in steps:

@@ -17,7 +17,10 @@ Either way the instance has:
   stop`) is failed when the daemon next looks, by `pipelines.orchestration.run_launcher`,
   and a run stuck starting or running past `MAX_RUNTIME_SECONDS` is failed too;
 - run retries: a run that failed for any reason but its own steps failing is run again from
-  where it failed (every step is idempotent: a delivery is never taken twice).
+  where it failed (every step is idempotent: a delivery is never taken twice);
+- with steps on workers (`DATASHARE_EXECUTOR=celery`) and an S3 lake, step logs in the
+  lake's bucket (dagster-aws's S3 compute log manager), so the UI shows a step's output
+  whichever machine ran it.
 
 This module imports nothing beyond the standard library: `pipelines.home.settings` uses it, and
 `datashare --help` must stay fast.
@@ -26,8 +29,11 @@ This module imports nothing beyond the standard library: `pipelines.home.setting
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
+
+from pipelines.home.executor import CELERY
 
 # Dagster's `postgres_db` fields, each from one variable; HOST being set selects PostgreSQL.
 POSTGRES_ENV = {
@@ -104,6 +110,41 @@ run_retries:
   retry_on_asset_or_op_failure: false
 """
 
+# Where a step's stdout and stderr (Dagster's compute logs) go when steps run on workers: into
+# the S3 lake's bucket, below its prefix, so the UI on the daemon's machine reads a step that
+# ran on any machine (Dagster's default keeps them on the disk of the machine that ran it).
+STEP_LOGS_FOLDER = "_step_logs"
+STEP_LOGS_UPLOAD_SECONDS = 30  # a running step's log so far reaches the UI this often
+_STEP_LOGS = f"""\
+# Step logs: written on the machine that runs the step, uploaded to S3. The endpoint and the
+# credentials are boto3's own settings, as the lake's (AWS_ENDPOINT_URL_S3, AWS_* variables or
+# the machine's role): none is written here.
+compute_logs:
+  module: dagster_aws.s3.compute_log_manager
+  class: S3ComputeLogManager
+  config:
+    bucket: {{bucket}}
+    prefix: {{prefix}}
+    skip_empty_files: true
+    upload_interval: {STEP_LOGS_UPLOAD_SECONDS}
+"""
+
+
+def step_logs_location(lake: str | Path, executor: str) -> str | None:
+    """Where step logs go for these settings: `s3://bucket/prefix` when steps run on workers
+    (`executor` "celery") against an S3 lake, else None (Dagster's default, on the disk of
+    the machine that runs the step, which is the daemon's when there are no workers)."""
+    if executor != CELERY or not isinstance(lake, str) or not lake.startswith("s3://"):
+        return None
+    return f"{lake.rstrip('/')}/{STEP_LOGS_FOLDER}"
+
+
+def _step_logs_section(location: str) -> str:
+    bucket, _, prefix = location.removeprefix("s3://").partition("/")
+    # JSON strings are YAML's double-quoted scalars: any character of a prefix is safe.
+    return _STEP_LOGS.format(bucket=json.dumps(bucket), prefix=json.dumps(prefix))
+
+
 # What earlier versions of datashare wrote: a home that still has one is upgraded.
 _PREVIOUS = (
     _COMMON
@@ -120,9 +161,12 @@ concurrency:
 _LEGACY = (_PREVIOUS, _PREVIOUS.replace("nux:\n  enabled: false\n", ""))
 
 
-def dagster_yaml(storage: str = SQLITE, max_runs: int = DEFAULT_MAX_RUNS) -> str:
+def dagster_yaml(
+    storage: str = SQLITE, max_runs: int = DEFAULT_MAX_RUNS, step_logs: str | None = None
+) -> str:
     """The instance configuration for `storage` (SQLITE or POSTGRES), ending in a checksum
-    line by which `datashare` knows the file is still the one it wrote."""
+    line by which `datashare` knows the file is still the one it wrote. `step_logs`
+    (`s3://bucket/prefix`, from `step_logs_location`) sends step logs to S3."""
     if storage not in (SQLITE, POSTGRES):
         raise ValueError(f"unknown instance storage {storage!r}")
     body = _HEADER.format(
@@ -133,6 +177,7 @@ def dagster_yaml(storage: str = SQLITE, max_runs: int = DEFAULT_MAX_RUNS) -> str
     body += _COMMON
     body += _POSTGRES_STORAGE if storage == POSTGRES else ""
     body += _RUNS.format(max_runs=max_runs)
+    body += _step_logs_section(step_logs) if step_logs else ""
     return body + _MARKER + _digest(body) + "\n"
 
 
@@ -153,7 +198,9 @@ def is_postgres(text: str) -> bool:
     return "\nstorage:\n  postgres:" in "\n" + text
 
 
-def write_dagster_yaml(dagster_home: Path, storage: str, max_runs: int) -> bool:
+def write_dagster_yaml(
+    dagster_home: Path, storage: str, max_runs: int, step_logs: str | None = None
+) -> bool:
     """Write the instance configuration unless someone else's is there; True if written.
 
     A file datashare wrote follows the settings (storage, number of runs), but one on
@@ -162,7 +209,7 @@ def write_dagster_yaml(dagster_home: Path, storage: str, max_runs: int) -> bool:
     then says the variable is not set, and `datashare doctor` says so too.
     """
     config = Path(dagster_home) / "dagster.yaml"
-    wanted = dagster_yaml(storage, max_runs)
+    wanted = dagster_yaml(storage, max_runs, step_logs)
     if config.exists():
         current = config.read_text()
         if not written_by_datashare(current):

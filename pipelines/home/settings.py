@@ -32,6 +32,7 @@ from pipelines.home.instance_config import (
     POSTGRES_HOST_ENV,
     SQLITE,
     dagster_yaml,
+    step_logs_location,
     write_dagster_yaml,
 )
 
@@ -70,11 +71,17 @@ class Settings:
             folder.mkdir(parents=True, exist_ok=True)
         # A home made by an earlier version gets the settings it lacks; a file someone
         # edited is theirs and left alone.
-        write_dagster_yaml(self.dagster_home, self.instance_storage, self.max_runs)
+        write_dagster_yaml(self.dagster_home, self.instance_storage, self.max_runs, self.step_logs)
 
     def dagster_yaml(self) -> str:
         """The instance configuration datashare writes for these settings."""
-        return dagster_yaml(self.instance_storage, self.max_runs)
+        return dagster_yaml(self.instance_storage, self.max_runs, self.step_logs)
+
+    @property
+    def step_logs(self) -> str | None:
+        """Where step logs go (`s3://...`), or None for Dagster's default, on the disk of the
+        machine that runs the step (`pipelines.home.instance_config.step_logs_location`)."""
+        return step_logs_location(self.lake, self.executor)
 
 
 def location(raw: str | None, default: Path) -> Path | str:

@@ -20,6 +20,12 @@ whose worker vanished to another one after `DATASHARE_CELERY_VISIBILITY_SECONDS`
 an hour, Dagster's longest run here). Running a step again is safe: every step holds its
 contract-month's lease and a delivery is never taken twice (`pipelines.lake.leases`).
 
+A step's log (its stdout and stderr) is captured on the worker by the compute log manager
+the run's instance names: with an S3 lake, dagster-aws's, which stages it in the worker's
+temporary folder and uploads it to the lake's bucket, where the UI on the daemon's machine
+reads it (`pipelines.home.instance_config`). So Celery must leave the worker's stdout and
+stderr alone (`worker_redirect_stdouts`): Dagster captures file descriptors, not loggers.
+
 Imports nothing from Celery or dagster-celery until a worker or a celery job needs them:
 `pipelines.home.settings` reads the names here.
 """
@@ -85,6 +91,10 @@ def celery_settings() -> dict[str, Any]:
         "task_reject_on_worker_lost": True,  # ... and given back if its process died
         "worker_prefetch_multiplier": 1,  # a worker holds no step it has not started
         "worker_hijack_root_logger": False,
+        # A step's stdout and stderr stay the process's file descriptors, which Dagster's
+        # compute log manager captures (the step's log in the UI); Celery's default replaces
+        # them with its logger, which Dagster cannot capture, and the log would be empty.
+        "worker_redirect_stdouts": False,
     }
 
 
