@@ -37,6 +37,7 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from pipelines.cli.doctor import step_logs_findings
 from pipelines.cli.main import main
 from pipelines.cli.worker import key_file_problems
 from pipelines.demo.synthetic import write_delivery
@@ -44,6 +45,7 @@ from pipelines.home.executor import BROKER_ENV, CELERY, EXECUTOR_ENV
 from pipelines.home.instance_config import (
     POSTGRES,
     POSTGRES_ENV,
+    SQLITE,
     dagster_yaml,
     written_by_datashare,
 )
@@ -598,3 +600,24 @@ def test_two_workers_take_deliveries_and_a_killed_worker_loses_and_repeats_nothi
     print("workers timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     print(f"surviving worker's processes, peak RSS (MB): {peaks}")
     instance.dispose()
+
+
+def test_the_doctor_warns_when_steps_on_workers_would_keep_their_logs_to_themselves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A dagster.yaml edited by hand without a compute_logs section, on a deployment whose
+    steps run on workers: the UI could not show their logs, and the doctor says so; without
+    workers, Dagster's default is where the UI reads."""
+    home = tmp_path / "home"
+    _workers_env(monkeypatch, home, "s3://mopac-lake/prod")
+    settings = load_settings()
+    config = settings.dagster_home / "dagster.yaml"
+    config.parent.mkdir(parents=True)
+    config.write_text(
+        dagster_yaml(SQLITE).replace("max_concurrent_runs: 2", "max_concurrent_runs: 3")
+    )
+    [finding] = step_logs_findings(settings)
+    assert finding.level == "warn" and "cannot show their logs" in finding.words, finding
+    monkeypatch.setenv(EXECUTOR_ENV, "in_process")
+    [finding] = step_logs_findings(load_settings())
+    assert finding.level == "ok" and "Dagster's default" in finding.words, finding

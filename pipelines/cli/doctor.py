@@ -220,7 +220,7 @@ def _workers(settings: Settings) -> list[Finding]:
     return [Finding(level, "workers", words) for level, words in setup_findings(settings)]
 
 
-def _step_logs(settings: Settings) -> list[Finding]:
+def step_logs_findings(settings: Settings) -> list[Finding]:
     """Where a step's stdout and stderr go, as the instance's dagster.yaml says: the UI reads
     them there, so steps on workers need a store every machine shares (S3)."""
     import yaml
@@ -235,9 +235,14 @@ def _step_logs(settings: Settings) -> list[Finding]:
     if not section:
         where = f"{settings.dagster_home / 'storage'} on the machine that runs each step"
         if settings.executor == CELERY:
+            why = (
+                f"{config} was edited by hand and has no compute_logs section"
+                if settings.lake_is_s3
+                else "the lake is a folder (with an S3 lake they go there)"
+            )
             return [
                 Finding("warn", "step logs", f"{where}: steps run on workers, so the UI here "
-                        f"cannot show their logs (no compute_logs in {config}, edited by hand)")
+                        f"cannot show their logs; {why}")
             ]  # fmt: skip
         return [Finding("ok", "step logs", f"{where} (Dagster's default), where the UI reads them")]
     kind = f"{section.get('module', '?')}.{section.get('class', '?')}"
@@ -295,7 +300,7 @@ def diagnose(settings: Settings) -> list[Finding]:
         lambda: _lake(settings),
         lambda: _instance(settings),
         lambda: _workers(settings),
-        lambda: _step_logs(settings),
+        lambda: step_logs_findings(settings),
         lambda: _warehouse(settings),
     ]
     for step in steps:
