@@ -10,6 +10,12 @@ event files, they are folded into one `compacted-...` file and the small ones re
 Between the fold being written and the small files being removed a reader can see an
 event twice, so every reader takes each distinct event once. The fixed-name "received"
 records that make intake idempotent are folded only once they are a day old.
+
+A listing is not a snapshot: a folder is read as names and then each name is looked at
+(S3 pages through keys), so a listing taken while a fold runs can miss both the fold's
+new file (written after the names were read) and the files it folded (gone by the time
+they were looked at), and then holds none of their events. So a reader lists again after
+reading, and keeps what it read only if no fold happened meanwhile (see `_read_settled`).
 """
 
 from __future__ import annotations
@@ -191,18 +197,7 @@ class Register:
         """Every delivery event (of `contract`, if given), oldest first."""
         # One listing of every contract's events, kept between calls (see `_event_rows`),
         # filtered here: a run asks about each contract several times.
-        pattern = "governance/deliveries/contract=*/*.parquet"
-        for attempt in range(5):
-            files = self.lake.glob(pattern)
-            try:
-                rows = _event_rows(self.lake, pattern, files)
-                break
-            except FileNotFoundError:
-                # A fold removed files after we listed them; its own file holds their
-                # events, and listing again (once the removal is done) finds it.
-                if attempt == 4:
-                    raise
-                time.sleep(0.05 * 2**attempt)
+        rows = _read_settled(self.lake, "governance/deliveries/contract=*/*.parquet")
         return [dict(r) for r in rows if contract is None or r["contract"] == contract]
 
     def deliveries(self, contract: str | None = None) -> dict[str, dict]:
@@ -247,6 +242,50 @@ class Register:
             if not row["rows_checked"]:
                 row["failing_share"] = None
         return rows
+
+
+READ_ATTEMPTS = 8  # listings tried before a read of the register gives up
+
+
+def _read_settled(lake: Lake, pattern: str) -> list[dict]:
+    """The distinct events in the files matching `pattern`, from a listing no fold tore.
+
+    A fold writes its file and then removes the ones it folded; a listing taken meanwhile
+    can hold neither (see the module's docstring) and would read as events lost, with no
+    error. Such a fold leaves its mark on the next listing: a file the first one held is
+    gone, or a `compacted-` file the first one lacked is there. So every read is checked
+    by listing again, and redone (reading only the files it has not read yet) until two
+    listings agree. Plain new events arriving meanwhile do not count: they are newer than
+    the read, which stays whole without them.
+    """
+    files = lake.glob(pattern)
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            rows = _event_rows(lake, pattern, files)
+        except FileNotFoundError:
+            # A fold removed files after we listed them; its own file holds their events,
+            # and listing again (once the removal is done) finds it.
+            if attempt == READ_ATTEMPTS - 1:
+                raise
+            rows = None
+        again = lake.glob(pattern)
+        if rows is not None and not _folded_between(files, again):
+            return rows
+        files = again
+        time.sleep(min(0.01 * 2**attempt, 0.5))  # let a fold that is under way finish
+    raise RuntimeError(
+        f"The register at {lake.url} kept being folded while it was read "
+        f"({READ_ATTEMPTS} listings in a row changed): try again."
+    )
+
+
+def _folded_between(before: list[str], after: list[str]) -> bool:
+    """Whether a fold ran between (or during) the two listings: a file went, or a fold's
+    file came."""
+    earlier, later = set(before), set(after)
+    return not earlier <= later or any(
+        k.rsplit("/", 1)[-1].startswith("compacted-") for k in later - earlier
+    )
 
 
 # Event files never change once written: each has a name of its own (or is written once
