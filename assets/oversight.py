@@ -3,7 +3,8 @@
 Each asset computes its mart from the warehouse's curated views, writes
 `lake/oversight/<mart>.parquet` (definition and column comments as Parquet metadata) and
 reports its latest figures in the asset's metadata; one step computes every selected mart
-over one connection, then rebuilds the warehouse once so the views `oversight.<mart>` appear.
+over one connection; the views `oversight.<mart>` read those files, and the warehouse is
+rebuilt (once) only when its catalog does not already show them.
 """
 
 import datetime as dt
@@ -28,6 +29,7 @@ from pipelines.oversight.mart_runner import (
     warehouse_connection,
     write_mart,
 )
+from pipelines.warehouse.catalog import catalog_current
 from schemas.contract import Contract, contracts_dir, load_contracts
 
 PREVIEW_ROWS = 20
@@ -91,13 +93,24 @@ def _oversight_views(path: Path) -> set[str]:
 
 
 def _rebuild_with_views(
-    warehouse: WarehouseResource, lake: Lake, contracts: dict[str, Contract], names: set[str]
+    warehouse: WarehouseResource,
+    lake: Lake,
+    contracts: dict[str, Contract],
+    written: list[WrittenMart],
 ) -> None:
-    """Rebuild the warehouse so that `oversight.<name>` is in it for each of `names`.
+    """Make the warehouse show each mart just `written`, as `oversight.<name>`.
 
-    A delivery run rebuilding at the same time from an older look at the lake can replace
-    the file after ours; rebuilding again then (a few times at most) puts the views back.
+    A catalog that already has their views (as it has, but for a mart computed for the
+    first time or a definition that changed, since the views read the marts' files) and
+    was built from what it would be built from now is left as it is (`catalog_current`);
+    otherwise it is rebuilt. A delivery run rebuilding at the same time from an older look
+    at the lake can replace the file after ours; rebuilding again then (a few times at
+    most) puts the views back.
     """
+    marts = {w.mart.name: (w.path, w.table.schema) for w in written}
+    if catalog_current(Path(warehouse.path), lake, contracts, marts):
+        return
+    names = set(marts)
     for _ in range(3):
         warehouse.rebuild(lake, contracts)
         if names <= _oversight_views(Path(warehouse.path)):
@@ -172,15 +185,16 @@ def build_oversight_assets(contracts: dict[str, Contract]) -> list[dg.AssetsDefi
         if not path.exists():
             warehouse.rebuild(the_lake, current)
         chosen = [m for m in MARTS.values() if oversight_key(m) in context.selected_asset_keys]
-        results = []
+        results, all_written = [], []
         with warehouse_connection(path, current) as con:
             for mart in chosen:
                 written = write_mart(mart.name, con, the_lake, current)
                 if written.table.num_rows == 0:
                     context.log.info(f"{mart.name}: no rows (its curated tables have no data yet)")
                 results.append(_mart_result(mart, written, mart_notes(mart, con, current)))
+                all_written.append(written)
         # The views over the marts: once, after they are all written.
-        _rebuild_with_views(warehouse, the_lake, current, {m.name for m in chosen})
+        _rebuild_with_views(warehouse, the_lake, current, all_written)
         yield from results
 
     return [oversight_marts]

@@ -46,7 +46,7 @@ from pipelines.orchestration.run_failures import explain, failure_words
 from pipelines.oversight.definition import marts_dir
 from pipelines.validation.dataset_expectations import warm_session
 from pipelines.validation.ge_process import loading_early
-from pipelines.warehouse.catalog import build_warehouse, connect
+from pipelines.warehouse.catalog import build_warehouse, catalog_current, connect
 from schemas.contract import Contract, load_contracts
 
 if TYPE_CHECKING:
@@ -652,8 +652,10 @@ def run_pending(settings: Settings, progress: Callable[[str], None] | None = Non
         }
         report.breaches = [b for b in register.breaches() if b["delivery_id"] in judged]
     with _phase(report, "the warehouse catalog"):
-        # The marts' step rebuilt it last; otherwise once, if anything could have changed.
+        # The marts' step saw to it last; otherwise once, if anything could have changed and
+        # the catalog is not already what a rebuild would make (its views read the lake's
+        # files by pattern, so a month published shows in it as it is).
         changed = report.runs or report.late_flagged_now or not settings.warehouse.exists()
-        if changed and not marts_ran:
+        if changed and not marts_ran and not catalog_current(settings.warehouse, lake, contracts):
             build_warehouse(lake, contracts, settings.warehouse)
     return report

@@ -12,6 +12,7 @@ or from a DuckDB client that has the httpfs extension and S3 credentials.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from pathlib import Path
@@ -32,10 +33,11 @@ from pipelines.governance.views import (
     parts_table,
 )
 from pipelines.lake.object_store import let_duckdb_read_s3
+from pipelines.lake.provenance import MART_SOURCES_PATTERN
 from pipelines.lake.register import BREACH_SCHEMA, DELIVERY_EVENT_SCHEMA
 from pipelines.lake.retention import ERASURE_SCHEMA
 from pipelines.lake.store import Lake
-from pipelines.warehouse.reference import create_reference
+from pipelines.warehouse.reference import MAPPINGS_DIR, create_reference
 from schemas.contract import Contract
 
 SCHEMAS = ("curated", "oversight", "governance")
@@ -235,6 +237,132 @@ def catalog_shows(path: Path, lake: Lake, contract: Contract) -> bool:
     )
 
 
+def curated_pattern(contract: Contract) -> str:
+    """The files the curated view of `contract` reads: every published month's."""
+    return f"curated/contract={contract.name}/period=*/data.parquet"
+
+
+# The governance views over the lake's records, and the files each reads.
+GOVERNANCE_SOURCES = {
+    "governance.delivery_events": "governance/deliveries/contract=*/*.parquet",
+    "governance.breach_records": "governance/breaches/contract=*/period=*/*.parquet",
+    "governance.breach_events": "governance/breach_events/contract=*/*.parquet",
+    "governance.erasures": "governance/erasures/contract=*/*.parquet",
+    "governance.exports": "governance/exports/contract=*/*.parquet",
+    # The analysts' copy: classified fields withheld (the clear copy is owner-only).
+    "governance.quarantine_history": "quarantine_masked/contract=*/period=*/*.parquet",
+    "governance.mart_sources_history": MART_SOURCES_PATTERN,
+}
+
+# The code a catalog is made by: the catalog, its reference tables, the governance views,
+# the lake's record schemas, the contract model and the curated schemas.
+_PACKAGES = Path(__file__).resolve().parents[1]
+_BUILT_BY = (
+    sorted((_PACKAGES / "warehouse").glob("*.py"))
+    + sorted((_PACKAGES / "governance").glob("*.py"))
+    + sorted((_PACKAGES / "lake").glob("*.py"))
+    + sorted((_PACKAGES.parent / "schemas").glob("*.py"))
+    + [_PACKAGES / "validation" / "row_validation.py"]
+)
+BUILT_FROM_COMMENT = (
+    "A digest of what this catalog was built from besides the lake's rows: the lake, the "
+    "contracts, the marts' mappings, the code that builds it, and which of the lake's "
+    "record sets had files. A run rebuilds the catalog only when this changes."
+)
+
+
+def built_from(lake: Lake, contracts: dict[str, Contract]) -> str:
+    """A digest of everything a catalog of `lake` would be built from now, except the rows.
+
+    The views read the lake's files by pattern, so a month published, a record written or
+    a mart recomputed appears in the catalog as it is. What does need a new catalog is
+    here: another lake, a contract, mapping or line of the code that changed, DuckDB's
+    version, and a record set that had no files (so the catalog has an empty table in its
+    place) and has some now. A few milliseconds: a glob per set, and the files read.
+    """
+    digest = hashlib.sha256()
+
+    def add(*parts: object) -> None:
+        for part in parts:
+            digest.update(part if isinstance(part, bytes) else str(part).encode())
+            digest.update(b"\0")
+
+    add("lake", lake.url, "duckdb", duckdb.__version__)
+    for file in _BUILT_BY:
+        add(file.relative_to(_PACKAGES.parent), file.read_bytes())
+    for name, contract in sorted(contracts.items()):
+        add("contract", name, contract.path.read_bytes())
+    for file in sorted(MAPPINGS_DIR.glob("*.yaml")):
+        add("mapping", file.name, file.read_bytes())
+    patterns = {curated_pattern(c): c.name for c in contracts.values()}
+    patterns.update({pattern: name for name, pattern in GOVERNANCE_SOURCES.items()})
+    for pattern in sorted(patterns):
+        add("files", pattern, bool(lake.glob(pattern)))
+    return digest.hexdigest()
+
+
+def catalog_current(
+    path: Path,
+    lake: Lake,
+    contracts: dict[str, Contract],
+    marts: dict[str, tuple[str, pa.Schema]] | None = None,
+) -> bool:
+    """True when the catalog at `path` already is what `build_warehouse` would build now.
+
+    It was built from the same lake, contracts, mappings and code, when the same record
+    sets had files (`built_from`), and it has a view over each of `marts` (name -> the
+    file's location and its schema, as just written) with that file's comments and
+    columns. A run then leaves it as it is: rebuilding it (a second or more, growing with
+    the lake) would make the same catalog. A catalog built before `built_from` is not.
+    """
+    if not path.exists():
+        return False
+    want = built_from(lake, contracts)
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            ((found,),) = con.execute("SELECT built_from FROM governance.catalog").fetchall()
+            if found != want:
+                return False
+            return all(
+                _shows_mart(con, name, where, schema)
+                for name, (where, schema) in (marts or {}).items()
+            )
+    except duckdb.Error:
+        return False
+
+
+def _shows_mart(con: duckdb.DuckDBPyConnection, name: str, where: str, schema: pa.Schema) -> bool:
+    """Whether view `oversight.<name>` reads the file at `where`, with its comments."""
+    views = con.execute(
+        "SELECT sql, comment FROM duckdb_views() WHERE schema_name = 'oversight' AND view_name = ?",
+        [name],
+    ).fetchall()
+    if len(views) != 1:
+        return False
+    ((sql, comment),) = views
+    metadata = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
+    columns = dict(
+        con.execute(
+            "SELECT column_name, comment FROM duckdb_columns() WHERE schema_name = 'oversight' "
+            "AND table_name = ?",
+            [name],
+        ).fetchall()
+    )
+    wanted = set(schema.names)
+    if "period" in wanted and "month" not in wanted:
+        wanted.add("month")  # the view adds the month of a mart by period (`_oversight`)
+    return (
+        _quote(where) in sql
+        and comment == metadata.get("comment")
+        and set(columns) == wanted
+        and all(
+            columns[column] == metadata[f"comment:{column}"]
+            for column in schema.names
+            if f"comment:{column}" in metadata
+        )
+    )
+
+
 def newest_release_view(target: str, releases: str, period_name: str) -> str:
     """The view of a wide layout's figures: for each period, those of the newest release
     that carries it.
@@ -271,8 +399,9 @@ def build_warehouse(lake: Lake, contracts: dict[str, Contract], path: Path) -> P
             for schema in SCHEMAS:
                 con.execute(f"CREATE SCHEMA {schema}")
             con.execute(
-                "CREATE TABLE governance.catalog AS SELECT ? AS lake, now() AS built_at",
-                [lake.url],
+                "CREATE TABLE governance.catalog AS "
+                "SELECT ? AS lake, now() AS built_at, ? AS built_from",
+                [lake.url, built_from(lake, contracts)],
             )
             _comment(
                 con,
@@ -281,9 +410,10 @@ def build_warehouse(lake: Lake, contracts: dict[str, Contract], path: Path) -> P
             )
             _comment(con, "governance.catalog", "The lake: a folder or s3://bucket/prefix.", "lake")
             _comment(con, "governance.catalog", "When this catalog was built.", "built_at")
+            _comment(con, "governance.catalog", BUILT_FROM_COMMENT, "built_from")
             for contract in contracts.values():
                 target = f"curated.{contract.name}"
-                pattern = f"curated/contract={contract.name}/period=*/data.parquet"
+                pattern = curated_pattern(contract)
                 schema = curated_schema(contract)
                 if contract.layout:
                     releases = f"{target}_releases"
@@ -375,7 +505,7 @@ def _governance(con: duckdb.DuckDBPyConnection, lake: Lake, contracts: dict[str,
         con,
         "governance.delivery_events",
         lake,
-        "governance/deliveries/contract=*/*.parquet",
+        GOVERNANCE_SOURCES["governance.delivery_events"],
         DELIVERY_EVENT_SCHEMA,
         distinct=True,
     )
@@ -400,7 +530,7 @@ def _governance(con: duckdb.DuckDBPyConnection, lake: Lake, contracts: dict[str,
         con,
         "governance.breach_records",
         lake,
-        "governance/breaches/contract=*/period=*/*.parquet",
+        GOVERNANCE_SOURCES["governance.breach_records"],
         BREACH_SCHEMA,
     )
     _comment(con, "governance.breach_records", "The breach files as validation wrote them.")
@@ -426,7 +556,7 @@ def _governance(con: duckdb.DuckDBPyConnection, lake: Lake, contracts: dict[str,
         con,
         "governance.breach_events",
         lake,
-        "governance/breach_events/contract=*/*.parquet",
+        GOVERNANCE_SOURCES["governance.breach_events"],
         BREACH_EVENT_SCHEMA,
     )
     _comment(con, "governance.breach_events", "Each step of each breach's lifecycle.")
@@ -435,14 +565,15 @@ def _governance(con: duckdb.DuckDBPyConnection, lake: Lake, contracts: dict[str,
         _comment(con, name, text)
     for column, text in BREACH_COLUMN_COMMENTS.items():
         _comment(con, "governance.breaches", text, column)
-    for name, pattern, schema, text in [
-        ("erasures", "governance/erasures/contract=*/*.parquet", ERASURE_SCHEMA,
+    for name, schema, text in [
+        ("erasures", ERASURE_SCHEMA,
          "Each file erased at the end of its retention period, under which clause."),
-        ("exports", "governance/exports/contract=*/*.parquet", EXPORT_SCHEMA,
+        ("exports", EXPORT_SCHEMA,
          "Each export out of the pipeline (notices to the force), by whom and why."),
     ]:  # fmt: skip
-        _source(con, f"governance.{name}", lake, pattern, schema)
-        _comment(con, f"governance.{name}", text)
+        name = f"governance.{name}"
+        _source(con, name, lake, GOVERNANCE_SOURCES[name], schema)
+        _comment(con, name, text)
     con.execute(AUDIT_LOG_SQL)
     _comment(
         con,
@@ -454,8 +585,7 @@ def _governance(con: duckdb.DuckDBPyConnection, lake: Lake, contracts: dict[str,
         con,
         "governance.quarantine_history",
         lake,
-        # The analysts' copy: classified fields withheld (the clear copy is owner-only).
-        "quarantine_masked/contract=*/period=*/*.parquet",
+        GOVERNANCE_SOURCES["governance.quarantine_history"],
         QUARANTINE_SCHEMA,
     )
     _comment(
@@ -498,7 +628,7 @@ def _mart_sources(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
     from pipelines.lake import provenance as p
 
     history = "governance.mart_sources_history"
-    _source(con, history, lake, p.MART_SOURCES_PATTERN, p.MART_SOURCES_SCHEMA)
+    _source(con, history, lake, GOVERNANCE_SOURCES[history], p.MART_SOURCES_SCHEMA)
     _comment(con, history, p.MART_SOURCES_HISTORY_COMMENT)
     con.execute(p.MART_SOURCES_VIEW_SQL)
     _comment(con, "governance.mart_sources", p.MART_SOURCES_COMMENT)
