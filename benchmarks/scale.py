@@ -11,9 +11,15 @@ runs it (`datashare run` as a process, start-up included), on one new home:
 2. after each step, one new month on top of that history (the cost a month-end run pays);
 3. the lake's and the warehouse's size on disk.
 
+With `--workers`, the same files then go, step by step, through two `datashare worker`
+processes on this machine (Dagster's celery executor, the S3 lake on SeaweedFS, PostgreSQL,
+Redis, the daemon: `benchmarks/scale_workers.py` says how), and their figures are printed
+beside the one-machine ones.
+
     .venv/bin/python benchmarks/scale.py                       # 94 months x 90,000 rows
     .venv/bin/python benchmarks/scale.py --rows 1000000        # about 94 million rows
     .venv/bin/python benchmarks/scale.py --steps 6,12 --rows 20000   # a quick look
+    .venv/bin/python benchmarks/scale.py --steps 6,12 --workers      # ... and two workers
 
 Peak memory is each `datashare run` process's own high-water resident set (GNU time's
 %M: the process or its largest child). Figures move with the machine's load, printed at
@@ -37,6 +43,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from end_to_end import Measure, duckdb_copy, months_to, run, send_months  # noqa: E402
+from scale_workers import SENSOR, Peaks, Phase, cluster, phase  # noqa: E402
 
 CONTRACT = "street_crime"
 LAST = "2026-10"  # the newest month of history; each step's "new month" comes after it
@@ -80,11 +87,74 @@ def table(steps: list[Step]) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class WorkersStep:
+    months: int
+    rows: int
+    backfill: Phase
+    new_month: Phase
+    lake_mb: float
+    step_logs_mb: float
+    warehouse_mb: float
+
+
+def _peaks(phase: Phase) -> str:
+    return " / ".join(f"{phase.peaks.get(role, 0):,.0f}" for role in ("daemon", "w1", "w2"))
+
+
+def workers_table(steps: list[WorkersStep], alone: list[Step]) -> str:
+    """The two workers' figures, with the one-machine run's time for the same step beside."""
+    lines = [
+        "| months of history | rows taken | two workers s | one machine s | runs "
+        "| peak MB daemon / w1 / w2 | steps w1 / w2 | one new month s | one machine s "
+        "| its peak MB daemon / w1 / w2 | lake MB (S3) | step logs MB | warehouse MB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s, a in zip(steps, alone, strict=True):
+        steps_by = " / ".join(str(s.backfill.handed.get(w, 0)) for w in ("w1", "w2"))
+        lines.append(
+            f"| {s.months} | {s.rows:,} | {s.backfill.seconds:.1f} | {a.backfill.seconds:.1f} "
+            f"| {s.backfill.runs} | {_peaks(s.backfill)} | {steps_by} "
+            f"| {s.new_month.seconds:.1f} | {a.new_month.seconds:.1f} | {_peaks(s.new_month)} "
+            f"| {s.lake_mb:,.0f} | {s.step_logs_mb:,.2f} | {s.warehouse_mb:,.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def through_workers(
+    work: Path, home: Path, history: list[str], steps: list[int], rows: int, alone: list[Step]
+) -> list[WorkersStep]:
+    """The one-machine run's files again, step by step, through two workers."""
+    done: list[WorkersStep] = []
+    with cluster(work / "workers") as found:
+        peaks = Peaks(found.roles)
+        try:
+            sent = 0
+            for months in steps:
+                files = send(home, history[sent:months], rows)  # made already: the same files
+                backfill = phase(found, peaks, files, CONTRACT, months)
+                one = phase(found, peaks, send(home, [history[months]], rows), CONTRACT,
+                            months + 1)  # fmt: skip
+                sent = months + 1
+                lake_mb, logs_mb = found.lake_mb()
+                done.append(
+                    WorkersStep(months, len(files) * rows, backfill, one, lake_mb, logs_mb,
+                                size_mb(found.home / "warehouse.duckdb"))
+                )  # fmt: skip
+                print(workers_table(done, alone[: len(done)]), flush=True)
+        finally:
+            peaks.close()
+    return done
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=90_000, help="rows per month")
     parser.add_argument("--steps", default="12,48,93", help="months of history, in steps")
     parser.add_argument("--keep", action="store_true", help="keep the home (printed)")
+    parser.add_argument(
+        "--workers", action="store_true", help="then the same history through two workers"
+    )
     args = parser.parse_args()
     steps = sorted(int(n) for n in args.steps.split(","))
     # The history ends the month before LAST; each step's new month is the one after it.
@@ -118,6 +188,8 @@ def main() -> None:
                 )
             )
             print(table(done), flush=True)
+        if args.workers:
+            workers = through_workers(work, home, history, steps, args.rows, done)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -128,6 +200,9 @@ def main() -> None:
         f"load {os.getloadavg()[0]:.2f} at the end:"
     )
     print(table(done))
+    if args.workers:
+        print(f"\nThe same, through two workers (daemon's sensor every {SENSOR} s):")
+        print(workers_table(workers, done))
 
 
 if __name__ == "__main__":
