@@ -94,6 +94,31 @@ def test_sql_file_runs_as_it_is_and_gives_the_runners_rows(
     assert_same_rows(finished, computed)
 
 
+def test_provenance_read_from_records_read_once_is_the_provenance_views_give(home: Path):
+    """A connection that writes several marts reads the register's records once
+    (`records_once`); every mart's provenance from it is, row for row, what the views
+    over the lake give."""
+    from pipelines.lake.provenance import mart_source_rows
+
+    contracts = load_contracts()
+    path = home / "warehouse.duckdb"
+    with (
+        warehouse_connection(path, contracts) as views,
+        warehouse_connection(path, contracts, records_once=True) as once,
+    ):
+        kinds = dict(
+            once.execute(
+                "SELECT table_name, table_type FROM information_schema.tables "
+                "WHERE table_schema = 'governance' AND table_catalog = current_database()"
+            ).fetchall()
+        )
+        assert kinds["delivery_events"] == kinds["breach_records"] == "BASE TABLE"
+        for mart in MARTS.values():
+            sources = {c: contracts[c].version for c in mart.source_contracts(contracts)}
+            rows = mart_source_rows(views, sources)
+            assert rows and mart_source_rows(once, sources) == rows, mart.name
+
+
 @pytest.mark.parametrize("name", FILE_MARTS)
 def test_every_column_is_described(warehouse: duckdb.DuckDBPyConnection, name: str):
     spec = yaml.safe_load((MARTS_DIR / f"{name}.yaml").read_text(encoding="utf-8"))
