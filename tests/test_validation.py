@@ -7,6 +7,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pipelines.lake.store import FolderLake
 from pipelines.validation.row_validation import DeliveryRejected, validate_delivery
@@ -184,3 +186,80 @@ def test_renamed_column_is_a_missing_column(stop_and_search, tmp_path):
     text = _csv([_good_row()]).replace("Officer-defined ethnicity", "Officer defined ethnicity", 1)
     with pytest.raises(DeliveryRejected, match="Officer-defined ethnicity"):
         _validate(stop_and_search, tmp_path, text)
+
+
+def _counted_by_duckdb(contract, path: Path) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """Blank cells per completeness rule and values per categorical column, counted over the
+    whole file at once by DuckDB (every cell text; only an empty cell is blank)."""
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW d AS SELECT * FROM read_csv('{path}', all_varchar = true)")
+    missing = {}
+    for rule in contract.completeness_rules:
+        src = contract.column(rule.column).source_name
+        blanks = [v for v in rule.missing_values if v is not None]
+        where = f'"{src}" IS NULL' + "".join(f' OR "{src}" = ?' for _ in blanks)
+        missing[rule.name] = con.execute(
+            f"SELECT count(*) FROM d WHERE {where}", blanks
+        ).fetchone()[0]
+    values = {}
+    for column in (c for c in contract.columns if c.value_rules):
+        rows = con.execute(
+            f'SELECT "{column.source_name}", count(*) FROM d '
+            f'WHERE "{column.source_name}" IS NOT NULL GROUP BY 1'
+        ).fetchall()
+        values[column.name] = dict(rows)
+    return missing, values
+
+
+def test_the_profile_counts_every_batch_of_the_real_file_once(
+    stop_and_search, real_stop_and_search, tmp_path, monkeypatch
+):
+    """The dataset checks judge a delivery by counts the row pass keeps batch by batch (in
+    the same query as the row checks): read in many small batches, the real file's blank
+    cells and category counts are those of the whole file counted at once."""
+    import pipelines.validation.row_validation as engine
+
+    monkeypatch.setattr(engine, "READ_BLOCK_BYTES", 64 << 10)
+    monkeypatch.setattr(engine, "BATCH_BYTES", 256 << 10)  # the 5 MB file in ~20 batches
+    lake = FolderLake(tmp_path / "lake")
+    outcome = validate_delivery(stop_and_search, real_stop_and_search, PERIOD, "real", lake)
+    missing, values = _counted_by_duckdb(stop_and_search, real_stop_and_search)
+    by_column = {r.name: r.column for r in stop_and_search.completeness_rules}
+    assert outcome.profile.missing == {by_column[rule]: n for rule, n in missing.items()}
+    assert outcome.profile.value_counts == values
+    assert outcome.profile.rows_delivered == 16_332
+    assert missing["self_defined_ethnicity_completeness"] == 4_963  # the breach's figure
+
+
+_CELLS = st.one_of(
+    st.sampled_from(["Male", "Female", "Other", "", "NA", "null", " Male", "male"]),
+    st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"),
+            max_size=6),
+)  # fmt: skip
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    genders=st.lists(_CELLS, min_size=1, max_size=30),
+    ages=st.lists(_CELLS, min_size=1, max_size=30),
+)
+def test_for_any_cells_the_profile_counts_what_the_file_holds(
+    stop_and_search, tmp_path, genders, ages
+):
+    """Whatever a force puts in a categorical or completeness-checked cell, the profile
+    counts each value as written (a blank is no value) and each blank the rule names."""
+    rows = [
+        _good_row(**{"Gender": g, "Age range": a})
+        for g, a in zip(genders, (ages * len(genders))[: len(genders)], strict=True)
+    ]
+    folder = tmp_path / f"case-{abs(hash((tuple(genders), tuple(ages))))}"
+    folder.mkdir(exist_ok=True)
+    outcome, _, _ = _validate(stop_and_search, folder, _csv(rows))
+    written = [r["Gender"] for r in rows if r["Gender"] != ""]
+    expected = {v: written.count(v) for v in written}
+    assert outcome.profile.value_counts.get("gender", {}) == expected
+    age_rule = next(r for r in stop_and_search.completeness_rules if r.column == "age_range")
+    blanks = {v for v in age_rule.missing_values if v is not None} | {""}
+    assert outcome.profile.missing["age_range"] == sum(r["Age range"] in blanks for r in rows)

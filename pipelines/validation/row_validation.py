@@ -57,7 +57,12 @@ from pipelines.validation.month_checks import (
     nothing_usable_breach,
     periods_carried_breach,
 )
-from pipelines.validation.row_verdicts import broken_rules, judged, quarantined_rows, row_checks
+from pipelines.validation.row_verdicts import (
+    broken_rules,
+    judged_with,
+    quarantined_rows,
+    row_checks,
+)
 from schemas.contract import Column, Contract
 from schemas.row_checks import (
     compile_row_checks,
@@ -129,6 +134,25 @@ class _RuleTally(RuleFailures):
             ]
             for month, n in months.drop_nulls().value_counts().iter_rows():
                 self.months[month] = self.months.get(month, 0) + n
+
+
+# Names of a batch's profile counts in their query (no agreed column starts with \x1f).
+_MISSING, _VALUES = "\x1fmissing ", "\x1fvalues "
+
+
+def _profile_counts(contract: Contract, categorical: list[str]) -> list[pl.Expr]:
+    """A batch's counts for the delivery's profile, as one row: the blank cells of each
+    completeness rule's column, and the values of each categorical column with their
+    counts (a list of (value, count) structs; blanks are not values)."""
+    exprs = []
+    for rule in contract.completeness_rules:
+        src = pl.col(contract.column(rule.column).source_name)
+        blanks = [v for v in rule.missing_values if v is not None]
+        exprs.append((src.is_null() | src.is_in(blanks)).sum().alias(_MISSING + rule.name))
+    for src in categorical:
+        counted = pl.col(src).drop_nulls().value_counts(name="\x1fcount")
+        exprs.append(counted.implode().alias(_VALUES + src))
+    return exprs
 
 
 def _typed(column: Column) -> pl.Expr:
@@ -370,6 +394,7 @@ def validate_delivery(
     missing_counts = {rule.name: 0 for rule in contract.completeness_rules}
     categorical = [c.source_name for c in contract.columns if c.value_rules]
     value_counts: dict[str, dict[str, int]] = {}
+    profile_counts = _profile_counts(contract, categorical)
     outcome = ValidationOutcome()
     lineage = [pl.lit(delivery_id).alias("_delivery_id"), pl.lit(period).alias("_period")]
     source_cols = list(contract.source_names) + values
@@ -424,19 +449,17 @@ def validate_delivery(
         try:
             for frame in read_ahead(_batches(delivery, header, numbers)):
                 outcome.rows_delivered += frame.height
+                # Which rows break which rules, and every row typed, in one query; the
+                # batch's counts for the profile in another, collected with it.
+                verdict, typed_rows, (counted,) = judged_with(
+                    frame, checks, typed_now, [frame.lazy().select(profile_counts)]
+                )
                 for rule in contract.completeness_rules:
-                    src = contract.column(rule.column).source_name
-                    blanks = [v for v in rule.missing_values if v is not None]
-                    missing_counts[rule.name] += frame.select(
-                        (pl.col(src).is_null() | pl.col(src).is_in(blanks)).sum()
-                    ).item()
+                    missing_counts[rule.name] += counted[_MISSING + rule.name].item()
                 for src in categorical:
                     counts = value_counts.setdefault(src, {})
-                    for value, n in frame[src].drop_nulls().value_counts().iter_rows():
+                    for value, n in counted[_VALUES + src][0].struct.unnest().iter_rows():
                         counts[value] = counts.get(value, 0) + n
-
-                # Which rows break which rules, and every row typed, in one query.
-                verdict, typed_rows = judged(frame, checks, typed_now)
                 if verdict.width:
                     failing_counts = verdict.select((~pl.all()).sum()).row(0, named=True)
                     for rule_id, count in failing_counts.items():
