@@ -106,6 +106,9 @@ def test_a_catalog_just_built_is_current_and_each_change_it_cannot_show_is_not(t
     changed.write_text(original.path.read_text() + "\n# edited\n")
     edited = {**CONTRACTS, "stop_and_search": dataclasses.replace(original, path=changed)}
     assert not catalog_current(path, lake, edited)
+    # ... or a contract given changed in memory (a new version).
+    newer = {**CONTRACTS, "stop_and_search": dataclasses.replace(original, version="9.0.0")}
+    assert not catalog_current(path, lake, newer)
     # One contract fewer (or more).
     fewer = {k: v for k, v in CONTRACTS.items() if k != "workforce"}
     assert not catalog_current(path, lake, fewer)

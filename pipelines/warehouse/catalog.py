@@ -291,7 +291,8 @@ def built_from(lake: Lake, contracts: dict[str, Contract]) -> str:
     for file in _BUILT_BY:
         add(file.relative_to(_PACKAGES.parent), file.read_bytes())
     for name, contract in sorted(contracts.items()):
-        add("contract", name, contract.path.read_bytes())
+        # The file, and the contract as given (a caller may pass one changed in memory).
+        add("contract", name, contract.path.read_bytes(), repr(contract))
     for file in sorted(MAPPINGS_DIR.glob("*.yaml")):
         add("mapping", file.name, file.read_bytes())
     patterns = {curated_pattern(c): c.name for c in contracts.values()}
