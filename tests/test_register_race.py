@@ -24,7 +24,12 @@ from pipelines.lake.register import DeliveryEvent, Register
 from pipelines.lake.store import FolderLake, Lake, S3Lake, open_lake
 from tests.s3_server import LAKE_BUCKET
 
-EVENTS = "governance/deliveries/contract=*/*.parquet"  # what `Register.events` lists
+EVENTS = "governance/deliveries/contract=*/*.parquet"  # every contract's event files
+
+
+def _lists_events(pattern: str) -> bool:
+    """Whether `pattern` lists event files (all contracts', or one contract's folder)."""
+    return pattern.startswith("governance/deliveries/")
 
 
 @pytest.fixture(params=["folder", "s3"])
@@ -45,8 +50,12 @@ def _recorded(lake: Lake, n: int) -> Register:
     return register
 
 
+def _none_first(position: int) -> bool:
+    return False
+
+
 def _listing_torn_by(
-    lake: Lake, fold: Callable[[], object], looked_at_first: Callable[[int], bool] = bool
+    lake: Lake, fold: Callable[[], object], looked_at_first: Callable[[int], bool] = _none_first
 ) -> None:
     """Make the reader's next listing of the events what pyarrow returns when `fold` runs
     in the middle of it: the names as they were before the fold, of which those whose
@@ -56,7 +65,7 @@ def _listing_torn_by(
     torn = []
 
     def glob(pattern: str) -> list[str]:
-        if pattern != EVENTS or torn:
+        if not _lists_events(pattern) or torn:
             return real_glob(pattern)
         torn.append(pattern)
         names = real_glob(pattern)  # the folder's names are read ...
@@ -96,12 +105,14 @@ def test_a_read_keeps_up_with_new_events_arriving_while_it_lists(lake: Lake, mon
     # Another run records an event between every two listings: a new event is not a fold,
     # so the read neither waits for the register to go quiet nor gives up.
     register = _recorded(lake, 5)
-    real_glob, arrived = lake.glob, []
+    real_glob, arrived, recording = lake.glob, [], []
 
     def glob(pattern: str) -> list[str]:
-        if pattern == EVENTS:
+        if _lists_events(pattern) and not recording:  # (recording lists the folder too)
+            recording.append(pattern)
             arrived.append(f"n{len(arrived)}")
             register.record(DeliveryEvent("a", "2024-01", arrived[-1], "validated"))
+            recording.clear()
         return real_glob(pattern)
 
     monkeypatch.setattr(lake, "glob", glob)
@@ -172,10 +183,14 @@ def test_a_register_folded_at_every_read_gives_up_with_an_error_not_a_short_answ
     register = _recorded(lake, 3)
     real_glob = lake.glob
 
+    folding = []
+
     def glob(pattern: str) -> list[str]:
-        if pattern == EVENTS:  # a fold between any two listings
+        if _lists_events(pattern) and not folding:  # a fold between any two listings
+            folding.append(pattern)
             register.record(DeliveryEvent("a", "2024-01", "x", "validated"))
             register.compact("a")
+            folding.clear()
         return real_glob(pattern)
 
     monkeypatch.setattr(lake, "glob", glob)
