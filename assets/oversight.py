@@ -1,7 +1,7 @@
 """Oversight assets: one per mart (`pipelines/oversight/mart_runner.py`), `oversight.<mart>`.
 
 Each asset computes its mart from the warehouse's curated views, writes
-`lake/oversight/<mart>.parquet` (definition and column comments as Parquet metadata) and
+`lake/oversight/<mart>/data.parquet` (definition and column comments as Parquet metadata) and
 reports its latest figures in the asset's metadata; one step computes every selected mart
 over one connection; the views `oversight.<mart>` read those files, and the warehouse is
 rebuilt (once) only when its catalog does not already show them.

@@ -797,7 +797,10 @@ def test_marts_carry_their_definitions_into_the_warehouse(fixture_lake, tmp_path
     shutil.copytree(lake.root, copy.root)
     warehouse = build_warehouse(copy, CONTRACTS, tmp_path / "warehouse.duckdb")
     written = write_mart("stop_search_disproportionality", warehouse, copy)
-    assert written.path == str(copy.root / "oversight" / "stop_search_disproportionality.parquet")
+    # A folder per mart, one file in it: an engine declares a table over the folder.
+    folder = copy.root / "oversight" / "stop_search_disproportionality"
+    assert written.path == str(folder / "data.parquet")
+    assert [p.name for p in folder.iterdir()] == ["data.parquet"]
     metadata = pq.read_schema(written.path).metadata
     assert b"Numerator:" in metadata[b"comment"]
     build_warehouse(copy, CONTRACTS, warehouse)

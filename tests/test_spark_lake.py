@@ -1,8 +1,9 @@
 """The lake read by Spark with the statements `datashare lake ddl --engine spark` gives.
 
 A real Spark (pyspark from PyPI, local mode, Java 17) declares every curated table and
-oversight mart of a demo home's folder lake with those statements, and reads the same
-rows, types, values and column comments as `warehouse.duckdb`. The only differences are
+oversight mart (each mart over its folder, `oversight/<mart>/`, which holds `data.parquet`)
+of a demo home's folder lake with those statements, and reads the same rows, types, values
+and column comments as `warehouse.duckdb`. The only differences are
 the declared ones: Spark has the partition column `period` (equal to `_period` on every
 row), and the warehouse's computed `_month` (and `month` of a mart by text period) is
 the warehouse's own.
@@ -266,10 +267,15 @@ def test_the_s3_lake_is_named_as_each_engine_reaches_it():
     assert "LOCATION 's3a://mopac-lake/datashare/curated/contract=stop_and_search'" in spark_sql
     assert "'s3://mopac-lake/datashare/curated/contract=stop_and_search'" in trino_sql
     assert "s3a://" not in trino_sql
-    # Trino and Athena declare tables over folders: the marts (single files) are not.
-    assert "oversight." not in trino_sql
+    # Every engine declares every mart, over its folder (one file in it).
+    where = "mopac-lake/datashare/oversight/stop_search_disproportionality"
+    assert f"LOCATION 's3a://{where}'" in spark_sql
+    assert f"external_location = 's3://{where}', format = 'PARQUET')" in trino_sql
     athena = ddl_statements("athena", "s3://mopac-lake/datashare", tables)
-    assert sum("CREATE EXTERNAL TABLE" in s for s in athena) == len(load_contracts())
+    assert f"LOCATION 's3://{where}/'" in " ".join(athena)
+    for engine_sql in (spark_sql, trino_sql, " ".join(athena)):
+        assert ".parquet'" not in engine_sql  # a table over a folder, never over a file
+    assert sum("CREATE EXTERNAL TABLE" in s for s in athena) == len(load_contracts()) + len(MARTS)
     with pytest.raises(ValueError, match="Athena reads S3 only"):
         ddl_statements("athena", "/srv/lake", tables)
 

@@ -43,7 +43,7 @@ def add_lake_command(sub: Any) -> None:
 def run_lake_command(args: argparse.Namespace, settings: Settings) -> int:
     """Print the statements asked for (they need the contracts and marts, not the lake)."""
     from pipelines.lake.store import open_lake
-    from pipelines.oversight.lake_ddl import ddl_script, empty_tables, lake_tables
+    from pipelines.oversight.lake_ddl import ddl_script, empty_tables, lake_tables, unmoved_marts
     from pipelines.oversight.mart_runner import MARTS
     from schemas.contract import load_contracts
 
@@ -52,11 +52,13 @@ def run_lake_command(args: argparse.Namespace, settings: Settings) -> int:
     try:
         # Which tables have no month yet, if this machine reaches the lake (the statements
         # that find partitions fail on those); if not, every table is taken to have some.
-        empty = empty_tables(open_lake(lake_url), tables)
+        # And the marts an earlier version left one file each, outside their folders.
+        lake = open_lake(lake_url)
+        empty, unmoved = empty_tables(lake, tables), unmoved_marts(lake, tables)
     except Exception:  # noqa: BLE001 - the lake as the engine sees it may be out of reach
-        empty = frozenset()
+        empty, unmoved = frozenset(), []
     try:
-        script = ddl_script(args.engine, lake_url, tables, empty)
+        script = ddl_script(args.engine, lake_url, tables, empty, unmoved)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

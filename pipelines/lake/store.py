@@ -8,7 +8,8 @@ Layout under the lake root (every path below is a '/'-separated key relative to 
     quarantine_masked/contract=<c>/period=<p>/<sha256>.parquet  the same, classified fields withheld
     staging/contract=<c>/period=<p>/<sha256>.parquet     passing rows awaiting publication
     curated/contract=<c>/period=<p>/data.parquet         the published month
-    oversight/<mart>.parquet                             the oversight marts
+    oversight/<mart>/data.parquet                        an oversight mart (a folder each, so
+                                                         Trino and Athena can declare it)
     docs/contract=<c>/period=<p>/<sha256>/               Data Docs of each delivery
     governance/...                                       delivery events, breaches, erasures
 
@@ -249,6 +250,15 @@ class Lake(ABC):
         """Make the private file `source` the analysts' file `key`, whole, and remove `source`."""
 
     @abstractmethod
+    def move_once(self, source: str, key: str) -> bool:
+        """Move `source` to `key` unless a file is at `key` already; `source` goes either way.
+
+        True if it moved. Of a racing writer of `key` and this move, the writer's file is
+        the one kept; `source` already gone (moved by another process) is False. A lake this
+        process may not write raises `PermissionError`.
+        """
+
+    @abstractmethod
     def delete(self, key: str) -> None:
         """Remove `key` if it is there (and the folder above it, if that is left empty)."""
 
@@ -399,6 +409,20 @@ class FolderLake(Lake):
         finally:
             tmp.unlink(missing_ok=True)
 
+    def move_once(self, source: str, key: str) -> bool:
+        # Hard-linked into place, as in write_table_once: the link fails if `key` is there.
+        target = self.path(key)
+        self._prepare(target)
+        try:
+            os.link(self.path(source), target)
+            moved = True
+        except FileExistsError:
+            moved = False
+        except FileNotFoundError:
+            return False
+        self.delete(source)
+        return moved
+
     def promote(self, source: str, key: str) -> None:
         staged, target = self.path(source), self.path(key)
         self._prepare(target)
@@ -528,6 +552,30 @@ class S3Lake(InS3, Lake):
             ):
                 return False
             raise
+
+    def move_once(self, source: str, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            with _missing_is_not_found():
+                data = self.read_bytes(source)
+        except FileNotFoundError:
+            return False
+        try:
+            # A conditional put, as in write_table_once: fails if `key` is there already.
+            self.client.put_object(
+                Bucket=self.where.bucket, Key=self._key(key), Body=data, IfNoneMatch="*"
+            )
+            moved = True
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            if code == "AccessDenied":
+                raise PermissionError(f"may not write {self.url_of(key)}") from error
+            if code not in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise
+            moved = False
+        self.delete(source)
+        return moved
 
     def promote(self, source: str, key: str) -> None:
         bucket = self.where.bucket

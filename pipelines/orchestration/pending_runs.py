@@ -29,6 +29,7 @@ from pipelines.home.settings import Settings
 from pipelines.intake.delivery_intake import UNFILED, plan_intake
 from pipelines.intake.dropzone import open_dropzone
 from pipelines.lake.leases import LeaseBusy, month_lease
+from pipelines.lake.mart_files import mart_keys, migrate_mart_files
 from pipelines.lake.publishing import published
 from pipelines.lake.register import Register
 from pipelines.lake.store import Lake, open_lake
@@ -626,7 +627,10 @@ def run_pending(settings: Settings, progress: Callable[[str], None] | None = Non
         # Only the marts that read a contract this run touched (and any never computed): a
         # run with nothing new recomputes nothing.
         marts = {p.stem for p in marts_dir().glob("*.yaml")}  # a mart is <mart>.yaml + .sql
-        missing = marts - {Path(k).stem for k in lake.glob("oversight/*.parquet")}
+        # A lake an earlier version wrote keeps each mart as one file: moved into its
+        # folder now (and the catalog rebuilt below, to read it there).
+        moved = migrate_mart_files(lake)
+        missing = marts - set(mart_keys(lake))
         touched = {r[0] for r in report.months}
         chosen = []
         if missing or touched:
@@ -656,6 +660,9 @@ def run_pending(settings: Settings, progress: Callable[[str], None] | None = Non
         # the catalog is not already what a rebuild would make (its views read the lake's
         # files by pattern, so a month published shows in it as it is).
         changed = report.runs or report.late_flagged_now or not settings.warehouse.exists()
-        if changed and not marts_ran and not catalog_current(settings.warehouse, lake, contracts):
+        if moved and not marts_ran:
+            # Marts just moved into their folders: the catalog's views read the old files.
+            build_warehouse(lake, contracts, settings.warehouse)
+        elif changed and not marts_ran and not catalog_current(settings.warehouse, lake, contracts):
             build_warehouse(lake, contracts, settings.warehouse)
     return report

@@ -16,9 +16,11 @@ What the engines see, and how it differs from `warehouse.duckdb`:
 - A wide-layout contract's table is `<c>_releases` (every release as delivered), as in the
   warehouse; the newest-release view and the `_latest` snapshot views are the warehouse's
   SQL and are not declared here.
-- An oversight mart is one file, `oversight/<mart>.parquet`. Spark declares a table over a
-  file; Trino's Hive connector and Athena declare tables over folders only, so for them
-  the marts are listed in a comment and not declared.
+- An oversight mart is a folder holding one file, `oversight/<mart>/data.parquet`, and
+  every engine declares it as a table over the folder, not partitioned. A lake an earlier
+  version wrote (one file per mart, `oversight/<mart>.parquet`) is moved to folders by this
+  version's first run or warehouse build (`pipelines/lake/mart_files.py`); until then the
+  script's header says so.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from pipelines.lake.mart_files import AREA, mart_folder, previous_mart_key
 from pipelines.lake.store import Lake
 from pipelines.oversight.definition import Mart
 from schemas.contract import Contract
@@ -51,11 +54,11 @@ class LakeColumn:
 
 @dataclass(frozen=True)
 class LakeTable:
-    """A table as the lake holds it: a Hive-partitioned folder, or a single Parquet file."""
+    """A table as the lake holds it: a folder of Parquet, Hive-partitioned or not."""
 
     schema: str  # `curated` or `oversight`, as in the warehouse
     name: str
-    key: str  # where it is under the lake root: a folder, or a file for a mart
+    key: str  # the folder it is in, under the lake root
     columns: tuple[LakeColumn, ...]  # as in the files, partition column excluded
     comment: str
     partitioned: bool  # by `period` (the folder `period=YYYY-MM`)
@@ -95,7 +98,7 @@ def curated_tables(contracts: dict[str, Contract]) -> list[LakeTable]:
 
 
 def mart_tables(marts: Iterable[Mart]) -> list[LakeTable]:
-    """One table per oversight mart over `oversight/<mart>.parquet`.
+    """One table per oversight mart over its folder, `oversight/<mart>/`.
 
     The types are DuckDB's (the runner casts each column to the type its YAML names) as
     DuckDB writes them to Parquet, so they are asked of DuckDB rather than mapped by hand.
@@ -108,8 +111,8 @@ def mart_tables(marts: Iterable[Mart]) -> list[LakeTable]:
         columns = tuple(
             LakeColumn(c.name, arrow.field(c.name).type, mart.column_comment(c)) for c in cols
         )
-        key = f"oversight/{mart.name}.parquet"
-        tables.append(LakeTable("oversight", mart.name, key, columns, mart.comment, False))
+        folder = mart_folder(mart.name)
+        tables.append(LakeTable(AREA, mart.name, folder, columns, mart.comment, False))
     return tables
 
 
@@ -204,25 +207,35 @@ def spark_statements(table: LakeTable, lake_url: str, has_months: bool = True) -
 
 
 def trino_statements(table: LakeTable, lake_url: str, has_months: bool = True) -> list[str]:
-    """CREATE TABLE in a Hive connector catalog over the folder, then its partitions synced."""
+    """CREATE TABLE in a Hive connector catalog over the folder, then its partitions synced
+    (a mart's folder has none: its one file is the table)."""
     cols = ",\n  ".join(_columns("trino", table, partition_type=True))
     where = _literal("trino", location("trino", lake_url, table.key))
-    # The months already in the lake; run it again after a month is published.
-    sync = f"CALL system.sync_partition_metadata('{table.schema}', '{table.name}', 'FULL')"
-    return [
+    parts = f", partitioned_by = ARRAY['{PARTITION}']" if table.partitioned else ""
+    create = (
         f"CREATE TABLE IF NOT EXISTS {table.qualified} (\n  {cols}\n)\n"
         f"COMMENT {_literal('trino', table.comment)}\n"
-        f"WITH (external_location = {where}, format = 'PARQUET', "
-        f"partitioned_by = ARRAY['{PARTITION}'])",
-        sync if has_months else f"-- no month yet: later, {sync}",
-    ]
+        f"WITH (external_location = {where}, format = 'PARQUET'{parts})"
+    )
+    if not table.partitioned:
+        return [create]
+    # The months already in the lake; run it again after a month is published.
+    sync = f"CALL system.sync_partition_metadata('{table.schema}', '{table.name}', 'FULL')"
+    return [create, sync if has_months else f"-- no month yet: later, {sync}"]
 
 
 def athena_statements(table: LakeTable, lake_url: str, has_months: bool = True) -> list[str]:
     """CREATE EXTERNAL TABLE with partition projection: a month published later is read
-    without any statement, as its folder follows the template."""
+    without any statement, as its folder follows the template. A mart, not partitioned, is
+    its folder's one file."""
     cols = ",\n  ".join(_columns("athena", table, partition_type=False))
     root = location("athena", lake_url, table.key)
+    if not table.partitioned:
+        return [
+            f"CREATE EXTERNAL TABLE IF NOT EXISTS {table.qualified} (\n  {cols}\n)\n"
+            f"COMMENT {_literal('athena', table.comment)}\n"
+            f"STORED AS PARQUET\nLOCATION {_literal('athena', root + '/')}"
+        ]
     part = f"{_ident('athena', PARTITION)} STRING COMMENT {_literal('athena', PARTITION_COMMENT)}"
     props = {
         "projection.enabled": "true",
@@ -257,11 +270,9 @@ def ddl_statements(
         raise ValueError(f"unknown engine {engine!r}: one of {', '.join(ENGINES)}")
     if engine == "athena" and not lake_url.startswith("s3://"):
         raise ValueError(f"Athena reads S3 only; the lake is {lake_url}")
-    # Trino's Hive connector and Athena declare a table over a folder, never a file.
-    declared = [t for t in tables if engine == "spark" or t.partitioned]
-    schemas = dict.fromkeys(t.schema for t in declared)
+    schemas = dict.fromkeys(t.schema for t in tables)
     statements = [f"CREATE SCHEMA IF NOT EXISTS {s}" for s in schemas]
-    for table in declared:
+    for table in tables:
         statements += STATEMENTS[engine](table, lake_url, table.qualified not in empty)
     return statements
 
@@ -275,21 +286,40 @@ def empty_tables(lake: Lake, tables: list[LakeTable]) -> frozenset[str]:
     )
 
 
+def unmoved_marts(lake: Lake, tables: list[LakeTable]) -> list[str]:
+    """The marts `lake` still keeps as an earlier version did, one file each, not yet moved
+    into the folders the statements name."""
+    return [
+        t.qualified
+        for t in tables
+        if t.schema == AREA and not t.partitioned and lake.exists(previous_mart_key(t.name))
+    ]
+
+
 def ddl_script(
-    engine: str, lake_url: str, tables: list[LakeTable], empty: frozenset[str] = frozenset()
+    engine: str,
+    lake_url: str,
+    tables: list[LakeTable],
+    empty: frozenset[str] = frozenset(),
+    unmoved: Iterable[str] = (),
 ) -> str:
-    """The statements as one script, `;`-terminated, with a header saying what they do."""
+    """The statements as one script, `;`-terminated, with a header saying what they do.
+
+    `unmoved`: the marts still in an earlier version's layout (`unmoved_marts`), named in
+    the header with what moves them."""
     statements = ddl_statements(engine, lake_url, tables, empty)
     header = [
         f"-- The lake at {lake_url}, declared for {engine} by `datashare lake ddl`.",
         "-- Curated tables are partitioned by `period` (the folder period=YYYY-MM, equal to",
         "-- _period); the warehouse's _month is not stored: use period or _period.",
+        "-- Each oversight mart is the one file in its folder (oversight/<mart>/data.parquet).",
     ]
-    skipped = [t.qualified for t in tables if engine != "spark" and not t.partitioned]
-    if skipped:
+    unmoved = list(unmoved)
+    if unmoved:
         header += [
-            f"-- Not declared: {engine} declares tables over folders, and each oversight mart",
-            "-- is one file (oversight/<mart>.parquet): " + ", ".join(skipped) + ".",
+            "-- Not in their folders yet (the lake was written by an earlier version, one file",
+            "-- per mart): run `datashare warehouse rebuild` once, which moves them, before",
+            "-- these statements: " + ", ".join(unmoved) + ".",
         ]
     ended = [s if s.startswith("--") else f"{s};" for s in statements]
     return "\n".join(header) + "\n\n" + "".join(f"{s}\n\n" for s in ended)

@@ -10,7 +10,7 @@ agreed categories (`pipelines/oversight/definition.py` reads it).
 This module runs them: `compute_mart` runs a mart's SQL, with the runner's part added
 (`finish_sql`: small counts withheld, columns cast, rows ordered), in DuckDB against a
 read-only view of `warehouse.duckdb`; `write_mart` writes the result to
-`lake/oversight/<mart>.parquet` with the definition and the column comments as Parquet
+`lake/oversight/<mart>/data.parquet` with the definition and the column comments as Parquet
 key-value metadata (`comment`, `comment:<column>`), which the warehouse turns into the
 comments of view `oversight.<mart>`.
 
@@ -48,6 +48,7 @@ import duckdb
 import pyarrow as pa
 import yaml
 
+from pipelines.lake.mart_files import mart_key
 from pipelines.lake.provenance import record_mart_sources
 from pipelines.lake.store import Lake
 from pipelines.oversight.definition import (
@@ -313,10 +314,6 @@ def mart_metadata(mart: Mart) -> dict[bytes, bytes]:
     return metadata
 
 
-def mart_key(name: str) -> str:
-    return f"oversight/{name}.parquet"
-
-
 @dataclass(frozen=True)
 class WrittenMart:
     mart: Mart
@@ -330,7 +327,7 @@ def write_mart(
     lake: Lake,
     contracts: dict[str, Contract] | None = None,
 ) -> WrittenMart:
-    """Compute a mart and write it to `lake/oversight/<name>.parquet`, atomically."""
+    """Compute a mart and write it to `lake/oversight/<name>/data.parquet`, atomically."""
     mart = MARTS[name]
     table = compute_mart(name, warehouse, lake, contracts)
     table = table.replace_schema_metadata(mart_metadata(mart))

@@ -32,6 +32,7 @@ from pipelines.governance.views import (
     create_breach_views,
     parts_table,
 )
+from pipelines.lake.mart_files import mart_keys, migrate_mart_files
 from pipelines.lake.object_store import let_duckdb_read_s3
 from pipelines.lake.provenance import MART_SOURCES_PATTERN
 from pipelines.lake.register import BREACH_SCHEMA, DELIVERY_EVENT_SCHEMA
@@ -391,6 +392,9 @@ def build_warehouse(lake: Lake, contracts: dict[str, Contract], path: Path) -> P
     # warehouse (`connect`, a run with nothing new) does not pay for them at start-up.
     from pipelines.validation.row_validation import curated_schema
 
+    # A lake an earlier version wrote keeps each mart as one file: moved into its folder
+    # first, so that the views below read where this version writes (lake/mart_files.py).
+    migrate_mart_files(lake)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
@@ -468,15 +472,15 @@ def _comment_curated_columns(con: duckdb.DuckDBPyConnection, view: str, contract
 
 
 def _oversight(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
-    """A view per oversight mart (`oversight/<mart>.parquet`), with its column comments.
+    """A view per oversight mart (`oversight/<mart>/data.parquet`), with its column comments.
 
     A mart's Parquet file carries its table and column descriptions as key-value metadata
     (`comment` and `comment:<column>`), written beside the code that defines the measure.
     A mart by text `period` (YYYY-MM) and no `month` also gets `month`, the same month as a
     DATE, as every other mart and curated view (`_month`) has it.
     """
-    for key in lake.glob("oversight/*.parquet"):
-        name = f"oversight.{Path(key).stem}"
+    for mart, key in mart_keys(lake).items():
+        name = f"oversight.{mart}"
         schema = lake.parquet_file(key).schema_arrow
         month = "period" in schema.names and "month" not in schema.names
         extra = ", CAST(strptime(period, '%Y-%m') AS DATE) AS month" if month else ""
