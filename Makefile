@@ -21,7 +21,8 @@ test: $(STAMP) chromium postgresql redis spark
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/datashare contracts lint
-	$(BIN)/pytest -q -n auto --dist loadfile
+	@# How the tests are shared out between the workers: tests/conftest.py, at the end.
+	$(BIN)/pytest -q -n auto --dist loadgroup --no-loadscope-reorder
 
 # The tests that do not run the whole pipeline: a minute, for the edit-test loop.
 test-fast: $(STAMP)

@@ -163,3 +163,118 @@ def copy_home(shared: Path, target: Path) -> Path:
     module's own."""
     shutil.copytree(shared / "home", target, symlinks=True)
     return target
+
+
+# -- how `make test` spreads the suite over pytest-xdist's workers ----------------------------
+# `make test` runs `pytest -n auto --dist loadgroup --no-loadscope-reorder`, and the hook below
+# decides the units of work and their order:
+# - Tests that share a module-scoped fixture (a home or server built once for them) are one
+#   unit, so that it is built once; every other test is a unit of its own, so the slow tests
+#   of one module (each starting daemons, servers, whole runs) run on both workers at once.
+# - Units go out longest first (Graham's rule): the last ones handed out are short, and the
+#   workers finish together instead of one waiting on a long module given out last (xdist's
+#   own order, most tests first, gave out the few-test modules with the longest runs last).
+# - The first unit needing each shared demo home goes out first, so that the two homes are
+#   built at the same time, one on each worker, before any other unit waits for them.
+# Without xdist (`-n 0`, a single file) nothing changes: tests run in the file's order.
+
+# What the slowest tests take, by function name, in seconds each (a parametrized test: each
+# case) on two cores running the whole suite (`pytest --durations`), and what the slowest
+# module-scoped fixtures take to build. A test not named is estimated by its `slow` mark.
+# Only the order matters: refresh a figure when it changes by tens of seconds, or name a new
+# test that takes that long. (The shared demo homes are left out: see SHARED_DEMOS.)
+TEST_SECONDS = {
+    "test_the_daemon_takes_deliveries_through_the_queue_and_a_kill_loses_and_repeats_nothing": 69,
+    "test_the_s3_store_stopped_mid_run_and_started_again": 58,
+    "test_two_workers_take_deliveries_and_a_killed_worker_loses_and_repeats_nothing": 53,
+    "test_demo_reviews_match_the_warehouse": 25,
+    "test_a_sensor_launched_run_beside_a_cli_run_takes_each_delivery_once": 22,
+    "test_a_killed_run_with_the_lake_on_s3_leaves_a_whole_month_and_the_next_run_finishes": 20,
+    "test_run_puts_the_lake_on_s3_and_the_warehouse_reads_it": 18,
+    "test_whatever_arrives_every_file_ends_final_every_row_counted_nothing_unagreed_leaks": 18,
+    "test_two_runs_at_once_take_validate_and_report_each_delivery_once": 13,
+    "test_a_previous_versions_warehouse_gets_the_new_views": 13,
+    "test_a_file_is_taken_only_once_it_has_been_unchanged_for_the_settle_time": 12,
+    "test_warehouse_rebuild_report_and_retention_work_from_an_s3_lake": 11,
+    "test_contracts_run_side_by_side_each_in_one_run_of_its_months": 11,
+    "test_demo_runs_the_whole_pipeline_and_every_figure_it_prints_is_the_warehouses": 11,
+    "test_run_records_off_layout_files_once_and_flags_a_missed_month": 10,
+    "test_a_new_month_recomputes_only_the_marts_reading_it_and_an_idle_run_launches_nothing": 9,
+    "test_a_killed_run_leaves_a_consistent_state_and_the_next_run_finishes": 9,
+    "test_the_latest_view_keeps_each_records_newest_snapshot": 9,
+}
+FIXTURE_SECONDS = {"pack": 13}
+SLOW_SECONDS = 5.0  # a test marked slow and not named above
+QUICK_SECONDS = 0.5  # any other test
+SHARED_DEMOS = ("shared_demo", "shared_ui_demo")
+
+
+def _module_fixtures(item: pytest.Item) -> set[tuple[str, str]]:
+    """The module-scoped fixtures `item` uses (and those of a class or package's scope), each
+    with the module it is built for."""
+    info = getattr(item, "_fixtureinfo", None)  # pytest's own record of the fixtures item uses
+    module = item.nodeid.split("::")[0]
+    return {
+        (module, name)
+        for name, defs in (info.name2fixturedefs.items() if info else ())
+        if defs[-1].scope in ("module", "class", "package")
+    }
+
+
+def _units(items: list[pytest.Item]) -> list[list[pytest.Item]]:
+    """The items in units of work: those sharing a module-scoped fixture, with whatever shares
+    one with them, in one unit; each other item alone."""
+    units: list[list[pytest.Item]] = []
+    unit_of: dict[tuple[str, str], list[pytest.Item]] = {}  # fixture -> the unit it is built in
+    for item in items:
+        fixtures = _module_fixtures(item)
+        joined = []  # the units this item ties together
+        for fixture in fixtures:
+            unit = unit_of.get(fixture)
+            if unit is not None and all(unit is not u for u in joined):
+                joined.append(unit)
+        unit = joined[0] if joined else []
+        for other in joined[1:]:
+            unit.extend(other)
+            units.remove(other)
+            for fixture, owner in unit_of.items():
+                if owner is other:
+                    unit_of[fixture] = unit
+        if not joined:
+            units.append(unit)
+        unit.append(item)
+        for fixture in fixtures:
+            unit_of[fixture] = unit
+    return units
+
+
+def _seconds(unit: list[pytest.Item]) -> float:
+    """How long `unit` is expected to take (see TEST_SECONDS)."""
+    seconds = 0.0
+    for item in unit:
+        name = item.originalname if isinstance(item, pytest.Function) else item.name
+        if name in TEST_SECONDS:
+            seconds += TEST_SECONDS[name]
+        else:
+            seconds += SLOW_SECONDS if item.get_closest_marker("slow") else QUICK_SECONDS
+    fixtures = {name for item in unit for name in item.fixturenames}
+    return seconds + sum(FIXTURE_SECONDS.get(name, 0) for name in fixtures)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, put the tests sharing a module's fixture in one group, and order
+    the units longest first (see above)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    units = sorted(_units(items), key=_seconds, reverse=True)
+    for number, unit in enumerate(units):
+        if len(unit) > 1:
+            group = f"{unit[0].nodeid.split('::')[0]}#{number}"
+            for item in unit:
+                item.add_marker(pytest.mark.xdist_group(group))
+    for demo in SHARED_DEMOS:
+        first = next((u for u in units if demo in u[0].fixturenames), None)
+        if first is not None:
+            units.remove(first)
+            units.insert(0, first)
+    items[:] = [item for unit in units for item in unit]
