@@ -105,17 +105,20 @@ def _peaks(phase: Phase) -> str:
 def workers_table(steps: list[WorkersStep], alone: list[Step]) -> str:
     """The two workers' figures, with the one-machine run's time for the same step beside."""
     lines = [
-        "| months of history | rows taken | two workers s | one machine s | runs "
-        "| peak MB daemon / w1 / w2 | steps w1 / w2 | one new month s | one machine s "
-        "| its peak MB daemon / w1 / w2 | lake MB (S3) | step logs MB | warehouse MB |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| months of history | rows taken | two workers s | of which steps s | one machine s "
+        "| runs | peak MB daemon / w1 / w2 | steps w1 / w2 | one new month s "
+        "| of which steps s | one machine s | its peak MB daemon / w1 / w2 | lake MB (S3) "
+        "| step logs MB | warehouse MB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s, a in zip(steps, alone, strict=True):
         steps_by = " / ".join(str(s.backfill.handed.get(w, 0)) for w in ("w1", "w2"))
         lines.append(
-            f"| {s.months} | {s.rows:,} | {s.backfill.seconds:.1f} | {a.backfill.seconds:.1f} "
+            f"| {s.months} | {s.rows:,} | {s.backfill.seconds:.1f} "
+            f"| {s.backfill.steps_seconds:.1f} | {a.backfill.seconds:.1f} "
             f"| {s.backfill.runs} | {_peaks(s.backfill)} | {steps_by} "
-            f"| {s.new_month.seconds:.1f} | {a.new_month.seconds:.1f} | {_peaks(s.new_month)} "
+            f"| {s.new_month.seconds:.1f} | {s.new_month.steps_seconds:.1f} "
+            f"| {a.new_month.seconds:.1f} | {_peaks(s.new_month)} "
             f"| {s.lake_mb:,.0f} | {s.step_logs_mb:,.2f} | {s.warehouse_mb:,.1f} |"
         )
     return "\n".join(lines)

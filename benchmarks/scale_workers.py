@@ -50,6 +50,7 @@ class Phase:
     """One step of history (or one new month) through the workers."""
 
     seconds: float
+    steps_seconds: float  # of which the steps ran (on the workers), from Dagster's events
     runs: int  # Dagster runs the sensor asked for
     peaks: dict[str, float]  # role (daemon, w1, w2): its largest process's peak, in MB
     handed: dict[str, int]  # worker: steps it was handed
@@ -305,6 +306,7 @@ def phase(found: Cluster, peaks: Peaks, files: list[Path], contract: str, months
         new = [r for r in instance.get_runs(filters=dg.RunsFilter(job_name=job))
                if r.run_id not in before]  # fmt: skip
         handed: dict[str, int] = {}
+        steps_seconds = sum(_steps_seconds(instance, run.run_id) for run in new)
         for run in new:
             for record in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
                 event = record.dagster_event
@@ -312,4 +314,20 @@ def phase(found: Cluster, peaks: Peaks, files: list[Path], contract: str, months
                 if worker is not None:
                     name = str(worker.value).split("@")[0]
                     handed[name] = handed.get(name, 0) + 1
-    return Phase(seconds, len(new), peaks.largest(), handed)
+    return Phase(seconds, steps_seconds, len(new), peaks.largest(), handed)
+
+
+def _steps_seconds(instance, run_id: str) -> float:
+    """How long a run's steps ran, summed: each step's last start to its success."""
+    import dagster as dg
+
+    kinds = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS}
+    started: dict[str, float] = {}
+    total = 0.0
+    for record in instance.all_logs(run_id, of_type=kinds):
+        event = record.dagster_event
+        if event.event_type == dg.DagsterEventType.STEP_START:
+            started[event.step_key] = record.timestamp
+        elif event.step_key in started:
+            total += record.timestamp - started.pop(event.step_key)
+    return total
