@@ -171,6 +171,12 @@ LAUNCHER = "module: pipelines.orchestration.run_launcher\n"
 OLD_LAUNCHER = "module: pipelines" + ".run_launcher\n"
 # The module its header names as the writer.
 WRITER, OLD_WRITER = "pipelines/home/instance_config.py", "pipelines" + "/instance_config.py"
+# The section the SQLite configuration gained after all of these versions: its event log
+# kept open between events (tests/test_event_log_storage.py).
+KEPT_OPEN = (
+    "event_log_storage:\n  module: pipelines.home.event_log_storage\n"
+    "  class: KeptOpenSqliteEventLogStorage\n"
+)
 
 
 def test_an_edited_instance_of_the_version_before_packages_opens(tmp_path: Path):
@@ -189,7 +195,9 @@ def test_an_edited_instance_of_the_version_before_packages_opens(tmp_path: Path)
 def test_sqlite_stays_the_default_with_the_run_queue_and_monitoring(home: Settings):
     text = (home.dagster_home / "dagster.yaml").read_text()
     assert text == dagster_yaml(SQLITE, DEFAULT_MAX_RUNS)
-    assert "storage:" not in text  # Dagster's default: SQLite under DAGSTER_HOME
+    # Dagster's default storage, SQLite under DAGSTER_HOME (only its event log is ours:
+    # `event_log_storage:`, tests/test_event_log_storage.py)
+    assert "\nstorage:" not in "\n" + text
     health = instance_health(home)
     assert health.ok, health.problems
     assert health.summary.startswith(f"SQLite in {home.dagster_home}, schema current")
@@ -216,6 +224,7 @@ def test_the_configuration_follows_the_settings_but_an_edited_one_is_left_alone(
     previous = (
         (
             dagster_yaml(SQLITE)
+            .replace(KEPT_OPEN, "")
             .replace("one per contract at a time", "one per contract-month at a time")
             .replace(f"key: {CONTRACT_TAG}", "key: datashare/partition")
             .replace(LAUNCHER, OLD_LAUNCHER)
@@ -229,11 +238,17 @@ def test_the_configuration_follows_the_settings_but_an_edited_one_is_left_alone(
     assert f"key: {CONTRACT_TAG}" in config.read_text()
     # And the one the version before `pipelines/` became packages wrote, naming the run
     # launcher's module by its old name.
-    before_packages = dagster_yaml(SQLITE).replace(LAUNCHER, OLD_LAUNCHER)
+    before_packages = dagster_yaml(SQLITE).replace(KEPT_OPEN, "").replace(LAUNCHER, OLD_LAUNCHER)
     before_packages = before_packages.replace(WRITER, OLD_WRITER)
     before_packages = before_packages.rpartition("# datashare: sha256=")[0]
     config.write_text(before_packages + "# datashare: sha256=e060dd3a5ae6baf6\n")
     assert write_dagster_yaml(folder, SQLITE, 2) and config.read_text() == dagster_yaml(SQLITE)
+    # And the one the version before the event log was kept open wrote.
+    before_kept_open = dagster_yaml(SQLITE).replace(KEPT_OPEN, "")
+    before_kept_open = before_kept_open.rpartition("# datashare: sha256=")[0]
+    config.write_text(before_kept_open + "# datashare: sha256=eb6ed7a77aeb4cf9\n")
+    assert write_dagster_yaml(folder, SQLITE, 2) and config.read_text() == dagster_yaml(SQLITE)
+    assert KEPT_OPEN in config.read_text()
     # Its settings change, and so does the file; SQLite moves to PostgreSQL.
     assert write_dagster_yaml(folder, SQLITE, 3) and "max_concurrent_runs: 3" in config.read_text()
     assert not write_dagster_yaml(folder, SQLITE, 3)  # nothing to change
