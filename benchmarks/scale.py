@@ -102,14 +102,19 @@ def _peaks(phase: Phase) -> str:
     return " / ".join(f"{phase.peaks.get(role, 0):,.0f}" for role in ("daemon", "w1", "w2"))
 
 
+def _rest(phase: Phase) -> str:
+    return " / ".join(f"{v:.1f}" for v in phase.rest.values())
+
+
 def workers_table(steps: list[WorkersStep], alone: list[Step]) -> str:
     """The two workers' figures, with the one-machine run's time for the same step beside."""
     lines = [
         "| months of history | rows taken | two workers s | of which steps s | one machine s "
         "| runs | peak MB daemon / w1 / w2 | steps w1 / w2 | one new month s "
         "| of which steps s | one machine s | its peak MB daemon / w1 / w2 | lake MB (S3) "
-        "| step logs MB | warehouse MB |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| step logs MB | warehouse MB | rest s: asked / launched / run / warehouse "
+        "| the new month's |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s, a in zip(steps, alone, strict=True):
         steps_by = " / ".join(str(s.backfill.handed.get(w, 0)) for w in ("w1", "w2"))
@@ -119,7 +124,8 @@ def workers_table(steps: list[WorkersStep], alone: list[Step]) -> str:
             f"| {s.backfill.runs} | {_peaks(s.backfill)} | {steps_by} "
             f"| {s.new_month.seconds:.1f} | {s.new_month.steps_seconds:.1f} "
             f"| {a.new_month.seconds:.1f} | {_peaks(s.new_month)} "
-            f"| {s.lake_mb:,.0f} | {s.step_logs_mb:,.2f} | {s.warehouse_mb:,.1f} |"
+            f"| {s.lake_mb:,.0f} | {s.step_logs_mb:,.2f} | {s.warehouse_mb:,.1f} "
+            f"| {_rest(s.backfill)} | {_rest(s.new_month)} |"
         )
     return "\n".join(lines)
 

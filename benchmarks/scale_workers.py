@@ -51,6 +51,10 @@ class Phase:
 
     seconds: float
     steps_seconds: float  # of which the steps ran (on the workers), from Dagster's events
+    # The rest, in seconds: upload and the sensor's look until the run is asked for; the
+    # queue and the run's process starting; the run beyond its steps (handing them to the
+    # broker, waiting for their results); the run's end until the analysts' warehouse shows it.
+    rest: dict[str, float]
     runs: int  # Dagster runs the sensor asked for
     peaks: dict[str, float]  # role (daemon, w1, w2): its largest process's peak, in MB
     handed: dict[str, int]  # worker: steps it was handed
@@ -288,7 +292,7 @@ def phase(found: Cluster, peaks: Peaks, files: list[Path], contract: str, months
     with dg.DagsterInstance.get() as instance:
         before = {r.run_id for r in instance.get_runs(filters=dg.RunsFilter(job_name=job))}
     peaks.reset()
-    began = time.monotonic()
+    began, began_at = time.monotonic(), time.time()
     _upload(found, files, contract)
 
     def done() -> bool:
@@ -301,8 +305,10 @@ def phase(found: Cluster, peaks: Peaks, files: list[Path], contract: str, months
         return bool(finished) and _warehouse_months(found.home, contract) == months
 
     _wait(f"{len(files)} month(s) through the workers", found, done, TIMEOUT)
-    seconds = time.monotonic() - began
+    seconds, ended_at = time.monotonic() - began, time.time()
     with dg.DagsterInstance.get() as instance:
+        records = instance.get_run_records(filters=dg.RunsFilter(job_name=job))
+        records = [r for r in records if r.dagster_run.run_id not in before]
         new = [r for r in instance.get_runs(filters=dg.RunsFilter(job_name=job))
                if r.run_id not in before]  # fmt: skip
         handed: dict[str, int] = {}
@@ -314,7 +320,16 @@ def phase(found: Cluster, peaks: Peaks, files: list[Path], contract: str, months
                 if worker is not None:
                     name = str(worker.value).split("@")[0]
                     handed[name] = handed.get(name, 0) + 1
-    return Phase(seconds, steps_seconds, len(new), peaks.largest(), handed)
+    created = min(r.create_timestamp.timestamp() for r in records)
+    started = min(r.start_time or created for r in records)
+    ended = max(r.end_time or ended_at for r in records)
+    rest = {
+        "asked": created - began_at,
+        "launched": started - created,
+        "run beyond steps": ended - started - steps_seconds,
+        "warehouse": ended_at - ended,
+    }
+    return Phase(seconds, steps_seconds, rest, len(new), peaks.largest(), handed)
 
 
 def _steps_seconds(instance, run_id: str) -> float:
