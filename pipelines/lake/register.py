@@ -199,10 +199,12 @@ class Register:
         # files again: one contract's folder when one is asked about (a run asks about its
         # contract a dozen times a month; listing all ten of the demo's folders each time
         # was a sixth of its runs), every contract's otherwise.
-        folder = self.lake.delivery_events_dir(contract) if contract else None
-        pattern = f"{folder}/*.parquet" if folder else "governance/deliveries/contract=*/*.parquet"
-        rows = _read_settled(self.lake, pattern)
-        return [dict(r) for r in rows if contract is None or r["contract"] == contract]
+        if contract:
+            rows = _read_settled(self.lake, f"{self.lake.delivery_events_dir(contract)}/*.parquet")
+            return [dict(r) for r in rows if r["contract"] == contract]
+        rows = _read_settled(self.lake, EVERY_CONTRACT)
+        _share_by_contract(self.lake, rows)
+        return [dict(r) for r in rows]
 
     def deliveries(self, contract: str | None = None) -> dict[str, dict]:
         """The current state of each delivery (its latest event), keyed by delivery id."""
@@ -299,6 +301,29 @@ def _folded_between(before: list[str], after: list[str]) -> bool:
 # process keeps what it read of each listing and, when the next listing only adds files,
 # reads just those: a run reads the register dozens of times, and it grows with history.
 _READ: dict[tuple[str, str], tuple[frozenset[str], list[dict]]] = {}
+
+
+EVERY_CONTRACT = "governance/deliveries/contract=*/*.parquet"
+
+
+def _share_by_contract(lake: Lake, rows: list[dict]) -> None:
+    """After a settled read of every contract's events (`rows`), keep each contract's part
+    as a read of its own folder: what that read would have listed and found. A run reads
+    every contract's events once and then each contract's many times; without this, each
+    contract's files would be read a second time. A contract's own read that is already
+    newer (it saw a fold this one did not) is left as it is."""
+    listing, cached = _READ.get((lake.url, EVERY_CONTRACT), (frozenset(), None))
+    if cached is not rows:  # another thread read since: its listing is not this read's
+        return
+    folders: dict[str, set[str]] = {}
+    for key in listing:
+        folders.setdefault(key.rsplit("/", 1)[0], set()).add(key)
+    for folder, keys in folders.items():
+        pattern, contract = f"{folder}/*.parquet", folder.rsplit("contract=", 1)[-1]
+        known, _ = _READ.get((lake.url, pattern), (frozenset(), []))
+        if known <= keys:
+            mine = [r for r in rows if r["contract"] == contract]
+            _READ[(lake.url, pattern)] = (frozenset(keys), mine)
 
 
 def _event_rows(lake: Lake, pattern: str, files: list[str]) -> list[dict]:
