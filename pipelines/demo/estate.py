@@ -85,9 +85,11 @@ def write_demo_deliveries(
     only: set[str] | None = None,
     *,
     corrections: bool = False,
+    write: bool = True,
 ) -> DemoFiles:
     """Write the demo deliveries that are not already in `dropzone`: the months, or with
-    `corrections`, the files the force sends once those months are published."""
+    `corrections`, the files the force sends once those months are published. With
+    `write=False`, only count them (what a call with `write` would write)."""
     files = DemoFiles()
     # The files to write, folder by folder (a month's), each folder's in the order given.
     to_write: dict[Path, list[tuple[Path, Callable[[Path], object]]]] = {}
@@ -141,7 +143,8 @@ def write_demo_deliveries(
                 )
         if contract.name == "use_of_force" and len(periods) >= 6:
             _manifest_mismatch(base, periods[-3], contract.name, make)
-    _write_all(list(to_write.values()))
+    if write:
+        _write_all(list(to_write.values()))
     return files
 
 
