@@ -1,8 +1,9 @@
 """An idle `datashare run` (nothing new in the drop zone) only reads what it reports.
 
 It is the command an operator runs most; it should answer in about a second, so it must not
-import the validation stack (pandera, polars, Dagster, great-expectations) or read every
-oversight mart's definition when there is nothing to validate and no mart to compute.
+import the validation stack (pandera, polars, Dagster, great-expectations), the contract
+lint (jsonschema and the ODCS schema: `datashare contracts lint`'s) or read every oversight
+mart's definition when there is nothing to validate and no mart to compute.
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ import duckdb
 from pipelines.cli.main import REPO_ROOT, main
 from tests.conftest import drop
 
-HEAVY = ("pandera", "polars", "dagster", "great_expectations", "pipelines.oversight.mart_runner")
+HEAVY = (
+    "pandera",
+    "polars",
+    "dagster",
+    "great_expectations",
+    "pipelines.oversight.mart_runner",
+    "schemas.contract_lint",
+    "jsonschema",
+)
 
 # A fresh interpreter, as `datashare run` starts: what the idle run imported, and its output.
 IDLE_RUN = """

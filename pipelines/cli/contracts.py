@@ -15,7 +15,6 @@ import yaml
 
 from schemas.contract import contracts_dir
 from schemas.contract_diff import diff_files
-from schemas.contract_lint import contract_paths, display_name, lint_files
 from schemas.contract_page import render_file
 
 
@@ -73,6 +72,10 @@ def run_contracts_command(args: argparse.Namespace) -> int:
 
 def cmd_lint(paths: list[Path], strict: bool = False) -> int:
     """Print every finding; 1 if any error (or any warning with `strict`)."""
+    # The lint reads the ODCS schema with jsonschema: imported by the commands that use
+    # it, not by every `datashare` command at start-up (a run's, an idle run's).
+    from schemas.contract_lint import contract_paths, display_name, lint_files
+
     files = contract_paths(paths)
     if not files:
         where = ", ".join(str(p) for p in paths) if paths else str(contracts_dir())
@@ -124,6 +127,8 @@ def cmd_show(name: str, output: Path | None) -> int:
             file=sys.stderr,
         )
         return 2
+    from schemas.contract_lint import display_name
+
     try:
         page = render_file(path, display_name(path))
     except (OSError, yaml.YAMLError, ValueError) as exc:
