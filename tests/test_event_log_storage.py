@@ -57,6 +57,12 @@ def _text(entry) -> str:
     return entry.user_message or (entry.dagster_event.message if entry.dagster_event else "")
 
 
+def _revision(path: Path) -> str | None:
+    with sqlite3.connect(path) as con:
+        row = con.execute("SELECT version_num FROM alembic_version").fetchone()
+    return row[0] if row else None
+
+
 def _journal_mode(path: Path) -> str:
     with sqlite3.connect(path) as con:
         return con.execute("PRAGMA journal_mode").fetchone()[0]
@@ -109,6 +115,9 @@ def test_a_run_opens_each_database_once_not_once_per_event(home: Settings):
     runs = home.dagster_home / "history" / "runs"
     assert _journal_mode(runs / f"{run_id}.db") == "wal"
     assert _journal_mode(runs / "index.db") == "wal"
+    # The run's database, made in WAL from its first table on, is Dagster's all the same:
+    # stamped with the schema revision the index (made by Dagster's own code) has.
+    assert _revision(runs / f"{run_id}.db") == _revision(runs / "index.db") is not None
 
 
 def test_the_ui_sees_a_runs_events_live_while_the_writer_keeps_its_database_open(
