@@ -39,7 +39,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import duckdb
@@ -433,8 +433,11 @@ class FolderLake(Lake):
         path = self.path(key)
         path.unlink(missing_ok=True)
         folder = path.parent
-        if folder != self.root and folder.exists() and not any(folder.iterdir()):
-            shutil.rmtree(folder)
+        if folder != self.root:
+            # rmdir removes the folder only if it is empty at that instant: a file another
+            # process renames into it meanwhile is kept (a look-then-rmtree would delete it).
+            with suppress(OSError):
+                folder.rmdir()
 
     # A lease is an exclusive `flock` on a file under `.leases/`: the kernel gives it back
     # when its holder's process ends, however it ends, so a folder lease is never stale.
