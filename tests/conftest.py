@@ -4,8 +4,10 @@ homes several modules look at (each built once per test session)."""
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -166,8 +168,8 @@ def copy_home(shared: Path, target: Path) -> Path:
 
 
 # -- how `make test` spreads the suite over pytest-xdist's workers ----------------------------
-# `make test` runs `pytest -n auto --dist loadgroup --no-loadscope-reorder`, and the hook below
-# decides the units of work and their order:
+# `make test` runs `pytest -n auto --dist loadgroup --no-loadscope-reorder`, and the hooks below
+# decide the units of work and their order:
 # - Tests that share a module-scoped fixture (a home or server built once for them) are one
 #   unit, so that it is built once; every other test is a unit of its own, so the slow tests
 #   of one module (each starting daemons, servers, whole runs) run on both workers at once.
@@ -261,20 +263,59 @@ def _seconds(unit: list[pytest.Item]) -> float:
     return seconds + sum(FIXTURE_SECONDS.get(name, 0) for name in fixtures)
 
 
+# Where the workers tell the controller which unit each test belongs to (a JSON object of
+# node id to unit), named by the controller before it starts them. The units are worked out
+# on the workers, which collect the tests and see their fixtures; the controller sees node ids
+# only. (xdist's own `xdist_group` mark does nothing under pytest 9.2: xdist 3.8 renames the
+# test through an attribute pytest no longer reads.)
+UNITS_FILE = "DATASHARE_TEST_UNITS"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In the controller of an xdist run, name the file the workers write the units in."""
+    if os.environ.get("PYTEST_XDIST_WORKER") or getattr(config.option, "dist", "no") == "no":
+        return
+    folder = Path(tempfile.mkdtemp(prefix="datashare-test-units-"))
+    os.environ[UNITS_FILE] = str(folder / "units.json")  # inherited by the workers
+    config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist, put the tests sharing a module's fixture in one group, and order
-    the units longest first (see above)."""
+    """On an xdist worker, order the units longest first and write down which unit each test
+    is in (see above)."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
     units = sorted(_units(items), key=_seconds, reverse=True)
-    for number, unit in enumerate(units):
-        if len(unit) > 1:
-            group = f"{unit[0].nodeid.split('::')[0]}#{number}"
-            for item in unit:
-                item.add_marker(pytest.mark.xdist_group(group))
     for demo in SHARED_DEMOS:
         first = next((u for u in units if demo in u[0].fixturenames), None)
         if first is not None:
             units.remove(first)
             units.insert(0, first)
     items[:] = [item for unit in units for item in unit]
+    if UNITS_FILE in os.environ:
+        names = {
+            item.nodeid: f"unit {number}" for number, unit in enumerate(units) for item in unit
+        }
+        target = Path(os.environ[UNITS_FILE])
+        mine = target.with_name(f"{target.name}.{os.environ['PYTEST_XDIST_WORKER']}")
+        mine.write_text(json.dumps(names), encoding="utf-8")
+        mine.replace(target)  # whole, whichever worker writes last (they write the same)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """Under `--dist loadgroup`, xdist's scheduling by scope, the scopes being the units the
+    workers wrote down, handed out in the workers' order (`--no-loadscope-reorder`)."""
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class UnitScheduling(LoadScopeScheduling):
+        units: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self.units is None:  # read once the workers have collected
+                self.units = json.loads(Path(os.environ[UNITS_FILE]).read_text("utf-8"))
+            return self.units.get(nodeid, nodeid)
+
+    return UnitScheduling(config, log)
