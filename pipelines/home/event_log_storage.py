@@ -21,10 +21,13 @@ schema, same queries) with two changes:
 - `synchronous=NORMAL` on those connections, in WAL mode only: a commit is no longer synced
   to disk at once. SQLite's documentation: in WAL mode this cannot corrupt the database; a
   power cut (not a crash of the process: the commit is already in the file) may lose the
-  last events. A run whose last events are lost is failed by run monitoring, and its
-  months are left pending: datashare's own lake and register say what was delivered.
+  last events, which the UI would then not show. What is still to run is not read from
+  them: `datashare run` and the delivery sensor compare the drop zone with the register.
+  Run storage (`runs.db`, each run's status) is Dagster's own, synced as before.
 A database in rollback-journal mode (none that Dagster 1.13 made) is left in it, synced
-as before.
+as before. A run's new database is put in WAL before Dagster makes its tables rather than
+just after, so its two dozen CREATE statements are not each synced either (0.9-1.2 s a
+new run at load 20, then 0.35 s, most of it alembic reading its migration scripts).
 
 Dagster's webserver shows a run's events live by watching its database file for changes
 (watchdog): with the connection kept open the writes go to the WAL beside it until a
