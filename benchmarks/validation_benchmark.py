@@ -619,10 +619,10 @@ def child_gx_pandas(csv: Path, out: Path) -> None:
 READING = "CSV reading (header and encoding pass, waiting for the read-ahead thread)"
 NUMBERING = "  of which source-row numbering (_SourceRowNumbers.take)"
 DUPLICATES = "duplicate-key pre-pass"
-CHECKS = "row checks and typing (one polars query per batch: judged)"
+CHECKS = "row checks, typing and profile counts (one polars call per batch: judged_with)"
 FAILURES = "failure-case processing (failure cases, tallies, split, quarantine rows)"
 WRITING = "writing Parquet (to_arrow, the background writer, ParquetWriter)"
-OTHER = "other (completeness counts, breaches, setup, publish)"
+OTHER = "other (breaches, setup, publish)"
 GROUPS = (READING, DUPLICATES, CHECKS, FAILURES, WRITING, OTHER)
 
 _WRITING_WORDS = re.compile(
@@ -637,7 +637,7 @@ _FAILURE_WORDS = re.compile(
 def _category(function: str, text: str) -> str:
     if function == "_duplicate_keys" or "_duplicate_keys(" in text:
         return DUPLICATES
-    if "judged(" in text:
+    if re.search(r"\bjudged(_with)?\(", text):
         return CHECKS
     if function == "take" or ".take(" in text:
         return NUMBERING
