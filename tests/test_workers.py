@@ -47,6 +47,7 @@ from pipelines.home.instance_config import (
     POSTGRES_ENV,
     SQLITE,
     dagster_yaml,
+    step_logs_location,
     written_by_datashare,
 )
 from pipelines.home.settings import load_settings
@@ -621,3 +622,28 @@ def test_the_doctor_warns_when_steps_on_workers_would_keep_their_logs_to_themsel
     monkeypatch.setenv(EXECUTOR_ENV, "in_process")
     [finding] = step_logs_findings(load_settings())
     assert finding.level == "ok" and "Dagster's default" in finding.words, finding
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(
+    bucket=st.from_regex(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", fullmatch=True),
+    prefix=st.text(
+        alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/"),
+        min_size=1,
+        max_size=40,
+    ),
+)
+def test_the_step_logs_section_names_the_lakes_bucket_and_prefix_whatever_they_are(
+    bucket: str, prefix: str
+):
+    """Any bucket and lake prefix reach Dagster as written: the section's values are quoted."""
+    import yaml
+
+    lake = f"s3://{bucket}/{prefix}"
+    location = step_logs_location(lake, CELERY)
+    text = dagster_yaml(POSTGRES, 2, location)
+    config = yaml.safe_load(text)["compute_logs"]["config"]
+    assert (config["bucket"], config["prefix"]) == (bucket, f"{prefix}/_step_logs")
+    assert written_by_datashare(text)
+    assert step_logs_location(lake, "in_process") is None
+    assert step_logs_location(Path("/srv/lake"), CELERY) is None

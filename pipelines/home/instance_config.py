@@ -30,7 +30,6 @@ This module imports nothing beyond the standard library: `pipelines.home.setting
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 
@@ -152,8 +151,24 @@ def step_logs_location(lake: str | Path, executor: str) -> str | None:
 
 def _step_logs_section(location: str) -> str:
     bucket, _, prefix = location.removeprefix("s3://").partition("/")
-    # JSON strings are YAML's double-quoted scalars: any character of a prefix is safe.
-    return _STEP_LOGS.format(bucket=json.dumps(bucket), prefix=json.dumps(prefix))
+    return _STEP_LOGS.format(bucket=_yaml_quoted(bucket), prefix=_yaml_quoted(prefix))
+
+
+def _yaml_quoted(value: str) -> str:
+    """`value` as a YAML double-quoted scalar, whatever its characters: printable ASCII as it
+    is, anything else escaped (YAML reads a raw line separator as a line break, and JSON's
+    surrogate pairs as two characters)."""
+    out = []
+    for char in value:
+        if char in '"\\':
+            out.append("\\" + char)
+        elif " " <= char <= "~":
+            out.append(char)
+        elif ord(char) <= 0xFFFF:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(f"\\U{ord(char):08x}")
+    return '"' + "".join(out) + '"'
 
 
 # What earlier versions of datashare wrote: a home that still has one is upgraded.
