@@ -117,6 +117,18 @@ def test_an_unused_helper_does_not_hold_up_the_run_that_started_it():
     assert not ge_process.running()
 
 
+def test_a_helper_whose_work_is_done_is_ended_without_holding_up_the_run():
+    # Its own way out (great-expectations' modules torn down) takes over a second; the run
+    # has had every answer by then and must not wait for it (it waited 0.5 s before).
+    with ge_process.loading_early(warm_session):
+        helper = ge_process._HELPER
+        assert ge_process.call(len, [1, 2]) == 2  # loaded, and has done a task
+        leaving = time.perf_counter()
+    assert time.perf_counter() - leaving < 0.45
+    assert not helper.process.is_alive()
+    assert not ge_process.running()
+
+
 @pytest.fixture(scope="module")
 def helper():
     """One helper for the module's examples (its start is the 5 s import)."""
