@@ -26,6 +26,8 @@ import duckdb
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from assets.resources import DropZoneResource, LakeResource
 from assets.validation import conformance_result
@@ -689,3 +691,24 @@ def test_settings_keep_an_s3_drop_zone_as_a_url(tmp_path, monkeypatch):
     assert "datashare/contract" in (settings.dagster_home / "dagster.yaml").read_text()
     zone = open_dropzone(settings.dropzone)
     assert (zone.bucket, zone.prefix, str(zone)) == ("drops", "mps", "s3://drops/mps")
+
+
+@settings(max_examples=30, deadline=None)
+@given(content=st.binary(max_size=3000), chunk=st.integers(min_value=1, max_value=700))
+def test_a_fetched_copy_and_its_hash_are_the_bytes_in_order_however_they_are_chunked(
+    content, chunk
+):
+    """Each chunk is hashed in a second thread while it is written: the copy and its
+    SHA-256 are still those of the file's bytes in order, whatever the chunk size."""
+    import pipelines.intake.dropzone as dropzone
+
+    with tempfile.TemporaryDirectory() as folder, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(dropzone, "CHUNK", chunk)
+        root = Path(folder) / "dropzone"
+        put(root, "stop_and_search/2025-01/jan.csv", content)
+        zone = FolderDropZone(root, settle_seconds=0)
+        (drop,) = zone.deliveries("stop_and_search", "2025-01")
+        dest = Path(folder) / "copy"
+        sha, _ = zone.fetch(drop, dest)
+        assert dest.read_bytes() == content
+        assert sha == hashlib.sha256(content).hexdigest()

@@ -32,6 +32,7 @@ import re
 import stat
 import time
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -172,10 +173,17 @@ class DropZone(ABC):
             raise drop.refusal
         digest = hashlib.sha256()
         chunks, version = self._chunks(drop.relative)
-        with open(dest, "wb") as out:
+        # Hashing and writing both release the GIL on a large chunk: each chunk is hashed in
+        # a second thread while it is written and the next one read, in order (one at a time).
+        with open(dest, "wb") as out, ThreadPoolExecutor(1, "sha256") as hasher:
+            hashing = None
             for chunk in chunks:
-                digest.update(chunk)
+                if hashing is not None:
+                    hashing.result()
+                hashing = hasher.submit(digest.update, chunk)
                 out.write(chunk)
+            if hashing is not None:
+                hashing.result()
         return digest.hexdigest(), version or drop.version
 
     def read_small(self, drop: DropFile, limit: int = MANIFEST_LIMIT) -> bytes:
