@@ -29,6 +29,16 @@ as before. A run's new database is put in WAL before Dagster makes its tables ra
 just after, so its two dozen CREATE statements are not each synced either (0.9-1.2 s a
 new run at load 20, then 0.35 s, most of it alembic reading its migration scripts).
 
+`benchmarks/end_to_end.py --only backfill,one_month`, Dagster's storage then this one, back
+to back on the same code (another engineer's benchmarks running too; load at each start):
+| load | backfill, 37 months | DuckDB | ratio | event log share | one new month |
+|---|---|---|---|---|---|
+| 21 | 216.0 s, then 118.3 s | 18.4, 19.6 s | 11.7x, 6.0x | 29%, 10% | 81.5, 78.6 s |
+| 11-14 | 91.1 s, then 66.0 s | 15.2, 8.5 s | 6.0x, 7.8x | 33%, 11% | 46.3, 33.2 s |
+| 6-8 | 50.4 s, then 32.5 s | 5.2, 5.9 s | 9.7x, 5.5x | 40%, 7% | 21.4, 19.7 s |
+(The first row without the new-database change above. DuckDB's own copy varies as much as
+the runs under such load: compare the seconds and the shares, not only the ratios.)
+
 Dagster's webserver shows a run's events live by watching its database file for changes
 (watchdog): with the connection kept open the writes go to the WAL beside it until a
 checkpoint, so this storage watches both files.
