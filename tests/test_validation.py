@@ -55,9 +55,13 @@ def _good_row(**overrides) -> dict:
     return row
 
 
-def _csv(rows: list[dict], header: list[str] | None = None) -> str:
+def _csv(
+    rows: list[dict], header: list[str] | None = None, quoting: int = csv.QUOTE_MINIMAL
+) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=header or list(rows[0]), lineterminator="\n")
+    writer = csv.DictWriter(
+        out, fieldnames=header or list(rows[0]), lineterminator="\n", quoting=quoting
+    )
     writer.writeheader()
     writer.writerows(rows)
     return out.getvalue()
@@ -256,7 +260,10 @@ def test_for_any_cells_the_profile_counts_what_the_file_holds(
     ]
     folder = tmp_path / f"case-{abs(hash((tuple(genders), tuple(ages))))}"
     folder.mkdir(exist_ok=True)
-    outcome, _, _ = _validate(stop_and_search, folder, _csv(rows))
+    # Every cell quoted: Python's writer leaves a lone carriage return bare, which a CSV
+    # reader rightly takes for the end of a line (a broken row, not a value).
+    text = _csv(rows, quoting=csv.QUOTE_ALL)
+    outcome, _, _ = _validate(stop_and_search, folder, text)
     written = [r["Gender"] for r in rows if r["Gender"] != ""]
     expected = {v: written.count(v) for v in written}
     assert outcome.profile.value_counts.get("gender", {}) == expected
