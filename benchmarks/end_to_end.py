@@ -171,12 +171,15 @@ REMEDIES = {
     "row validation (engine)": "the row engine itself (see benchmarks/validation_benchmark.py)",
     "Dagster: definitions": "built once per process; smaller only with fewer assets",
     "Dagster: instance open": "SQLite instance opened once per process",
-    "Dagster: event log writes": "one run per contract already; what is left is about eight "
-    "events a month (three planned materializations, three materializations, two checks), "
-    "each a SQLite commit: PostgreSQL, or fewer assets per month",
+    "Dagster: event log writes": "one run per contract, and one kept connection per run "
+    "database (pipelines/home/event_log_storage.py), already; what is left is about eight "
+    "events a month (three planned materializations, three materializations, two checks): "
+    "fewer assets per month, or PostgreSQL",
     "register reads": "register events folded into one file per contract",
-    "warehouse catalog builds": "catalog rebuilt only when a contract's columns change",
-    "oversight marts": "marts recomputed only for the contracts a run touched",
+    "warehouse catalog builds": "already rebuilt only when what it is built from changes "
+    "(governance.catalog.built_from); what is left is a home copied to a new path",
+    "oversight marts": "already recomputed only for the contracts a run touched; next, "
+    "only the months a delivery changes (and the 12-month windows after them)",
     "intake (hash, copy)": "bounded by the disk: one hash and one copy per file",
     "publication": "bounded by the disk: one Parquet write per month",
 }
