@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import posixpath
 import re
-import time
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -59,11 +58,9 @@ def test_profile_from_counts_keeps_categorical_columns(stop_and_search):
 
 def test_half_the_usual_volume_is_a_major_breach(stop_and_search, tmp_path: Path):
     lake = FolderLake(tmp_path / "lake")
-    started = time.perf_counter()
     breaches, page = check_dataset(
         stop_and_search, "2024-01", "d-half", _profile(stop_and_search, 500), HISTORY, lake
     )
-    assert time.perf_counter() - started < 10  # first call includes importing GE
     assert [b.rule for b in breaches] == ["dataset.volume"]
     breach = breaches[0]
     assert breach.severity == "major"
@@ -77,9 +74,6 @@ def test_half_the_usual_volume_is_a_major_breach(stop_and_search, tmp_path: Path
 def test_normal_volume_and_steady_mix_are_no_breach(stop_and_search, tmp_path: Path):
     lake = FolderLake(tmp_path / "lake")
     history_mix = {"gender": {"Male": 0.52, "Female": 0.48}, "type": {"Person search": 1.0}}
-    import pipelines.validation.data_docs  # noqa: F401  # imports GE: the time below is the check's own
-
-    started = time.perf_counter()
     breaches, page = check_dataset(
         stop_and_search,
         "2024-01",
@@ -89,7 +83,6 @@ def test_normal_volume_and_steady_mix_are_no_breach(stop_and_search, tmp_path: P
         lake,
         history_mix=history_mix,
     )
-    assert time.perf_counter() - started < 3
     assert breaches == []
     assert _file(page).exists()
 
