@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 from pipelines.home.event_log_storage import OPEN_AT_ONCE, KeptOpenSqliteEventLogStorage
 from pipelines.home.instance_config import SQLITE, dagster_yaml
 from pipelines.home.settings import Settings, load_settings
+from tests.previous_version import previous_version_code
 
 ROOT = Path(__file__).resolve().parents[1]
 # The last commit whose dagster.yaml left Dagster's event log as it is (a connection per
@@ -241,17 +242,7 @@ def previous_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     made once, copied by each test."""
     folder = tmp_path_factory.mktemp("previous")
     old = folder / "previous-version"
-    try:
-        archive = subprocess.run(
-            ["git", "archive", PREVIOUS_VERSION, "pipelines", "schemas", "data_contracts"],
-            cwd=ROOT,
-            capture_output=True,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        pytest.skip("needs the git history (the previous version's code)")
-    old.mkdir(parents=True)
-    subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+    previous_version_code(PREVIOUS_VERSION, old)
     home = folder / "home"
     done = subprocess.run(
         [sys.executable, "-c", PREVIOUS_RUN, str(home)],

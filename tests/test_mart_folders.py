@@ -31,6 +31,7 @@ from pipelines.oversight.mart_runner import MARTS
 from pipelines.warehouse.catalog import build_warehouse, connect
 from schemas.contract import load_contracts
 from tests.conftest import copy_home
+from tests.previous_version import previous_version_code
 from tests.s3_server import LAKE_BUCKET
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,17 +45,7 @@ PREVIOUS_VERSION = "3bbe134"
 
 def _previous_version(scratch: Path) -> Path:
     """The previous version's code and contracts, from git (`git archive`)."""
-    old = scratch / "previous-version"
-    try:
-        archive = subprocess.run(
-            ["git", "archive", PREVIOUS_VERSION, "pipelines", "schemas", "data_contracts"],
-            cwd=ROOT, capture_output=True, check=True,
-        ).stdout  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        pytest.skip("needs the git history (the previous version's code)")
-    old.mkdir(parents=True)
-    subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
-    return old
+    return previous_version_code(PREVIOUS_VERSION, scratch / "previous-version")
 
 
 # Run by the previous version: its warehouse, every mart written where it wrote them, and

@@ -38,6 +38,7 @@ from pipelines.warehouse.catalog import (
 from schemas.contract import load_contracts
 from schemas.contract_lint import lint_document
 from tests.conftest import copy_home
+from tests.previous_version import previous_version_code
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASHARE = Path(sys.executable).with_name("datashare")
@@ -320,17 +321,7 @@ def _previous_build_warehouse(home: Path, scratch: Path) -> None:
     own code and contracts (`git archive`) in a process of its own."""
     old = scratch / "previous-version"
     if not old.exists():
-        try:
-            archive = subprocess.run(
-                ["git", "archive", PREVIOUS_VERSION, "pipelines", "schemas", "data_contracts"],
-                cwd=ROOT,
-                capture_output=True,
-                check=True,
-            ).stdout
-        except (OSError, subprocess.CalledProcessError):
-            pytest.skip("needs the git history (the previous version's code)")
-        old.mkdir(parents=True)
-        subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+        previous_version_code(PREVIOUS_VERSION, old)
     build = (
         "import sys\nfrom pathlib import Path\n"
         "from pipelines.lake import open_lake\n"
