@@ -70,6 +70,9 @@ def running_seaweed(folder: Path, ports: tuple[int, ...] = ()) -> Iterator[S3Ser
         f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
         f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
         "-master.volumeSizeLimitMB=32", "-volume.max=50", "-master.telemetry=false",
+        # One master, so no election to wait out: without this a restart over the same
+        # folder sits out raft's 10 s election timeout before it serves anything.
+        "-master.electionTimeout=1s",
     ]  # fmt: skip
     log = folder / "weed.log"
     with log.open("a") as out:
