@@ -148,6 +148,9 @@ def test_warehouse_rebuild_report_and_retention_work_from_an_s3_lake(
     ]
 
 
+FEBRUARY_ROWS = 20_000  # the month the run is killed in
+
+
 def test_a_killed_run_with_the_lake_on_s3_leaves_a_whole_month_and_the_next_run_finishes(
     s3_home, stop_and_search, capsys
 ):
@@ -156,10 +159,19 @@ def test_a_killed_run_with_the_lake_on_s3_leaves_a_whole_month_and_the_next_run_
     write_delivery(stop_and_search, "2024-01", january, rows=2_000, seed=1, defect_rate=0)
     assert main(["run"]) == 0
     february = settings.dropzone / "stop_and_search" / "2024-02" / "d.csv"
-    write_delivery(stop_and_search, "2024-02", february, rows=100_000, seed=2, defect_rate=0)
+    write_delivery(stop_and_search, "2024-02", february, rows=FEBRUARY_ROWS, seed=2, defect_rate=0)
 
+    # Killed (SIGKILL, as a machine dies) the moment February's passing rows are staged in
+    # the lake, or at the latest once they are curated: mid-publish, where a half month
+    # could be left, rather than after a fixed sleep that may land anywhere.
     process = _datashare(settings, "run")  # inherits DATASHARE_LAKE and the AWS settings
-    time.sleep(4.0)
+    publishing = ("staging/contract=stop_and_search/period=2024-02/",
+                  "curated/contract=stop_and_search/period=2024-02/")  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not [k for k in _keys(client, prefix) if k.startswith(publishing)]:
+        assert process.poll() is None, "the run ended before February was staged"
+        assert time.monotonic() < deadline, "February was never staged"
+        time.sleep(0.05)
     assert process.poll() is None, "the run ended before it could be killed"
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
@@ -168,13 +180,13 @@ def test_a_killed_run_with_the_lake_on_s3_leaves_a_whole_month_and_the_next_run_
         _query(settings, "SELECT _period, count(*) FROM curated.stop_and_search GROUP BY 1")
     )
     assert months["2024-01"] == 2_000
-    assert months.get("2024-02", 0) in (0, 100_000)  # absent or whole, never half
+    assert months.get("2024-02", 0) in (0, FEBRUARY_ROWS)  # absent or whole, never half
 
     assert main(["run"]) == 0
     months = dict(
         _query(settings, "SELECT _period, count(*) FROM curated.stop_and_search GROUP BY 1")
     )
-    assert months == {"2024-01": 2_000, "2024-02": 100_000}
+    assert months == {"2024-01": 2_000, "2024-02": FEBRUARY_ROWS}
     assert not [k for k in _keys(client, prefix) if k.startswith("staging/")]
 
 
