@@ -148,7 +148,7 @@ def test_warehouse_rebuild_report_and_retention_work_from_an_s3_lake(
     ]
 
 
-FEBRUARY_ROWS = 20_000  # the month the run is killed in
+FEBRUARY_ROWS = 5_000  # the month the run is killed in
 
 
 def test_a_killed_run_with_the_lake_on_s3_leaves_a_whole_month_and_the_next_run_finishes(
