@@ -65,9 +65,11 @@ from tests.s3_server import BUCKET, LAKE_BUCKET
 from tests.test_deployment import (
     ENV_FILE,
     INSTALL_ROOT,
+    QUICKER_DAEMON_ENV,
     UNITS,
     _kill_group,
     _live_in_group,
+    quicker_daemon,
     read_unit,
     unit_command,
 )
@@ -433,7 +435,8 @@ def test_two_workers_take_deliveries_and_a_killed_worker_loses_and_repeats_nothi
         # The daemon, as its unit starts it: its sensor asks for a run per contract, the
         # queue launches them, and each run sends its steps through the broker.
         logs.append(tmp_path / "daemon.log")
-        daemon_env = {**os.environ, "DATASHARE_SENSOR_INTERVAL_SECONDS": "2"}
+        quicker_daemon(settings.dagster_home)
+        daemon_env = {**os.environ, "DATASHARE_SENSOR_INTERVAL_SECONDS": "2", **QUICKER_DAEMON_ENV}
         runs.append(
             _start(unit_command(UNITS["daemon"], daemon_env), daemon_env, logs[-1], REPO_ROOT)
         )
