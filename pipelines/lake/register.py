@@ -25,6 +25,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pyarrow as pa
 
@@ -166,7 +167,7 @@ class Register:
         ]
         if len(files) < 2:
             return 0
-        rows = _distinct(self.lake.read_all(files, DELIVERY_EVENT_SCHEMA).to_pylist())
+        rows = _distinct(rows_of(self.lake.read_all(files, DELIVERY_EVENT_SCHEMA)))
         rows.sort(key=lambda r: r["event_at"])
         stamp = rows[-1]["event_at"].strftime("%Y%m%dT%H%M%S%f")
         key = f"{folder}/compacted-{stamp}-{uuid.uuid4().hex[:6]}.parquet"
@@ -236,14 +237,12 @@ class Register:
     def breach_table(self, contract: str | None = None) -> pa.Table:
         """Every breach record (of `contract`, if given) as written."""
         files = self.lake.glob(f"governance/breaches/contract={contract or '*'}/*/*.parquet")
-        if not files:
-            return BREACH_SCHEMA.empty_table()
-        return self.lake.read_all(files, BREACH_SCHEMA)
+        return self.lake.read_all(files, BREACH_SCHEMA)  # (empty, with no files)
 
     def breaches(self, contract: str | None = None) -> list[dict]:
         """Every breach (of `contract`, if given). Records written before failing_share was
         left empty for a breach with no rows checked read 1.0 there: read as None."""
-        rows = self.breach_table(contract).to_pylist()
+        rows = rows_of(self.breach_table(contract))
         for row in rows:
             if not row["rows_checked"]:
                 row["failing_share"] = None
@@ -334,10 +333,39 @@ def _event_rows(lake: Lake, pattern: str, files: list[str]) -> list[dict]:
         known, rows = frozenset(), []
     new = [f for f in files if f not in known]
     if new or not known:
-        added = lake.read_all(new, DELIVERY_EVENT_SCHEMA).to_pylist()
+        added = rows_of(lake.read_all(new, DELIVERY_EVENT_SCHEMA))
         rows = sorted(_distinct(rows + added), key=lambda r: r["event_at"])
         _READ[(lake.url, pattern)] = (listing, rows)
     return rows
+
+
+def rows_of(table: pa.Table) -> list[dict]:
+    """`table.to_pylist()`, the same values, without importing pandas.
+
+    pyarrow turns a timestamp with a time zone into Python by first asking whether pandas
+    is installed, which imports it (about half a second, in every command that reads the
+    register, an idle run's included). So such columns are read as the UTC wall-clock
+    times they hold, the zone put on afterwards as pyarrow puts it on (a zone name it
+    cannot find is left to pyarrow); a nanosecond column, which pyarrow would give as
+    pandas timestamps, is left to it too.
+    """
+    for index, column in enumerate(table.schema):
+        kind = column.type
+        if not pa.types.is_timestamp(kind) or not kind.tz or kind.unit == "ns":
+            continue
+        try:
+            zone = ZoneInfo(kind.tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            return table.to_pylist()
+        naive = pa.timestamp(kind.unit)
+        utc = pa.chunked_array([c.view(naive) for c in table.column(index).chunks], naive)
+        table = table.set_column(index, pa.field(column.name, naive), utc)
+        rows = rows_of(table)
+        for row in rows:
+            if (at := row[column.name]) is not None:
+                row[column.name] = at.replace(tzinfo=UTC).astimezone(zone)
+        return rows
+    return table.to_pylist()
 
 
 def _timed(key: str) -> bool:

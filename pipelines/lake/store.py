@@ -44,7 +44,6 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -143,18 +142,21 @@ class Lake(ABC):
         return pq.ParquetFile(self.location(key), filesystem=self.filesystem)
 
     def read_table(self, key: str, columns: list[str] | None = None) -> pa.Table:
+        # Through `ParquetFile`, not `pq.read_table`: that builds a `pyarrow.dataset`, whose
+        # import loads pandas (half a second of every command, an idle run's included).
         with _missing_is_not_found():
-            return pq.read_table(self.location(key), columns=columns, filesystem=self.filesystem)
+            return self.parquet_file(key).read(columns=columns)
 
     def read_all(self, keys: list[str], schema: pa.Schema) -> pa.Table:
-        """Many small record files as one table (one dataset scan, not a read per file)."""
-        if not keys:
-            return schema.empty_table()
-        paths = [self.location(k) for k in keys]
+        """Many small record files as one table, each file's columns as `schema` has them
+        (a column a file lacks, written before it existed, is empty there).
+
+        File by file and concatenated, not one `pyarrow.dataset` scan: the same table, but
+        the dataset module imports pandas, which no command otherwise needs."""
+        if not keys:  # (`schema.empty_table()` would import pandas, through `pa.array`)
+            return pa.Table.from_arrays([pa.nulls(0, f.type) for f in schema], schema=schema)
         with _missing_is_not_found():
-            return ds.dataset(
-                paths, schema=schema, format="parquet", filesystem=self.filesystem
-            ).to_table()
+            return pa.concat_tables([_conformed(self.parquet_file(k).read(), schema) for k in keys])
 
     def glob(self, pattern: str) -> list[str]:
         """Keys of the files matching `pattern` (`*` stays within one path segment).
@@ -297,6 +299,19 @@ class Lake(ABC):
     def copy_in(self, source: Path, key: str) -> None:
         with self.writing(key) as tmp:
             shutil.copyfile(source, tmp)
+
+
+def _conformed(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` with exactly `schema`'s columns, in its order and types, as a dataset scan
+    with that schema reads a file: a column the file lacks is all nulls, one `schema`
+    lacks is left out."""
+    columns = [
+        table.column(f.name).cast(f.type)
+        if f.name in table.column_names
+        else pa.nulls(table.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 @contextmanager

@@ -1,0 +1,137 @@
+"""What every `datashare run` pays before its real work: an idle run (nothing new) imports
+neither pandas nor Dagster nor the validation stack, and the register reads what it read
+before without them."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipelines.lake.register import DELIVERY_EVENT_SCHEMA, rows_of
+from pipelines.lake.store import open_lake
+from tests.conftest import copy_home
+
+ROOT = Path(__file__).resolve().parents[1]
+# What an idle run has no use for: each costs from a tenth of a second (pyarrow.dataset,
+# once pandas is in) to seconds (Dagster, great-expectations) on every run.
+NOT_IN_AN_IDLE_RUN = (
+    "pandas", "pyarrow.dataset", "dagster", "great_expectations", "pandera", "polars",
+    "sqlalchemy", "jsonschema", "boto3",
+)  # fmt: skip
+
+
+def _imported(stderr: str) -> set[str]:
+    """The modules `python -X importtime` says the process imported."""
+    return set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s+(\S+)$", stderr, re.M))
+
+
+def test_an_idle_run_imports_neither_pandas_nor_dagster_nor_the_validation_stack(
+    shared_demo: Path, tmp_path: Path
+):
+    home = copy_home(shared_demo, tmp_path / "home")
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "pipelines.cli.main", "--home", str(home),
+         "run"],
+        cwd=ROOT,
+        env={**os.environ, "DATASHARE_SETTLE_SECONDS": "0"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert done.stdout.startswith("Nothing new in the drop zone"), done.stdout[:500]
+    imported = _imported(done.stderr)
+    assert "pyarrow" in imported and "duckdb" in imported  # the parse found the imports
+    assert not imported & set(NOT_IN_AN_IDLE_RUN), sorted(imported & set(NOT_IN_AN_IDLE_RUN))
+
+
+ZONES = ("UTC", "Europe/London", "America/New_York", "Asia/Kolkata")
+MOMENTS = st.datetimes(
+    min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    zone=st.sampled_from(ZONES),
+    unit=st.sampled_from(("s", "ms", "us")),
+    moments=st.lists(st.one_of(st.none(), MOMENTS), max_size=6),
+)
+def test_the_registers_rows_are_pyarrows_own_whatever_the_times(zone, unit, moments):
+    """Read without pandas, every time is the one pyarrow gives: the same instant, the same
+    zone, the same kind of zone object (so the register's rows compare, sort and print as
+    they did)."""
+    kind = pa.timestamp(unit, tz=zone)
+    table = pa.table(
+        {
+            "at": pa.array(moments, pa.timestamp("us", tz="UTC")).cast(kind, safe=False),
+            "what": pa.array([str(i) for i in range(len(moments))], pa.string()),
+        }
+    )
+    ours, theirs = rows_of(table), table.to_pylist()
+    assert ours == theirs
+    for mine, its in zip(ours, theirs, strict=True):
+        if mine["at"] is not None:
+            assert type(mine["at"].tzinfo) is type(its["at"].tzinfo)
+            assert str(mine["at"].tzinfo) == str(its["at"].tzinfo)
+            assert mine["at"].utcoffset() == its["at"].utcoffset()
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    files=st.lists(
+        st.tuples(
+            st.integers(0, 3),  # events in the file
+            st.booleans(),  # written before `source_version` existed
+            st.booleans(),  # its columns in another order
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_the_register_reads_its_files_as_one_dataset_scan_did(tmp_path_factory, files):
+    """Files written by earlier versions (a column missing, another order) read as the
+    single `pyarrow.dataset` scan read them: the missing column empty, the rest as written."""
+    root = tmp_path_factory.mktemp("lake")
+    lake = open_lake(root)
+    folder = root / "governance" / "deliveries" / "contract=c"
+    folder.mkdir(parents=True)
+    keys = []
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    for number, (events, old, shuffled) in enumerate(files):
+        rows = [
+            {
+                "contract": "c",
+                "period": "2024-01",
+                "delivery_id": f"d{number}",
+                "event": "received",
+                "event_at": start + timedelta(minutes=number * 10 + i),
+                "rows_delivered": i,
+                "source_version": None if old else f"v{i}",
+            }
+            for i in range(events)
+        ]
+        table = pa.Table.from_pylist(rows, DELIVERY_EVENT_SCHEMA)
+        if old:
+            table = table.drop_columns(["source_version"])
+        if shuffled:
+            table = table.select(list(reversed(table.column_names)))
+        pq.write_table(table, folder / f"{number}.parquet")
+        keys.append(f"governance/deliveries/contract=c/{number}.parquet")
+    scan = ds.dataset(
+        [str(root / k) for k in keys], schema=DELIVERY_EVENT_SCHEMA, format="parquet"
+    ).to_table()
+    read = lake.read_all(keys, DELIVERY_EVENT_SCHEMA)
+    assert read.schema == DELIVERY_EVENT_SCHEMA
+    assert rows_of(read) == scan.to_pylist()
+    assert lake.read_all([], DELIVERY_EVENT_SCHEMA).equals(DELIVERY_EVENT_SCHEMA.empty_table())
