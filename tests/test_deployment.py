@@ -568,11 +568,11 @@ def test_the_daemon_takes_deliveries_through_the_queue_and_a_kill_loses_and_repe
     url = f"http://127.0.0.1:{port}"
     instance = dg.DagsterInstance.from_config(str(settings.dagster_home))
     with (
-        _service(unit_command(UNITS["webserver"], env), env, logs[1]),
+        _service(unit_command(UNITS["webserver"], env), env, logs[1]) as webserver,
         _service(daemon_argv, env, logs[0]) as daemon,
     ):
-        _wait_for("the webserver with the code location", lambda: _webserver_ready(url), 180, logs)
-        timings["services up"] = time.monotonic() - began
+        # The force drops its files at once, while the webserver is still loading: the UI
+        # is looked at only at the end, and its start-up need not hold up the runs.
 
         # The force drops June 2022 (the real file, then the same bytes again under another
         # name: two runs for one month) and two synthetic months.
@@ -621,7 +621,11 @@ def test_the_daemon_takes_deliveries_through_the_queue_and_a_kill_loses_and_repe
 
             _wait_for("every run finished or retried", settled, SETTLE_TIMEOUT, logs)
             timings["after the restart, all done"] = time.monotonic() - restarted
-            data = _graphql(url, INSTANCE_QUERY)  # the webserver kept running meanwhile
+            _wait_for(
+                "the webserver with the code location", lambda: _webserver_ready(url), 180, logs
+            )
+            assert webserver.poll() is None  # the same webserver throughout, never restarted
+            data = _graphql(url, INSTANCE_QUERY)
 
     # The UI shows the same instance: queued runs, the daemon's parts healthy after the
     # restart, and the contract's runs.
