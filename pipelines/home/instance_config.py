@@ -1,7 +1,8 @@
 """The Dagster instance's configuration (`$DAGSTER_HOME/dagster.yaml`) that `datashare` writes.
 
-SQLite under the home by default (the demo, a laptop), its event log kept open between
-events (`pipelines.home.event_log_storage`); PostgreSQL (`dagster-postgres`) for
+SQLite under the home by default (the demo, a laptop), its event log and run storage kept
+open between writes (`pipelines.home.event_log_storage`, `pipelines.home.run_storage`);
+PostgreSQL (`dagster-postgres`) for
 runs, event logs and schedules when `DATASHARE_POSTGRES_HOST` is set, with
 `DATASHARE_POSTGRES_PORT`, `DATASHARE_POSTGRES_DB` and `DATASHARE_POSTGRES_USER`. The file
 names the variables (Dagster's `{env: VAR}`), never their values, which Dagster reads when
@@ -91,6 +92,13 @@ _SQLITE_EVENT_LOG = """\
 event_log_storage:
   module: pipelines.home.event_log_storage
   class: KeptOpenSqliteEventLogStorage
+"""
+# And its run storage (`runs.db`, each run's status), kept open in the same way
+# (`pipelines.home.run_storage`): Dagster's opens a new engine for every query.
+_SQLITE_RUNS = """\
+run_storage:
+  module: pipelines.home.run_storage
+  class: KeptOpenSqliteRunStorage
 """
 
 _RUNS = f"""\
@@ -201,7 +209,7 @@ def dagster_yaml(
         max_runs_env=MAX_RUNS_ENV,
     )
     body += _COMMON
-    body += _POSTGRES_STORAGE if storage == POSTGRES else _SQLITE_EVENT_LOG
+    body += _POSTGRES_STORAGE if storage == POSTGRES else _SQLITE_EVENT_LOG + _SQLITE_RUNS
     body += _RUNS.format(max_runs=max_runs)
     body += _step_logs_section(step_logs) if step_logs else ""
     return body + _MARKER + _digest(body) + "\n"

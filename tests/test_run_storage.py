@@ -1,0 +1,251 @@
+"""The home's Dagster run storage (`pipelines.home.run_storage`): `runs.db` opened once per
+process instead of once per query, with every run's status still seen by the UI's
+processes, and homes made before it read as they are."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from pipelines.home.instance_config import dagster_yaml
+from pipelines.home.run_storage import KeptOpenSqliteRunStorage
+from pipelines.home.settings import Settings, load_settings
+from tests.previous_version import previous_version_code
+
+ROOT = Path(__file__).resolve().parents[1]
+# The last commit whose dagster.yaml left Dagster's run storage as it is (an engine per
+# query): the homes made by the previous version.
+PREVIOUS_VERSION = "9dc7ca0"
+
+MONTHS = dg.StaticPartitionsDefinition(["2024-01", "2024-02", "2024-03"])
+
+
+@dg.asset(partitions_def=MONTHS)
+def deliveries(context) -> dg.MaterializeResult:  # Dagster reads the hint: none here
+    context.log.info("a month")
+    return dg.MaterializeResult(metadata={"rows": 13_000})
+
+
+def _materialize(instance: dg.DagsterInstance, month: str) -> str:
+    result = dg.materialize([deliveries], instance=instance, partition_key=month)
+    assert result.success
+    return result.run_id
+
+
+def _journal_mode(path: Path) -> str:
+    with sqlite3.connect(path) as con:
+        return con.execute("PRAGMA journal_mode").fetchone()[0]
+
+
+def _schema(path: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(path) as con:
+        rows = con.execute("SELECT name, sql FROM sqlite_master ORDER BY name").fetchall()
+        revision = con.execute("SELECT version_num FROM alembic_version").fetchall()
+    return [*rows, ("alembic", str(revision))]
+
+
+def test_the_home_keeps_its_runs_in_the_kept_open_storage(home: Settings):
+    """dagster.yaml names it (for SQLite; PostgreSQL keeps its own), and it keeps runs.db
+    where Dagster's default storage keeps it: under the folder it opened."""
+    assert "class: KeptOpenSqliteRunStorage" in (home.dagster_home / "dagster.yaml").read_text()
+    assert "run_storage" not in dagster_yaml("postgres")
+    copy = home.dagster_home.parent / "copy"
+    shutil.copytree(home.dagster_home, copy)
+    with dg.DagsterInstance.from_config(str(copy)) as instance:
+        assert isinstance(instance.run_storage, KeptOpenSqliteRunStorage)
+        run_id = _materialize(instance, "2024-01")
+    with sqlite3.connect(copy / "history" / "runs.db") as con:
+        assert con.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone() == (
+            "SUCCESS",
+        )
+    with dg.DagsterInstance.from_config(str(home.dagster_home)) as original:
+        assert original.get_run_by_id(run_id) is None
+
+
+def test_a_run_opens_runs_db_a_few_times_not_once_per_query(home: Settings):
+    """A run reads and writes runs.db a few dozen times; Dagster's storage opened it for
+    each. Kept open, it is opened when the instance opens and then once; its commits are
+    unsynced in WAL, and the database is Dagster's all the same (same tables, same schema
+    revision as Dagster's own storage makes)."""
+    opened: Counter[str] = Counter()
+
+    def count(dbapi_connection, _record) -> None:
+        path = dbapi_connection.execute("PRAGMA database_list").fetchone()[2]
+        opened[Path(path).name] += 1
+
+    event.listen(Engine, "connect", count)
+    try:
+        with dg.DagsterInstance.get() as instance:
+            opening = opened["runs.db"]
+            runs = [_materialize(instance, month) for month in ("2024-01", "2024-02")]
+            with instance.run_storage.connect() as conn:
+                synchronous = conn.exec_driver_sql("PRAGMA synchronous").scalar()
+            statuses = [instance.get_run_by_id(r).status for r in runs]
+    finally:
+        event.remove(Engine, "connect", count)
+    assert statuses == [dg.DagsterRunStatus.SUCCESS] * 2
+    # Dagster's own check of the database when the instance opens, then the kept one.
+    assert opening <= 4, opened
+    assert opened["runs.db"] - opening <= 2, opened  # Dagster's: one per query, 30 or more
+    assert synchronous == 1  # NORMAL
+    ours = home.dagster_home / "history" / "runs.db"
+    assert _journal_mode(ours) == "wal"
+    theirs = home.home / "dagster-default"
+    SqliteRunStorage.from_local(str(theirs)).dispose()
+    assert _schema(ours) == _schema(theirs / "runs.db")
+
+
+def test_another_process_sees_each_status_as_it_is_written_and_after_a_kill(home: Settings):
+    """The UI's processes read runs.db while a writer keeps it open: each run's status is
+    there as soon as it is written, and a writer killed without closing anything loses
+    none of it (a commit is in the WAL file, whatever is synced)."""
+    writer = f"""
+import os, signal, sys
+import dagster as dg
+sys.path.insert(0, {str(ROOT)!r})
+from tests.test_run_storage import deliveries
+instance = dg.DagsterInstance.get()
+for month in ("2024-01", "2024-02"):
+    result = dg.materialize([deliveries], instance=instance, partition_key=month)
+    print(result.run_id, flush=True)
+    sys.stdin.readline()  # the test reads the status meanwhile
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    process = subprocess.Popen(
+        [sys.executable, "-c", writer],
+        cwd=ROOT,
+        env={**os.environ, "DAGSTER_HOME": str(home.dagster_home)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdin and process.stdout
+    seen = []
+    with dg.DagsterInstance.from_config(str(home.dagster_home)) as reader:
+        for _ in range(2):
+            run_id = process.stdout.readline().strip()
+            run = reader.get_run_by_id(run_id)
+            assert run is not None and run.status == dg.DagsterRunStatus.SUCCESS
+            seen.append(run_id)
+            process.stdin.write("\n")
+            process.stdin.flush()
+        assert process.wait(timeout=120) == -9
+    with dg.DagsterInstance.from_config(str(home.dagster_home)) as after:
+        assert [r.run_id for r in after.get_runs()] == seen[::-1]
+
+
+@settings(max_examples=5, deadline=None)
+@given(order=st.lists(st.sampled_from([0, 1]), min_size=1, max_size=4))
+def test_runs_made_through_two_instances_in_any_order_are_all_there(
+    tmp_path_factory: pytest.TempPathFactory, order: list[int]
+):
+    """Two instances on one home (a run and the daemon, each with its kept connection):
+    whatever order they make runs in, each sees every run, with its status and tags."""
+    folder = tmp_path_factory.mktemp("dagster")
+    (folder / "dagster.yaml").write_text(dagster_yaml())
+    made = []
+    with (
+        dg.DagsterInstance.from_config(str(folder)) as first,
+        dg.DagsterInstance.from_config(str(folder)) as second,
+    ):
+        instances = (first, second)
+        for which in order:
+            made.append(_materialize(instances[which], "2024-03"))
+        for instance in instances:
+            runs = instance.get_runs()
+            assert {r.run_id for r in runs} == set(made)
+            assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
+            assert {r.tags.get("dagster/partition") for r in runs} == {"2024-03"}
+
+
+PREVIOUS_RUN = """
+import sys
+from pathlib import Path
+import dagster as dg
+from pipelines.home.settings import load_settings
+settings = load_settings(Path(sys.argv[1]))
+settings.ensure_folders()  # writes that version's dagster.yaml
+months = dg.StaticPartitionsDefinition(["2024-01", "2024-02", "2024-03"])
+@dg.asset(partitions_def=months)
+def deliveries(context):
+    return dg.MaterializeResult(metadata={"rows": 12_000})
+with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+    result = dg.materialize([deliveries], instance=instance, partition_key="2024-01")
+print(result.run_id)
+"""
+
+
+@pytest.fixture(scope="module")
+def previous_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A home whose instance the previous version made, with a run in it (its run id);
+    made once, copied by each test."""
+    folder = tmp_path_factory.mktemp("previous")
+    old = folder / "previous-version"
+    previous_version_code(PREVIOUS_VERSION, old)
+    home = folder / "home"
+    done = subprocess.run(
+        [sys.executable, "-c", PREVIOUS_RUN, str(home)],
+        cwd=old,
+        env={**os.environ, "PYTHONPATH": str(old), "DAGSTER_HOME": str(home / "dagster")},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = (home / "dagster" / "dagster.yaml").read_text()
+    assert "run_storage" not in text  # Dagster's own run storage
+    return home, done.stdout.strip().splitlines()[-1]
+
+
+def _copy(previous_home: tuple[Path, str], target: Path) -> tuple[Settings, str]:
+    home, run_id = previous_home
+    shutil.copytree(home, target / "home")
+    return load_settings(target / "home"), run_id
+
+
+def test_a_home_the_previous_version_made_keeps_its_runs_and_moves_to_the_new_storage(
+    previous_home: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Its dagster.yaml (datashare's, unedited) is rewritten by the next command; the runs
+    it holds are all still there, and new runs add to them."""
+    settings, old_run = _copy(previous_home, tmp_path)
+    monkeypatch.setenv("DAGSTER_HOME", str(settings.dagster_home))
+    settings.ensure_folders()  # what every datashare command does first
+    assert (settings.dagster_home / "dagster.yaml").read_text() == settings.dagster_yaml()
+    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        assert isinstance(instance.run_storage, KeptOpenSqliteRunStorage)
+        new_run = _materialize(instance, "2024-02")
+        assert {r.run_id for r in instance.get_runs()} == {old_run, new_run}
+        assert instance.get_run_by_id(old_run).status == dg.DagsterRunStatus.SUCCESS
+        status = instance.get_status_by_partition(
+            dg.AssetKey("deliveries"), ["2024-01", "2024-02"], MONTHS
+        )
+    assert status is not None and set(status.values()) == {dg.AssetPartitionStatus.MATERIALIZED}
+
+
+def test_an_edited_dagster_yaml_of_the_previous_version_is_left_alone_and_still_opens(
+    previous_home: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    settings, old_run = _copy(previous_home, tmp_path)
+    config = settings.dagster_home / "dagster.yaml"
+    edited = config.read_text().replace("max_concurrent_runs: 2", "max_concurrent_runs: 6")
+    config.write_text(edited)
+    monkeypatch.setenv("DAGSTER_HOME", str(settings.dagster_home))
+    settings.ensure_folders()
+    assert config.read_text() == edited
+    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        assert not isinstance(instance.run_storage, KeptOpenSqliteRunStorage)
+        new_run = _materialize(instance, "2024-02")
+        assert {r.run_id for r in instance.get_runs()} == {old_run, new_run}
