@@ -22,7 +22,6 @@ from urllib.parse import urlparse
 
 import duckdb
 import pyarrow.fs as pafs
-from fsspec.implementations.arrow import ArrowFSWrapper
 
 
 @dataclass(frozen=True)
@@ -99,16 +98,18 @@ def arrow_s3() -> pafs.S3FileSystem:
     return pafs.S3FileSystem(**options)
 
 
-class _DuckDBS3(ArrowFSWrapper):
-    """pyarrow's S3 filesystem, as the fsspec filesystem DuckDB asks for `s3://` paths."""
-
-    protocol = ("s3", "s3a")
-
-
 @cache
-def _duckdb_s3(endpoint: str | None, region: str) -> _DuckDBS3:
+def _duckdb_s3(endpoint: str | None, region: str):
+    """pyarrow's S3 filesystem, as the fsspec filesystem DuckDB asks for `s3://` paths."""
+    # fsspec is imported here, not with the module: a lake in a folder never needs it, and
+    # its import was a tenth of every command's start.
+    from fsspec.implementations.arrow import ArrowFSWrapper
+
+    class DuckDBS3(ArrowFSWrapper):
+        protocol = ("s3", "s3a")
+
     # One per endpoint and region (the arguments are the cache key; arrow_s3 reads them).
-    return _DuckDBS3(arrow_s3())
+    return DuckDBS3(arrow_s3())
 
 
 def let_duckdb_read_s3(con: duckdb.DuckDBPyConnection) -> None:
