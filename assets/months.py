@@ -11,6 +11,11 @@ and one result of each check, per month, exactly as a run per month did:
 - each month's check results are `AssetCheckEvaluation`s naming the month (`partition`) and
   the materialization they judged, so the UI shows them per month and current.
 
+A month's work may come in two parts (`StartedMonth`): begun, then finished once the next
+month has been begun, so that its slow tail (great-expectations judging its profile, in the
+run's second process) runs while this process checks the next month's rows. The months are
+still recorded one by one, in order.
+
 Months are independent: a held-back delivery is an outcome a month records, never an
 error. What does raise is the machine (a full disk, S3 out of reach): the months done
 before it are recorded, each as its own `AssetMaterialization`, with their checks; the
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import dagster as dg
 
@@ -41,39 +47,65 @@ class MonthRecord:
     checks: list[dg.AssetCheckResult] = field(default_factory=list)
 
 
+class StartedMonth(Protocol):
+    """A month begun: `finish()` completes and records its work; `cancel()` drops what is
+    left of it, leaving the month as it was (pending for the next run)."""
+
+    def finish(self) -> MonthRecord: ...
+
+    def cancel(self) -> None: ...
+
+
 def run_months(
     context: dg.AssetExecutionContext,
     asset_key: dg.AssetKey,
-    work: Callable[[str], MonthRecord],
+    work: Callable[[str], MonthRecord | StartedMonth],
 ) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization | dg.AssetCheckEvaluation]:
     """Run `work` for each month of the run, in order, and record each month's outcome.
 
-    If a month raises, the months before it are recorded and the error is raised again,
-    so the run fails; the months after it are not started."""
+    `work` returns the month's record, or the month begun (`StartedMonth`), finished after
+    the next month has been begun. If a month raises, the months before it are recorded and
+    the error is raised again, so the run fails; the months after it are not recorded (one
+    begun is cancelled)."""
     done: list[MonthRecord] = []
     failure: Exception | None = None
-    for month in context.partition_keys:
+    failed: str | None = None
+    started: tuple[str, StartedMonth] | None = None  # begun, not yet finished
+    for month in [*context.partition_keys, None]:
         try:
-            done.append(work(month))
+            begun = work(month) if month is not None else None
         except Exception as exc:  # the machine's fault: record the others, then fail
-            failure = exc
-            left = context.partition_keys[len(done) + 1 :]
-            context.log.error(
-                f"{asset_key.to_user_string()} {month} failed: {exc}. "
-                f"{len(done)} month(s) before it are recorded"
-                + (f"; {len(left)} after it are left for the next run" if left else "")
-            )
+            failure, failed, begun = exc, month, None
+        if started is not None:
+            earlier, started = started, None
+            try:
+                done.append(earlier[1].finish())
+            except Exception as exc:
+                if begun is not None and not isinstance(begun, MonthRecord):
+                    begun.cancel()  # recorded after a month that was not: left pending
+                failure, failed, begun = exc, earlier[0], None
+        if failure is not None:
             break
-    if failure is None:
-        for record in done:
-            context.add_asset_metadata(record.metadata, partition_key=record.partition_key)
-        # One output for the run; Dagster materializes each month with its own metadata.
-        yield dg.MaterializeResult(asset_key=asset_key)
-    else:
+        if isinstance(begun, MonthRecord):
+            done.append(begun)
+        elif begun is not None:
+            started = (month, begun)
+    if failure is not None:
+        left = context.partition_keys[len(done) + 1 :]
+        context.log.error(
+            f"{asset_key.to_user_string()} {failed} failed: {failure}. "
+            f"{len(done)} month(s) before it are recorded"
+            + (f"; {len(left)} after it are left for the next run" if left else "")
+        )
         for record in done:
             yield dg.AssetMaterialization(
                 asset_key=asset_key, partition=record.partition_key, metadata=record.metadata
             )
+    else:
+        for record in done:
+            context.add_asset_metadata(record.metadata, partition_key=record.partition_key)
+        # One output for the run; Dagster materializes each month with its own metadata.
+        yield dg.MaterializeResult(asset_key=asset_key)
     yield from check_evaluations(context, asset_key, done)
     if failure is not None:
         raise failure

@@ -1,7 +1,8 @@
 """Validation assets: each new delivery checked against its contract, row by row."""
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack
 
 import dagster as dg
 
@@ -12,7 +13,11 @@ from assets.previews import markdown_table
 from assets.resources import LakeResource, PseudonymKeyResource
 from pipelines.desk.docs_files import docs_link
 from pipelines.lake.register import Register
-from pipelines.validation.delivery_verdicts import DeliveryVerdict, validate_pending
+from pipelines.validation.delivery_verdicts import (
+    DeliveryVerdict,
+    MonthValidation,
+    start_validating,
+)
 from schemas.contract import Contract
 
 # Per-partition check results are what make a held-back month show as failed in the UI;
@@ -188,6 +193,33 @@ def month_record(
     return MonthRecord(period, metadata, checks)
 
 
+class _MonthBegun:
+    """A month's validation begun under its lease (`assets.months.StartedMonth`): its rows
+    checked, its last delivery's dataset checks with great-expectations meanwhile. The lease
+    is held until the month is finished (recorded) or cancelled."""
+
+    def __init__(
+        self,
+        lease: AbstractContextManager,
+        start: Callable[[], MonthValidation],
+        record: Callable[[list[DeliveryVerdict]], MonthRecord],
+    ) -> None:
+        with ExitStack() as held:  # the lease released at once if the start raises
+            held.enter_context(lease)
+            self._month = start()
+            self._held = held.pop_all()
+        self._record = record
+
+    def finish(self) -> MonthRecord:
+        with self._held:
+            verdicts = self._month.finish()
+        return self._record(verdicts)
+
+    def cancel(self) -> None:
+        with self._held:
+            self._month.cancel()
+
+
 def build_validation_asset(contract: Contract) -> dg.AssetsDefinition:
     """The validation asset for one contract, with its contract-conformance check."""
     key = validated_key(contract)
@@ -247,12 +279,14 @@ def build_validation_asset(contract: Contract) -> dg.AssetsDefinition:
         register, the_lake = lake.register(), lake.lake()
         secret = pseudonym_key.key() if contract.pseudonymised else None
 
-        def validate(period: str) -> MonthRecord:
-            with lake.month_lease(contract.name, period, context.run_id):
-                verdicts = validate_pending(
+        def validate(period: str) -> _MonthBegun:
+            return _MonthBegun(
+                lake.month_lease(contract.name, period, context.run_id),
+                lambda: start_validating(
                     contract, period, the_lake, register, context.run_id, secret
-                )
-            return month_record(contract, period, verdicts, register, context.log)
+                ),
+                lambda verdicts: month_record(contract, period, verdicts, register, context.log),
+            )
 
         yield from run_months(context, key, validate)
 

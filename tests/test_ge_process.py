@@ -177,3 +177,67 @@ def test_the_helper_judges_every_delivery_as_this_process_does(
         found.append(([(b.rule, b.detail) for b in breaches], summary and summary.group(0)))
     assert helper.process.is_alive() and helper.broken is None
     assert found[0] == found[1]
+
+
+def _no_op() -> None:
+    """A helper's start with nothing to load."""
+
+
+def test_tasks_sent_ahead_are_worked_on_while_this_process_goes_on():
+    # A backfill sends a month's dataset checks and goes on to the next month's rows: the
+    # send must not wait for the work, and each answer must reach its own task, whatever
+    # order they are taken in.
+    with ge_process.loading_early(_no_op):
+        sent = time.perf_counter()
+        slow = ge_process.submit(time.sleep, 1.0)
+        short, longer = ge_process.submit(len, "ab"), ge_process.submit(len, "abcd")
+        assert time.perf_counter() - sent < 0.5  # none of the second's sleep waited for
+        assert longer.result() == 4
+        assert short.result() == 2
+        assert slow.result() is None
+        failing = ge_process.submit(int, "not a number")
+        assert ge_process.call(len, [1]) == 1  # an answer after a failed one is its own
+        with pytest.raises(ge_process.TaskFailed, match="invalid literal"):
+            failing.result()
+
+
+def test_dataset_checks_sent_ahead_give_each_delivery_its_own_breaches_and_page(
+    helper, stop_and_search, tmp_path: Path
+):
+    from pipelines.validation.dataset_expectations import start_dataset_checks
+
+    lake = FolderLake(tmp_path / "lake")
+    # Both sent before either is taken, as a backfill's months overlap.
+    half = start_dataset_checks(
+        stop_and_search, "2024-01", "d-half", _profile(stop_and_search, 500), HISTORY, lake
+    )
+    usual = start_dataset_checks(
+        stop_and_search, "2024-02", "d-usual", _profile(stop_and_search, 1065), HISTORY, lake
+    )
+    (usual_breaches, usual_page), (half_breaches, half_page) = usual.result(), half.result()
+    assert [b.rule for b in half_breaches] == ["dataset.volume"] and usual_breaches == []
+    assert "Unsuccessful Expectations 1" in _visible_text(_file(half_page))
+    assert "Unsuccessful Expectations 0" in _visible_text(_file(usual_page))
+    assert "period=2024-01/d-half/" in str(_file(half_page))
+    assert "period=2024-02/d-usual/" in str(_file(usual_page))
+    with _in_this_process():
+        here = _half_volume(stop_and_search, FolderLake(tmp_path / "here"))[0]
+    assert [(b.rule, b.detail) for b in half_breaches] == [(b.rule, b.detail) for b in here]
+
+
+def test_dataset_checks_of_a_month_left_pending_leave_no_pages(
+    helper, stop_and_search, tmp_path: Path
+):
+    # A run that stops after a month was begun leaves it to the next run: no page of it is
+    # kept (the next run writes its own), nor any half-written folder.
+    from pipelines.validation.dataset_expectations import start_dataset_checks
+
+    root = tmp_path / "lake"
+    lake = FolderLake(root)
+    begun = start_dataset_checks(
+        stop_and_search, "2024-01", "d-left", _profile(stop_and_search, 500), HISTORY, lake
+    )
+    begun.cancel()
+    docs = root / "docs" / "contract=stop_and_search"
+    assert not docs.exists() or not any(p.is_file() for p in docs.rglob("*"))
+    assert helper.broken is None and ge_process.call(len, "ok") == 2  # still serving

@@ -21,6 +21,7 @@ import logging
 import os
 import statistics
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -279,16 +280,39 @@ def _run_ge(
     imported it meanwhile; here otherwise, or if that process failed (the log says so).
     Returns GE's verdict per (check, subject) expectation and the validation page.
     """
+    return _start_ge(contract, period, delivery_id, checks, site, static)()
+
+
+def _start_ge(
+    contract: Contract,
+    period: str,
+    delivery_id: str,
+    checks: list[_Check],
+    site: Path,
+    static: str,
+) -> Callable[[], tuple[dict[tuple[str, str], bool], Path | None]]:
+    """`_run_ge` sent ahead: the run's great-expectations process starts on it now, and the
+    function returned waits for its answer (here, without that process, the work is done
+    when the function is called)."""
     from pipelines.validation import ge_process
 
+    args = (contract.name, period, delivery_id, checks, site, static)
     if ge_process.running():
         try:
-            return ge_process.call(
-                _run_ge_here, contract.name, period, delivery_id, checks, site, static
-            )
+            pending = ge_process.submit(_run_ge_here, *args)
         except ge_process.HelperFailed as exc:
             log.error("%s; checking %s in this process instead", exc, delivery_id)
-    return _run_ge_here(contract.name, period, delivery_id, checks, site, static)
+        else:
+
+            def answer() -> tuple[dict[tuple[str, str], bool], Path | None]:
+                try:
+                    return pending.result()
+                except ge_process.HelperFailed as exc:
+                    log.error("%s; checking %s in this process instead", exc, delivery_id)
+                return _run_ge_here(*args)
+
+            return answer
+    return lambda: _run_ge_here(*args)
 
 
 def _run_ge_here(
@@ -462,6 +486,111 @@ def check_dataset(
     Never raises: if great-expectations fails, the same checks are evaluated directly and a
     plain HTML page is written instead.
     """
+    return start_dataset_checks(
+        contract, period, delivery_id, profile, history, lake, history_mix, history_values,
+        month_rows,
+    ).result()  # fmt: skip
+
+
+class DatasetChecks:
+    """One delivery's dataset checks under way (`start_dataset_checks`): great-expectations
+    works on them in the run's second process while this one goes on; `result()` waits for
+    its verdicts and page, and `cancel()` drops them (the page is not kept)."""
+
+    def __init__(
+        self,
+        contract: Contract,
+        period: str,
+        delivery_id: str,
+        profile: DeliveryProfile,
+        checks: list[_Check],
+        lake: Lake,
+        folder: str,
+    ) -> None:
+        self.contract, self.period, self.delivery_id = contract, period, delivery_id
+        self.profile, self.checks, self.lake, self.folder = profile, checks, lake, folder
+        self.site: Path | None = None
+        self._answer: Callable[[], tuple[dict[tuple[str, str], bool], Path | None]] | None
+        self._answer = None
+        self._writing = contextlib.ExitStack()
+        self._done: tuple[list[Breach], str | None] | None = None
+
+    def _start(self, static: str) -> None:
+        try:
+            self.site = self._writing.enter_context(self.lake.writing_folder(self.folder))
+        except OSError:
+            log.exception("the Data Docs of %s could not be kept", self.delivery_id)
+            return
+        self._answer = _start_ge(
+            self.contract, self.period, self.delivery_id, self.checks, self.site, static
+        )
+
+    def result(self) -> tuple[list[Breach], str | None]:
+        """The volume and mix breaches and the link to the Data Docs page, once
+        great-expectations has judged the checks (the same checks judged directly, and a
+        plain page, if it failed)."""
+        if self._done is not None:
+            return self._done
+        verdicts: dict[tuple[str, str], bool] = {}
+        link: str | None = None
+        if self.site is not None:
+            site = self.site
+            try:
+                with self._writing:
+                    try:
+                        assert self._answer is not None
+                        verdicts, page = self._answer()
+                    except Exception:
+                        log.exception(
+                            "great-expectations failed for %s; checking directly",
+                            self.delivery_id,
+                        )
+                        page = _fallback_page(
+                            self.contract, self.period, self.delivery_id, self.checks, site
+                        )
+                    if page is not None:
+                        link = self.lake.uri(f"{self.folder}/{page.relative_to(site).as_posix()}")
+            except OSError:
+                log.exception("the Data Docs of %s could not be kept", self.delivery_id)
+        self._done = (
+            _breaches(
+                self.contract, self.period, self.delivery_id, self.profile, self.checks, verdicts
+            ),
+            link,
+        )
+        return self._done
+
+    def cancel(self) -> None:
+        """Drop the checks of a delivery whose month will not be recorded: wait for
+        great-expectations to finish with its folder, then leave the folder unwritten."""
+        if self._done is not None or self.site is None:
+            return
+        with contextlib.suppress(Exception):
+            if self._answer is not None:
+                self._answer()
+        with contextlib.suppress(Exception):
+            self._writing.__exit__(_Cancelled, _Cancelled(), None)
+        self._done = ([], None)
+
+
+class _Cancelled(Exception):
+    """Thrown into the Data Docs folder being written, so that it is not kept."""
+
+
+def start_dataset_checks(
+    contract: Contract,
+    period: str,
+    delivery_id: str,
+    profile: DeliveryProfile,
+    history: list[dict],
+    lake: Lake,
+    history_mix: dict[str, dict[str, float]] | None = None,
+    history_values: dict[str, float] | None = None,
+    month_rows: int | None = None,
+) -> DatasetChecks:
+    """`check_dataset` begun: the checks are sent to the run's great-expectations process,
+    if one was started, and this process goes on; `result()` of what is returned waits for
+    them. Without that process they run when `result()` is called. Never raises."""
     try:
         checks = _checks(
             contract,
@@ -473,10 +602,11 @@ def check_dataset(
         )
     except Exception:  # odd input: judge nothing rather than stop the pipeline
         log.exception("dataset checks could not be prepared for %s", delivery_id)
-        return [], None
+        judged = DatasetChecks(contract, period, delivery_id, profile, [], lake, "")
+        judged._done = ([], None)
+        return judged
     folder = lake.docs_dir(contract.name, period, delivery_id)
-    verdicts: dict[tuple[str, str], bool] = {}
-    link: str | None = None
+    judged = DatasetChecks(contract, period, delivery_id, profile, checks, lake, folder)
     static = ""
     try:
         # Here, without great-expectations (it may be loading in the run's other process).
@@ -486,18 +616,8 @@ def check_dataset(
         docs_static.publish_static(lake)  # the pages' CSS and JS, one copy per lake
     except Exception:  # the pages still say everything, unstyled
         log.exception("the Data Docs static files could not be kept in %s", lake)
-    try:
-        with lake.writing_folder(folder) as site:
-            try:
-                verdicts, page = _run_ge(contract, period, delivery_id, checks, site, static)
-            except Exception:
-                log.exception("great-expectations failed for %s; checking directly", delivery_id)
-                page = _fallback_page(contract, period, delivery_id, checks, site)
-            if page is not None:
-                link = lake.uri(f"{folder}/{page.relative_to(site).as_posix()}")
-    except OSError:
-        log.exception("the Data Docs of %s could not be kept", delivery_id)
-    return _breaches(contract, period, delivery_id, profile, checks, verdicts), link
+    judged._start(static)
+    return judged
 
 
 def _category(value: str) -> str:

@@ -17,9 +17,10 @@ from pipelines.lake.publishing import part_name
 from pipelines.lake.register import Breach, DeliveryEvent, Register
 from pipelines.lake.store import Lake
 from pipelines.validation.dataset_expectations import (
+    DatasetChecks,
     category_mix,
-    check_dataset,
     non_blank_values,
+    start_dataset_checks,
 )
 from pipelines.validation.masking import mask_quarantine
 from pipelines.validation.month_checks import (
@@ -61,6 +62,47 @@ def validate_pending(
     Each one is recorded as validated (with its breaches) or rejected (with the reason,
     as a critical breach); nothing raises for what the force sent.
     """
+    return start_validating(contract, period, lake, register, run_id, pseudonym_key).finish()
+
+
+class MonthValidation:
+    """A month's deliveries under validation (`start_validating`): all but the last are
+    judged and recorded; the last one's rows are checked and its dataset checks are with
+    great-expectations. `finish()` judges and records it; `cancel()` leaves it received."""
+
+    def __init__(self, verdicts: list[DeliveryVerdict], last: _Judging | None) -> None:
+        self.verdicts = verdicts
+        self.last = last
+
+    def finish(self) -> list[DeliveryVerdict]:
+        """Every delivery's verdict, each recorded in the register."""
+        if self.last is not None:
+            last, self.last = self.last, None
+            self.verdicts.append(last.record())
+        return self.verdicts
+
+    def cancel(self) -> None:
+        """Record nothing more: the last delivery stays received, to be validated again."""
+        if self.last is not None:
+            last, self.last = self.last, None
+            last.cancel()
+
+
+def start_validating(
+    contract: Contract,
+    period: str,
+    lake: Lake,
+    register: Register,
+    run_id: str | None = None,
+    pseudonym_key: bytes | None = None,
+) -> MonthValidation:
+    """`validate_pending` begun, so that a run of many months checks the next month's rows
+    while great-expectations judges this month's last delivery in its own process
+    (`ge_process`): `finish()` of what is returned records the month's verdicts.
+
+    The month's deliveries are still judged one after another, each recorded before the
+    next is read: which delivery stands for the month depends on the verdicts before it.
+    """
     pending = sorted(
         (
             d
@@ -69,15 +111,43 @@ def validate_pending(
         ),
         key=lambda d: d["event_at"],
     )
-    verdicts = []
+    month = MonthValidation([], None)
     for delivery in pending:
-        delivery_id = delivery["delivery_id"]
-        stands = standing_delivery(contract, register, period, delivery)
-        standing = part_name(stands) if stands else None
+        month.finish()  # the one before is recorded first
+        month.last = _Judging(contract, period, lake, register, run_id, delivery)
+        month.last.check(pseudonym_key)
+    return month
+
+
+class _Judging:
+    """One delivery between its row checks (`check`) and its recorded verdict (`record`)."""
+
+    def __init__(
+        self,
+        contract: Contract,
+        period: str,
+        lake: Lake,
+        register: Register,
+        run_id: str | None,
+        delivery: dict,
+    ) -> None:
+        self.contract, self.period, self.lake, self.register = contract, period, lake, register
+        self.run_id, self.delivery = run_id, delivery
+        self.delivery_id: str = delivery["delivery_id"]
+        self.stands = standing_delivery(contract, register, period, delivery)
+        self.outcome = ValidationOutcome()
+        self.rejected: DeliveryRejected | None = None
+        self.dataset: DatasetChecks | None = None
+
+    def check(self, pseudonym_key: bytes | None) -> None:
+        """Its rows, its quarantine masked, and its dataset checks sent on their way."""
+        contract, period, lake, register = self.contract, self.period, self.lake, self.register
+        delivery, delivery_id = self.delivery, self.delivery_id
+        standing = part_name(self.stands) if self.stands else None
         try:
             # A local file: validation reads it twice (keys first), and S3 is far away.
             with lake.local_copy(delivery["landing_path"]) as landed:
-                outcome = validate_delivery(
+                self.outcome = validate_delivery(
                     contract,
                     landed,
                     period,
@@ -88,17 +158,33 @@ def validate_pending(
                     standing,
                 )
             mask_quarantine(contract, lake, period, delivery_id)
-            # Dataset-level expectations (great-expectations) over the delivery's profile.
-            dataset_breaches, docs = check_dataset(
-                contract,
-                period,
-                delivery_id,
-                outcome.profile,
-                _published_history(register, contract.name, period),
-                lake,
-                *_history_mix(lake, register, contract.name, period),
-                month_rows=_month_rows(contract, register, period, delivery, outcome),
-            )
+        except DeliveryRejected as rejected:
+            self.rejected = rejected
+            return
+        # Dataset-level expectations (great-expectations) over the delivery's profile.
+        self.dataset = start_dataset_checks(
+            contract,
+            period,
+            delivery_id,
+            self.outcome.profile,
+            _published_history(register, contract.name, period),
+            lake,
+            *_history_mix(lake, register, contract.name, period),
+            month_rows=_month_rows(contract, register, period, delivery, self.outcome),
+        )
+
+    def cancel(self) -> None:
+        if self.dataset is not None:
+            self.dataset.cancel()
+
+    def record(self) -> DeliveryVerdict:
+        """Its verdict, with its breaches, recorded in the register."""
+        contract, period, lake, register = self.contract, self.period, self.lake, self.register
+        delivery, delivery_id, outcome = self.delivery, self.delivery_id, self.outcome
+        docs = None
+        if self.rejected is None:
+            assert self.dataset is not None
+            dataset_breaches, docs = self.dataset.result()
             outcome.breaches += dataset_breaches
             named = file_name_breach(
                 contract, period, delivery_id, delivery.get("source_path"), outcome.rows_delivered
@@ -110,7 +196,7 @@ def validate_pending(
             if critical:
                 # Held, not published: the month already published stays in place.
                 status = "held"
-                reason = _held_reason(contract, period, critical, stands)
+                reason = _held_reason(contract, period, critical, self.stands)
                 outcome.breaches = _held(outcome.breaches)
             else:
                 # Published next, in place of the month's other readable deliveries.
@@ -122,8 +208,8 @@ def validate_pending(
                     _readable_others(register, contract.name, period, delivery_id),
                 )
                 outcome.breaches += [replaced] if replaced else []
-        except DeliveryRejected as rejected:
-            outcome = ValidationOutcome()
+        else:
+            rejected = self.rejected
             status, reason = "rejected", rejected.reason
             outcome.breaches = [
                 Breach(
@@ -152,20 +238,17 @@ def validate_pending(
                 rows_curated=outcome.rows_curated,
                 rows_quarantined=outcome.rows_quarantined,
                 reason=reason,
-                run_id=run_id,
+                run_id=self.run_id,
             )
         )
-        verdicts.append(
-            DeliveryVerdict(
-                delivery_id,
-                delivery.get("source_path"),
-                status,
-                outcome,
-                reason,
-                docs if status != "rejected" else None,
-            )
+        return DeliveryVerdict(
+            delivery_id,
+            delivery.get("source_path"),
+            status,
+            outcome,
+            reason,
+            docs if status != "rejected" else None,
         )
-    return verdicts
 
 
 def _held(breaches: list[Breach]) -> list[Breach]:

@@ -6,7 +6,9 @@ deliveries starts this helper first (`loading_early`): a spawned process that im
 great-expectations and makes its context at once, on the machine's other core, while this
 process imports Dagster, takes the files in and checks their rows. Each delivery's dataset
 checks are then sent to it (`dataset_expectations`): the same expectations, verdicts and
-Data Docs pages as in process; only where the import is paid changes.
+Data Docs pages as in process; only where the import is paid changes. A task may be sent
+ahead (`submit`) and its answer taken later, so that a backfill checks the next month's rows
+while great-expectations judges the last month's profile on the other core.
 
 If the helper dies or cannot start, `call` raises `HelperFailed`, and the caller runs the
 checks in its own process instead, saying so in the log: never skipped in silence.
@@ -53,8 +55,9 @@ def _serve(conn: Connection, warm: Callable[[], None]) -> None:
 
 
 class _Helper:
-    """One spawned process and the pipe to it; one task at a time (a lock), as a GX context
-    serves one thread at a time anyway."""
+    """One spawned process and the pipe to it. Tasks are answered in the order they were
+    sent (one at a time, as a GX context serves one thread at a time anyway); a lock keeps
+    the pipe to one thread at a time."""
 
     def __init__(self, warm: Callable[[], None]) -> None:
         # Spawned, not forked: a fork of a process whose polars or Arrow pools run can deadlock.
@@ -67,24 +70,49 @@ class _Helper:
         child.close()
         self.lock = threading.Lock()
         self.broken: str | None = None
+        self.sent = 0  # tasks sent so far; the nth task's answer is the nth one received
+        self.received = 0
+        self.answers: dict[int, tuple[str, Any]] = {}  # received, not yet asked for
 
-    def call(self, function: Callable[..., Any], *args: Any) -> Any:
+    def _broke(self, exc: BaseException) -> HelperFailed:
+        code = self.process.exitcode
+        self.broken = f"the great-expectations process ended (exit code {code}): {exc!r}"
+        return HelperFailed(self.broken)
+
+    def submit(self, function: Callable[..., Any], *args: Any) -> Pending:
+        """Send a task without waiting for its answer."""
         with self.lock:
             if self.broken:
                 raise HelperFailed(self.broken)
             try:
                 self.conn.send((function, args))
-                status, value = self.conn.recv()
-            except (EOFError, OSError) as exc:
-                code = self.process.exitcode
-                self.broken = f"the great-expectations process ended (exit code {code}): {exc!r}"
-                raise HelperFailed(self.broken) from exc
-            if status == "dead":
-                self.broken = f"the great-expectations process could not start:\n{value}"
-                raise HelperFailed(self.broken)
-            if status == "error":
-                raise TaskFailed(f"in the great-expectations process:\n{value}")
-            return value
+            except OSError as exc:
+                raise self._broke(exc) from exc
+            self.sent += 1
+            return Pending(self, self.sent)
+
+    def answer(self, number: int) -> Any:
+        """The answer to the `number`th task, waited for (earlier ones are kept on the way)."""
+        with self.lock:
+            while number not in self.answers:
+                if self.broken:
+                    raise HelperFailed(self.broken)
+                try:
+                    reply = self.conn.recv()
+                except (EOFError, OSError) as exc:
+                    raise self._broke(exc) from exc
+                if reply[0] == "dead":
+                    self.broken = f"the great-expectations process could not start:\n{reply[1]}"
+                    raise HelperFailed(self.broken)
+                self.received += 1
+                self.answers[self.received] = reply
+            status, value = self.answers.pop(number)
+        if status == "error":
+            raise TaskFailed(f"in the great-expectations process:\n{value}")
+        return value
+
+    def call(self, function: Callable[..., Any], *args: Any) -> Any:
+        return self.submit(function, *args).result()
 
     def stop(self) -> None:
         """End the helper: asked politely when idle, ended outright if still importing (a run
@@ -107,6 +135,19 @@ class _Helper:
         self.conn.close()
 
 
+class Pending:
+    """A task sent to the helper, its answer still to be taken (`result`)."""
+
+    def __init__(self, helper: _Helper, number: int) -> None:
+        self._helper = helper
+        self._number = number
+
+    def result(self) -> Any:
+        """The task's result, waited for. Raises `HelperFailed` if the helper is gone,
+        `TaskFailed` if the task raised there."""
+        return self._helper.answer(self._number)
+
+
 _HELPER: _Helper | None = None
 
 
@@ -121,6 +162,14 @@ def call(function: Callable[..., Any], *args: Any) -> Any:
     if _HELPER is None:
         raise HelperFailed("no great-expectations process was started")
     return _HELPER.call(function, *args)
+
+
+def submit(function: Callable[..., Any], *args: Any) -> Pending:
+    """Send `function(*args)` to the helper now and take its result later (`result()`),
+    while this process does other work. Raises `HelperFailed` if the helper is gone."""
+    if _HELPER is None:
+        raise HelperFailed("no great-expectations process was started")
+    return _HELPER.submit(function, *args)
 
 
 @contextmanager
