@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -287,3 +288,26 @@ def test_each_batch_reaches_the_checks_as_one_chunk_per_column(real_stop_and_sea
     assert all(set(b.n_chunks("all")) == {1} for b in batches)
     numbers = [n for b in batches for n in b["_source_row"].to_list()]
     assert numbers == list(range(1, 16_333))
+
+
+def test_the_curated_file_stores_row_numbers_without_a_dictionary(
+    stop_and_search, real_stop_and_search, tmp_path
+):
+    """Every row's number is its own value: a dictionary for it is work for nothing and a
+    larger file. The other columns keep theirs, and the rows read back the same as from the
+    file written with Arrow's defaults (a dictionary for every column) before."""
+    lake = FolderLake(tmp_path / "lake")
+    validate_delivery(stop_and_search, real_stop_and_search, PERIOD, "real", lake)
+    curated = lake.path(lake.staging_path("stop_and_search", PERIOD, "real"))
+    file = pq.ParquetFile(curated)
+    names = file.schema_arrow.names
+    for group in range(file.metadata.num_row_groups):
+        chunks = file.metadata.row_group(group)
+        encodings = {names[i]: set(chunks.column(i).encodings) for i in range(len(names))}
+        assert not encodings["_source_row"] & {"PLAIN_DICTIONARY", "RLE_DICTIONARY"}
+        assert "RLE_DICTIONARY" in encodings["type"]
+    table = file.read()
+    with_defaults = tmp_path / "defaults.parquet"
+    pq.write_table(table, with_defaults, compression="zstd", row_group_size=1 << 20)
+    assert pq.read_table(with_defaults).equals(table)
+    assert curated.stat().st_size < with_defaults.stat().st_size

