@@ -80,7 +80,11 @@ REAL_PERIOD = "2022-06"
 REAL_ROWS = 16_332  # the June 2022 stop-and-search file's rows (all pass the contract)
 COMPLAINTS_PERIOD = "2024-01"
 COMPLAINTS_ROWS = 3000
-VISIBILITY_SECONDS = 15  # how soon Redis gives a dead worker's step to another
+# How soon Redis gives a dead worker's step to another. Redis cannot tell a dead worker from
+# a slow one: a step still running after this long is handed out again (at load 19-22 a
+# validation step took 16 to 27 s, and 15 s here had the survivor handed the killed step
+# twice), so it must outlast the slowest step on a loaded machine.
+VISIBILITY_SECONDS = 30
 TIMEOUT = 600.0  # a loaded 2-core machine
 
 
@@ -392,10 +396,20 @@ def test_two_workers_take_deliveries_and_a_killed_worker_loses_and_repeats_nothi
     monitor_log = tmp_path / "redis-monitor.log"
     monitor = redis.monitor(monitor_log)
     runs: list[subprocess.Popen] = []  # the daemon
+    worker_logs = list(logs)
     try:
+        # The daemon, as its unit starts it, while the workers start (it waits for nothing
+        # of theirs): once the force's files are there, its sensor asks for a run per
+        # contract, the queue launches them, and each run sends its steps through the broker.
+        logs.append(tmp_path / "daemon.log")
+        quicker_daemon(settings.dagster_home)
+        daemon_env = {**os.environ, "DATASHARE_SENSOR_INTERVAL_SECONDS": "2", **QUICKER_DAEMON_ENV}
+        runs.append(
+            _start(unit_command(UNITS["daemon"], daemon_env), daemon_env, logs[-1], REPO_ROOT)
+        )
         _wait_for(
             "both workers ready",
-            lambda: all("ready." in p.read_text(errors="replace") for p in logs),
+            lambda: all("ready." in p.read_text(errors="replace") for p in worker_logs),
             120,
             logs,
         )
@@ -432,14 +446,6 @@ def test_two_workers_take_deliveries_and_a_killed_worker_loses_and_repeats_nothi
             str(complaints_file), BUCKET, f"{prefix}/complaints/{COMPLAINTS_PERIOD}/c.csv"
         )
 
-        # The daemon, as its unit starts it: its sensor asks for a run per contract, the
-        # queue launches them, and each run sends its steps through the broker.
-        logs.append(tmp_path / "daemon.log")
-        quicker_daemon(settings.dagster_home)
-        daemon_env = {**os.environ, "DATASHARE_SENSOR_INTERVAL_SECONDS": "2", **QUICKER_DAEMON_ENV}
-        runs.append(
-            _start(unit_command(UNITS["daemon"], daemon_env), daemon_env, logs[-1], REPO_ROOT)
-        )
         instance = dg.DagsterInstance.get()
         job = delivery_job_name("stop_and_search")
 
