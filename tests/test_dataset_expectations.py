@@ -324,3 +324,6 @@ def test_deliveries_checked_in_one_process_each_get_their_own_pages(
     assert context.suites.all() == []
     assert list(context.validation_definitions.all()) == []
     assert context.validation_results_store.list_keys() == []
+    # Nor a docs site: each delivery's is built from its own config, not saved in the
+    # context's (which re-saved the project config for every delivery).
+    assert not context.variables.data_docs_sites

@@ -207,7 +207,9 @@ class _Session:
     Making a context and its data source, asset and checkpoint for every delivery cost a
     fifth of a run. A delivery adds its suite and validation definition, and its result,
     and removes them when its pages are written: names never meet the next delivery's, and
-    the context does not grow with the deliveries a process checks.
+    the context does not grow with the deliveries a process checks. Its Data Docs site is
+    not the context's: each delivery's site builder is made from its config and builds its
+    pages directly (`_validate`).
     """
 
     def __init__(self) -> None:
@@ -227,7 +229,6 @@ class _Session:
         self.context = gx.get_context(mode="ephemeral", project_config=config)
         self.source = self.context.data_sources.add_pandas("delivery_profile")
         self.batches: dict[str, Any] = {}
-        self.has_site = False
 
     def batch(self, contract: str):
         """The whole-frame batch definition of `contract`'s profile."""
@@ -235,14 +236,6 @@ class _Session:
             asset = self.source.add_dataframe_asset(f"{contract}_profile")
             self.batches[contract] = asset.add_batch_definition_whole_dataframe("delivery")
         return self.batches[contract]
-
-    def point_site_at(self, config: dict) -> None:
-        """Make the docs site `SITE` the one `config` describes (this delivery's folder)."""
-        if self.has_site:
-            self.context.update_data_docs_site(SITE, config)
-        else:
-            self.context.add_data_docs_site(site_name=SITE, site_config=config)
-            self.has_site = True
 
 
 _SESSION: _Session | None = None
@@ -349,12 +342,25 @@ def _validate(
         ExpectationSuiteIdentifier,
         ValidationResultIdentifier,
     )
+    from great_expectations.data_context.util import instantiate_class_from_config
 
     from pipelines.validation import data_docs, docs_static
 
     context = session.context
     label = docs_static.data_asset_label(contract, period, delivery_id)
-    session.point_site_at(data_docs.site_config(site, static, label))
+    # The delivery's site builder, made from its config as GX's `build_data_docs` makes it,
+    # but not kept in the context's config: changing a site there saved the whole project
+    # config each time, and `build_data_docs` and `get_docs_sites_urls` each made a builder
+    # again (together a tenth of a delivery's checks).
+    builder = instantiate_class_from_config(
+        config=data_docs.site_config(site, static, label),
+        runtime_environment={
+            "data_context": context,
+            "root_directory": context.root_directory,
+            "site_name": SITE,
+        },
+        config_defaults={"module_name": "great_expectations.render.renderer.site_builder"},
+    )
     # One key column: each expectation's rows are picked by one equality, and GX filters
     # the frame for every metric it computes.
     frame = pd.DataFrame(
@@ -426,16 +432,15 @@ def _validate(
             batch_identifier=result.batch_id,
         )
         cleanup.callback(context.validation_results_store.remove_key, identifier)
-        context.build_data_docs(site_names=[SITE], resource_identifiers=[identifier])
-        urls = context.get_docs_sites_urls(resource_identifier=identifier, site_names=[SITE])
+        builder.build(resource_identifiers=[identifier])
+        url = builder.get_resource_url(resource_identifier=identifier, only_if_exists=True)
     verdicts: dict[tuple[str, str], bool] = {}
     for res in result.results:
         meta = res.expectation_config.meta or {}
         verdicts[(meta.get("check", ""), meta.get("subject", ""))] = bool(res.success)
     page: Path | None = None
-    for url in urls:
-        if url.get("site_url", "").startswith("file://"):
-            page = Path(url["site_url"].removeprefix("file://"))
+    if url and url.startswith("file://"):
+        page = Path(url.removeprefix("file://"))
     if page is None or not page.exists():
         page = site / "index.html" if (site / "index.html").exists() else None
     return verdicts, page
