@@ -157,9 +157,15 @@ def _file_name(path: str | None) -> str | None:
     return path.rsplit("/", 1)[-1] if path else None
 
 
-def mart_source_rows(con: duckdb.DuckDBPyConnection, contracts: dict[str, str]) -> list[dict]:
+def mart_source_rows(
+    con: duckdb.DuckDBPyConnection,
+    contracts: dict[str, str],
+    cache: dict[tuple[str, str], list[dict]] | None = None,
+) -> list[dict]:
     """Every (period, contract, delivery) whose curated rows `con`'s curated views hold for
-    the `contracts` (name -> version in force), with the register's account of each."""
+    the `contracts` (name -> version in force), with the register's account of each.
+    `cache`: each contract's rows as read before over the same connection (a step that
+    computes several marts of one contract reads them once)."""
     governance = _names(con, "governance")
     if "month_parts" not in governance:
         governance -= {"delivery_events"}  # a warehouse too old for the restatement query
@@ -168,12 +174,19 @@ def mart_source_rows(con: duckdb.DuckDBPyConnection, contracts: dict[str, str]) 
     for name, version in sorted(contracts.items()):
         if name not in curated:
             continue
+        if cache is not None and (name, version) in cache:
+            rows.extend(cache[(name, version)])
+            continue
         table = con.sql(sources_sql(name, version, governance)).to_arrow_table()
+        part = []
         for row in table.to_pylist():
             row["sha256"] = row["delivery_id"]
             row["file_name"] = _file_name(row["source_path"])
             row["restated_file_name"] = _file_name(row.pop("restated_source_path"))
-            rows.append(row)
+            part.append(row)
+        if cache is not None:
+            cache[(name, version)] = part
+        rows.extend(part)
     rows.sort(
         key=lambda r: (
             r["period"] or "",
@@ -191,14 +204,16 @@ def record_mart_sources(
     mart: str,
     contracts: dict[str, str],
     computed_at: datetime | None = None,
+    cache: dict[tuple[str, str], list[dict]] | None = None,
 ) -> str:
     """Write the provenance of one computation of `mart` (read from `contracts`, name ->
-    version) as a new file in the governance area; returns the file's key."""
+    version) as a new file in the governance area; returns the file's key. `cache`: as
+    `mart_source_rows`'s."""
     computed_at = computed_at or datetime.now(UTC)
     computation = f"{computed_at:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}"
     rows = [
         {**r, "computation_id": computation, "computed_at": computed_at, "mart": mart}
-        for r in mart_source_rows(con, contracts)
+        for r in mart_source_rows(con, contracts, cache)
     ]
     key = f"governance/mart_sources/mart={mart}/{computation}.parquet"
     lake.write_table(key, pa.Table.from_pylist(rows, MART_SOURCES_SCHEMA))

@@ -52,6 +52,27 @@ class Suppression:
 
 
 @dataclass(frozen=True)
+class Incremental:
+    """How a mart may be recomputed for only the months a run changed (its YAML's
+    `incremental`), rather than from every month of history.
+
+    A row of the mart for month m reads only the curated rows of `contract` of months
+    m - (window_months - 1) to m, and the rows of that contract of a period are all of that
+    month (`month_of_row`, SQL over the contract's curated row, equals the period's month:
+    the contract's in-period rule; the runner checks the months it reads and recomputes
+    everything when a row breaks it). `same_values`: columns whose set of values the SQL
+    takes from the whole history (every month shows every group ever seen); a recomputed
+    slice that shows another set means a full recompute.
+    """
+
+    contract: str
+    month_column: str
+    window_months: int
+    month_of_row: str
+    same_values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Mart:
     name: str
     title: str
@@ -77,6 +98,8 @@ class Mart:
     notes: dict[str, str] = field(default_factory=dict)
     # Columns holding a contract's agreed values (or NOT_AGREED), for the pack's notes.
     agreed: tuple[AgreedCategory, ...] = ()
+    # Whether (and how) a run may recompute only the months it changed.
+    incremental: Incremental | None = None
 
     def agreed_category(self, column: str) -> AgreedCategory | None:
         """The agreed-values declaration of `column`, if it has one."""
@@ -182,6 +205,7 @@ def load_mart(yaml_path: Path) -> Mart:
     ]
     if undescribed:
         raise ValueError(f"{yaml_path}: columns without a description: {undescribed}")
+    incremental = _incremental(yaml_path, spec)
     return Mart(
         name=name,
         title=spec["title"],
@@ -209,7 +233,37 @@ def load_mart(yaml_path: Path) -> Mart:
             AgreedCategory(a["mart_column"], a["contract"], tuple(a["columns"]), a["label"])
             for a in spec.get("agreed") or ()
         ),
+        incremental=incremental,
     )
+
+
+def _incremental(yaml_path: Path, spec: dict) -> Incremental | None:
+    """The mart's `incremental` declaration, checked against its columns and order."""
+    raw = spec.get("incremental")
+    if not raw:
+        return None
+    inc = Incremental(
+        contract=str(raw["contract"]),
+        month_column=str(raw["month_column"]),
+        window_months=int(raw["window_months"]),
+        month_of_row=str(raw["month_of_row"]),
+        same_values=tuple(raw.get("same_values") or ()),
+    )
+    columns = {c["name"] for c in spec["columns"]}
+    order = list(spec["order_by"])
+    # Recomputed months are merged by the order's leading columns, which must be columns
+    # of the mart and end with the month: whole months then never interleave.
+    if inc.month_column not in order or not set(order[: order.index(inc.month_column)]) <= columns:
+        raise ValueError(
+            f"{yaml_path}: incremental: order_by must begin with columns of the mart up to "
+            f"{inc.month_column!r}"
+        )
+    if inc.contract not in spec["sources"] or inc.window_months < 1:
+        raise ValueError(f"{yaml_path}: incremental: contract must be a source, window >= 1")
+    unknown = set(inc.same_values) - columns
+    if unknown:
+        raise ValueError(f"{yaml_path}: incremental: same_values {sorted(unknown)} not columns")
+    return inc
 
 
 def load_marts(directory: Path = MARTS_DIR) -> dict[str, Mart]:
@@ -255,6 +309,7 @@ def mart_yaml(mart: Mart) -> str:
             for a in mart.agreed
         ],
         "order_by": list(mart.order_by),
+        **({"incremental": _incremental_yaml(mart.incremental)} if mart.incremental else {}),
         "latest": textwrap.dedent(mart.latest).strip() + ("\n" if "\n" in mart.latest else ""),
         "headline": textwrap.dedent(mart.headline).strip() + "\n" if mart.headline else None,
         "notes": {k: textwrap.dedent(v).strip() + "\n" for k, v in mart.notes.items()},
@@ -263,3 +318,15 @@ def mart_yaml(mart: Mart) -> str:
         ],
     }
     return yaml.dump(spec, Dumper=Dumper, sort_keys=False, allow_unicode=True, width=92)
+
+
+def _incremental_yaml(inc: Incremental) -> dict[str, object]:
+    out: dict[str, object] = {
+        "contract": inc.contract,
+        "month_column": inc.month_column,
+        "window_months": inc.window_months,
+        "month_of_row": inc.month_of_row,
+    }
+    if inc.same_values:
+        out["same_values"] = list(inc.same_values)
+    return out

@@ -12,7 +12,10 @@ This module runs them: `compute_mart` runs a mart's SQL, with the runner's part 
 read-only view of `warehouse.duckdb`; `write_mart` writes the result to
 `lake/oversight/<mart>/data.parquet` with the definition and the column comments as Parquet
 key-value metadata (`comment`, `comment:<column>`), which the warehouse turns into the
-comments of view `oversight.<mart>`.
+comments of view `oversight.<mart>`. A mart whose YAML declares `incremental` is
+recomputed only for the months whose curated rows changed since its file was written
+(and the 12-month windows that hold them), when that gives what a full recompute would;
+see "recomputing only the months that changed" below.
 
 Rules every mart follows:
 - A curated table with no rows (a contract with no deliveries yet) gives an empty mart with
@@ -34,6 +37,7 @@ No Dagster here: the assets in `assets/oversight.py` only call `write_mart`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -52,11 +56,14 @@ from pipelines.lake.mart_files import mart_key
 from pipelines.lake.provenance import record_mart_sources
 from pipelines.lake.store import Lake
 from pipelines.oversight.definition import (
+    Incremental,
     Mart,
     Suppression,
     load_marts,
+    mart_yaml,
     marts_dir,
 )
+from pipelines.warehouse import reference
 from pipelines.warehouse.catalog import make_lake_readable
 from pipelines.warehouse.reference import (
     MAPPINGS_DIR,
@@ -210,6 +217,14 @@ MART_MEMORY_LIMIT = "450MB"
 # for every mart computed over it.
 RECORDS_READ_ONCE = ("delivery_events", "breach_records")
 
+# The connections `warehouse_connection` opened (by id, while open): only in those is
+# `curated.<table>` a view of this module's that a slice may narrow for a while.
+_OWN_CONNECTIONS: set[int] = set()
+# Per connection of this module's, the deliveries each contract's curated rows come from, as
+# the marts' provenance records them (`record_mart_sources`): the three marts of a month of
+# stop and search read them once, not three times.
+_SOURCES: dict[int, dict[tuple[str, str], list[dict]]] = {}
+
 
 @contextmanager
 def warehouse_connection(
@@ -239,6 +254,8 @@ def warehouse_connection(
 
     contracts = contracts or current_contracts()
     con = duckdb.connect()
+    _OWN_CONNECTIONS.add(id(con))
+    _SOURCES[id(con)] = {}
     # A spill folder of this connection's own: two runs' DuckDBs would share file names.
     spill = tempfile.mkdtemp(prefix="datashare-marts-")
     try:
@@ -269,6 +286,9 @@ def warehouse_connection(
         create_reference(con, contracts, comments=False)
         yield con
     finally:
+        _OWN_CONNECTIONS.discard(id(con))
+        _USED.pop(id(con), None)
+        _SOURCES.pop(id(con), None)
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
 
@@ -327,18 +347,269 @@ def write_mart(
     lake: Lake,
     contracts: dict[str, Contract] | None = None,
 ) -> WrittenMart:
-    """Compute a mart and write it to `lake/oversight/<name>/data.parquet`, atomically."""
+    """Compute a mart and write it to `lake/oversight/<name>/data.parquet`, atomically.
+
+    A mart declared `incremental` is recomputed only for the months whose curated rows
+    changed since its file was written, when that is safe (`_incremental_table`); the
+    file then holds exactly what a full recompute would.
+    """
     mart = MARTS[name]
-    table = compute_mart(name, warehouse, lake, contracts)
-    table = table.replace_schema_metadata(mart_metadata(mart))
-    key = mart_key(name)
-    lake.write_table(key, table)
-    # Provenance (issue 23): which deliveries' curated rows this computation read.
     contracts = contracts or current_contracts()
-    sources = {c: contracts[c].version for c in mart.source_contracts(contracts) if c in contracts}
     with warehouse_connection(warehouse, contracts) as con:
-        record_mart_sources(lake, con, name, sources)
+        table, computed_from = _incremental_table(mart, con, lake, contracts)
+        if table is None:
+            table = compute_mart(name, con, lake, contracts)
+        metadata = mart_metadata(mart)
+        if computed_from is not None:
+            metadata[COMPUTED_FROM] = json.dumps(computed_from, sort_keys=True).encode()
+        table = table.replace_schema_metadata(metadata)
+        key = mart_key(name)
+        lake.write_table(key, table)
+        # Provenance (issue 23): which deliveries' curated rows this computation read.
+        sources = {
+            c: contracts[c].version for c in mart.source_contracts(contracts) if c in contracts
+        }
+        record_mart_sources(lake, con, name, sources, cache=_SOURCES.get(id(con)))
+    # The table as computed, without what the runner keeps for itself in the file.
+    table = table.replace_schema_metadata(mart_metadata(mart))
     return WrittenMart(mart, lake.url_of(key), table)
+
+
+# --- recomputing only the months that changed -------------------------------------------
+#
+# A month-end run adds one month to years of history; recomputing every month of the
+# stop-and-search marts made the run's cost grow with the history (issue 21). A mart whose
+# YAML declares `incremental` (definition.Incremental) keeps, in its file's Parquet
+# metadata (`COMPUTED_FROM`), what it was computed from: a fingerprint of its SQL,
+# definition and reference data, and which deliveries' rows (and how many) each period
+# of each source contract held. The next computation compares: if only periods of the
+# declared contract changed, it recomputes the months from the first changed one to 11
+# months after the last (the 12-month windows that hold them), reading the curated rows of
+# those months and the 11 before, and replaces those months' rows in the file. Anything
+# it cannot reason about (no file yet, another fingerprint, another source contract
+# changed, a row outside its period's month, a new set of groups) recomputes everything.
+
+COMPUTED_FROM = b"datashare:computed_from"
+# Bumped when what is recorded, or how a slice is merged, changes: older files recompute.
+INCREMENTAL_FORMAT = 1
+
+# Per open connection, the deliveries and row counts by period of each contract (one scan
+# of `_period` and `_delivery_id`, shared by the marts the connection computes). Read
+# before the marts are computed, so that rows published meanwhile differ from what the
+# file records, and the next computation takes them.
+_USED: dict[int, dict[str, dict[str, list[list]]]] = {}
+
+
+def _used_by_period(con: duckdb.DuckDBPyConnection, contract: str) -> dict[str, list[list]]:
+    cache = _USED.setdefault(id(con), {})
+    if contract not in cache:
+        rows = con.execute(
+            f"SELECT _period, _delivery_id, count(*) FROM curated.{contract} "
+            "GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+        by_period: dict[str, list[list]] = {}
+        for period, delivery, n in rows:
+            by_period.setdefault(str(period), []).append([delivery, int(n)])
+        cache[contract] = by_period
+    return cache[contract]
+
+
+def _fingerprint(con: duckdb.DuckDBPyConnection, mart: Mart, contracts: dict[str, Contract]) -> str:
+    """What, besides the curated rows, the mart's figures depend on: its whole query and
+    definition, the reference tables and macros it reads, the source contracts' versions,
+    DuckDB's version."""
+    digest = hashlib.sha256()
+
+    def add(*parts: object) -> None:
+        for part in parts:
+            digest.update(str(part).encode())
+            digest.update(b"\0")
+
+    add(INCREMENTAL_FORMAT, duckdb.__version__, mart_sql(mart, contracts), mart_yaml(mart))
+    add(Path(reference.__file__).read_text(encoding="utf-8"))
+    sources = [c for c in mart.source_contracts(contracts) if c in contracts]
+    add(*(f"{c}={contracts[c].version}" for c in sources))
+    tables = con.execute(
+        "SELECT table_name, table_type FROM information_schema.tables "
+        "WHERE table_schema = 'oversight_ref' AND table_catalog = current_database() "
+        "ORDER BY table_name"
+    ).fetchall()
+    for table, kind in tables:
+        if kind == "BASE TABLE":
+            add(table, con.execute(f"SELECT * FROM oversight_ref.{table} ORDER BY ALL").fetchall())
+    add(
+        con.execute(
+            "SELECT view_name, sql FROM duckdb_views() WHERE schema_name = 'oversight_ref' "
+            "AND database_name = current_database() ORDER BY view_name"
+        ).fetchall()
+    )
+    return digest.hexdigest()
+
+
+def _recorded(lake: Lake, name: str) -> tuple[pa.Table, dict] | None:
+    """The mart's file as last written, and what it was computed from (None if unknown)."""
+    try:
+        table = lake.read_table(mart_key(name))
+    except FileNotFoundError:
+        return None
+    raw = (table.schema.metadata or {}).get(COMPUTED_FROM)
+    if not raw:
+        return None
+    return table, json.loads(raw)
+
+
+def _month(period: str) -> int | None:
+    """A `YYYY-MM` period as a month number (None for any other kind of period)."""
+    try:
+        year, month = (int(x) for x in period.split("-"))
+    except ValueError:
+        return None
+    return year * 12 + month - 1 if len(period) == 7 and 1 <= month <= 12 else None
+
+
+def _span(periods: list[str]) -> tuple[int, int]:
+    """The first and the last of `periods` (all `YYYY-MM`), as month numbers."""
+    months = [m for m in map(_month, periods) if m is not None]
+    return min(months), max(months)
+
+
+def _iso(month: int) -> str:
+    return f"{month // 12:04d}-{month % 12 + 1:02d}-01"
+
+
+def _rows_outside_month(
+    con: duckdb.DuckDBPyConnection, inc: Incremental, periods: list[str] | None
+) -> int:
+    """Curated rows of `inc.contract` (of `periods`, or all) whose month is not their
+    period's: a slice by period would miss or misplace them."""
+    where = ""
+    if periods is not None:
+        where = "AND _period IN (" + ", ".join(_quote(p) for p in periods) + ")"
+    ((n,),) = con.execute(
+        f"SELECT count(*) FROM curated.{inc.contract} "
+        f"WHERE ({inc.month_of_row}) IS DISTINCT FROM _month {where}"
+    ).fetchall()
+    return int(n)
+
+
+def _incremental_table(
+    mart: Mart,
+    con: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    contracts: dict[str, Contract],
+) -> tuple[pa.Table | None, dict | None]:
+    """The mart recomputed for the months that changed only, and what it is now computed
+    from; (None, what it is computed from) when the whole mart must be computed, and
+    (None, None) for a mart that is not incremental or a connection not of this module."""
+    inc = mart.incremental
+    if inc is None or id(con) not in _OWN_CONNECTIONS:
+        return None, None
+    views = {
+        name
+        for (name,) in con.execute(
+            "SELECT view_name FROM duckdb_views() WHERE schema_name = 'curated' "
+            "AND database_name = current_database()"
+        ).fetchall()
+    }
+    if inc.contract not in views:
+        return None, None  # no curated rows yet: an empty table stands in
+    sources = [c for c in mart.source_contracts(contracts) if c in contracts]
+    now = {
+        "fingerprint": _fingerprint(con, mart, contracts),
+        "periods": {c: _used_by_period(con, c) for c in sources},
+    }
+    months = [_month(p) for p in now["periods"][inc.contract]]
+    if None in months:
+        return None, None  # periods that are not months: always computed whole
+    recorded = _recorded(lake, mart.name)
+    others = [c for c in sources if c != inc.contract]
+    changed: list[str] | None = None
+    if recorded is not None:
+        old_table, old = recorded
+        if (
+            old.get("fingerprint") == now["fingerprint"]
+            and old.get("rows_in_period")
+            and all(old["periods"].get(c) == now["periods"][c] for c in others)
+        ):
+            before, after = old["periods"].get(inc.contract, {}), now["periods"][inc.contract]
+            changed = sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
+    if changed is None or any(_month(p) is None for p in changed):
+        # Everything, and whether every row is in its period's month (so that a later run
+        # may slice by period).
+        now["rows_in_period"] = _rows_outside_month(con, inc, None) == 0
+        return None, now
+    present = [p for p in changed if p in now["periods"][inc.contract]]
+    if present and _rows_outside_month(con, inc, present):
+        now["rows_in_period"] = _rows_outside_month(con, inc, None) == 0
+        return None, now
+    now["rows_in_period"] = True
+    if not changed:
+        return old_table, now  # nothing it reads changed: the same figures
+    fresh = _slice(mart, inc, con, contracts, changed)
+    merged = _merge(mart, inc, old_table, fresh, changed)
+    return merged, now
+
+
+def _slice(
+    mart: Mart,
+    inc: Incremental,
+    con: duckdb.DuckDBPyConnection,
+    contracts: dict[str, Contract],
+    changed: list[str],
+) -> pa.Table:
+    """The mart over the curated rows of the months its changed months' rows need."""
+    first, last = _span(changed)
+    span = inc.window_months - 1
+    view = f"curated.{inc.contract}"
+    whole = f"SELECT * FROM warehouse.curated.{inc.contract}"
+    con.execute(
+        f"CREATE OR REPLACE VIEW {view} AS {whole} "
+        f"WHERE _month BETWEEN DATE '{_iso(first - span)}' AND DATE '{_iso(last + span)}'"
+    )
+    try:
+        return con.sql(mart_sql(mart, contracts)).to_arrow_table()
+    finally:
+        con.execute(f"CREATE OR REPLACE VIEW {view} AS {whole}")
+
+
+def _merge(
+    mart: Mart,
+    inc: Incremental,
+    old: pa.Table,
+    fresh: pa.Table,
+    changed: list[str],
+) -> pa.Table | None:
+    """`old` with the rows of the recomputed months replaced by `fresh`'s, in the mart's
+    order; None when the slice shows another set of `same_values` than the file."""
+    first, last = _span(changed)
+    low, high = _iso(first), _iso(last + inc.window_months - 1)
+    lead = mart.order_by[: mart.order_by.index(inc.month_column) + 1]
+    con = duckdb.connect()
+    try:
+        con.register("old", old.append_column("_pos", pa.array(range(old.num_rows))))
+        con.register("fresh", fresh.append_column("_pos", pa.array(range(fresh.num_rows))))
+        month = inc.month_column
+        inside = f"{month} BETWEEN DATE '{low}' AND DATE '{high}'"
+        if con.execute(f"SELECT count(*) FROM old WHERE {month} IS NULL").fetchall()[0][0]:
+            return None
+        if inc.same_values:
+            cols = ", ".join(inc.same_values)
+            kept = con.execute(
+                f"SELECT DISTINCT {cols} FROM fresh WHERE {inside} ORDER BY ALL"
+            ).fetchall()
+            shown = con.execute(f"SELECT DISTINCT {cols} FROM old ORDER BY ALL").fetchall()
+            if kept != shown:
+                return None
+        order = ", ".join(f"{c} NULLS LAST" for c in lead)
+        return con.sql(
+            f"SELECT * EXCLUDE (_src, _pos) FROM ("
+            f"  SELECT *, 0 AS _src FROM old WHERE NOT ({inside})"
+            f"  UNION ALL BY NAME"
+            f"  SELECT *, 1 AS _src FROM fresh WHERE {inside}"
+            f") ORDER BY {order}, _src, _pos"
+        ).to_arrow_table()
+    finally:
+        con.close()
 
 
 def write_marts(
