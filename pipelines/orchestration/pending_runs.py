@@ -680,7 +680,10 @@ def run_pending(
             for e in report.events
             if e["event"] in ("validated", "rejected", "held")
         }
-        report.breaches = [b for b in register.breaches() if b["delivery_id"] in judged]
+        # (Every breach file is read for it: a run that judged nothing reads none.)
+        report.breaches = (
+            [b for b in register.breaches() if b["delivery_id"] in judged] if judged else []
+        )
     with _phase(report, "the warehouse catalog"):
         # The marts' step saw to it last; otherwise once, if anything could have changed and
         # the catalog is not already what a rebuild would make (its views read the lake's
