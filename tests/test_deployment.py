@@ -171,12 +171,16 @@ LAUNCHER = "module: pipelines.orchestration.run_launcher\n"
 OLD_LAUNCHER = "module: pipelines" + ".run_launcher\n"
 # The module its header names as the writer.
 WRITER, OLD_WRITER = "pipelines/home/instance_config.py", "pipelines" + "/instance_config.py"
-# The section the SQLite configuration gained after all of these versions: its event log
-# kept open between events (tests/test_event_log_storage.py).
+# The sections the SQLite configuration gained after all of these versions: its event log
+# kept open between events (tests/test_event_log_storage.py), then its run storage too
+# (tests/test_run_storage.py).
+RUNS_KEPT_OPEN = (
+    "run_storage:\n  module: pipelines.home.run_storage\n  class: KeptOpenSqliteRunStorage\n"
+)
 KEPT_OPEN = (
     "event_log_storage:\n  module: pipelines.home.event_log_storage\n"
     "  class: KeptOpenSqliteEventLogStorage\n"
-)
+) + RUNS_KEPT_OPEN
 
 
 def test_an_edited_instance_of_the_version_before_packages_opens(tmp_path: Path):
@@ -249,6 +253,11 @@ def test_the_configuration_follows_the_settings_but_an_edited_one_is_left_alone(
     config.write_text(before_kept_open + "# datashare: sha256=eb6ed7a77aeb4cf9\n")
     assert write_dagster_yaml(folder, SQLITE, 2) and config.read_text() == dagster_yaml(SQLITE)
     assert KEPT_OPEN in config.read_text()
+    # And the one the version before the run storage was kept open wrote (9dc7ca0).
+    before_runs_kept_open = dagster_yaml(SQLITE).replace(RUNS_KEPT_OPEN, "")
+    before_runs_kept_open = before_runs_kept_open.rpartition("# datashare: sha256=")[0]
+    config.write_text(before_runs_kept_open + "# datashare: sha256=ed7ef2376e4cf605\n")
+    assert write_dagster_yaml(folder, SQLITE, 2) and config.read_text() == dagster_yaml(SQLITE)
     # Its settings change, and so does the file; SQLite moves to PostgreSQL.
     assert write_dagster_yaml(folder, SQLITE, 3) and "max_concurrent_runs: 3" in config.read_text()
     assert not write_dagster_yaml(folder, SQLITE, 3)  # nothing to change
