@@ -483,7 +483,7 @@ def test_any_text_from_a_delivery_stays_text_in_both_forms(text):
 
 @pytest.fixture(scope="module")
 def demo_home(tmp_path_factory: pytest.TempPathFactory, shared_demo: Path) -> Path:
-    """A demo home (six months, 300 rows): the module's copy of the session's, since the
+    """A demo home (eight months, 300 rows): the module's copy of the session's, since the
     review writes its pages into the home."""
     return copy_home(shared_demo, tmp_path_factory.mktemp("agreement-demo") / "home")
 
@@ -506,7 +506,7 @@ def test_demo_reviews_match_the_warehouse(demo_home, capsys):
             assert f"{f['breaches']:,} breach" in text, name
             for point in review.points:
                 assert str(markupsafe.escape(point.text)) in text, name
-    # The demo's stop and search has a rejected September, and a late one: both shown.
+    # The demo's stop and search has a rejected month, and a late one: both shown.
     with connect(demo_home / "warehouse.duckdb") as con:
         stop = build_review(con, contracts["stop_and_search"], None, today)
     assert stop.figures["breaches_critical"] >= 1

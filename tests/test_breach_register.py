@@ -5,6 +5,7 @@ import html
 import io
 import json
 import re
+import shutil
 import subprocess
 import sys
 from datetime import date
@@ -20,13 +21,27 @@ from pipelines.warehouse.catalog import connect
 from schemas.contract import contracts_dir, load_contracts
 from schemas.contract_page import render_file
 from tests.breach_homes import MARKUP_HEADER, seeded_home, today
-from tests.conftest import drop
+from tests.conftest import drop, make_home
+
+
+@pytest.fixture(scope="module")
+def real_june_home(tmp_path_factory: pytest.TempPathFactory, real_stop_and_search) -> Path:
+    """A home where `datashare run` took the real June 2022 file: one whole run for the
+    module, never written in (each test takes a copy)."""
+    patch = pytest.MonkeyPatch()
+    try:
+        settings = make_home(tmp_path_factory.mktemp("real-june"), patch)
+        drop(settings, "stop_and_search", "2022-06", real_stop_and_search)
+        assert main(["run"]) == 0
+    finally:
+        patch.undo()
+    return settings.home
 
 
 @pytest.fixture
-def real_june(home, real_stop_and_search, capsys):
-    drop(home, "stop_and_search", "2022-06", real_stop_and_search)
-    assert main(["run"]) == 0
+def real_june(home, real_june_home, capsys):
+    """The test's own copy of the module's real June home, as its home."""
+    shutil.copytree(real_june_home, home.home, dirs_exist_ok=True)
     capsys.readouterr()
     return home
 

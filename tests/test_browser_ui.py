@@ -1,12 +1,12 @@
 """What a data engineer checks by eye in the Dagster UI after `datashare demo`, in a browser.
 
-One demo home (stop and search and use of force, eight months each) and one real
-`dagster-webserver` are shared by the module; every test opens its pages in headless Chromium
-(Debian's `chromium`, driven by Playwright) in a fresh browser context, so nothing is
-remembered between tests (no profile, no localStorage). What is expected (periods, held and
-published months, breaches) is read from the lake's governance register and the code
-location's definitions, never written down here, and the assertions are on what the pages
-show. Every page visited is kept as a screenshot (`test-artifacts/screenshots/`, or
+One demo home (every contract for eight months; stop and search and use of force looked at)
+and one real `dagster-webserver` are shared by the module; every test opens its pages in
+headless Chromium (Debian's `chromium`, driven by Playwright) in a fresh browser context, so
+nothing is remembered between tests (no profile, no localStorage). What is expected (periods,
+held and published months, breaches) is read from the lake's governance register and the
+code location's definitions, never written down here, and the assertions are on what the
+pages show. Every page visited is kept as a screenshot (`test-artifacts/screenshots/`, or
 `$DATASHARE_SCREENSHOTS`), written whether its test passes or fails.
 """
 
@@ -105,11 +105,11 @@ def _read_demo(home: Path) -> Demo:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory, shared_ui_demo: Path) -> Demo:
-    """A home where a small two-contract `datashare demo` has run, as a user would run it
-    (eight months each): the module's copy of the session's, tests/conftest.py."""
+def demo(tmp_path_factory: pytest.TempPathFactory, shared_demo: Path) -> Demo:
+    """A home where a small `datashare demo` has run, as a user would run it (every contract,
+    eight months): the module's copy of the session's, tests/conftest.py."""
     assert CONTRACTS == UI_DEMO_CONTRACTS
-    return _read_demo(copy_home(shared_ui_demo, tmp_path_factory.mktemp("browser") / "home"))
+    return _read_demo(copy_home(shared_demo, tmp_path_factory.mktemp("browser") / "home"))
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 
 from pipelines.demo.estate import demo_periods
 from schemas.contract import load_contracts
-from tests.conftest import UI_DEMO_CONTRACTS, UI_DEMO_MONTHS, copy_home
+from tests.conftest import DEMO_MONTHS, UI_DEMO_CONTRACTS, copy_home
 from tests.webserver import Webserver, location_loaded, running_webserver
 
 # Each runs the whole pipeline: `pytest -m 'not slow'` leaves them out.
@@ -30,7 +30,7 @@ FOLLOW_UP = "breaches_to_follow_up"
 # Eight months of stop and search to the last closed month; the third from last arrives only
 # as a spreadsheet (rejected), the second and third of the eight are published (the demo's
 # first defective months are the first, fourth and seventh).
-DEMO_PERIODS = demo_periods(load_contracts()[CONTRACT], 8)
+DEMO_PERIODS = demo_periods(load_contracts()[CONTRACT], DEMO_MONTHS)
 REJECTED_PERIOD = DEMO_PERIODS[-3]
 # The fifth from last is restated: its corrected file arrives once the months are published,
 # and the demo's second `datashare run` takes it in a run of its own.
@@ -139,14 +139,15 @@ query JobRuns($job: String!) {
 
 
 @pytest.fixture(scope="module")
-def demo_home(tmp_path_factory: pytest.TempPathFactory, shared_ui_demo: Path) -> Path:
+def demo_home(tmp_path_factory: pytest.TempPathFactory, shared_demo: Path) -> Path:
     """A home where a small `datashare demo` has run, as a user would run it (eight months of
-    stop and search and of use of force): the module's copy of the session's."""
-    assert CONTRACT in UI_DEMO_CONTRACTS and len(DEMO_PERIODS) == UI_DEMO_MONTHS
-    stdout = (shared_ui_demo / "demo-stdout.txt").read_text(encoding="utf-8")
-    months = UI_DEMO_MONTHS * len(UI_DEMO_CONTRACTS)
+    every contract): the module's copy of the session's."""
+    assert CONTRACT in UI_DEMO_CONTRACTS and len(DEMO_PERIODS) == DEMO_MONTHS
+    stdout = (shared_demo / "demo-stdout.txt").read_text(encoding="utf-8")
+    # Every month of every contract the demo sent something for, in the demo's first pass.
+    months = sum(len(demo_periods(c, DEMO_MONTHS)) for c in load_contracts().values())
     assert f"Ran {months} contract-month(s) through Dagster." in stdout, stdout
-    return copy_home(shared_ui_demo, tmp_path_factory.mktemp("ui") / "home")
+    return copy_home(shared_demo, tmp_path_factory.mktemp("ui") / "home")
 
 
 @pytest.fixture(scope="module")

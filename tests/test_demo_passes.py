@@ -6,6 +6,8 @@ month, rather than once before the correction and again after it (issue 21).
 
 from __future__ import annotations
 
+import shutil
+
 import dagster as dg
 import pytest
 
@@ -23,10 +25,10 @@ def _rows(tables: dict) -> dict[str, list]:
 
 
 @pytest.mark.slow
-def test_the_demo_computes_each_mart_once_and_after_the_correction(home, capsys):
-    demo = ["demo", "--rows", "200", "--months", "6", "--contracts", "stop_and_search"]
-    assert main(demo) == 0
-    out = capsys.readouterr().out
+def test_the_demo_computes_each_mart_once_and_after_the_correction(home, shared_demo, capsys):
+    """The session's `datashare demo` (tests/conftest.py), in this test's copy of its home."""
+    out = (shared_demo / "demo-stdout.txt").read_text(encoding="utf-8")
+    shutil.copytree(shared_demo / "home", home.home, dirs_exist_ok=True)
     assert "Then the force sends 1 corrected file(s)" in out
 
     instance = dg.DagsterInstance.get()

@@ -38,7 +38,7 @@ FILE_MARTS = sorted(p.stem for p in MARTS_DIR.glob("*.sql"))
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory, shared_demo: Path) -> Path:
-    """A demo home: six months of every contract (the survey is quarterly), 300 rows each
+    """A demo home: eight months of every contract (the survey is quarterly), 300 rows each
     (the module's copy of the session's, tests/conftest.py)."""
     return copy_home(shared_demo, tmp_path_factory.mktemp("marts") / "home")
 

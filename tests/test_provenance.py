@@ -312,7 +312,7 @@ def test_explain_on_a_warehouse_built_before_provenance_says_how_to_get_it(home,
 def test_on_the_demo_every_mart_is_reproduced_and_its_sources_are_the_curated_rows(
     home, shared_demo, capsys
 ):
-    """Every contract (parts months, a wide layout, the census) for six months: a copy of the
+    """Every contract (parts months, a wide layout, the census) for eight months: a copy of the
     session's `datashare demo` home (tests/conftest.py) as this test's home."""
     shutil.copytree(shared_demo / "home", home.home, dirs_exist_ok=True)
     lake = open_lake(home.lake)

@@ -82,7 +82,7 @@ def _spark_or_skip():
 
 @pytest.fixture(scope="module")
 def home(shared_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the session's demo home: six months of every contract (the survey is
+    """A copy of the session's demo home: eight months of every contract (the survey is
     quarterly); this module adds a month to it."""
     return copy_home(shared_demo, tmp_path_factory.mktemp("spark") / "home")
 

@@ -2,7 +2,7 @@
 contracts have a `<contract>_latest` view, months are DATEs beside the text periods, and a
 warehouse an earlier version built gets all of it when it is rebuilt.
 
-One small demo home (`datashare demo --months 6 --rows 300`, as a user runs it, built once for
+One small demo home (`datashare demo --months 8 --rows 300`, as a user runs it, built once for
 the session by tests/conftest.py) is the module's; the tests read its warehouse, or copies of
 its lake and home.
 """
@@ -67,7 +67,7 @@ def _datashare(home: Path, *argv: str) -> str:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory, shared_demo: Path) -> Path:
-    """A demo home: six months of every contract, 300 rows each, run and reported (the
+    """A demo home: eight months of every contract, 300 rows each, run and reported (the
     module's copy of the session's, tests/conftest.py)."""
     return copy_home(shared_demo, tmp_path_factory.mktemp("docs") / "home")
 
