@@ -45,8 +45,6 @@ from pipelines.orchestration.job_names import (
 from pipelines.orchestration.month_runs import MonthRun, month_runs
 from pipelines.orchestration.run_failures import explain, failure_words
 from pipelines.oversight.definition import marts_dir
-from pipelines.validation.dataset_expectations import warm_session
-from pipelines.validation.ge_process import loading_early
 from pipelines.warehouse.catalog import build_warehouse, catalog_current, connect
 from schemas.contract import Contract, load_contracts
 
@@ -539,6 +537,10 @@ def _execute_all(
         if by_contract and at_once <= 1:
             # The months are validated in this process: great-expectations, whose import is
             # most of a one-month run, loads meanwhile in a second one, on the other core.
+            # (Imported here: a run with nothing to validate has no use for either module.)
+            from pipelines.validation.dataset_expectations import warm_session
+            from pipelines.validation.ge_process import loading_early
+
             early.enter_context(loading_early(warm_session))
         if unfiled:
             done.append((UNFILED, _execute_contract(dagster, lake, unfiled)))
