@@ -39,6 +39,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -50,6 +51,7 @@ import pyarrow.parquet as pq
 from pipelines.lake.object_store import InS3, arrow_s3, let_duckdb_read_s3
 
 PRIVATE_AREAS = ("landing", "quarantine", "staging")
+READ_THREADS = 8  # files `read_all` reads at once
 SMALL_OBJECT = 8 << 20  # below this an object is uploaded in one request
 GLOB_CHARS = set("*?[")
 
@@ -152,11 +154,20 @@ class Lake(ABC):
         (a column a file lacks, written before it existed, is empty there).
 
         File by file and concatenated, not one `pyarrow.dataset` scan: the same table, but
-        the dataset module imports pandas, which no command otherwise needs."""
+        the dataset module imports pandas, which no command otherwise needs. Several files
+        are read side by side, as the scan read them (pyarrow lets go of the GIL while it
+        reads): on S3 each is a request or two."""
         if not keys:  # (`schema.empty_table()` would import pandas, through `pa.array`)
             return pa.Table.from_arrays([pa.nulls(0, f.type) for f in schema], schema=schema)
+
+        def read(key: str) -> pa.Table:
+            return _conformed(self.parquet_file(key).read(), schema)
+
         with _missing_is_not_found():
-            return pa.concat_tables([_conformed(self.parquet_file(k).read(), schema) for k in keys])
+            if len(keys) < 3:
+                return pa.concat_tables([read(k) for k in keys])
+            with ThreadPoolExecutor(min(READ_THREADS, len(keys))) as pool:
+                return pa.concat_tables(list(pool.map(read, keys)))
 
     def glob(self, pattern: str) -> list[str]:
         """Keys of the files matching `pattern` (`*` stays within one path segment).
