@@ -16,12 +16,14 @@ the same reasons and with the same guarantees:
   query made while the first is in use, is opened and closed as Dagster's would be);
 - `synchronous=NORMAL` on its connections, in WAL mode only: SQLite's documentation says
   this cannot corrupt a WAL database; a power cut (not a crash of the process) may lose
-  the last status written, which the run monitoring then finds as it finds a run whose
-  worker died. What is still to run is never read from it: `datashare run` and the
-  delivery sensor compare the drop zone with the register.
-- a new `runs.db` is put in WAL before Dagster makes its tables, not just after.
+  the last status written, and the UI would then show that run as it was before it. What
+  is still to run is never read from it: `datashare run` and the delivery sensor compare
+  the drop zone with the register.
+- a new `runs.db` is put in WAL before Dagster makes its tables, not just after, and
+  made on the kept connection (Dagster's own steps: check, tables, stamp, migrations).
 A database in rollback-journal mode (none that Dagster 1.13 made) is left in it, synced as
-before.
+before. Measured at load 17, Dagster's storage then this one: a new home's instance opened
+in 2.7-5.2 s, then 0.75-2.7 s; sixty run-storage queries 0.34-2.1 s, then 0.04-0.10 s.
 
 Named in the home's `dagster.yaml` (`run_storage:`) by `pipelines.home.instance_config`,
 which imports nothing of Dagster: this module is imported only by Dagster, when it opens
