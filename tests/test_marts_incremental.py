@@ -24,6 +24,7 @@ from pipelines.oversight.mart_runner import (
     COMPUTED_FROM,
     MARTS,
     compute_mart,
+    mart_metadata,
     warehouse_connection,
     write_marts,
 )
@@ -196,3 +197,23 @@ def test_a_row_outside_its_month_recomputes_everything(real_rows, tmp_path):
     for name in INCREMENTAL:
         kept = lake.read_table(f"oversight/{name}/data.parquet")
         assert json.loads(kept.schema.metadata[COMPUTED_FROM])["rows_in_period"] is False
+
+
+def test_a_mart_file_of_the_previous_version_is_computed_whole_then_kept(real_rows, tmp_path):
+    """A home whose marts an earlier version wrote (no record of what they were computed
+    from) gets them computed from every month once, with the record, and sliced after."""
+    lake, warehouse = home(tmp_path, real_rows)
+    for i in range(13):
+        publish(lake, real_rows, month_of(i), i * 50, 40, f"h{i}", False)
+    for name in INCREMENTAL:  # as the previous version wrote them
+        table = compute_mart(name, warehouse, lake, CONTRACTS)
+        lake.write_table(
+            f"oversight/{name}/data.parquet",
+            table.replace_schema_metadata(mart_metadata(MARTS[name])),
+        )
+    publish(lake, real_rows, month_of(13), 0, 40, "new", False)
+    write_marts(warehouse, lake, INCREMENTAL, CONTRACTS)
+    assert_same_as_full(lake, warehouse)
+    publish(lake, real_rows, month_of(14), 0, 40, "newer", False)
+    write_marts(warehouse, lake, INCREMENTAL, CONTRACTS)
+    assert_same_as_full(lake, warehouse)

@@ -513,6 +513,12 @@ def _incremental_table(
     }
     if inc.contract not in views:
         return None, None  # no curated rows yet: an empty table stands in
+    if not con.execute(
+        "SELECT 1 FROM duckdb_columns() WHERE database_name = 'warehouse' "
+        "AND schema_name = 'curated' AND table_name = ? AND column_name = '_month'",
+        [inc.contract],
+    ).fetchall():
+        return None, None  # a catalog built before `_month`: sliced by nothing
     sources = [c for c in mart.source_contracts(contracts) if c in contracts]
     now = {
         "fingerprint": _fingerprint(con, mart, contracts),
