@@ -13,10 +13,12 @@ from __future__ import annotations
 import io
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 from urllib.parse import urljoin
 
 import duckdb
@@ -38,21 +40,39 @@ from pipelines.lake.store import open_lake
 from pipelines.warehouse.catalog import build_warehouse, connect
 from schemas.contract import load_contracts
 from tests.breach_homes import MARKUP_FILE, MARKUP_HEADER, breach, deliver, seeded_home, today
-from tests.conftest import drop
+from tests.conftest import drop, make_home
 
 PASSWORD = "correct horse battery"
 OPEN = ("open", "notified", "acknowledged")
 
 
+@pytest.fixture(scope="module")
+def desk_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A seeded home with a lead (alice) and a viewer (victor), built once for the module
+    (the register, its warehouse and two password hashes cost seconds) in `work/home`, and
+    kept pristine in `pristine/`; returns the folder and the breach ids."""
+    folder = tmp_path_factory.mktemp("desk")
+    with pytest.MonkeyPatch.context() as patch:
+        home = make_home(folder / "work", patch)
+        ids = seeded_home(home)
+        store = UserStore(home.home)
+        store.add("alice", "lead", PASSWORD)
+        store.add("victor", "viewer", PASSWORD)
+    shutil.copytree(home.home, folder / "pristine", symlinks=True)
+    return folder, ids
+
+
 @pytest.fixture
-def desk(home):
-    """A seeded home with a lead (alice) and a viewer (victor), and the desk on it."""
-    ids = seeded_home(home)
-    store = UserStore(home.home)
-    store.add("alice", "lead", PASSWORD)
-    store.add("victor", "viewer", PASSWORD)
+def desk(desk_template, monkeypatch):
+    """A seeded home with a lead (alice) and a viewer (victor), and the desk on it: the
+    module's pristine home copied back to the very path it was built at, so the warehouse's
+    views (which name the lake by its path) read this test's own copy of the lake."""
+    folder, ids = desk_template
+    shutil.rmtree(folder / "work" / "home")
+    shutil.copytree(folder / "pristine", folder / "work" / "home", symlinks=True)
+    home = make_home(folder / "work", monkeypatch)
     app = create_app(home, DeskConfig(), today())
-    return home, ids, app
+    return home, dict(ids), app
 
 
 def _token(client: TestClient) -> str:
