@@ -226,10 +226,11 @@ def test_dataset_checks_sent_ahead_give_each_delivery_its_own_breaches_and_page(
 
 
 def test_dataset_checks_of_a_month_left_pending_leave_no_pages(
-    helper, stop_and_search, tmp_path: Path
+    helper, stop_and_search, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     # A run that stops after a month was begun leaves it to the next run: no page of it is
     # kept (the next run writes its own), nor any half-written folder.
+    from pipelines.validation import dataset_expectations
     from pipelines.validation.dataset_expectations import start_dataset_checks
 
     root = tmp_path / "lake"
@@ -238,6 +239,13 @@ def test_dataset_checks_of_a_month_left_pending_leave_no_pages(
         stop_and_search, "2024-01", "d-left", _profile(stop_and_search, 500), HISTORY, lake
     )
     begun.cancel()
+    # Without the helper, nothing is run here only to be dropped: no GX context is made.
+    monkeypatch.setattr(dataset_expectations, "_SESSION", None)
+    with _in_this_process():
+        start_dataset_checks(
+            stop_and_search, "2024-02", "d-left", _profile(stop_and_search, 500), HISTORY, lake
+        ).cancel()
+    assert dataset_expectations._SESSION is None
     docs = root / "docs" / "contract=stop_and_search"
     assert not docs.exists() or not any(p.is_file() for p in docs.rglob("*"))
     assert helper.broken is None and ge_process.call(len, "ok") == 2  # still serving

@@ -258,24 +258,6 @@ def _session() -> _Session:
     return _SESSION
 
 
-def _run_ge(
-    contract: Contract,
-    period: str,
-    delivery_id: str,
-    checks: list[_Check],
-    site: Path,
-    static: str,
-) -> tuple[dict[tuple[str, str], bool], Path | None]:
-    """Validate the checks with great-expectations; write Data Docs to `site`, linking the
-    shared static files at `static` (relative to `site`, see `data_docs`).
-
-    In the run's great-expectations process when one was started (`ge_process`), which has
-    imported it meanwhile; here otherwise, or if that process failed (the log says so).
-    Returns GE's verdict per (check, subject) expectation and the validation page.
-    """
-    return _start_ge(contract, period, delivery_id, checks, site, static)()
-
-
 def _start_ge(
     contract: Contract,
     period: str,
@@ -283,10 +265,15 @@ def _start_ge(
     checks: list[_Check],
     site: Path,
     static: str,
-) -> Callable[[], tuple[dict[tuple[str, str], bool], Path | None]]:
-    """`_run_ge` sent ahead: the run's great-expectations process starts on it now, and the
-    function returned waits for its answer (here, without that process, the work is done
-    when the function is called)."""
+) -> tuple[Callable[[], tuple[dict[tuple[str, str], bool], Path | None]], Any]:
+    """Validate the checks with great-expectations and write Data Docs to `site`, linking
+    the shared static files at `static` (relative to `site`, see `data_docs`): the function
+    returned gives GE's verdict per (check, subject) expectation and the validation page.
+
+    Sent at once to the run's great-expectations process when one was started
+    (`ge_process`), which has imported it meanwhile: the function returned waits for its
+    answer. Here otherwise, or if that process failed (the log says so), when the function
+    is called. Also returns the task sent (`ge_process.Pending`), or None if none was."""
     from pipelines.validation import ge_process
 
     args = (contract.name, period, delivery_id, checks, site, static)
@@ -304,8 +291,8 @@ def _start_ge(
                     log.error("%s; checking %s in this process instead", exc, delivery_id)
                 return _run_ge_here(*args)
 
-            return answer
-    return lambda: _run_ge_here(*args)
+            return answer, pending
+    return (lambda: _run_ge_here(*args)), None
 
 
 def _run_ge_here(
@@ -316,7 +303,7 @@ def _run_ge_here(
     site: Path,
     static: str,
 ) -> tuple[dict[tuple[str, str], bool], Path | None]:
-    """`_run_ge` in this process, for `contract` (its name)."""
+    """`_start_ge`'s work in this process, for `contract` (its name)."""
     global _SESSION
     with _SESSION_LOCK:
         try:
@@ -517,6 +504,7 @@ class DatasetChecks:
         self.site: Path | None = None
         self._answer: Callable[[], tuple[dict[tuple[str, str], bool], Path | None]] | None
         self._answer = None
+        self._sent: Any = None  # the task sent to the great-expectations process, if one was
         self._writing = contextlib.ExitStack()
         self._done: tuple[list[Breach], str | None] | None = None
 
@@ -526,7 +514,7 @@ class DatasetChecks:
         except OSError:
             log.exception("the Data Docs of %s could not be kept", self.delivery_id)
             return
-        self._answer = _start_ge(
+        self._answer, self._sent = _start_ge(
             self.contract, self.period, self.delivery_id, self.checks, self.site, static
         )
 
@@ -571,8 +559,8 @@ class DatasetChecks:
         if self._done is not None or self.site is None:
             return
         with contextlib.suppress(Exception):
-            if self._answer is not None:
-                self._answer()
+            if self._sent is not None:  # nothing is run here only to be dropped
+                self._sent.result()
         with contextlib.suppress(Exception):
             self._writing.__exit__(_Cancelled, _Cancelled(), None)
         self._done = ([], None)
