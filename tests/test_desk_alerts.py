@@ -13,8 +13,10 @@ import email
 import io
 import json
 import re
+import shutil
 import socket
 from email import policy
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -27,12 +29,14 @@ from pipelines.desk.alerts import alert_after_run, load_alert_settings, send_ale
 from pipelines.desk.app import create_app
 from pipelines.desk.config import DeskConfig
 from pipelines.desk.users import UserStore
+from pipelines.home.settings import Settings
 from pipelines.lake.register import Register
 from pipelines.lake.store import open_lake
 from pipelines.validation.row_validation import validate_delivery
 from pipelines.warehouse.catalog import build_warehouse
 from schemas.contract import load_contracts
 from tests.breach_homes import breach, deliver, seeded_home, today
+from tests.conftest import make_home
 
 LEADS = ("lead.one@mopac.test", "lead.two@mopac.test")
 PASSWORD = "correct horse battery"
@@ -80,6 +84,29 @@ def inbox(monkeypatch) -> Inbox:
     controller.stop()
 
 
+@pytest.fixture(scope="module")
+def seeded_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """tests/breach_homes.py's seeded home, built once for the module (its register and
+    warehouse cost seconds) in `work/home` and kept pristine in `pristine/`; returns the
+    folder and the breach ids."""
+    folder = tmp_path_factory.mktemp("seeded")
+    with pytest.MonkeyPatch.context() as patch:
+        ids = seeded_home(make_home(folder / "work", patch))
+    shutil.copytree(folder / "work" / "home", folder / "pristine", symlinks=True)
+    return folder, ids
+
+
+@pytest.fixture
+def seeded(seeded_template, monkeypatch) -> tuple[Settings, dict[str, str]]:
+    """The seeded home and its breach ids: the module's pristine copy put back at the very
+    path it was built at, so the warehouse's views (which name the lake by its path) read
+    this test's own copy of the lake."""
+    folder, ids = seeded_template
+    shutil.rmtree(folder / "work" / "home")
+    shutil.copytree(folder / "pristine", folder / "work" / "home", symlinks=True)
+    return make_home(folder / "work", monkeypatch), dict(ids)
+
+
 def _ids(home, sql: str) -> set[str]:
     with duckdb.connect(str(home.warehouse), read_only=True) as con:
         return {r[0] for r in con.execute(sql).fetchall()}
@@ -89,8 +116,8 @@ def _named(body: str) -> set[str]:
     return set(re.findall(r"/breaches/(B-[0-9a-f]+)", body))
 
 
-def test_each_lead_gets_one_email_about_what_needs_them_once(home, inbox):
-    ids = seeded_home(home)
+def test_each_lead_gets_one_email_about_what_needs_them_once(seeded, inbox):
+    home, ids = seeded
     sent = alert_after_run(home)
     expected = _ids(home, ALERTABLE)
     assert expected == {ids["uof_format"], ids["oct_late"], ids["dec_late"]}
@@ -120,8 +147,8 @@ def test_each_lead_gets_one_email_about_what_needs_them_once(home, inbox):
     assert "Stop and search, January 2026: critical, held back" in inbox.bodies()[2]
 
 
-def test_the_sensor_sends_under_the_daemon_and_shares_the_record(home, inbox):
-    ids = seeded_home(home)
+def test_the_sensor_sends_under_the_daemon_and_shares_the_record(seeded, inbox):
+    home, ids = seeded
     sensor = build_alert_sensor(home)
     with dg.build_sensor_context() as context:
         tick = sensor(context)
@@ -135,8 +162,8 @@ def test_the_sensor_sends_under_the_daemon_and_shares_the_record(home, inbox):
     assert len(inbox.received) == 2
 
 
-def test_alerts_off_unless_configured_and_a_server_down_is_tried_again(home, monkeypatch):
-    seeded_home(home)
+def test_alerts_off_unless_configured_and_a_server_down_is_tried_again(seeded, monkeypatch):
+    home, _ = seeded
     for name in ("DATASHARE_SMTP_HOST", "DATASHARE_ALERT_TO"):
         monkeypatch.delenv(name, raising=False)
     assert load_alert_settings() is None and alert_after_run(home) is None
@@ -209,8 +236,8 @@ def test_no_classified_value_in_any_page_or_email(
             assert secret not in text
 
 
-def test_a_lead_emails_the_notice_to_the_agreed_contact(home, inbox, monkeypatch):
-    ids = seeded_home(home)
+def test_a_lead_emails_the_notice_to_the_agreed_contact(seeded, inbox, monkeypatch):
+    home, ids = seeded
     UserStore(home.home).add("alice", "lead", PASSWORD)
     # Off by default: no button, and a post is refused.
     client = _signed_in(create_app(home, DeskConfig(), today()))
