@@ -1,11 +1,13 @@
 """Storage analysts can trust: kills, open connections, rebuilds, retention, the audit log."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from datetime import date
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -15,7 +17,7 @@ from pipelines.demo.synthetic import write_delivery
 from pipelines.lake.retention import enforce_retention, expiry
 from pipelines.lake.store import FolderLake
 from schemas.contract import load_contracts
-from tests.conftest import drop
+from tests.conftest import drop, make_home
 
 # Each runs the whole pipeline: `pytest -m 'not slow'` leaves them out.
 pytestmark = pytest.mark.slow
@@ -39,14 +41,62 @@ def _datashare(home, *args: str, **kwargs) -> subprocess.Popen:
     )
 
 
+def _template(factory: pytest.TempPathFactory, name: str, make) -> Path:
+    """A home made once for the module by `make(settings)` in `<folder>/work/home`, kept
+    pristine in `<folder>/pristine`; returns the folder. (Each test's whole-pipeline first
+    run is the same, and costs seconds.)"""
+    folder = factory.mktemp(name)
+    with pytest.MonkeyPatch.context() as patch:
+        make(make_home(folder / "work", patch))
+    shutil.copytree(folder / "work" / "home", folder / "pristine", symlinks=True)
+    return folder
+
+
+def _restore(folder: Path, monkeypatch: pytest.MonkeyPatch):
+    """The module's pristine home put back at the very path it was made at (the warehouse's
+    views name the lake by its path), as this test's own home."""
+    shutil.rmtree(folder / "work" / "home")
+    shutil.copytree(folder / "pristine", folder / "work" / "home", symlinks=True)
+    return make_home(folder / "work", monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def _january_template(tmp_path_factory, stop_and_search) -> Path:
+    def make(home):
+        january = home.dropzone / "stop_and_search" / "2024-01" / "d.csv"
+        write_delivery(stop_and_search, "2024-01", january, rows=2_000, seed=1, defect_rate=0.001)
+        assert main(["run"]) == 0
+
+    return _template(tmp_path_factory, "january", make)
+
+
+@pytest.fixture
+def january_published(_january_template, monkeypatch):
+    """A home whose January 2024 (2,000 synthetic rows) `datashare run` has published."""
+    return _restore(_january_template, monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def _june_template(tmp_path_factory, real_stop_and_search) -> Path:
+    def make(home):
+        drop(home, "stop_and_search", "2022-06", real_stop_and_search)
+        assert main(["run"]) == 0
+
+    return _template(tmp_path_factory, "june", make)
+
+
+@pytest.fixture
+def june_published(_june_template, monkeypatch):
+    """A home whose real June 2022 file `datashare run` has published."""
+    return _restore(_june_template, monkeypatch)
+
+
 @pytest.mark.parametrize("kill_after", [2.0, 3.5, 5.0])
 def test_a_killed_run_leaves_a_consistent_state_and_the_next_run_finishes(
-    home, stop_and_search, kill_after, capsys
+    january_published, stop_and_search, kill_after, capsys
 ):
     # Last month is published; this month's delivery is in flight when the process dies.
-    january = home.dropzone / "stop_and_search" / "2024-01" / "d.csv"
-    write_delivery(stop_and_search, "2024-01", january, rows=2_000, seed=1, defect_rate=0.001)
-    assert main(["run"]) == 0
+    home = january_published
     february = home.dropzone / "stop_and_search" / "2024-02" / "d.csv"
     write_delivery(stop_and_search, "2024-02", february, rows=150_000, seed=2, defect_rate=0.001)
 
@@ -78,10 +128,9 @@ def _quarantined(home, period: str) -> int:
 
 
 def test_an_analyst_connection_open_across_a_run_never_blocks_it(
-    home, real_stop_and_search, stop_and_search, tmp_path
+    june_published, real_stop_and_search, stop_and_search, tmp_path
 ):
-    drop(home, "stop_and_search", "2022-06", real_stop_and_search)
-    assert main(["run"]) == 0
+    home = june_published  # June 2022 run and published
     analyst = duckdb.connect(str(home.warehouse), read_only=True)
     assert analyst.execute("SELECT count(*) FROM curated.stop_and_search").fetchone() == (16_332,)
 
@@ -97,9 +146,8 @@ def test_an_analyst_connection_open_across_a_run_never_blocks_it(
     assert _count(home, "SELECT count(*) FROM curated.stop_and_search") == [(1_000,)]
 
 
-def test_warehouse_is_rebuilt_from_the_lake_alone(home, real_stop_and_search, capsys):
-    drop(home, "stop_and_search", "2022-06", real_stop_and_search)
-    assert main(["run"]) == 0
+def test_warehouse_is_rebuilt_from_the_lake_alone(june_published, capsys):
+    home = june_published  # June 2022 run and published
     home.warehouse.unlink()
     assert main(["warehouse", "rebuild"]) == 0
     assert _count(home, "SELECT count(*) FROM curated.stop_and_search") == [(16_332,)]
@@ -111,9 +159,8 @@ def test_warehouse_is_rebuilt_from_the_lake_alone(home, real_stop_and_search, ca
     assert "as the officer perceived it" in comments[0][0]
 
 
-def test_retention_lists_then_erases_and_records(home, real_stop_and_search, capsys):
-    drop(home, "stop_and_search", "2022-06", real_stop_and_search)
-    assert main(["run"]) == 0
+def test_retention_lists_then_erases_and_records(june_published, capsys):
+    home = june_published  # June 2022 run and published
     contracts = load_contracts()
     assert expiry("2022-06", "P6Y") == date(2028, 7, 1)
     lake = FolderLake(home.lake)
@@ -132,11 +179,8 @@ def test_retention_lists_then_erases_and_records(home, real_stop_and_search, cap
     assert _count(home, "SELECT count(*) FROM governance.deliveries") == [(1,)]
 
 
-def test_audit_log_has_collection_publication_breach_changes_and_exports(
-    home, real_stop_and_search, capsys
-):
-    drop(home, "stop_and_search", "2022-06", real_stop_and_search)
-    assert main(["run"]) == 0
+def test_audit_log_has_collection_publication_breach_changes_and_exports(june_published, capsys):
+    home = june_published  # June 2022 run and published
     (breach_id,) = _count(home, "SELECT breach_id FROM governance.breaches")[0]
     assert main(["breaches", "notify", breach_id, "--by", "lead", "--note", "monthly letter"]) == 0
     args = ["--contract", "stop_and_search", "--period", "2022-06"]
