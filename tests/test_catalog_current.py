@@ -11,7 +11,7 @@ whose view is missing or whose definition changed. `catalog_current` says which.
 from __future__ import annotations
 
 import dataclasses
-import tempfile
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -151,6 +151,17 @@ def test_a_mart_is_current_only_with_its_view_reading_its_file_with_its_comments
     assert not catalog_current(path, lake, CONTRACTS, {"crime_trends": (moved, schema)})
 
 
+@pytest.fixture(scope="module")
+def empty_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder whose `pristine/` holds an empty lake and the warehouse built on it at
+    `work/` (built once: a build is most of an example's time)."""
+    folder = tmp_path_factory.mktemp("empty-catalog")
+    lake = open_lake(folder / "work" / "lake")
+    build_warehouse(lake, CONTRACTS, folder / "work" / "warehouse.duckdb")
+    shutil.copytree(folder / "work", folder / "pristine")
+    return folder
+
+
 @settings(
     max_examples=8,
     deadline=None,
@@ -158,29 +169,31 @@ def test_a_mart_is_current_only_with_its_view_reading_its_file_with_its_comments
 )
 @given(first_files=st.sets(st.sampled_from(RECORD_SETS), max_size=3))
 def test_a_record_set_given_its_first_file_needs_a_rebuild_and_a_rebuild_makes_it_current(
-    first_files: set[str],
+    empty_catalog: Path, first_files: set[str]
 ):
     """For any record sets getting their first file after the catalog was built (their
     views were empty stand-in tables), the catalog is current exactly when there are none;
     a rebuild then shows them, and is current again."""
-    with tempfile.TemporaryDirectory() as folder:
-        lake = open_lake(Path(folder) / "lake")
-        path = build_warehouse(lake, CONTRACTS, Path(folder) / "warehouse.duckdb")
-        for record_set in sorted(first_files):
-            _first_file(lake, record_set)
-        assert catalog_current(path, lake, CONTRACTS) == (not first_files)
-        build_warehouse(lake, CONTRACTS, path)
-        assert catalog_current(path, lake, CONTRACTS)
-        # ... and a second file in a set that has one needs nothing.
-        with duckdb.connect(str(path), read_only=True) as con:
-            kinds = dict(
-                con.execute(
-                    "SELECT schema_name || '.' || view_name, 'view' FROM duckdb_views() "
-                    "UNION ALL SELECT schema_name || '.' || table_name, 'table' "
-                    "FROM duckdb_tables()"
-                ).fetchall()
-            )
-        assert all(kinds[record_set] == "view" for record_set in first_files)
+    # The empty lake and its just-built warehouse, put back where they were built.
+    shutil.rmtree(empty_catalog / "work")
+    shutil.copytree(empty_catalog / "pristine", empty_catalog / "work")
+    lake = open_lake(empty_catalog / "work" / "lake")
+    path = empty_catalog / "work" / "warehouse.duckdb"
+    for record_set in sorted(first_files):
+        _first_file(lake, record_set)
+    assert catalog_current(path, lake, CONTRACTS) == (not first_files)
+    build_warehouse(lake, CONTRACTS, path)
+    assert catalog_current(path, lake, CONTRACTS)
+    # ... and a second file in a set that has one needs nothing.
+    with duckdb.connect(str(path), read_only=True) as con:
+        kinds = dict(
+            con.execute(
+                "SELECT schema_name || '.' || view_name, 'view' FROM duckdb_views() "
+                "UNION ALL SELECT schema_name || '.' || table_name, 'table' "
+                "FROM duckdb_tables()"
+            ).fetchall()
+        )
+    assert all(kinds[record_set] == "view" for record_set in first_files)
 
 
 @pytest.mark.slow
