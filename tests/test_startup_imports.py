@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # once pandas is in) to seconds (Dagster, great-expectations) on every run.
 NOT_IN_AN_IDLE_RUN = (
     "pandas", "pyarrow.dataset", "dagster", "great_expectations", "pandera", "polars",
-    "sqlalchemy", "jsonschema", "boto3", "fsspec",
+    "sqlalchemy", "jsonschema", "boto3", "fsspec", "pyarrow.compute",
 )  # fmt: skip
 
 

@@ -23,7 +23,6 @@ from os import PathLike
 from pathlib import PurePosixPath
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.lake.curated_history import keep_replaced
@@ -241,6 +240,8 @@ def _publish_parts(
 def _write_parts(lake: Lake, sources: list[tuple[str, set[str] | None]], tmp) -> int:
     """Write the rows of each source (a curated or staged file, with the deliveries to take
     from it, or None for all) to one Parquet file, a row group at a time."""
+    import pyarrow.compute as pc  # here, not at the top: most commands never need it
+
     writer, rows = None, 0
     try:
         for key, take in sources:
@@ -268,6 +269,8 @@ def _write_parts(lake: Lake, sources: list[tuple[str, set[str] | None]], tmp) ->
 
 def _delivery_in_parts(lake: Lake, key: str, delivery_id: str) -> bool:
     """Whether the month's file already holds rows of `delivery_id`."""
+    import pyarrow.compute as pc  # here, not at the top: most commands never need it
+
     if not lake.exists(key):
         return False
     table = lake.read_table(key, ["_delivery_id"])

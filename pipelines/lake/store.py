@@ -317,12 +317,19 @@ def _conformed(table: pa.Table, schema: pa.Schema) -> pa.Table:
     with that schema reads a file: a column the file lacks is all nulls, one `schema`
     lacks is left out."""
     columns = [
-        table.column(f.name).cast(f.type)
+        _as_type(table.column(f.name), f.type)
         if f.name in table.column_names
         else pa.nulls(table.num_rows, f.type)
         for f in schema
     ]
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _as_type(column: pa.ChunkedArray, type_: pa.DataType) -> pa.ChunkedArray:
+    """`column` as `type_`, cast only when it is another type: a cast imports
+    `pyarrow.compute` (0.15 s), which a run reading files already in their schema (an
+    idle run's register) never needs."""
+    return column if column.type == type_ else column.cast(type_)
 
 
 @contextmanager
