@@ -227,7 +227,9 @@ def _units(items: list[pytest.Item]) -> list[list[pytest.Item]]:
     units: list[list[pytest.Item]] = []
     unit_of: dict[tuple[str, str], list[pytest.Item]] = {}  # fixture -> the unit it is built in
     for item in items:
-        fixtures = _module_fixtures(item)
+        # In a fixed order: each xdist worker must collect the tests in the same order, and a
+        # set's order changes from one process to the next (Python's string hashing).
+        fixtures = sorted(_module_fixtures(item))
         joined = []  # the units this item ties together
         for fixture in fixtures:
             unit = unit_of.get(fixture)
