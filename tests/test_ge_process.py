@@ -108,13 +108,19 @@ def test_a_helper_that_cannot_load_fails_loudly_and_the_checks_still_run(
 
 def test_an_unused_helper_does_not_hold_up_the_run_that_started_it():
     # A run whose files were all duplicates never validates: leaving it must not wait for
-    # the import (about 5 s) to finish.
+    # the import to finish. Against the import as measured here, on a helper let finish it,
+    # not a fixed figure: both grow with the machine's load (a fixed 2 s failed at load 5).
     started = time.perf_counter()
     with ge_process.loading_early(warm_session):
         helper = ge_process._HELPER
-    assert time.perf_counter() - started < 2.0
+    left = time.perf_counter() - started
     assert not helper.process.is_alive()
     assert not ge_process.running()
+    started = time.perf_counter()
+    with ge_process.loading_early(warm_session):
+        assert ge_process.call(len, [1]) == 1  # answered once great-expectations is loaded
+    loaded = time.perf_counter() - started
+    assert left < loaded / 2, f"left in {left:.2f} s; the import takes {loaded:.2f} s"
 
 
 def test_a_helper_whose_work_is_done_is_ended_without_holding_up_the_run():

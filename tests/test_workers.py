@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -174,6 +175,20 @@ def _workers_env(monkeypatch: pytest.MonkeyPatch, home: Path, lake: str) -> None
     monkeypatch.setenv(EXECUTOR_ENV, CELERY)
 
 
+@contextmanager
+def _sigterm_as_a_worker_has_it() -> Iterator[None]:
+    """SIGTERM at its default for the block, as in a worker's process. Dagster captures a
+    step's log through a `tail -F` it ends with SIGTERM; a test process that ran Dagster
+    in-process before has SIGTERM set to SIGINT's handler (Dagster's interrupt handling), and
+    in a pytest-xdist worker that is "ignore", which `tail` inherits: it then outlives
+    SIGTERM and Dagster gives up on it after 30 s (a fresh-clone run failed so)."""
+    kept = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, kept)
+
+
 def test_steps_on_workers_log_to_the_lake_and_the_daemon_reads_a_workers_step_log(
     s3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -201,7 +216,7 @@ def test_steps_on_workers_log_to_the_lake_and_the_daemon_reads_a_workers_step_lo
     with dg.DagsterInstance.from_ref(ref) as worker:
         manager = worker.compute_log_manager
         assert type(manager).__name__ == "S3ComputeLogManager"
-        with manager.capture_logs(log_key):
+        with _sigterm_as_a_worker_has_it(), manager.capture_logs(log_key):
             print("rows checked: 16,332", flush=True)
             print("a warning on stderr", file=sys.stderr, flush=True)
     listed = server.client().list_objects_v2(Bucket=LAKE_BUCKET, Prefix=f"{prefix}/_step_logs/")
