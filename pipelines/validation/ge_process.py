@@ -130,7 +130,10 @@ class _Helper:
         # much before ending it anyway.
         self.process.join(timeout=0.05)
         if self.process.is_alive():
-            self.process.terminate()
+            # SIGKILL, not SIGTERM: a process started from one that ignores SIGTERM ignores it
+            # too (Dagster sets SIGTERM to SIGINT's handler, "ignore" in some hosts), and the
+            # run then waited for the whole import. It holds nothing to tidy: every task is done.
+            self.process.kill()
             self.process.join()
         self.conn.close()
 
