@@ -179,8 +179,9 @@ REMEDIES = {
     "register reads": "register events folded into one file per contract",
     "warehouse catalog builds": "already rebuilt only when what it is built from changes "
     "(governance.catalog.built_from); what is left is a home copied to a new path",
-    "oversight marts": "already recomputed only for the contracts a run touched; next, "
-    "only the months a delivery changes (and the 12-month windows after them)",
+    "oversight marts": "already recomputed only for the contracts a run touched, and the "
+    "two stop-and-search marts only for the months a delivery changed (`incremental:`); "
+    "next, data_quality by month, and provenance without scanning each contract's rows",
     "intake (hash, copy)": "bounded by the disk: one hash and one copy per file",
     "publication": "bounded by the disk: one Parquet write per month",
 }
