@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -37,6 +38,18 @@ def make_home(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     settings = load_settings()
     settings.ensure_folders()
     return settings
+
+
+@pytest.fixture(autouse=True)
+def _sigterm_at_its_default() -> Iterator[None]:
+    """Each test starts with SIGTERM at its default, as a user's shell gives it. Once
+    Dagster has run in a test process, its interrupt handling leaves SIGTERM set to SIGINT's
+    handler, which in a pytest-xdist worker is "ignore": every process a later test starts
+    then inherits "ignore" and outlives `terminate()` (a `redis-cli MONITOR`, Dagster's
+    `tail -F`: each failed a run by waiting 30 s for it)."""
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
 
 
 @pytest.fixture
