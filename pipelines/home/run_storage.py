@@ -45,7 +45,6 @@ from dagster._core.storage.runs.schema import InstanceInfo, RunStorageSqlMetadat
 from dagster._core.storage.runs.sqlite import sqlite_run_storage
 from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
 from dagster._core.storage.sql import (
-    check_alembic_revision,
     create_engine,
     get_alembic_config,
     safe_commit,
@@ -61,7 +60,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import QueuePool
 
-from pipelines.home.event_log_storage import _wal_from_the_start
+from pipelines.home.event_log_storage import _wal_from_the_start, schema_revisions
 
 
 class KeptOpenSqliteRunStorage(SqliteRunStorage):
@@ -92,7 +91,8 @@ class KeptOpenSqliteRunStorage(SqliteRunStorage):
         alembic_config = get_alembic_config(sqlite_run_storage.__file__)
         new = False
         with self._kept_engine().connect() as connection:
-            db_revision, head_revision = check_alembic_revision(alembic_config, connection)
+            # As Dagster's `check_alembic_revision`, with its scripts read once per process.
+            db_revision, head_revision = schema_revisions(sqlite_run_storage.__file__, connection)
             table_names = db.inspect(connection).get_table_names()
             if not (db_revision and head_revision):
                 if "runs" in table_names:
