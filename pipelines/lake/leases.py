@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
+from pipelines.lake.register import holding
 from pipelines.lake.store import Lake
 
 DEFAULT_WAIT_SECONDS = 1800.0
@@ -141,7 +142,10 @@ def month_lease(
     beat = threading.Thread(target=_renew, args=(lake, handle, holder, stop), daemon=True)
     beat.start()
     try:
-        yield
+        # Held: no other run changes this month now, so the contract's register reads
+        # share one listing, made from here on (`register.holding`).
+        with holding(lake, contract):
+            yield
     finally:
         stop.set()
         beat.join()

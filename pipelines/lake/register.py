@@ -16,13 +16,25 @@ A listing is not a snapshot: a folder is read as names and then each name is loo
 new file (written after the names were read) and the files it folded (gone by the time
 they were looked at), and then holds none of their events. So a reader lists again after
 reading, and keeps what it read only if no fold happened meanwhile (see `_read_settled`).
+
+A run asks about its contract a dozen times a month, and each ask listed the contract's
+folder twice (a 37-month backfill: 1,080 listings of some 50 files each, every file looked
+at). While this process holds a lease on one of the contract's months
+(`pipelines.lake.leases`), no other run can change what it is working on, so its reads
+of that contract share one listing (`holding`): listed again only when it takes a new
+lease, and kept up with its own writes (every record, and its own folds, is added to what
+was read as it is written, so no process reads back its own events).
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 import uuid
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -138,12 +150,17 @@ class Register:
         stamp = event.event_at.strftime("%Y%m%dT%H%M%S%f")
         name = f"{stamp}-{event.delivery_id[:16]}-{event.event}-{uuid.uuid4().hex[:6]}.parquet"
         key = f"{self.lake.delivery_events_dir(event.contract)}/{name}"
-        self.lake.write_table(key, pa.Table.from_pylist([asdict(event)], DELIVERY_EVENT_SCHEMA))
+        table = pa.Table.from_pylist([asdict(event)], DELIVERY_EVENT_SCHEMA)
+        self.lake.write_table(key, table)
+        _wrote(self.lake, event.contract, [], [key], rows_of(table))
         self._compact_if_due(event.contract)
 
     def _compact_if_due(self, contract: str) -> None:
         pattern = f"{self.lake.delivery_events_dir(contract)}/*.parquet"
-        if sum(_timed(k) for k in self.lake.glob(pattern)) >= COMPACT_AT:
+        listing = _shared_listing(self.lake, contract)  # (its own writes are in it)
+        if listing is None:
+            listing = self.lake.glob(pattern)
+        if sum(_timed(k) for k in listing) >= COMPACT_AT:
             try:
                 self.compact(contract)
             except FileNotFoundError:
@@ -173,6 +190,7 @@ class Register:
         key = f"{folder}/compacted-{stamp}-{uuid.uuid4().hex[:6]}.parquet"
         self.lake.write_table(key, pa.Table.from_pylist(rows, DELIVERY_EVENT_SCHEMA))
         self.lake.delete_many(files)
+        _wrote(self.lake, contract, files, [key], rows)
         return len(files)
 
     def record_once(self, event: DeliveryEvent, key: str) -> bool:
@@ -182,7 +200,11 @@ class Register:
         """
         name = f"{self.lake.delivery_events_dir(event.contract)}/{key}.parquet"
         table = pa.Table.from_pylist([asdict(event)], DELIVERY_EVENT_SCHEMA)
-        return self.lake.write_table_once(name, table)
+        if self.lake.write_table_once(name, table):
+            _wrote(self.lake, event.contract, [], [name], rows_of(table))
+            return True
+        _list_again(self.lake, event.contract)  # another run's record: read it next time
+        return False
 
     def write_breaches(
         self, contract: str, period: str, delivery_id: str, breaches: list[Breach]
@@ -201,7 +223,7 @@ class Register:
         # contract a dozen times a month; listing all ten of the demo's folders each time
         # was a sixth of its runs), every contract's otherwise.
         if contract:
-            rows = _read_settled(self.lake, f"{self.lake.delivery_events_dir(contract)}/*.parquet")
+            rows = _shared_rows(self.lake, contract)
             return [dict(r) for r in rows if r["contract"] == contract]
         rows = _read_settled(self.lake, EVERY_CONTRACT)
         _share_by_contract(self.lake, rows)
@@ -323,6 +345,107 @@ def _share_by_contract(lake: Lake, rows: list[dict]) -> None:
         if known <= keys:
             mine = [r for r in rows if r["contract"] == contract]
             _READ[(lake.url, pattern)] = (frozenset(keys), mine)
+
+
+def _folder(lake: Lake, contract: str) -> str:
+    """The pattern of `contract`'s event files (what its reads list)."""
+    return f"{lake.delivery_events_dir(contract)}/*.parquet"
+
+
+def _wrote(
+    lake: Lake, contract: str, removed: list[str], added: list[str], rows: list[dict]
+) -> None:
+    """This process changed `contract`'s event files: `added` written (holding `rows`),
+    `removed` deleted (a fold, whose `rows` are theirs). What was read of its folder, and of
+    every contract's, is brought up to date as if read again: the files it lists then hold
+    exactly its rows (a fold's rows were those of the files it removed), so nothing this
+    process wrote is ever read back."""
+    for pattern in (_folder(lake, contract), EVERY_CONTRACT):
+        entry = _READ.get((lake.url, pattern))
+        if entry is None:
+            continue
+        known, read = entry
+        _READ[(lake.url, pattern)] = ((known - set(removed)) | set(added), _merged(read, rows))
+
+
+def _merged(read: list[dict], rows: list[dict]) -> list[dict]:
+    """`sorted(_distinct(read + rows), key=event_at)` for `read` already so (oldest first,
+    each event once), without going through all of `read`: each row is looked for among the
+    events of its own time only, and put after them."""
+    merged = list(read)
+    for row in rows:
+        at, identity = row["event_at"], tuple(row.values())
+        first = bisect_left(merged, at, key=_at)
+        after = bisect_right(merged, at, lo=first, key=_at)
+        if all(tuple(r.values()) != identity for r in merged[first:after]):
+            merged.insert(after, row)
+    return merged
+
+
+def _at(row: dict) -> datetime:
+    return row["event_at"]
+
+
+# Shared reads (see the module's docstring): per (lake, contract), how many of its leases
+# this process holds, how many times it has taken one (a listing made before the latest
+# was taken is not shared), and those of its folders listed since.
+_HOLDING: dict[tuple[str, str], int] = {}
+_TAKEN: dict[tuple[str, str], int] = {}
+_LISTED: set[tuple[str, str]] = set()
+_HOLDING_LOCK = threading.Lock()
+
+
+@contextmanager
+def holding(lake: Lake, contract: str) -> Iterator[None]:
+    """While the block runs, this process holds a lease on one of `contract`'s months (what
+    `pipelines.lake.leases.month_lease` says when it takes one): the contract's reads share
+    one listing, made after the lease was taken."""
+    key = (lake.url, contract)
+    with _HOLDING_LOCK:
+        _HOLDING[key] = _HOLDING.get(key, 0) + 1
+        _TAKEN[key] = _TAKEN.get(key, 0) + 1
+        _LISTED.discard(key)  # what the run before us wrote is read at the next ask
+    try:
+        yield
+    finally:
+        with _HOLDING_LOCK:
+            _HOLDING[key] -= 1
+            if not _HOLDING[key]:
+                del _HOLDING[key]
+                _LISTED.discard(key)
+
+
+def _list_again(lake: Lake, contract: str) -> None:
+    """Someone else wrote to `contract`'s events: its next read lists the folder again."""
+    with _HOLDING_LOCK:
+        _LISTED.discard((lake.url, contract))
+
+
+def _shared_listing(lake: Lake, contract: str) -> frozenset[str] | None:
+    """The listing `contract`'s reads share now (its own writes added), or None when its
+    folder must be listed (no lease held, or not listed since the latest was taken)."""
+    key = (lake.url, contract)
+    with _HOLDING_LOCK:
+        if key not in _LISTED:
+            return None
+        entry = _READ.get((lake.url, _folder(lake, contract)))
+    return entry[0] if entry else None
+
+
+def _shared_rows(lake: Lake, contract: str) -> list[dict]:
+    """`contract`'s events: the shared read while a lease is held, else a settled read."""
+    pattern = _folder(lake, contract)
+    key = (lake.url, contract)
+    with _HOLDING_LOCK:
+        if key in _LISTED and (entry := _READ.get((lake.url, pattern))) is not None:
+            return entry[1]
+        taken = _TAKEN.get(key)
+    rows = _read_settled(lake, pattern)
+    with _HOLDING_LOCK:
+        # Shared only if a lease was held all along (none was taken since the listing).
+        if key in _HOLDING and _TAKEN.get(key) == taken:
+            _LISTED.add(key)
+    return rows
 
 
 def _event_rows(lake: Lake, pattern: str, files: list[str]) -> list[dict]:
