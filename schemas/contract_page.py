@@ -9,13 +9,13 @@ including the rules the pipeline builds from the column definitions themselves.
 from __future__ import annotations
 
 import calendar
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from schemas.contract import contract_yaml
 from schemas.contract_terms import iso_duration_parts, rule_kind
 
 TYPE_WORDS = {
@@ -437,18 +437,11 @@ def clause_for(doc: dict[str, Any], rule: str) -> Clause:
     raise AssertionError("the last pattern matches any rule")
 
 
-@functools.lru_cache(maxsize=32)
-def _document(path: str, _mtime_ns: int) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as fh:
-        # libyaml's loader when there is one: a contract of 1,200 lines takes 0.2 s in
-        # Python's, and the breach register reads every contract's clauses.
-        doc = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    return doc if isinstance(doc, dict) else {}
-
-
 def contract_document(path: Path) -> dict[str, Any]:
-    """A contract file's document (read once per version of the file)."""
-    return _document(str(path), Path(path).stat().st_mtime_ns)
+    """A contract file's document (read once per version of the file, and the same parse
+    as the contract model's: `schemas.contract.contract_yaml`)."""
+    doc = contract_yaml(str(path), Path(path).stat().st_mtime_ns)
+    return doc if isinstance(doc, dict) else {}
 
 
 def agreement_title(doc: dict[str, Any]) -> str:
