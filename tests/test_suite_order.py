@@ -12,12 +12,46 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# A module whose tests share module-scoped fixtures in overlapping pairs, as
+# test_oversight.py's share its homes: conftest.py joins such tests into units of work, and
+# once did so in a set's order. (A small module of its own rather than test_oversight.py:
+# collecting that one imports the whole engine, a few seconds a seed; this costs a second.)
+SAMPLE = """
+import pytest
 
-def _order(hash_seed: int) -> list[str]:
+@pytest.fixture(scope="module")
+def alpha(): return 1
+
+@pytest.fixture(scope="module")
+def beta(): return 2
+
+@pytest.fixture(scope="module")
+def gamma(): return 3
+
+@pytest.fixture(scope="module")
+def delta(): return 4
+
+def test_a(alpha): pass
+def test_b(beta): pass
+def test_c(gamma): pass
+def test_d(delta): pass
+def test_ab(alpha, beta): pass
+def test_cd(gamma, delta): pass
+def test_alone(): pass
+def test_bc(beta, gamma): pass
+"""
+# Only the suite's own hooks decide the order: pytest's other plugins (Hypothesis's,
+# typeguard's, anyio's, xdist's) cost most of a collection's second and order nothing.
+NO_PLUGINS = ("-p", "no:randomly", "-p", "no:hypothesispytest", "-p", "no:typeguard",
+              "-p", "no:anyio", "-p", "no:xdist", "-p", "no:cacheprovider")  # fmt: skip
+
+
+def _order(sample: Path, hash_seed: int) -> list[str]:
     """The test ids a worker would run, in its order, under `hash_seed`."""
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:randomly",
-         "tests/test_oversight.py"],
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", *NO_PLUGINS,
+         "-p", "tests.conftest", "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
+         str(sample)],
         cwd=ROOT,
         env={**os.environ, "PYTEST_XDIST_WORKER": "gw0", "PYTHONHASHSEED": str(hash_seed)},
         capture_output=True,
@@ -28,8 +62,10 @@ def _order(hash_seed: int) -> list[str]:
     return [line for line in done.stdout.splitlines() if "::" in line]
 
 
-def test_every_worker_collects_the_tests_in_the_same_order():
-    # test_oversight.py's tests share several module-scoped homes: the units they are
-    # joined into were put together in a set's order (seeds 0 to 3 gave two orders).
-    orders = [_order(seed) for seed in range(4)]
-    assert orders[0] and all(order == orders[0] for order in orders[1:])
+def test_every_worker_collects_the_tests_in_the_same_order(tmp_path):
+    # Under the old conftest (units joined in a set's order) seeds 0 to 3 gave three
+    # different orders of this module (test_oversight.py's: two).
+    sample = tmp_path / "test_sample.py"
+    sample.write_text(SAMPLE, encoding="utf-8")
+    orders = [_order(sample, seed) for seed in range(4)]
+    assert len(orders[0]) == 8 and all(order == orders[0] for order in orders[1:])
