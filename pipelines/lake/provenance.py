@@ -12,11 +12,21 @@ idea of what should be published: the `_delivery_id` and `_period` of the curate
 every contract the mart declares as a source (`Mart.sources`). The register then names the
 files and dates. The warehouse shows every record as `governance.mart_sources_history` and
 the latest computation of each mart as `governance.mart_sources`.
+
+A mart recomputed only for the periods a run changed (its YAML's `incremental`) records
+its provenance the same way: the rows of the periods it did not change are its previous
+record's, and only the changed periods' curated rows and register records are read
+(`PreviousSources`), so the cost follows the new months, not the history. The record is the
+same as a full one: what the register says of a delivery (its file, when it was received
+and published, what it restated, the contract version it was checked against) does not
+change once its month is published, and the runner reads everything again when the
+contracts' versions change.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import duckdb
@@ -97,13 +107,19 @@ def _names(con: duckdb.DuckDBPyConnection, schema: str) -> set[str]:
     return {name for (name,) in rows}
 
 
-def sources_sql(contract: str, version: str, governance: set[str]) -> str:
+def sources_sql(
+    contract: str, version: str, governance: set[str], periods: tuple[str, ...] | None = None
+) -> str:
     """The deliveries of `contract` whose curated rows are in `curated.<contract>` now,
-    by period, with the register's account of each (when `governance` has the views)."""
+    by period, with the register's account of each (when `governance` has the views).
+    `periods`: of those periods only."""
     c = _quote(contract)
+    where = ""
+    if periods is not None:
+        where = f" WHERE _period IN ({', '.join(map(_quote, periods)) or 'NULL'})"
     used = (
         f"SELECT _period AS period, _delivery_id AS delivery_id, count(*) AS rows_used "
-        f"FROM curated.{contract} GROUP BY ALL"
+        f"FROM curated.{contract}{where} GROUP BY ALL"
     )
     if not {"delivery_events", "breach_records"} <= governance:
         return (
@@ -160,24 +176,31 @@ def _file_name(path: str | None) -> str | None:
 def mart_source_rows(
     con: duckdb.DuckDBPyConnection,
     contracts: dict[str, str],
-    cache: dict[tuple[str, str], list[dict]] | None = None,
+    cache: dict[tuple, list[dict]] | None = None,
+    periods: dict[str, list[str]] | None = None,
 ) -> list[dict]:
     """Every (period, contract, delivery) whose curated rows `con`'s curated views hold for
     the `contracts` (name -> version in force), with the register's account of each.
     `cache`: each contract's rows as read before over the same connection (a step that
-    computes several marts of one contract reads them once)."""
+    computes several marts of one contract reads them once). `periods`: per contract, the
+    only periods to read (a contract not in it: none)."""
+    if periods is not None:
+        contracts = {c: v for c, v in contracts.items() if periods.get(c)}
+    wanted = {c: (v, None if periods is None else tuple(periods[c])) for c, v in contracts.items()}
+    if cache is not None and all((c, *w) in cache for c, w in wanted.items()):
+        return _in_order([row for c, w in wanted.items() for row in cache[(c, *w)]])
     governance = _names(con, "governance")
     if "month_parts" not in governance:
         governance -= {"delivery_events"}  # a warehouse too old for the restatement query
     curated = _names(con, "curated")
     rows: list[dict] = []
-    for name, version in sorted(contracts.items()):
+    for name, (version, only) in sorted(wanted.items()):
         if name not in curated:
             continue
-        if cache is not None and (name, version) in cache:
-            rows.extend(cache[(name, version)])
+        if cache is not None and (name, version, only) in cache:
+            rows.extend(cache[(name, version, only)])
             continue
-        table = con.sql(sources_sql(name, version, governance)).to_arrow_table()
+        table = con.sql(sources_sql(name, version, governance, only)).to_arrow_table()
         part = []
         for row in table.to_pylist():
             row["sha256"] = row["delivery_id"]
@@ -185,17 +208,66 @@ def mart_source_rows(
             row["restated_file_name"] = _file_name(row.pop("restated_source_path"))
             part.append(row)
         if cache is not None:
-            cache[(name, version)] = part
+            cache[(name, version, only)] = part
         rows.extend(part)
-    rows.sort(
+    return _in_order(rows)
+
+
+def _in_order(rows: list[dict]) -> list[dict]:
+    """Provenance rows in the order a record keeps them: period, contract, received."""
+    return sorted(
+        rows,
         key=lambda r: (
             r["period"] or "",
             r["contract"],
             r["received_at"] or datetime.min.replace(tzinfo=UTC),
             r["delivery_id"],
-        )
+        ),
     )
-    return rows
+
+
+@dataclass(frozen=True)
+class PreviousSources:
+    """The provenance record of a mart's last computation (`key`) and, per contract, the
+    periods changed since (`changed`): the rows of every other period are that record's."""
+
+    key: str
+    changed: dict[str, list[str]]
+
+
+def new_computation(computed_at: datetime | None = None) -> tuple[str, datetime]:
+    """A computation's id (its time, then a random part: ids sort by time) and time."""
+    computed_at = computed_at or datetime.now(UTC)
+    return f"{computed_at:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}", computed_at
+
+
+def sources_key(mart: str, computation: tuple[str, datetime]) -> str:
+    """Where the provenance of `computation` of `mart` is written."""
+    return f"governance/mart_sources/mart={mart}/{computation[0]}.parquet"
+
+
+def _kept_rows(
+    lake: Lake,
+    con: duckdb.DuckDBPyConnection,
+    contracts: dict[str, str],
+    previous: PreviousSources,
+    cache: dict[tuple, list[dict]] | None,
+) -> list[dict] | None:
+    """The provenance of a computation that read only `previous.changed`: the previous
+    record's rows of the other periods, and the changed periods' read now (None when the
+    previous record is gone or does not cover the same contracts and versions)."""
+    try:
+        old = lake.read_table(previous.key)
+    except FileNotFoundError:
+        return None
+    keep = []
+    for row in old.drop_columns(["computation_id", "computed_at", "mart"]).to_pylist():
+        if row["contract"] not in contracts:
+            return None
+        if row["period"] not in previous.changed.get(row["contract"], ()):
+            keep.append(row)
+    fresh = mart_source_rows(con, contracts, cache, previous.changed)
+    return _in_order(keep + fresh)
 
 
 def record_mart_sources(
@@ -204,17 +276,23 @@ def record_mart_sources(
     mart: str,
     contracts: dict[str, str],
     computed_at: datetime | None = None,
-    cache: dict[tuple[str, str], list[dict]] | None = None,
+    cache: dict[tuple, list[dict]] | None = None,
+    computation: tuple[str, datetime] | None = None,
+    previous: PreviousSources | None = None,
 ) -> str:
     """Write the provenance of one computation of `mart` (read from `contracts`, name ->
     version) as a new file in the governance area; returns the file's key. `cache`: as
-    `mart_source_rows`'s."""
-    computed_at = computed_at or datetime.now(UTC)
-    computation = f"{computed_at:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}"
+    `mart_source_rows`'s. `computation`: its id and time, if chosen before
+    (`new_computation`). `previous`: the computation read only the periods it names as
+    changed, and the rows of the others are its previous record's."""
+    computation_id, computed_at = computation or new_computation(computed_at)
+    found = _kept_rows(lake, con, contracts, previous, cache) if previous else None
+    if found is None:
+        found = mart_source_rows(con, contracts, cache)
     rows = [
-        {**r, "computation_id": computation, "computed_at": computed_at, "mart": mart}
-        for r in mart_source_rows(con, contracts, cache)
+        {**r, "computation_id": computation_id, "computed_at": computed_at, "mart": mart}
+        for r in found
     ]
-    key = f"governance/mart_sources/mart={mart}/{computation}.parquet"
+    key = sources_key(mart, (computation_id, computed_at))
     lake.write_table(key, pa.Table.from_pylist(rows, MART_SOURCES_SCHEMA))
     return key

@@ -63,13 +63,27 @@ class Incremental:
     everything when a row breaks it). `same_values`: columns whose set of values the SQL
     takes from the whole history (every month shows every group ever seen); a recomputed
     slice that shows another set means a full recompute.
+
+    The other kind, by period (`period_column` set): a row of the mart for contract c
+    (`contract_column`, or `contract` itself when that names one contract) and period p
+    (`period_column`, the text `YYYY-MM` of `_period`) reads only the curated rows of c
+    whose `_period` is p, so a run recomputes only the periods whose deliveries changed, of
+    any source contract (`contract: '*'`: every contract the mart reads). No month window,
+    no row-month rule: a period's rows are exactly those its `_period` names.
     """
 
     contract: str
-    month_column: str
-    window_months: int
-    month_of_row: str
+    month_column: str = ""
+    window_months: int = 1
+    month_of_row: str = ""
     same_values: tuple[str, ...] = ()
+    period_column: str = ""
+    contract_column: str = ""
+
+    @property
+    def by_period(self) -> bool:
+        """Whether rows are recomputed by (contract, period) rather than by month window."""
+        return bool(self.period_column)
 
 
 @dataclass(frozen=True)
@@ -242,6 +256,8 @@ def _incremental(yaml_path: Path, spec: dict) -> Incremental | None:
     raw = spec.get("incremental")
     if not raw:
         return None
+    if raw.get("period_column"):
+        return _incremental_by_period(yaml_path, spec, raw)
     inc = Incremental(
         contract=str(raw["contract"]),
         month_column=str(raw["month_column"]),
@@ -263,6 +279,32 @@ def _incremental(yaml_path: Path, spec: dict) -> Incremental | None:
     unknown = set(inc.same_values) - columns
     if unknown:
         raise ValueError(f"{yaml_path}: incremental: same_values {sorted(unknown)} not columns")
+    return inc
+
+
+def _incremental_by_period(yaml_path: Path, spec: dict, raw: dict) -> Incremental:
+    """An `incremental` declaration by period, checked against the mart's columns, order
+    and sources."""
+    inc = Incremental(
+        contract=str(raw["contract"]),
+        period_column=str(raw["period_column"]),
+        contract_column=str(raw.get("contract_column") or ""),
+    )
+    columns = {c["name"] for c in spec["columns"]}
+    keys = {inc.period_column, inc.contract_column} - {""}
+    if not keys <= columns or not keys <= set(spec["order_by"]):
+        raise ValueError(
+            f"{yaml_path}: incremental: {sorted(keys)} must be columns of the mart and in "
+            "its order_by"
+        )
+    every_contract = list(spec["sources"]) == ["*"]
+    if inc.contract == "*" and not inc.contract_column:
+        raise ValueError(
+            f"{yaml_path}: incremental: contract '*' needs the contract_column naming each "
+            "row's contract"
+        )
+    if inc.contract != "*" and not (every_contract or inc.contract in spec["sources"]):
+        raise ValueError(f"{yaml_path}: incremental: contract must be a source, or '*'")
     return inc
 
 
@@ -321,6 +363,9 @@ def mart_yaml(mart: Mart) -> str:
 
 
 def _incremental_yaml(inc: Incremental) -> dict[str, object]:
+    if inc.by_period:
+        by_period = {"contract": inc.contract, "contract_column": inc.contract_column}
+        return {k: v for k, v in by_period.items() if v} | {"period_column": inc.period_column}
     out: dict[str, object] = {
         "contract": inc.contract,
         "month_column": inc.month_column,

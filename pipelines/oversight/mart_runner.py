@@ -53,7 +53,12 @@ import pyarrow as pa
 import yaml
 
 from pipelines.lake.mart_files import mart_key
-from pipelines.lake.provenance import record_mart_sources
+from pipelines.lake.provenance import (
+    PreviousSources,
+    new_computation,
+    record_mart_sources,
+    sources_key,
+)
 from pipelines.lake.store import Lake
 from pipelines.oversight.definition import (
     Incremental,
@@ -223,7 +228,7 @@ _OWN_CONNECTIONS: set[int] = set()
 # Per connection of this module's, the deliveries each contract's curated rows come from, as
 # the marts' provenance records them (`record_mart_sources`): the three marts of a month of
 # stop and search read them once, not three times.
-_SOURCES: dict[int, dict[tuple[str, str], list[dict]]] = {}
+_SOURCES: dict[int, dict[tuple, list[dict]]] = {}
 
 
 @contextmanager
@@ -356,20 +361,32 @@ def write_mart(
     mart = MARTS[name]
     contracts = contracts or current_contracts()
     with warehouse_connection(warehouse, contracts) as con:
-        table, computed_from = _incremental_table(mart, con, lake, contracts)
+        table, computed_from, kept = _incremental_table(mart, con, lake, contracts)
         if table is None:
             table = compute_mart(name, con, lake, contracts)
+        # Provenance (issue 23): which deliveries' curated rows this computation read. Its
+        # file's key is chosen now, so that the mart's record can name it: the next
+        # computation takes the rows of the periods it did not change from there.
+        computation = new_computation()
         metadata = mart_metadata(mart)
         if computed_from is not None:
+            computed_from["sources_key"] = sources_key(name, computation)
             metadata[COMPUTED_FROM] = json.dumps(computed_from, sort_keys=True).encode()
         table = table.replace_schema_metadata(metadata)
         key = mart_key(name)
         lake.write_table(key, table)
-        # Provenance (issue 23): which deliveries' curated rows this computation read.
         sources = {
             c: contracts[c].version for c in mart.source_contracts(contracts) if c in contracts
         }
-        record_mart_sources(lake, con, name, sources, cache=_SOURCES.get(id(con)))
+        record_mart_sources(
+            lake,
+            con,
+            name,
+            sources,
+            cache=_SOURCES.get(id(con)),
+            computation=computation,
+            previous=kept,
+        )
     # The table as computed, without what the runner keeps for itself in the file.
     table = table.replace_schema_metadata(mart_metadata(mart))
     return WrittenMart(mart, lake.url_of(key), table)
@@ -492,18 +509,55 @@ def _rows_outside_month(
     return int(n)
 
 
+Plan = tuple[pa.Table | None, dict | None, PreviousSources | None]
+
+
 def _incremental_table(
     mart: Mart,
     con: duckdb.DuckDBPyConnection,
     lake: Lake,
     contracts: dict[str, Contract],
-) -> tuple[pa.Table | None, dict | None]:
-    """The mart recomputed for the months that changed only, and what it is now computed
-    from; (None, what it is computed from) when the whole mart must be computed, and
-    (None, None) for a mart that is not incremental or a connection not of this module."""
+) -> Plan:
+    """The mart recomputed for the months that changed only, what it is now computed
+    from, and which periods of which contracts changed since its last provenance record
+    (`PreviousSources`: the rows of the others are that record's); (None, what it is
+    computed from, None) when the whole mart must be computed, and (None, None, None) for
+    a mart that is not incremental or a connection not of this module."""
     inc = mart.incremental
     if inc is None or id(con) not in _OWN_CONNECTIONS:
-        return None, None
+        return None, None, None
+    if inc.by_period:
+        return _incremental_by_period(mart, inc, con, lake, contracts)
+    return _incremental_by_month(mart, inc, con, lake, contracts)
+
+
+def _changed_periods(
+    before: dict[str, dict], after: dict[str, dict], contracts: list[str]
+) -> dict[str, list[str]]:
+    """Per contract of `contracts`, the periods whose deliveries or row counts differ."""
+    changed = {}
+    for c in contracts:
+        old, new = before.get(c, {}), after.get(c, {})
+        periods = sorted(p for p in set(old) | set(new) if old.get(p) != new.get(p))
+        if periods:
+            changed[c] = periods
+    return changed
+
+
+def _previous_sources(old: dict, changed: dict[str, list[str]]) -> PreviousSources | None:
+    """The last provenance record of a mart computed for `changed` only (None if unknown)."""
+    key = old.get("sources_key")
+    return PreviousSources(key, changed) if key else None
+
+
+def _incremental_by_month(
+    mart: Mart,
+    inc: Incremental,
+    con: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    contracts: dict[str, Contract],
+) -> Plan:
+    """`_incremental_table` for a mart declared by month window."""
     views = {
         name
         for (name,) in con.execute(
@@ -512,13 +566,13 @@ def _incremental_table(
         ).fetchall()
     }
     if inc.contract not in views:
-        return None, None  # no curated rows yet: an empty table stands in
+        return None, None, None  # no curated rows yet: an empty table stands in
     if not con.execute(
         "SELECT 1 FROM duckdb_columns() WHERE database_name = 'warehouse' "
         "AND schema_name = 'curated' AND table_name = ? AND column_name = '_month'",
         [inc.contract],
     ).fetchall():
-        return None, None  # a catalog built before `_month`: sliced by nothing
+        return None, None, None  # a catalog built before `_month`: sliced by nothing
     sources = [c for c in mart.source_contracts(contracts) if c in contracts]
     now = {
         "fingerprint": _fingerprint(con, mart, contracts),
@@ -526,7 +580,7 @@ def _incremental_table(
     }
     months = [_month(p) for p in now["periods"][inc.contract]]
     if None in months:
-        return None, None  # periods that are not months: always computed whole
+        return None, None, None  # periods that are not months: always computed whole
     recorded = _recorded(lake, mart.name)
     others = [c for c in sources if c != inc.contract]
     changed: list[str] | None = None
@@ -543,17 +597,135 @@ def _incremental_table(
         # Everything, and whether every row is in its period's month (so that a later run
         # may slice by period).
         now["rows_in_period"] = _rows_outside_month(con, inc, None) == 0
-        return None, now
+        return None, now, None
     present = [p for p in changed if p in now["periods"][inc.contract]]
     if present and _rows_outside_month(con, inc, present):
         now["rows_in_period"] = _rows_outside_month(con, inc, None) == 0
-        return None, now
+        return None, now, None
     now["rows_in_period"] = True
+    kept = _previous_sources(old, {inc.contract: changed} if changed else {})
     if not changed:
-        return old_table, now  # nothing it reads changed: the same figures
+        return old_table, now, kept  # nothing it reads changed: the same figures
     fresh = _slice(mart, inc, con, contracts, changed)
-    merged = _merge(mart, inc, old_table, fresh, changed)
-    return merged, now
+    merged = _merge(mart, inc, con, old_table, fresh, changed)
+    return merged, now, (kept if merged is not None else None)
+
+
+def _incremental_by_period(
+    mart: Mart,
+    inc: Incremental,
+    con: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    contracts: dict[str, Contract],
+) -> Plan:
+    """`_incremental_table` for a mart declared by period: the periods of each contract
+    whose deliveries or row counts changed since the file was written are computed again
+    (every curated view narrowed to them) and swapped into the file's rows."""
+    sources = [c for c in mart.source_contracts(contracts) if c in contracts]
+    sliced = sources if inc.contract == "*" else [inc.contract]
+    now = {
+        "fingerprint": _fingerprint(con, mart, contracts),
+        "periods": {c: _used_by_period(con, c) for c in sources},
+    }
+    recorded = _recorded(lake, mart.name)
+    if recorded is None:
+        return None, now, None
+    old_table, old = recorded
+    others = [c for c in sources if c not in sliced]
+    if old.get("fingerprint") != now["fingerprint"] or any(
+        old["periods"].get(c) != now["periods"][c] for c in others
+    ):
+        return None, now, None
+    changed = _changed_periods(old["periods"], now["periods"], sliced)
+    kept = _previous_sources(old, changed)
+    if not changed:
+        return old_table, now, kept  # nothing it reads changed: the same figures
+    fresh = _slice_periods(mart, con, contracts, sources, changed)
+    return _merge_periods(mart, inc, con, old_table, fresh, changed), now, kept
+
+
+def _slice_periods(
+    mart: Mart,
+    con: duckdb.DuckDBPyConnection,
+    contracts: dict[str, Contract],
+    sources: list[str],
+    changed: dict[str, list[str]],
+) -> pa.Table:
+    """The mart over the curated rows of the changed periods only, of every source."""
+    views = {
+        name
+        for (name,) in con.execute(
+            "SELECT view_name FROM duckdb_views() WHERE schema_name = 'curated' "
+            "AND database_name = current_database()"
+        ).fetchall()
+    }
+    narrowed = []
+    try:
+        for c in sources:
+            periods = ", ".join(_quote(p) for p in changed.get(c, [])) or "NULL"
+            # A table with no data yet is no view, and is left as it is.
+            layout = [f"{c}_releases"] if contracts[c].layout else []
+            for name in [n for n in [c, *layout] if n in views]:
+                con.execute(
+                    f"CREATE OR REPLACE VIEW curated.{name} AS SELECT * FROM "
+                    f"warehouse.curated.{name} WHERE _period IN ({periods})"
+                )
+                narrowed.append(name)
+        return con.sql(mart_sql(mart, contracts)).to_arrow_table()
+    finally:
+        for name in narrowed:
+            con.execute(
+                f"CREATE OR REPLACE VIEW curated.{name} AS SELECT * FROM warehouse.curated.{name}"
+            )
+
+
+def _merge_periods(
+    mart: Mart,
+    inc: Incremental,
+    con: duckdb.DuckDBPyConnection,
+    old: pa.Table,
+    fresh: pa.Table,
+    changed: dict[str, list[str]],
+) -> pa.Table:
+    """`old` with the rows of the changed (contract, period)s replaced by `fresh`'s, in the
+    mart's order (every column of which is the mart's, so both sort alike)."""
+    pairs = pa.table(
+        {
+            "_contract": [c for c, periods in changed.items() for _ in periods],
+            "_period": [p for periods in changed.values() for p in periods],
+        }
+    )
+    contract = inc.contract_column or _quote(inc.contract)
+    with _registered(con, old=old, fresh=fresh, changed=pairs) as name:
+        inside = (
+            f"EXISTS (SELECT 1 FROM {name['changed']} WHERE _contract = {contract} "
+            f"AND _period = {inc.period_column})"
+        )
+        order = ", ".join(f"{c} NULLS LAST" for c in mart.order_by)
+        return con.sql(
+            f"SELECT * EXCLUDE (_src, _pos) FROM ("
+            f"  SELECT *, 0 AS _src FROM {name['old']} WHERE NOT {inside}"
+            f"  UNION ALL BY NAME"
+            f"  SELECT *, 1 AS _src FROM {name['fresh']} WHERE {inside}"
+            f") ORDER BY {order}, _src, _pos"
+        ).to_arrow_table()
+
+
+@contextmanager
+def _registered(con: duckdb.DuckDBPyConnection, **tables: pa.Table) -> Iterator[dict[str, str]]:
+    """`tables` readable in `con` for a while, under names of their own (`_merge_<name>`),
+    each with its row's position in `_pos` (but for `changed`). A merge runs in the
+    runner's connection: opening a DuckDB of its own cost more than the merge."""
+    names = {name: f"_merge_{name}" for name in tables}
+    try:
+        for name, table in tables.items():
+            if name != "changed":
+                table = table.append_column("_pos", pa.array(range(table.num_rows)))
+            con.register(names[name], table)
+        yield names
+    finally:
+        for name in names.values():
+            con.unregister(name)
 
 
 def _slice(
@@ -581,6 +753,7 @@ def _slice(
 def _merge(
     mart: Mart,
     inc: Incremental,
+    con: duckdb.DuckDBPyConnection,
     old: pa.Table,
     fresh: pa.Table,
     changed: list[str],
@@ -590,32 +763,31 @@ def _merge(
     first, last = _span(changed)
     low, high = _iso(first), _iso(last + inc.window_months - 1)
     lead = mart.order_by[: mart.order_by.index(inc.month_column) + 1]
-    con = duckdb.connect()
-    try:
-        con.register("old", old.append_column("_pos", pa.array(range(old.num_rows))))
-        con.register("fresh", fresh.append_column("_pos", pa.array(range(fresh.num_rows))))
+    with _registered(con, old=old, fresh=fresh) as name:
         month = inc.month_column
         inside = f"{month} BETWEEN DATE '{low}' AND DATE '{high}'"
-        if con.execute(f"SELECT count(*) FROM old WHERE {month} IS NULL").fetchall()[0][0]:
+        if con.execute(f"SELECT count(*) FROM {name['old']} WHERE {month} IS NULL").fetchall()[0][
+            0
+        ]:
             return None
         if inc.same_values:
             cols = ", ".join(inc.same_values)
             kept = con.execute(
-                f"SELECT DISTINCT {cols} FROM fresh WHERE {inside} ORDER BY ALL"
+                f"SELECT DISTINCT {cols} FROM {name['fresh']} WHERE {inside} ORDER BY ALL"
             ).fetchall()
-            shown = con.execute(f"SELECT DISTINCT {cols} FROM old ORDER BY ALL").fetchall()
+            shown = con.execute(
+                f"SELECT DISTINCT {cols} FROM {name['old']} ORDER BY ALL"
+            ).fetchall()
             if kept != shown:
                 return None
         order = ", ".join(f"{c} NULLS LAST" for c in lead)
         return con.sql(
             f"SELECT * EXCLUDE (_src, _pos) FROM ("
-            f"  SELECT *, 0 AS _src FROM old WHERE NOT ({inside})"
+            f"  SELECT *, 0 AS _src FROM {name['old']} WHERE NOT ({inside})"
             f"  UNION ALL BY NAME"
-            f"  SELECT *, 1 AS _src FROM fresh WHERE {inside}"
+            f"  SELECT *, 1 AS _src FROM {name['fresh']} WHERE {inside}"
             f") ORDER BY {order}, _src, _pos"
         ).to_arrow_table()
-    finally:
-        con.close()
 
 
 def write_marts(
