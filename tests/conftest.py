@@ -10,8 +10,9 @@ import shutil
 import signal
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -175,6 +176,33 @@ def copy_home(shared: Path, target: Path) -> Path:
     module's own."""
     shutil.copytree(shared / "home", target, symlinks=True)
     return target
+
+
+# -- a home built once for a module, each test given its own copy at the same path ------------
+# The warehouse's views name the lake by its path (and Dagster's storage its folder), so a
+# copy of a home elsewhere would read the original's lake: each test gets the pristine home
+# put back at the very path it was built at.
+T = TypeVar("T")  # what a template's build returns
+
+
+def build_template(
+    factory: pytest.TempPathFactory, name: str, build: Callable[[Settings], T]
+) -> tuple[Path, T]:
+    """A home made once (for a module's tests) by `build` at `<folder>/work/home` and kept
+    pristine in `<folder>/pristine`: the folder, and what `build` returned."""
+    folder = factory.mktemp(name)
+    with pytest.MonkeyPatch.context() as patch:
+        made = build(make_home(folder / "work", patch))
+    shutil.copytree(folder / "work" / "home", folder / "pristine", symlinks=True)
+    return folder, made
+
+
+def restore_template(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The pristine home of `build_template`'s `folder` put back at the very path it was
+    built at, as this test's own home (whatever an earlier test wrote there is gone)."""
+    shutil.rmtree(folder / "work" / "home", ignore_errors=True)
+    shutil.copytree(folder / "pristine", folder / "work" / "home", symlinks=True)
+    return make_home(folder / "work", monkeypatch)
 
 
 # -- how `make test` spreads the suite over pytest-xdist's workers ----------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,7 +39,7 @@ from pipelines.warehouse.catalog import build_warehouse, connect
 from schemas.contract import load_contracts
 from schemas.contract_page import clause_for, contract_document, rule_clauses
 from tests.breach_homes import breach, deliver, late, today
-from tests.conftest import make_home
+from tests.conftest import build_template, restore_template
 
 S = "stop_and_search"
 U = "use_of_force"
@@ -132,23 +131,15 @@ def _cli_json(capsys, *args: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def resent_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     """The `resent` home, built once for the module (its register and warehouse cost
-    seconds) in `work/home` and kept pristine in `pristine/`; the folder and breach ids."""
-    folder = tmp_path_factory.mktemp("resent")
-    with pytest.MonkeyPatch.context() as patch:
-        ids = resent(make_home(folder / "work", patch))
-    shutil.copytree(folder / "work" / "home", folder / "pristine", symlinks=True)
-    return folder, ids
+    seconds); the template's folder and the breach ids."""
+    return build_template(tmp_path_factory, "resent", resent)
 
 
 @pytest.fixture
 def resent_home(resent_template, monkeypatch):
-    """The `resent` home and its breach ids: the module's pristine copy put back at the very
-    path it was built at, so the warehouse's views (which name the lake by its path) read
-    this test's own copy of the lake."""
+    """The `resent` home, this test's own copy of the module's, and its breach ids."""
     folder, ids = resent_template
-    shutil.rmtree(folder / "work" / "home")
-    shutil.copytree(folder / "pristine", folder / "work" / "home", symlinks=True)
-    return make_home(folder / "work", monkeypatch), dict(ids)
+    return restore_template(folder, monkeypatch), dict(ids)
 
 
 def test_a_fixed_month_leaves_every_count_of_open_breaches(resent_home, capsys):

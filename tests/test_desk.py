@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import shutil
 import stat
 import subprocess
 import sys
@@ -36,11 +35,12 @@ from pipelines.desk.config import DeskConfig, load_desk_config
 from pipelines.desk.docs_files import NotServed, docs_link, safe_key
 from pipelines.desk.queries import PAGE_SIZE
 from pipelines.desk.users import UserStore
+from pipelines.home.settings import Settings
 from pipelines.lake.store import open_lake
 from pipelines.warehouse.catalog import build_warehouse, connect
 from schemas.contract import load_contracts
 from tests.breach_homes import MARKUP_FILE, MARKUP_HEADER, breach, deliver, seeded_home, today
-from tests.conftest import drop, make_home
+from tests.conftest import build_template, drop, restore_template
 
 PASSWORD = "correct horse battery"
 OPEN = ("open", "notified", "acknowledged")
@@ -49,28 +49,25 @@ OPEN = ("open", "notified", "acknowledged")
 @pytest.fixture(scope="module")
 def desk_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     """A seeded home with a lead (alice) and a viewer (victor), built once for the module
-    (the register, its warehouse and two password hashes cost seconds) in `work/home`, and
-    kept pristine in `pristine/`; returns the folder and the breach ids."""
-    folder = tmp_path_factory.mktemp("desk")
-    with pytest.MonkeyPatch.context() as patch:
-        home = make_home(folder / "work", patch)
+    (the register, its warehouse and two password hashes cost seconds); the template's
+    folder and the breach ids."""
+
+    def build(home: Settings) -> dict[str, str]:
         ids = seeded_home(home)
         store = UserStore(home.home)
         store.add("alice", "lead", PASSWORD)
         store.add("victor", "viewer", PASSWORD)
-    shutil.copytree(home.home, folder / "pristine", symlinks=True)
-    return folder, ids
+        return ids
+
+    return build_template(tmp_path_factory, "desk", build)
 
 
 @pytest.fixture
 def desk(desk_template, monkeypatch):
-    """A seeded home with a lead (alice) and a viewer (victor), and the desk on it: the
-    module's pristine home copied back to the very path it was built at, so the warehouse's
-    views (which name the lake by its path) read this test's own copy of the lake."""
+    """A seeded home with a lead (alice) and a viewer (victor), this test's own copy of the
+    module's, and the desk on it."""
     folder, ids = desk_template
-    shutil.rmtree(folder / "work" / "home")
-    shutil.copytree(folder / "pristine", folder / "work" / "home", symlinks=True)
-    home = make_home(folder / "work", monkeypatch)
+    home = restore_template(folder, monkeypatch)
     app = create_app(home, DeskConfig(), today())
     return home, dict(ids), app
 

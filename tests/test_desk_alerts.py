@@ -13,7 +13,6 @@ import email
 import io
 import json
 import re
-import shutil
 import socket
 from email import policy
 from pathlib import Path
@@ -36,7 +35,7 @@ from pipelines.validation.row_validation import validate_delivery
 from pipelines.warehouse.catalog import build_warehouse
 from schemas.contract import load_contracts
 from tests.breach_homes import breach, deliver, seeded_home, today
-from tests.conftest import make_home
+from tests.conftest import build_template, restore_template
 
 LEADS = ("lead.one@mopac.test", "lead.two@mopac.test")
 PASSWORD = "correct horse battery"
@@ -87,24 +86,15 @@ def inbox(monkeypatch) -> Inbox:
 @pytest.fixture(scope="module")
 def seeded_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     """tests/breach_homes.py's seeded home, built once for the module (its register and
-    warehouse cost seconds) in `work/home` and kept pristine in `pristine/`; returns the
-    folder and the breach ids."""
-    folder = tmp_path_factory.mktemp("seeded")
-    with pytest.MonkeyPatch.context() as patch:
-        ids = seeded_home(make_home(folder / "work", patch))
-    shutil.copytree(folder / "work" / "home", folder / "pristine", symlinks=True)
-    return folder, ids
+    warehouse cost seconds); the template's folder and the breach ids."""
+    return build_template(tmp_path_factory, "seeded", seeded_home)
 
 
 @pytest.fixture
 def seeded(seeded_template, monkeypatch) -> tuple[Settings, dict[str, str]]:
-    """The seeded home and its breach ids: the module's pristine copy put back at the very
-    path it was built at, so the warehouse's views (which name the lake by its path) read
-    this test's own copy of the lake."""
+    """The seeded home, this test's own copy of the module's, and its breach ids."""
     folder, ids = seeded_template
-    shutil.rmtree(folder / "work" / "home")
-    shutil.copytree(folder / "pristine", folder / "work" / "home", symlinks=True)
-    return make_home(folder / "work", monkeypatch), dict(ids)
+    return restore_template(folder, monkeypatch), dict(ids)
 
 
 def _ids(home, sql: str) -> set[str]:
