@@ -509,22 +509,36 @@ def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _joined(blocks: list[pa.RecordBatch]) -> pl.DataFrame:
+    """Arrow record batches as one polars frame, one chunk per column."""
+    if len(blocks) == 1:
+        return pl.from_arrow(blocks[0])
+    return pl.from_arrow(pa.Table.from_batches(blocks).combine_chunks())
+
+
 def text_batches(
     delivery: DeliveryFile,
     on_invalid_row: Callable[[pacsv.InvalidRow], str] | None = None,
     block_size: int = BATCH_BYTES,
     names: list[str] | None = None,
+    joined: int = 1,
 ) -> Iterator[pl.DataFrame]:
     """The delivery's rows in bounded batches, every column text.
 
     Columns are named by `names` (in delivered order; default the header). Only an empty
     CSV cell is blank: "NA" or "null" are values. CSV rows with the wrong number of fields
-    go to `on_invalid_row`. A CSV that turns out malformed part-way raises
-    `pa.ArrowInvalid`; a file that cannot be read raises `UnreadableFile`.
+    go to `on_invalid_row`, each before the batch it was found in is given. A CSV that
+    turns out malformed part-way raises `pa.ArrowInvalid`; a file that cannot be read
+    raises `UnreadableFile`.
+
+    Each batch is `joined` blocks (of `block_size` bytes of CSV, or of PARQUET_BATCH_ROWS
+    rows) in one chunk per column: polars' eager operations copy a frame of several
+    chunks into one each time they read it.
     """
     header = list(names or delivery.header)
     if delivery.format == PARQUET:
         rows = 0
+        pending: list[pl.DataFrame] = []
         try:
             for batch in pq.ParquetFile(delivery.path).iter_batches(
                 batch_size=PARQUET_BATCH_ROWS, use_threads=False
@@ -532,7 +546,12 @@ def text_batches(
                 if batch.num_rows:
                     rows += batch.num_rows
                     frame = _as_text(pl.from_arrow(batch))
-                    yield frame.rename(dict(zip(frame.columns, header, strict=True)))
+                    pending.append(frame.rename(dict(zip(frame.columns, header, strict=True))))
+                    if len(pending) == joined:
+                        yield pl.concat(pending, rechunk=True)
+                        pending = []
+            if pending:
+                yield pl.concat(pending, rechunk=True)
         except (pa.ArrowException, OSError, pl.exceptions.PolarsError) as exc:
             raise UnreadableFile(
                 f"The Parquet file could not be read after row {rows:,}: {error_words(exc)}. "
@@ -555,10 +574,18 @@ def text_batches(
             strings_can_be_null=True,
         ),
     )
+    # The blocks are joined by Arrow before polars takes them: a sixth less CPU than
+    # joining polars frames (measured on a 2M-row month, 1.49 s against 1.77 s to read it).
+    blocks: list[pa.RecordBatch] = []
     try:
         for batch in reader:
             if batch.num_rows:
-                yield pl.from_arrow(batch)
+                blocks.append(batch)
+                if len(blocks) == joined:
+                    yield _joined(blocks)
+                    blocks = []
+        if blocks:
+            yield _joined(blocks)
     except (OSError, EOFError) as exc:
         raise UnreadableFile(
             f"The file could not be read to its end: {error_words(exc)}. Nothing from this file "

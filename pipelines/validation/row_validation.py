@@ -318,26 +318,21 @@ def _batches(
     # All-text batches of any agreed format; only an empty cell is blank ("NA" is a value).
     # Arrow's CSV reader reads up to 32 blocks ahead, so memory follows the block size, not
     # the batch size: read small blocks and join them into ~BATCH_BYTES validation batches.
+    # Joined into one chunk per column (here, in the read-ahead thread): polars' eager
+    # operations copy a frame of several chunks into one each time they read it (about 3 ms
+    # for a 16 MB batch), and the checking loop reads each batch several times.
     batches = text_batches(
         delivery,
         on_invalid_row=numbers.on_invalid_row,
         block_size=READ_BLOCK_BYTES,
         names=header,
+        joined=BATCH_BYTES // READ_BLOCK_BYTES,
     )
-    # Joined into one chunk per column (here, in the read-ahead thread): polars' eager
-    # operations copy a frame of several chunks into one each time they read it (about 3 ms
-    # for a 16 MB batch), and the checking loop reads each batch several times.
     try:
-        pending: list[pl.DataFrame] = []
         for frame in batches:
             numbers.check()
-            pending.append(frame)
-            if len(pending) == BATCH_BYTES // READ_BLOCK_BYTES:
-                yield _numbered(pl.concat(pending, rechunk=True), numbers)
-                pending = []
+            yield _numbered(frame, numbers)
         numbers.check()
-        if pending:
-            yield _numbered(pl.concat(pending, rechunk=True), numbers)
     except UnreadableFile as exc:
         raise DeliveryRejected(exc.reason, exc.rule) from exc
 
