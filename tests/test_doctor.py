@@ -2,32 +2,22 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from pipelines.cli.main import main
 from pipelines.home.settings import Settings
-from pipelines.intake.pseudonymise import KEY_ENV, load_key
-from tests.conftest import drop, make_home
-
-
-@pytest.fixture(scope="module")
-def taken(tmp_path_factory: pytest.TempPathFactory, real_stop_and_search: Path) -> Path:
-    """A home where one real month has been taken, so everything doctor reads exists; made
-    once, and copied for each test (a run takes seconds, a copy milliseconds)."""
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        settings = make_home(tmp_path_factory.mktemp("doctor"), monkeypatch)
-        drop(settings, "stop_and_search", "2022-06", real_stop_and_search)
-        assert main(["run"]) == 0
-        load_key(settings.home)  # as the first pseudonymised delivery makes it
-    return settings.home
+from pipelines.intake.pseudonymise import KEY_ENV
+from tests.conftest import copy_home, make_home
 
 
 @pytest.fixture
-def ready(taken: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> Settings:
-    shutil.copytree(taken, tmp_path / "home", symlinks=True)
+def ready(shared_demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> Settings:
+    """A copy of the session's demo home (every contract's months taken, so everything doctor
+    reads exists: the key, the lake, the instance, the warehouse): copied for each test, as
+    no run of its own would add anything doctor reads."""
+    copy_home(shared_demo, tmp_path / "home")
     capsys.readouterr()
     return make_home(tmp_path, monkeypatch)
 
