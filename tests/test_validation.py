@@ -311,3 +311,44 @@ def test_the_curated_file_stores_row_numbers_without_a_dictionary(
     pq.write_table(table, with_defaults, compression="zstd", row_group_size=1 << 20)
     assert pq.read_table(with_defaults).equals(table)
     assert curated.stat().st_size < with_defaults.stat().st_size
+
+
+_FIELDS = st.sampled_from(["a", "", "NA", "x y", '"q,1"', '"two\nlines"', '"say ""hi"""'])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(st.lists(_FIELDS, min_size=1, max_size=4), min_size=1, max_size=60),
+    block=st.integers(min_value=128, max_value=512),  # a block holds whole rows
+    joined=st.integers(min_value=1, max_value=5),
+)
+def test_joined_batches_hold_the_rows_and_broken_rows_of_one_block_at_a_time(
+    tmp_path_factory, rows, block, joined
+):
+    """However many reader blocks a batch joins, it holds the same rows, in one chunk per
+    column, and the reader reports the same broken rows (wrong number of fields)."""
+    import polars as pl
+
+    from pipelines.intake.delivery_formats import open_delivery, text_batches
+
+    path = tmp_path_factory.mktemp("joined") / "d.csv"
+    path.write_text("A,B,C\n" + "".join(",".join(r) + "\n" for r in rows), encoding="utf-8")
+    delivery = open_delivery(path)
+
+    def read(blocks: int) -> tuple[list[pl.DataFrame], list[int]]:
+        broken: list[int] = []
+
+        def on_invalid_row(row) -> str:
+            broken.append(row.number)
+            return "skip"
+
+        batches = text_batches(delivery, on_invalid_row, block_size=block, joined=blocks)
+        return list(batches), broken
+
+    one, broken_one = read(1)
+    many, broken_many = read(joined)
+    assert broken_many == broken_one
+    both = [pl.concat(f) if f else pl.DataFrame() for f in (one, many)]
+    assert both[1].equals(both[0])
+    assert all(set(f.n_chunks("all")) == {1} for f in many)
+    assert len(many) == -(-len(one) // joined)  # each batch joins `joined` blocks, the last fewer
