@@ -91,14 +91,22 @@ def june_published(_june_template, monkeypatch):
     return _restore(_june_template, monkeypatch)
 
 
+@pytest.fixture(scope="module")
+def _february_delivery(tmp_path_factory, stop_and_search) -> Path:
+    """February 2024's 150,000 synthetic rows, written once for the module: each kill test
+    drops the same bytes (the same seed), and writing them costs seconds, a copy a blink."""
+    path = tmp_path_factory.mktemp("february") / "d.csv"
+    write_delivery(stop_and_search, "2024-02", path, rows=150_000, seed=2, defect_rate=0.001)
+    return path
+
+
 @pytest.mark.parametrize("kill_after", [2.0, 3.5, 5.0])
 def test_a_killed_run_leaves_a_consistent_state_and_the_next_run_finishes(
-    january_published, stop_and_search, kill_after, capsys
+    january_published, _february_delivery, kill_after, capsys
 ):
     # Last month is published; this month's delivery is in flight when the process dies.
     home = january_published
-    february = home.dropzone / "stop_and_search" / "2024-02" / "d.csv"
-    write_delivery(stop_and_search, "2024-02", february, rows=150_000, seed=2, defect_rate=0.001)
+    drop(home, "stop_and_search", "2024-02", _february_delivery)
 
     process = _datashare(home, "run")
     time.sleep(kill_after)
