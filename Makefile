@@ -2,19 +2,39 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Two installs into one venv: what the pipeline needs to run (`make demo`, `make ui`), and
+# that plus the `dev` extras the tests need (`make test`). The demo waits for the first only
+# (the tests' extras, playwright, ruff, seaweedfs, celery and the rest, are a third of a new
+# user's wait); `make test` adds them to whichever venv is there. A venv of the previous
+# Makefile has only STAMP, which holds the runtime too.
+RUNTIME := $(VENV)/.installed-runtime
 STAMP := $(VENV)/.installed
+# setuptools warns on every editable install of a flat layout (folders beside the package
+# could shadow it); nothing is wrong, and a page of it reads like a failure.
+PIP_INSTALL := PYTHONWARNINGS=ignore $(BIN)/pip install --quiet -c constraints.txt
 
 .PHONY: demo test test-fast lint ui clean chromium screenshots postgresql redis spark
 
-$(STAMP): pyproject.toml constraints.txt
+# Made once; the stamps below install into it (never remade, so `make test` after `make
+# demo` adds to the demo's venv).
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	@# setuptools warns on every editable install of a flat layout (folders beside the
-	@# package could shadow it); nothing is wrong, and a page of it reads like a failure.
-	PYTHONWARNINGS=ignore $(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
-	touch $(STAMP)
 
-demo: $(STAMP)
+# pip says nothing while it works (--quiet: its page of progress hid what matters), so
+# each install says first what it is doing.
+$(RUNTIME): pyproject.toml constraints.txt | $(BIN)/python
+	@# The dev extras, newer than both files, came with the runtime.
+	@if [ $(STAMP) -nt pyproject.toml ] && [ $(STAMP) -nt constraints.txt ]; then :; else \
+	  echo "Installing datashare and what it runs on into $(VENV) (the first time: a few minutes)"; \
+	  $(PIP_INSTALL) -e .; fi
+	@touch $@
+
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	@echo "Installing datashare and its tests' tools into $(VENV) (the first time: a few minutes)"
+	$(PIP_INSTALL) -e ".[dev]"
+	@touch $(RUNTIME) $@
+
+demo: $(RUNTIME)
 	$(BIN)/datashare demo
 
 test: $(STAMP) chromium postgresql redis spark
@@ -95,7 +115,7 @@ screenshots: $(STAMP) chromium
 	DATASHARE_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest -q -n auto --dist loadfile \
 	  $(BROWSER_TESTS)
 
-ui: $(STAMP)
+ui: $(RUNTIME)
 	$(BIN)/datashare ui
 
 clean:
