@@ -8,6 +8,7 @@ import functools
 import getpass
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -50,9 +51,11 @@ def _use_home(settings: Settings) -> None:
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
 
 
-def cmd_run(settings: Settings, compute_marts: bool = True) -> int:
+def cmd_run(settings: Settings, compute_marts: bool = True, next_steps: bool = True) -> int:
     """Process everything pending in the drop zone, recorded in the home's Dagster instance
-    (`compute_marts=False`: all but the oversight marts, left to a run that follows)."""
+    (`compute_marts=False`: all but the oversight marts, left to a run that follows;
+    `next_steps=False`: the report without what to open next, which the demo says at its
+    end)."""
     from pipelines.orchestration.pending_runs import (
         run_pending,  # imports Dagster: keep `--help` fast
     )
@@ -61,7 +64,7 @@ def cmd_run(settings: Settings, compute_marts: bool = True) -> int:
     report = run_pending(
         settings, progress=lambda line: print(line, flush=True), compute_marts=compute_marts
     )
-    print(report.text())
+    print(report.text(next_steps=next_steps))
     from pipelines.desk.alerts import alert_after_run  # the leads' emails (when configured)
 
     if alerts := alert_after_run(settings):
@@ -73,6 +76,7 @@ def cmd_demo(settings: Settings, rows: int, months: int, only: set[str] | None) 
     """Write the bundled demo deliveries into the drop zone, then run."""
     from pipelines.demo.estate import DemoFiles, write_demo_deliveries
 
+    started = time.monotonic()
     _use_home(settings)
     # The demo wrote its files whole itself: nothing to wait for.
     settings = dataclasses.replace(settings, settle_seconds=0)
@@ -103,7 +107,7 @@ def cmd_demo(settings: Settings, rows: int, months: int, only: set[str] | None) 
     from pipelines.orchestration.pending_runs import sharing_dagster
 
     with sharing_dagster():  # both passes' runs in one instance, opened once
-        status = cmd_run(settings, compute_marts=not second)
+        status = cmd_run(settings, compute_marts=not second, next_steps=False)
         # A corrected file sent after its month was published is a restatement; sent with
         # the first file it would be a second file for the month. So the demo runs twice.
         if status == 0 and (corrected := write(corrections=True)).new:
@@ -111,8 +115,10 @@ def cmd_demo(settings: Settings, rows: int, months: int, only: set[str] | None) 
                 f"\nThen the force sends {corrected.new} corrected file(s) for a month "
                 "already published; running again:"
             )
-            status = cmd_run(settings)
-    return _demo_report(settings, status)
+            status = cmd_run(settings, next_steps=False)
+    status = _demo_report(settings, status)
+    print(_demo_end(settings, status, time.monotonic() - started))
+    return status
 
 
 def _demo_report(settings: Settings, status: int) -> int:
@@ -124,6 +130,30 @@ def _demo_report(settings: Settings, status: int) -> int:
     if status == 0:  # and the leads' page of the breaches the demo made on purpose
         status = run_review_command(argparse.Namespace(output=None, if_changed=True), settings)
     return status
+
+
+def _demo_end(settings: Settings, status: int, seconds: float) -> str:
+    """The demo's last words: how long it took, then what to open, once, at the end (the
+    pack and the review are written by then: open them, nothing to run first)."""
+    from pipelines.orchestration.pending_runs import query_hint
+
+    minutes, secs = divmod(round(seconds), 60)
+    took = f"{minutes} min {secs} s" if minutes else f"{secs} s"
+    if status != 0:
+        return f"\nThe demo stopped after {took}, on the failure above."
+    reports = settings.home / "reports"
+    datashare = Path(sys.executable).with_name("datashare")
+    return "\n".join(
+        [
+            f"\nDemo done in {took}. Next:",
+            f"  Dagster UI:      {datashare} --home {settings.home} ui"
+            "   (then open http://127.0.0.1:3000)",
+            f"  Oversight pack:  {reports / 'oversight-pack.html'}",
+            f"  Breach review:   {reports / 'breach-review.html'}"
+            f"   (the letters to the force beside it, in {reports / 'notices'})",
+            f"  Query:           {query_hint(settings)}",
+        ]
+    )
 
 
 def cmd_ui(settings: Settings, host: str, port: int) -> int:

@@ -90,7 +90,9 @@ class RunReport:
     def ok(self) -> bool:
         return all(run[3] for run in self.runs) and self.checks_ok and not self.errors
 
-    def text(self) -> str:
+    def text(self, next_steps: bool = True) -> str:
+        """The run in words; `next_steps=False` leaves out what to open next (the demo says it
+        once, at its end)."""
         # Each delivery this run touched, by its status now; every figure is one a query of
         # the warehouse gives back (on a fresh home, over the whole of governance).
         touched = {e["delivery_id"] for e in self.events if e["event"] != "duplicate"}
@@ -195,25 +197,17 @@ class RunReport:
             lines.append("Files in the drop zone that were not processed (kept where they are):")
             lines += [f"  {p}" for p in self.problems]
         lines.append(self._warehouse_summary())
-        home = self.settings.home
-        wh = self.settings.warehouse
-        # Over an S3 lake, DuckDB reads the views through the pipeline's `connect`.
-        opening = (
-            f"from pipelines.warehouse.catalog import connect; con = connect('{wh}')"
-            if self.settings.lake_is_s3
-            else f"import duckdb; con = duckdb.connect('{wh}', read_only=True)"
-        )
-        lines += [
-            "",
-            "Next:",
-            f"  Dagster UI:  {Path(sys.executable).with_name('datashare')} --home {home} ui"
-            "   (then open http://127.0.0.1:3000)",
-            f"  Breaches:    {Path(sys.executable).with_name('datashare')} --home {home} review"
-            f"   (then open {home / 'reports' / 'breach-review.html'})",
-            f'  Query:       {sys.executable} -c "{opening}; '
-            "print(con.sql('select severity, rule, failing_rows, detail "
-            "from governance.breaches'))\"",
-        ]
+        if next_steps:
+            home = self.settings.home
+            lines += [
+                "",
+                "Next:",
+                f"  Dagster UI:  {Path(sys.executable).with_name('datashare')} --home {home} ui"
+                "   (then open http://127.0.0.1:3000)",
+                f"  Breaches:    {Path(sys.executable).with_name('datashare')} --home {home} "
+                f"review   (then open {home / 'reports' / 'breach-review.html'})",
+                f"  Query:       {query_hint(self.settings)}",
+            ]
         return "\n".join(lines)
 
     def _warehouse_summary(self) -> str:
@@ -237,6 +231,21 @@ class RunReport:
                 lines.append(f"  governance.{table}: {n:,} rows")
             lines.append(_open_breaches(con))
         return lines
+
+
+def query_hint(settings: Settings) -> str:
+    """A command that queries the home's warehouse: its breaches, as a first look."""
+    wh = settings.warehouse
+    # Over an S3 lake, DuckDB reads the views through the pipeline's `connect`.
+    opening = (
+        f"from pipelines.warehouse.catalog import connect; con = connect('{wh}')"
+        if settings.lake_is_s3
+        else f"import duckdb; con = duckdb.connect('{wh}', read_only=True)"
+    )
+    return (
+        f'{sys.executable} -c "{opening}; '
+        "print(con.sql('select severity, rule, failing_rows, detail from governance.breaches'))\""
+    )
 
 
 def _wide_note(report: RunReport, standing: list[dict]) -> str:
