@@ -126,8 +126,8 @@ def test_a_fold_by_the_run_holding_the_lease_reads_the_same_events(tmp_path, mon
 step = st.sampled_from(["record", "marker", "fold", "read", "lease", "release", "other"])
 
 
-@given(steps=st.lists(step, min_size=1, max_size=30))
-@settings(max_examples=40, deadline=None)
+@given(steps=st.lists(step, min_size=1, max_size=24))
+@settings(max_examples=25, deadline=None)
 def test_any_mix_of_leases_writes_folds_and_reads_reads_what_the_files_hold(steps):
     with tempfile.TemporaryDirectory() as tmp:
         lake = FolderLake(Path(tmp) / "lake")
