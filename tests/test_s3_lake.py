@@ -3,10 +3,16 @@ on 127.0.0.1), with the same code as a folder lake."""
 
 from __future__ import annotations
 
+import io
 import os
+import shutil
 import signal
+import socket
 import threading
 import time
+import uuid
+from contextlib import redirect_stdout
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -16,13 +22,13 @@ import pytest
 import pipelines.lake.register as register_module
 from pipelines.cli.main import main
 from pipelines.demo.synthetic import write_delivery
-from pipelines.home.settings import load_settings
+from pipelines.home.settings import Settings, load_settings
 from pipelines.lake.register import DELIVERY_EVENT_SCHEMA, DeliveryEvent, Register
 from pipelines.lake.retention import enforce_retention
 from pipelines.lake.store import FolderLake, Lake, S3Lake, open_lake
 from pipelines.warehouse.catalog import build_warehouse, connect
 from schemas.contract import load_contracts
-from tests.conftest import drop
+from tests.conftest import drop, make_home
 from tests.s3_server import LAKE_BUCKET
 from tests.test_lake_safety import _datashare
 
@@ -57,16 +63,81 @@ def _query(settings, sql: str) -> list[tuple]:
         return con.execute(sql).fetchall()
 
 
+@dataclass(frozen=True)
+class JuneOnS3:
+    """A home whose `datashare run` took the real June 2022 file and a PDF sent as July with
+    the lake on S3, made once for the module: never written to (`_copy_of` gives a test a
+    copy to go on from)."""
+
+    settings: Settings
+    prefix: str  # the lake is s3://lake/<prefix>
+    out: str  # what the run printed
+    pdf: bytes  # the bytes sent as July
+
+
+def _aws_env(patch: pytest.MonkeyPatch, server) -> None:
+    """The standard AWS settings pointing at the test server (as conftest's `s3` fixture)."""
+    for name, value in {
+        "AWS_ENDPOINT_URL_S3": server.endpoint,
+        "AWS_ACCESS_KEY_ID": "datashare-test",
+        "AWS_SECRET_ACCESS_KEY": "datashare-test",
+        "AWS_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
+        patch.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
+        patch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="module")
+def _june_on_s3(seaweed, tmp_path_factory, real_stop_and_search) -> JuneOnS3:
+    # The run costs seconds and two tests start from it; a copy of its lake costs a fraction.
+    folder = tmp_path_factory.mktemp("june-on-s3")
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    with pytest.MonkeyPatch.context() as patch:
+        _aws_env(patch, seaweed)
+        (make_home(folder, patch).home / "lake").rmdir()  # made empty before the lake moved
+        patch.setenv("DATASHARE_LAKE", f"s3://{LAKE_BUCKET}/{prefix}")
+        settings = load_settings()
+        settings.ensure_folders()
+        drop(settings, "stop_and_search", "2022-06", real_stop_and_search)
+        pdf = settings.dropzone / "stop_and_search" / "2022-07" / "july.csv"
+        pdf.parent.mkdir(parents=True)
+        pdf.write_bytes(b"%PDF-1.7\n" + bytes(range(256)))
+        with redirect_stdout(io.StringIO()) as out:
+            code = main(["run"])
+        assert code == 0, out.getvalue()
+    return JuneOnS3(settings, prefix, out.getvalue(), pdf.read_bytes())
+
+
+def _copy_of(june: JuneOnS3, s3, tmp_path: Path, monkeypatch) -> tuple[Settings, object, str]:
+    """This test's own copy of the module's June home: its folder, and its lake under the
+    fresh prefix `s3` gives (copied object by object in the server), the warehouse rebuilt
+    over that copy. Returns (settings, client, prefix) as `s3_home` does."""
+    server, prefix = s3
+    client = server.client()
+    shutil.copytree(june.settings.home, tmp_path / "home", symlinks=True)
+    make_home(tmp_path, monkeypatch)
+    monkeypatch.setenv("DATASHARE_LAKE", f"s3://{LAKE_BUCKET}/{prefix}")
+    for key in _keys(client, june.prefix):
+        source = {"Bucket": LAKE_BUCKET, "Key": f"{june.prefix}/{key}"}
+        client.copy_object(CopySource=source, Bucket=LAKE_BUCKET, Key=f"{prefix}/{key}")
+    settings = load_settings()
+    settings.ensure_folders()
+    with redirect_stdout(io.StringIO()) as out:
+        code = main(["warehouse", "rebuild"])
+    assert code == 0, out.getvalue()
+    return settings, client, prefix
+
+
 def test_run_puts_the_lake_on_s3_and_the_warehouse_reads_it(
-    s3_home, real_stop_and_search, tmp_path, capsys
+    _june_on_s3, s3, real_stop_and_search, tmp_path, monkeypatch, capsys
 ):
-    settings, client, prefix = s3_home
-    drop(settings, "stop_and_search", "2022-06", real_stop_and_search)
-    pdf = settings.dropzone / "stop_and_search" / "2022-07" / "july.csv"
-    pdf.parent.mkdir(parents=True)
-    pdf.write_bytes(b"%PDF-1.7\n" + bytes(range(256)))
-    assert main(["run"]) == 0
-    out = capsys.readouterr().out
+    # What the run left, looked at in the module's home (read only) ...
+    settings, prefix, out = _june_on_s3.settings, _june_on_s3.prefix, _june_on_s3.out
+    client = s3[0].client()
     assert "rows published:     16,332" in out
 
     keys = _keys(client, prefix)
@@ -98,9 +169,10 @@ def test_run_puts_the_lake_on_s3_and_the_warehouse_reads_it(
         settings, "SELECT landing_path FROM governance.deliveries WHERE period = '2022-07'"
     )[0]
     kept = client.get_object(Bucket=LAKE_BUCKET, Key=f"{prefix}/{landing}")["Body"].read()
-    assert landing.startswith("landing/") and kept == pdf.read_bytes()
+    assert landing.startswith("landing/") and kept == _june_on_s3.pdf
 
-    # A restated month replaces the old one as a whole.
+    # ... then in this test's own copy of it: a restated month replaces the old one whole.
+    settings, client, prefix = _copy_of(_june_on_s3, s3, tmp_path, monkeypatch)
     restated = tmp_path / "restated.csv"
     lines = real_stop_and_search.read_text(encoding="utf-8").splitlines(keepends=True)
     restated.write_text("".join(lines[:101]), encoding="utf-8")
@@ -124,11 +196,9 @@ def test_run_puts_the_lake_on_s3_and_the_warehouse_reads_it(
 
 
 def test_warehouse_rebuild_report_and_retention_work_from_an_s3_lake(
-    s3_home, real_stop_and_search, capsys
+    _june_on_s3, s3, tmp_path, monkeypatch, capsys
 ):
-    settings, client, prefix = s3_home
-    drop(settings, "stop_and_search", "2022-06", real_stop_and_search)
-    assert main(["run"]) == 0
+    settings, client, prefix = _copy_of(_june_on_s3, s3, tmp_path, monkeypatch)
     settings.warehouse.unlink()
     assert main(["warehouse", "rebuild"]) == 0
     assert _query(settings, "SELECT count(*) FROM curated.stop_and_search") == [(16_332,)]
@@ -188,6 +258,35 @@ def test_a_killed_run_with_the_lake_on_s3_leaves_a_whole_month_and_the_next_run_
     )
     assert months == {"2024-01": 2_000, "2024-02": FEBRUARY_ROWS}
     assert not [k for k in _keys(client, prefix) if k.startswith("staging/")]
+
+
+def test_the_standard_aws_retry_settings_reach_the_lakes_client(monkeypatch):
+    """Five retries by default; `AWS_MAX_ATTEMPTS` when set, as every AWS tool reads it: a
+    store that is down is given up on after that many attempts."""
+    from botocore.exceptions import EndpointConnectionError
+
+    from pipelines.lake.object_store import s3_client
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{closed}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    for name in ("AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    assert s3_client().meta.config.retries == {"mode": "standard", "total_max_attempts": 6}
+
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    client = s3_client()
+    attempts = []
+    client.meta.events.register("before-send.s3.*", lambda **_: attempts.append(1))
+    with pytest.raises(EndpointConnectionError):
+        client.list_objects_v2(Bucket=LAKE_BUCKET)
+    assert len(attempts) == 2
+    assert client.meta.config.retries["mode"] == "standard"
 
 
 # -- the Lake interface, the same on both kinds ----------------------------------------------

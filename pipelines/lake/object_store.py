@@ -52,7 +52,15 @@ def s3_client():
     import boto3
     from botocore.config import Config
 
-    return boto3.client("s3", config=Config(retries={"mode": "standard", "max_attempts": 5}))
+    # Five retries in botocore's standard mode, unless the standard AWS settings say otherwise:
+    # botocore reads AWS_MAX_ATTEMPTS (every attempt, the first included) and AWS_RETRY_MODE
+    # only where the client's configuration leaves them out.
+    retries = {}
+    if not os.environ.get("AWS_RETRY_MODE"):
+        retries["mode"] = "standard"
+    if not os.environ.get("AWS_MAX_ATTEMPTS"):
+        retries["max_attempts"] = 5
+    return boto3.client("s3", config=Config(retries=retries))
 
 
 class InS3:
