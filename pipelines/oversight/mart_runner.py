@@ -293,6 +293,7 @@ def warehouse_connection(
     finally:
         _OWN_CONNECTIONS.discard(id(con))
         _USED.pop(id(con), None)
+        _OUTSIDE.pop(id(con), None)
         _SOURCES.pop(id(con), None)
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
@@ -415,6 +416,9 @@ INCREMENTAL_FORMAT = 1
 # before the marts are computed, so that rows published meanwhile differ from what the
 # file records, and the next computation takes them.
 _USED: dict[int, dict[str, dict[str, list[list]]]] = {}
+# Per open connection, the rows outside their period's month, by query (the same kind of
+# snapshot as `_USED`).
+_OUTSIDE: dict[int, dict[str, int]] = {}
 
 
 def _used_by_period(con: duckdb.DuckDBPyConnection, contract: str) -> dict[str, list[list]]:
@@ -498,15 +502,21 @@ def _rows_outside_month(
     con: duckdb.DuckDBPyConnection, inc: Incremental, periods: list[str] | None
 ) -> int:
     """Curated rows of `inc.contract` (of `periods`, or all) whose month is not their
-    period's: a slice by period would miss or misplace them."""
+    period's: a slice by period would miss or misplace them. Counted once per connection:
+    both stop-and-search marts ask the same (on a new home, of every row: a quarter of a
+    second of CPU for a month of 2,000,000 rows)."""
     where = ""
     if periods is not None:
         where = "AND _period IN (" + ", ".join(_quote(p) for p in periods) + ")"
-    ((n,),) = con.execute(
+    sql = (
         f"SELECT count(*) FROM curated.{inc.contract} "
         f"WHERE ({inc.month_of_row}) IS DISTINCT FROM _month {where}"
-    ).fetchall()
-    return int(n)
+    )
+    counted = _OUTSIDE.setdefault(id(con), {})
+    if sql not in counted:
+        ((n,),) = con.execute(sql).fetchall()
+        counted[sql] = int(n)
+    return counted[sql]
 
 
 Plan = tuple[pa.Table | None, dict | None, PreviousSources | None]
