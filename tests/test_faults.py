@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -122,19 +123,28 @@ def test_two_runs_at_once_take_validate_and_report_each_delivery_once(home, stop
     assert sorted(_months_whole(home)) == FEW
 
 
-def test_a_sensor_launched_run_beside_a_cli_run_takes_each_delivery_once(home, stop_and_search):
+def test_a_sensor_launched_run_beside_a_cli_run_takes_each_delivery_once(
+    home, stop_and_search, capsys
+):
     _write_months(home, stop_and_search, rows=3000, months=FEW)
     sensor = _start(home, "-m", "tests.sensor_launch")  # steps in processes of their own
     # The sensor's tick sees the months new (one run of the contract for them); the CLI
-    # starts once that run has, and takes the same months beside it.
+    # starts once that run has, and takes the same months beside it: `datashare run` in
+    # this process (the other process is the sensor's), with no second import to wait for.
     with dg.DagsterInstance.from_config(str(home.dagster_home)) as instance:
         deadline = time.monotonic() + 120
         while not instance.get_runs(limit=1):
             assert sensor.poll() is None, sensor.communicate()[0]
             assert time.monotonic() < deadline, "the sensor launched no run"
             time.sleep(0.1)
-    cli = _datashare(home, "run")
-    (code_s, out_s), (code_c, out_c) = _finish(sensor), _finish(cli)
+    # The sensor's output is read while this process runs, or a full pipe would stop it.
+    finished: list[tuple[int, str]] = []
+    reader = threading.Thread(target=lambda: finished.append(_finish(sensor)))
+    reader.start()
+    code_c = main(["run"])
+    out_c = capsys.readouterr().out
+    reader.join()
+    [(code_s, out_s)] = finished
     assert (code_s, code_c) == (0, 0), out_s + out_c
     # Each delivery was still taken and validated once, by whichever run had its month.
     launched = int(re.search(r"launched (\d+) run\(s\)", out_s).group(1))
@@ -241,7 +251,12 @@ def test_the_s3_store_stopped_mid_run_and_started_again(tmp_path, monkeypatch, s
     with running_seaweed(data) as server:
         monkeypatch.setenv("AWS_ENDPOINT_URL_S3", server.endpoint)
         client = server.client()
+        # Two attempts at each request, not the six with back-off the lake's client makes by
+        # default (up to half a minute of waiting per request once the store is gone): the
+        # run still meets the store gone mid-run, says so and leaves every month whole.
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
         run = _datashare(settings, "run")
+        monkeypatch.delenv("AWS_MAX_ATTEMPTS")
         deadline = time.monotonic() + 300
         while not client.list_objects_v2(Bucket=LAKE_BUCKET, Prefix="faults/curated/").get(
             "KeyCount"
