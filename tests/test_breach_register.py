@@ -21,7 +21,7 @@ from pipelines.warehouse.catalog import connect
 from schemas.contract import contracts_dir, load_contracts
 from schemas.contract_page import render_file
 from tests.breach_homes import MARKUP_HEADER, seeded_home, today
-from tests.conftest import drop, make_home
+from tests.conftest import build_template, drop, make_home, restore_template
 
 
 @pytest.fixture(scope="module")
@@ -114,9 +114,18 @@ def test_notice_for_a_period_with_nothing_delivered_says_so(real_june, capsys):
 # --- the listing as leads use it (a register written straight into the lake: no run) ------
 
 
+@pytest.fixture(scope="module")
+def seeded_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """tests/breach_homes.py's seeded home, built once for the module (a third of a second
+    a test); the template's folder and the breach ids."""
+    return build_template(tmp_path_factory, "seeded", seeded_home)
+
+
 @pytest.fixture
-def seeded(home):
-    return home, seeded_home(home)
+def seeded(seeded_template, monkeypatch):
+    """The seeded home, this test's own copy of the module's, and its breach ids."""
+    folder, ids = seeded_template
+    return restore_template(folder, monkeypatch), dict(ids)
 
 
 def test_list_columns_are_as_wide_as_their_content_when_piped(seeded, capsys):
