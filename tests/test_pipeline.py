@@ -1,6 +1,8 @@
 """The pipeline end to end: Dagster assets, `datashare run` and `datashare demo`."""
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import re
@@ -24,12 +26,21 @@ from assets.validation import build_validation_asset
 from pipelines.cli.main import REPO_ROOT, main
 from pipelines.orchestration.definitions import build_definitions
 from schemas.contract import load_contracts
-from tests.conftest import DEMO_ARGS, DEMO_MONTHS, drop
+from tests.conftest import DEMO_ARGS, DEMO_MONTHS, build_template, drop, restore_template
 
 
 def _query(settings, sql: str) -> list[tuple]:
     with duckdb.connect(str(settings.warehouse), read_only=True) as con:
         return con.execute(sql).fetchall()
+
+
+def _run() -> str:
+    """`datashare run`, in this process, on the home the environment names: what it printed
+    (for a home built once for a module, where capsys is not to hand)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["run"]) == 0
+    return out.getvalue()
 
 
 def test_definitions_load_every_contract_with_its_check_and_job(home):
@@ -87,22 +98,38 @@ def test_materialize_the_graph_into_a_tmp_home(home, stop_and_search, real_stop_
     assert _query(home, "SELECT count(*) FROM curated.stop_and_search") == [(16_332,)]
 
 
-@pytest.mark.slow
-def test_run_takes_good_and_bad_deliveries_and_goes_on(home, real_stop_and_search, capsys):
-    drop(home, "stop_and_search", "2022-06", real_stop_and_search)
+def _good_and_bad(home, june):
+    """June 2022's real file, and a PDF for July, June's rows sent as September's and a file
+    outside the layout, taken by one run: what the run printed."""
+    drop(home, "stop_and_search", "2022-06", june)
     bad = home.dropzone / "stop_and_search" / "2022-07" / "2022-07-stop-and-search.csv"
     bad.parent.mkdir(parents=True)
     bad.write_bytes(b"%PDF-1.7\n" + bytes(range(256)))
     # June's rows sent as September's: every row falls outside the month.
-    lines = real_stop_and_search.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines = june.read_text(encoding="utf-8").splitlines(keepends=True)
     wrong_month = home.dropzone / "stop_and_search" / "2022-09" / "2022-09.csv"
     wrong_month.parent.mkdir(parents=True)
     wrong_month.write_text("".join(lines[:11]), encoding="utf-8")
     stray = home.dropzone / "stop_and_search" / "june.csv"
     stray.write_text("Type\n")
 
-    assert main(["run"]) == 0
-    out = capsys.readouterr().out
+    return _run()
+
+
+@pytest.fixture(scope="module")
+def good_and_bad(tmp_path_factory, real_stop_and_search):
+    """The home `_good_and_bad` built, once for the module (the first run of both tests
+    below, a real month's whole run): the template's folder and what the run printed."""
+    return build_template(
+        tmp_path_factory, "good-and-bad", lambda home: _good_and_bad(home, real_stop_and_search)
+    )
+
+
+@pytest.mark.slow
+def test_run_takes_good_and_bad_deliveries_and_goes_on(good_and_bad, monkeypatch, capsys):
+    folder, out = good_and_bad
+    home = restore_template(folder, monkeypatch)
+    bad = home.dropzone / "stop_and_search" / "2022-07" / "2022-07-stop-and-search.csv"
     assert "rows published:     16,332" in out
     # The PDF, june.csv outside the layout (recorded, kept), and September's file, from
     # which nothing can be published: held back, and the month still counts as undelivered.
@@ -152,10 +179,10 @@ def test_run_takes_good_and_bad_deliveries_and_goes_on(home, real_stop_and_searc
 
 @pytest.mark.slow
 def test_duplicate_is_not_processed_and_restatement_replaces_the_month(
-    home, real_stop_and_search, tmp_path, capsys
+    good_and_bad, real_stop_and_search, tmp_path, monkeypatch, capsys
 ):
-    drop(home, "stop_and_search", "2022-06", real_stop_and_search)
-    assert main(["run"]) == 0
+    # After June's first run (beside the other months' files, none of them June's).
+    home = restore_template(good_and_bad[0], monkeypatch)
     drop(home, "stop_and_search", "2022-06", real_stop_and_search, name="resent.csv")
     assert main(["run"]) == 0
     assert "1 duplicate(s)" in capsys.readouterr().out
@@ -177,8 +204,11 @@ def test_duplicate_is_not_processed_and_restatement_replaces_the_month(
     assert statuses[f"stop_and_search/2022-06/{real_stop_and_search.name}"] == "superseded"
     assert statuses["stop_and_search/2022-06/resent.csv"] == "duplicate"
     current = _query(home, "SELECT DISTINCT _delivery_id FROM curated.stop_and_search")
-    quarantined = _query(home, "SELECT DISTINCT _delivery_id FROM governance.quarantine")
-    # Quarantine shows the restated delivery's held-back row, not the superseded month's.
+    quarantined = _query(
+        home, "SELECT DISTINCT _delivery_id FROM governance.quarantine WHERE _period = '2022-06'"
+    )
+    # Quarantine shows the restated delivery's held-back row, not the superseded month's
+    # (September's held rows are there too, under their own month).
     assert len(current) == 1 and quarantined == current
 
 
@@ -431,7 +461,9 @@ def test_one_run_takes_a_contracts_months_and_a_held_month_blocks_none_of_the_ot
     ) == [("2025-01", 300), ("2025-03", 300)]
 
 
-def test_contracts_run_side_by_side_each_in_one_run_of_its_months(home, capsys):
+def _three_contracts(home) -> str:
+    """Stop and search, use of force and complaints, two months each (200 rows, no defect),
+    taken by one run: what the run printed."""
     from pipelines.demo.synthetic import write_delivery
 
     contracts = load_contracts()
@@ -439,8 +471,19 @@ def test_contracts_run_side_by_side_each_in_one_run_of_its_months(home, capsys):
         for i, period in enumerate(["2025-01", "2025-02"]):
             path = home.dropzone / name / period / f"{name}.csv"
             write_delivery(contracts[name], period, path, rows=200, seed=i, defect_rate=0)
-    assert main(["run"]) == 0
-    out = capsys.readouterr().out
+    return _run()
+
+
+@pytest.fixture(scope="module")
+def three_contracts(tmp_path_factory):
+    """The home `_three_contracts` built, once for the module (three contracts' runs, the
+    first run of both tests below): the template's folder and what the run printed."""
+    return build_template(tmp_path_factory, "three-contracts", _three_contracts)
+
+
+def test_contracts_run_side_by_side_each_in_one_run_of_its_months(three_contracts, monkeypatch):
+    folder, out = three_contracts
+    home = restore_template(folder, monkeypatch)
     # Two workers (the machine's cores, the run queue's limit), one run per contract.
     assert "Running 6 contract-month(s) through Dagster, 2 contracts at a time:" in out
     assert "Ran 6 contract-month(s) through Dagster." in out
@@ -462,19 +505,15 @@ def test_contracts_run_side_by_side_each_in_one_run_of_its_months(home, capsys):
 
 @pytest.mark.slow
 def test_a_new_month_recomputes_only_the_marts_reading_it_and_an_idle_run_launches_nothing(
-    home, stop_and_search
+    three_contracts, stop_and_search, monkeypatch
 ):
     from pipelines.demo.synthetic import write_delivery
     from pipelines.oversight.mart_runner import marts_reading
 
     contracts = load_contracts()
-    uof = contracts["use_of_force"]
-    for i, period in enumerate(["2025-01", "2025-02"]):
-        write_delivery(stop_and_search, period, home.dropzone / "stop_and_search" / period /
-                       "s.csv", rows=300, seed=i)  # fmt: skip
-        write_delivery(uof, period, home.dropzone / "use_of_force" / period / "u.csv",
-                       rows=300, seed=i)  # fmt: skip
-    assert main(["run"]) == 0
+    # After a first run of three contracts' two months each (stop and search, use of force
+    # and complaints), which computed every mart reading them.
+    home = restore_template(three_contracts[0], monkeypatch)
     instance = dg.DagsterInstance.get()
     before = {r.run_id for r in instance.get_runs()}
 
