@@ -15,10 +15,11 @@ comes only from Maven Central, out of reach of this project's machines.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -33,13 +34,13 @@ from hypothesis import strategies as st
 # pandera looks for pyspark once, when first imported, and if it finds it imports
 # pyspark.pandas (a FutureWarning under pandas 3, and time): so it is imported before
 # pyspark is put on the path below, as every datashare command runs without it.
+from pipelines.cli.main import main
 from pipelines.oversight.lake_ddl import _literal, ddl_statements, lake_tables
 from pipelines.oversight.mart_runner import MARTS
 from pipelines.validation.row_validation import curated_schema  # noqa: F401 - imports pandera first
 from schemas.contract import load_contracts
 from tests.conftest import copy_home
 
-DATASHARE = Path(sys.executable).with_name("datashare")
 # `make test` installs pyspark here (Makefile target `spark`), beside the venv rather than
 # in it; a user who installed the `spark` extra has it in the venv itself.
 SPARK_SITE = Path(sys.prefix) / "spark"
@@ -121,13 +122,14 @@ def _statements(script: str) -> list[str]:
 def declared(home: Path, spark) -> list[str]:
     """Every statement of `datashare lake ddl --engine spark`, run in the Spark session."""
     started = time.monotonic()
-    done = subprocess.run(
-        [str(DATASHARE), "--home", str(home), "lake", "ddl", "--engine", "spark"],
-        capture_output=True, text=True, timeout=120,
-        env={k: v for k, v in os.environ.items() if k != "DATASHARE_LAKE"},
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    statements = _statements(done.stdout)
+    # Through the command's own entry point, in this process: a `datashare` process of its
+    # own cost two seconds of imports.
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
+        patch.delenv("DATASHARE_LAKE", raising=False)
+        status = main(["--home", str(home), "lake", "ddl", "--engine", "spark"])
+    assert status == 0, out.getvalue()
+    statements = _statements(out.getvalue())
     for statement in statements:
         spark.sql(statement)
     print(f"{len(statements)} statements written and run in {time.monotonic() - started:.1f} s")
