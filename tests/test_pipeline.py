@@ -404,13 +404,13 @@ def test_a_month_with_half_the_usual_rows_is_a_volume_breach_with_data_docs(
     assert pages and any("150" in p.read_text(errors="ignore") for p in pages)
 
 
-def test_one_run_takes_a_contracts_months_and_a_held_month_blocks_none_of_the_others(
-    home, stop_and_search
-):
+def _held_february(home) -> str:
+    """Stop and search for January to March 2025 (300 rows, no defect), February's manifest
+    disagreeing with its file, taken by one run: what the run printed."""
     from pipelines.demo.synthetic import write_delivery
 
-    months = ["2025-01", "2025-02", "2025-03"]
-    for i, period in enumerate(months):
+    stop_and_search = load_contracts()["stop_and_search"]
+    for i, period in enumerate(["2025-01", "2025-02", "2025-03"]):
         path = home.dropzone / "stop_and_search" / period / "s.csv"
         write_delivery(stop_and_search, period, path, rows=300, seed=i, defect_rate=0)
     # February's manifest disagrees with its file: held back, not published.
@@ -418,7 +418,21 @@ def test_one_run_takes_a_contracts_months_and_a_held_month_blocks_none_of_the_ot
     sha = hashlib.sha256(held.read_bytes()).hexdigest()
     manifest = held.with_name("s.csv.manifest.json")
     manifest.write_text(json.dumps({"rows": 312, "sha256": sha}))
-    assert main(["run"]) == 0
+    return _run()
+
+
+@pytest.fixture(scope="module")
+def held_february(tmp_path_factory):
+    """The home `_held_february` built, once for the module (the run both tests below read):
+    the template's folder and what the run printed."""
+    return build_template(tmp_path_factory, "held-february", _held_february)
+
+
+def test_one_run_takes_a_contracts_months_and_a_held_month_blocks_none_of_the_others(
+    held_february, monkeypatch
+):
+    months = ["2025-01", "2025-02", "2025-03"]
+    home = restore_template(held_february[0], monkeypatch)
 
     instance = dg.DagsterInstance.get()
     (run,) = instance.get_runs(dg.RunsFilter(job_name="stop_and_search_delivery"))
@@ -553,16 +567,16 @@ def test_a_new_month_recomputes_only_the_marts_reading_it_and_an_idle_run_launch
     assert home.warehouse.stat().st_mtime_ns == built
 
 
-def test_the_catalog_is_rebuilt_only_when_its_views_cannot_show_the_lake(home, stop_and_search):
+def test_the_catalog_is_rebuilt_only_when_its_views_cannot_show_the_lake(
+    held_february, stop_and_search, monkeypatch
+):
     import dataclasses
 
-    from pipelines.demo.synthetic import write_delivery
     from pipelines.lake.store import open_lake
     from pipelines.warehouse.catalog import catalog_shows
 
-    path = home.dropzone / "stop_and_search" / "2025-01" / "s.csv"
-    write_delivery(stop_and_search, "2025-01", path, rows=300, seed=1, defect_rate=0.05)
-    assert main(["run"]) == 0
+    # After a run that published two months (and held one back).
+    home = restore_template(held_february[0], monkeypatch)
     lake = open_lake(home.lake)
     # A month more is read through the same views; nothing to rebuild.
     assert catalog_shows(home.warehouse, lake, stop_and_search)
