@@ -127,11 +127,15 @@ def test_a_sensor_launched_run_beside_a_cli_run_takes_each_delivery_once(
     home, stop_and_search, capsys
 ):
     _write_months(home, stop_and_search, rows=3000, months=FEW)
-    sensor = _start(home, "-m", "tests.sensor_launch")  # steps in processes of their own
     # The sensor's tick sees the months new (one run of the contract for them); the CLI
     # starts once that run has, and takes the same months beside it: `datashare run` in
     # this process (the other process is the sensor's), with no second import to wait for.
+    # The instance that watches for the run is opened first, so that its storage is made
+    # before the sensor's process opens it, as a home's first command makes it: two
+    # processes making a new SQLite run storage at the same moment can stamp its schema
+    # twice (alembic_version held two revisions once here), which is not what this tests.
     with dg.DagsterInstance.from_config(str(home.dagster_home)) as instance:
+        sensor = _start(home, "-m", "tests.sensor_launch")  # steps in processes of their own
         deadline = time.monotonic() + 120
         while not instance.get_runs(limit=1):
             assert sensor.poll() is None, sensor.communicate()[0]
