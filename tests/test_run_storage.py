@@ -147,6 +147,33 @@ os.kill(os.getpid(), signal.SIGKILL)
         assert [r.run_id for r in after.get_runs()] == seen[::-1]
 
 
+def test_a_new_runs_db_is_made_by_one_process_at_a_time(tmp_path: Path):
+    """Opening a new home's instance waits while another opening holds the run storage's
+    lock, so two processes never both make and stamp `runs.db` (a race that left two
+    revisions in alembic_version); once it is free, the waiting one opens it whole."""
+    import fcntl
+    import threading
+
+    folder = tmp_path / "dagster"
+    (folder / "history").mkdir(parents=True)
+    (folder / "dagster.yaml").write_text(dagster_yaml("sqlite"))
+    opened: list[dg.DagsterInstance] = []
+    with open(folder / "history" / ".runs.db.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another process, making runs.db now
+        opener = threading.Thread(
+            target=lambda: opened.append(dg.DagsterInstance.from_config(str(folder)))
+        )
+        opener.start()
+        opener.join(timeout=2)
+        assert opener.is_alive() and not opened  # waiting its turn
+    opener.join(timeout=60)
+    assert len(opened) == 1
+    with opened[0] as instance:
+        assert instance.get_runs() == []
+    with sqlite3.connect(folder / "history" / "runs.db") as con:
+        assert len(con.execute("SELECT version_num FROM alembic_version").fetchall()) == 1
+
+
 @settings(max_examples=5, deadline=None)
 @given(order=st.lists(st.sampled_from([0, 1]), min_size=1, max_size=4))
 def test_runs_made_through_two_instances_in_any_order_are_all_there(

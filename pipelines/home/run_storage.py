@@ -34,6 +34,7 @@ as it is, and a home copied elsewhere still finds its own.
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -63,6 +64,20 @@ from sqlalchemy.pool import QueuePool
 from pipelines.home.event_log_storage import _wal_from_the_start, schema_revisions
 
 
+@contextmanager
+def _held(path: str) -> Iterator[None]:
+    """An exclusive lock on the file at `path` while inside (none if the folder cannot be
+    written to: a home opened read-only has no new database to make)."""
+    try:
+        lock = open(path, "a")  # noqa: SIM115 (held until the end of the block)
+    except OSError:
+        yield
+        return
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 class KeptOpenSqliteRunStorage(SqliteRunStorage):
     """Dagster's SQLite run storage, in the instance's `history/runs.db`, keeping its
     database's connection open between queries."""
@@ -82,7 +97,12 @@ class KeptOpenSqliteRunStorage(SqliteRunStorage):
         SqliteRunStorage.__init__(
             self, create_db_conn_string(folder, "runs"), inst_data=self._inst_data
         )
-        self._open_or_make()
+        # One process at a time checks (and, for a new home, makes) `runs.db`: two making
+        # it at once (a sensor's step process and a run, say) could both stamp it, one the
+        # newest revision and the other, seeing the tables but no stamp yet, the last known
+        # one, leaving two rows in alembic_version (tests/test_faults.py met it).
+        with _held(os.path.join(folder, ".runs.db.lock")):
+            self._open_or_make()
         super().register_instance(instance)
 
     def _open_or_make(self) -> None:
