@@ -131,9 +131,8 @@ def test_a_sensor_launched_run_beside_a_cli_run_takes_each_delivery_once(
     # starts once that run has, and takes the same months beside it: `datashare run` in
     # this process (the other process is the sensor's), with no second import to wait for.
     # The instance that watches for the run is opened first, so that its storage is made
-    # before the sensor's process opens it, as a home's first command makes it: two
-    # processes making a new SQLite run storage at the same moment can stamp its schema
-    # twice (alembic_version held two revisions once here), which is not what this tests.
+    # before the sensor's process opens it, as a home's first command makes it (two
+    # processes making a new run storage at once: tests/test_run_storage.py).
     with dg.DagsterInstance.from_config(str(home.dagster_home)) as instance:
         sensor = _start(home, "-m", "tests.sensor_launch")  # steps in processes of their own
         deadline = time.monotonic() + 120
