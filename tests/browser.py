@@ -54,35 +54,53 @@ def require_chromium() -> str:
 
 
 @contextmanager
-def offline_page(name: str) -> Iterator[object]:
-    """A fresh Chromium page with the network cut (only `file://` loads), kept as
-    `<name>.png` when the block ends, whether its assertions passed or not.
-
-    Yields the Playwright `Page`; `page.blocked` lists every request that was refused.
-    """
+def chromium_browser() -> Iterator[object]:
+    """One headless Chromium for many pages (a module's tests, each page in a fresh
+    context): launching one costs about a second of CPU. Yields the Playwright `Browser`;
+    while it is open, `offline_page` must be given it (Playwright runs one driver per
+    thread), and Dagster must not run in this thread (Playwright's event loop is running
+    in it: Dagster's in-process run then leaves a coroutine never awaited)."""
     from playwright.sync_api import sync_playwright
 
     executable = require_chromium()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, headless=True)
         try:
-            context = browser.new_context(viewport=VIEWPORT)
-            blocked: list[str] = []
-
-            def route(request_route) -> None:
-                url = request_route.request.url
-                if url.startswith(("file://", "data:", "about:")):
-                    request_route.continue_()
-                else:
-                    blocked.append(url)
-                    request_route.abort()
-
-            context.route("**/*", route)
-            page = context.new_page()
-            page.blocked = blocked
-            try:
-                yield page
-            finally:
-                page.screenshot(path=str(screenshots_dir() / f"{name}.png"), full_page=True)
+            yield browser
         finally:
             browser.close()
+
+
+@contextmanager
+def offline_page(name: str, browser: object | None = None) -> Iterator[object]:
+    """A fresh Chromium page with the network cut (only `file://` loads), kept as
+    `<name>.png` when the block ends, whether its assertions passed or not: in a context of
+    its own in `browser` (from `chromium_browser`), or in a browser launched for it.
+
+    Yields the Playwright `Page`; `page.blocked` lists every request that was refused.
+    """
+    if browser is None:
+        with chromium_browser() as launched, offline_page(name, launched) as page:
+            yield page
+        return
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        blocked: list[str] = []
+
+        def route(request_route) -> None:
+            url = request_route.request.url
+            if url.startswith(("file://", "data:", "about:")):
+                request_route.continue_()
+            else:
+                blocked.append(url)
+                request_route.abort()
+
+        context.route("**/*", route)
+        page = context.new_page()
+        page.blocked = blocked
+        try:
+            yield page
+        finally:
+            page.screenshot(path=str(screenshots_dir() / f"{name}.png"), full_page=True)
+    finally:
+        context.close()

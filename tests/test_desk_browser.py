@@ -24,7 +24,8 @@ import pytest
 
 from pipelines.desk.users import UserStore
 from tests.breach_homes import seeded_home
-from tests.browser import VIEWPORT, require_chromium, screenshots_dir
+from tests.browser import VIEWPORT, chromium_browser, screenshots_dir
+from tests.conftest import make_home
 
 pytestmark = pytest.mark.slow
 PASSWORD = "correct horse battery"
@@ -66,34 +67,29 @@ def running_desk(home) -> Iterator[str]:
 
 @contextmanager
 def browser_pages(url: str) -> Iterator[object]:
-    """A function making fresh Chromium pages (each its own cookies) that reach only the
-    desk; `page.blocked` lists anything else they asked for."""
-    from playwright.sync_api import sync_playwright
+    """A function making fresh Chromium pages (each its own context, so its own cookies)
+    that reach only the desk; `page.blocked` lists anything else they asked for. (A
+    Chromium per test: one kept open for the module would hold Playwright's event loop in
+    this thread while a test runs Dagster in it.)"""
+    with chromium_browser() as browser:
 
-    executable = require_chromium()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, headless=True)
-        try:
+        def new_page():
+            context = browser.new_context(viewport=VIEWPORT)
+            blocked: list[str] = []
 
-            def new_page():
-                context = browser.new_context(viewport=VIEWPORT)
-                blocked: list[str] = []
+            def route(request_route) -> None:
+                if request_route.request.url.startswith(url):
+                    request_route.continue_()
+                else:
+                    blocked.append(request_route.request.url)
+                    request_route.abort()
 
-                def route(request_route) -> None:
-                    if request_route.request.url.startswith(url):
-                        request_route.continue_()
-                    else:
-                        blocked.append(request_route.request.url)
-                        request_route.abort()
+            context.route("**/*", route)
+            page = context.new_page()
+            page.blocked = blocked
+            return page
 
-                context.route("**/*", route)
-                page = context.new_page()
-                page.blocked = blocked
-                return page
-
-            yield new_page
-        finally:
-            browser.close()
+        yield new_page
 
 
 def _shot(page, name: str) -> None:
@@ -114,14 +110,19 @@ def _count(home, sql: str) -> int:
         return con.execute(sql).fetchone()[0]
 
 
-@pytest.fixture
-def seeded_desk(home):
-    ids = seeded_home(home)
-    store = UserStore(home.home)
-    store.add("alice", "lead", PASSWORD)
-    store.add("victor", "viewer", PASSWORD)
-    with running_desk(home) as url:
-        yield home, ids, url
+@pytest.fixture(scope="module")
+def seeded_desk(tmp_path_factory: pytest.TempPathFactory):
+    """One desk on a seeded register for the lead's and the viewer's tests (each started
+    its own: a process, a second and a half): what the lead does is acknowledged and sent,
+    and the viewer's test asserts nothing the lead's actions change."""
+    with pytest.MonkeyPatch.context() as patch:
+        home = make_home(tmp_path_factory.mktemp("desk-home"), patch)
+        ids = seeded_home(home)
+        store = UserStore(home.home)
+        store.add("alice", "lead", PASSWORD)
+        store.add("victor", "viewer", PASSWORD)
+        with running_desk(home) as url:
+            yield home, ids, url
 
 
 def test_a_lead_signs_in_filters_acknowledges_and_sends_the_notice(seeded_desk):

@@ -16,6 +16,7 @@ import csv
 import datetime as dt
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -28,7 +29,7 @@ from pipelines.oversight.charts import fmt_count, fmt_ratio, fmt_share, month_la
 from pipelines.oversight.pack_summary import fmt_days
 from pipelines.validation.agreed_values import NOT_AGREED
 from schemas.contract import load_contracts
-from tests.browser import offline_page, require_chromium, screenshots_dir
+from tests.browser import chromium_browser, offline_page, require_chromium, screenshots_dir
 from tests.conftest import REAL_DATA, make_home
 
 pytestmark = pytest.mark.slow  # the module's home runs the whole pipeline
@@ -99,13 +100,20 @@ def pack(tmp_path_factory) -> dict:
         patch.undo()
 
 
+@pytest.fixture(scope="module")
+def browser(pack: dict) -> Iterator[object]:
+    """One Chromium for the module's pages, each opened in a fresh context."""
+    with chromium_browser() as browser:
+        yield browser
+
+
 def query(pack: dict, sql: str) -> list[tuple]:
     with duckdb.connect(str(pack["settings"].warehouse), read_only=True) as con:
         return con.execute(sql).fetchall()
 
 
-def test_the_headline_figures_are_the_warehouses(pack):
-    with offline_page("oversight-pack") as page:
+def test_the_headline_figures_are_the_warehouses(pack, browser):
+    with offline_page("oversight-pack", browser) as page:
         page.goto(pack["url"])
         cards = page.eval_on_selector_all(
             "a.headline",
@@ -152,8 +160,8 @@ def test_the_headline_figures_are_the_warehouses(pack):
     assert found["trust_mps"]["value"] == fmt_share(trust)
 
 
-def test_no_chart_text_overflows_its_chart(pack):
-    with offline_page("oversight-pack-charts") as page:
+def test_no_chart_text_overflows_its_chart(pack, browser):
+    with offline_page("oversight-pack-charts", browser) as page:
         page.goto(pack["url"])
         spilled = page.evaluate("""() => {
             const out = [];
@@ -178,14 +186,14 @@ def test_no_chart_text_overflows_its_chart(pack):
     assert count >= 12 and spilled == []
 
 
-def test_values_outside_the_agreed_categories_are_one_labelled_group(pack):
+def test_values_outside_the_agreed_categories_are_one_labelled_group(pack, browser):
     agreed = CONTRACTS["borough_crime"].column("major_category").value_rules[0].valid_values
     listed = ", ".join("'" + v.replace("'", "''") + "'" for v in agreed)
     ((cells, crimes),) = query(pack, f"""
         SELECT count(*), sum("count") FROM curated.borough_crime
         WHERE major_category NOT IN ({listed})""")  # fmt: skip
     assert cells == 2 * 24  # two rows of the release, each 24 months
-    with offline_page("oversight-pack-crime") as page:
+    with offline_page("oversight-pack-crime", browser) as page:
         page.goto(pack["url"])
         chart = page.locator("figure", has=page.locator("svg[aria-label^='Recorded crime']"))
         lines = chart.locator("g.series").evaluate_all("gs => gs.map(g => g.dataset.series)")
@@ -206,8 +214,8 @@ def test_values_outside_the_agreed_categories_are_one_labelled_group(pack):
     assert searches == 12 and f"{NOT_AGREED}: 12 searches" in power_note
 
 
-def test_print_media_applies_the_print_styles(pack):
-    with offline_page("oversight-pack-print") as page:
+def test_print_media_applies_the_print_styles(pack, browser):
+    with offline_page("oversight-pack-print", browser) as page:
         page.goto(pack["url"])
         page.emulate_media(media="print")
         styles = page.evaluate("""() => {

@@ -9,22 +9,39 @@ whole pipeline on files carrying markup: it is marked slow.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import duckdb
 import pytest
 
 from pipelines.cli.main import main
 from pipelines.cli.review import review_path
-from pipelines.reviews.breach_review import write_review
+from pipelines.home.settings import Settings
+from pipelines.reviews.breach_review import ReviewWritten, write_review
 from tests.breach_homes import MARKUP_HEADER, seeded_home, today
 from tests.browser import offline_page
-from tests.conftest import REAL_STOP_AND_SEARCH, drop
+from tests.conftest import REAL_STOP_AND_SEARCH, drop, make_home
 
 
-@pytest.fixture
-def seeded(home):
+def _seed(home: Settings) -> tuple[Settings, dict[str, str], ReviewWritten]:
     ids = seeded_home(home)
     written = write_review(home, review_path(home), today())
     return home, ids, written
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
+    """A seeded register and its review page, written once for the tests that only read
+    them (each test wrote its own: a second apiece)."""
+    with pytest.MonkeyPatch.context() as patch:
+        yield _seed(make_home(tmp_path_factory.mktemp("review-home"), patch))
+
+
+@pytest.fixture
+def own_seeded(home: Settings) -> tuple:
+    """A seeded register and its review page of the test's own, for a test that writes
+    them again (the command writes its letters with today's date, not the seeded one)."""
+    return _seed(home)
 
 
 def _query(home, sql: str) -> list[tuple]:
@@ -117,8 +134,8 @@ def test_markup_from_a_delivery_is_escaped_on_the_page(seeded):
     assert MARKUP_HEADER not in page and "&lt;script&gt;window.pwned=1&lt;/script&gt;" in page
 
 
-def test_review_command_writes_the_page_and_the_run_summary_links_it(seeded, capsys):
-    home, _, _ = seeded
+def test_review_command_writes_the_page_and_the_run_summary_links_it(own_seeded, capsys):
+    home, _, _ = own_seeded
     assert main(["review"]) == 0
     out = capsys.readouterr().out
     assert f"Breach review: {review_path(home)}" in out and "6 open breach(es)" in out
