@@ -41,11 +41,13 @@ from pipelines.reviews.agreement_page import (
     write_agreement_review,
 )
 from pipelines.reviews.agreement_review import (
+    GOVERNANCE_READ,
     LONDON,
     AgreementReview,
     Section,
     Table,
     build_review,
+    review_tables,
     window,
 )
 from pipelines.validation.delivery_verdicts import validate_pending
@@ -226,6 +228,24 @@ def assert_figures_are_the_warehouses(
     assert set(figures["versions"]) == seen | {contract.version}
 
 
+def assert_read_once_is_the_same(
+    warehouse: Path, lake, contract: Contract, direct: AgreementReview
+) -> None:
+    """The review built from `review_tables` (the governance views read once, as
+    `datashare agreement review` builds every contract's) is `direct`, the one built from
+    the warehouse itself, figure for figure and in both forms; and only those views were
+    copied into memory, the curated tables being read where they stand."""
+    with review_tables(warehouse) as tables:
+        copied = build_review(tables, contract, lake, direct.today, direct.first, direct.last)
+        in_memory = set(tables.execute("""
+            SELECT schema_name, table_name FROM duckdb_tables()
+            WHERE database_name = 'memory'""").fetchall())  # fmt: skip
+    assert in_memory <= {("governance", name) for name in GOVERNANCE_READ}
+    assert copied.figures == direct.figures
+    assert render_html(copied) == render_html(direct)
+    assert render_markdown(copied) == render_markdown(direct)
+
+
 def assert_page_is_safe(page: str) -> None:
     """The page prints on its own: print styles, no script, nothing fetched."""
     assert "@media print" in page and "@page" in page
@@ -343,10 +363,16 @@ def test_agreement_review_command_writes_every_contract(seeded, capsys, tmp_path
     home, _ = seeded
     assert main(["--home", str(home.home), "agreement", "review"]) == 0
     out = capsys.readouterr().out
-    for name in load_contracts():
+    lake = open_lake(home.lake)
+    for name, contract in load_contracts().items():
         page, md = review_paths(home.home, name)
         assert page.exists() and md.exists(), name
         assert str(page) in out
+        # Built from the governance views read once for the command: the page the warehouse
+        # itself gives (the desk's, which reads it directly).
+        assert page.read_text(encoding="utf-8") == agreement_review_html(
+            home.warehouse, lake, contract
+        ), name
     # An agreement with nothing on record in the window says so, as a point to discuss.
     page = review_paths(home.home, "workforce")[0].read_text(encoding="utf-8")
     assert "Nothing is on record for the window: is the agreement still in use?" in page
@@ -401,6 +427,7 @@ def test_real_file_over_sharing_and_retention(home):
         assert_figures_are_the_warehouses(con, review, contract)
         ((published,),) = _one(con, "SELECT count(*) FROM curated.stop_and_search")
     assert published > 16_000
+    assert_read_once_is_the_same(home.warehouse, lake, contract, review)
     assert review.figures["unagreed_columns"] == {"Officer collar number": 1}
     assert review.figures["files_past_retention"] > 0
     page = page_path.read_text(encoding="utf-8")
@@ -421,6 +448,7 @@ def test_real_file_over_sharing_and_retention(home):
             SELECT sum(rows_delivered) FROM governance.deliveries
             WHERE contract = 'stop_and_search' AND period = '2022-06'""")  # fmt: skip
     assert review.figures["erased_files"] == len(erased) > 0
+    assert_read_once_is_the_same(home.warehouse, lake, contract, review)
     assert review.figures["files_past_retention"] == 0
     assert review.figures["curated_periods_held"] == 0
     page = page_path.read_text(encoding="utf-8")
@@ -514,8 +542,11 @@ def test_demo_reviews_match_the_warehouse(demo_home, capsys, monkeypatch):
     # The reviews the command builds, as it builds them (each the review its pages are
     # written from): building them again here doubled the test's time.
     built: dict[str, AgreementReview] = {}
+    read_from: list[tuple[duckdb.DuckDBPyConnection, str]] = []  # kept: ids stay unique
 
     def kept(con, contract, *args, **kwargs):
+        ((database,),) = con.execute("SELECT current_database()").fetchall()
+        read_from.append((con, database))
         built[contract.name] = review = build_review(con, contract, *args, **kwargs)
         return review
 
@@ -523,6 +554,10 @@ def test_demo_reviews_match_the_warehouse(demo_home, capsys, monkeypatch):
     assert main(["--home", str(demo_home), "agreement", "review"]) == 0
     contracts = load_contracts()
     assert set(built) == set(contracts)
+    # Every review from one in-memory copy of the governance views, read once for the
+    # command (it was a warehouse connection per contract, each reading the lake afresh).
+    assert len({id(con) for con, _ in read_from}) == 1
+    assert {database for _, database in read_from} == {"memory"}
     today = datetime.now(UTC).astimezone(LONDON).date()
     with connect(demo_home / "warehouse.duckdb") as warehouse, _read_once(warehouse) as con:
         for name, contract in contracts.items():
@@ -596,5 +631,7 @@ def test_any_register_review_figures_are_the_warehouses(months):
         with connect(warehouse) as con:
             review = build_review(con, contract, lake, dt.date(2025, 12, 1), "2025-01", "2025-06")
             assert_figures_are_the_warehouses(con, review, contract, curated_written=False)
+        # The same review from the governance views read once, whatever the register holds.
+        assert_read_once_is_the_same(warehouse, lake, contract, review)
         page = render_html(review)
         assert "x<y>" not in page and "<script" not in page

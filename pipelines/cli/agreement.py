@@ -52,6 +52,7 @@ def run_agreement_command(args: argparse.Namespace, settings: Settings) -> int:
     """Write the review(s) asked for; print where, with the points for the meeting."""
     from pipelines.lake.store import open_lake
     from pipelines.reviews.agreement_page import ensure_current, write_agreement_review
+    from pipelines.reviews.agreement_review import review_tables
     from schemas.contract import load_contracts
 
     contracts = load_contracts()
@@ -69,14 +70,17 @@ def run_agreement_command(args: argparse.Namespace, settings: Settings) -> int:
     # No warehouse yet, or one an earlier version built: rebuilt from the lake first.
     ensure_current(settings.warehouse, lake, contracts)
     names = [args.contract] if args.contract else sorted(contracts)
-    for name in names:
-        review, html, md = write_agreement_review(
-            settings.warehouse, lake, contracts[name], settings.home,
-            first=args.first, last=args.last,
-        )  # fmt: skip
-        print(
-            f"Agreement review of {name}, {review.first} to {review.last}: {html} (and {md.name})"
-        )
-        for point in review.points:
-            print(f"  - {point.text}")
+    # The governance views every review reads, read once for the command, not per contract.
+    with review_tables(settings.warehouse) as tables:
+        for name in names:
+            review, html, md = write_agreement_review(
+                settings.warehouse, lake, contracts[name], settings.home,
+                first=args.first, last=args.last, tables=tables,
+            )  # fmt: skip
+            print(
+                f"Agreement review of {name}, {review.first} to {review.last}: {html} "
+                f"(and {md.name})"
+            )
+            for point in review.points:
+                print(f"  - {point.text}")
     return 0

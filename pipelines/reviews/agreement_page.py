@@ -181,13 +181,18 @@ def write_agreement_review(
     today: dt.date | None = None,
     first: str | None = None,
     last: str | None = None,
+    tables: duckdb.DuckDBPyConnection | None = None,
 ) -> tuple[AgreementReview, Path, Path]:
-    """Build the review of `contract` from `warehouse` and write both forms under `home`."""
+    """Build the review of `contract` from `warehouse` and write both forms under `home`
+    (`tables`: `review_tables(warehouse)`, read once for several reviews, if given)."""
     from pipelines.warehouse.catalog import connect  # DuckDB's S3 reader: only when reading
 
     today = today or dt.datetime.now(LONDON).date()
-    with connect(warehouse) as con:
-        review = build_review(con, contract, lake, today, first, last)
+    if tables is not None:
+        review = build_review(tables, contract, lake, today, first, last)
+    else:
+        with connect(warehouse) as con:
+            review = build_review(con, contract, lake, today, first, last)
     html_path, md_path = review_paths(home, contract.name)
     html_path.parent.mkdir(parents=True, exist_ok=True)
     for path, text in ((md_path, render_markdown(review)), (html_path, render_html(review))):
