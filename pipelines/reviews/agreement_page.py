@@ -12,7 +12,13 @@ import jinja2
 from markupsafe import Markup
 
 from pipelines.lake.store import Lake
-from pipelines.reviews.agreement_review import LONDON, AgreementReview, Section, build_review
+from pipelines.reviews.agreement_review import (
+    LONDON,
+    AgreementReview,
+    Section,
+    build_review,
+    review_tables,
+)
 from schemas.contract import Contract
 
 # ---------------------------------------------------------------------------------------
@@ -165,12 +171,12 @@ def agreement_review_html(
     last: str | None = None,
 ) -> str:
     """The review page of `contract` as HTML, written nowhere: for a server (the desk) to
-    answer with, the same page `datashare agreement review` writes."""
-    from pipelines.warehouse.catalog import connect
-
+    answer with, the same page `datashare agreement review` writes. Built from the
+    governance views copied once (`review_tables`): even one review queries them about ten
+    times, each a fresh read of the lake (1.2 s against 0.66 s on the demo's home)."""
     today = today or dt.datetime.now(LONDON).date()
-    with connect(warehouse) as con:
-        return render_html(build_review(con, contract, lake, today, first, last))
+    with review_tables(warehouse) as tables:
+        return render_html(build_review(tables, contract, lake, today, first, last))
 
 
 def write_agreement_review(
