@@ -240,10 +240,10 @@ TEST_SECONDS = {
     "test_a_killed_run_leaves_a_consistent_state_and_the_next_run_finishes": 9,
     "test_the_latest_view_keeps_each_records_newest_snapshot": 9,
 }
-# desk_template, _june_template, three_contracts, _june_on_s3: the unit is the module's tests that share
-# it, run in turn (test_desk.py: 26 tests; test_lake_safety.py: 4 whole-pipeline ones;
-# test_pipeline.py: the three contracts' first run, which two tests go on from;
-# test_s3_lake.py: the real June run on S3 that two tests start from).
+# desk_template, _june_template, three_contracts, _june_on_s3: the unit is the module's
+# tests that share it, run in turn (test_desk.py: 26 tests; test_lake_safety.py: 4
+# whole-pipeline ones; test_pipeline.py: the three contracts' first run, which two tests go
+# on from; test_s3_lake.py: the real June run on S3 that two tests start from).
 FIXTURE_SECONDS = {
     "pack": 13,
     "desk_template": 25,
