@@ -90,18 +90,27 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         yield server
 
 
+def aws_env(patch: pytest.MonkeyPatch, server: S3Server) -> None:
+    """The standard AWS settings pointing at the test server, and nothing of the machine's
+    own AWS configuration."""
+    for name, value in {
+        "AWS_ENDPOINT_URL_S3": server.endpoint,
+        "AWS_ACCESS_KEY_ID": "datashare-test",
+        "AWS_SECRET_ACCESS_KEY": "datashare-test",
+        "AWS_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
+        patch.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
+        patch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def s3(seaweed: S3Server, monkeypatch: pytest.MonkeyPatch) -> tuple[S3Server, str]:
     """Standard AWS settings pointing at the test server, and a fresh prefix in the bucket."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", seaweed.endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "datashare-test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "datashare-test")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
+    aws_env(monkeypatch, seaweed)
     return seaweed, f"test-{uuid.uuid4().hex[:8]}"
 
 
@@ -188,21 +197,21 @@ T = TypeVar("T")  # what a template's build returns
 def build_template(
     factory: pytest.TempPathFactory, name: str, build: Callable[[Settings], T]
 ) -> tuple[Path, T]:
-    """A home made once (for a module's tests) by `build` at `<folder>/work/home` and kept
+    """A home made once (for a module's tests) by `build` at `<folder>/live/home` and kept
     pristine in `<folder>/pristine`: the folder, and what `build` returned."""
     folder = factory.mktemp(name)
     with pytest.MonkeyPatch.context() as patch:
-        made = build(make_home(folder / "work", patch))
-    shutil.copytree(folder / "work" / "home", folder / "pristine", symlinks=True)
+        made = build(make_home(folder / "live", patch))
+    shutil.copytree(folder / "live" / "home", folder / "pristine", symlinks=True)
     return folder, made
 
 
 def restore_template(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """The pristine home of `build_template`'s `folder` put back at the very path it was
     built at, as this test's own home (whatever an earlier test wrote there is gone)."""
-    shutil.rmtree(folder / "work" / "home", ignore_errors=True)
-    shutil.copytree(folder / "pristine", folder / "work" / "home", symlinks=True)
-    return make_home(folder / "work", monkeypatch)
+    shutil.rmtree(folder / "live" / "home", ignore_errors=True)
+    shutil.copytree(folder / "pristine", folder / "live" / "home", symlinks=True)
+    return make_home(folder / "live", monkeypatch)
 
 
 # -- how `make test` spreads the suite over pytest-xdist's workers ----------------------------

@@ -28,7 +28,7 @@ from pipelines.lake.retention import enforce_retention
 from pipelines.lake.store import FolderLake, Lake, S3Lake, open_lake
 from pipelines.warehouse.catalog import build_warehouse, connect
 from schemas.contract import load_contracts
-from tests.conftest import drop, make_home
+from tests.conftest import aws_env, drop, make_home
 from tests.s3_server import LAKE_BUCKET
 from tests.test_lake_safety import _datashare
 
@@ -75,29 +75,13 @@ class JuneOnS3:
     pdf: bytes  # the bytes sent as July
 
 
-def _aws_env(patch: pytest.MonkeyPatch, server) -> None:
-    """The standard AWS settings pointing at the test server (as conftest's `s3` fixture)."""
-    for name, value in {
-        "AWS_ENDPOINT_URL_S3": server.endpoint,
-        "AWS_ACCESS_KEY_ID": "datashare-test",
-        "AWS_SECRET_ACCESS_KEY": "datashare-test",
-        "AWS_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }.items():
-        patch.setenv(name, value)
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
-        patch.delenv(name, raising=False)
-
-
 @pytest.fixture(scope="module")
 def _june_on_s3(seaweed, tmp_path_factory, real_stop_and_search) -> JuneOnS3:
     # The run costs seconds and two tests start from it; a copy of its lake costs a fraction.
     folder = tmp_path_factory.mktemp("june-on-s3")
     prefix = f"test-{uuid.uuid4().hex[:8]}"
     with pytest.MonkeyPatch.context() as patch:
-        _aws_env(patch, seaweed)
+        aws_env(patch, seaweed)
         (make_home(folder, patch).home / "lake").rmdir()  # made empty before the lake moved
         patch.setenv("DATASHARE_LAKE", f"s3://{LAKE_BUCKET}/{prefix}")
         settings = load_settings()

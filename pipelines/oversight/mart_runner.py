@@ -560,6 +560,30 @@ def _previous_sources(old: dict, changed: dict[str, list[str]]) -> PreviousSourc
     return PreviousSources(key, changed) if key else None
 
 
+def _curated_views(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The curated views of the runner's own database (a table with no data yet has none)."""
+    return {
+        name
+        for (name,) in con.execute(
+            "SELECT view_name FROM duckdb_views() WHERE schema_name = 'curated' "
+            "AND database_name = current_database()"
+        ).fetchall()
+    }
+
+
+def _sources_now(
+    mart: Mart, con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract]
+) -> tuple[list[str], dict]:
+    """The contracts `mart` reads, and what it would be computed from now: its fingerprint
+    and each source's deliveries and row counts by period."""
+    sources = [c for c in mart.source_contracts(contracts) if c in contracts]
+    now = {
+        "fingerprint": _fingerprint(con, mart, contracts),
+        "periods": {c: _used_by_period(con, c) for c in sources},
+    }
+    return sources, now
+
+
 def _incremental_by_month(
     mart: Mart,
     inc: Incremental,
@@ -568,13 +592,7 @@ def _incremental_by_month(
     contracts: dict[str, Contract],
 ) -> Plan:
     """`_incremental_table` for a mart declared by month window."""
-    views = {
-        name
-        for (name,) in con.execute(
-            "SELECT view_name FROM duckdb_views() WHERE schema_name = 'curated' "
-            "AND database_name = current_database()"
-        ).fetchall()
-    }
+    views = _curated_views(con)
     if inc.contract not in views:
         return None, None, None  # no curated rows yet: an empty table stands in
     if not con.execute(
@@ -583,11 +601,7 @@ def _incremental_by_month(
         [inc.contract],
     ).fetchall():
         return None, None, None  # a catalog built before `_month`: sliced by nothing
-    sources = [c for c in mart.source_contracts(contracts) if c in contracts]
-    now = {
-        "fingerprint": _fingerprint(con, mart, contracts),
-        "periods": {c: _used_by_period(con, c) for c in sources},
-    }
+    sources, now = _sources_now(mart, con, contracts)
     months = [_month(p) for p in now["periods"][inc.contract]]
     if None in months:
         return None, None, None  # periods that are not months: always computed whole
@@ -601,8 +615,8 @@ def _incremental_by_month(
             and old.get("rows_in_period")
             and all(old["periods"].get(c) == now["periods"][c] for c in others)
         ):
-            before, after = old["periods"].get(inc.contract, {}), now["periods"][inc.contract]
-            changed = sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
+            by_contract = _changed_periods(old["periods"], now["periods"], [inc.contract])
+            changed = by_contract.get(inc.contract, [])
     if changed is None or any(_month(p) is None for p in changed):
         # Everything, and whether every row is in its period's month (so that a later run
         # may slice by period).
@@ -631,12 +645,8 @@ def _incremental_by_period(
     """`_incremental_table` for a mart declared by period: the periods of each contract
     whose deliveries or row counts changed since the file was written are computed again
     (every curated view narrowed to them) and swapped into the file's rows."""
-    sources = [c for c in mart.source_contracts(contracts) if c in contracts]
+    sources, now = _sources_now(mart, con, contracts)
     sliced = sources if inc.contract == "*" else [inc.contract]
-    now = {
-        "fingerprint": _fingerprint(con, mart, contracts),
-        "periods": {c: _used_by_period(con, c) for c in sources},
-    }
     recorded = _recorded(lake, mart.name)
     if recorded is None:
         return None, now, None
@@ -662,13 +672,7 @@ def _slice_periods(
     changed: dict[str, list[str]],
 ) -> pa.Table:
     """The mart over the curated rows of the changed periods only, of every source."""
-    views = {
-        name
-        for (name,) in con.execute(
-            "SELECT view_name FROM duckdb_views() WHERE schema_name = 'curated' "
-            "AND database_name = current_database()"
-        ).fetchall()
-    }
+    views = _curated_views(con)
     narrowed = []
     try:
         for c in sources:
