@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 import stat
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +28,7 @@ from pipelines.home.instance_config import (
     POSTGRES,
     POSTGRES_ENV,
     POSTGRES_HOST_ENV,
+    SQLITE,
     is_postgres,
     written_by_datashare,
 )
@@ -43,9 +46,32 @@ def open_instance(settings: Settings) -> dg.DagsterInstance:
     """The Dagster instance of `settings.dagster_home` (DAGSTER_HOME), its storage made."""
     with open(settings.dagster_home / ".instance.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        _new_schedules_in_wal(settings)
         instance = dg.DagsterInstance.get()
         instance.get_runs(limit=1)  # the storages are made now, under the lock
     return instance
+
+
+def _new_schedules_in_wal(settings: Settings) -> None:
+    """A new home's schedule database (Dagster's own SQLite schedule storage, which the
+    dagster.yaml datashare writes leaves as it is, in `schedules/schedules.db`) made empty
+    in WAL, so that Dagster makes its tables in a WAL database. Made as it is otherwise,
+    in SQLite's rollback-journal mode until Dagster switches it to WAL after the last
+    table, each of its CREATE statements is a transaction synced on its own (its journal,
+    the database and the folder): 62 syncs, measured with strace, against about 20 in WAL.
+    Dagster's own making then follows as for any new database (tables, WAL, stamp, data
+    migrations): only the journal mode it begins in changes. Called under the instance
+    lock; an existing database, a PostgreSQL instance or a dagster.yaml edited by hand is
+    left alone."""
+    path = settings.dagster_home / "schedules" / "schedules.db"
+    config = settings.dagster_home / "dagster.yaml"
+    if path.exists() or settings.instance_storage != SQLITE or not config.exists():
+        return
+    if not written_by_datashare(config.read_text()):
+        return
+    path.parent.mkdir(exist_ok=True)
+    with closing(sqlite3.connect(path)) as connection:
+        connection.execute("PRAGMA journal_mode=WAL")
 
 
 def code_location_origin(job: str) -> RemoteJobOrigin:
