@@ -4,20 +4,35 @@
 -- Definition, columns and disclosure control: stop_search_disproportionality.yaml.
 -- Runs as it is: duckdb warehouse.duckdb < stop_search_disproportionality.sql
 -- (the runner withholds small counts, casts the columns and orders the rows).
-WITH searches AS (
-    SELECT oversight_ref.london_month(date) AS month,
+--
+-- A month has millions of searches but few distinct values: the searches are first counted
+-- by London month and delivered ethnicities, and the mappings then read each distinct value
+-- once, not each search. The London month is worked out once per distinct timestamp.
+WITH search_months AS (
+    SELECT date, oversight_ref.london_month(date) AS month
+    FROM (SELECT DISTINCT date FROM curated.stop_and_search)
+),
+delivered AS (
+    SELECT m.month, s.officer_defined_ethnicity, s.self_defined_ethnicity, count(*) AS searches
+    FROM curated.stop_and_search s
+    JOIN search_months m ON m.date IS NOT DISTINCT FROM s.date
+    GROUP BY ALL
+),
+searches AS (
+    SELECT month,
            oversight_ref.ethnic_group('stop_and_search.officer_defined_ethnicity',
                                       officer_defined_ethnicity) AS officer_group,
            oversight_ref.ethnic_group('stop_and_search.self_defined_ethnicity',
-                                      self_defined_ethnicity) AS self_group
-    FROM curated.stop_and_search
+                                      self_defined_ethnicity) AS self_group,
+           searches
+    FROM delivered
 ),
 counts AS (
     SELECT month, 'officer-defined' AS basis, officer_group AS ethnic_group,
-           count(*) AS searches
+           sum(searches)::BIGINT AS searches
     FROM searches GROUP BY ALL
     UNION ALL
-    SELECT month, 'self-defined', self_group, count(*) FROM searches GROUP BY ALL
+    SELECT month, 'self-defined', self_group, sum(searches)::BIGINT FROM searches GROUP BY ALL
 ),
 -- Every Census group is shown every month, with 0 searches if none (officers cannot
 -- record Mixed, so the officer-defined rows have the groups the officer mapping reaches).

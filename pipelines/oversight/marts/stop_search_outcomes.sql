@@ -3,8 +3,23 @@
 -- the 12 months ending with it. 'All' rows add up over a dimension.
 -- Definition, columns and disclosure control: stop_search_outcomes.yaml.
 -- Runs as it is: duckdb warehouse.duckdb < stop_search_outcomes.sql
-WITH searches AS (
-    SELECT oversight_ref.london_month(date) AS month,
+--
+-- A month has millions of searches but few distinct values: the searches are first counted
+-- by London month and delivered values, and the mappings then read each distinct value once,
+-- not each search. The London month is worked out once per distinct timestamp.
+WITH search_months AS (
+    SELECT date, oversight_ref.london_month(date) AS month
+    FROM (SELECT DISTINCT date FROM curated.stop_and_search)
+),
+delivered AS (
+    SELECT m.month, s.officer_defined_ethnicity, s.self_defined_ethnicity, s.legislation,
+           s.object_of_search, s.outcome, count(*) AS searches
+    FROM curated.stop_and_search s
+    JOIN search_months m ON m.date IS NOT DISTINCT FROM s.date
+    GROUP BY ALL
+),
+searches AS (
+    SELECT month,
            oversight_ref.ethnic_group('stop_and_search.officer_defined_ethnicity',
                                       officer_defined_ethnicity) AS officer_group,
            oversight_ref.ethnic_group('stop_and_search.self_defined_ethnicity',
@@ -17,14 +32,16 @@ WITH searches AS (
                                                 object_of_search)
            END AS object_of_search,
            outcome NOT IN (SELECT outcome FROM oversight_ref.search_no_further_action)
-               AS action_taken
-    FROM curated.stop_and_search
+               AS action_taken,
+           searches
+    FROM delivered
 ),
 stacked AS (
     SELECT month, 'officer-defined' AS basis, officer_group AS ethnic_group, legislation,
-           object_of_search, action_taken FROM searches
+           object_of_search, action_taken, searches FROM searches
     UNION ALL
-    SELECT month, 'self-defined', self_group, legislation, object_of_search, action_taken
+    SELECT month, 'self-defined', self_group, legislation, object_of_search, action_taken,
+           searches
     FROM searches
 ),
 monthly AS (
@@ -35,8 +52,8 @@ monthly AS (
                AS legislation,
            CASE WHEN grouping(object_of_search) = 1 THEN 'All' ELSE object_of_search END
                AS object_of_search,
-           count(*) AS searches,
-           count(*) FILTER (WHERE action_taken) AS action_taken
+           sum(searches)::BIGINT AS searches,
+           coalesce(sum(searches) FILTER (WHERE action_taken), 0)::BIGINT AS action_taken
     FROM stacked
     GROUP BY GROUPING SETS (
         (month, basis), (month, basis, ethnic_group), (month, basis, legislation),
