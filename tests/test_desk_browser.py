@@ -10,6 +10,7 @@ refused when posting anyway. Every page looked at is kept as a screenshot.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -18,6 +19,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import urljoin
 
 import duckdb
 import pytest
@@ -237,7 +239,8 @@ def test_an_engineer_opens_a_months_data_docs_from_dagster_on_the_desk(
     home, real_stop_and_search, monkeypatch
 ):
     """The real June 2022 file through `datashare run`; with the desk's address set, the
-    month's `data_docs` link in Dagster is the desk's page, and it works in chromium though
+    month's `data_docs` link in Dagster is the desk's page (both of the month's checks carry
+    it too), served with its stylesheets from the lake, and it works in chromium though
     sandboxed: styled, its table drawn by its scripts, its rows links to the checks."""
     import dagster as dg
 
@@ -254,9 +257,28 @@ def test_an_engineer_opens_a_months_data_docs_from_dagster_on_the_desk(
         )
         link = event.asset_materialization.metadata["data_docs"].value
         assert link.startswith(f"{url}/docs/contract=stop_and_search/period=2022-06/"), link
+        # Both of the month's checks carry the same link, so the check is one click from it.
+        instance = dg.DagsterInstance.get()
+        for check in ("contract_conformance", "breaches_to_follow_up"):
+            (record,) = instance.event_log_storage.get_asset_check_execution_history(
+                dg.AssetCheckKey(dg.AssetKey(["validated", "stop_and_search"]), check), limit=1
+            )
+            evaluation = record.event.dagster_event.event_specific_data
+            assert evaluation.metadata["data_docs"].value == link, check
         with browser_pages(url) as new_page:
             page = new_page()
             _sign_in(page, url, "victor")
+            # The page and each stylesheet it names, as the desk serves them (signed in).
+            served = page.request.get(link)
+            assert served.status == 200
+            assert served.headers["content-type"].startswith("text/html")
+            styles = re.findall(r'href="([^"]+\.css)"', served.text())
+            assert styles
+            for href in styles:
+                css_url = urljoin(link, href)
+                assert css_url.startswith(f"{url}/docs/")
+                css = page.request.get(css_url)
+                assert css.status == 200 and css.headers["content-type"].startswith("text/css")
             page.goto(link)
             page.wait_for_load_state("networkidle")
             assert "Dataset checks" in page.locator("body").inner_text()
