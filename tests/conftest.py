@@ -20,7 +20,7 @@ from pipelines.home.settings import Settings, load_settings
 from schemas.contract import Contract, load_contracts
 from tests.postgres_server import PostgresServer, require_postgres, running_postgres
 from tests.s3_server import WEED, S3Server, running_seaweed
-from tests.webserver import run_demo
+from tests.webserver import Webserver, run_demo, running_webserver
 
 # The real published files travel with the tests (tests/data/real/README.md says where each
 # came from); DATASHARE_REAL_DATA points the tests at another copy.
@@ -185,6 +185,19 @@ def copy_home(shared: Path, target: Path) -> Path:
     module's own."""
     shutil.copytree(shared / "home", target, symlinks=True)
     return target
+
+
+@pytest.fixture(scope="session")
+def demo_webserver(
+    tmp_path_factory: pytest.TempPathFactory, shared_demo: Path
+) -> Iterator[Webserver]:
+    """The real `dagster-webserver` on a copy of the shared demo home, for the modules that
+    only read what it shows (tests/test_dagster_ui.py through GraphQL, tests/test_browser_ui.py
+    in Chromium): one per worker, not one per module (a start is two Python processes, the
+    webserver and its code server, each importing Dagster and loading the definitions)."""
+    home = copy_home(shared_demo, tmp_path_factory.mktemp("demo-webserver") / "home")
+    with running_webserver(home) as server:
+        yield server
 
 
 # -- a home built once for a module, each test given its own copy at the same path ------------

@@ -1,7 +1,8 @@
 """What a data engineer checks by eye in the Dagster UI after `datashare demo`, in a browser.
 
 One demo home (every contract for eight months; stop and search and use of force looked at)
-and one real `dagster-webserver` are shared by the module; every test opens its pages in
+and one real `dagster-webserver` are shared by the module (and by tests/test_dagster_ui.py,
+on the same worker: conftest's `demo_webserver`); every test opens its pages in
 headless Chromium (Debian's `chromium`, driven by Playwright) in a fresh browser context, so
 nothing is remembered between tests (no profile, no localStorage). What is expected (periods,
 held and published months, breaches) is read from the lake's governance register and the
@@ -22,8 +23,8 @@ import pytest
 
 from pipelines.orchestration.job_names import delivery_job_name
 from tests.browser import VIEWPORT, require_chromium, screenshots_dir
-from tests.conftest import UI_DEMO_CONTRACTS, copy_home
-from tests.webserver import Webserver, running_webserver
+from tests.conftest import UI_DEMO_CONTRACTS
+from tests.webserver import Webserver
 
 pytestmark = pytest.mark.slow
 
@@ -105,17 +106,19 @@ def _read_demo(home: Path) -> Demo:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory, shared_demo: Path) -> Demo:
-    """A home where a small `datashare demo` has run, as a user would run it (every contract,
-    eight months): the module's copy of the session's, tests/conftest.py."""
-    assert CONTRACTS == UI_DEMO_CONTRACTS
-    return _read_demo(copy_home(shared_demo, tmp_path_factory.mktemp("browser") / "home"))
+def webserver(demo_webserver: Webserver) -> Webserver:
+    """The real `dagster-webserver` on a copy of the session's demo home (every contract,
+    eight months, as `datashare demo` made it), which tests/test_dagster_ui.py looks at too:
+    conftest's `demo_webserver`, one per worker. Module-scoped, so that the module's tests
+    are one unit of `make test`'s work."""
+    return demo_webserver
 
 
 @pytest.fixture(scope="module")
-def webserver(demo: Demo) -> Iterator[Webserver]:
-    with running_webserver(demo.home) as server:
-        yield server
+def demo(webserver: Webserver) -> Demo:
+    """What the demo home the webserver shows holds (read from its register)."""
+    assert CONTRACTS == UI_DEMO_CONTRACTS
+    return _read_demo(webserver.home)
 
 
 @pytest.fixture(scope="module")

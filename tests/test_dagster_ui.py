@@ -1,12 +1,12 @@
 """What a data engineer sees in the real Dagster webserver after `datashare demo`.
 
-One demo home and one `dagster-webserver` process are shared by the module; every assertion
-goes through the webserver's GraphQL endpoint, the same API the UI's pages are built on.
+One demo home and one `dagster-webserver` process are shared by the module (and by
+tests/test_browser_ui.py, on the same worker: conftest's `demo_webserver`); every assertion goes
+through the webserver's GraphQL endpoint, the same API the UI's pages are built on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -14,8 +14,8 @@ import pytest
 
 from pipelines.demo.estate import demo_periods
 from schemas.contract import load_contracts
-from tests.conftest import DEMO_MONTHS, UI_DEMO_CONTRACTS, copy_home
-from tests.webserver import Webserver, location_loaded, running_webserver
+from tests.conftest import DEMO_MONTHS, UI_DEMO_CONTRACTS
+from tests.webserver import Webserver, location_loaded
 
 # Each runs the whole pipeline: `pytest -m 'not slow'` leaves them out.
 pytestmark = pytest.mark.slow
@@ -139,22 +139,17 @@ query JobRuns($job: String!) {
 
 
 @pytest.fixture(scope="module")
-def demo_home(tmp_path_factory: pytest.TempPathFactory, shared_demo: Path) -> Path:
-    """A home where a small `datashare demo` has run, as a user would run it (eight months of
-    every contract): the module's copy of the session's."""
+def webserver(shared_demo: Path, demo_webserver: Webserver) -> Webserver:
+    """The real `dagster-webserver` on a copy of the session's demo home (eight months of
+    every contract, as `datashare demo` made it), which tests/test_browser_ui.py looks at
+    too: conftest's `demo_webserver`, one per worker. Module-scoped, so that the module's
+    tests are one unit of `make test`'s work and the webserver starts once for them."""
     assert CONTRACT in UI_DEMO_CONTRACTS and len(DEMO_PERIODS) == DEMO_MONTHS
     stdout = (shared_demo / "demo-stdout.txt").read_text(encoding="utf-8")
     # Every month of every contract the demo sent something for, in the demo's first pass.
     months = sum(len(demo_periods(c, DEMO_MONTHS)) for c in load_contracts().values())
     assert f"Ran {months} contract-month(s) through Dagster." in stdout, stdout
-    return copy_home(shared_demo, tmp_path_factory.mktemp("ui") / "home")
-
-
-@pytest.fixture(scope="module")
-def webserver(demo_home: Path) -> Iterator[Webserver]:
-    """The real `dagster-webserver` on the demo home, stopped (process group) afterwards."""
-    with running_webserver(demo_home) as server:
-        yield server
+    return demo_webserver
 
 
 def _asset_node(server: Webserver, path: list[str]) -> dict:
