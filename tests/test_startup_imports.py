@@ -135,3 +135,44 @@ def test_the_register_reads_its_files_as_one_dataset_scan_did(tmp_path_factory, 
     assert read.schema == DELIVERY_EVENT_SCHEMA
     assert rows_of(read) == scan.to_pylist()
     assert lake.read_all([], DELIVERY_EVENT_SCHEMA).equals(DELIVERY_EVENT_SCHEMA.empty_table())
+
+
+OPEN_THE_INSTANCE = """
+import sys
+from pipelines.home.settings import load_settings
+from pipelines.orchestration.instance import open_instance
+settings = load_settings(sys.argv[1])
+settings.ensure_folders()
+with open_instance(settings) as instance:
+    print(len(instance.get_runs()), instance.event_log_storage.__class__.__name__)
+"""
+
+
+def test_opening_the_instance_imports_no_syntax_highlighting(tmp_path: Path):
+    """Dagster's SQL storage imports alembic, whose mako imported pygments' formatters and
+    some thirty lexers (Python, JavaScript, Perl, Ruby...; 0.15 s of 0.18 s here) to colour
+    error pages nothing here renders: a run's process opens its instance (a new home's,
+    made whole) without them, and with alembic, which the storage still uses. (pygments'
+    core still comes with rich's tracebacks, which Dagster's logging imports.)"""
+    home = tmp_path / "home"
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", OPEN_THE_INSTANCE, str(home)],
+        cwd=ROOT,
+        env={**os.environ, "DAGSTER_HOME": str(home / "dagster")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["0", "KeptOpenSqliteEventLogStorage"]
+    imported = _imported(done.stderr)
+    assert {"alembic", "mako.exceptions", "sqlalchemy"} <= imported  # the storage's own
+    # (The lexers' name table, `pygments.lexers._mapping`, comes with rich's; the lexers
+    # themselves and the HTML formatter only with mako's plugin.)
+    highlighting = {
+        m
+        for m in imported
+        if m.startswith(("pygments.lexers.", "pygments.formatters"))
+        and m != "pygments.lexers._mapping"
+    }
+    assert not highlighting, sorted(highlighting)

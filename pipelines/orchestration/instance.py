@@ -41,6 +41,15 @@ if TYPE_CHECKING:
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
+# Opening the instance imports Dagster's SQL storage, which imports alembic, whose
+# `mako.exceptions` imports mako's pygments plugin (pygments and its Python lexer, about
+# 0.1 s of CPU here, 5% of a run's imports) only to colour the HTML pages mako renders for
+# a template's errors: nothing this process renders. Without the plugin mako keeps its
+# plain rendering (its own fallback when pygments is not installed). Marked as missing
+# here, before the storage is imported, in the processes that open the instance through
+# this module (`datashare run` and its workers); tests/test_startup_imports.py holds it.
+sys.modules.setdefault("mako.ext.pygmentplugin", None)
+
 
 def open_instance(settings: Settings) -> dg.DagsterInstance:
     """The Dagster instance of `settings.dagster_home` (DAGSTER_HOME), its storage made."""
