@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from pipelines.home import event_log_storage
 from pipelines.home.event_log_storage import OPEN_AT_ONCE, KeptOpenSqliteEventLogStorage
 from pipelines.home.instance_config import SQLITE, dagster_yaml
 from pipelines.home.settings import Settings, load_settings
@@ -149,10 +150,19 @@ def test_new_run_databases_are_dagsters_own_with_its_scripts_read_once(
 
     monkeypatch.setattr(ScriptDirectory, "from_config", counted)
     with dg.DagsterInstance.get() as instance:
-        _materialize(instance, "2024-01")  # the index, and scripts read (once, if not yet)
-        before = len(reads)
-        run_ids = [_materialize(instance, "2024-02")]
-    assert len(reads) == before, "alembic's scripts read again for a new run's database"
+        run_ids = [_materialize(instance, "2024-01")]  # a new home's databases made
+    # Then, as a new `datashare run` on that home: no scripts read yet in the process. The
+    # run storage's check and each new run's database read the one script folder all of
+    # Dagster's storages share, once between them; Dagster's own schedule storage check
+    # (not ours) reads it once more.
+    monkeypatch.setattr(event_log_storage, "_SCRIPTS", {}, raising=False)
+    getattr(event_log_storage.migration_scripts, "cache_clear", lambda: None)()
+    reads.clear()
+    with dg.DagsterInstance.get() as instance:
+        run_ids.append(_materialize(instance, "2024-02"))
+        assert len(reads) == 2, "alembic's scripts read more than once by the storages"
+        run_ids.append(_materialize(instance, "2024-01"))
+    assert len(reads) == 2, "alembic's scripts read again for a new run's database"
     # Dagster's own storage, making a run's database in another folder.
     theirs = SqliteEventLogStorage(str(tmp_path / "dagster-own"))
     with theirs.run_connection("made-by-dagster"):
