@@ -11,6 +11,7 @@ import signal
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -121,6 +122,66 @@ def postgres() -> Iterator[PostgresServer]:
     require_postgres()
     with running_postgres() as server:
         yield server
+
+
+# -- great-expectations' helper process, one per worker for the tests that ask ---------------
+# A `datashare run` that validates starts a process that imports great-expectations
+# (pipelines/validation/ge_process.py): about 5 s of CPU, most of a small run's, and a test
+# that runs the pipeline in process paid it on every run. The runs of a test that asks for
+# `ge_helper` (or of a block in `SharedGreatExpectations.installed`, for a module's template)
+# use one helper kept for the worker's session instead, as a long-lived process (the daemon,
+# the code server) serves many runs with one: the same tasks, verdicts and Data Docs pages;
+# only where the import is paid changes. A run still starts its own helper when no shared one
+# is installed (tests/test_ge_process.py tests that one, and how a run falls back without it).
+
+
+class SharedGreatExpectations:
+    """One great-expectations helper for the session, handed to the runs of a block."""
+
+    def __init__(self) -> None:
+        self.helper = None  # ge_process._Helper, started on first use
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        """Within the block, every run uses the session's helper (started, or started again
+        if an earlier run broke it); outside it, runs start their own as `datashare run` does."""
+        from pipelines.validation import ge_process
+        from pipelines.validation.dataset_expectations import warm_session
+
+        if ge_process.running():  # a helper of the block's own: leave it be
+            yield
+            return
+        helper = self.helper
+        if helper is None or helper.broken or not helper.process.is_alive():
+            if helper is not None:
+                helper.stop()
+            # ge_process keeps its helper in a module global, which `loading_early` leaves
+            # in place when nested: a run within the block uses this one and stops nothing.
+            helper = self.helper = ge_process._Helper(warm_session)
+        ge_process._HELPER = helper
+        try:
+            yield
+        finally:
+            ge_process._HELPER = None
+
+    def stop(self) -> None:
+        if self.helper is not None:
+            self.helper.stop()
+
+
+@pytest.fixture(scope="session")
+def ge_helper_process() -> Iterator[SharedGreatExpectations]:
+    """The worker's great-expectations helper, for module fixtures' runs (`installed`)."""
+    shared = SharedGreatExpectations()
+    yield shared
+    shared.stop()
+
+
+@pytest.fixture
+def ge_helper(ge_helper_process: SharedGreatExpectations) -> Iterator[None]:
+    """This test's runs in process use the worker's great-expectations helper."""
+    with ge_helper_process.installed():
+        yield
 
 
 # -- the demo home shared by the session ------------------------------------------------------

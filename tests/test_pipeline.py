@@ -26,7 +26,18 @@ from assets.validation import build_validation_asset
 from pipelines.cli.main import REPO_ROOT, main
 from pipelines.orchestration.definitions import build_definitions
 from schemas.contract import load_contracts
-from tests.conftest import DEMO_ARGS, DEMO_MONTHS, build_template, drop, restore_template
+from tests.conftest import (
+    DEMO_ARGS,
+    DEMO_MONTHS,
+    SharedGreatExpectations,
+    build_template,
+    drop,
+    restore_template,
+)
+
+# Every run in these tests uses the worker's great-expectations helper (tests/conftest.py),
+# rather than importing great-expectations again in a process of its own.
+pytestmark = pytest.mark.usefixtures("ge_helper")
 
 
 def _query(settings, sql: str) -> list[tuple]:
@@ -117,12 +128,15 @@ def _good_and_bad(home, june):
 
 
 @pytest.fixture(scope="module")
-def good_and_bad(tmp_path_factory, real_stop_and_search):
+def good_and_bad(
+    tmp_path_factory, real_stop_and_search, ge_helper_process: SharedGreatExpectations
+):
     """The home `_good_and_bad` built, once for the module (the first run of both tests
     below, a real month's whole run): the template's folder and what the run printed."""
-    return build_template(
-        tmp_path_factory, "good-and-bad", lambda home: _good_and_bad(home, real_stop_and_search)
-    )
+    with ge_helper_process.installed():
+        return build_template(
+            tmp_path_factory, "good-and-bad", lambda home: _good_and_bad(home, real_stop_and_search)
+        )
 
 
 @pytest.mark.slow
@@ -422,10 +436,11 @@ def _held_february(home) -> str:
 
 
 @pytest.fixture(scope="module")
-def held_february(tmp_path_factory):
+def held_february(tmp_path_factory, ge_helper_process: SharedGreatExpectations):
     """The home `_held_february` built, once for the module (the run both tests below read):
     the template's folder and what the run printed."""
-    return build_template(tmp_path_factory, "held-february", _held_february)
+    with ge_helper_process.installed():
+        return build_template(tmp_path_factory, "held-february", _held_february)
 
 
 def test_one_run_takes_a_contracts_months_and_a_held_month_blocks_none_of_the_others(
