@@ -439,26 +439,10 @@ def test_two_workers_take_deliveries_and_a_killed_worker_loses_and_repeats_nothi
         runs.append(
             _start(unit_command(UNITS["daemon"], daemon_env), daemon_env, logs[-1], REPO_ROOT)
         )
-        _wait_for(
-            "both workers ready",
-            lambda: all("ready." in p.read_text(errors="replace") for p in worker_logs),
-            120,
-            logs,
-        )
-        timings["workers up"] = time.monotonic() - began
-        # Both machines' checks see the broker and both workers (the daemon's: the doctor).
-        # (The worker's own command, in this process: its exit codes as a process are
-        # test_worker_check_says_what_a_machine_lacks_to_be_a_worker's.)
-        code, out = _in_process([*argv[1:], "--check"], env)
-        assert code == 0, out
-        assert f"ok    worker: the broker {redis.url()} answers" in out
-        assert "ok    worker: 2 worker(s) answer: w1@" in out, out
-        from pipelines.cli.doctor import diagnose
-
-        said = [str(f) for f in diagnose(settings) if f.check == "workers"]
-        assert any("2 worker(s) answer" in w for w in said), said
-
-        # The force drops the real June 2022 file and a month of complaints.
+        # The force drops the real June 2022 file at once: the stop-and-search run is the
+        # one whose step is killed, and what follows the kill (the broker's visibility wait,
+        # the step again, the curated step) is the test's longest path, so its run is asked
+        # for first (the queue launches one run at a time), on the sensor's first tick.
         client = server.client()
         client.upload_file(
             str(real_stop_and_search),
@@ -474,12 +458,39 @@ def test_two_workers_take_deliveries_and_a_killed_worker_loses_and_repeats_nothi
             seed=3,
             defect_rate=0,
         )
-        client.upload_file(
-            str(complaints_file), BUCKET, f"{prefix}/complaints/{COMPLAINTS_PERIOD}/c.csv"
+        _wait_for(
+            "both workers ready",
+            lambda: all("ready." in p.read_text(errors="replace") for p in worker_logs),
+            120,
+            logs,
         )
+        timings["workers up"] = time.monotonic() - began
+        # Both machines' checks see the broker and both workers (the daemon's: the doctor),
+        # while the daemon starts. (The worker's own command, in this process: its exit
+        # codes as a process are test_worker_check_says_what_a_machine_lacks_to_be_a_worker's.)
+        code, out = _in_process([*argv[1:], "--check"], env)
+        assert code == 0, out
+        assert f"ok    worker: the broker {redis.url()} answers" in out
+        assert "ok    worker: 2 worker(s) answer: w1@" in out, out
+        from pipelines.cli.doctor import diagnose
+
+        said = [str(f) for f in diagnose(settings) if f.check == "workers"]
+        assert any("2 worker(s) answer" in w for w in said), said
 
         instance = dg.DagsterInstance.get()
         job = delivery_job_name("stop_and_search")
+        # ... and a month of complaints once the sensor has asked for the stop-and-search
+        # run (a run per contract still: the complaints' comes at a later tick), which the
+        # queue then launches beside it.
+        _wait_for(
+            "the stop-and-search run asked for",
+            lambda: instance.get_runs(filters=dg.RunsFilter(job_name=job), limit=1),
+            TIMEOUT,
+            logs,
+        )
+        client.upload_file(
+            str(complaints_file), BUCKET, f"{prefix}/complaints/{COMPLAINTS_PERIOD}/c.csv"
+        )
 
         # Kill the worker that runs the stop-and-search validation, once it has started it.
         def validating() -> tuple[str, str, str] | None:
