@@ -73,10 +73,10 @@ def _metadata_value(value: object) -> dg.MetadataValue | object:
     return str(value)
 
 
-def _preview(mart: Mart, table: pa.Table) -> str:
+def _preview(mart: Mart, table: pa.Table, con: duckdb.DuckDBPyConnection) -> str:
     if table.num_rows == 0:
         return "_(no rows: the curated tables it reads have no data yet)_"
-    rows = latest_figures(mart, table, PREVIEW_ROWS)
+    rows = latest_figures(mart, table, PREVIEW_ROWS, con)
     shown = [c.name for c in mart.output_columns if c.name not in ("window_start",)]
     formatted = [
         {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()} for row in rows
@@ -119,8 +119,10 @@ def _rebuild_with_views(
 
 
 def _mart_result(
-    mart: Mart, written: WrittenMart, notes: dict[str, object]
+    mart: Mart, written: WrittenMart, notes: dict[str, object], con: duckdb.DuckDBPyConnection
 ) -> dg.MaterializeResult:
+    """The asset's materialization: the mart's rows, where it is, its latest and headline
+    figures (read in `con`, the connection the mart was computed in)."""
     table = written.table
     suppressed = {
         c.name: sum(1 for v in table.column(c.name).to_pylist() if v)
@@ -132,10 +134,10 @@ def _mart_result(
         "dagster/column_schema": oversight_column_schema(mart),
         "table": f"oversight.{mart.name}",
         "path": dg.MetadataValue.path(written.path),
-        "latest_figures": dg.MetadataValue.md(_preview(mart, table)),
+        "latest_figures": dg.MetadataValue.md(_preview(mart, table, con)),
         "cells_suppressed": sum(suppressed.values()),
     }
-    for key, value in {**headline_figures(mart, table), **notes}.items():
+    for key, value in {**headline_figures(mart, table, con), **notes}.items():
         if value is not None:
             metadata[key] = _metadata_value(value)
     return dg.MaterializeResult(asset_key=oversight_key(mart), metadata=metadata)
@@ -191,7 +193,8 @@ def build_oversight_assets(contracts: dict[str, Contract]) -> list[dg.AssetsDefi
                 written = write_mart(mart.name, con, the_lake, current)
                 if written.table.num_rows == 0:
                     context.log.info(f"{mart.name}: no rows (its curated tables have no data yet)")
-                results.append(_mart_result(mart, written, mart_notes(mart, con, current)))
+                notes = mart_notes(mart, con, current)
+                results.append(_mart_result(mart, written, notes, con))
                 all_written.append(written)
         # The views over the marts: once, after they are all written.
         _rebuild_with_views(warehouse, the_lake, current, all_written)

@@ -16,13 +16,16 @@ from collections.abc import Iterator
 import duckdb
 import pyarrow as pa
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.oversight import mart_runner
+from pipelines.oversight.definition import marts_dir
 from pipelines.oversight.mart_runner import MARTS, load_mappings, warehouse_connection
 from pipelines.validation.row_validation import curated_schema
 from pipelines.warehouse.catalog import MONTH_OF_PERIOD
+from pipelines.warehouse.reference import MAPPINGS_DIR, SAFE_LOADER
 from schemas.contract import load_contracts
 from tests.conftest import REAL_STOP_AND_SEARCH
 
@@ -223,3 +226,13 @@ def test_rows_outside_their_month_are_counted_as_row_by_row(con, rows, periods, 
         [] if periods is None else [periods],
     ).fetchall()
     assert mart_runner._rows_outside_month(con, inc, periods) == expected
+
+
+def test_every_mapping_and_mart_file_reads_as_the_pure_python_safe_loader_reads_it():
+    # The mappings and the marts' definitions are read with libyaml's loader when PyYAML
+    # has it (faster); what they say must not depend on which loader read them.
+    files = [*MAPPINGS_DIR.glob("*.yaml"), *marts_dir().glob("*.yaml")]
+    assert len(files) >= 14
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        assert yaml.load(text, Loader=SAFE_LOADER) == yaml.safe_load(text), path.name

@@ -206,7 +206,10 @@ class SqlFile:
 
 def load_mart(yaml_path: Path) -> Mart:
     """The mart described by `<mart>.yaml`, whose SQL is `<mart>.sql` beside it."""
-    spec = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
+    # libyaml's safe loader when there: every process that imports the runner reads all the
+    # marts' files, and the pure-Python loader took 0.04 s of CPU for them.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    spec = yaml.load(yaml_path.read_text(encoding="utf-8"), Loader=loader)
     name = spec["name"]
     if name != yaml_path.stem:
         raise ValueError(f"{yaml_path}: name {name!r} is not the file's name")

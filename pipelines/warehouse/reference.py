@@ -117,17 +117,23 @@ def key_field_counts_sql(contracts: dict[str, Contract], present: set[str]) -> s
     return f"CREATE OR REPLACE VIEW {SCHEMA}.key_field_counts AS\n{union}"
 
 
-def _read(directory: Path, name: str) -> dict:
-    return yaml.safe_load((directory / name).read_text(encoding="utf-8"))
+# libyaml's loader when PyYAML has it: the same safe loading, about ten times faster than
+# the pure-Python one (the three mapping files cost 0.04 s of CPU each time they were read).
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def read_mapping(directory: Path, name: str) -> dict:
+    """A mapping file (`pipelines/oversight/mappings/<name>`), loaded safely."""
+    return yaml.load((directory / name).read_text(encoding="utf-8"), Loader=SAFE_LOADER)
 
 
 def reference_tables(
     contracts: dict[str, Contract], directory: Path = MAPPINGS_DIR
 ) -> dict[str, pa.Table]:
     """The reference tables, by name, from the mapping files and the contracts."""
-    ethnicity = _read(directory, "ethnicity.yaml")
-    ages = _read(directory, "age_bands.yaml")
-    outcomes = _read(directory, "outcomes.yaml")
+    ethnicity = read_mapping(directory, "ethnicity.yaml")
+    ages = read_mapping(directory, "age_bands.yaml")
+    outcomes = read_mapping(directory, "outcomes.yaml")
     groups = [str(g) for g in ethnicity.pop("groups")]
     for key, values in ethnicity.items():
         unknown = {str(g) for g in values.values()} - set(groups) - {NOT_STATED}
