@@ -198,9 +198,9 @@ REMEDIES = {
     "rebuilt for their own path first (`copy_home`): a rebuild here means something changed",
     "oversight marts": "already recomputed only for the contracts a run touched, and the "
     "two stop-and-search marts only for the months a delivery changed, data_quality only "
-    "for the periods that changed (`incremental:`), provenance for those periods only; "
-    "next, the marts' own SQL (the per-row reference lookups) and the scan that finds "
-    "which periods changed",
+    "for the periods that changed (`incremental:`), provenance for those periods only, "
+    "the stop-and-search marts' mappings once per distinct value; next, the catalog rebuild "
+    "a new home's first marts need and the provenance queries",
     "intake (hash, copy)": "bounded by the disk: one hash and one copy per file",
     "publication": "bounded by the disk: one Parquet write per month",
 }
