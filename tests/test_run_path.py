@@ -20,6 +20,9 @@ from pipelines.home.settings import Settings
 from pipelines.orchestration.job_names import delivery_job_name
 from tests.conftest import drop
 
+# The runs use the worker's great-expectations helper (tests/conftest.py), not one each.
+pytestmark = pytest.mark.usefixtures("ge_helper")
+
 
 def _runs(home: Settings) -> list[dg.DagsterRun]:
     """The runs of the stop and search delivery job (the marts have a job of their own)."""
