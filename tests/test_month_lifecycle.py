@@ -102,8 +102,8 @@ from pipelines.validation.month_checks import (
     RESTATED,
 )
 from pipelines.validation.month_checks import HELD as HELD_ACTION
-from pipelines.warehouse.catalog import build_warehouse
-from schemas.contract import load_contracts
+from pipelines.warehouse.catalog import build_warehouse, catalog_current
+from schemas.contract import Contract, load_contracts
 from tests.conftest import REAL_DATA, REAL_STOP_AND_SEARCH
 
 CONTRACT = "stop_and_search"
@@ -360,11 +360,20 @@ class Month:
         if candidate:
             publish_delivery(self.lake, self.register, candidate, "t", self.contract)
         check_schedule(self.contract, self.lake, self.register, today=self.today)
-        self.catalog()
+        # As the run does: its views read the lake's files by pattern, so the warehouse is
+        # rebuilt only when a rebuild would not make the same catalog (a record set's first
+        # file, say); what the step published must show through the views as they are.
+        if not catalog_current(self.warehouse, self.lake, self.contracts):
+            self.catalog()
+
+    @property
+    def contracts(self) -> dict[str, Contract]:
+        return {self.contract.name: self.contract}
 
     def catalog(self) -> None:
-        """The warehouse, rebuilt from the lake as a run does."""
-        build_warehouse(self.lake, {self.contract.name: self.contract}, self.warehouse)
+        """The warehouse, rebuilt from the lake, as `datashare breaches` does after a lead's
+        change."""
+        build_warehouse(self.lake, self.contracts, self.warehouse)
 
     def lead(self, action: str, model: Model) -> None:
         """What a lead does between runs: `notify` the two most severe open breaches (the
