@@ -77,6 +77,7 @@ def test_new_files_resends_under_the_same_name_and_duplicates(s3, tmp_path):
     assert resent.source_path == f"{CONTRACT}/2025-01/jan.csv"
 
 
+@pytest.mark.usefixtures("ge_helper")  # the worker's great-expectations helper
 def test_datashare_run_end_to_end_with_an_s3_drop_zone(s3, home, monkeypatch, capsys):
     from pipelines.cli.main import main
 
