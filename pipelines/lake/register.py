@@ -33,7 +33,7 @@ import threading
 import time
 import uuid
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -268,11 +268,44 @@ class Register:
     def breaches(self, contract: str | None = None) -> list[dict]:
         """Every breach (of `contract`, if given). Records written before failing_share was
         left empty for a breach with no rows checked read 1.0 there: read as None."""
-        rows = rows_of(self.breach_table(contract))
-        for row in rows:
-            if not row["rows_checked"]:
-                row["failing_share"] = None
-        return rows
+        return _as_read(rows_of(self.breach_table(contract)))
+
+    def delivery_breaches(self, contract: str, deliveries: Mapping[str, str | None]) -> list[dict]:
+        """The breaches of some of `contract`'s deliveries (delivery id: its period), as
+        `breaches(contract)` has them, read from those deliveries' own files only.
+
+        Every breach file of a contract is one per delivery, at `breaches_path` under the
+        delivery's period (or `none` for a file refused with no period); reading all of
+        them costs a file per month of history, which a run asking about the few deliveries
+        it judged (or the few ever held back) need not pay. A delivery whose file is not
+        where its period says is looked for among all of the contract's (never, as this
+        version writes them)."""
+        if not deliveries:
+            return []
+        lake = self.lake
+        keys = {lake.breaches_path(contract, p or "none", d): d for d, p in deliveries.items()}
+        try:
+            table = lake.read_all(sorted(keys), BREACH_SCHEMA)
+        except FileNotFoundError:
+            found = [k for k in sorted(keys) if lake.exists(k)]
+            if len(found) < len(keys):
+                wanted = {f"{d}.parquet" for d in deliveries}
+                found += [
+                    k
+                    for k in lake.glob(f"governance/breaches/contract={contract}/*/*.parquet")
+                    if k not in keys and k.rsplit("/", 1)[-1] in wanted
+                ]
+            table = lake.read_all(found, BREACH_SCHEMA)
+        return [b for b in _as_read(rows_of(table)) if b["delivery_id"] in deliveries]
+
+
+def _as_read(rows: list[dict]) -> list[dict]:
+    """Breach rows as readers take them: records written before failing_share was left
+    empty for a breach with no rows checked read 1.0 there, read as None."""
+    for row in rows:
+        if not row["rows_checked"]:
+            row["failing_share"] = None
+    return rows
 
 
 READ_ATTEMPTS = 8  # listings tried before a read of the register gives up

@@ -17,7 +17,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipelines.governance.delivery_schedule import RULE as LATE_RULE
 from pipelines.governance.delivery_schedule import (
     delivered_periods,
     late_periods,
@@ -292,6 +291,17 @@ def _periods_text(periods: list[str]) -> str:
     if len(periods) <= 6:
         return ", ".join(periods)
     return f"{', '.join(periods[:3])}, … {', '.join(periods[-2:])} ({len(periods)} periods)"
+
+
+def _raised_now(timeliness: JobExecutionResult) -> int:
+    """How many `delivery.late` breaches a run of the timeliness job raised: each contract's
+    step says so in its materialization (`raised_now`), as it wrote them (once, under a
+    fixed name), so no breach file is read to count them."""
+    raised = 0
+    for event in timeliness.get_asset_materialization_events():
+        entry = event.materialization.metadata.get("raised_now")
+        raised += int(entry.value) if entry is not None else 0
+    return raised
 
 
 def _ran(result: JobExecutionResult) -> bool:
@@ -652,11 +662,9 @@ def run_pending(
         _late(report, register, waiting)
         due = {r[0] for r in report.months} | _new_late_flags(lake, report)
         if due:
-            flagged = {b["breach_id"] for b in register.breaches() if b["rule"] == LATE_RULE}
             timeliness = dagster.execute(TIMELINESS_JOB, assets=[["timeliness", c] for c in due])
             report.checks_ok = _ran(timeliness)
-            late_now = {b["breach_id"] for b in register.breaches() if b["rule"] == LATE_RULE}
-            report.late_flagged_now = len(late_now - flagged)
+            report.late_flagged_now = _raised_now(timeliness)
             _late(report, register, waiting)
 
     marts_ran = False
@@ -686,15 +694,15 @@ def run_pending(
         run_ids = {r[2] for r in report.runs}
         report.events = [e for e in register.events() if e["run_id"] in run_ids] if run_ids else []
         report.current = register.deliveries()
-        judged = {
-            e["delivery_id"]
-            for e in report.events
-            if e["event"] in ("validated", "rejected", "held")
-        }
-        # (Every breach file is read for it: a run that judged nothing reads none.)
-        report.breaches = (
-            [b for b in register.breaches() if b["delivery_id"] in judged] if judged else []
-        )
+        # The breaches of each delivery the runs judged, read from its own file (not every
+        # breach file of the lake, one per month of history).
+        judged: dict[str, dict[str, str | None]] = {}
+        for e in report.events:
+            if e["event"] in ("validated", "rejected", "held"):
+                judged.setdefault(e["contract"], {})[e["delivery_id"]] = e["period"]
+        report.breaches = [
+            b for contract, ids in judged.items() for b in register.delivery_breaches(contract, ids)
+        ]
     with _phase(report, "the warehouse catalog"):
         # The marts' step saw to it last; otherwise once, if anything could have changed and
         # the catalog is not already what a rebuild would make (its views read the lake's
