@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from pipelines.demo.synthetic import write_delivery
 from pipelines.governance.delivery_schedule import UNUSABLE_RULES, delivered_periods
+from pipelines.lake import register as register_module
 from pipelines.lake.register import Breach, DeliveryEvent, Register
 from pipelines.lake.store import FolderLake
 from schemas.contract import load_contracts
@@ -184,3 +185,78 @@ def test_the_summary_counts_the_late_breaches_this_run_raised_and_its_own_breach
         ).fetchone()[0]
     raised = re.search(r"breaches raised:\s+([\d,]+)", out)
     assert raised and int(raised.group(1).replace(",", "")) == may
+
+
+class OpeningLake(FolderLake):
+    """A folder lake that notes every event file it opens."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.opened: list[str] = []
+
+    def parquet_file(self, key: str):
+        if key.startswith("governance/deliveries/"):
+            self.opened.append(key)
+        return super().parquet_file(key)
+
+
+def _months_in_a_day(register: Register, months: int) -> None:
+    """`months` deliveries taken within a day, as runs record them: each a write-once
+    "received" record (folded only a day later) and two timed events."""
+    for m in range(months):
+        period = f"{2019 + m // 12}-{m % 12 + 1:02d}"
+        delivery = f"d{m:03d}"
+        received = DeliveryEvent(CONTRACT, period, delivery, "received")
+        assert register.record_once(received, f"received-{delivery}")
+        for event in ("validated", "published"):
+            register.record(DeliveryEvent(CONTRACT, period, delivery, event))
+
+
+def _fresh_read(lake: FolderLake) -> list[tuple]:
+    """The contract's events as a new process reads them."""
+    register_module._READ.clear()
+    return [tuple(e.values()) for e in Register(lake).events(CONTRACT)]
+
+
+@pytest.mark.parametrize("months", [12, 48])
+def test_a_new_process_opens_the_fold_and_the_records_since_not_every_months(tmp_path, months):
+    lake = OpeningLake(tmp_path / "lake")
+    _months_in_a_day(Register(lake), months)
+    every = [Path(p).name for p in (lake.root / "governance/deliveries").rglob("*.parquet")]
+    assert sum(n.startswith("received-") for n in every) == months  # all still in place
+
+    lake.opened = []
+    read = _fresh_read(lake)
+    # What the files hold, each event once, oldest first: read file by file, plainly.
+    plain = FolderLake(lake.root)
+    files = plain.glob(f"governance/deliveries/contract={CONTRACT}/*.parquet")
+    rows = {
+        tuple(r.values()) for f in files for r in Register(plain).lake.read_table(f).to_pylist()
+    }
+    assert sorted(read, key=lambda r: r[4]) == read and set(read) == rows
+    # Opened: the fold (twice: its copy of the records, then its rows) and the records and
+    # events written since it, at most a fold's worth (8 months of two timed events).
+    assert len(lake.opened) <= 2 + 3 * 8
+
+    # The warehouse's view of the events sees each once: the copy is not among the rows.
+    with duckdb.connect() as con:
+        (count,) = con.execute(
+            "SELECT count(*) FROM read_parquet(?, union_by_name = true)",
+            [str(lake.root / "governance/deliveries/*/*.parquet")],
+        ).fetchone()
+    assert count == 3 * months
+
+
+def test_a_fold_without_the_copy_is_read_as_before(tmp_path):
+    """A fold an earlier version wrote carries no copy of the records: each is opened."""
+    lake = OpeningLake(tmp_path / "lake")
+    register = Register(lake)
+    _months_in_a_day(register, 12)
+    (fold,) = lake.glob(f"governance/deliveries/contract={CONTRACT}/compacted-*.parquet")
+    table = lake.read_table(fold)
+    lake.write_table(fold, table.replace_schema_metadata({}))  # as the earlier version wrote it
+    expected = _fresh_read(FolderLake(lake.root))
+
+    lake.opened = []
+    assert _fresh_read(lake) == expected
+    assert sum(Path(k).name.startswith("received-") for k in lake.opened) == 12

@@ -190,7 +190,9 @@ class Register:
         rows.sort(key=lambda r: r["event_at"])
         stamp = rows[-1]["event_at"].strftime("%Y%m%dT%H%M%S%f")
         key = f"{folder}/compacted-{stamp}-{uuid.uuid4().hex[:6]}.parquet"
-        self.lake.write_table(key, pa.Table.from_pylist(rows, DELIVERY_EVENT_SCHEMA))
+        young = [k for k in keys if k not in set(files) and not _timed(k)]
+        table = pa.Table.from_pylist(rows, DELIVERY_EVENT_SCHEMA)
+        self.lake.write_table(key, _with_markers(table, _marker_rows(self.lake, files, young)))
         self.lake.delete_many(files)
         _wrote(self.lake, contract, files, [key], rows)
         return len(files)
@@ -485,6 +487,66 @@ def _shared_rows(lake: Lake, contract: str) -> list[dict]:
     return rows
 
 
+# Write-once records stay where they are for a day after they are written (see `compact`),
+# so a contract sent years of history in one day holds one per month of it, and every new
+# process opened each one. A fold keeps a copy of the rows of the write-once records it
+# leaves in place in its file's metadata (not among its rows: the warehouse's views read
+# the rows, and would see those events twice), and a reader takes them from there instead
+# of opening each record: what it opens stays the fold and the few records written since.
+# A fold without the copy (an earlier version's) is read as before: each record opened.
+MARKERS_METADATA = b"datashare.write_once_records"
+
+
+def _with_markers(table: pa.Table, markers: dict[str, dict]) -> pa.Table:
+    """`table` (a fold) carrying the rows of the write-once records `markers` (by key)."""
+    if not markers:
+        return table
+    keys = sorted(markers)
+    copy = pa.Table.from_pylist([markers[k] for k in keys], DELIVERY_EVENT_SCHEMA)
+    copy = copy.append_column("key", pa.array(keys, pa.string()))
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, copy.schema) as writer:
+        writer.write_table(copy)
+    blob = sink.getvalue().to_pybytes()
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), MARKERS_METADATA: blob})
+
+
+def _markers_in(lake: Lake, fold: str) -> dict[str, dict]:
+    """The write-once records' rows a fold's file carries (none for an older fold)."""
+    blob = (lake.parquet_file(fold).schema_arrow.metadata or {}).get(MARKERS_METADATA)
+    if not blob:
+        return {}
+    copy = pa.ipc.open_file(pa.py_buffer(blob)).read_all()
+    keys = copy.column("key").to_pylist()
+    return dict(zip(keys, rows_of(copy.drop_columns(["key"])), strict=True))
+
+
+def _marker_rows(lake: Lake, folded: list[str], young: list[str]) -> dict[str, dict]:
+    """The rows of the write-once records `young` (left in place by a fold), taken from the
+    folds among `folded` that carry them, the others read."""
+    carried: dict[str, dict] = {}
+    for fold in (k for k in folded if k.rsplit("/", 1)[-1].startswith("compacted-")):
+        carried.update(_markers_in(lake, fold))
+    markers = {k: carried[k] for k in young if k in carried}
+    unread = [k for k in young if k not in carried]
+    rows = rows_of(lake.read_all(unread, DELIVERY_EVENT_SCHEMA))
+    if len(rows) == len(unread):  # one event a record, as `record_once` writes them
+        markers.update(zip(unread, rows, strict=True))
+    return markers
+
+
+def _read_events(lake: Lake, files: list[str]) -> list[dict]:
+    """The events in `files` (of one listing), each write-once record a fold among them
+    carries taken from the fold rather than opened (see `MARKERS_METADATA`)."""
+    carried: dict[str, dict] = {}
+    for fold in (k for k in files if k.rsplit("/", 1)[-1].startswith("compacted-")):
+        carried.update(_markers_in(lake, fold))
+    unread = [k for k in files if k not in carried]
+    return [carried[k] for k in files if k in carried] + rows_of(
+        lake.read_all(unread, DELIVERY_EVENT_SCHEMA)
+    )
+
+
 def _event_rows(lake: Lake, pattern: str, files: list[str]) -> list[dict]:
     """The distinct events in `files` (a listing of `pattern`), oldest first."""
     listing = frozenset(files)
@@ -493,7 +555,7 @@ def _event_rows(lake: Lake, pattern: str, files: list[str]) -> list[dict]:
         known, rows = frozenset(), []
     new = [f for f in files if f not in known]
     if new or not known:
-        added = rows_of(lake.read_all(new, DELIVERY_EVENT_SCHEMA))
+        added = _read_events(lake, new)
         rows = sorted(_distinct(rows + added), key=lambda r: r["event_at"])
         _READ[(lake.url, pattern)] = (listing, rows)
     return rows
