@@ -235,6 +235,7 @@ def test_a_viewer_reads_but_cannot_act(seeded_desk):
     assert _count(home, "SELECT count(*) FROM governance.audit_log WHERE by_whom = 'victor'") == 0
 
 
+@pytest.mark.usefixtures("ge_helper")  # the worker's great-expectations helper (conftest)
 def test_an_engineer_opens_a_months_data_docs_from_dagster_on_the_desk(
     home, real_stop_and_search, monkeypatch
 ):

@@ -32,7 +32,7 @@ from pipelines.oversight.pack_summary import fmt_days
 from pipelines.validation.agreed_values import NOT_AGREED
 from schemas.contract import load_contracts
 from tests.browser import chromium_browser, offline_page, require_chromium, screenshots_dir
-from tests.conftest import make_home
+from tests.conftest import SharedGreatExpectations, make_home
 
 pytestmark = pytest.mark.slow  # the module's home runs the whole pipeline
 
@@ -101,15 +101,17 @@ def demo_pack(shared_demo: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def pack(tmp_path_factory) -> dict:
+def pack(tmp_path_factory, ge_helper_process: SharedGreatExpectations) -> dict:
     """A home built by `datashare run` from deliveries carrying values outside the agreed
-    categories (see `_write_deliveries`), and its pack written by `datashare report`."""
+    categories (see `_write_deliveries`), and its pack written by `datashare report`; the
+    run uses the worker's great-expectations helper (conftest)."""
     require_chromium()
     patch = pytest.MonkeyPatch()
     try:
         settings = make_home(tmp_path_factory.mktemp("pack-home"), patch)
         _write_deliveries(settings.dropzone)
-        assert main(["run"]) == 0
+        with ge_helper_process.installed():
+            assert main(["run"]) == 0
         assert main(["report"]) == 0
         path = settings.home / "reports" / "oversight-pack.html"
         yield {"warehouse": settings.warehouse, "path": path, "url": path.as_uri()}

@@ -200,6 +200,7 @@ def test_notice_in_a_browser_prints_as_a_letter_and_escapes_markup(seeded):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("ge_helper")  # the worker's great-expectations helper (conftest)
 def test_a_run_on_files_with_markup_shows_escaped_everywhere(home, tmp_path, capsys):
     """The whole pipeline: a delivery whose file name and header carry markup, and a
     value that is markup; the notice and the page show them as text, counts as the
