@@ -28,25 +28,15 @@ from pipelines.lake.retention import enforce_retention
 from pipelines.lake.store import FolderLake, Lake, S3Lake, open_lake
 from pipelines.warehouse.catalog import build_warehouse, connect
 from schemas.contract import load_contracts
-from tests.conftest import aws_env, drop, make_home
+from tests.conftest import SharedGreatExpectations, aws_env, drop, make_home
 from tests.s3_server import LAKE_BUCKET
 from tests.test_lake_safety import _datashare
 
-# Each runs the whole pipeline: `pytest -m 'not slow'` leaves them out.
-pytestmark = pytest.mark.slow
+# Each runs the whole pipeline: `pytest -m 'not slow'` leaves them out. Runs in this process
+# use the worker's great-expectations helper (tests/conftest.py), not one each.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ge_helper")]
 
 ROW = pa.schema([("n", pa.int64())])
-
-
-@pytest.fixture
-def s3_home(s3, home, monkeypatch):
-    """An installation whose lake is `s3://lake/<fresh prefix>`; drop zone and home local."""
-    server, prefix = s3
-    monkeypatch.setenv("DATASHARE_LAKE", f"s3://{LAKE_BUCKET}/{prefix}")
-    (home.home / "lake").rmdir()  # made empty by `home`, before the lake moved to S3
-    settings = load_settings()
-    settings.ensure_folders()
-    return settings, server.client(), prefix
 
 
 def _keys(client, prefix: str) -> list[str]:
@@ -76,11 +66,13 @@ class JuneOnS3:
 
 
 @pytest.fixture(scope="module")
-def _june_on_s3(seaweed, tmp_path_factory, real_stop_and_search) -> JuneOnS3:
-    # The run costs seconds and two tests start from it; a copy of its lake costs a fraction.
+def _june_on_s3(
+    seaweed, tmp_path_factory, real_stop_and_search, ge_helper_process: SharedGreatExpectations
+) -> JuneOnS3:
+    # The run costs seconds and three tests start from it; a copy of its lake costs a fraction.
     folder = tmp_path_factory.mktemp("june-on-s3")
     prefix = f"test-{uuid.uuid4().hex[:8]}"
-    with pytest.MonkeyPatch.context() as patch:
+    with pytest.MonkeyPatch.context() as patch, ge_helper_process.installed():
         aws_env(patch, seaweed)
         (make_home(folder, patch).home / "lake").rmdir()  # made empty before the lake moved
         patch.setenv("DATASHARE_LAKE", f"s3://{LAKE_BUCKET}/{prefix}")
@@ -99,7 +91,7 @@ def _june_on_s3(seaweed, tmp_path_factory, real_stop_and_search) -> JuneOnS3:
 def _copy_of(june: JuneOnS3, s3, tmp_path: Path, monkeypatch) -> tuple[Settings, object, str]:
     """This test's own copy of the module's June home: its folder, and its lake under the
     fresh prefix `s3` gives (copied object by object in the server), the warehouse rebuilt
-    over that copy. Returns (settings, client, prefix) as `s3_home` does."""
+    over that copy. Returns (settings, client, prefix)."""
     server, prefix = s3
     client = server.client()
     shutil.copytree(june.settings.home, tmp_path / "home", symlinks=True)
@@ -206,12 +198,11 @@ FEBRUARY_ROWS = 5_000  # the month the run is killed in
 
 
 def test_a_killed_run_with_the_lake_on_s3_leaves_a_whole_month_and_the_next_run_finishes(
-    s3_home, stop_and_search, capsys
+    _june_on_s3, s3, stop_and_search, tmp_path, monkeypatch
 ):
-    settings, client, prefix = s3_home
-    january = settings.dropzone / "stop_and_search" / "2024-01" / "d.csv"
-    write_delivery(stop_and_search, "2024-01", january, rows=2_000, seed=1, defect_rate=0)
-    assert main(["run"]) == 0
+    # After the module's run that published June 2022 (a copy of it: a month already whole
+    # in the lake, which the killed run must leave so).
+    settings, client, prefix = _copy_of(_june_on_s3, s3, tmp_path, monkeypatch)
     february = settings.dropzone / "stop_and_search" / "2024-02" / "d.csv"
     write_delivery(stop_and_search, "2024-02", february, rows=FEBRUARY_ROWS, seed=2, defect_rate=0)
 
@@ -233,14 +224,15 @@ def test_a_killed_run_with_the_lake_on_s3_leaves_a_whole_month_and_the_next_run_
     months = dict(
         _query(settings, "SELECT _period, count(*) FROM curated.stop_and_search GROUP BY 1")
     )
-    assert months["2024-01"] == 2_000
+    assert months["2022-06"] == 16_332
     assert months.get("2024-02", 0) in (0, FEBRUARY_ROWS)  # absent or whole, never half
 
-    assert main(["run"]) == 0
+    with redirect_stdout(io.StringIO()) as out:
+        assert main(["run"]) == 0, out.getvalue()
     months = dict(
         _query(settings, "SELECT _period, count(*) FROM curated.stop_and_search GROUP BY 1")
     )
-    assert months == {"2024-01": 2_000, "2024-02": FEBRUARY_ROWS}
+    assert months == {"2022-06": 16_332, "2024-02": FEBRUARY_ROWS}
     assert not [k for k in _keys(client, prefix) if k.startswith("staging/")]
 
 
