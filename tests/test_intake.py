@@ -603,6 +603,7 @@ def _query(settings, sql: str) -> list[tuple]:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("ge_helper")  # the worker's great-expectations helper
 def test_run_records_off_layout_files_once_and_flags_a_missed_month(home, capsys):
     from pipelines.cli.main import main
 

@@ -180,6 +180,7 @@ def _tables_equal(a: pa.Table | None, b: pa.Table | None) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("ge_helper")  # the worker's great-expectations helper
 def test_a_restated_month_is_traced_reproduced_and_marked_revised(
     home, real_stop_and_search, tmp_path, capsys
 ):
