@@ -1,7 +1,6 @@
 """Storage analysts can trust: kills, open connections, rebuilds, retention, the audit log."""
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,10 +16,12 @@ from pipelines.demo.synthetic import write_delivery
 from pipelines.lake.retention import enforce_retention, expiry
 from pipelines.lake.store import FolderLake
 from schemas.contract import load_contracts
-from tests.conftest import drop, make_home
+from tests.conftest import SharedGreatExpectations, build_template, drop, restore_template
 
-# Each runs the whole pipeline: `pytest -m 'not slow'` leaves them out.
-pytestmark = pytest.mark.slow
+# Each runs the whole pipeline: `pytest -m 'not slow'` leaves them out. The runs in this
+# process use the worker's great-expectations helper (conftest's ge_helper: about 5 s of
+# CPU a run saved); the killed `datashare run` processes start their own, as a user's do.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ge_helper")]
 
 
 def _count(settings, sql: str):
@@ -41,54 +42,44 @@ def _datashare(home, *args: str, **kwargs) -> subprocess.Popen:
     )
 
 
-def _template(factory: pytest.TempPathFactory, name: str, make) -> Path:
-    """A home made once for the module by `make(settings)` in `<folder>/work/home`, kept
-    pristine in `<folder>/pristine`; returns the folder. (Each test's whole-pipeline first
-    run is the same, and costs seconds.)"""
-    folder = factory.mktemp(name)
-    with pytest.MonkeyPatch.context() as patch:
-        make(make_home(folder / "work", patch))
-    shutil.copytree(folder / "work" / "home", folder / "pristine", symlinks=True)
-    return folder
-
-
-def _restore(folder: Path, monkeypatch: pytest.MonkeyPatch):
-    """The module's pristine home put back at the very path it was made at (the warehouse's
-    views name the lake by its path), as this test's own home."""
-    shutil.rmtree(folder / "work" / "home")
-    shutil.copytree(folder / "pristine", folder / "work" / "home", symlinks=True)
-    return make_home(folder / "work", monkeypatch)
-
-
+# Each test's whole-pipeline first run is the same, and costs seconds: made once for the
+# module (conftest's build_template) and put back for each test at the very path it was made
+# at (the warehouse's views name the lake by its path).
 @pytest.fixture(scope="module")
-def _january_template(tmp_path_factory, stop_and_search) -> Path:
+def _january_template(
+    tmp_path_factory, stop_and_search, ge_helper_process: SharedGreatExpectations
+) -> Path:
     def make(home):
         january = home.dropzone / "stop_and_search" / "2024-01" / "d.csv"
         write_delivery(stop_and_search, "2024-01", january, rows=2_000, seed=1, defect_rate=0.001)
-        assert main(["run"]) == 0
+        with ge_helper_process.installed():
+            assert main(["run"]) == 0
 
-    return _template(tmp_path_factory, "january", make)
+    return build_template(tmp_path_factory, "january", make)[0]
 
 
 @pytest.fixture
 def january_published(_january_template, monkeypatch):
     """A home whose January 2024 (2,000 synthetic rows) `datashare run` has published."""
-    return _restore(_january_template, monkeypatch)
+    return restore_template(_january_template, monkeypatch)
 
 
 @pytest.fixture(scope="module")
-def _june_template(tmp_path_factory, real_stop_and_search) -> Path:
+def _june_template(
+    tmp_path_factory, real_stop_and_search, ge_helper_process: SharedGreatExpectations
+) -> Path:
     def make(home):
         drop(home, "stop_and_search", "2022-06", real_stop_and_search)
-        assert main(["run"]) == 0
+        with ge_helper_process.installed():
+            assert main(["run"]) == 0
 
-    return _template(tmp_path_factory, "june", make)
+    return build_template(tmp_path_factory, "june", make)[0]
 
 
 @pytest.fixture
 def june_published(_june_template, monkeypatch):
     """A home whose real June 2022 file `datashare run` has published."""
-    return _restore(_june_template, monkeypatch)
+    return restore_template(_june_template, monkeypatch)
 
 
 @pytest.fixture(scope="module")
