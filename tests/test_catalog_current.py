@@ -197,6 +197,8 @@ def test_a_record_set_given_its_first_file_needs_a_rebuild_and_a_rebuild_makes_i
 
 
 @pytest.mark.slow
+# The runs use the worker's great-expectations helper (conftest's ge_helper), not one each.
+@pytest.mark.usefixtures("ge_helper")
 def test_a_new_month_leaves_the_catalog_as_it_is_and_it_is_what_a_rebuild_makes(
     home, stop_and_search
 ):
