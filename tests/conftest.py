@@ -339,16 +339,22 @@ QUICK_SECONDS = 0.5  # any other test
 SHARED_DEMOS = ("shared_demo",)
 
 
+# Session fixtures that several modules share, worth sharing only on one worker: the modules
+# using one are one unit (tests/test_dagster_ui.py and test_browser_ui.py read one webserver).
+SHARED_SERVERS = ("demo_webserver",)
+
+
 def _module_fixtures(item: pytest.Item) -> set[tuple[str, str]]:
     """The module-scoped fixtures `item` uses (and those of a class or package's scope), each
     with the module it is built for."""
     info = getattr(item, "_fixtureinfo", None)  # pytest's own record of the fixtures item uses
     module = item.nodeid.split("::")[0]
-    return {
+    found = {
         (module, name)
         for name, defs in (info.name2fixturedefs.items() if info else ())
         if defs[-1].scope in ("module", "class", "package")
     }
+    return found | {("session", name) for name in SHARED_SERVERS if name in item.fixturenames}
 
 
 def _units(items: list[pytest.Item]) -> list[list[pytest.Item]]:
