@@ -513,7 +513,9 @@ def _with_markers(table: pa.Table, markers: dict[str, dict]) -> pa.Table:
 
 def _markers_in(lake: Lake, fold: str) -> dict[str, dict]:
     """The write-once records' rows a fold's file carries (none for an older fold)."""
-    blob = (lake.parquet_file(fold).schema_arrow.metadata or {}).get(MARKERS_METADATA)
+    # (No column read: the file's footer only. A fold removed meanwhile is FileNotFoundError,
+    # as any read of the register meets it, on every kind of lake.)
+    blob = (lake.read_table(fold, columns=[]).schema.metadata or {}).get(MARKERS_METADATA)
     if not blob:
         return {}
     copy = pa.ipc.open_file(pa.py_buffer(blob)).read_all()
