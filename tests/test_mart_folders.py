@@ -11,7 +11,9 @@ exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 import shutil
 import subprocess
@@ -25,6 +27,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipelines.cli.main import main
 from pipelines.lake.mart_files import mart_key, mart_keys, migrate_mart_files, previous_mart_key
 from pipelines.lake.store import FolderLake, Lake, S3Lake, open_lake
 from pipelines.oversight.mart_runner import MARTS
@@ -35,7 +38,6 @@ from tests.previous_version import previous_version_code
 from tests.s3_server import LAKE_BUCKET
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASHARE = Path(sys.executable).with_name("datashare")
 # main just before the marts moved into folders: each mart one file, oversight/<mart>.parquet.
 PREVIOUS_VERSION = "3bbe134"
 
@@ -127,11 +129,22 @@ def _comments(warehouse: Path) -> set[tuple]:
 
 
 def _datashare(home: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(DATASHARE), "--home", str(home), *args],
-        capture_output=True, text=True, timeout=600,
-        env={k: v for k, v in os.environ.items() if not k.startswith("DATASHARE_")},
-    )  # fmt: skip
+    """`datashare --home HOME ARGS...` through the command's own entry point in this process
+    (nothing the environment names besides): its exit status and output. A `datashare`
+    process of its own cost two seconds of imports, and these tests look only at what it
+    prints and returns."""
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        for name in [k for k in os.environ if k.startswith(("DATASHARE_", "DAGSTER_"))]:
+            patch.delenv(name)
+        patch.setenv("DATASHARE_HOME", str(home))
+        patch.setenv("DAGSTER_HOME", str(home / "dagster"))  # main sets it: undone after
+        status = main(["--home", str(home), *args])
+    return subprocess.CompletedProcess(args, status, out.getvalue(), err.getvalue())
 
 
 @pytest.mark.slow
