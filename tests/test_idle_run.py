@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import duckdb
+import pytest
 
 from pipelines.cli.main import REPO_ROOT, main
 from tests.conftest import drop
@@ -39,6 +40,7 @@ print(json.dumps({"code": code, "out": out.getvalue(),
 """
 
 
+@pytest.mark.usefixtures("ge_helper")  # the first run's: the worker's helper
 def test_an_idle_run_imports_no_validation_stack_and_counts_open_breaches_as_the_register(
     home, real_stop_and_search
 ):
