@@ -13,6 +13,7 @@ breaches raised are counted from what the timeliness step says it raised.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from pipelines.governance.delivery_schedule import UNUSABLE_RULES, delivered_per
 from pipelines.lake import register as register_module
 from pipelines.lake.register import Breach, DeliveryEvent, Register
 from pipelines.lake.store import FolderLake
+from pipelines.validation.dataset_expectations import VOLUME_HISTORY
 from schemas.contract import load_contracts
 
 CONTRACT = "stop_and_search"
@@ -260,3 +262,57 @@ def test_a_fold_without_the_copy_is_read_as_before(tmp_path):
     lake.opened = []
     assert _fresh_read(lake) == expected
     assert sum(Path(k).name.startswith("received-") for k in lake.opened) == 12
+
+
+@pytest.mark.slow
+def test_one_new_months_run_reads_as_many_register_files_at_12_months_as_at_3(
+    home, monkeypatch, capsys
+):
+    """The run as a user starts it, one new month on top of 3 and then 12 months of
+    history: the lake's files it opens (event files, breach files, the rest) and the
+    listings it makes stay the same, but for where the last fold falls (at most a fold's
+    worth of event files) and the volume check's window of months."""
+    from pipelines.cli.main import main
+
+    counted: list[Counter] = []
+
+    def counting(name: str):
+        real = getattr(FolderLake, name)
+
+        def spy(self, key, *args, **kwargs):
+            if counted:
+                area = "/".join(str(key).split("/")[:2])
+                counted[-1][f"{name} {area}"] += 1
+            return real(self, key, *args, **kwargs)
+
+        monkeypatch.setattr(FolderLake, name, spy)
+
+    for name in ("parquet_file", "glob", "glob_below", "exists"):
+        counting(name)
+
+    def run(periods: list[str], count: bool) -> None:
+        for period in periods:
+            _send(home, period)
+        register_module._READ.clear()  # a new process's register
+        if count:
+            counted.append(Counter())
+        assert main(["run"]) in (0, 1)
+        assert f"Ran {len(periods)} contract-month(s)" in capsys.readouterr().out
+        if count:
+            counted.append(Counter())  # (what comes after is not counted)
+
+    months = [f"2024-{m:02d}" for m in range(1, 13)] + ["2025-01"]
+    run(months[:3], count=False)
+    run(months[3:4], count=True)
+    run(months[4:12], count=False)
+    run(months[12:], count=True)
+    at_3, at_12 = counted[0], counted[2]
+
+    events = "parquet_file governance/deliveries"
+    assert at_3.pop(events, 0) <= 2 + 3 * 8 and at_12.pop(events, 0) <= 2 + 3 * 8
+    # The volume check compares the month with the last VOLUME_HISTORY months' profiles: a
+    # window by design, which a longer history no longer widens.
+    profiles = "exists governance/profiles"
+    assert at_3.pop(profiles, 0) <= at_12.pop(profiles, 0) <= VOLUME_HISTORY
+    assert at_12 == at_3
+    assert at_3["parquet_file governance/breaches"] == 1  # the new month's own
