@@ -145,9 +145,11 @@ def _a_helper_whose_work_is_done_is_ended_without_holding_up_the_run(
 
 
 @pytest.fixture(scope="module")
-def helper():
-    """One helper for the module's examples (its start is the 5 s import)."""
-    with ge_process.loading_early(warm_session):
+def helper(ge_helper_process):
+    """One helper for the module's examples (its start is the 5 s import): the worker's
+    (tests/conftest.py), the same kind of helper a run starts, usually up already in the
+    suite. The tests above start helpers of their own: how one starts and ends is theirs."""
+    with ge_helper_process.installed():
         yield ge_process._HELPER
 
 
