@@ -28,7 +28,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 # pandera looks for pyspark once, when first imported, and if it finds it imports
@@ -288,25 +288,31 @@ def test_the_s3_lake_is_named_as_each_engine_reaches_it():
         ddl_statements("athena", "/srv/lake", tables)
 
 
+# Any character a description may hold, with what a literal must escape drawn often: from
+# every character alone, ten examples would hardly ever hold a quote or a backslash.
+COMMENT_CHARACTERS = st.one_of(
+    st.sampled_from("'\\\"`;\\n"), st.characters(blacklist_categories=("Cs", "Cc"))
+)
+
+# What a wrong escape gets wrong, every time the tests run.
+TRICKY_COMMENTS = ["the force's own", "C:\\share\\new", "\\'", "''", '"quoted"', "a\\nb"]
+
+
 @pytest.mark.slow
 # Each example sends four to eight texts in one statement (ten statements, at least 40
 # texts, as the 40 statements of one text each did): a Spark query is most of an example's
 # time.
 @settings(max_examples=10, deadline=None)
-@given(
-    st.lists(
-        st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=40),
-        min_size=4,
-        max_size=8,
-    )
-)
+@given(st.lists(st.text(alphabet=COMMENT_CHARACTERS, max_size=40), min_size=4, max_size=8))
+@example(TRICKY_COMMENTS)
 def test_any_comment_reaches_spark_as_written(spark, texts: list[str]):
     # A contract's description is free text: quotes and backslashes survive the statement.
     columns = ", ".join(f"{_literal('spark', text)} AS t{i}" for i, text in enumerate(texts))
     assert list(spark.sql(f"SELECT {columns}").collect()[0]) == texts
 
 
-@given(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=40))
+@given(st.text(alphabet=COMMENT_CHARACTERS, max_size=40))
+@example("".join(TRICKY_COMMENTS))
 def test_any_comment_reaches_trino_as_written(text: str):
     # Trino's literals are standard SQL's, as DuckDB's are: a quote is doubled.
     assert duckdb.sql(f"SELECT {_literal('trino', text)}").fetchall()[0][0] == text
