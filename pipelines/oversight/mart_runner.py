@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -54,6 +55,7 @@ import pyarrow as pa
 from pipelines.lake.mart_files import mart_key
 from pipelines.lake.provenance import (
     PreviousSources,
+    mart_source_rows,
     new_computation,
     record_mart_sources,
     sources_key,
@@ -380,12 +382,15 @@ def write_mart(
         sources = {
             c: contracts[c].version for c in mart.source_contracts(contracts) if c in contracts
         }
+        cache = _SOURCES.get(id(con))
+        if kept is not None and cache is not None:
+            _read_changed_sources(con, contracts, sources, kept.changed, cache)
         record_mart_sources(
             lake,
             con,
             name,
             sources,
-            cache=_SOURCES.get(id(con)),
+            cache=cache,
             computation=computation,
             previous=kept,
         )
@@ -574,12 +579,16 @@ def _rows_outside_month(
     timestamps, and the London month of each row (a time zone conversion) cost a quarter
     of a second of CPU; counted by distinct value, a sixth of that."""
     where = ""
+    table = f"curated.{inc.contract}"
     if periods is not None:
         where = "WHERE _period IN (" + ", ".join(_quote(p) for p in periods) + ")"
+        # Those periods' files only (the periods asked about have rows: they are read).
+        known = set(_used_by_period(con, inc.contract))
+        table = _period_source(con, inc.contract, periods, known) or table
     columns = _columns_read(con, inc.month_of_row)
     if columns is None or MONTH_COLUMN in columns:
         sql = (
-            f"SELECT count(*) FROM curated.{inc.contract} "
+            f"SELECT count(*) FROM {table} "
             f"{where} {'AND' if where else 'WHERE'} ({inc.month_of_row}) IS DISTINCT FROM _month"
         )
     else:
@@ -587,7 +596,7 @@ def _rows_outside_month(
         sql = (
             f"SELECT coalesce(sum(_rows), 0) FROM ("
             f"  SELECT *, {MONTH_OF_PERIOD} FROM ("
-            f"    SELECT {read}, count(*) AS _rows FROM curated.{inc.contract} {where}"
+            f"    SELECT {read}, count(*) AS _rows FROM {table} {where}"
             f"    GROUP BY ALL))"
             f" WHERE ({inc.month_of_row}) IS DISTINCT FROM _month"
         )
@@ -752,24 +761,47 @@ def _slice_periods(
 ) -> pa.Table:
     """The mart over the curated rows of the changed periods only, of every source."""
     views = _curated_views(con)
-    narrowed = []
-    try:
-        for c in sources:
-            periods = ", ".join(_quote(p) for p in changed.get(c, [])) or "NULL"
-            # A table with no data yet is no view, and is left as it is.
-            layout = [f"{c}_releases"] if contracts[c].layout else []
-            for name in [n for n in [c, *layout] if n in views]:
-                con.execute(
-                    f"CREATE OR REPLACE VIEW curated.{name} AS SELECT * FROM "
-                    f"warehouse.curated.{name} WHERE _period IN ({periods})"
-                )
-                narrowed.append(name)
-        return con.sql(mart_sql(mart, contracts)).to_arrow_table()
-    finally:
-        for name in narrowed:
-            con.execute(
-                f"CREATE OR REPLACE VIEW curated.{name} AS SELECT * FROM warehouse.curated.{name}"
+    narrowed = {}
+    for c in sources:
+        periods = ", ".join(_quote(p) for p in changed.get(c, [])) or "NULL"
+        # A table with no data yet is no view, and is left as it is.
+        layout = [f"{c}_releases"] if contracts[c].layout else []
+        for name in [n for n in [c, *layout] if n in views]:
+            # A contract without releases: its changed periods' files only.
+            source = None
+            if not layout:
+                known = set(_used_by_period(con, c))
+                source = _period_source(con, name, changed.get(c, []), known)
+            narrowed[name] = (
+                f"SELECT * FROM {source or f'warehouse.curated.{name}'} "
+                f"WHERE _period IN ({periods})"
             )
+    with _narrowed(con, narrowed):
+        return con.sql(mart_sql(mart, contracts)).to_arrow_table()
+
+
+@contextmanager
+def _narrowed(con: duckdb.DuckDBPyConnection, views: dict[str, str]) -> Iterator[None]:
+    """`curated.<name>` is the query `views[name]` for a while, then the whole view again.
+
+    The whole view is renamed aside and back rather than made anew: making a view of the
+    curated files binds it, which opens every month's file (union_by_name reads each
+    footer), and a slice reading a year of files would open all the history's to end."""
+    aside = []
+    try:
+        for name, query in views.items():
+            con.execute(f"ALTER VIEW curated.{name} RENAME TO {_ASIDE}{name}")
+            aside.append(name)
+            con.execute(f"CREATE VIEW curated.{name} AS {query}")
+        yield
+    finally:
+        for name in aside:
+            con.execute(f"DROP VIEW IF EXISTS curated.{name}")
+            con.execute(f"ALTER VIEW curated.{_ASIDE}{name} RENAME TO {name}")
+
+
+# The name a narrowed view's whole view has meanwhile (`_narrowed`).
+_ASIDE = "_whole_"
 
 
 def _merge_periods(
@@ -821,6 +853,86 @@ def _registered(con: duckdb.DuckDBPyConnection, **tables: pa.Table) -> Iterator[
             con.unregister(name)
 
 
+# --- reading only the months a slice needs ---------------------------------------------
+#
+# A curated view reads `period=*/data.parquet` with union_by_name, so every query over it
+# (and every narrowed view made of it) opened every month's file, to bind it and again to
+# scan it, whatever its WHERE: on 94 months of stop and search the marts' step opened each
+# month's file some 44 times for one new month (issue 21, history row). The queries that
+# need a few months only read those months' files by path instead. The curated folders
+# hold each period in `period=<p>/`, and the rows of a file are of that period (the lake's
+# layout: `_period` is the folder's month), so the files of the periods read are all that
+# `WHERE _period IN (...)` over the whole view keeps; the WHERE stays, to be sure.
+
+_GLOB = re.compile(r"read_parquet\('((?:[^']|'')*period=\*/data\.parquet)'")
+
+
+def _period_source(
+    con: duckdb.DuckDBPyConnection, name: str, periods: list[str], known: set[str]
+) -> str | None:
+    """SQL for `warehouse.curated.<name>` narrowed to `periods` that reads the files of
+    those periods only (of them, those in `known`, the periods with curated rows), with
+    the whole view's columns in its order; None where that cannot be said for sure (a view
+    of another shape, or files whose columns the view does not list as they are), and the
+    caller reads the whole view as before."""
+    rows = con.execute(
+        "SELECT sql FROM duckdb_views() WHERE database_name = 'warehouse' "
+        "AND schema_name = 'curated' AND view_name = ?",
+        [name],
+    ).fetchall()
+    match = _GLOB.search(rows[0][0]) if rows else None
+    if match is None:
+        return None
+    # The view's columns as stored with it (reading them opens no file).
+    columns = con.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = 'warehouse' "
+        "AND schema_name = 'curated' AND table_name = ? ORDER BY column_index",
+        [name],
+    ).fetchall()
+    listed = ", ".join(_quote(p) for p in periods) or "NULL"
+    nulls = ", ".join(f'CAST(NULL AS {kind}) AS "{column}"' for column, kind in columns)
+    shape = f"(SELECT {nulls} LIMIT 0)"
+    glob = match.group(1)
+    files = [glob.replace("period=*", f"period={p}") for p in sorted(set(periods) & known)]
+    if not files:
+        return shape
+    text = rows[0][0]
+    select = text[text.index(" AS SELECT ") + len(" AS ") : match.start()]
+    tail = text[match.end() :].rstrip().rstrip(";")
+    listing = "[" + ", ".join(f"'{f}'" for f in files) + "]"
+    narrowed = f"{select}read_parquet({listing}{tail}"
+    described = con.execute(f"DESCRIBE {narrowed}").fetchall()
+    if not {(r[0], r[1]) for r in described} <= set(columns):
+        return None  # columns the view, as stored, does not show so: read it whole
+    return f"(SELECT * FROM ({shape} UNION ALL BY NAME {narrowed}) WHERE _period IN ({listed}))"
+
+
+def _read_changed_sources(
+    con: duckdb.DuckDBPyConnection,
+    contracts: dict[str, Contract],
+    sources: dict[str, str],
+    changed: dict[str, list[str]],
+    cache: dict[tuple, list[dict]],
+) -> None:
+    """Put in `cache` the provenance rows of the changed periods (`mart_source_rows` of
+    them), read from those periods' files only: the provenance of a computation that read
+    only them reads them from `cache` (and the whole views, as before, if it must read
+    every period)."""
+    wanted = {c: (sources[c], tuple(p)) for c, p in changed.items() if p and c in sources}
+    if all((c, *w) in cache for c, w in wanted.items()):
+        return  # read for an earlier mart over this connection
+    views = _curated_views(con)
+    narrowed = {}
+    for c, periods in changed.items():
+        if c not in views or contracts[c].layout:
+            continue
+        source = _period_source(con, c, periods, set(_used_by_period(con, c)))
+        if source is not None:
+            narrowed[c] = f"SELECT * FROM {source}"
+    with _narrowed(con, narrowed):
+        mart_source_rows(con, sources, cache, changed)
+
+
 def _slice(
     mart: Mart,
     inc: Incremental,
@@ -831,16 +943,18 @@ def _slice(
     """The mart over the curated rows of the months its changed months' rows need."""
     first, last = _span(changed)
     span = inc.window_months - 1
-    view = f"curated.{inc.contract}"
-    whole = f"SELECT * FROM warehouse.curated.{inc.contract}"
-    con.execute(
-        f"CREATE OR REPLACE VIEW {view} AS {whole} "
+    known = set(_used_by_period(con, inc.contract))
+    # The months of the window that have rows (their periods are months: the caller
+    # checked), read by path.
+    periods = [p for p in known if first - span <= (_month(p) or 0) <= last + span]
+    source = _period_source(con, inc.contract, periods, known)
+    whole = f"(SELECT * FROM warehouse.curated.{inc.contract})"
+    query = (
+        f"SELECT * FROM {source or whole} "
         f"WHERE _month BETWEEN DATE '{_iso(first - span)}' AND DATE '{_iso(last + span)}'"
     )
-    try:
+    with _narrowed(con, {inc.contract: query}):
         return con.sql(mart_sql(mart, contracts)).to_arrow_table()
-    finally:
-        con.execute(f"CREATE OR REPLACE VIEW {view} AS {whole}")
 
 
 def _merge(

@@ -1,0 +1,82 @@
+"""One new month's marts cost the same whatever the history (issue 21, history row).
+
+The marts a run recomputes for its new month read the curated files of the months their
+windows reach (a year of stop and search), and look once over the whole history to see
+which months changed; they used to open every month's file some 44 times (each query over
+the curated view, and each view made of it, bound and scanned every file), so the step
+grew with every month kept. Counted by DuckDB's own log of the files it opens, on the real
+June 2022 searches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from pipelines.lake.store import FolderLake
+from pipelines.oversight.mart_runner import MARTS, warehouse_connection, write_mart, write_marts
+from pipelines.validation.row_validation import validate_delivery
+from tests.conftest import REAL_STOP_AND_SEARCH
+from tests.test_marts_incremental import (
+    CONTRACTS,
+    INCREMENTAL,
+    assert_same_as_full,
+    home,
+    month_of,
+    publish,
+)
+
+
+@pytest.fixture(scope="module")
+def real_rows(tmp_path_factory: pytest.TempPathFactory) -> pa.Table:
+    """The real June 2022 file's curated rows, as the contract's checks leave them."""
+    lake = FolderLake(tmp_path_factory.mktemp("real") / "lake")
+    contract = CONTRACTS["stop_and_search"]
+    outcome = validate_delivery(contract, REAL_STOP_AND_SEARCH, "2022-06", "real", lake)
+    assert outcome.rows_quarantined == 0
+    return lake.read_table(lake.staging_path("stop_and_search", "2022-06", "real"))
+
+
+def curated_opens(con: duckdb.DuckDBPyConnection) -> int:
+    """How many times `con`'s DuckDB has opened a curated file since logging began."""
+    ((n,),) = con.execute(
+        "SELECT count(*) FROM duckdb_logs WHERE type = 'FileSystem' "
+        "AND message LIKE '%curated/contract=%' AND message LIKE '%\"op\":\"OPEN\"%'"
+    ).fetchall()
+    return n
+
+
+def new_month_opens(folder: Path, pool: pa.Table, months: int) -> tuple[int, int]:
+    """Every mart written for one new month on top of `months` months of stop and search
+    (the marts written before it, as a run leaves them): the curated files opened doing
+    so, and those one look over the history (which deliveries each month holds) opens."""
+    lake, warehouse = home(folder, pool)
+    for i in range(months):
+        publish(lake, pool, month_of(i), i * 50, 40, f"h{i}", False)
+    write_marts(warehouse, lake, None, CONTRACTS)
+    publish(lake, pool, month_of(months), 0, 40, "new", False)
+    with warehouse_connection(warehouse, CONTRACTS, records_once=True) as con:
+        con.execute("CALL enable_logging('FileSystem')")
+        for name in MARTS:
+            write_mart(name, con, lake, CONTRACTS)
+        marts = curated_opens(con)
+        con.execute(
+            "SELECT _period, _delivery_id, count(*) FROM curated.stop_and_search GROUP BY ALL"
+        ).fetchall()
+        look = curated_opens(con) - marts
+    # The same figures and provenance as computing every month.
+    assert_same_as_full(lake, warehouse, INCREMENTAL)
+    return marts, look
+
+
+def test_a_new_month_opens_no_more_history_than_one_look(real_rows, tmp_path):
+    """On 25 months rather than 13, the marts' step for a new month opens the 12 months'
+    more files no more often than one look over them does: the months outside the new
+    month's windows are not read again by each mart and query (on the old code, some 44
+    opens of each)."""
+    short, short_look = new_month_opens(tmp_path / "short", real_rows, 13)
+    long, long_look = new_month_opens(tmp_path / "long", real_rows, 25)
+    assert long - short <= long_look - short_look, (short, long, short_look, long_look)
