@@ -298,6 +298,7 @@ def warehouse_connection(
         _OUTSIDE.pop(id(con), None)
         _REFERENCE.pop(id(con), None)
         _SOURCES.pop(id(con), None)
+        _PERIOD_SOURCES.pop(id(con), None)
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
 
@@ -870,19 +871,36 @@ _GLOB = re.compile(r"read_parquet\('((?:[^']|'')*period=\*/data\.parquet)'")
 def _period_source(
     con: duckdb.DuckDBPyConnection, name: str, periods: list[str], known: set[str]
 ) -> str | None:
+    """`_narrowed_source`, worked out once per connection for the same question: the
+    marts of a month ask it several times (each a few milliseconds of catalog reads and a
+    DESCRIBE), and the warehouse is attached read-only."""
+    asked = _PERIOD_SOURCES.setdefault(id(con), {})
+    key = (name, tuple(sorted(periods)), frozenset(known))
+    if key not in asked:
+        asked[key] = _narrowed_source(con, name, periods, known)
+    return asked[key]
+
+
+# Per open connection of this module's, `_period_source`'s answers.
+_PERIOD_SOURCES: dict[int, dict[tuple, str | None]] = {}
+
+
+def _narrowed_source(
+    con: duckdb.DuckDBPyConnection, name: str, periods: list[str], known: set[str]
+) -> str | None:
     """SQL for `warehouse.curated.<name>` narrowed to `periods` that reads the files of
     those periods only (of them, those in `known`, the periods with curated rows), with
     the whole view's columns in its order; None where that cannot be said for sure (a view
-    of another shape, or files whose columns the view does not list as they are), and the
-    caller reads the whole view as before."""
+    of another shape, or files whose columns the view does not list as they are) or where
+    every period with rows is read, and the caller reads the whole view as before."""
     rows = con.execute(
         "SELECT sql FROM duckdb_views() WHERE database_name = 'warehouse' "
         "AND schema_name = 'curated' AND view_name = ?",
         [name],
     ).fetchall()
     match = _GLOB.search(rows[0][0]) if rows else None
-    if match is None:
-        return None
+    if match is None or known <= set(periods):
+        return None  # (every period with rows: the whole view reads no more files)
     # The view's columns as stored with it (reading them opens no file).
     columns = con.execute(
         "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = 'warehouse' "
