@@ -14,12 +14,9 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pytest
 
-from pipelines.lake.store import FolderLake
 from pipelines.oversight.mart_runner import MARTS, warehouse_connection, write_mart, write_marts
-from pipelines.validation.row_validation import validate_delivery
-from tests.conftest import REAL_STOP_AND_SEARCH
+from tests import test_marts_incremental as marts_incremental
 from tests.test_marts_incremental import (
     CONTRACTS,
     INCREMENTAL,
@@ -29,15 +26,8 @@ from tests.test_marts_incremental import (
     publish,
 )
 
-
-@pytest.fixture(scope="module")
-def real_rows(tmp_path_factory: pytest.TempPathFactory) -> pa.Table:
-    """The real June 2022 file's curated rows, as the contract's checks leave them."""
-    lake = FolderLake(tmp_path_factory.mktemp("real") / "lake")
-    contract = CONTRACTS["stop_and_search"]
-    outcome = validate_delivery(contract, REAL_STOP_AND_SEARCH, "2022-06", "real", lake)
-    assert outcome.rows_quarantined == 0
-    return lake.read_table(lake.staging_path("stop_and_search", "2022-06", "real"))
+# The real June 2022 searches as the contract's checks leave them (a module fixture).
+real_rows = marts_incremental.real_rows
 
 
 def curated_opens(con: duckdb.DuckDBPyConnection) -> int:
