@@ -174,6 +174,38 @@ def test_a_new_runs_db_is_made_by_one_process_at_a_time(tmp_path: Path):
         assert len(con.execute("SELECT version_num FROM alembic_version").fetchall()) == 1
 
 
+def test_a_new_runs_db_is_stamped_from_the_scripts_its_check_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A new home's instance reads alembic's migration scripts (89 files) three times, not
+    four: once for the check and stamp of runs.db and the event log (their scripts read
+    once per process), twice for Dagster's own schedule storage (its check, then its
+    stamp). runs.db is then stamped with Dagster's newest revision, once, as its own
+    storage stamps it (the schema itself: test_a_run_opens_runs_db_a_few_times...)."""
+    from alembic.script import ScriptDirectory
+
+    from pipelines.home import event_log_storage
+
+    real = ScriptDirectory.from_config
+    reads: list[object] = []
+
+    def counted(config):
+        reads.append(config)
+        return real(config)
+
+    monkeypatch.setattr(ScriptDirectory, "from_config", counted)
+    monkeypatch.setattr(event_log_storage, "_SCRIPTS", {})  # as in a new process
+    folder = tmp_path / "dagster"
+    (folder / "history").mkdir(parents=True)
+    (folder / "dagster.yaml").write_text(dagster_yaml("sqlite"))
+    with dg.DagsterInstance.from_config(str(folder)) as instance:
+        assert instance.get_runs() == []
+    assert len(reads) == 3, "alembic's scripts read again to stamp runs.db"
+    head = ScriptDirectory.from_config(reads[0]).get_current_head()
+    with sqlite3.connect(folder / "history" / "runs.db") as con:
+        assert con.execute("SELECT version_num FROM alembic_version").fetchall() == [(head,)]
+
+
 @settings(max_examples=5, deadline=None)
 @given(order=st.lists(st.sampled_from([0, 1]), min_size=1, max_size=4))
 def test_runs_made_through_two_instances_in_any_order_are_all_there(
