@@ -153,6 +153,7 @@ def _send(settings, period: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("ge_helper")  # the worker's great-expectations helper, not one a run
 def test_the_summary_counts_the_late_breaches_this_run_raised_and_its_own_breaches(home, capsys):
     from pipelines.cli.main import main
 
@@ -265,6 +266,7 @@ def test_a_fold_without_the_copy_is_read_as_before(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("ge_helper")  # the worker's great-expectations helper, not one a run
 def test_one_new_months_run_reads_as_many_register_files_at_12_months_as_at_3(
     home, monkeypatch, capsys
 ):
