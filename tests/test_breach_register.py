@@ -21,18 +21,30 @@ from pipelines.warehouse.catalog import connect
 from schemas.contract import contracts_dir, load_contracts
 from schemas.contract_page import render_file
 from tests.breach_homes import MARKUP_HEADER, seeded_home, today
-from tests.conftest import build_template, drop, make_home, restore_template
+from tests.conftest import (
+    SharedGreatExpectations,
+    build_template,
+    drop,
+    make_home,
+    restore_template,
+)
 
 
 @pytest.fixture(scope="module")
-def real_june_home(tmp_path_factory: pytest.TempPathFactory, real_stop_and_search) -> Path:
+def real_june_home(
+    tmp_path_factory: pytest.TempPathFactory,
+    real_stop_and_search,
+    ge_helper_process: SharedGreatExpectations,
+) -> Path:
     """A home where `datashare run` took the real June 2022 file: one whole run for the
-    module, never written in (each test takes a copy)."""
+    module, never written in (each test takes a copy). The run uses the worker's
+    great-expectations helper (tests/conftest.py), not one of its own."""
     patch = pytest.MonkeyPatch()
     try:
         settings = make_home(tmp_path_factory.mktemp("real-june"), patch)
         drop(settings, "stop_and_search", "2022-06", real_stop_and_search)
-        assert main(["run"]) == 0
+        with ge_helper_process.installed():
+            assert main(["run"]) == 0
     finally:
         patch.undo()
     return settings.home
