@@ -20,7 +20,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipelines.oversight import mart_runner
+from pipelines.oversight import incremental_marts
 from pipelines.oversight.definition import marts_dir
 from pipelines.oversight.mart_runner import MARTS, load_mappings, warehouse_connection
 from pipelines.validation.row_validation import curated_schema
@@ -218,14 +218,14 @@ def test_rows_outside_their_month_are_counted_as_row_by_row(con, rows, periods, 
     fill(con, rows)
     inc = MARTS["stop_search_outcomes"].incremental
     inc = dataclasses.replace(inc, month_of_row=expression)
-    mart_runner._OUTSIDE.pop(id(con), None)  # counted afresh for these rows
+    incremental_marts._OUTSIDE.pop(id(con), None)  # counted afresh for these rows
     listed = "" if periods is None else "AND _period IN (SELECT unnest(?::VARCHAR[]))"
     ((expected,),) = con.execute(
         f"SELECT count(*) FROM curated.stop_and_search "
         f"WHERE ({expression}) IS DISTINCT FROM _month {listed}",
         [] if periods is None else [periods],
     ).fetchall()
-    assert mart_runner._rows_outside_month(con, inc, periods) == expected
+    assert incremental_marts._rows_outside_month(con, inc, periods) == expected
 
 
 def test_every_mapping_and_mart_file_reads_as_the_pure_python_safe_loader_reads_it():

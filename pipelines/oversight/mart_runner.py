@@ -14,8 +14,9 @@ read-only view of `warehouse.duckdb`; `write_mart` writes the result to
 key-value metadata (`comment`, `comment:<column>`), which the warehouse turns into the
 comments of view `oversight.<mart>`. A mart whose YAML declares `incremental` is
 recomputed only for the months whose curated rows changed since its file was written
-(and the 12-month windows that hold them), when that gives what a full recompute would;
-see "recomputing only the months that changed" below.
+(and the 12-month windows that hold them), when that gives what a full recompute would:
+the plan is `incremental_marts.py`'s. The marts, the mappings and a mart's whole query are
+`mart_queries.py`'s (importable from here too).
 
 Rules every mart follows:
 - A curated table with no rows (a contract with no deliveries yet) gives an empty mart with
@@ -37,16 +38,13 @@ No Dagster here: the assets in `assets/oversight.py` only call `write_mart`.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import cache
 from pathlib import Path
 
 import duckdb
@@ -54,149 +52,61 @@ import pyarrow as pa
 
 from pipelines.lake.mart_files import mart_key
 from pipelines.lake.provenance import (
-    PreviousSources,
-    mart_source_rows,
     new_computation,
     record_mart_sources,
     sources_key,
 )
 from pipelines.lake.store import Lake
-from pipelines.oversight.definition import (
-    Incremental,
-    Mart,
-    Suppression,
-    load_marts,
-    mart_yaml,
-    marts_dir,
+from pipelines.oversight.definition import Mart
+from pipelines.oversight.incremental_marts import (
+    COMPUTED_FROM,
+    incremental_table,
+    own_connection,
+    read_changed_sources,
+    release_connection,
 )
-from pipelines.warehouse import reference
-from pipelines.warehouse.catalog import MONTH_COLUMN, MONTH_OF_PERIOD, make_lake_readable
-from pipelines.warehouse.reference import (
+from pipelines.oversight.mart_queries import (
     MAPPINGS_DIR,
-    NOT_STATED,
-    create_reference,
-    read_mapping,
+    MARTS,
+    PACK_ORDER,
+    Mappings,
+    current_contracts,
+    finish_sql,
+    load_mappings,
+    mart_sql,
+    marts_reading,
+    sql_string,
 )
-from schemas.contract import Contract, contracts_dir, load_contracts
+from pipelines.warehouse.catalog import make_lake_readable
+from pipelines.warehouse.reference import create_reference
+from schemas.contract import Contract
 
-# --- mappings (data, not code; the marts read them as oversight_ref tables) -------------
-
-
-@dataclass(frozen=True)
-class Mappings:
-    groups: tuple[str, ...]
-    ethnicity: dict[str, dict[str, str]]  # "<contract>.<column>" -> value -> group
-    age_to_census: dict[str, str]
-    census_band_labels: dict[str, str]
-    outcome_groups: dict[str, tuple[str, ...]]  # group -> outcome types, in precedence order
-    no_further_action: tuple[str, ...]
-
-
-@cache
-def load_mappings(directory: Path = MAPPINGS_DIR) -> Mappings:
-    ethnicity = read_mapping(directory, "ethnicity.yaml")
-    ages = read_mapping(directory, "age_bands.yaml")
-    outcomes = read_mapping(directory, "outcomes.yaml")
-    groups = tuple(ethnicity.pop("groups"))
-    for key, mapping in ethnicity.items():
-        unknown = set(mapping.values()) - set(groups) - {NOT_STATED}
-        if unknown:
-            raise ValueError(f"ethnicity mapping {key} maps to unknown groups {sorted(unknown)}")
-    return Mappings(
-        groups=groups,
-        ethnicity={k: {str(a): str(b) for a, b in v.items()} for k, v in ethnicity.items()},
-        age_to_census=dict(ages["use_of_force.subject_age"]),
-        census_band_labels=dict(ages["census_band_labels"]),
-        outcome_groups={g: tuple(v) for g, v in outcomes["crime_outcome_groups"].items()},
-        no_further_action=tuple(outcomes["stop_and_search.no_further_action"]),
-    )
-
-
-# --- the marts -------------------------------------------------------------------------
-
-
-# Every mart is kept as files (`pipelines/oversight/marts/<mart>.sql` and `.yaml`); here in
-# the pack's order, a mart an analyst adds after these.
-PACK_ORDER = (
-    "stop_search_disproportionality",
-    "stop_search_outcomes",
-    "crime_trends",
-    "crime_outcome_rates",
-    "use_of_force_subjects",
-    "use_of_force_tactics",
-    "complaints_timeliness",
-    "emergency_response",
-    "trust_and_confidence",
-    "workforce_representation",
-    "data_quality",
-)
-_ALL_MARTS = load_marts(marts_dir())
-MARTS: dict[str, Mart] = {
-    name: _ALL_MARTS[name]
-    for name in sorted(
-        _ALL_MARTS, key=lambda n: (PACK_ORDER.index(n) if n in PACK_ORDER else 99, n)
-    )
-}
-
+# What callers import from here: the runner's own, and the marts, their mappings and their
+# queries (`mart_queries.py`'s), where callers have always found them.
+__all__ = [
+    "MAPPINGS_DIR",
+    "MARTS",
+    "PACK_ORDER",
+    "Mappings",
+    "Mart",
+    "WrittenMart",
+    "compute_mart",
+    "current_contracts",
+    "finish_sql",
+    "headline_figures",
+    "latest_figures",
+    "load_mappings",
+    "mart_metadata",
+    "mart_notes",
+    "mart_sql",
+    "marts_reading",
+    "plain_value",
+    "warehouse_connection",
+    "write_mart",
+    "write_marts",
+]
 
 # --- running ---------------------------------------------------------------------------
-
-
-_LOADED: dict[tuple, dict[str, Contract]] = {}
-
-
-def marts_reading(contracts: set[str], all_contracts: dict[str, Contract]) -> list[str]:
-    """The marts that read any of `contracts`: what a run that changed them recomputes."""
-    return [
-        name
-        for name, mart in MARTS.items()
-        if contracts & set(mart.source_contracts(all_contracts))
-    ]
-
-
-def current_contracts() -> dict[str, Contract]:
-    """The contracts in the contracts folder, read again only when a file there changed."""
-    directory = contracts_dir()
-    stamp = tuple((p.name, p.stat().st_mtime_ns) for p in sorted(directory.glob("*.yaml")))
-    key = (str(directory), stamp)
-    if key not in _LOADED:
-        _LOADED.clear()
-        _LOADED[key] = load_contracts(directory)
-    return _LOADED[key]
-
-
-def mart_sql(mart: Mart, contracts: dict[str, Contract] | None = None) -> str:
-    """The mart's whole query: its SQL, suppression, the declared columns, the order."""
-    contracts = contracts or current_contracts()
-    return finish_sql(mart, mart.sql(load_mappings(), contracts))
-
-
-def finish_sql(mart: Mart, body: str) -> str:
-    """What the runner adds to a mart's own SQL (`body`): small counts withheld (NULL, with
-    their `_suppressed` flags), the declared columns cast to their types, the order."""
-    active = mart._active_suppressions()
-    threshold = mart.threshold or 0
-
-    def withheld_sql(s: Suppression) -> str:
-        return f"coalesce({s.count} BETWEEN 1 AND {threshold - 1}, false)"
-
-    select = []
-    flags = {s.count: s for s in active if s.flag}
-    for col in mart.columns:
-        conditions = [withheld_sql(s) for s in active if col.name in s.withheld]
-        expr = col.name
-        if conditions:
-            expr = f"CASE WHEN {' OR '.join(conditions)} THEN NULL ELSE {col.name} END"
-        select.append(f"CAST({expr} AS {col.type}) AS {col.name}")
-        if col.name in flags:
-            select.append(f"{withheld_sql(flags[col.name])} AS {flags[col.name].flag_name}")
-    order = ", ".join(f"{o} NULLS LAST" for o in mart.order_by)
-    columns = ",\n       ".join(select)
-    return f"WITH mart AS (\n{body}\n)\nSELECT {columns}\nFROM mart\nORDER BY {order}"
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _table_names(con: duckdb.DuckDBPyConnection, catalog: str, schema: str) -> set[str]:
@@ -224,9 +134,6 @@ MART_MEMORY_LIMIT = "450MB"
 # for every mart computed over it.
 RECORDS_READ_ONCE = ("delivery_events", "breach_records")
 
-# The connections `warehouse_connection` opened (by id, while open): only in those is
-# `curated.<table>` a view of this module's that a slice may narrow for a while.
-_OWN_CONNECTIONS: set[int] = set()
 # Per connection of this module's, the deliveries each contract's curated rows come from, as
 # the marts' provenance records them (`record_mart_sources`): the three marts of a month of
 # stop and search read them once, not three times.
@@ -261,14 +168,14 @@ def warehouse_connection(
 
     contracts = contracts or current_contracts()
     con = duckdb.connect()
-    _OWN_CONNECTIONS.add(id(con))
+    own_connection(con)
     _SOURCES[id(con)] = {}
     # A spill folder of this connection's own: two runs' DuckDBs would share file names.
     spill = tempfile.mkdtemp(prefix="datashare-marts-")
     try:
-        con.execute(f"SET temp_directory = {_quote(spill)}")
+        con.execute(f"SET temp_directory = {sql_string(spill)}")
         con.execute(f"SET memory_limit = '{MART_MEMORY_LIMIT}'")
-        con.execute(f"ATTACH {_quote(str(warehouse))} AS warehouse (READ_ONLY)")
+        con.execute(f"ATTACH {sql_string(str(warehouse))} AS warehouse (READ_ONLY)")
         make_lake_readable(con, "warehouse")
         present = _table_names(con, "warehouse", "curated")
         governance = _table_names(con, "warehouse", "governance")
@@ -293,12 +200,8 @@ def warehouse_connection(
         create_reference(con, contracts, comments=False)
         yield con
     finally:
-        _OWN_CONNECTIONS.discard(id(con))
-        _USED.pop(id(con), None)
-        _OUTSIDE.pop(id(con), None)
-        _REFERENCE.pop(id(con), None)
+        release_connection(con)
         _SOURCES.pop(id(con), None)
-        _PERIOD_SOURCES.pop(id(con), None)
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
 
@@ -360,13 +263,14 @@ def write_mart(
     """Compute a mart and write it to `lake/oversight/<name>/data.parquet`, atomically.
 
     A mart declared `incremental` is recomputed only for the months whose curated rows
-    changed since its file was written, when that is safe (`_incremental_table`); the
-    file then holds exactly what a full recompute would.
+    changed since its file was written, when that is safe
+    (`incremental_marts.incremental_table`); the file then holds exactly what a full
+    recompute would.
     """
     mart = MARTS[name]
     contracts = contracts or current_contracts()
     with warehouse_connection(warehouse, contracts) as con:
-        table, computed_from, kept = _incremental_table(mart, con, lake, contracts)
+        table, computed_from, kept = incremental_table(mart, con, lake, contracts)
         if table is None:
             table = compute_mart(name, con, lake, contracts)
         # Provenance (issue 23): which deliveries' curated rows this computation read. Its
@@ -385,7 +289,7 @@ def write_mart(
         }
         cache = _SOURCES.get(id(con))
         if kept is not None and cache is not None:
-            _read_changed_sources(con, contracts, sources, kept.changed, cache)
+            read_changed_sources(con, contracts, sources, kept.changed, cache)
         record_mart_sources(
             lake,
             con,
@@ -398,621 +302,6 @@ def write_mart(
     # The table as computed, without what the runner keeps for itself in the file.
     table = table.replace_schema_metadata(mart_metadata(mart))
     return WrittenMart(mart, lake.url_of(key), table)
-
-
-# --- recomputing only the months that changed -------------------------------------------
-#
-# A month-end run adds one month to years of history; recomputing every month of the
-# stop-and-search marts made the run's cost grow with the history (issue 21). A mart whose
-# YAML declares `incremental` (definition.Incremental) keeps, in its file's Parquet
-# metadata (`COMPUTED_FROM`), what it was computed from: a fingerprint of its SQL,
-# definition and reference data, and which deliveries' rows (and how many) each period
-# of each source contract held. The next computation compares: if only periods of the
-# declared contract changed, it recomputes the months from the first changed one to 11
-# months after the last (the 12-month windows that hold them), reading the curated rows of
-# those months and the 11 before, and replaces those months' rows in the file. Anything
-# it cannot reason about (no file yet, another fingerprint, another source contract
-# changed, a row outside its period's month, a new set of groups) recomputes everything.
-
-COMPUTED_FROM = b"datashare:computed_from"
-# Bumped when what is recorded, or how a slice is merged, changes: older files recompute.
-INCREMENTAL_FORMAT = 1
-
-# Per open connection, the deliveries and row counts by period of each contract (one scan
-# of `_period` and `_delivery_id`, shared by the marts the connection computes). Read
-# before the marts are computed, so that rows published meanwhile differ from what the
-# file records, and the next computation takes them.
-_USED: dict[int, dict[str, dict[str, list[list]]]] = {}
-# Per open connection, the rows outside their period's month, by query (the same kind of
-# snapshot as `_USED`).
-_OUTSIDE: dict[int, dict[str, int]] = {}
-
-
-def _used_by_period(con: duckdb.DuckDBPyConnection, contract: str) -> dict[str, list[list]]:
-    cache = _USED.setdefault(id(con), {})
-    if contract not in cache:
-        rows = con.execute(
-            f"SELECT _period, _delivery_id, count(*) FROM curated.{contract} "
-            "GROUP BY ALL ORDER BY ALL"
-        ).fetchall()
-        by_period: dict[str, list[list]] = {}
-        for period, delivery, n in rows:
-            by_period.setdefault(str(period), []).append([delivery, int(n)])
-        cache[contract] = by_period
-    return cache[contract]
-
-
-# Each mart's definition as YAML, by mart (kept with it: a Mart is never changed): the
-# fingerprint of every mart a run writes reads it, and PyYAML's writer took 0.03 s of CPU a
-# mart.
-_DEFINITION_TEXT: dict[int, tuple[Mart, str]] = {}
-
-
-def _definition_text(mart: Mart) -> str:
-    """`mart_yaml(mart)`, written once per mart."""
-    if id(mart) not in _DEFINITION_TEXT:
-        _DEFINITION_TEXT[id(mart)] = (mart, mart_yaml(mart))
-    return _DEFINITION_TEXT[id(mart)][1]
-
-
-def _fingerprint(con: duckdb.DuckDBPyConnection, mart: Mart, contracts: dict[str, Contract]) -> str:
-    """What, besides the curated rows, the mart's figures depend on: its whole query and
-    definition, the reference tables and macros it reads, the source contracts' versions,
-    DuckDB's version."""
-    digest = hashlib.sha256()
-
-    def add(*parts: object) -> None:
-        for part in parts:
-            digest.update(str(part).encode())
-            digest.update(b"\0")
-
-    add(INCREMENTAL_FORMAT, duckdb.__version__, mart_sql(mart, contracts), _definition_text(mart))
-    add(Path(reference.__file__).read_text(encoding="utf-8"))
-    sources = [c for c in mart.source_contracts(contracts) if c in contracts]
-    add(*(f"{c}={contracts[c].version}" for c in sources))
-    add(*_reference_parts(con))
-    return digest.hexdigest()
-
-
-# Per open connection of this module's, the reference schema's tables and views as
-# `_fingerprint` reads them: made when the connection opens and not changed after, so read
-# once, not once per mart.
-_REFERENCE: dict[int, list] = {}
-
-
-def _reference_parts(con: duckdb.DuckDBPyConnection) -> list:
-    """The reference tables (name, then every row) and views (names and SQL) in `con`."""
-    if id(con) in _REFERENCE:
-        return _REFERENCE[id(con)]
-    parts: list = []
-    tables = con.execute(
-        "SELECT table_name, table_type FROM information_schema.tables "
-        "WHERE table_schema = 'oversight_ref' AND table_catalog = current_database() "
-        "ORDER BY table_name"
-    ).fetchall()
-    for table, kind in tables:
-        if kind == "BASE TABLE":
-            rows = con.execute(f"SELECT * FROM oversight_ref.{table} ORDER BY ALL").fetchall()
-            parts += [table, rows]
-    parts.append(
-        con.execute(
-            "SELECT view_name, sql FROM duckdb_views() WHERE schema_name = 'oversight_ref' "
-            "AND database_name = current_database() ORDER BY view_name"
-        ).fetchall()
-    )
-    if id(con) in _OWN_CONNECTIONS:
-        _REFERENCE[id(con)] = parts
-    return parts
-
-
-def _recorded(lake: Lake, name: str) -> tuple[pa.Table, dict] | None:
-    """The mart's file as last written, and what it was computed from (None if unknown)."""
-    try:
-        table = lake.read_table(mart_key(name))
-    except FileNotFoundError:
-        return None
-    raw = (table.schema.metadata or {}).get(COMPUTED_FROM)
-    if not raw:
-        return None
-    return table, json.loads(raw)
-
-
-def _month(period: str) -> int | None:
-    """A `YYYY-MM` period as a month number (None for any other kind of period)."""
-    try:
-        year, month = (int(x) for x in period.split("-"))
-    except ValueError:
-        return None
-    return year * 12 + month - 1 if len(period) == 7 and 1 <= month <= 12 else None
-
-
-def _span(periods: list[str]) -> tuple[int, int]:
-    """The first and the last of `periods` (all `YYYY-MM`), as month numbers."""
-    months = [m for m in map(_month, periods) if m is not None]
-    return min(months), max(months)
-
-
-def _iso(month: int) -> str:
-    return f"{month // 12:04d}-{month % 12 + 1:02d}-01"
-
-
-def _columns_read(con: duckdb.DuckDBPyConnection, expression: str) -> list[str] | None:
-    """The columns of a row that the SQL `expression` reads, from DuckDB's own parse of it;
-    None when that cannot be told for sure (a subquery, a qualified name, no column)."""
-    try:
-        ((raw,),) = con.execute("SELECT json_serialize_sql(?)", [f"SELECT {expression}"]).fetchall()
-    except duckdb.Error:
-        return None
-    tree = json.loads(raw)
-    found: set[str] = set()
-    unsure = bool(tree.get("error"))
-
-    def walk(node: object) -> None:
-        nonlocal unsure
-        if isinstance(node, dict):
-            if node.get("class") == "SUBQUERY":
-                unsure = True
-            if node.get("class") == "COLUMN_REF":
-                names = node.get("column_names") or []
-                if len(names) == 1:
-                    found.add(str(names[0]))
-                else:
-                    unsure = True
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(tree.get("statements"))
-    return None if unsure or not found else sorted(found)
-
-
-def _rows_outside_month(
-    con: duckdb.DuckDBPyConnection, inc: Incremental, periods: list[str] | None
-) -> int:
-    """Curated rows of `inc.contract` (of `periods`, or all) whose month is not their
-    period's: a slice by period would miss or misplace them. Counted once per connection:
-    both stop-and-search marts ask the same.
-
-    `month_of_row` is worked out once per distinct value of the columns it reads and
-    period, not once per row: a month of 2,000,000 searches has some 44,000 distinct
-    timestamps, and the London month of each row (a time zone conversion) cost a quarter
-    of a second of CPU; counted by distinct value, a sixth of that."""
-    where = ""
-    table = f"curated.{inc.contract}"
-    if periods is not None:
-        where = "WHERE _period IN (" + ", ".join(_quote(p) for p in periods) + ")"
-        # Those periods' files only (the periods asked about have rows: they are read).
-        known = set(_used_by_period(con, inc.contract))
-        table = _period_source(con, inc.contract, periods, known) or table
-    columns = _columns_read(con, inc.month_of_row)
-    if columns is None or MONTH_COLUMN in columns:
-        sql = (
-            f"SELECT count(*) FROM {table} "
-            f"{where} {'AND' if where else 'WHERE'} ({inc.month_of_row}) IS DISTINCT FROM _month"
-        )
-    else:
-        read = ", ".join(f'"{c}"' for c in [*columns, "_period"])
-        sql = (
-            f"SELECT coalesce(sum(_rows), 0) FROM ("
-            f"  SELECT *, {MONTH_OF_PERIOD} FROM ("
-            f"    SELECT {read}, count(*) AS _rows FROM {table} {where}"
-            f"    GROUP BY ALL))"
-            f" WHERE ({inc.month_of_row}) IS DISTINCT FROM _month"
-        )
-    counted = _OUTSIDE.setdefault(id(con), {})
-    if sql not in counted:
-        ((n,),) = con.execute(sql).fetchall()
-        counted[sql] = int(n)
-    return counted[sql]
-
-
-Plan = tuple[pa.Table | None, dict | None, PreviousSources | None]
-
-
-def _incremental_table(
-    mart: Mart,
-    con: duckdb.DuckDBPyConnection,
-    lake: Lake,
-    contracts: dict[str, Contract],
-) -> Plan:
-    """The mart recomputed for the months that changed only, what it is now computed
-    from, and which periods of which contracts changed since its last provenance record
-    (`PreviousSources`: the rows of the others are that record's); (None, what it is
-    computed from, None) when the whole mart must be computed, and (None, None, None) for
-    a mart that is not incremental or a connection not of this module."""
-    inc = mart.incremental
-    if inc is None or id(con) not in _OWN_CONNECTIONS:
-        return None, None, None
-    if inc.by_period:
-        return _incremental_by_period(mart, inc, con, lake, contracts)
-    return _incremental_by_month(mart, inc, con, lake, contracts)
-
-
-def _changed_periods(
-    before: dict[str, dict], after: dict[str, dict], contracts: list[str]
-) -> dict[str, list[str]]:
-    """Per contract of `contracts`, the periods whose deliveries or row counts differ."""
-    changed = {}
-    for c in contracts:
-        old, new = before.get(c, {}), after.get(c, {})
-        periods = sorted(p for p in set(old) | set(new) if old.get(p) != new.get(p))
-        if periods:
-            changed[c] = periods
-    return changed
-
-
-def _previous_sources(old: dict, changed: dict[str, list[str]]) -> PreviousSources | None:
-    """The last provenance record of a mart computed for `changed` only (None if unknown)."""
-    key = old.get("sources_key")
-    return PreviousSources(key, changed) if key else None
-
-
-def _curated_views(con: duckdb.DuckDBPyConnection) -> set[str]:
-    """The curated views of the runner's own database (a table with no data yet has none)."""
-    return {
-        name
-        for (name,) in con.execute(
-            "SELECT view_name FROM duckdb_views() WHERE schema_name = 'curated' "
-            "AND database_name = current_database()"
-        ).fetchall()
-    }
-
-
-def _sources_now(
-    mart: Mart, con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract]
-) -> tuple[list[str], dict]:
-    """The contracts `mart` reads, and what it would be computed from now: its fingerprint
-    and each source's deliveries and row counts by period."""
-    sources = [c for c in mart.source_contracts(contracts) if c in contracts]
-    now = {
-        "fingerprint": _fingerprint(con, mart, contracts),
-        "periods": {c: _used_by_period(con, c) for c in sources},
-    }
-    return sources, now
-
-
-def _incremental_by_month(
-    mart: Mart,
-    inc: Incremental,
-    con: duckdb.DuckDBPyConnection,
-    lake: Lake,
-    contracts: dict[str, Contract],
-) -> Plan:
-    """`_incremental_table` for a mart declared by month window."""
-    views = _curated_views(con)
-    if inc.contract not in views:
-        return None, None, None  # no curated rows yet: an empty table stands in
-    if not con.execute(
-        "SELECT 1 FROM duckdb_columns() WHERE database_name = 'warehouse' "
-        "AND schema_name = 'curated' AND table_name = ? AND column_name = '_month'",
-        [inc.contract],
-    ).fetchall():
-        return None, None, None  # a catalog built before `_month`: sliced by nothing
-    sources, now = _sources_now(mart, con, contracts)
-    months = [_month(p) for p in now["periods"][inc.contract]]
-    if None in months:
-        return None, None, None  # periods that are not months: always computed whole
-    recorded = _recorded(lake, mart.name)
-    others = [c for c in sources if c != inc.contract]
-    changed: list[str] | None = None
-    if recorded is not None:
-        old_table, old = recorded
-        if (
-            old.get("fingerprint") == now["fingerprint"]
-            and old.get("rows_in_period")
-            and all(old["periods"].get(c) == now["periods"][c] for c in others)
-        ):
-            by_contract = _changed_periods(old["periods"], now["periods"], [inc.contract])
-            changed = by_contract.get(inc.contract, [])
-    if changed is None or any(_month(p) is None for p in changed):
-        # Everything, and whether every row is in its period's month (so that a later run
-        # may slice by period).
-        now["rows_in_period"] = _rows_outside_month(con, inc, None) == 0
-        return None, now, None
-    present = [p for p in changed if p in now["periods"][inc.contract]]
-    if present and _rows_outside_month(con, inc, present):
-        now["rows_in_period"] = _rows_outside_month(con, inc, None) == 0
-        return None, now, None
-    now["rows_in_period"] = True
-    kept = _previous_sources(old, {inc.contract: changed} if changed else {})
-    if not changed:
-        return old_table, now, kept  # nothing it reads changed: the same figures
-    fresh = _slice(mart, inc, con, contracts, changed)
-    merged = _merge(mart, inc, con, old_table, fresh, changed)
-    return merged, now, (kept if merged is not None else None)
-
-
-def _incremental_by_period(
-    mart: Mart,
-    inc: Incremental,
-    con: duckdb.DuckDBPyConnection,
-    lake: Lake,
-    contracts: dict[str, Contract],
-) -> Plan:
-    """`_incremental_table` for a mart declared by period: the periods of each contract
-    whose deliveries or row counts changed since the file was written are computed again
-    (every curated view narrowed to them) and swapped into the file's rows."""
-    sources, now = _sources_now(mart, con, contracts)
-    sliced = sources if inc.contract == "*" else [inc.contract]
-    recorded = _recorded(lake, mart.name)
-    if recorded is None:
-        return None, now, None
-    old_table, old = recorded
-    others = [c for c in sources if c not in sliced]
-    if old.get("fingerprint") != now["fingerprint"] or any(
-        old["periods"].get(c) != now["periods"][c] for c in others
-    ):
-        return None, now, None
-    changed = _changed_periods(old["periods"], now["periods"], sliced)
-    kept = _previous_sources(old, changed)
-    if not changed:
-        return old_table, now, kept  # nothing it reads changed: the same figures
-    fresh = _slice_periods(mart, con, contracts, sources, changed)
-    return _merge_periods(mart, inc, con, old_table, fresh, changed), now, kept
-
-
-def _slice_periods(
-    mart: Mart,
-    con: duckdb.DuckDBPyConnection,
-    contracts: dict[str, Contract],
-    sources: list[str],
-    changed: dict[str, list[str]],
-) -> pa.Table:
-    """The mart over the curated rows of the changed periods only, of every source."""
-    views = _curated_views(con)
-    narrowed = {}
-    for c in sources:
-        periods = ", ".join(_quote(p) for p in changed.get(c, [])) or "NULL"
-        # A table with no data yet is no view, and is left as it is.
-        layout = [f"{c}_releases"] if contracts[c].layout else []
-        for name in [n for n in [c, *layout] if n in views]:
-            # A contract without releases: its changed periods' files only.
-            source = None
-            if not layout:
-                known = set(_used_by_period(con, c))
-                source = _period_source(con, name, changed.get(c, []), known)
-            narrowed[name] = (
-                f"SELECT * FROM {source or f'warehouse.curated.{name}'} "
-                f"WHERE _period IN ({periods})"
-            )
-    with _narrowed(con, narrowed):
-        return con.sql(mart_sql(mart, contracts)).to_arrow_table()
-
-
-@contextmanager
-def _narrowed(con: duckdb.DuckDBPyConnection, views: dict[str, str]) -> Iterator[None]:
-    """`curated.<name>` is the query `views[name]` for a while, then the whole view again.
-
-    The whole view is renamed aside and back rather than made anew: making a view of the
-    curated files binds it, which opens every month's file (union_by_name reads each
-    footer), and a slice reading a year of files would open all the history's to end."""
-    aside = []
-    try:
-        for name, query in views.items():
-            con.execute(f"ALTER VIEW curated.{name} RENAME TO {_ASIDE}{name}")
-            aside.append(name)
-            con.execute(f"CREATE VIEW curated.{name} AS {query}")
-        yield
-    finally:
-        for name in aside:
-            con.execute(f"DROP VIEW IF EXISTS curated.{name}")
-            con.execute(f"ALTER VIEW curated.{_ASIDE}{name} RENAME TO {name}")
-
-
-# The name a narrowed view's whole view has meanwhile (`_narrowed`).
-_ASIDE = "_whole_"
-
-
-def _merge_periods(
-    mart: Mart,
-    inc: Incremental,
-    con: duckdb.DuckDBPyConnection,
-    old: pa.Table,
-    fresh: pa.Table,
-    changed: dict[str, list[str]],
-) -> pa.Table:
-    """`old` with the rows of the changed (contract, period)s replaced by `fresh`'s, in the
-    mart's order (every column of which is the mart's, so both sort alike)."""
-    pairs = pa.table(
-        {
-            "_contract": [c for c, periods in changed.items() for _ in periods],
-            "_period": [p for periods in changed.values() for p in periods],
-        }
-    )
-    contract = inc.contract_column or _quote(inc.contract)
-    with _registered(con, old=old, fresh=fresh, changed=pairs) as name:
-        inside = (
-            f"EXISTS (SELECT 1 FROM {name['changed']} WHERE _contract = {contract} "
-            f"AND _period = {inc.period_column})"
-        )
-        order = ", ".join(f"{c} NULLS LAST" for c in mart.order_by)
-        return con.sql(
-            f"SELECT * EXCLUDE (_src, _pos) FROM ("
-            f"  SELECT *, 0 AS _src FROM {name['old']} WHERE NOT {inside}"
-            f"  UNION ALL BY NAME"
-            f"  SELECT *, 1 AS _src FROM {name['fresh']} WHERE {inside}"
-            f") ORDER BY {order}, _src, _pos"
-        ).to_arrow_table()
-
-
-@contextmanager
-def _registered(con: duckdb.DuckDBPyConnection, **tables: pa.Table) -> Iterator[dict[str, str]]:
-    """`tables` readable in `con` for a while, under names of their own (`_merge_<name>`),
-    each with its row's position in `_pos` (but for `changed`). A merge runs in the
-    runner's connection: opening a DuckDB of its own cost more than the merge."""
-    names = {name: f"_merge_{name}" for name in tables}
-    try:
-        for name, table in tables.items():
-            if name != "changed":
-                table = table.append_column("_pos", pa.array(range(table.num_rows)))
-            con.register(names[name], table)
-        yield names
-    finally:
-        for name in names.values():
-            con.unregister(name)
-
-
-# --- reading only the months a slice needs ---------------------------------------------
-#
-# A curated view reads `period=*/data.parquet` with union_by_name, so every query over it
-# (and every narrowed view made of it) opened every month's file, to bind it and again to
-# scan it, whatever its WHERE: on 94 months of stop and search the marts' step opened each
-# month's file some 44 times for one new month (issue 21, history row). The queries that
-# need a few months only read those months' files by path instead. The curated folders
-# hold each period in `period=<p>/`, and the rows of a file are of that period (the lake's
-# layout: `_period` is the folder's month), so the files of the periods read are all that
-# `WHERE _period IN (...)` over the whole view keeps; the WHERE stays, to be sure.
-
-_GLOB = re.compile(r"read_parquet\('((?:[^']|'')*period=\*/data\.parquet)'")
-
-
-def _period_source(
-    con: duckdb.DuckDBPyConnection, name: str, periods: list[str], known: set[str]
-) -> str | None:
-    """`_narrowed_source`, worked out once per connection for the same question: the
-    marts of a month ask it several times (each a few milliseconds of catalog reads and a
-    DESCRIBE), and the warehouse is attached read-only."""
-    asked = _PERIOD_SOURCES.setdefault(id(con), {})
-    key = (name, tuple(sorted(periods)), frozenset(known))
-    if key not in asked:
-        asked[key] = _narrowed_source(con, name, periods, known)
-    return asked[key]
-
-
-# Per open connection of this module's, `_period_source`'s answers.
-_PERIOD_SOURCES: dict[int, dict[tuple, str | None]] = {}
-
-
-def _narrowed_source(
-    con: duckdb.DuckDBPyConnection, name: str, periods: list[str], known: set[str]
-) -> str | None:
-    """SQL for `warehouse.curated.<name>` narrowed to `periods` that reads the files of
-    those periods only (of them, those in `known`, the periods with curated rows), with
-    the whole view's columns in its order; None where that cannot be said for sure (a view
-    of another shape, or files whose columns the view does not list as they are) or where
-    every period with rows is read, and the caller reads the whole view as before."""
-    rows = con.execute(
-        "SELECT sql FROM duckdb_views() WHERE database_name = 'warehouse' "
-        "AND schema_name = 'curated' AND view_name = ?",
-        [name],
-    ).fetchall()
-    match = _GLOB.search(rows[0][0]) if rows else None
-    if match is None or known <= set(periods):
-        return None  # (every period with rows: the whole view reads no more files)
-    # The view's columns as stored with it (reading them opens no file).
-    columns = con.execute(
-        "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = 'warehouse' "
-        "AND schema_name = 'curated' AND table_name = ? ORDER BY column_index",
-        [name],
-    ).fetchall()
-    listed = ", ".join(_quote(p) for p in periods) or "NULL"
-    nulls = ", ".join(f'CAST(NULL AS {kind}) AS "{column}"' for column, kind in columns)
-    shape = f"(SELECT {nulls} LIMIT 0)"
-    glob = match.group(1)
-    files = [glob.replace("period=*", f"period={p}") for p in sorted(set(periods) & known)]
-    if not files:
-        return shape
-    text = rows[0][0]
-    select = text[text.index(" AS SELECT ") + len(" AS ") : match.start()]
-    tail = text[match.end() :].rstrip().rstrip(";")
-    listing = "[" + ", ".join(f"'{f}'" for f in files) + "]"
-    narrowed = f"{select}read_parquet({listing}{tail}"
-    described = con.execute(f"DESCRIBE {narrowed}").fetchall()
-    if not {(r[0], r[1]) for r in described} <= set(columns):
-        return None  # columns the view, as stored, does not show so: read it whole
-    return f"(SELECT * FROM ({shape} UNION ALL BY NAME {narrowed}) WHERE _period IN ({listed}))"
-
-
-def _read_changed_sources(
-    con: duckdb.DuckDBPyConnection,
-    contracts: dict[str, Contract],
-    sources: dict[str, str],
-    changed: dict[str, list[str]],
-    cache: dict[tuple, list[dict]],
-) -> None:
-    """Put in `cache` the provenance rows of the changed periods (`mart_source_rows` of
-    them), read from those periods' files only: the provenance of a computation that read
-    only them reads them from `cache` (and the whole views, as before, if it must read
-    every period)."""
-    wanted = {c: (sources[c], tuple(p)) for c, p in changed.items() if p and c in sources}
-    if all((c, *w) in cache for c, w in wanted.items()):
-        return  # read for an earlier mart over this connection
-    views = _curated_views(con)
-    narrowed = {}
-    for c, periods in changed.items():
-        if c not in views or contracts[c].layout:
-            continue
-        source = _period_source(con, c, periods, set(_used_by_period(con, c)))
-        if source is not None:
-            narrowed[c] = f"SELECT * FROM {source}"
-    with _narrowed(con, narrowed):
-        mart_source_rows(con, sources, cache, changed)
-
-
-def _slice(
-    mart: Mart,
-    inc: Incremental,
-    con: duckdb.DuckDBPyConnection,
-    contracts: dict[str, Contract],
-    changed: list[str],
-) -> pa.Table:
-    """The mart over the curated rows of the months its changed months' rows need."""
-    first, last = _span(changed)
-    span = inc.window_months - 1
-    known = set(_used_by_period(con, inc.contract))
-    # The months of the window that have rows (their periods are months: the caller
-    # checked), read by path.
-    periods = [p for p in known if first - span <= (_month(p) or 0) <= last + span]
-    source = _period_source(con, inc.contract, periods, known)
-    whole = f"(SELECT * FROM warehouse.curated.{inc.contract})"
-    query = (
-        f"SELECT * FROM {source or whole} "
-        f"WHERE _month BETWEEN DATE '{_iso(first - span)}' AND DATE '{_iso(last + span)}'"
-    )
-    with _narrowed(con, {inc.contract: query}):
-        return con.sql(mart_sql(mart, contracts)).to_arrow_table()
-
-
-def _merge(
-    mart: Mart,
-    inc: Incremental,
-    con: duckdb.DuckDBPyConnection,
-    old: pa.Table,
-    fresh: pa.Table,
-    changed: list[str],
-) -> pa.Table | None:
-    """`old` with the rows of the recomputed months replaced by `fresh`'s, in the mart's
-    order; None when the slice shows another set of `same_values` than the file."""
-    first, last = _span(changed)
-    low, high = _iso(first), _iso(last + inc.window_months - 1)
-    lead = mart.order_by[: mart.order_by.index(inc.month_column) + 1]
-    with _registered(con, old=old, fresh=fresh) as name:
-        month = inc.month_column
-        inside = f"{month} BETWEEN DATE '{low}' AND DATE '{high}'"
-        if con.execute(f"SELECT count(*) FROM {name['old']} WHERE {month} IS NULL").fetchall()[0][
-            0
-        ]:
-            return None
-        if inc.same_values:
-            cols = ", ".join(inc.same_values)
-            kept = con.execute(
-                f"SELECT DISTINCT {cols} FROM {name['fresh']} WHERE {inside} ORDER BY ALL"
-            ).fetchall()
-            shown = con.execute(
-                f"SELECT DISTINCT {cols} FROM {name['old']} ORDER BY ALL"
-            ).fetchall()
-            if kept != shown:
-                return None
-        order = ", ".join(f"{c} NULLS LAST" for c in lead)
-        return con.sql(
-            f"SELECT * EXCLUDE (_src, _pos) FROM ("
-            f"  SELECT *, 0 AS _src FROM {name['old']} WHERE NOT ({inside})"
-            f"  UNION ALL BY NAME"
-            f"  SELECT *, 1 AS _src FROM {name['fresh']} WHERE {inside}"
-            f") ORDER BY {order}, _src, _pos"
-        ).to_arrow_table()
 
 
 def write_marts(
