@@ -80,7 +80,6 @@ from functools import cache
 from pathlib import Path
 
 import duckdb
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -119,17 +118,8 @@ LIFECYCLE = settings(
     derandomize=PROFILE == "ci",
     database=None if PROFILE == "ci" else settings.default.database,
     deadline=None,
-    # The one function-scoped fixture is ge_helper, which every example may share.
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.function_scoped_fixture,
-    ],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-# Every test's deliveries are validated by the worker's great-expectations helper (conftest's
-# ge_helper), as the daemon's runs share one, rather than by great-expectations imported into
-# this process as well (about 4 s of CPU, once per worker process that runs these tests).
-pytestmark = pytest.mark.usefixtures("ge_helper")
 
 USABLE = ("good", "partial", "quarantining", "same_name", "misnamed")
 HELD = ("wrong_month", "all_failing")
