@@ -103,16 +103,17 @@ def _rebuild_with_views(
     A catalog that already has their views (as it has, but for a mart computed for the
     first time or a definition that changed, since the views read the marts' files) and
     was built from what it would be built from now is left as it is (`catalog_current`);
-    otherwise it is rebuilt. A delivery run rebuilding at the same time from an older look
-    at the lake can replace the file after ours; rebuilding again then (a few times at
-    most) puts the views back.
+    otherwise it is made to show them (`show_marts`: rebuilt, or copied with its
+    oversight views made again when only they can differ). A delivery run rebuilding at
+    the same time from an older look at the lake can replace the file after ours;
+    rebuilding again then (a few times at most) puts the views back.
     """
     marts = {w.mart.name: (w.path, w.table.schema) for w in written}
     if catalog_current(Path(warehouse.path), lake, contracts, marts):
         return
     names = set(marts)
     for _ in range(3):
-        warehouse.rebuild(lake, contracts)
+        warehouse.show_marts(lake, contracts)
         if names <= _oversight_views(Path(warehouse.path)):
             return
     raise RuntimeError(f"oversight views are missing from {warehouse.path} after 3 rebuilds")

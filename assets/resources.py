@@ -13,7 +13,7 @@ from pipelines.intake.pseudonymise import load_key
 from pipelines.lake.leases import month_lease
 from pipelines.lake.register import Register
 from pipelines.lake.store import Lake, open_lake
-from pipelines.warehouse.catalog import build_warehouse, catalog_shows
+from pipelines.warehouse.catalog import build_warehouse, catalog_shows, show_marts
 from schemas.contract import Contract
 
 
@@ -53,6 +53,11 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def rebuild(self, lake: Lake, contracts: dict[str, Contract]) -> Path:
         return build_warehouse(lake, contracts, Path(self.path))
+
+    def show_marts(self, lake: Lake, contracts: dict[str, Contract]) -> Path:
+        """Make the catalog show the marts just computed: what a rebuild makes, by a copy
+        with its oversight views made again when only they can differ (see `show_marts`)."""
+        return show_marts(lake, contracts, Path(self.path))
 
     def show(self, lake: Lake, contracts: dict[str, Contract], contract: Contract) -> bool:
         """Make the catalog show what the lake holds for `contract`, rebuilding it only when

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -272,7 +273,9 @@ BUILT_FROM_COMMENT = (
 )
 
 
-def built_from(lake: Lake, contracts: dict[str, Contract]) -> str:
+def built_from(
+    lake: Lake, contracts: dict[str, Contract], without: frozenset[str] = frozenset()
+) -> str:
     """A digest of everything a catalog of `lake` would be built from now, except the rows.
 
     The views read the lake's files by pattern, so a month published, a record written or
@@ -280,6 +283,8 @@ def built_from(lake: Lake, contracts: dict[str, Contract]) -> str:
     here: another lake, a contract, mapping or line of the code that changed, DuckDB's
     version, and a record set that had no files (so the catalog has an empty table in its
     place) and has some now. A few milliseconds: a glob per set, and the files read.
+    `without`: patterns taken as having no files (the digest of a catalog built before
+    they had any).
     """
     digest = hashlib.sha256()
 
@@ -299,7 +304,7 @@ def built_from(lake: Lake, contracts: dict[str, Contract]) -> str:
     patterns = {curated_pattern(c): c.name for c in contracts.values()}
     patterns.update({pattern: name for name, pattern in GOVERNANCE_SOURCES.items()})
     for pattern in sorted(patterns):
-        add("files", pattern, bool(lake.glob(pattern)))
+        add("files", pattern, pattern not in without and bool(lake.glob(pattern)))
     return digest.hexdigest()
 
 
@@ -476,6 +481,69 @@ def build_warehouse(lake: Lake, contracts: dict[str, Contract], path: Path) -> P
         tmp.unlink(missing_ok=True)
         Path(f"{tmp}.wal").unlink(missing_ok=True)
     return path
+
+
+def show_marts(lake: Lake, contracts: dict[str, Contract], path: Path) -> Path:
+    """Make the catalog at `path` what `build_warehouse` would build now, after the marts
+    were (re)computed: by a rebuild, or, when only the marts' part can differ, by a copy
+    of it with that part made again. Either way the same catalog, atomically replaced.
+
+    Computing the marts writes their files and their provenance, nothing else: so a
+    catalog built from everything else as it is now (`built_from`, the provenance's
+    record set aside) needs only its oversight views, and, if this was the provenance's
+    first computation, its `governance.mart_sources` views, made again. That is a tenth
+    of a rebuild (a copy of the file, eleven views with their comments): the first run of
+    a new home (its catalog built just before the marts, to compute them from) and of a
+    backfill paid for two whole builds. Anything else changed (the code, a contract, a
+    record set that had no files), a catalog left half written (its WAL file), or none
+    at all: rebuilt (tests/test_warehouse_docs.py compares both ways' catalogs).
+    """
+    found = _stored_built_from(path)
+    now = built_from(lake, contracts)
+    provenance = frozenset({GOVERNANCE_SOURCES["governance.mart_sources_history"]})
+    first_provenance = found != now and found == built_from(lake, contracts, provenance)
+    if found is None or (found != now and not first_provenance):
+        return build_warehouse(lake, contracts, path)
+    migrate_mart_files(lake)  # as a build does first (none to move once built by this one)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        shutil.copyfile(path, tmp)
+        con = lake.readable_by(duckdb.connect(str(tmp)))
+        try:
+            con.execute("BEGIN")
+            for (name,) in con.execute(
+                "SELECT view_name FROM duckdb_views() WHERE schema_name = 'oversight' "
+                "AND database_name = current_database()"
+            ).fetchall():
+                con.execute(f"DROP VIEW oversight.{name}")
+            _oversight(con, lake)
+            if first_provenance:  # an empty table until now: the views over its files
+                con.execute("DROP VIEW governance.mart_sources")
+                con.execute("DROP TABLE governance.mart_sources_history")
+                _mart_sources(con, lake)
+            con.execute("UPDATE governance.catalog SET built_at = now(), built_from = ?", [now])
+            con.execute("COMMIT")
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        Path(f"{tmp}.wal").unlink(missing_ok=True)
+    return path
+
+
+def _stored_built_from(path: Path) -> str | None:
+    """The `built_from` digest of the catalog at `path`; None if there is none to amend
+    (no file, one left with a WAL file, one built before the digest, or unreadable)."""
+    if not path.exists() or Path(f"{path}.wal").exists():
+        return None
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            ((found,),) = con.execute("SELECT built_from FROM governance.catalog").fetchall()
+    except (duckdb.Error, ValueError):
+        return None
+    return found
 
 
 def _comment_curated_columns(con: duckdb.DuckDBPyConnection, view: str, contract: Contract):
