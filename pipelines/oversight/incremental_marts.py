@@ -546,7 +546,9 @@ def _narrowed_source(
     match = _GLOB.search(rows[0][0]) if rows else None
     if match is None or known <= set(periods):
         return None  # (every period with rows: the whole view reads no more files)
-    # The view's columns as stored with it (reading them opens no file).
+    # The view's columns as DuckDB lists them (reading them opens no file): as bound when
+    # the runner's connection made `curated.<name>` over it, so a file written since the
+    # warehouse was built that widened a column's type shows here with the wider type.
     columns = con.execute(
         "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = 'warehouse' "
         "AND schema_name = 'curated' AND table_name = ? ORDER BY column_index",
