@@ -19,7 +19,7 @@ from pipelines.cli.review import review_path
 from pipelines.home.settings import Settings
 from pipelines.reviews.breach_review import ReviewWritten, write_review
 from tests.breach_homes import MARKUP_HEADER, seeded_home, today
-from tests.browser import offline_page
+from tests.browser import chromium_browser, offline_page
 from tests.conftest import REAL_STOP_AND_SEARCH, drop, make_home
 
 
@@ -149,7 +149,10 @@ def test_review_command_writes_the_page_and_the_run_summary_links_it(own_seeded,
 # --- in a browser --------------------------------------------------------------------------
 
 
-def test_review_page_in_a_browser_matches_the_warehouse(seeded):
+def test_review_page_and_its_notice_in_a_browser(seeded):
+    """The page matches the warehouse and links its notices; a notice prints as a letter;
+    neither runs the markup a delivery carried. One Chromium for both pages (a launch is
+    about a second of CPU), each page in a context of its own."""
     home, ids, written = seeded
     ((open_count,),) = _query(
         home,
@@ -157,46 +160,45 @@ def test_review_page_in_a_browser_matches_the_warehouse(seeded):
         "WHERE status IN ('open', 'notified', 'acknowledged')",
     )
     ((exports,),) = _query(home, "SELECT count(*) FROM governance.exports")
-    with offline_page("breach-review") as page:
-        page.goto(written.page.as_uri())
-        assert page.locator("tr.breach").count() == open_count
-        assert page.locator("#open-count strong").inner_text() == str(open_count)
-        assert page.locator("tr.export").count() == exports
-        assert page.locator("figure svg polyline").count() >= 1  # the chart, inline
-        assert page.evaluate("window.pwned") is None  # the header's script never ran
-        assert MARKUP_HEADER in page.locator("#open-breaches").inner_text()
-        assert page.blocked == []  # nothing fetched from anywhere
-        # A notice is one click away, from the file alone.
-        page.locator(f"tr.breach:has-text('{ids['dec_late']}') a").click()
-        page.wait_for_load_state()
-        assert page.url.endswith("notices/notice-stop_and_search-2025-12.html")
-        assert page.locator("h1").inner_text() == (
-            "Stop and search: notice of breaches for December 2025"
-        )
-        page.go_back()
-        # Printed: the screen's hint goes, the histories stay.
-        hint = page.locator("#print-hint")
-        assert hint.is_visible()
-        page.emulate_media(media="print")
-        assert not hint.is_visible()
-        assert page.locator("ol.history").first.is_visible()
+    with chromium_browser() as browser:
+        with offline_page("breach-review", browser) as page:
+            page.goto(written.page.as_uri())
+            assert page.locator("tr.breach").count() == open_count
+            assert page.locator("#open-count strong").inner_text() == str(open_count)
+            assert page.locator("tr.export").count() == exports
+            assert page.locator("figure svg polyline").count() >= 1  # the chart, inline
+            assert page.evaluate("window.pwned") is None  # the header's script never ran
+            assert MARKUP_HEADER in page.locator("#open-breaches").inner_text()
+            assert page.blocked == []  # nothing fetched from anywhere
+            # A notice is one click away, from the file alone.
+            page.locator(f"tr.breach:has-text('{ids['dec_late']}') a").click()
+            page.wait_for_load_state()
+            assert page.url.endswith("notices/notice-stop_and_search-2025-12.html")
+            assert page.locator("h1").inner_text() == (
+                "Stop and search: notice of breaches for December 2025"
+            )
+            page.go_back()
+            # Printed: the screen's hint goes, the histories stay.
+            hint = page.locator("#print-hint")
+            assert hint.is_visible()
+            page.emulate_media(media="print")
+            assert not hint.is_visible()
+            assert page.locator("ol.history").first.is_visible()
 
-
-def test_notice_in_a_browser_prints_as_a_letter_and_escapes_markup(seeded):
-    home, _, written = seeded
-    notice = written.page.parent / "notices" / "notice-stop_and_search-2025-11.html"
-    with offline_page("breach-notice") as page:
-        page.goto(notice.as_uri())
-        assert page.locator("h3").count() == 1  # the one breach of the month
-        assert page.locator("main b, main script").count() == 0  # no markup from the file
-        text = page.locator("main").inner_text()
-        assert "2025-11-<b>bold</b>.csv" in text and MARKUP_HEADER in text
-        assert page.evaluate("window.pwned") is None
-        width = "getComputedStyle(document.body).maxWidth"
-        assert page.evaluate(width) != "none"
-        page.emulate_media(media="print")
-        assert page.evaluate(width) == "none"  # the print layout uses the whole page
-        assert page.blocked == []
+        # A notice in the browser prints as a letter and escapes markup.
+        notice = written.page.parent / "notices" / "notice-stop_and_search-2025-11.html"
+        with offline_page("breach-notice", browser) as page:
+            page.goto(notice.as_uri())
+            assert page.locator("h3").count() == 1  # the one breach of the month
+            assert page.locator("main b, main script").count() == 0  # no markup from the file
+            text = page.locator("main").inner_text()
+            assert "2025-11-<b>bold</b>.csv" in text and MARKUP_HEADER in text
+            assert page.evaluate("window.pwned") is None
+            width = "getComputedStyle(document.body).maxWidth"
+            assert page.evaluate(width) != "none"
+            page.emulate_media(media="print")
+            assert page.evaluate(width) == "none"  # the print layout uses the whole page
+            assert page.blocked == []
 
 
 @pytest.mark.slow
