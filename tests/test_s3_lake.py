@@ -88,10 +88,13 @@ def _june_on_s3(
     return JuneOnS3(settings, prefix, out.getvalue(), pdf.read_bytes())
 
 
-def _copy_of(june: JuneOnS3, s3, tmp_path: Path, monkeypatch) -> tuple[Settings, object, str]:
+def _copy_of(
+    june: JuneOnS3, s3, tmp_path: Path, monkeypatch, rebuild: bool = True
+) -> tuple[Settings, object, str]:
     """This test's own copy of the module's June home: its folder, and its lake under the
     fresh prefix `s3` gives (copied object by object in the server), the warehouse rebuilt
-    over that copy. Returns (settings, client, prefix)."""
+    over that copy (unless `rebuild` is false: the copied warehouse still reads the module's
+    lake, for a test that builds its own). Returns (settings, client, prefix)."""
     server, prefix = s3
     client = server.client()
     shutil.copytree(june.settings.home, tmp_path / "home", symlinks=True)
@@ -102,9 +105,10 @@ def _copy_of(june: JuneOnS3, s3, tmp_path: Path, monkeypatch) -> tuple[Settings,
         client.copy_object(CopySource=source, Bucket=LAKE_BUCKET, Key=f"{prefix}/{key}")
     settings = load_settings()
     settings.ensure_folders()
-    with redirect_stdout(io.StringIO()) as out:
-        code = main(["warehouse", "rebuild"])
-    assert code == 0, out.getvalue()
+    if rebuild:
+        with redirect_stdout(io.StringIO()) as out:
+            code = main(["warehouse", "rebuild"])
+        assert code == 0, out.getvalue()
     return settings, client, prefix
 
 
@@ -174,7 +178,8 @@ def test_run_puts_the_lake_on_s3_and_the_warehouse_reads_it(
 def test_warehouse_rebuild_report_and_retention_work_from_an_s3_lake(
     _june_on_s3, s3, tmp_path, monkeypatch, capsys
 ):
-    settings, client, prefix = _copy_of(_june_on_s3, s3, tmp_path, monkeypatch)
+    # The copy's warehouse is removed unread: the rebuild below is the one under test.
+    settings, client, prefix = _copy_of(_june_on_s3, s3, tmp_path, monkeypatch, rebuild=False)
     settings.warehouse.unlink()
     assert main(["warehouse", "rebuild"]) == 0
     assert _query(settings, "SELECT count(*) FROM curated.stop_and_search") == [(16_332,)]
