@@ -375,6 +375,25 @@ def test_a_run_whose_code_server_is_gone_is_reported_failed_and_one_run_in_proce
         assert "is gone, and its run worker with it" in health.msg
 
 
+def test_a_launched_runs_steps_are_forked_from_a_server_that_loaded_the_code_once(home: Settings):
+    """A run the daemon launches runs each step in a process of its own, forked from a
+    server that imported the code location once for the run (Dagster's `forkserver`
+    start method, preloading the job's module), not spawned to import Dagster and the
+    definitions again: about a quarter of a 3-month run's CPU (18.2-18.7 s -> 13.7-14.0 s,
+    every process counted, tests/sensor_launch.py). `datashare run` is not affected: it
+    executes its runs in its own process."""
+    from pipelines.orchestration.definitions import build_definitions
+    from pipelines.orchestration.job_names import delivery_job_name
+    from schemas.contract import load_contracts
+
+    defs = build_definitions(home)
+    for contract in load_contracts():
+        executor = defs.resolve_job_def(delivery_job_name(contract)).executor_def
+        config = executor.config_schema.resolve_config({}).value["config"]
+        assert executor.name == "multiprocess", executor.name
+        assert config["start_method"] == {"forkserver": {}}, config  # the job's module preloaded
+
+
 # -- the daemon doing the work ---------------------------------------------------------------
 
 

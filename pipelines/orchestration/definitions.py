@@ -37,14 +37,25 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 
+# A launched run's steps (the daemon's runs; `datashare run` executes its own in process),
+# each in a process of its own as with Dagster's default, forked from a server that imported
+# the code location once for the run (`forkserver`, preloading the job's module) instead of
+# each step spawned to import Dagster and the definitions again: two imports fewer a run,
+# 1.5 to 2 s of CPU each. The server only imports (no polars or Arrow pool runs in it), so a
+# step forked from it starts clean.
+LOCAL_STEPS = dg.multiprocess_executor.configured(
+    {"start_method": {"forkserver": {}}}, name="multiprocess"
+)
+
+
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     """Assets, jobs and resources for every contract in `data_contracts/`."""
     settings = settings or load_settings()
     contracts = load_contracts()
     assets, jobs = [], []
     # On workers (DATASHARE_EXECUTOR=celery) each step of a delivery job goes to the broker;
-    # otherwise Dagster's default executor, a run's steps on this machine.
-    executor = None
+    # otherwise a run's steps on this machine (LOCAL_STEPS).
+    executor = LOCAL_STEPS
     if settings.executor == CELERY:
         # Imported here: it imports Celery, which a run on this machine never needs.
         from pipelines.orchestration.worker_celery import celery_executor_def
