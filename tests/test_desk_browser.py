@@ -4,7 +4,9 @@
 port) on a register written straight into the lake (tests/breach_homes.py). Chromium,
 driven by Playwright, may reach only that address. A lead signs in, filters, acknowledges
 a breach, reads the month's notice and marks it sent; a viewer sees no buttons and is
-refused when posting anyway. Every page looked at is kept as a screenshot.
+refused when posting anyway. An engineer follows a month's Data Docs link from Dagster to
+the desk (that desk served in the test's own process: its command is the lead's). Every
+page looked at is kept as a screenshot.
 """
 
 from __future__ import annotations
@@ -68,30 +70,64 @@ def running_desk(home) -> Iterator[str]:
 
 
 @contextmanager
-def browser_pages(url: str) -> Iterator[object]:
-    """A function making fresh Chromium pages (each its own context, so its own cookies)
-    that reach only the desk; `page.blocked` lists anything else they asked for. (A
-    Chromium per test: one kept open for the module would hold Playwright's event loop in
-    this thread while a test runs Dagster in it.)"""
-    with chromium_browser() as browser:
+def desk_in_this_process(home) -> Iterator[str]:
+    """The desk `datashare desk` serves (the same app, made from the same settings), served
+    by uvicorn in a thread of this process, until the block ends; yields its address. For a
+    test that needs a desk but not its command: a `datashare desk` process costs about 1.8 s
+    of CPU to start (Python, then the command line's imports)."""
+    import threading
 
-        def new_page():
-            context = browser.new_context(viewport=VIEWPORT)
-            blocked: list[str] = []
+    import uvicorn
 
-            def route(request_route) -> None:
-                if request_route.request.url.startswith(url):
-                    request_route.continue_()
-                else:
-                    blocked.append(request_route.request.url)
-                    request_route.abort()
+    from pipelines.desk.app import create_app
+    from pipelines.desk.config import load_desk_config
 
-            context.route("**/*", route)
-            page = context.new_page()
-            page.blocked = blocked
-            return page
+    port = _free_port()
+    app = create_app(home, load_desk_config())
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    # Its own event loop in its own thread: none is running in this one, where Dagster runs.
+    thread = threading.Thread(target=server.run, name="desk", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "the desk did not start"
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
 
+
+@contextmanager
+def browser_pages(url: str, browser: object) -> Iterator[object]:
+    """A function making fresh Chromium pages in `browser` (each its own context, so its own
+    cookies) that reach only the desk; `page.blocked` lists anything else they asked for.
+    The contexts are closed when the block ends."""
+    contexts = []
+
+    def new_page():
+        context = browser.new_context(viewport=VIEWPORT)
+        contexts.append(context)
+        blocked: list[str] = []
+
+        def route(request_route) -> None:
+            if request_route.request.url.startswith(url):
+                request_route.continue_()
+            else:
+                blocked.append(request_route.request.url)
+                request_route.abort()
+
+        context.route("**/*", route)
+        page = context.new_page()
+        page.blocked = blocked
+        return page
+
+    try:
         yield new_page
+    finally:
+        for context in contexts:
+            context.close()
 
 
 def _shot(page, name: str) -> None:
@@ -112,7 +148,13 @@ def _count(home, sql: str) -> int:
         return con.execute(sql).fetchone()[0]
 
 
-@pytest.fixture(scope="module")
+# The lead's and the viewer's tests share one desk and one Chromium, for their class only:
+# both are gone before any other test runs, as they must be before a test runs Dagster in
+# this thread (a Chromium kept open holds Playwright's event loop in it, and Dagster's run
+# then leaves a coroutine never awaited).
+
+
+@pytest.fixture(scope="class")
 def seeded_desk(tmp_path_factory: pytest.TempPathFactory):
     """One desk on a seeded register for the lead's and the viewer's tests (each started
     its own: a process, a second and a half): what the lead does is acknowledged and sent,
@@ -127,112 +169,127 @@ def seeded_desk(tmp_path_factory: pytest.TempPathFactory):
             yield home, ids, url
 
 
-def test_a_lead_signs_in_filters_acknowledges_and_sends_the_notice(seeded_desk):
-    home, ids, url = seeded_desk
-    open_count = _count(
-        home,
-        "SELECT count(*) FROM governance.breach_register "
-        "WHERE status IN ('open', 'notified', 'acknowledged')",
-    )
-    with browser_pages(url) as new_page:
-        page = new_page()
-        page.goto(f"{url}/")
-        _shot(page, "sign-in")
-        _sign_in(page, url, "alice")
-        assert page.locator("#open-total").inner_text() == str(open_count)
-        assert page.locator("#breaches tbody tr").count() == open_count
-        _shot(page, "breaches")
+@pytest.fixture(scope="class")
+def chromium():
+    """One Chromium for the class's tests (a launch is about a second of CPU); each test's
+    pages are in contexts of their own (`browser_pages`)."""
+    with chromium_browser() as browser:
+        yield browser
 
-        # Filter: stop and search's major breaches.
-        page.select_option("select[name=contract]", "stop_and_search")
-        page.select_option("select[name=severity]", "major")
-        page.click("button:has-text('Show')")
-        page.wait_for_load_state()
-        majors = _count(
+
+class TestOneDeskForALeadAndAViewer:
+    """A lead and a viewer on one seeded desk, each in Chromium contexts of their own."""
+
+    def test_a_lead_signs_in_filters_acknowledges_and_sends_the_notice(self, seeded_desk, chromium):
+        home, ids, url = seeded_desk
+        open_count = _count(
             home,
-            "SELECT count(*) FROM governance.breach_register WHERE contract = 'stop_and_search' "
-            "AND severity = 'major' AND status IN ('open', 'notified', 'acknowledged')",
+            "SELECT count(*) FROM governance.breach_register "
+            "WHERE status IN ('open', 'notified', 'acknowledged')",
         )
-        assert page.locator("#breaches tbody tr").count() == majors
-        assert page.locator("#match-count strong").inner_text() == str(majors)
+        with browser_pages(url, chromium) as new_page:
+            page = new_page()
+            page.goto(f"{url}/")
+            _shot(page, "sign-in")
+            _sign_in(page, url, "alice")
+            assert page.locator("#open-total").inner_text() == str(open_count)
+            assert page.locator("#breaches tbody tr").count() == open_count
+            _shot(page, "breaches")
 
-        # The breach whose file carried markup: shown as text, its script never runs.
-        page.click(f"a:has-text('{ids['nov_extra']}')")
-        page.wait_for_load_state()
-        assert "<script>window.pwned=1</script>" in page.locator("#detail").inner_text()
-        assert page.evaluate("window.pwned") is None
+            # Filter: stop and search's major breaches.
+            page.select_option("select[name=contract]", "stop_and_search")
+            page.select_option("select[name=severity]", "major")
+            page.click("button:has-text('Show')")
+            page.wait_for_load_state()
+            majors = _count(
+                home,
+                "SELECT count(*) FROM governance.breach_register "
+                "WHERE contract = 'stop_and_search' AND severity = 'major' "
+                "AND status IN ('open', 'notified', 'acknowledged')",
+            )
+            assert page.locator("#breaches tbody tr").count() == majors
+            assert page.locator("#match-count strong").inner_text() == str(majors)
 
-        # Acknowledge October's breach with a note.
-        page.goto(f"{url}/breaches/{ids['oct_type']}")
-        form = page.locator(f"form[action='/breaches/{ids['oct_type']}/ack']")
-        form.locator("input[name=note]").fill("agreed by phone")
-        form.locator("button").click()
-        page.wait_for_load_state()
-        assert "is now acknowledged (by alice)" in page.locator(".flash").inner_text()
-        assert "agreed by phone" in page.locator("#history").inner_text()
-        _shot(page, "breach")
+            # The breach whose file carried markup: shown as text, its script never runs.
+            page.click(f"a:has-text('{ids['nov_extra']}')")
+            page.wait_for_load_state()
+            assert "<script>window.pwned=1</script>" in page.locator("#detail").inner_text()
+            assert page.evaluate("window.pwned") is None
 
-        # The month's notice: the letter, then mark as sent.
-        page.click("a:has-text('the notice for October 2025')")
-        page.wait_for_load_state()
-        letter = page.frame_locator("iframe.letter")
-        assert letter.locator("h1").inner_text() == (
-            "Stop and search: notice of breaches for October 2025"
+            # Acknowledge October's breach with a note.
+            page.goto(f"{url}/breaches/{ids['oct_type']}")
+            form = page.locator(f"form[action='/breaches/{ids['oct_type']}/ack']")
+            form.locator("input[name=note]").fill("agreed by phone")
+            form.locator("button").click()
+            page.wait_for_load_state()
+            assert "is now acknowledged (by alice)" in page.locator(".flash").inner_text()
+            assert "agreed by phone" in page.locator("#history").inner_text()
+            _shot(page, "breach")
+
+            # The month's notice: the letter, then mark as sent.
+            page.click("a:has-text('the notice for October 2025')")
+            page.wait_for_load_state()
+            letter = page.frame_locator("iframe.letter")
+            assert letter.locator("h1").inner_text() == (
+                "Stop and search: notice of breaches for October 2025"
+            )
+            _shot(page, "notice")
+            page.click("button:has-text('Mark as sent')")
+            page.wait_for_load_state()
+            assert "Recorded as sent by alice" in page.locator(".flash").inner_text()
+            assert "by alice: notice notice-stop_and_search-2025-10.md" in (
+                page.locator("#sent").inner_text()
+            )
+            assert page.blocked == []
+
+            # The letter alone prints as the letter, without the desk around it.
+            page.goto(f"{url}/notices/stop_and_search/2025-10/letter")
+            page.emulate_media(media="print")
+            assert page.locator("h1").is_visible()
+            assert page.locator("header.top").count() == 0
+        assert (
+            _count(
+                home,
+                "SELECT count(*) FROM governance.audit_log WHERE by_whom = 'alice' "
+                "AND action IN ('breach acknowledged', 'breach notified', 'export')",
+            )
+            == 3  # the ack, the late breach notified by the sending, the export
         )
-        _shot(page, "notice")
-        page.click("button:has-text('Mark as sent')")
-        page.wait_for_load_state()
-        assert "Recorded as sent by alice" in page.locator(".flash").inner_text()
-        assert "by alice: notice notice-stop_and_search-2025-10.md" in (
-            page.locator("#sent").inner_text()
-        )
-        assert page.blocked == []
 
-        # The letter alone prints as the letter, without the desk around it.
-        page.goto(f"{url}/notices/stop_and_search/2025-10/letter")
-        page.emulate_media(media="print")
-        assert page.locator("h1").is_visible()
-        assert page.locator("header.top").count() == 0
-    assert (
-        _count(
-            home,
-            "SELECT count(*) FROM governance.audit_log WHERE by_whom = 'alice' "
-            "AND action IN ('breach acknowledged', 'breach notified', 'export')",
+    def test_a_viewer_reads_but_cannot_act(self, seeded_desk, chromium):
+        home, ids, url = seeded_desk
+        with browser_pages(url, chromium) as new_page:
+            page = new_page()
+            _sign_in(page, url, "victor")
+            page.goto(f"{url}/breaches/{ids['oct_type']}")
+            assert "victor (viewer)" in page.locator("header.top").inner_text()
+            assert page.locator(".actions button").count() == 0
+            _shot(page, "viewer-breach")
+            page.goto(f"{url}/notices")
+            assert page.locator("#months tbody tr").count() >= 1
+            _shot(page, "notices")
+            page.goto(f"{url}/contracts/stop_and_search")
+            assert (
+                page.locator("h1").first.inner_text() == "Stop and search: data-sharing agreement"
+            )
+            _shot(page, "agreement")
+            page.goto(f"{url}/notices/stop_and_search/2025-10")
+            assert page.locator("button:has-text('Mark as sent')").count() == 0
+            # Posting anyway, with a valid CSRF token from the page: refused.
+            token = page.locator("input[name=csrftoken]").first.get_attribute("value")
+            answer = page.request.post(
+                f"{url}/breaches/{ids['oct_type']}/ack", form={"csrftoken": token, "note": "x"}
+            )
+            assert answer.status == 403 and "Only a lead can do this" in answer.text()
+            # And a signed-out browser sees nothing.
+            stranger = new_page()
+            stranger.goto(f"{url}/breaches/{ids['oct_type']}")
+            assert "/login" in stranger.url
+            shown = stranger.locator("body").inner_text()
+            assert ids["oct_type"] not in shown and "Type is not one of" not in shown
+        assert (
+            _count(home, "SELECT count(*) FROM governance.audit_log WHERE by_whom = 'victor'") == 0
         )
-        == 3  # the ack, the late breach notified by the sending, the export
-    )
-
-
-def test_a_viewer_reads_but_cannot_act(seeded_desk):
-    home, ids, url = seeded_desk
-    with browser_pages(url) as new_page:
-        page = new_page()
-        _sign_in(page, url, "victor")
-        page.goto(f"{url}/breaches/{ids['oct_type']}")
-        assert "victor (viewer)" in page.locator("header.top").inner_text()
-        assert page.locator(".actions button").count() == 0
-        _shot(page, "viewer-breach")
-        page.goto(f"{url}/notices")
-        assert page.locator("#months tbody tr").count() >= 1
-        _shot(page, "notices")
-        page.goto(f"{url}/contracts/stop_and_search")
-        assert page.locator("h1").first.inner_text() == "Stop and search: data-sharing agreement"
-        _shot(page, "agreement")
-        page.goto(f"{url}/notices/stop_and_search/2025-10")
-        assert page.locator("button:has-text('Mark as sent')").count() == 0
-        # Posting anyway, with a valid CSRF token from the page: refused.
-        token = page.locator("input[name=csrftoken]").first.get_attribute("value")
-        answer = page.request.post(
-            f"{url}/breaches/{ids['oct_type']}/ack", form={"csrftoken": token, "note": "x"}
-        )
-        assert answer.status == 403 and "Only a lead can do this" in answer.text()
-        # And a signed-out browser sees nothing.
-        stranger = new_page()
-        stranger.goto(f"{url}/breaches/{ids['oct_type']}")
-        assert "/login" in stranger.url
-        shown = stranger.locator("body").inner_text()
-        assert ids["oct_type"] not in shown and "Type is not one of" not in shown
-    assert _count(home, "SELECT count(*) FROM governance.audit_log WHERE by_whom = 'victor'") == 0
 
 
 @pytest.mark.usefixtures("ge_helper")  # the worker's great-expectations helper (conftest)
@@ -250,7 +307,7 @@ def test_an_engineer_opens_a_months_data_docs_from_dagster_on_the_desk(
 
     drop(home, "stop_and_search", "2022-06", real_stop_and_search)
     UserStore(home.home).add("victor", "viewer", PASSWORD)
-    with running_desk(home) as url:
+    with desk_in_this_process(home) as url:
         monkeypatch.setenv("DATASHARE_DESK_URL", url)
         assert main(["run", "--settle", "0"]) == 0
         event = dg.DagsterInstance.get().get_latest_materialization_event(
@@ -266,7 +323,8 @@ def test_an_engineer_opens_a_months_data_docs_from_dagster_on_the_desk(
             )
             evaluation = record.event.dagster_event.event_specific_data
             assert evaluation.metadata["data_docs"].value == link, check
-        with browser_pages(url) as new_page:
+        # Chromium once Dagster's run is over (Playwright's event loop then runs here).
+        with chromium_browser() as browser, browser_pages(url, browser) as new_page:
             page = new_page()
             _sign_in(page, url, "victor")
             # The page and each stylesheet it names, as the desk serves them (signed in).
