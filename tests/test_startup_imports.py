@@ -176,3 +176,60 @@ def test_opening_the_instance_imports_no_syntax_highlighting(tmp_path: Path):
         and m != "pygments.lexers._mapping"
     }
     assert not highlighting, sorted(highlighting)
+
+
+# What a `datashare` process's great-expectations helper runs first: multiprocessing's
+# `spawn` imports the parent's main module again in the child, here a script that begins
+# as the `datashare` console script does.
+AS_THE_CONSOLE_SCRIPT = """
+import gc
+import sys
+
+from pipelines.cli.main import main
+
+
+def loaded() -> list[str]:
+    return sorted(sys.modules)
+
+
+if __name__ == "__main__":
+    from pipelines.validation import ge_process
+
+    with ge_process.loading_early(gc.collect):
+        print(" ".join(ge_process.call(loaded)))
+"""
+# The sub-commands' modules and what they bring that the helper has no use for.
+COMMANDS_ONLY = (
+    "pipelines.cli.breaches", "pipelines.cli.contracts", "pipelines.cli.lake",
+    "pipelines.cli.worker", "pipelines.governance.breach_register",
+    "pipelines.governance.audit_log", "pipelines.oversight.lake_ddl", "schemas.contract_page",
+)  # fmt: skip
+
+
+def test_the_great_expectations_helper_imports_none_of_the_commands(tmp_path: Path):
+    """The helper a validating `datashare run` spawns re-imports the command line's module
+    (its main) before it loads great-expectations: that import brings no sub-command's
+    modules (the breach register, the contract pages, the lake's DDL: ~0.1 s of the
+    helper's CPU, on a one-month run's critical path while the helper loads)."""
+    script = tmp_path / "datashare_like.py"
+    script.write_text(AS_THE_CONSOLE_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    in_the_helper = set(done.stdout.split())
+    assert "__mp_main__" in in_the_helper and "pipelines.cli.main" in in_the_helper
+    assert not in_the_helper & set(COMMANDS_ONLY), sorted(in_the_helper & set(COMMANDS_ONLY))
+
+
+def test_the_command_line_still_has_every_command():
+    """Its sub-commands, imported when `main` runs, are all there, with their help."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli.main", "--help"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    for command in ("demo", "run", "ui", "warehouse", "retention", "doctor", "breaches",
+                    "contracts", "report", "review", "desk", "users", "agreement", "explain",
+                    "worker", "lake"):  # fmt: skip
+        assert command in done.stdout

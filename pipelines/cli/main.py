@@ -12,16 +12,12 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pipelines.cli.agreement import add_agreement_command, run_agreement_command
-from pipelines.cli.breaches import add_breaches_commands, run_breaches_command
-from pipelines.cli.contracts import add_contracts_commands, run_contracts_command
-from pipelines.cli.desk import add_desk_commands, run_desk_command, run_users_command
-from pipelines.cli.explain import add_explain_command, run_explain_command
-from pipelines.cli.lake import add_lake_command, run_lake_command
-from pipelines.cli.report import add_report_command, run_report_command
-from pipelines.cli.review import add_review_command, run_review_command
-from pipelines.cli.worker import add_worker_command, run_worker_command
 from pipelines.home.settings import Settings, load_settings
+
+# The sub-commands' modules are imported by `main`, not here: a process started with
+# multiprocessing's `spawn` (the great-expectations helper of `datashare run`) imports this
+# module again as its main, and had every command's modules (the breach register, the
+# contract pages, the lake's DDL...) imported for nothing, ~0.1 s of its CPU.
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Commands that read a home and must not make an empty one to answer from.
@@ -124,6 +120,9 @@ def cmd_demo(settings: Settings, rows: int, months: int, only: set[str] | None) 
 def _demo_report(settings: Settings, status: int) -> int:
     """The demo ends with the oversight pack and the breach review, so a new user sees the
     measures and the breaches too."""
+    from pipelines.cli.report import run_report_command
+    from pipelines.cli.review import run_review_command
+
     if status == 0:
         args = argparse.Namespace(output=None, refresh=False, if_changed=True)
         status = run_report_command(args, settings)
@@ -237,6 +236,16 @@ def _quiet_when_the_reader_leaves(command: Callable[..., int]) -> Callable[..., 
 
 @_quiet_when_the_reader_leaves
 def main(argv: Sequence[str] | None = None) -> int:
+    from pipelines.cli.agreement import add_agreement_command, run_agreement_command
+    from pipelines.cli.breaches import add_breaches_commands, run_breaches_command
+    from pipelines.cli.contracts import add_contracts_commands, run_contracts_command
+    from pipelines.cli.desk import add_desk_commands, run_desk_command, run_users_command
+    from pipelines.cli.explain import add_explain_command, run_explain_command
+    from pipelines.cli.lake import add_lake_command, run_lake_command
+    from pipelines.cli.report import add_report_command, run_report_command
+    from pipelines.cli.review import add_review_command, run_review_command
+    from pipelines.cli.worker import add_worker_command, run_worker_command
+
     parser = argparse.ArgumentParser(
         prog="datashare",
         description="MPS to MOPAC data sharing: take deliveries, check them against their "
