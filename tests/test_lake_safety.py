@@ -44,26 +44,8 @@ def _datashare(home, *args: str, **kwargs) -> subprocess.Popen:
 
 # Each test's whole-pipeline first run is the same, and costs seconds: made once for the
 # module (conftest's build_template) and put back for each test at the very path it was made
-# at (the warehouse's views name the lake by its path).
-@pytest.fixture(scope="module")
-def _january_template(
-    tmp_path_factory, stop_and_search, ge_helper_process: SharedGreatExpectations
-) -> Path:
-    def make(home):
-        january = home.dropzone / "stop_and_search" / "2024-01" / "d.csv"
-        write_delivery(stop_and_search, "2024-01", january, rows=2_000, seed=1, defect_rate=0.001)
-        with ge_helper_process.installed():
-            assert main(["run"]) == 0
-
-    return build_template(tmp_path_factory, "january", make)[0]
-
-
-@pytest.fixture
-def january_published(_january_template, monkeypatch):
-    """A home whose January 2024 (2,000 synthetic rows) `datashare run` has published."""
-    return restore_template(_january_template, monkeypatch)
-
-
+# at (the warehouse's views name the lake by its path). Every test starts from it, the kill
+# tests too (they once had a synthetic January 2024 of their own, a whole run more).
 @pytest.fixture(scope="module")
 def _june_template(
     tmp_path_factory, real_stop_and_search, ge_helper_process: SharedGreatExpectations
@@ -83,36 +65,38 @@ def june_published(_june_template, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def _february_delivery(tmp_path_factory, stop_and_search) -> Path:
-    """February 2024's 150,000 synthetic rows, written once for the module: each kill test
-    drops the same bytes (the same seed), and writing them costs seconds, a copy a blink."""
-    path = tmp_path_factory.mktemp("february") / "d.csv"
-    write_delivery(stop_and_search, "2024-02", path, rows=150_000, seed=2, defect_rate=0.001)
+def _july_delivery(tmp_path_factory, stop_and_search) -> Path:
+    """July 2022's 150,000 synthetic rows (the month after the real June), written once for
+    the module: each kill test drops the same bytes (the same seed), and writing them costs
+    seconds, a copy a blink."""
+    path = tmp_path_factory.mktemp("july") / "d.csv"
+    write_delivery(stop_and_search, "2022-07", path, rows=150_000, seed=2, defect_rate=0.001)
     return path
 
 
 @pytest.mark.parametrize("kill_after", [2.0, 3.5, 5.0])
 def test_a_killed_run_leaves_a_consistent_state_and_the_next_run_finishes(
-    january_published, _february_delivery, kill_after, capsys
+    june_published, _july_delivery, kill_after, capsys
 ):
-    # Last month is published; this month's delivery is in flight when the process dies.
-    home = january_published
-    drop(home, "stop_and_search", "2024-02", _february_delivery)
+    # Last month (the real June 2022) is published; this month's delivery is in flight when
+    # the process dies.
+    home = june_published
+    drop(home, "stop_and_search", "2022-07", _july_delivery)
 
     process = _datashare(home, "run")
     time.sleep(kill_after)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
 
-    # Whatever the moment of the kill: the catalog opens, January is whole, February is
-    # absent or whole, never half.
+    # Whatever the moment of the kill: the catalog opens, June is whole, July is absent or
+    # whole, never half.
     months = dict(_count(home, "SELECT _period, count(*) FROM curated.stop_and_search GROUP BY 1"))
-    assert months["2024-01"] + _quarantined(home, "2024-01") == 2_000
-    assert months.get("2024-02", 0) in (0, 150_000 - _quarantined(home, "2024-02"))
+    assert months["2022-06"] + _quarantined(home, "2022-06") == 16_332
+    assert months.get("2022-07", 0) in (0, 150_000 - _quarantined(home, "2022-07"))
 
     assert main(["run"]) == 0
     months = dict(_count(home, "SELECT _period, count(*) FROM curated.stop_and_search GROUP BY 1"))
-    assert months["2024-02"] + _quarantined(home, "2024-02") == 150_000
+    assert months["2022-07"] + _quarantined(home, "2022-07") == 150_000
     (statuses,) = _count(home, "SELECT list(status ORDER BY period) FROM governance.deliveries")
     assert statuses[0] == ["published", "published"]
 
