@@ -54,7 +54,7 @@ from pipelines.validation.delivery_verdicts import validate_pending
 from pipelines.warehouse.catalog import build_warehouse, connect
 from schemas.contract import Contract, load_contracts
 from tests.breach_homes import MARKUP_HEADER, seeded_home
-from tests.conftest import REAL_STOP_AND_SEARCH, copy_home
+from tests.conftest import REAL_STOP_AND_SEARCH, build_template, copy_home, restore_template
 
 OPEN = ("open", "notified", "acknowledged")
 
@@ -257,10 +257,19 @@ def assert_page_is_safe(page: str) -> None:
 # -- a register with breaches of every kind -------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def seeded_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """tests/breach_homes.py's seeded home, built once for the module (its register and
+    warehouse cost more than a copy); the template's folder and the breach ids."""
+    return build_template(tmp_path_factory, "agreement-seeded", seeded_home)
+
+
 @pytest.fixture
-def seeded(home):
-    ids = seeded_home(home)
-    return home, ids
+def seeded(seeded_template, monkeypatch):
+    """The seeded home, this test's own copy of the module's (each test writes its review
+    pages, and some the lake or the warehouse), and its breach ids."""
+    folder, ids = seeded_template
+    return restore_template(folder, monkeypatch), dict(ids)
 
 
 def test_seeded_review_figures_are_the_warehouses(seeded):
