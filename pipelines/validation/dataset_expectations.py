@@ -26,9 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.lake.register import Breach
-
 if TYPE_CHECKING:
+    from pipelines.lake.register import Breach
     from pipelines.lake.store import Lake
     from schemas.contract import Contract
 
@@ -626,6 +625,10 @@ def _breaches(
     checks: list[_Check],
     verdicts: dict[tuple[str, str], bool],
 ) -> list[Breach]:
+    # Imported here: the register brings DuckDB, which the great-expectations helper
+    # process (it imports this module, and never judges breaches) has no use for.
+    from pipelines.lake.register import Breach
+
     def failed(check: _Check) -> bool:
         verdict = verdicts.get((check.check, check.subject))  # GE's, per expectation
         if verdict is None:  # great-expectations did not run
