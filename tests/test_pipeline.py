@@ -418,36 +418,12 @@ def test_a_month_with_half_the_usual_rows_is_a_volume_breach_with_data_docs(
     assert pages and any("150" in p.read_text(errors="ignore") for p in pages)
 
 
-def _held_february(home) -> str:
-    """Stop and search for January to March 2025 (300 rows, no defect), February's manifest
-    disagreeing with its file, taken by one run: what the run printed."""
-    from pipelines.demo.synthetic import write_delivery
-
-    stop_and_search = load_contracts()["stop_and_search"]
-    for i, period in enumerate(["2025-01", "2025-02", "2025-03"]):
-        path = home.dropzone / "stop_and_search" / period / "s.csv"
-        write_delivery(stop_and_search, period, path, rows=300, seed=i, defect_rate=0)
-    # February's manifest disagrees with its file: held back, not published.
-    held = home.dropzone / "stop_and_search" / "2025-02" / "s.csv"
-    sha = hashlib.sha256(held.read_bytes()).hexdigest()
-    manifest = held.with_name("s.csv.manifest.json")
-    manifest.write_text(json.dumps({"rows": 312, "sha256": sha}))
-    return _run()
-
-
-@pytest.fixture(scope="module")
-def held_february(tmp_path_factory, ge_helper_process: SharedGreatExpectations):
-    """The home `_held_february` built, once for the module (the run both tests below read):
-    the template's folder and what the run printed."""
-    with ge_helper_process.installed():
-        return build_template(tmp_path_factory, "held-february", _held_february)
-
-
 def test_one_run_takes_a_contracts_months_and_a_held_month_blocks_none_of_the_others(
-    held_february, monkeypatch
+    three_contracts, monkeypatch
 ):
+    # Stop and search's three months, February's held back (see `_three_contracts`).
     months = ["2025-01", "2025-02", "2025-03"]
-    home = restore_template(held_february[0], monkeypatch)
+    home = restore_template(three_contracts[0], monkeypatch)
 
     instance = dg.DagsterInstance.get()
     (run,) = instance.get_runs(dg.RunsFilter(job_name="stop_and_search_delivery"))
@@ -491,12 +467,21 @@ def test_one_run_takes_a_contracts_months_and_a_held_month_blocks_none_of_the_ot
 
 
 def _three_contracts(home) -> str:
-    """Stop and search, use of force and complaints, two months each (200 rows, no defect),
-    taken by one run: what the run printed."""
+    """Stop and search for January to March 2025 (300 rows, no defect), February's manifest
+    disagreeing with its file; use of force and complaints for January and February (200
+    rows, no defect); all taken by one run: what the run printed."""
     from pipelines.demo.synthetic import write_delivery
 
     contracts = load_contracts()
-    for name in ("stop_and_search", "use_of_force", "complaints"):
+    for i, period in enumerate(["2025-01", "2025-02", "2025-03"]):
+        path = home.dropzone / "stop_and_search" / period / "s.csv"
+        write_delivery(contracts["stop_and_search"], period, path, rows=300, seed=i, defect_rate=0)
+    # February's manifest disagrees with its file: held back, not published.
+    held = home.dropzone / "stop_and_search" / "2025-02" / "s.csv"
+    sha = hashlib.sha256(held.read_bytes()).hexdigest()
+    manifest = held.with_name("s.csv.manifest.json")
+    manifest.write_text(json.dumps({"rows": 312, "sha256": sha}))
+    for name in ("use_of_force", "complaints"):
         for i, period in enumerate(["2025-01", "2025-02"]):
             path = home.dropzone / name / period / f"{name}.csv"
             write_delivery(contracts[name], period, path, rows=200, seed=i, defect_rate=0)
@@ -505,8 +490,10 @@ def _three_contracts(home) -> str:
 
 @pytest.fixture(scope="module")
 def three_contracts(tmp_path_factory):
-    """The home `_three_contracts` built, once for the module (three contracts' runs, the
-    first run of both tests below): the template's folder and what the run printed."""
+    """The home `_three_contracts` built, once for the module (three contracts side by side
+    in one run, a held month among them), which the four tests reading it or going on from
+    it share (it was two homes, two whole first runs): the template's folder and what the
+    run printed."""
     return build_template(tmp_path_factory, "three-contracts", _three_contracts)
 
 
@@ -514,9 +501,10 @@ def test_contracts_run_side_by_side_each_in_one_run_of_its_months(three_contract
     folder, out = three_contracts
     home = restore_template(folder, monkeypatch)
     # Two workers (the machine's cores, the run queue's limit), one run per contract.
-    assert "Running 6 contract-month(s) through Dagster, 2 contracts at a time:" in out
-    assert "Ran 6 contract-month(s) through Dagster." in out
-    assert out.count("2 period(s) through Dagster in") == 3
+    assert "Running 7 contract-month(s) through Dagster, 2 contracts at a time:" in out
+    assert "Ran 7 contract-month(s) through Dagster." in out
+    assert out.count("2 period(s) through Dagster in") == 2
+    assert out.count("3 period(s) through Dagster in") == 1
     instance = dg.DagsterInstance.get()
     runs = [r for r in instance.get_runs() if r.job_name.endswith("_delivery")]
     assert sorted(r.job_name for r in runs) == [
@@ -526,10 +514,14 @@ def test_contracts_run_side_by_side_each_in_one_run_of_its_months(three_contract
     ]
     assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
     assert all(r.remote_job_origin.location_name == "datashare" for r in runs)
-    for name in ("stop_and_search", "use_of_force", "complaints"):
+    for name in ("use_of_force", "complaints"):
         assert _query(
             home, f"SELECT _period, count(*) FROM curated.{name} GROUP BY 1 ORDER BY 1"
         ) == [("2025-01", 200), ("2025-02", 200)]
+    # Stop and search's held February blocks neither its other months nor the others'.
+    assert _query(
+        home, "SELECT _period, count(*) FROM curated.stop_and_search GROUP BY 1 ORDER BY 1"
+    ) == [("2025-01", 300), ("2025-03", 300)]
 
 
 @pytest.mark.slow
@@ -540,14 +532,14 @@ def test_a_new_month_recomputes_only_the_marts_reading_it_and_an_idle_run_launch
     from pipelines.oversight.mart_runner import marts_reading
 
     contracts = load_contracts()
-    # After a first run of three contracts' two months each (stop and search, use of force
-    # and complaints), which computed every mart reading them.
+    # After a first run of three contracts (stop and search's three months, use of force's
+    # and complaints' two), which computed every mart reading them.
     home = restore_template(three_contracts[0], monkeypatch)
     instance = dg.DagsterInstance.get()
     before = {r.run_id for r in instance.get_runs()}
 
-    path = home.dropzone / "stop_and_search" / "2025-03" / "s.csv"
-    write_delivery(stop_and_search, "2025-03", path, rows=300, seed=3, defect_rate=0)
+    path = home.dropzone / "stop_and_search" / "2025-04" / "s.csv"
+    write_delivery(stop_and_search, "2025-04", path, rows=300, seed=3, defect_rate=0)
     assert main(["run"]) == 0
     runs = [r for r in instance.get_runs() if r.run_id not in before]
     oversight = [r for r in runs if r.job_name == "oversight"]
@@ -567,10 +559,10 @@ def test_a_new_month_recomputes_only_the_marts_reading_it_and_an_idle_run_launch
     )
     # The month is in the warehouse without the catalog being rebuilt for it.
     curated = instance.get_latest_materialization_event(dg.AssetKey(["curated", "stop_and_search"]))
-    assert curated.asset_materialization.partition == "2025-03"
+    assert curated.asset_materialization.partition == "2025-04"
     assert curated.asset_materialization.metadata["catalog_rebuilt"].value is False
     assert (
-        _query(home, "SELECT count(*) FROM curated.stop_and_search WHERE _period = '2025-03'")[0][0]
+        _query(home, "SELECT count(*) FROM curated.stop_and_search WHERE _period = '2025-04'")[0][0]
         == 300
     )
 
@@ -583,15 +575,15 @@ def test_a_new_month_recomputes_only_the_marts_reading_it_and_an_idle_run_launch
 
 
 def test_the_catalog_is_rebuilt_only_when_its_views_cannot_show_the_lake(
-    held_february, stop_and_search, monkeypatch
+    three_contracts, stop_and_search, monkeypatch
 ):
     import dataclasses
 
     from pipelines.lake.store import open_lake
     from pipelines.warehouse.catalog import catalog_shows
 
-    # After a run that published two months (and held one back).
-    home = restore_template(held_february[0], monkeypatch)
+    # After a run that published two months of stop and search (and held one back).
+    home = restore_template(three_contracts[0], monkeypatch)
     lake = open_lake(home.lake)
     # A month more is read through the same views; nothing to rebuild.
     assert catalog_shows(home.warehouse, lake, stop_and_search)
