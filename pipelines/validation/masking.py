@@ -9,6 +9,7 @@ streaming DuckDB copy so that memory stays flat however many rows failed.
 from __future__ import annotations
 
 import json
+import threading
 
 import duckdb
 
@@ -35,14 +36,27 @@ def mask_quarantine(contract: Contract, lake: Lake, period: str, delivery_id: st
         else "record"
     )
     masked = lake.masked_quarantine_path(contract.name, period, delivery_id)
-    with lake.local_copy(private) as source, lake.writing(masked) as tmp:
-        con = duckdb.connect()
-        try:
-            con.execute("SET preserve_insertion_order = false")
-            con.execute(
-                f"COPY (SELECT * REPLACE ({record} AS record) FROM read_parquet(?)) "
-                f"TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)",
-                [str(source)],
-            )
-        finally:
-            con.close()
+    with lake.local_copy(private) as source, lake.writing(masked) as tmp, _COPYING:
+        _copier().execute(
+            f"COPY (SELECT * REPLACE ({record} AS record) FROM read_parquet(?)) "
+            f"TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)",
+            [str(source)],
+        )
+
+
+# One in-memory DuckDB per process for every month's copy, made on first use. A new one per
+# delivery (opened, its JSON functions loaded, closed) cost about 20 ms of CPU for a
+# quarantine of a few dozen rows, against 3 ms with it kept: 0.6 s of a 37-month backfill.
+# It holds no table; each copy streams from one file to another, as before. A DuckDB
+# connection serves one thread at a time, hence the lock.
+_COPIER: duckdb.DuckDBPyConnection | None = None
+_COPYING = threading.Lock()
+
+
+def _copier() -> duckdb.DuckDBPyConnection:
+    """This process's DuckDB for the masked copies (the caller holds `_COPYING`)."""
+    global _COPIER
+    if _COPIER is None:
+        _COPIER = duckdb.connect()
+        _COPIER.execute("SET preserve_insertion_order = false")
+    return _COPIER
