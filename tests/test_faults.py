@@ -26,8 +26,11 @@ from pipelines.lake.store import FolderLake
 from pipelines.warehouse.catalog import connect
 from tests.s3_server import LAKE_BUCKET, WEED, running_seaweed
 
-# Each runs the whole pipeline: `pytest -m 'not slow'` leaves them out.
-pytestmark = pytest.mark.slow
+# Each runs the whole pipeline: `pytest -m 'not slow'` leaves them out. Their runs in this
+# process use the worker's great-expectations helper (conftest's `ge_helper`) rather than
+# each importing it again in a helper of its own; a run in a process of its own still
+# starts its own, as `datashare run` does.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ge_helper")]
 
 MONTHS = ["2025-01", "2025-02", "2025-03", "2025-04"]
 FEW = MONTHS[:3]  # enough for two runs to meet over a month
@@ -194,8 +197,11 @@ def test_the_lake_filling_up_mid_publish_leaves_every_month_whole_and_the_next_r
 ):
     # A real small file system for the lake where the machine allows (root: a tmpfs),
     # else the same failure injected where the month is swapped in.
+    # Four months of 10,000 rows (2.2 MB files) on 7 MB: half the rows and half the disk of
+    # 20,000 rows on 14 MB, which cost twice the work, and the disk fills at the same point
+    # of the run (in both, before any month was published).
     lake = tmp_path / "small-disk"
-    mounted = _mount_tmpfs(lake, 14)
+    mounted = _mount_tmpfs(lake, 7)
     monkeypatch.setenv("DATASHARE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home" / "dagster"))
     monkeypatch.setenv("DATASHARE_LAKE", str(lake))
@@ -204,7 +210,7 @@ def test_the_lake_filling_up_mid_publish_leaves_every_month_whole_and_the_next_r
     settings = load_settings()
     settings.ensure_folders()
     try:
-        _write_months(settings, stop_and_search, rows=20_000)
+        _write_months(settings, stop_and_search, rows=10_000)
         if not mounted:
             real_promote = FolderLake.promote
             calls = []
@@ -263,6 +269,8 @@ def test_the_s3_store_stopped_mid_run_and_started_again(tmp_path, monkeypatch, s
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("DATASHARE_DROP_ZONE", raising=False)
+    began = time.monotonic()
+    timings: dict[str, float] = {}
     data = tmp_path / "seaweed"
     data.mkdir()
     settings = load_settings()
@@ -270,6 +278,7 @@ def test_the_s3_store_stopped_mid_run_and_started_again(tmp_path, monkeypatch, s
     _write_months(settings, stop_and_search, rows=5_000)
 
     with running_seaweed(data) as server:
+        timings["store up"] = time.monotonic() - began
         monkeypatch.setenv("AWS_ENDPOINT_URL_S3", server.endpoint)
         client = server.client()
         # Two attempts at each request, not the six with back-off the lake's client makes by
@@ -286,12 +295,17 @@ def test_the_s3_store_stopped_mid_run_and_started_again(tmp_path, monkeypatch, s
             assert time.monotonic() < deadline, "no month was published in time"
             time.sleep(0.2)
         ports = server.ports
+        timings["a month published, store stopped"] = time.monotonic() - began
     # The server is gone (killed) while the run goes on with the other months.
     code, out = _finish(run)
+    timings["the run ended"] = time.monotonic() - began
     assert code == 1, out
     assert "the S3 store could not be reached" in out and "the next run finishes it" in out
 
     with running_seaweed(data, ports):
+        timings["store up again"] = time.monotonic() - began
         assert main(["run"]) == 0
+        timings["the next run finished"] = time.monotonic() - began
         assert sorted(_months_whole(settings)) == MONTHS
         _each_delivery_once(settings)
+    print("s3 fault timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
