@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import pandera.polars as pa
@@ -173,81 +174,38 @@ def compile_row_checks(
 
     for col in contract.columns:
         src = col.source_name
-        checks: list[pa.Check] = []
         where = f".properties[{col.name}]"
-
-        def add(made: RowRule, check_fn, checks: list[pa.Check] = checks) -> None:
-            checks.append(pa.Check(check_fn, name=made.id, error=made.id))
-
         if col.required:
             rule(
                 f"{col.name}.required", col, "major", "quarantine",
                 _clause(contract, f"{where}.required"),
                 f"{src} is blank, but the agreement requires it",
             )  # fmt: skip
-        if col.logical_type != "string":
-            add(
-                rule(
-                    f"{col.name}.type", col, "major", "quarantine",
-                    _clause(contract, f"{where}.logicalType"),
-                    _type_reason(col),
-                ),
-                lambda data, col=col: data.lazyframe.select(
-                    pl.col(data.key).is_null() | parsed(col, pl.col(data.key)).is_not_null()
-                ),
-            )  # fmt: skip
-        if col.minimum is not None or col.maximum is not None:
-            low = col.minimum if col.minimum is not None else float("-inf")
-            high = col.maximum if col.maximum is not None else float("inf")
-            add(
-                rule(
-                    f"{col.name}.range", col, "major", "quarantine",
-                    _clause(contract, f"{where}.logicalTypeOptions"),
-                    f"{src} is outside the agreed range {low:g} to {high:g}",
-                ),
-                lambda data, col=col, low=low, high=high: data.lazyframe.select(
-                    parsed(col, pl.col(data.key)).is_between(low, high).fill_null(True)
-                ),
-            )  # fmt: skip
-        if col.pattern:
-            add(
-                rule(
-                    f"{col.name}.pattern", col, "major", "quarantine",
-                    _clause(contract, f"{where}.logicalTypeOptions.pattern"),
-                    f"{src} does not have the agreed form"
-                    + (f" (for example {col.example})" if col.example else ""),
-                ),
-                lambda data, pattern=col.pattern: data.lazyframe.select(
-                    pl.col(data.key).is_null()
-                    | pl.col(data.key).str.contains(f"^(?:{pattern})$")
-                ),
-            )  # fmt: skip
-        for vr in col.value_rules:
-            add(
-                rule(
-                    vr.name, col, vr.severity, vr.on_failure,
-                    _clause(contract, f"{where}.quality[{vr.name}]"),
-                    f"{src} is not one of the {len(vr.valid_values)} agreed values",
-                ),
-                lambda data, values=vr.valid_values: data.lazyframe.select(
-                    pl.col(data.key).is_null() | pl.col(data.key).is_in(list(values))
-                ),
-            )  # fmt: skip
+        # The column's other rules but its in-period one hold whatever the period: made
+        # once per process, so that a backfill's months share them (and their compiled
+        # expressions, which `row_verdicts` keeps per check function).
+        made = _period_free_checks(contract.path.name, contract.name, col)
+        rules.extend(made_rule for made_rule, _ in made)
+        checks = [check for _, check in made]
         if col.in_period_rule is not None and start is not None:
             ipr = col.in_period_rule
             low, high = (start, end) if col.logical_type == "timestamp" else _dates(period, months)
-            add(
-                rule(
-                    ipr.name, col, ipr.severity, ipr.on_failure,
-                    _clause(contract, f"{where}.quality[{ipr.name}]"),
-                    _in_period_reason(col, period, contract.schedule.period),
-                ),
-                lambda data, col=col, low=low, high=high: data.lazyframe.select(
-                    parsed(col, pl.col(data.key))
-                    .is_between(pl.lit(low), pl.lit(high), closed="left")
-                    .fill_null(True)
-                ),
+            made_rule = rule(
+                ipr.name, col, ipr.severity, ipr.on_failure,
+                _clause(contract, f"{where}.quality[{ipr.name}]"),
+                _in_period_reason(col, period, contract.schedule.period),
             )  # fmt: skip
+            checks.append(
+                pa.Check(
+                    lambda data, col=col, low=low, high=high: data.lazyframe.select(
+                        parsed(col, pl.col(data.key))
+                        .is_between(pl.lit(low), pl.lit(high), closed="left")
+                        .fill_null(True)
+                    ),
+                    name=made_rule.id,
+                    error=made_rule.id,
+                )
+            )
         columns[src] = pa.Column(pl.String, nullable=not col.required, checks=checks)
 
     table_checks = _table_checks(contract, period, duplicate_keys or {}, rules)
@@ -255,6 +213,67 @@ def compile_row_checks(
         columns, checks=table_checks, name=contract.name, strict=False, ordered=False
     )
     return schema, rules
+
+
+@lru_cache(maxsize=1024)
+def _period_free_checks(
+    contract_file: str, contract_name: str, col: Column
+) -> tuple[tuple[RowRule, pa.Check], ...]:
+    """A column's rules that do not depend on the delivery (its type, range, pattern and
+    agreed values), each with its check, in the order `compile_row_checks` lists them.
+
+    They depend only on the column and the contract's names (in their clauses), so one
+    process makes them once for every delivery of the contract. A `Column` is frozen, so
+    a contract changed on disk is a different key.
+    """
+    src = col.source_name
+    where = f".properties[{col.name}]"
+
+    def clause(what: str) -> str:
+        return f"{contract_file}: schema[{contract_name}]{where}{what}"
+
+    made: list[tuple[RowRule, pa.Check]] = []
+
+    def add(rule_id, severity, on_failure, what, reason, check_fn) -> None:
+        rule = RowRule(rule_id, col.name, src, severity, on_failure, clause(what), reason)
+        made.append((rule, pa.Check(check_fn, name=rule_id, error=rule_id)))
+
+    if col.logical_type != "string":
+        add(
+            f"{col.name}.type", "major", "quarantine", ".logicalType", _type_reason(col),
+            lambda data: data.lazyframe.select(
+                pl.col(data.key).is_null() | parsed(col, pl.col(data.key)).is_not_null()
+            ),
+        )  # fmt: skip
+    if col.minimum is not None or col.maximum is not None:
+        low = col.minimum if col.minimum is not None else float("-inf")
+        high = col.maximum if col.maximum is not None else float("inf")
+        add(
+            f"{col.name}.range", "major", "quarantine", ".logicalTypeOptions",
+            f"{src} is outside the agreed range {low:g} to {high:g}",
+            lambda data: data.lazyframe.select(
+                parsed(col, pl.col(data.key)).is_between(low, high).fill_null(True)
+            ),
+        )  # fmt: skip
+    if col.pattern:
+        pattern = col.pattern
+        add(
+            f"{col.name}.pattern", "major", "quarantine", ".logicalTypeOptions.pattern",
+            f"{src} does not have the agreed form"
+            + (f" (for example {col.example})" if col.example else ""),
+            lambda data: data.lazyframe.select(
+                pl.col(data.key).is_null() | pl.col(data.key).str.contains(f"^(?:{pattern})$")
+            ),
+        )  # fmt: skip
+    for vr in col.value_rules:
+        add(
+            vr.name, vr.severity, vr.on_failure, f".quality[{vr.name}]",
+            f"{src} is not one of the {len(vr.valid_values)} agreed values",
+            lambda data, values=vr.valid_values: data.lazyframe.select(
+                pl.col(data.key).is_null() | pl.col(data.key).is_in(list(values))
+            ),
+        )  # fmt: skip
+    return tuple(made)
 
 
 def _type_reason(col: Column) -> str:

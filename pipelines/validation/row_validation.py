@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +65,7 @@ from pipelines.validation.row_verdicts import (
     quarantined_rows,
     row_checks,
 )
-from schemas.contract import Column, Contract
+from schemas.contract import Column, Contract, WideLayout
 from schemas.row_checks import (
     compile_row_checks,
     curated_dtype,
@@ -156,8 +157,10 @@ def _profile_counts(contract: Contract, categorical: list[str]) -> list[pl.Expr]
     return exprs
 
 
+@lru_cache(maxsize=4096)
 def _typed(column: Column) -> pl.Expr:
-    """The delivered text of `column` as its curated, typed value."""
+    """The delivered text of `column` as its curated, typed value (made once per column and
+    process: every month of a backfill types its columns alike)."""
     return parsed(column, pl.col(column.source_name)).alias(column.name)
 
 
@@ -180,11 +183,18 @@ def _arrow_type(dtype: pl.DataType) -> pa.DataType:
 
 def curated_schema(contract: Contract) -> pa.Schema:
     """The Arrow schema of a curated partition: agreed columns, typed, plus lineage."""
-    fields = [pa.field(c.name, _arrow_type(curated_dtype(c))) for c in contract.columns]
-    if contract.layout:
+    return _curated_schema(contract.columns, contract.layout)
+
+
+@lru_cache(maxsize=256)
+def _curated_schema(columns: tuple[Column, ...], layout: WideLayout | None) -> pa.Schema:
+    # Made once per contract and process (the columns are frozen, so an edited contract is
+    # another key): every delivery of a backfill asks for it.
+    fields = [pa.field(c.name, _arrow_type(curated_dtype(c))) for c in columns]
+    if layout:
         fields += [
-            pa.field(contract.layout.period_name, pa.date32()),
-            pa.field(contract.layout.value_name, pa.int64()),
+            pa.field(layout.period_name, pa.date32()),
+            pa.field(layout.value_name, pa.int64()),
         ]
     fields += [pa.field(name, LINEAGE_ARROW[name]) for name in LINEAGE_TYPES]
     return pa.schema(fields)

@@ -15,8 +15,10 @@ columns passes only where all of them do.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from weakref import WeakKeyDictionary
 
 import pandera.polars as pa
 import polars as pl
@@ -66,10 +68,27 @@ def row_checks(schema: pa.DataFrameSchema, rules: list[RowRule]) -> RowChecks:
 
 
 def _passes(check: pa.Check, key: str) -> pl.Expr:
-    captured = partial(check._check_fn, **check._check_kwargs)(PolarsData(_Captured(), key))
+    if check._check_kwargs:
+        return _expression(partial(check._check_fn, **check._check_kwargs), key, check.name)
+    # `schemas.row_checks` makes a column's period-free checks once per process, so the
+    # months of a backfill share their functions: each one's expression is built once,
+    # kept for as long as its function lives (a delivery's own checks, such as its
+    # in-period bounds, go with it).
+    kept = _EXPRESSIONS.setdefault(check._check_fn, {})
+    if key not in kept:
+        kept[key] = _expression(check._check_fn, key, check.name)
+    return kept[key]
+
+
+_EXPRESSIONS: WeakKeyDictionary[Callable, dict[str, pl.Expr]] = WeakKeyDictionary()
+
+
+def _expression(check_fn: Callable, key: str, name: str) -> pl.Expr:
+    """The expression, true where a row passes, that the check `name` selects."""
+    captured = check_fn(PolarsData(_Captured(), key))
     if not isinstance(captured, tuple) or not all(isinstance(e, pl.Expr) for e in captured):
         raise TypeError(
-            f"row check {check.name!r} must be written as data.lazyframe.select(expr) "
+            f"row check {name!r} must be written as data.lazyframe.select(expr) "
             "so that a batch is judged in one query"
         )
     ok = pl.all_horizontal(captured) if len(captured) > 1 else captured[0]
