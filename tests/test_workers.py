@@ -275,6 +275,7 @@ def test_a_home_made_before_step_logs_gains_them_and_an_edited_one_is_left_alone
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("ge_helper")  # the worker's great-expectations helper, not a run's own
 def test_datashare_run_still_runs_its_steps_itself_when_runs_go_to_workers(
     home, real_stop_and_search, monkeypatch: pytest.MonkeyPatch, capsys
 ):
