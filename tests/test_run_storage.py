@@ -164,7 +164,9 @@ def test_a_new_runs_db_is_made_by_one_process_at_a_time(tmp_path: Path):
             target=lambda: opened.append(dg.DagsterInstance.from_config(str(folder)))
         )
         opener.start()
-        opener.join(timeout=2)
+        # Until Linux lists its request as one waiting on that lock (rather than a fixed
+        # two seconds, long enough for an opening that does not wait to have finished).
+        assert _waits_on(folder / "history" / ".runs.db.lock"), "the opening took no lock"
         assert opener.is_alive() and not opened  # waiting its turn
     opener.join(timeout=60)
     assert len(opened) == 1
@@ -204,6 +206,21 @@ def test_a_new_runs_db_is_stamped_from_the_scripts_its_check_read(
     head = ScriptDirectory.from_config(reads[0]).get_current_head()
     with sqlite3.connect(folder / "history" / "runs.db") as con:
         assert con.execute("SELECT version_num FROM alembic_version").fetchall() == [(head,)]
+
+
+def _waits_on(path: Path, timeout: float = 60.0) -> bool:
+    """Whether a request for the lock on `path` comes to wait within `timeout` seconds:
+    /proc/locks lists a blocked request with "->", by the file's inode."""
+    import time
+
+    inode = f":{path.stat().st_ino} "
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open("/proc/locks", encoding="ascii") as locks:
+            if any("->" in line and inode in line for line in locks):
+                return True
+        time.sleep(0.02)
+    return False
 
 
 @settings(max_examples=5, deadline=None)
