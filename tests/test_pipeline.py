@@ -24,7 +24,9 @@ from assets.resources import (
 )
 from assets.validation import build_validation_asset
 from pipelines.cli.main import REPO_ROOT, main
+from pipelines.lake.store import open_lake
 from pipelines.orchestration.definitions import build_definitions
+from pipelines.warehouse.catalog import build_warehouse
 from schemas.contract import load_contracts
 from tests.conftest import (
     DEMO_ARGS,
@@ -34,6 +36,7 @@ from tests.conftest import (
     drop,
     restore_template,
 )
+from tests.test_catalog_current import catalog_as_read
 
 # Every run in these tests uses the worker's great-expectations helper (tests/conftest.py),
 # rather than importing great-expectations again in a process of its own.
@@ -540,6 +543,7 @@ def test_a_new_month_recomputes_only_the_marts_reading_it_and_an_idle_run_launch
 
     path = home.dropzone / "stop_and_search" / "2025-04" / "s.csv"
     write_delivery(stop_and_search, "2025-04", path, rows=300, seed=3, defect_rate=0)
+    first_built = home.warehouse.stat().st_ino, home.warehouse.stat().st_mtime_ns
     assert main(["run"]) == 0
     runs = [r for r in instance.get_runs() if r.run_id not in before]
     oversight = [r for r in runs if r.job_name == "oversight"]
@@ -565,6 +569,20 @@ def test_a_new_month_recomputes_only_the_marts_reading_it_and_an_idle_run_launch
         _query(home, "SELECT count(*) FROM curated.stop_and_search WHERE _period = '2025-04'")[0][0]
         == 300
     )
+    # The warehouse file is the one the first run built, and what an analyst reads in it,
+    # comments and rows, is what a fresh build gives (tests/test_catalog_current.py's
+    # one-new-month run, held here rather than by two runs of its own).
+    assert (home.warehouse.stat().st_ino, home.warehouse.stat().st_mtime_ns) == first_built
+    kept = catalog_as_read(home.warehouse)
+    (months,) = _query(home, "SELECT count(DISTINCT _period) FROM curated.stop_and_search")[0]
+    (in_marts,) = _query(
+        home,
+        "SELECT count(*) FROM oversight.stop_search_outcomes "
+        "WHERE month = DATE '2025-04-01' AND time_window = 'month'",
+    )[0]
+    assert months == 3 and in_marts > 0
+    fresh = build_warehouse(open_lake(home.lake), contracts, home.home / "fresh.duckdb")
+    assert catalog_as_read(fresh) == kept
 
     # Nothing new: no Dagster run at all, and the warehouse file is left as it was.
     built = home.warehouse.stat().st_mtime_ns
@@ -579,7 +597,6 @@ def test_the_catalog_is_rebuilt_only_when_its_views_cannot_show_the_lake(
 ):
     import dataclasses
 
-    from pipelines.lake.store import open_lake
     from pipelines.warehouse.catalog import catalog_shows
 
     # After a run that published two months of stop and search (and held one back).
