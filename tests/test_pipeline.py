@@ -398,25 +398,24 @@ def test_home_defaults_to_dot_datashare_in_the_current_folder(tmp_path, monkeypa
 
 @pytest.mark.slow
 def test_a_month_with_half_the_usual_rows_is_a_volume_breach_with_data_docs(
-    home, stop_and_search, capsys
+    three_contracts, stop_and_search, monkeypatch, capsys
 ):
     from pipelines.demo.synthetic import write_delivery
 
-    for i, (period, rows) in enumerate([("2025-01", 400), ("2025-02", 400), ("2025-03", 400)]):
-        path = home.dropzone / "stop_and_search" / period / "d.csv"
-        write_delivery(stop_and_search, period, path, rows=rows, seed=i, defect_rate=0)
-    assert main(["run"]) == 0
-    path = home.dropzone / "stop_and_search" / "2025-04" / "d.csv"
-    write_delivery(stop_and_search, "2025-04", path, rows=150, seed=9, defect_rate=0)
+    # After a first run that published three months of stop and search, 300 rows each (see
+    # `_three_contracts`), a month of 150.
+    home = restore_template(three_contracts[0], monkeypatch)
+    path = home.dropzone / "stop_and_search" / "2025-05" / "d.csv"
+    write_delivery(stop_and_search, "2025-05", path, rows=150, seed=9, defect_rate=0)
     assert main(["run"]) == 0
     (detail,) = _query(
         home,
         "SELECT detail FROM governance.breaches WHERE rule = 'dataset.volume' "
-        "AND period = '2025-04' AND severity = 'major'",
+        "AND period = '2025-05' AND severity = 'major'",
     )[0]
     assert "150 rows" in detail
     pages = list(
-        (home.lake / "docs" / "contract=stop_and_search" / "period=2025-04").rglob("*.html")
+        (home.lake / "docs" / "contract=stop_and_search" / "period=2025-05").rglob("*.html")
     )
     assert pages and any("150" in p.read_text(errors="ignore") for p in pages)
 
@@ -424,14 +423,14 @@ def test_a_month_with_half_the_usual_rows_is_a_volume_breach_with_data_docs(
 def test_one_run_takes_a_contracts_months_and_a_held_month_blocks_none_of_the_others(
     three_contracts, monkeypatch
 ):
-    # Stop and search's three months, February's held back (see `_three_contracts`).
-    months = ["2025-01", "2025-02", "2025-03"]
+    # Stop and search's four months, February's held back (see `_three_contracts`).
+    months = ["2025-01", "2025-02", "2025-03", "2025-04"]
     home = restore_template(three_contracts[0], monkeypatch)
 
     instance = dg.DagsterInstance.get()
     (run,) = instance.get_runs(dg.RunsFilter(job_name="stop_and_search_delivery"))
     assert run.tags["dagster/asset_partition_range_start"] == "2025-01"
-    assert run.tags["dagster/asset_partition_range_end"] == "2025-03"
+    assert run.tags["dagster/asset_partition_range_end"] == "2025-04"
     # Filed under the code location, as the UI's Overview timeline and job page list runs.
     assert run.remote_job_origin.location_name == "datashare"
     assert run.remote_job_origin.repository_origin.repository_name == "__repository__"
@@ -453,30 +452,31 @@ def test_one_run_takes_a_contracts_months_and_a_held_month_blocks_none_of_the_ot
         "2025-01": "published",
         "2025-02": "held back: not published",
         "2025-03": "published",
+        "2025-04": "published",
     }
     assert all(m.metadata["dagster/row_count"].value == 300 for m in validated.values())
     # Each month's checks, on its own: February red, the others green.
     key = dg.AssetCheckKey(dg.AssetKey(["validated", "stop_and_search"]), "contract_conformance")
     records = instance.event_log_storage.get_asset_check_execution_history(key, limit=10)
     passed = {r.partition: r.event.dagster_event.event_specific_data.passed for r in records}
-    assert passed == {"2025-01": True, "2025-02": False, "2025-03": True}
+    assert passed == {"2025-01": True, "2025-02": False, "2025-03": True, "2025-04": True}
     # The held month has no curated month; the ones either side of it are published whole.
     curated = latest("curated")
-    assert sorted(curated) == ["2025-01", "2025-03"]
+    assert sorted(curated) == ["2025-01", "2025-03", "2025-04"]
     assert all(m.metadata["dagster/row_count"].value == 300 for m in curated.values())
     assert _query(
         home, "SELECT _period, count(*) FROM curated.stop_and_search GROUP BY 1 ORDER BY 1"
-    ) == [("2025-01", 300), ("2025-03", 300)]
+    ) == [("2025-01", 300), ("2025-03", 300), ("2025-04", 300)]
 
 
 def _three_contracts(home) -> str:
-    """Stop and search for January to March 2025 (300 rows, no defect), February's manifest
+    """Stop and search for January to April 2025 (300 rows, no defect), February's manifest
     disagreeing with its file; use of force and complaints for January and February (200
     rows, no defect); all taken by one run: what the run printed."""
     from pipelines.demo.synthetic import write_delivery
 
     contracts = load_contracts()
-    for i, period in enumerate(["2025-01", "2025-02", "2025-03"]):
+    for i, period in enumerate(["2025-01", "2025-02", "2025-03", "2025-04"]):
         path = home.dropzone / "stop_and_search" / period / "s.csv"
         write_delivery(contracts["stop_and_search"], period, path, rows=300, seed=i, defect_rate=0)
     # February's manifest disagrees with its file: held back, not published.
@@ -494,9 +494,9 @@ def _three_contracts(home) -> str:
 @pytest.fixture(scope="module")
 def three_contracts(tmp_path_factory):
     """The home `_three_contracts` built, once for the module (three contracts side by side
-    in one run, a held month among them), which the four tests reading it or going on from
-    it share (it was two homes, two whole first runs): the template's folder and what the
-    run printed."""
+    in one run, a held month among them), which the five tests reading it or going on from
+    it share (it was three homes, three whole first runs): the template's folder and what
+    the run printed."""
     return build_template(tmp_path_factory, "three-contracts", _three_contracts)
 
 
@@ -504,10 +504,10 @@ def test_contracts_run_side_by_side_each_in_one_run_of_its_months(three_contract
     folder, out = three_contracts
     home = restore_template(folder, monkeypatch)
     # Two workers (the machine's cores, the run queue's limit), one run per contract.
-    assert "Running 7 contract-month(s) through Dagster, 2 contracts at a time:" in out
-    assert "Ran 7 contract-month(s) through Dagster." in out
+    assert "Running 8 contract-month(s) through Dagster, 2 contracts at a time:" in out
+    assert "Ran 8 contract-month(s) through Dagster." in out
     assert out.count("2 period(s) through Dagster in") == 2
-    assert out.count("3 period(s) through Dagster in") == 1
+    assert out.count("4 period(s) through Dagster in") == 1
     instance = dg.DagsterInstance.get()
     runs = [r for r in instance.get_runs() if r.job_name.endswith("_delivery")]
     assert sorted(r.job_name for r in runs) == [
@@ -524,7 +524,7 @@ def test_contracts_run_side_by_side_each_in_one_run_of_its_months(three_contract
     # Stop and search's held February blocks neither its other months nor the others'.
     assert _query(
         home, "SELECT _period, count(*) FROM curated.stop_and_search GROUP BY 1 ORDER BY 1"
-    ) == [("2025-01", 300), ("2025-03", 300)]
+    ) == [("2025-01", 300), ("2025-03", 300), ("2025-04", 300)]
 
 
 @pytest.mark.slow
@@ -535,14 +535,14 @@ def test_a_new_month_recomputes_only_the_marts_reading_it_and_an_idle_run_launch
     from pipelines.oversight.mart_runner import marts_reading
 
     contracts = load_contracts()
-    # After a first run of three contracts (stop and search's three months, use of force's
+    # After a first run of three contracts (stop and search's four months, use of force's
     # and complaints' two), which computed every mart reading them.
     home = restore_template(three_contracts[0], monkeypatch)
     instance = dg.DagsterInstance.get()
     before = {r.run_id for r in instance.get_runs()}
 
-    path = home.dropzone / "stop_and_search" / "2025-04" / "s.csv"
-    write_delivery(stop_and_search, "2025-04", path, rows=300, seed=3, defect_rate=0)
+    path = home.dropzone / "stop_and_search" / "2025-05" / "s.csv"
+    write_delivery(stop_and_search, "2025-05", path, rows=300, seed=4, defect_rate=0)
     first_built = home.warehouse.stat().st_ino, home.warehouse.stat().st_mtime_ns
     assert main(["run"]) == 0
     runs = [r for r in instance.get_runs() if r.run_id not in before]
@@ -563,10 +563,10 @@ def test_a_new_month_recomputes_only_the_marts_reading_it_and_an_idle_run_launch
     )
     # The month is in the warehouse without the catalog being rebuilt for it.
     curated = instance.get_latest_materialization_event(dg.AssetKey(["curated", "stop_and_search"]))
-    assert curated.asset_materialization.partition == "2025-04"
+    assert curated.asset_materialization.partition == "2025-05"
     assert curated.asset_materialization.metadata["catalog_rebuilt"].value is False
     assert (
-        _query(home, "SELECT count(*) FROM curated.stop_and_search WHERE _period = '2025-04'")[0][0]
+        _query(home, "SELECT count(*) FROM curated.stop_and_search WHERE _period = '2025-05'")[0][0]
         == 300
     )
     # The warehouse file is the one the first run built, and what an analyst reads in it,
@@ -578,9 +578,9 @@ def test_a_new_month_recomputes_only_the_marts_reading_it_and_an_idle_run_launch
     (in_marts,) = _query(
         home,
         "SELECT count(*) FROM oversight.stop_search_outcomes "
-        "WHERE month = DATE '2025-04-01' AND time_window = 'month'",
+        "WHERE month = DATE '2025-05-01' AND time_window = 'month'",
     )[0]
-    assert months == 3 and in_marts > 0
+    assert months == 4 and in_marts > 0
     fresh = build_warehouse(open_lake(home.lake), contracts, home.home / "fresh.duckdb")
     assert catalog_as_read(fresh) == kept
 
@@ -599,7 +599,7 @@ def test_the_catalog_is_rebuilt_only_when_its_views_cannot_show_the_lake(
 
     from pipelines.warehouse.catalog import catalog_shows
 
-    # After a run that published two months of stop and search (and held one back).
+    # After a run that published three months of stop and search (and held one back).
     home = restore_template(three_contracts[0], monkeypatch)
     lake = open_lake(home.lake)
     # A month more is read through the same views; nothing to rebuild.
