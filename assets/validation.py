@@ -215,6 +215,10 @@ class _MonthBegun:
             verdicts = self._month.finish()
         return self._record(verdicts)
 
+    def ready(self) -> bool:
+        """Whether `finish()` would not wait for great-expectations."""
+        return self._month.ready()
+
     def cancel(self) -> None:
         with self._held:
             self._month.cancel()

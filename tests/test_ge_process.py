@@ -218,6 +218,33 @@ def test_tasks_sent_ahead_are_worked_on_while_this_process_goes_on():
             failing.result()
 
 
+def test_a_task_says_whether_its_answer_has_come_without_waiting_for_it():
+    # A backfill finishes a month as soon as great-expectations has judged it, and checks
+    # the next months' rows meanwhile: asking must not wait, and must not lose answers.
+    # Helpers of its own: the module's shared one (`helper`) must not be killed here.
+    own = ge_process._Helper(_no_op)
+    try:
+        slow = own.submit(time.sleep, 1.0)
+        after = own.submit(len, "abc")
+        asked = time.perf_counter()
+        assert not slow.ready() and not after.ready()
+        assert time.perf_counter() - asked < 0.5  # the sleep not waited for
+        assert after.result() == 3  # waited for: the one before it came on the way
+        assert slow.ready() and slow.result() is None
+    finally:
+        own.stop()
+    dying = ge_process._Helper(_no_op)
+    try:
+        gone = dying.submit(time.sleep, 30)
+        dying.process.kill()
+        dying.process.join()
+        assert gone.ready()  # nothing to wait for: its result says why
+        with pytest.raises(ge_process.HelperFailed):
+            gone.result()
+    finally:
+        dying.stop()
+
+
 def test_dataset_checks_sent_ahead_give_each_delivery_its_own_breaches_and_page(
     helper, stop_and_search, tmp_path: Path
 ):

@@ -552,6 +552,11 @@ class DatasetChecks:
         )
         return self._done
 
+    def ready(self) -> bool:
+        """Whether `result()` would not wait for the great-expectations process: its answer
+        has come (or the process is gone), or no task was sent to it."""
+        return self._done is not None or self._sent is None or self._sent.ready()
+
     def cancel(self) -> None:
         """Drop the checks of a delivery whose month will not be recorded: wait for
         great-expectations to finish with its folder, then leave the folder unwritten."""

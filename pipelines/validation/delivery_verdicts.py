@@ -81,6 +81,10 @@ class MonthValidation:
             self.verdicts.append(last.record())
         return self.verdicts
 
+    def ready(self) -> bool:
+        """Whether `finish()` would not wait for great-expectations' verdict."""
+        return self.last is None or self.last.ready()
+
     def cancel(self) -> None:
         """Record nothing more: the last delivery stays received, to be validated again."""
         if self.last is not None:
@@ -172,6 +176,10 @@ class _Judging:
             *_history_mix(lake, register, contract.name, period),
             month_rows=_month_rows(contract, register, period, delivery, self.outcome),
         )
+
+    def ready(self) -> bool:
+        """Whether its dataset checks are judged (or need not be waited for)."""
+        return self.dataset is None or self.dataset.ready()
 
     def cancel(self) -> None:
         if self.dataset is not None:

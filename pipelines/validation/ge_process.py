@@ -91,25 +91,40 @@ class _Helper:
             self.sent += 1
             return Pending(self, self.sent)
 
+    def _receive(self) -> None:
+        """Take the next answer off the pipe, waiting for it (the caller holds the lock)."""
+        if self.broken:
+            raise HelperFailed(self.broken)
+        try:
+            reply = self.conn.recv()
+        except (EOFError, OSError) as exc:
+            raise self._broke(exc) from exc
+        if reply[0] == "dead":
+            self.broken = f"the great-expectations process could not start:\n{reply[1]}"
+            raise HelperFailed(self.broken)
+        self.received += 1
+        self.answers[self.received] = reply
+
     def answer(self, number: int) -> Any:
         """The answer to the `number`th task, waited for (earlier ones are kept on the way)."""
         with self.lock:
             while number not in self.answers:
-                if self.broken:
-                    raise HelperFailed(self.broken)
-                try:
-                    reply = self.conn.recv()
-                except (EOFError, OSError) as exc:
-                    raise self._broke(exc) from exc
-                if reply[0] == "dead":
-                    self.broken = f"the great-expectations process could not start:\n{reply[1]}"
-                    raise HelperFailed(self.broken)
-                self.received += 1
-                self.answers[self.received] = reply
+                self._receive()
             status, value = self.answers.pop(number)
         if status == "error":
             raise TaskFailed(f"in the great-expectations process:\n{value}")
         return value
+
+    def ready(self, number: int) -> bool:
+        """Whether the `number`th task's answer has come, or never will (the helper is
+        gone): what `answer` would give without waiting. Never waits itself."""
+        with self.lock:
+            try:
+                while number not in self.answers and self.conn.poll():
+                    self._receive()
+            except (HelperFailed, OSError):
+                return True  # `answer` raises at once
+            return number in self.answers or self.broken is not None
 
     def call(self, function: Callable[..., Any], *args: Any) -> Any:
         return self.submit(function, *args).result()
@@ -149,6 +164,10 @@ class Pending:
         """The task's result, waited for. Raises `HelperFailed` if the helper is gone,
         `TaskFailed` if the task raised there."""
         return self._helper.answer(self._number)
+
+    def ready(self) -> bool:
+        """Whether `result()` would return (or raise) without waiting."""
+        return self._helper.ready(self._number)
 
 
 _HELPER: _Helper | None = None
