@@ -17,6 +17,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -43,6 +44,25 @@ from tests.conftest import build_template, restore_template
 
 PASSWORD = "correct horse battery"
 OPEN = ("open", "notified", "acknowledged")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _quick_password_hashes() -> Iterator[None]:
+    """The module's accounts hashed and checked with argon2id at its lightest cost rather
+    than the desk's default (three passes over 64 MiB on four lanes: 0.2 s of CPU per
+    sign-in, and the module signs in some forty times). Hashing stays argon2id, checked by
+    argon2-cffi as the desk checks it; what a sign-in allows or refuses does not depend on
+    the cost. The default is what `datashare users add` writes: the test of that command
+    runs it as a process of its own, where this does not reach."""
+    from argon2 import PasswordHasher
+
+    from pipelines.desk import users
+
+    light = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(users, "_HASHER", light)
+        patch.setattr(users, "_DUMMY_HASH", light.hash("not a password of anyone"))
+        yield
 
 
 @pytest.fixture(scope="module")
