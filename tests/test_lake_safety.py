@@ -74,9 +74,67 @@ def _july_delivery(tmp_path_factory, stop_and_search) -> Path:
     return path
 
 
-@pytest.mark.parametrize("kill_after", [2.0, 3.5, 5.0])
+# Where July's files are while `datashare run` takes it, in the order they appear (a run
+# under load, polled every 5 ms: landed at 14.2 s; staging's temporary file opened at 14.4 s
+# and written from 16.7 s to 18.1 s; staged whole at 18.1 s; curated at 21.3 s, recorded as
+# published 40 ms later; the run ended at 30.3 s, after the catalog and marts). Each case
+# kills the run the moment its phase is seen, not after a fixed time: a sleep that outlasts
+# a run that got faster would kill nothing and pass without testing anything. The window
+# between the curated swap and its "published" event (tens of milliseconds) is too short
+# to hit reliably, so the last case kills at the swap and the event may or may not be
+# written: both must end whole.
+JULY = ("contract=stop_and_search", "period=2022-07")
+
+
+def _files(folder: Path) -> list[os.DirEntry]:
+    try:
+        return [e for e in os.scandir(folder) if e.is_file()]
+    except FileNotFoundError:
+        return []
+
+
+def _landed(lake: Path) -> bool:
+    """July's delivery is in the landing area, and no rows of it are staged yet."""
+    landing = lake / "landing" / Path(*JULY)
+    return any(not e.name.startswith(".") for e in _files(landing)) and not _staged(lake)
+
+
+def _staging(lake: Path) -> bool:
+    """The row engine is writing July's staged rows: its temporary file has bytes in it."""
+    written = (e for e in _files(lake / "staging" / Path(*JULY)) if e.name.startswith("."))
+    return any(e.stat().st_size > 0 for e in written)
+
+
+def _staged(lake: Path) -> bool:
+    """July's rows are staged whole (validated, awaiting publication), not yet curated."""
+    staged = [e for e in _files(lake / "staging" / Path(*JULY)) if not e.name.startswith(".")]
+    return bool(staged) and not _curated(lake)
+
+
+def _curated(lake: Path) -> bool:
+    """July's staged file has been swapped in as the curated month."""
+    return (lake / "curated" / Path(*JULY) / "data.parquet").exists()
+
+
+def _kill_when(process: subprocess.Popen, lake: Path, phase) -> bool:
+    """Kill `process`'s group the moment `phase(lake)` holds; False if the run ended first
+    (or never showed the phase within five minutes)."""
+    deadline = time.monotonic() + 300
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            seen = phase(lake)
+        except FileNotFoundError:  # a temporary file renamed between listing and stat
+            seen = False
+        if seen:
+            os.killpg(process.pid, signal.SIGKILL)
+            return True
+        time.sleep(0.005)
+    return False
+
+
+@pytest.mark.parametrize("phase", [_landed, _staging, _staged, _curated], ids=lambda f: f.__name__)
 def test_a_killed_run_leaves_a_consistent_state_and_the_next_run_finishes(
-    june_published, _july_delivery, kill_after, capsys
+    june_published, _july_delivery, phase, capsys
 ):
     # Last month (the real June 2022) is published; this month's delivery is in flight when
     # the process dies.
@@ -84,9 +142,12 @@ def test_a_killed_run_leaves_a_consistent_state_and_the_next_run_finishes(
     drop(home, "stop_and_search", "2022-07", _july_delivery)
 
     process = _datashare(home, "run")
-    time.sleep(kill_after)
-    os.killpg(process.pid, signal.SIGKILL)
+    seen = _kill_when(process, home.lake, phase)
     process.wait()
+    # The phase was seen and the kill is what ended the run (a run that finished before
+    # the phase was seen, or before the kill, fails here instead of passing vacuously).
+    assert seen, f"the run ended before {phase.__name__[1:]} was seen"
+    assert process.returncode == -signal.SIGKILL
 
     # Whatever the moment of the kill: the catalog opens, June is whole, July is absent or
     # whole, never half.
