@@ -63,15 +63,16 @@ class StartedMonth(Protocol):
 
 # Months begun and not yet finished, at most. A month is finished as soon as its slow tail is
 # done; one whose tail is not is waited for only once this many months after it are begun.
-# What it is for, measured on a 37-month backfill at load 20 (other engineers' runs beside
-# it): finishing each month once the next was begun, the first month waited 15.8 s for
-# great-expectations to load in its process while this one had 35 months of rows to check;
-# with 24 ahead, those rows were checked meanwhile. At that load great-expectations (73 ms
-# of CPU a month, after a 2.9 s import) was the slower of the two, so the run as a whole
-# took as long (old and new started together: 191.7 and 188.5 s); quiet, the import is done
-# before the first month's rows are. Each month begun holds only its counts, its staged
-# files and its Data Docs folder being written; the bound caps what a run killed midway
-# leaves to do again (the months begun, not recorded, stay pending).
+# What it is for, measured on a 37-month backfill at load 14.5 (other engineers' runs
+# beside it): finishing each month once the next was begun (AHEAD = 1), the first month
+# waited 3.8 s for great-expectations to finish loading in its process while 35 months of
+# rows were still to check. With 24 ahead it waited 2.2 s, later; but at that load the
+# helper (73 ms of CPU a month after a 2.9 s import) is the slower of the two processes, so
+# the waits came back at the end (6.3 s in all, then 7.6 s) and the run took as long. It
+# pays only when the import outlasts what this process does before its first month's rows
+# (quiet, it does not today). Each month begun holds only its counts, its staged files and
+# its Data Docs folder being written; the bound caps what a run killed midway leaves to do
+# again (the months begun, not recorded, stay pending).
 AHEAD = 24
 
 
