@@ -317,7 +317,7 @@ def restore_template(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
 # test that takes that long. (The shared demo home is left out: see SHARED_DEMOS.)
 TEST_SECONDS = {
     "test_two_workers_take_deliveries_and_a_killed_worker_loses_and_repeats_nothing": 52,
-    "test_the_daemon_takes_deliveries_through_the_queue_and_a_kill_loses_and_repeats_nothing": 59,
+    "test_the_daemon_takes_deliveries_through_the_queue_and_a_kill_loses_and_repeats_nothing": 44,
     "test_the_s3_store_stopped_mid_run_and_started_again": 34,
     "test_one_new_months_run_reads_as_many_register_files_at_12_months_as_at_3": 29,
     "test_a_months_whole_life_says_what_happened": 25,
