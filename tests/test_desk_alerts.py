@@ -14,6 +14,7 @@ import io
 import json
 import re
 import socket
+from collections.abc import Iterator
 from email import policy
 from pathlib import Path
 
@@ -44,6 +45,23 @@ ALERTABLE = (
     "WHERE status IN ('open', 'notified', 'acknowledged') AND (severity = 'critical' "
     "OR delivery_status IN ('held', 'rejected') OR rule = 'delivery.late')"
 )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _quick_password_hashes() -> Iterator[None]:
+    """The module's accounts hashed and checked with argon2id at its lightest cost rather
+    than the desk's default (three passes over 64 MiB on four lanes: 0.2 s of CPU each time,
+    five times here), as tests/test_desk.py does: still argon2id, checked by argon2-cffi as
+    the desk checks it, and nothing these tests assert depends on the cost."""
+    from argon2 import PasswordHasher
+
+    from pipelines.desk import users
+
+    light = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(users, "_HASHER", light)
+        patch.setattr(users, "_DUMMY_HASH", light.hash("not a password of anyone"))
+        yield
 
 
 def _free_port() -> int:
