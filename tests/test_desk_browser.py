@@ -35,6 +35,24 @@ pytestmark = pytest.mark.slow
 PASSWORD = "correct horse battery"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _quick_password_hashes() -> Iterator[None]:
+    """The module's accounts hashed with argon2id at its lightest cost rather than the
+    desk's default (three passes over 64 MiB on four lanes: 0.2 s of CPU to hash, and again
+    to check each sign-in), as tests/test_desk.py does. A hash names its own cost, so the
+    desk checks these at it too, in its own process or this one: still argon2id, checked by
+    argon2-cffi, and nothing these tests look at depends on the cost."""
+    from argon2 import PasswordHasher
+
+    from pipelines.desk import users
+
+    light = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(users, "_HASHER", light)
+        patch.setattr(users, "_DUMMY_HASH", light.hash("not a password of anyone"))
+        yield
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
