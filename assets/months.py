@@ -63,16 +63,14 @@ class StartedMonth(Protocol):
 
 # Months begun and not yet finished, at most. A month is finished as soon as its slow tail is
 # done; one whose tail is not is waited for only once this many months after it are begun.
-# What it is for, measured on a 37-month backfill at load 14.5 (other engineers' runs
-# beside it): finishing each month once the next was begun (AHEAD = 1), the first month
-# waited 3.8 s for great-expectations to finish loading in its process while 35 months of
-# rows were still to check. With 24 ahead it waited 2.2 s, later; but at that load the
-# helper (73 ms of CPU a month after a 2.9 s import) is the slower of the two processes, so
-# the waits came back at the end (6.3 s in all, then 7.6 s) and the run took as long. It
-# pays only when the import outlasts what this process does before its first month's rows
-# (quiet, it does not today). Each month begun holds only its counts, its staged files and
-# its Data Docs folder being written; the bound caps what a run killed midway leaves to do
-# again (the months begun, not recorded, stay pending).
+# What it is for: great-expectations loads in its own process (2-3 s) while this one checks
+# rows, and judges each month after (73 ms of CPU a month); with one month ahead, this
+# process stood still whenever the helper fell behind. Quiet (load 2), the 37-month backfill
+# of benchmarks/end_to_end.py, three pairs back to back: 8.75 / 8.40 / 8.22 s with 24 ahead
+# against 8.78 / 8.59 / 8.40 s with one: a small gain, bigger when the helper is slow to
+# load. Each month begun holds only its counts, its staged files and its Data Docs folder
+# being written; the bound caps what a run killed midway leaves to do again (the months
+# begun, not recorded, stay pending).
 AHEAD = 24
 
 
