@@ -16,6 +16,8 @@ import hashlib
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -410,6 +412,20 @@ def newest_release_view(target: str, releases: str, period_name: str) -> str:
         """
 
 
+@contextmanager
+def _replaced_whole(path: Path) -> Iterator[Path]:
+    """A file beside `path` to write a catalog in, moved over `path` once written: an
+    analyst's connection opens the old catalog or the new one, never half of one. If the
+    writing fails, the file (and its WAL) goes and `path` stays as it was."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        Path(f"{tmp}.wal").unlink(missing_ok=True)
+
+
 def build_warehouse(lake: Lake, contracts: dict[str, Contract], path: Path) -> Path:
     """Write a fresh catalog of the lake to `path`, atomically."""
     # The curated schemas bring in pandera and polars: imported here, so that reading the
@@ -420,8 +436,7 @@ def build_warehouse(lake: Lake, contracts: dict[str, Contract], path: Path) -> P
     # first, so that the views below read where this version writes (lake/mart_files.py).
     migrate_mart_files(lake)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    with _replaced_whole(path) as tmp:
         con = lake.readable_by(duckdb.connect(str(tmp)))
         try:
             con.execute("BEGIN")  # one commit for the whole catalog, not one per comment
@@ -476,10 +491,6 @@ def build_warehouse(lake: Lake, contracts: dict[str, Contract], path: Path) -> P
             con.execute("CHECKPOINT")
         finally:
             con.close()
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-        Path(f"{tmp}.wal").unlink(missing_ok=True)
     return path
 
 
@@ -505,8 +516,7 @@ def show_marts(lake: Lake, contracts: dict[str, Contract], path: Path) -> Path:
     if found is None or (found != now and not first_provenance):
         return build_warehouse(lake, contracts, path)
     migrate_mart_files(lake)  # as a build does first (none to move once built by this one)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    with _replaced_whole(path) as tmp:
         shutil.copyfile(path, tmp)
         con = lake.readable_by(duckdb.connect(str(tmp)))
         try:
@@ -526,10 +536,6 @@ def show_marts(lake: Lake, contracts: dict[str, Contract], path: Path) -> Path:
             con.execute("CHECKPOINT")
         finally:
             con.close()
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-        Path(f"{tmp}.wal").unlink(missing_ok=True)
     return path
 
 
