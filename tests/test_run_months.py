@@ -1,7 +1,8 @@
-"""A backfill's months when great-expectations is slower than the rows
-(`assets.months.run_months`): this process goes on checking the next months' rows while
-earlier months wait for their dataset checks, up to `AHEAD` months, and still records every
-month in order; a month that cannot be finished leaves every month begun after it pending."""
+"""Many months in one Dagster run (`assets.months.run_months`), each begun and then finished
+once its dataset checks (great-expectations, in its own process) are done: this process goes
+on checking the next months' rows while earlier months wait for theirs, up to `AHEAD` months,
+and still records every month in order, each with its own metadata; a month that cannot be
+finished leaves every month begun after it pending."""
 
 import dagster as dg
 import pytest
@@ -121,3 +122,31 @@ def test_months_begun_before_one_that_fails_are_all_recorded(tmp_path, two_ahead
     assert not success
     assert said == ["begin 2024-01", "begin 2024-02", "finish 2024-01", "finish 2024-02"]
     assert set(_materialized(instance)) == {"2024-01", "2024-02"}
+
+
+def test_each_month_is_finished_once_its_checks_are_done_with_its_own_metadata(tmp_path):
+    # Each month's checks done by the time the next month is begun (great-expectations'
+    # answer comes while the next month's rows are checked).
+    said, instance, success = _run(tmp_path, ready_after=1)
+    assert success
+    assert said == [
+        "begin 2024-01",
+        "begin 2024-02", "finish 2024-01",
+        "begin 2024-03", "finish 2024-02",
+        "begin 2024-04", "finish 2024-03",
+        "begin 2024-05", "finish 2024-04",
+        "finish 2024-05",
+    ]  # fmt: skip
+    assert _materialized(instance) == {m: {"month": m} for m in MONTHS}
+
+
+def test_a_month_that_cannot_be_finished_leaves_the_months_after_it_pending(tmp_path):
+    said, instance, success = _run(tmp_path, ready_after=1, fail_finish="2024-02")
+    assert not success  # the run fails with the machine's error
+    # The month begun after it is dropped, not recorded; none after that is begun.
+    assert said == [
+        "begin 2024-01",
+        "begin 2024-02", "finish 2024-01",
+        "begin 2024-03", "finish 2024-02", "cancel 2024-03",
+    ]  # fmt: skip
+    assert _materialized(instance) == {"2024-01": {"month": "2024-01"}}
