@@ -73,6 +73,17 @@ class BreachRegister:
             return BREACH_EVENT_SCHEMA.empty_table()
         return self.lake.read_all(files, BREACH_EVENT_SCHEMA)
 
+    def _tables(self) -> _Tables:
+        """The register as read from the lake, the tables the breach views are made over."""
+        contracts = load_contracts()
+        return _Tables(
+            self.register.breach_table(),
+            self._event_table(),
+            pa.Table.from_pylist(self.register.events(), DELIVERY_EVENT_SCHEMA),
+            clause_table(contracts),
+            parts_table(contracts),
+        )
+
     def entries(
         self,
         contract: str | None = None,
@@ -83,52 +94,23 @@ class BreachRegister:
         """Every breach with its status, history, recurrence, clause and what became of its
         delivery, filtered: the rows of `governance.breach_register`, read from the lake
         through the same views (so the CLI and the warehouse never disagree)."""
-        delivery_events = pa.Table.from_pylist(self.register.events(), DELIVERY_EVENT_SCHEMA)
-        contracts = load_contracts()
-        con = in_memory(
-            self.register.breach_table(),
-            self._event_table(),
-            delivery_events,
-            clause_table(contracts),
-            parts_table(contracts),
-        )
-        with con:
-            history: dict[str, list[dict]] = defaultdict(list)
-            for event in _dicts(con, "SELECT * FROM governance.breach_history ORDER BY event_at"):
-                history[event["breach_id"]].append(event)
-            rows = _dicts(con, "SELECT * FROM governance.breach_register")
-        out = []
-        for row in rows:
-            entry = {**row, "history": history.get(row["breach_id"], [])}
-            if contract and entry["contract"] != contract:
-                continue
-            if period and entry["period"] != period:
-                continue
-            if severity and entry["severity"] != severity:
-                continue
-            if status and entry["status"] != status:
-                continue
-            out.append(entry)
-        order = {s: i for i, s in enumerate(("critical", "major", "minor"))}
-        return sorted(
-            out,
-            key=lambda e: (e["contract"], e["period"], order[e["severity"]], e["raised_at"]),
-        )
+        return _entries(self._tables(), contract, period, severity, status)
 
     def get(self, breach_id: str) -> dict:
-        matches = [e for e in self.entries() if e["breach_id"].startswith(breach_id)]
-        if not matches:
-            raise BreachChangeError(f"No breach {breach_id!r} in the register.")
-        if len({m["breach_id"] for m in matches}) > 1:
-            raise BreachChangeError(f"{breach_id!r} matches several breaches; give more of the id.")
-        return matches[0]
+        """The one breach whose id starts with `breach_id`."""
+        return _one(self.entries(), breach_id)
 
     def change(self, breach_id: str, action: str, actor: str, note: str) -> dict:
-        """Move a breach one step through its lifecycle; returns the updated entry."""
+        """Move a breach one step through its lifecycle; returns the updated entry.
+
+        The lake is read once: the entry returned is made over the tables that read gave,
+        with the new event added to the breach events, as a fresh `get` would read them
+        (reading the whole register again was half of what a change cost)."""
         if action not in TRANSITIONS:
             raise BreachChangeError(f"Unknown action {action!r}.")
         allowed_from, target = TRANSITIONS[action]
-        entry = self.get(breach_id)
+        tables = self._tables()
+        entry = _one(_entries(tables), breach_id)
         if entry["status"] not in allowed_from:
             raise BreachChangeError(
                 f"{entry['breach_id']} is {entry['status']}; it cannot be moved to {target} "
@@ -140,8 +122,66 @@ class BreachRegister:
         stamp = event.event_at.strftime("%Y%m%dT%H%M%S%f")
         name = f"{stamp}-{event.breach_id}-{target}-{uuid.uuid4().hex[:6]}.parquet"
         key = f"governance/breach_events/contract={event.contract}/{name}"
-        self.lake.write_table(key, pa.Table.from_pylist([asdict(event)], BREACH_EVENT_SCHEMA))
-        return self.get(entry["breach_id"])
+        written = pa.Table.from_pylist([asdict(event)], BREACH_EVENT_SCHEMA)
+        self.lake.write_table(key, written)
+        tables.breach_events = pa.concat_tables([tables.breach_events, written])
+        return _one(_entries(tables), entry["breach_id"])
+
+
+@dataclass
+class _Tables:
+    """What the breach views are made over (`pipelines.governance.views.in_memory`)."""
+
+    breaches: pa.Table
+    breach_events: pa.Table
+    delivery_events: pa.Table
+    clauses: pa.Table
+    parts: pa.Table
+
+
+def _entries(
+    tables: _Tables,
+    contract: str | None = None,
+    period: str | None = None,
+    severity: str | None = None,
+    status: str | None = None,
+) -> list[dict]:
+    """`BreachRegister.entries` over tables already read."""
+    con = in_memory(
+        tables.breaches, tables.breach_events, tables.delivery_events, tables.clauses, tables.parts
+    )
+    with con:
+        history: dict[str, list[dict]] = defaultdict(list)
+        for event in _dicts(con, "SELECT * FROM governance.breach_history ORDER BY event_at"):
+            history[event["breach_id"]].append(event)
+        rows = _dicts(con, "SELECT * FROM governance.breach_register")
+    out = []
+    for row in rows:
+        entry = {**row, "history": history.get(row["breach_id"], [])}
+        if contract and entry["contract"] != contract:
+            continue
+        if period and entry["period"] != period:
+            continue
+        if severity and entry["severity"] != severity:
+            continue
+        if status and entry["status"] != status:
+            continue
+        out.append(entry)
+    order = {s: i for i, s in enumerate(("critical", "major", "minor"))}
+    return sorted(
+        out,
+        key=lambda e: (e["contract"], e["period"], order[e["severity"]], e["raised_at"]),
+    )
+
+
+def _one(entries: list[dict], breach_id: str) -> dict:
+    """The entry whose id starts with `breach_id`, or why there is none to change."""
+    matches = [e for e in entries if e["breach_id"].startswith(breach_id)]
+    if not matches:
+        raise BreachChangeError(f"No breach {breach_id!r} in the register.")
+    if len({m["breach_id"] for m in matches}) > 1:
+        raise BreachChangeError(f"{breach_id!r} matches several breaches; give more of the id.")
+    return matches[0]
 
 
 def _dicts(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict]:

@@ -1,0 +1,176 @@
+"""A lead's lifecycle step (`datashare breaches notify/ack/resolve/waive/reopen`) reads the
+register once (issue 21): `BreachRegister.change` makes the entry it returns over the
+tables its first read gave, plus the event it wrote, rather than reading the lake again.
+
+What it returns must still be exactly what a fresh read of the lake says, after any
+sequence of steps, allowed or refused, on breaches of every delivery status (published,
+held, rejected, superseded by a re-send). Registers are written straight into a folder
+lake as the pipeline writes them (tests/breach_homes.py).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipelines.governance.breach_register import (
+    TRANSITIONS,
+    BreachChangeError,
+    BreachRegister,
+)
+from pipelines.lake.register import DeliveryEvent, Register
+from pipelines.lake.store import Lake, open_lake
+from tests.breach_homes import breach, deliver, step
+
+S = "stop_and_search"
+T0 = datetime(2025, 9, 25, 9, tzinfo=UTC)
+EVENTS = "governance/breach_events/"
+
+
+def _register(lake: Lake) -> list[str]:
+    """August 2025 of stop and search: a published file with two breaches, then a
+    published re-send with one (the first file's breaches become superseded); a held
+    file of September with a critical breach; a rejected one of October. Returns the
+    breach ids."""
+    ids = []
+    first = deliver(lake, S, "2025-08", "2025-08-stop-and-search.csv", 4_000, at=T0)
+    for n, severity in enumerate(("major", "minor")):
+        ids.append(
+            breach(
+                lake,
+                S,
+                "2025-08",
+                first,
+                f"rule_{n}",
+                severity,
+                "broken",
+                3,
+                4_000,
+                raised_at=T0 + timedelta(minutes=1),
+            )  # fmt: skip
+        )
+    resend = deliver(lake, S, "2025-08", "resent.csv", 4_010, at=T0 + timedelta(days=2))
+    Register(lake).record(
+        DeliveryEvent(contract=S, period="2025-08", delivery_id=first, event="superseded",
+                      event_at=T0 + timedelta(days=2, minutes=3), reason="Replaced.")
+    )  # fmt: skip
+    ids.append(
+        breach(
+            lake,
+            S,
+            "2025-08",
+            resend,
+            "rule_0",
+            "major",
+            "broken",
+            1,
+            4_010,
+            raised_at=T0 + timedelta(days=2, minutes=1),
+        )  # fmt: skip
+    )
+    held = deliver(lake, S, "2025-09", "2025-09.csv", 10, "held", at=T0 + timedelta(days=30))
+    ids.append(
+        breach(
+            lake,
+            S,
+            "2025-09",
+            held,
+            "file.manifest",
+            "critical",
+            "wrong count",
+            action="delivery held",
+            raised_at=T0 + timedelta(days=30, minutes=1),
+        )  # fmt: skip
+    )
+    rejected = deliver(lake, S, "2025-10", "2025-10.csv", 0, "rejected", at=T0 + timedelta(60))
+    ids.append(
+        breach(
+            lake,
+            S,
+            "2025-10",
+            rejected,
+            "file.format",
+            "critical",
+            "not CSV",
+            action="delivery rejected",
+            raised_at=T0 + timedelta(days=60, minutes=1),
+        )  # fmt: skip
+    )
+    return ids
+
+
+STEPS = st.lists(
+    st.tuples(
+        st.integers(0, 4),
+        st.sampled_from(sorted(TRANSITIONS)),
+        st.sampled_from(["", "letter sent", "the force fixed it"]),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(STEPS)
+def test_a_change_returns_what_a_fresh_read_of_the_lake_says(steps):
+    with tempfile.TemporaryDirectory() as folder:
+        lake = open_lake(Path(folder))
+        ids = _register(lake)
+        known = {e["breach_id"]: e for e in BreachRegister(lake).entries()}
+        for index, action, note in steps:
+            breach_id = ids[index]
+            allowed_from, target = TRANSITIONS[action]
+            allowed = known[breach_id]["status"] in allowed_from and (
+                bool(note) or action not in ("waive", "reopen")
+            )
+            try:
+                changed = BreachRegister(lake).change(breach_id[:10], action, "lead", note)
+            except BreachChangeError:
+                assert not allowed
+                continue
+            assert allowed
+            fresh = BreachRegister(lake).get(breach_id)
+            assert changed == fresh
+            assert changed["status"] == target
+            assert len(changed["history"]) == len(known[breach_id]["history"]) + 1
+            known[breach_id] = fresh
+
+
+@pytest.fixture
+def counted_reads(tmp_path, monkeypatch) -> tuple[Lake, list[str], list[str]]:
+    """A register with a few hundred lead's steps on record, and the lake keys read
+    (each file opened as Parquet), as a list the test can look at."""
+    lake = open_lake(tmp_path / "lake")
+    ids = _register(lake)
+    for n in range(40):  # the held month's breach resolved and reopened: 80 events
+        at = T0 + timedelta(days=31, hours=n)
+        step(lake, ids[3], S, "resolved", at)
+        step(lake, ids[3], S, "open", at + timedelta(minutes=1), "again")
+    opened: list[str] = []
+    parquet_file = lake.parquet_file
+
+    def counting(key: str):
+        opened.append(key)
+        return parquet_file(key)
+
+    monkeypatch.setattr(lake, "parquet_file", counting)
+    return lake, ids, opened
+
+
+def test_one_change_opens_each_breach_event_file_once(counted_reads):
+    lake, ids, opened = counted_reads
+    on_record = lake.glob(EVENTS + "contract=*/*.parquet")
+    assert len(on_record) == 80
+
+    entry = BreachRegister(lake).change(ids[3], "resolve", "lead", "done")
+
+    event_reads = [k for k in opened if k.startswith(EVENTS)]
+    assert sorted(event_reads) == on_record  # each once; the new one not read back
+    # raised, 80 steps, and this one
+    assert entry["status"] == "resolved" and len(entry["history"]) == 82
+    assert len(lake.glob(EVENTS + "contract=*/*.parquet")) == 81
