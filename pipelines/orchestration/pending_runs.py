@@ -721,7 +721,7 @@ def run_pending(
             report.late_flagged_now = _raised_now(timeliness)
             _late(report, register, waiting)
 
-    marts_ran = False
+    marts_ran = moved = False  # (moved stays False if the lake could not be read below)
     with _phase(report, "the oversight marts"):
         # Only the marts that read a contract this run touched (and any never computed): a
         # run with nothing new recomputes nothing.
