@@ -340,9 +340,10 @@ def test_the_s3_store_stopped_mid_run_and_started_again(tmp_path, monkeypatch, s
         timings["store up"] = time.monotonic() - began
         monkeypatch.setenv("AWS_ENDPOINT_URL_S3", server.endpoint)
         client = server.client()
-        # Two attempts at each request, not the six with back-off the lake's client makes by
-        # default (up to half a minute of waiting per request once the store is gone): the
-        # run still meets the store gone mid-run, says so and leaves every month whole.
+        # Two attempts at each request, boto3's writes and pyarrow's and DuckDB's reads alike,
+        # not the six (boto3) and three (pyarrow, ~2 s of back-off a read) they make by
+        # default once the store is gone: the run still meets the store gone mid-run, says so
+        # and leaves every month whole.
         monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
         run = _datashare(settings, "run")
         monkeypatch.delenv("AWS_MAX_ATTEMPTS")
