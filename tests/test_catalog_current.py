@@ -67,31 +67,6 @@ def _first_file(lake: Lake, record_set: str) -> None:
     lake.write_table(key, pa.Table.from_batches([], schema))
 
 
-def catalog_as_read(path: Path) -> dict[str, object]:
-    """What an analyst sees of a catalog: every object with its comment, every column with
-    its comment, and each view's rows (sorted)."""
-    with duckdb.connect(str(path), read_only=True) as con:
-        objects = con.execute(
-            "SELECT schema_name, view_name, comment FROM duckdb_views() "
-            "WHERE NOT internal UNION ALL SELECT schema_name, table_name, comment "
-            "FROM duckdb_tables() WHERE schema_name <> 'governance' OR table_name <> 'catalog' "
-            "ORDER BY ALL"
-        ).fetchall()
-        columns = con.execute(
-            "SELECT schema_name, table_name, column_name, data_type, comment "
-            "FROM duckdb_columns() WHERE NOT internal "
-            "AND NOT (schema_name = 'governance' AND table_name = 'catalog') ORDER BY ALL"
-        ).fetchall()
-        rows = {
-            f"{schema}.{name}": sorted(
-                con.execute(f"SELECT * FROM {schema}.{name}").fetchall(), key=repr
-            )
-            for schema, name, _ in objects
-            if schema in ("curated", "oversight", "governance")
-        }
-    return {"objects": objects, "columns": columns, "rows": rows}
-
-
 def test_a_catalog_just_built_is_current_and_each_change_it_cannot_show_is_not(tmp_path: Path):
     lake = open_lake(tmp_path / "lake")
     path = build_warehouse(lake, CONTRACTS, tmp_path / "warehouse.duckdb")
@@ -198,4 +173,4 @@ def test_a_record_set_given_its_first_file_needs_a_rebuild_and_a_rebuild_makes_i
 # The one-new-month run of the end-to-end benchmark (the month published, its marts
 # recomputed and its records written, `warehouse.duckdb` left as it was, and what an analyst
 # reads in it, comments and rows, what a fresh build gives) is held by tests/test_pipeline.py's
-# new-month test, on the home its module's first run already made, with `catalog_as_read`.
+# new-month test, on the home its module's first run already made, with tests/catalog_reading.py.

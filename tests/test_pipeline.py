@@ -28,6 +28,7 @@ from pipelines.lake.store import open_lake
 from pipelines.orchestration.definitions import build_definitions
 from pipelines.warehouse.catalog import build_warehouse
 from schemas.contract import load_contracts
+from tests.catalog_reading import catalog_as_read
 from tests.conftest import (
     DEMO_ARGS,
     DEMO_MONTHS,
@@ -36,7 +37,6 @@ from tests.conftest import (
     drop,
     restore_template,
 )
-from tests.test_catalog_current import catalog_as_read
 
 # Every run in these tests uses the worker's great-expectations helper (tests/conftest.py),
 # rather than importing great-expectations again in a process of its own.
