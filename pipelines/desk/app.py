@@ -324,9 +324,8 @@ async def breaches(request: Request) -> Response:
     desk: Desk = request.app.state.desk
     query = queries.BreachQuery.from_params(dict(request.query_params))
     page = await run_in_threadpool(queries.breach_page, desk.settings.warehouse, query)
-    unsent = await run_in_threadpool(queries.unsent_months, desk.settings.warehouse)
     return _render(
-        request, "breaches.html", query=query, page=page, sorts=queries.SORTS, unsent=unsent,
+        request, "breaches.html", query=query, page=page, sorts=queries.SORTS,
         statuses=queries.STATUS_CHOICES, ages=queries.AGE_CHOICES,
         severities=queries.SEVERITIES,
     )  # fmt: skip

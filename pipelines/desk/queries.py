@@ -133,6 +133,7 @@ class BreachPage:
     open_total: int = 0
     critical_open: int = 0  # open, notified or acknowledged, and critical
     open_over_30_days: int = 0
+    unsent_months: int = 0  # contract-months with an open breach and no notice recorded sent
 
 
 def dicts(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict]:
@@ -153,10 +154,13 @@ def breach_page(warehouse: Path, query: BreachQuery) -> BreachPage:
     """The breaches the query matches: one page of them, their counts, the filter choices.
 
     One read of `governance.breach_register` (its few hundred rows; each query of the view
-    recomputes statuses and recurrence), filtered, counted and sorted from those rows.
+    recomputes statuses and recurrence), filtered, counted and sorted from those rows; the
+    months whose notice is unsent counted from them too, with the months sent.
     """
     with connect(warehouse) as con:
         every = dicts(con, f"SELECT {LIST_COLUMNS} FROM governance.breach_register")
+        sent = dicts(con, "SELECT DISTINCT contract, period FROM governance.exports")
+    open_months = {(r["contract"], r["period"]) for r in every if r["status"] in OPEN_STATUSES}
     matching = sorted((r for r in every if query.matches(r)), key=SORTS[query.sort][1])
     pages = max(1, math.ceil(len(matching) / PAGE_SIZE))
     query.page = min(query.page, pages)
@@ -173,6 +177,7 @@ def breach_page(warehouse: Path, query: BreachQuery) -> BreachPage:
             r["status"] in OPEN_STATUSES and r["severity"] == "critical" for r in every
         ),
         open_over_30_days=sum(r["status"] in OPEN_STATUSES and r["age_days"] > 30 for r in every),
+        unsent_months=len(open_months - {(m["contract"], m["period"]) for m in sent}),
     )
 
 
@@ -224,11 +229,6 @@ def exports_of(warehouse: Path, contract: str, period: str) -> list[dict]:
             "ORDER BY exported_at DESC",
             [contract, period],
         )
-
-
-def unsent_months(warehouse: Path) -> int:
-    """Contract-months with a breach to act on whose notice was never recorded as sent."""
-    return sum(m["last_sent"] is None for m in notice_months(warehouse))
 
 
 def audit_log(warehouse: Path, limit: int = 200) -> list[dict]:
