@@ -1,9 +1,10 @@
 """Intake: take each drop-zone file exactly once, by the SHA-256 of its bytes.
 
 A file version already taken (same path and `DropFile.version`) is skipped. New bytes are
-streamed to a private temporary file, hashed on the way, checked against the hash and
-moved into the lake's landing area as an immutable (read-only) copy, then recorded as
-received. The same bytes again, under any name, are recorded as a duplicate and not processed.
+streamed to a private temporary file, hashed on the way, checked to be still the bytes
+hashed (the same file, size and times, which any write would move) and moved into the
+lake's landing area as an immutable (read-only) copy, then recorded as received. The
+same bytes again, under any name, are recorded as a duplicate and not processed.
 
 Intake is idempotent: the "received" record of a delivery is written under a fixed name
 that only one writer can create, so two runs racing over the same new file record one
@@ -28,7 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from pipelines.intake.dropzone import ChangedWhileReading, DropFile, DropZone, RefusedFile
+from pipelines.intake.dropzone import (
+    ChangedWhileReading,
+    DropFile,
+    DropZone,
+    Fetched,
+    RefusedFile,
+)
 from pipelines.lake.register import Breach, DeliveryEvent, Register
 from pipelines.lake.store import Lake
 
@@ -37,7 +44,7 @@ UNFILED = "unfiled"  # the pseudo-contract of files outside the agreed layout
 
 
 class LandingCopyMismatch(RuntimeError):
-    """The landing copy does not hash to what was read from the drop zone."""
+    """The landing copy is no longer the bytes hashed as they were read from the drop zone."""
 
 
 def sha256_of(fh: BinaryIO) -> str:
@@ -224,16 +231,19 @@ def _refuse(
     return event
 
 
-def _land(lake: Lake, tmp: Path, landing: str, sha: str, relative: str) -> None:
+def _land(lake: Lake, tmp: Path, landing: str, fetched: Fetched, relative: str) -> None:
     """Move the verified temporary copy into place, read-only; keep one already there."""
     if lake.exists(landing):
         with lake.open(landing) as fh:
-            if sha256_of(fh) == sha:
+            if sha256_of(fh) == fetched.sha256:
                 return  # an earlier or racing intake landed the same bytes
-    with open(tmp, "rb") as fh:
-        copied = sha256_of(fh)
-    if copied != sha:
-        raise LandingCopyMismatch(f"landing copy of {relative} does not match its SHA-256")
+    # The copy was hashed as it was written, from the same buffers: it is those bytes as
+    # long as nothing has written to it since, which its stamp shows without reading the
+    # file a second time (a month of 2M rows is 436 MB: 0.3 to 0.5 s of CPU to hash again).
+    if not fetched.copy_unchanged(tmp):
+        raise LandingCopyMismatch(
+            f"landing copy of {relative} changed after it was hashed; it was not landed"
+        )
     lake.move_in(tmp, landing, read_only=True)
 
 
@@ -277,7 +287,8 @@ def _fetch_and_land(
 ) -> _Fetched:
     """Fetch the bytes, hash them on the way, and land them unless they are already known."""
     with lake.incoming() as tmp:
-        sha, version = zone.fetch(drop, tmp)
+        fetched = zone.fetch(drop, tmp)
+        sha = fetched.sha256
         common = dict(
             contract=contract,
             period=period,
@@ -285,7 +296,7 @@ def _fetch_and_land(
             source_path=drop.relative,
             source_size=tmp.stat().st_size,
             source_mtime_ns=drop.mtime_ns,
-            source_version=version,
+            source_version=fetched.version,
             run_id=run_id,
         )
         if sha in known:
@@ -294,7 +305,7 @@ def _fetch_and_land(
             return _Fetched(common, duplicate=event)
         suffix = suffix_of(drop.name)
         landing = landing_for(sha, suffix)
-        _land(lake, tmp, landing, sha, drop.relative)
+        _land(lake, tmp, landing, fetched, drop.relative)
     return _Fetched(common, landing=landing, suffix=suffix)
 
 

@@ -35,7 +35,7 @@ from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
 
 from pipelines.home.settings import DEFAULT_SETTLE_SECONDS
 from pipelines.lake.object_store import InS3
@@ -133,6 +133,30 @@ def _attach_manifests(files: list[DropFile], known_contracts: set[str]) -> list[
     return sorted(out, key=lambda f: f.relative)
 
 
+def copy_stamp(info: os.stat_result) -> tuple[int, int, int, int, int]:
+    """What changes whenever a local file's bytes may have: (device, inode, size,
+    modification and inode change times in nanoseconds). The inode change time moves on
+    every write and no writer can set it back."""
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+class Fetched(NamedTuple):
+    """A drop-zone file streamed to a local copy: the SHA-256 of the bytes written, the
+    version read, and the copy's `copy_stamp` as it stood once its last byte was written
+    and hashed (so that the copy can be shown unchanged since without reading it again)."""
+
+    sha256: str
+    version: str
+    copy: tuple[int, int, int, int, int]
+
+    def copy_unchanged(self, path: Path) -> bool:
+        """Whether the copy at `path` is still the file, and the bytes, that were hashed."""
+        try:
+            return copy_stamp(os.stat(path)) == self.copy
+        except FileNotFoundError:
+            return False
+
+
 class DropZone(ABC):
     """Where deliveries arrive. Subclasses list objects and stream their bytes."""
 
@@ -163,8 +187,9 @@ class DropZone(ABC):
         ]
         return sorted(placed, key=lambda f: (f.mtime_ns, f.relative))
 
-    def fetch(self, drop: DropFile, dest: Path) -> tuple[str, str]:
-        """Stream `drop`'s bytes into `dest`; (SHA-256 of what was written, its version).
+    def fetch(self, drop: DropFile, dest: Path) -> Fetched:
+        """Stream `drop`'s bytes into `dest`; the SHA-256 of what was written, its version,
+        and the copy's stamp once written (see `Fetched`).
 
         Raises `RefusedFile` for what must not be read, `ChangedWhileReading` for a file
         still being written and `FileNotFoundError` for one removed since it was listed.
@@ -184,7 +209,9 @@ class DropZone(ABC):
                 out.write(chunk)
             if hashing is not None:
                 hashing.result()
-        return digest.hexdigest(), version or drop.version
+            out.flush()
+            copy = copy_stamp(os.fstat(out.fileno()))
+        return Fetched(digest.hexdigest(), version or drop.version, copy)
 
     def read_small(self, drop: DropFile, limit: int = MANIFEST_LIMIT) -> bytes:
         """The first `limit` bytes of a small file (a manifest)."""
