@@ -2,9 +2,14 @@
 
 One demo home (every contract for eight months; stop and search and use of force looked at)
 and one real `dagster-webserver` are shared by the module (and by tests/test_dagster_ui.py,
-on the same worker: conftest's `demo_webserver`); every test opens its pages in
-headless Chromium (Debian's `chromium`, driven by Playwright) in a fresh browser context, so
-nothing is remembered between tests (no profile, no localStorage). What is expected (periods,
+on the same worker: conftest's `demo_webserver`), and so is the UI itself: loaded once in
+headless Chromium (Debian's `chromium`, driven by Playwright), each test's pages are reached
+through the app's own router, as a user's clicks on its links reach them (a page load costs
+about a second and a half of CPU, the app's scripts run again and its first queries asked
+again; a move within it, a third of that). Between two pages the app shows a third (its code
+locations), and no dialog is left open, so nothing of one page is on screen when the
+next's assertions run. The sign-up prompt's test has a fresh profile of its own (no
+localStorage: what a first visit has). What is expected (periods,
 held and published months, breaches) is read from the lake's governance register and the
 code location's definitions, never written down here, and the assertions are on what the
 pages show. Every page visited is kept as a screenshot (`test-artifacts/screenshots/`, or
@@ -154,9 +159,52 @@ def context(browser):
         context.close()
 
 
+# The page the app shows between two others: its code locations, a page none of the tests
+# looks at, and whose components no other page shares (so none is left showing what an
+# earlier page showed, as two asset pages in a row might).
+BETWEEN = "/deployment/locations"
+
+
+def _route(page, path: str) -> None:
+    """Move the loaded app to `path` as a click on one of its links does: the address
+    changes in place and the app's router, told of it, shows that page (no reload)."""
+    page.evaluate(
+        "path => { history.pushState({}, '', path);"
+        " dispatchEvent(new PopStateEvent('popstate', {state: {}})); }",
+        path,
+    )
+
+
+def visit(page, webserver: Webserver, path: str) -> None:
+    """Show `path` in the module's app: through the code locations page, once it shows and
+    no dialog is left open, so nothing of the page before is on screen."""
+    from playwright.sync_api import expect
+
+    _route(page, BETWEEN)
+    expect(page).to_have_url(f"{webserver.url}{BETWEEN}")
+    expect(page.get_by_text("Configuration (read-only)", exact=True)).to_be_visible()
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    _route(page, path)
+    expect(page).to_have_url(f"{webserver.url}{path}")
+
+
+@pytest.fixture(scope="module")
+def app(browser, webserver: Webserver):
+    """The Dagster UI loaded once, in a fresh profile, for the module's pages."""
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
+    try:
+        page = context.new_page()
+        page.goto(f"{webserver.url}{BETWEEN}")
+        yield page
+    finally:
+        context.close()
+
+
 @pytest.fixture
-def page(context):
-    return context.new_page()
+def page(app):
+    """The module's app, for a test to `visit` its pages in."""
+    return app
 
 
 @contextmanager
@@ -178,7 +226,7 @@ def _job_path(job: str) -> str:
 def test_timeline_and_job_pages_show_the_demo_runs(page, webserver: Webserver, demo: Demo):
     from playwright.sync_api import expect
 
-    page.goto(f"{webserver.url}/overview/activity/timeline")
+    visit(page, webserver, "/overview/activity/timeline")
     with screenshot(page, "overview-timeline"):
         for contract in CONTRACTS:
             # Each delivery job has its row, named and linked to the job's page, with a bar
@@ -198,15 +246,19 @@ def test_timeline_and_job_pages_show_the_demo_runs(page, webserver: Webserver, d
         # run is a narrow bar that ends at the "now" line, which is drawn over it: the
         # line is made to let the pointer through, as a user's pointer reaches the bar
         # beside it.
-        page.add_style_tag(
+        through = page.add_style_tag(
             content="[class*='RunTimeline_dividerLine'] { pointer-events: none !important; }"
         )
         bars.first.hover()
         expect(page.locator('.bp5-popover-content a[href^="/runs/"]').first).to_be_visible()
+        # The pointer moved off and the rule taken out: the app is left as a user's is.
+        page.mouse.move(0, 0)
+        expect(page.locator(".bp5-popover-content")).to_have_count(0)
+        through.evaluate("e => e.remove()")
 
     for contract in CONTRACTS:
         job = delivery_job_name(contract)
-        page.goto(f"{webserver.url}{_job_path(job)}/runs")
+        visit(page, webserver, f"{_job_path(job)}/runs")
         with screenshot(page, f"job-{job}-runs"):
             # One run for all the months the demo sent (the oldest in the list, newest first),
             # tagged with their range as the UI tags a single-run backfill it launches itself.
@@ -226,7 +278,7 @@ def test_asset_graph_shows_every_asset_group(page, webserver: Webserver, definit
 
     groups = sorted({spec.group_name for spec in definitions.resolve_all_asset_specs()})
     assert len(groups) > 1, groups
-    page.goto(f"{webserver.url}/asset-groups")
+    visit(page, webserver, "/asset-groups")
     with screenshot(page, "asset-graph"):
         for group in groups:
             # A collapsed group's box in the graph itself (inside the SVG), not the sidebar.
@@ -256,7 +308,7 @@ def _open_asset_partition(page, webserver: Webserver, month: Month, layer: str =
     from playwright.sync_api import expect
 
     path = f"/assets/{layer}/{month.contract}?view=partitions&partition={month.period}"
-    page.goto(f"{webserver.url}{path}")
+    visit(page, webserver, path)
     _hide_navigation(page)
     header = _partition_header(page, month.period)
     expect(header).to_be_visible()
@@ -278,7 +330,7 @@ def _open_check_partition(page, webserver: Webserver, month: Month, check: str =
     from playwright.sync_api import expect
 
     path = f"/assets/validated/{month.contract}?view=checks&checkDetail={check}"
-    page.goto(f"{webserver.url}{path}")
+    visit(page, webserver, path)
     _hide_navigation(page)
     page.locator("button[role=tab]", has_text="Partitions").click()
     page.get_by_placeholder("Filter by partition…").fill(month.period)
@@ -399,7 +451,7 @@ def test_sensors_and_schedules_are_listed(page, webserver: Webserver, definition
     sensors = [s.name for s in definitions.sensors]
     schedules = [s.name for s in definitions.schedules]
     assert sensors and schedules, (sensors, schedules)
-    page.goto(f"{webserver.url}/automation")
+    visit(page, webserver, "/automation")
     with screenshot(page, "automation"):
         for names, kind in ((sensors, "sensor"), (schedules, "Scheduled")):
             for name in names:
@@ -410,8 +462,10 @@ def test_sensors_and_schedules_are_listed(page, webserver: Webserver, definition
                 expect(item.locator("xpath=../..")).to_contain_text(kind)
 
 
-def test_no_sign_up_prompt_on_a_fresh_profile(page, webserver: Webserver):
+def test_no_sign_up_prompt_on_a_fresh_profile(context, webserver: Webserver):
     from playwright.sync_api import expect
+
+    page = context.new_page()  # a first visit: a profile of its own, the app loaded afresh
 
     # The prompt opens one second after the app learns it should (its ShouldShowNux query):
     # the page's clock is driven past that instead of sleeping.
