@@ -6,6 +6,12 @@ What it returns must still be exactly what a fresh read of the lake says, after 
 sequence of steps, allowed or refused, on breaches of every delivery status (published,
 held, rejected, superseded by a re-send). Registers are written straight into a folder
 lake as the pipeline writes them (tests/breach_homes.py).
+
+A process keeps what the breach views said about the register it read last, and asks them
+again only when the register's tables differ (a desk page, or a lead's steps, read the same
+register again and again): every answer must be the one views made afresh would give, whatever
+was read, changed or refused before, on one register or another, and whatever a caller did
+to an answer it was given.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pipelines.governance import breach_register
 from pipelines.governance.breach_register import (
     TRANSITIONS,
     BreachChangeError,
@@ -174,3 +181,103 @@ def test_one_change_opens_each_breach_event_file_once(counted_reads):
     # raised, 80 steps, and this one
     assert entry["status"] == "resolved" and len(entry["history"]) == 82
     assert len(lake.glob(EVENTS + "contract=*/*.parquet")) == 81
+
+
+def _made_afresh(lake: Lake, **filters: str | None) -> list[dict]:
+    """`entries` as the views give it when nothing of an earlier read is kept."""
+    kept = breach_register._LAST
+    breach_register._LAST = None
+    try:
+        return BreachRegister(lake).entries(**filters)
+    finally:
+        breach_register._LAST = kept
+
+
+ACTS = st.lists(
+    st.one_of(
+        # a lead's step (allowed or refused) on register 0 or 1
+        st.tuples(
+            st.just("change"),
+            st.integers(0, 1),
+            st.integers(0, 4),
+            st.sampled_from(sorted(TRANSITIONS)),
+            st.sampled_from(["", "why"]),
+        ),
+        # a read of register 0 or 1, filtered or not
+        st.tuples(
+            st.just("read"),
+            st.integers(0, 1),
+            st.sampled_from([None, "2025-08", "2025-09"]),
+            st.sampled_from([None, "open", "superseded", "resolved"]),
+        ),
+        # a caller changing what it was given
+        st.tuples(st.just("spoil"), st.integers(0, 1)),
+    ),  # fmt: skip
+    min_size=1,
+    max_size=10,
+)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ACTS)
+def test_every_answer_is_what_views_made_afresh_say(acts):
+    with tempfile.TemporaryDirectory() as folder:
+        lakes = [open_lake(Path(folder) / "a"), open_lake(Path(folder) / "b")]
+        ids = [_register(lakes[0]), _register(lakes[1])]
+        given_last: list[dict] = []
+        for act in acts:
+            n = act[1]
+            if act[0] == "change":
+                _, n, index, action, note = act
+                try:
+                    changed = BreachRegister(lakes[n]).change(ids[n][index], action, "lead", note)
+                except BreachChangeError:
+                    continue
+                (fresh,) = [e for e in _made_afresh(lakes[n]) if e["breach_id"] == ids[n][index]]
+                assert changed == fresh
+            elif act[0] == "read":
+                _, n, period, status = act
+                given_last = BreachRegister(lakes[n]).entries(period=period, status=status)
+                assert given_last == _made_afresh(lakes[n], period=period, status=status)
+            else:
+                for entry in given_last:  # what a caller may do to the rows it was given
+                    entry["status"] = "spoilt"
+                    entry["history"].clear()
+                    if isinstance(entry.get("sample_rows"), list):
+                        entry["sample_rows"].append(-1)
+                given_last = []
+            assert BreachRegister(lakes[n]).entries() == _made_afresh(lakes[n])
+
+
+def test_a_register_read_again_unchanged_asks_the_views_nothing(tmp_path, monkeypatch):
+    lake = open_lake(tmp_path / "lake")
+    ids = _register(lake)
+    made: list[int] = []
+    in_memory = breach_register.in_memory
+
+    def counted(*tables):
+        made.append(1)
+        return in_memory(*tables)
+
+    monkeypatch.setattr(breach_register, "in_memory", counted)
+    # (An earlier test may have read a register the same as this one: kept views, rightly.)
+    monkeypatch.setattr(breach_register, "_LAST", None, raising=False)
+    first = BreachRegister(lake).entries()
+    assert len(made) == 1
+    # A desk page again, a listing filtered, one breach: the same register, no views made.
+    assert BreachRegister(lake).entries() == first
+    assert {e["breach_id"] for e in BreachRegister(lake).entries(period="2025-08")} == set(ids[:3])
+    assert BreachRegister(lake).get(ids[3])["status"] == "open"
+    assert len(made) == 1
+    # A lead's step: the views are asked once, for the register with its new event, and a
+    # read of the lake after it is that register.
+    changed = BreachRegister(lake).change(ids[3], "ack", "lead", "")
+    assert len(made) == 2
+    assert BreachRegister(lake).get(ids[3]) == changed
+    assert len(made) == 2
+    # Another register read in between is another register.
+    other = open_lake(tmp_path / "other")
+    _register(other)
+    assert BreachRegister(other).get(ids[3])["status"] == "open"
+    assert BreachRegister(lake).get(ids[3])["status"] == "acknowledged"
+    assert len(made) == 4

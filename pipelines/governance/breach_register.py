@@ -9,9 +9,11 @@ delivery that the force replaced with a published re-send becomes superseded on 
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from copy import deepcopy
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 
 import duckdb
@@ -139,6 +141,39 @@ class _Tables:
     clauses: pa.Table
     parts: pa.Table
 
+    def same_as(self, other: _Tables) -> bool:
+        """True when every table holds the same rows as `other`'s (however chunked)."""
+        return all(getattr(self, f.name).equals(getattr(other, f.name)) for f in fields(self))
+
+
+# What the views said about the tables read last in this process (history rows, register
+# rows, each as column names and tuples). The views are a function of the tables alone, and
+# making them (an in-memory DuckDB, its tables and views, two queries) was nine tenths of a
+# read of the register: a desk page, a lead's step or a check reading a register no one
+# changed since reads the tables again, but asks the views nothing new (issue 21).
+_Rows = tuple[list[str], list[tuple]]
+_LAST: tuple[_Tables, _Rows, _Rows] | None = None
+_LAST_LOCK = threading.Lock()
+
+
+def _view_rows(tables: _Tables) -> tuple[_Rows, _Rows]:
+    """`governance.breach_history` (oldest step first) and `governance.breach_register` over
+    `tables`: as the views said last time when the tables are the same, made again if not."""
+    global _LAST
+    with _LAST_LOCK:
+        if _LAST is not None and _LAST[0].same_as(tables):
+            return _LAST[1], _LAST[2]
+    con = in_memory(
+        tables.breaches, tables.breach_events, tables.delivery_events, tables.clauses, tables.parts
+    )
+    with con:
+        history = _rows(con, "SELECT * FROM governance.breach_history ORDER BY event_at")
+        register = _rows(con, "SELECT * FROM governance.breach_register")
+    with _LAST_LOCK:
+        # A copy: the caller may put other tables in its own (`change` adds its event).
+        _LAST = (replace(tables), history, register)
+    return history, register
+
 
 def _entries(
     tables: _Tables,
@@ -147,15 +182,13 @@ def _entries(
     severity: str | None = None,
     status: str | None = None,
 ) -> list[dict]:
-    """`BreachRegister.entries` over tables already read."""
-    con = in_memory(
-        tables.breaches, tables.breach_events, tables.delivery_events, tables.clauses, tables.parts
-    )
-    with con:
-        history: dict[str, list[dict]] = defaultdict(list)
-        for event in _dicts(con, "SELECT * FROM governance.breach_history ORDER BY event_at"):
-            history[event["breach_id"]].append(event)
-        rows = _dicts(con, "SELECT * FROM governance.breach_register")
+    """`BreachRegister.entries` over tables already read (fresh dicts each call: a caller
+    may change what it is given)."""
+    history_rows, register_rows = _view_rows(tables)
+    history: dict[str, list[dict]] = defaultdict(list)
+    for event in _dicts(history_rows):
+        history[event["breach_id"]].append(event)
+    rows = _dicts(register_rows)
     out = []
     for row in rows:
         entry = {**row, "history": history.get(row["breach_id"], [])}
@@ -185,7 +218,17 @@ def _one(entries: list[dict], breach_id: str) -> dict:
     return matches[0]
 
 
-def _dicts(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict]:
+def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> _Rows:
     cursor = con.execute(sql)
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    return [d[0] for d in cursor.description], cursor.fetchall()
+
+
+def _dicts(rows: _Rows) -> list[dict]:
+    """Each row as a dict of its own: a list in it (`sample_rows`) is copied, not shared
+    with the rows kept for the next read."""
+    names, values = rows
+    return [{n: _own(v) for n, v in zip(names, row, strict=True)} for row in values]
+
+
+def _own(value: object) -> object:
+    return deepcopy(value) if isinstance(value, list | dict) else value
