@@ -327,7 +327,7 @@ def _summary_reads(tmp_path: Path, monkeypatch, months: int) -> tuple[list[str],
     deliveries, each with its breach file: the summary's lines, how many times DuckDB
     opened a breach file meanwhile, and how many times one look over them (every breach
     record, read once from its view) opens them."""
-    from pipelines.orchestration import pending_runs
+    from pipelines.orchestration import pending_runs, run_summary
     from pipelines.warehouse.catalog import build_warehouse, connect
 
     contracts = load_contracts()
@@ -366,7 +366,7 @@ def _summary_reads(tmp_path: Path, monkeypatch, months: int) -> tuple[list[str],
             opened.append(breach_opens(self.con))
             self.con.close()
 
-    monkeypatch.setattr(pending_runs, "duckdb", SimpleNamespace(connect=Logged))
+    monkeypatch.setattr(run_summary, "duckdb", SimpleNamespace(connect=Logged))
     lines = pending_runs.RunReport(settings, contracts)._warehouse_counts()
     assert len(lake.glob("governance/breaches/contract=*/*/*.parquet")) == months
     with connect(warehouse) as con:
@@ -405,3 +405,36 @@ def test_the_summary_reads_each_breach_file_once_and_counts_as_the_warehouse(tmp
         assert f"  open breaches:      {open_:,} ({critical:,} critical)" in lines
     (short, short_look), (long, long_look) = reads[3], reads[12]
     assert long - short <= long_look - short_look, reads
+
+
+class ListingLake(FolderLake):
+    """A folder lake that notes every listing of a contract's event folder."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.listed: list[str] = []
+
+    def glob(self, pattern: str) -> list[str]:
+        if pattern.startswith("governance/deliveries/"):
+            self.listed.append(pattern)
+        return super().glob(pattern)
+
+
+def test_the_late_check_lists_a_contracts_events_once_per_check(tmp_path):
+    """The late check of a contract (the timeliness step's, and the run's own, twice a run)
+    reads its events once: one read, listed twice to be sure no fold tore it. It read them
+    three times (for what was delivered, what was usable, and since when it is watched),
+    and a contract's folder holds a file per month sent within the day (issue 21, history
+    row: ~90 files at 94 months, a listing of them each time)."""
+    from pipelines.governance.delivery_schedule import check_schedule
+
+    lake = ListingLake(tmp_path / "lake")
+    _history(lake, {f"2024-{m:02d}": [("published", [])] for m in range(1, 13)})
+    register_module._READ.clear()  # a new process's register
+    contract = load_contracts()[CONTRACT]
+    lake.listed = []
+    report = check_schedule(contract, lake, Register(lake), today=datetime(2025, 6, 1).date())
+    assert lake.listed == [f"governance/deliveries/contract={CONTRACT}/*.parquet"] * 2
+    # What it finds is what reading the events three times found: 2025-01 on, late.
+    assert [p.period for p in report.late][:1] == ["2025-01"]
+    assert report.watched_from == "2024-01"

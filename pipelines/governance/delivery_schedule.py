@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
-from pipelines.lake.register import BREACH_SCHEMA, Breach, Register
+from pipelines.lake.register import BREACH_SCHEMA, Breach, Register, current_states
 from pipelines.lake.store import Lake
 from pipelines.validation.month_checks import NOTHING_USABLE, PERIODS_CARRIED
 from schemas.contract import Contract
@@ -89,20 +89,22 @@ class LatePeriod:
 UNUSABLE_RULES = (NOTHING_USABLE, PERIODS_CARRIED)
 
 
-def delivered_periods(register: Register, contract: str) -> tuple[set[str], set[str]]:
+def delivered_periods(
+    register: Register, contract: str, events: list[dict] | None = None
+) -> tuple[set[str], set[str]]:
     """(periods with a usable delivery, periods for which only unusable files were sent).
 
     A rejected file (unreadable, wrong format, lacking agreed columns) was sent but not
     delivered: its period is still missing. So is one held back with nothing usable in it
     (every row failing, every date in another month, none of a release's agreed periods).
-    Any other held delivery was delivered (its breaches say what to fix).
+    Any other held delivery was delivered (its breaches say what to fix). `events`: the
+    contract's events already read (`register.events(contract)`), else read here.
     """
+    events = register.events(contract) if events is None else events
     # Validation holds back every delivery with a critical breach (a rejected one is not
     # delivered whatever its breaches), so only the breach files of deliveries ever held
     # are read: a few, not one per month of history as reading every breach was.
-    held = {
-        e["delivery_id"]: e["period"] for e in register.events(contract) if e["event"] == "held"
-    }
+    held = {e["delivery_id"]: e["period"] for e in events if e["event"] == "held"}
     unusable = {
         b["delivery_id"]
         for b in register.delivery_breaches(contract, held)
@@ -110,7 +112,7 @@ def delivered_periods(register: Register, contract: str) -> tuple[set[str], set[
     }
     usable: set[str] = set()
     sent: set[str] = set()
-    for d in register.deliveries(contract).values():
+    for d in current_states(events).values():
         if d.get("period"):
             sent.add(d["period"])
             if d["event"] != "rejected" and d["delivery_id"] not in unusable:
@@ -180,10 +182,29 @@ def late_periods(
     return start, late
 
 
-def watching_since(register: Register, contract: str) -> date | None:
-    """The day (London) the first delivery for the contract was received."""
-    times = [e["event_at"] for e in register.events(contract) if e["event"] != "duplicate"]
+def watching_since(
+    register: Register, contract: str, events: list[dict] | None = None
+) -> date | None:
+    """The day (London) the first delivery for the contract was received (`events`: the
+    contract's events already read, else read here)."""
+    events = register.events(contract) if events is None else events
+    times = [e["event_at"] for e in events if e["event"] != "duplicate"]
     return min(times).astimezone(LONDON).date() if times else None
+
+
+def late_now(
+    register: Register, contract: Contract, today: date, waiting: Iterable[str] = ()
+) -> tuple[str | None, list[LatePeriod]]:
+    """`late_periods` of the contract as the register has it now, its events read once.
+
+    Each read of the register outside a run's lease lists the contract's folder twice (see
+    `pipelines.lake.register`), and that folder holds a file per month sent in the last
+    day: asking `delivered_periods` and `watching_since` each for themselves read it three
+    times per contract, twice a run (issue 21, history row)."""
+    events = register.events(contract.name)
+    delivered, rejected = delivered_periods(register, contract.name, events)
+    since = watching_since(register, contract.name, events)
+    return late_periods(contract, delivered, today, waiting, since, rejected)
 
 
 def late_breach(contract: Contract, late: LatePeriod) -> Breach:
@@ -225,9 +246,7 @@ def check_schedule(
     `waiting` are periods with files in the drop zone not yet taken: those are not late.
     """
     today = today or today_in_london()
-    delivered, rejected = delivered_periods(register, contract.name)
-    since = watching_since(register, contract.name)
-    start, late = late_periods(contract, delivered, today, waiting, since, rejected)
+    start, late = late_now(register, contract, today, waiting)
     report = ScheduleReport(contract.name, start, late)
     for period in late:
         breach = late_breach(contract, period)

@@ -237,14 +237,7 @@ class Register:
 
     def deliveries(self, contract: str | None = None) -> dict[str, dict]:
         """The current state of each delivery (its latest event), keyed by delivery id."""
-        state: dict[str, dict] = {}
-        for event in self.events(contract):
-            if event["event"] == "duplicate":
-                continue  # a duplicate is a second sighting, not a new state of the delivery
-            merged = {**state.get(event["delivery_id"], {})}
-            merged.update({k: v for k, v in event.items() if v is not None})
-            state[event["delivery_id"]] = merged
-        return state
+        return current_states(self.events(contract))
 
     def seen_sources(self, contract: str) -> set[tuple[str, int, int]]:
         """(path, size, mtime) of every drop-zone file already taken, to spot what is new."""
@@ -299,6 +292,19 @@ class Register:
                 ]
             table = lake.read_all(found, BREACH_SCHEMA)
         return [b for b in _as_read(rows_of(table)) if b["delivery_id"] in deliveries]
+
+
+def current_states(events: list[dict]) -> dict[str, dict]:
+    """`Register.deliveries` of events already read (`Register.events`, oldest first): each
+    delivery's latest event, with what earlier ones said that it does not."""
+    state: dict[str, dict] = {}
+    for event in events:
+        if event["event"] == "duplicate":
+            continue  # a duplicate is a second sighting, not a new state of the delivery
+        merged = {**state.get(event["delivery_id"], {})}
+        merged.update({k: v for k, v in event.items() if v is not None})
+        state[event["delivery_id"]] = merged
+    return state
 
 
 def _as_read(rows: list[dict]) -> list[dict]:

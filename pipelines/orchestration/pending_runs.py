@@ -17,15 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import duckdb
-
-from pipelines.governance.delivery_schedule import (
-    delivered_periods,
-    late_periods,
-    scheduled_periods,
-    today_in_london,
-    watching_since,
-)
+from pipelines.governance.delivery_schedule import late_now, scheduled_periods, today_in_london
 from pipelines.home.settings import Settings
 from pipelines.intake.delivery_intake import UNFILED, plan_intake
 from pipelines.intake.dropzone import open_dropzone
@@ -46,7 +38,7 @@ from pipelines.orchestration.job_names import (
 from pipelines.orchestration.month_runs import MonthRun, month_runs
 from pipelines.orchestration.run_failures import explain, failure_words
 from pipelines.oversight.definition import marts_dir
-from pipelines.warehouse.catalog import build_warehouse, catalog_current, make_lake_readable
+from pipelines.warehouse.catalog import build_warehouse, catalog_current
 from schemas.contract import Contract, load_contracts
 
 if TYPE_CHECKING:
@@ -220,70 +212,11 @@ class RunReport:
             return f"Warehouse: {wh} could not be read: {explain(exc)}"
 
     def _warehouse_counts(self) -> list[str]:
-        """The warehouse's counts, each as its view gives it (`_counting_connection`)."""
-        lines = []
-        with _counting_connection(self.settings.warehouse) as con:
-            for name in self.contracts:
-                ((rows, months),) = con.execute(
-                    f"SELECT count(*), count(DISTINCT _period) FROM warehouse.curated.{name}"
-                ).fetchall()
-                lines.append(f"  curated.{name}: {rows:,} rows over {months} month(s)")
-            for table in ("deliveries", "quarantine", "breaches"):
-                ((n,),) = con.execute(f"SELECT count(*) FROM governance.{table}").fetchall()
-                lines.append(f"  governance.{table}: {n:,} rows")
-            lines.append(_open_breaches(con))
-        return lines
+        """The warehouse's counts, each as its view gives it
+        (`pipelines.orchestration.run_summary`)."""
+        from pipelines.orchestration.run_summary import warehouse_counts
 
-
-# The register's record sets the summary's governance views are made of, read from the lake
-# once each; and the views it counts, with those they are made of, in the order the
-# warehouse made them.
-_SUMMARY_RECORDS = ("breach_records", "breach_events", "delivery_events", "clauses", "month_parts")
-_SUMMARY_VIEWS = (
-    "deliveries",
-    "breaches",
-    "breach_deliveries",
-    "breach_history",
-    "breach_register",
-    "quarantine",
-)
-
-
-@contextmanager
-def _counting_connection(warehouse: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    """An in-memory DuckDB with `warehouse.duckdb` attached read-only (as `warehouse`), in
-    which `governance.<view>` is the warehouse's own view, made again from the SQL the
-    warehouse keeps for it, over the register's records copied in once.
-
-    Queried in the warehouse itself, each view reads the lake's files again, and the breach
-    register (built on four other views) read every breach file some ten times and every
-    event file several: a file per month of history each time (issue 21, history row:
-    +0.3 s of CPU at 94 months). Copied once, each file is read once."""
-    con = duckdb.connect()
-    try:
-        path = str(warehouse).replace("'", "''")
-        con.execute(f"ATTACH '{path}' AS warehouse (READ_ONLY)")
-        make_lake_readable(con, "warehouse")
-        con.execute("CREATE SCHEMA governance")
-        for name in _SUMMARY_RECORDS:
-            con.execute(
-                f"CREATE TABLE governance.{name} AS SELECT * FROM warehouse.governance.{name}"
-            )
-        con.execute(
-            "CREATE VIEW governance.quarantine_history AS "
-            "SELECT * FROM warehouse.governance.quarantine_history"
-        )
-        made = dict(
-            con.execute(
-                "SELECT view_name, sql FROM duckdb_views() WHERE database_name = 'warehouse' "
-                "AND schema_name = 'governance'"
-            ).fetchall()
-        )
-        for name in _SUMMARY_VIEWS:
-            con.execute(made[name])
-        yield con
-    finally:
-        con.close()
+        return warehouse_counts(self.settings, self.contracts)
 
 
 def query_hint(settings: Settings) -> str:
@@ -310,21 +243,6 @@ def _wide_note(report: RunReport, standing: list[dict]) -> str:
         for d in standing
     )
     return " (rows of the files; a wide file's row is one curated row per month)" if wide else ""
-
-
-def _open_breaches(con) -> str:
-    """Breaches still to act on, as governance.breach_register has them: a breach of a
-    delivery replaced by a published re-send is superseded, not open."""
-    row = con.execute(
-        "SELECT count(*) FILTER (WHERE status IN ('open', 'notified', 'acknowledged')), "
-        "count(*) FILTER (WHERE status IN ('open', 'notified', 'acknowledged') "
-        "AND severity = 'critical'), count(*) FILTER (WHERE status = 'superseded') "
-        "FROM governance.breach_register"
-    ).fetchone()
-    open_, critical, superseded = row
-    return f"  open breaches:      {open_:,} ({critical:,} critical)" + (
-        f"; {superseded:,} superseded by a published re-send" if superseded else ""
-    )
 
 
 def _unfinished(register: Register, contract: str) -> set[str]:
@@ -385,6 +303,13 @@ class _Dagster:
         """Make the definitions and open the instance now."""
         assert self.defs is not None and self.instance is not None
 
+    def close(self) -> None:
+        """Close the instance, if it was opened: its SQLite databases are closed (each
+        checkpointed, its WAL file removed) now, not when the interpreter tears down, which
+        `datashare run` skips (`pipelines.cli.main`)."""
+        if "instance" in self.__dict__:
+            self.__dict__.pop("instance").dispose()
+
     @cached_property
     def defs(self) -> dg.Definitions:
         from pipelines.orchestration.definitions import build_definitions
@@ -435,7 +360,9 @@ def sharing_dagster() -> Iterator[None]:
     try:
         yield
     finally:
-        _SHARED = None
+        shared, _SHARED = _SHARED, None
+        for dagster in shared.values():
+            dagster.close()
 
 
 def _dagster_for(settings: Settings) -> _Dagster:
@@ -486,10 +413,8 @@ def _late(report: RunReport, register: Register, waiting: set[tuple[str, str]]) 
     report.late = {}
     today = today_in_london()
     for contract in report.contracts.values():
-        delivered, rejected = delivered_periods(register, contract.name)
         here = {p for c, p in waiting if c == contract.name}
-        since = watching_since(register, contract.name)
-        _, late = late_periods(contract, delivered, today, here, since, rejected)
+        _, late = late_now(register, contract, today, here)
         if late:
             report.late[contract.name] = [p.period for p in late]
 
@@ -767,4 +692,6 @@ def run_pending(
             build_warehouse(lake, contracts, settings.warehouse)
         elif changed and not marts_ran and not catalog_current(settings.warehouse, lake, contracts):
             build_warehouse(lake, contracts, settings.warehouse)
+    if _SHARED is None:  # (a shared one is closed when the sharing ends)
+        dagster.close()
     return report
