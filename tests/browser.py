@@ -77,6 +77,11 @@ def offline_page(name: str, browser: object | None = None) -> Iterator[object]:
     `<name>.png` when the block ends, whether its assertions passed or not: in a context of
     its own in `browser` (from `chromium_browser`), or in a browser launched for it.
 
+    The screenshot is of the whole page, however long, when it is made for the README
+    (`$DATASHARE_SCREENSHOTS`, `make screenshots`) or when the block failed; of its first
+    screen (the window, 1280x800) when the block passed: a whole oversight pack is fifteen
+    screens and a second of Chromium's CPU to draw (its first screen, a twentieth of that).
+
     Yields the Playwright `Page`; `page.blocked` lists every request that was refused.
     """
     if browser is None:
@@ -98,9 +103,13 @@ def offline_page(name: str, browser: object | None = None) -> Iterator[object]:
         context.route("**/*", route)
         page = context.new_page()
         page.blocked = blocked
+        whole = bool(os.environ.get("DATASHARE_SCREENSHOTS"))
         try:
             yield page
+        except BaseException:
+            whole = True
+            raise
         finally:
-            page.screenshot(path=str(screenshots_dir() / f"{name}.png"), full_page=True)
+            page.screenshot(path=str(screenshots_dir() / f"{name}.png"), full_page=whole)
     finally:
         context.close()
