@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -35,6 +36,7 @@ from tests.conftest import (
     SharedGreatExpectations,
     build_template,
     drop,
+    make_home,
     restore_template,
 )
 
@@ -398,16 +400,11 @@ def test_home_defaults_to_dot_datashare_in_the_current_folder(tmp_path, monkeypa
 
 @pytest.mark.slow
 def test_a_month_with_half_the_usual_rows_is_a_volume_breach_with_data_docs(
-    three_contracts, stop_and_search, monkeypatch, capsys
+    a_fifth_month, monkeypatch
 ):
-    from pipelines.demo.synthetic import write_delivery
-
     # After a first run that published three months of stop and search, 300 rows each (see
-    # `_three_contracts`), a month of 150.
-    home = restore_template(three_contracts[0], monkeypatch)
-    path = home.dropzone / "stop_and_search" / "2025-05" / "d.csv"
-    write_delivery(stop_and_search, "2025-05", path, rows=150, seed=9, defect_rate=0)
-    assert main(["run"]) == 0
+    # `_three_contracts`), a month of 150 (`a_fifth_month`).
+    home = _restore_fifth_month(a_fifth_month, monkeypatch)
     (detail,) = _query(
         home,
         "SELECT detail FROM governance.breaches WHERE rule = 'dataset.volume' "
@@ -492,12 +489,59 @@ def _three_contracts(home) -> str:
 
 
 @pytest.fixture(scope="module")
-def three_contracts(tmp_path_factory):
+def three_contracts(tmp_path_factory, ge_helper_process: SharedGreatExpectations):
     """The home `_three_contracts` built, once for the module (three contracts side by side
     in one run, a held month among them), which the five tests reading it or going on from
     it share (it was three homes, three whole first runs): the template's folder and what
-    the run printed."""
-    return build_template(tmp_path_factory, "three-contracts", _three_contracts)
+    the run printed. Its run uses the worker's great-expectations helper, not one of its own."""
+    with ge_helper_process.installed():
+        return build_template(tmp_path_factory, "three-contracts", _three_contracts)
+
+
+@dataclass(frozen=True)
+class FifthMonth:
+    """What `a_fifth_month`'s run left and what was seen around it."""
+
+    folder: Path  # three_contracts' folder; the home after the run is kept in FIFTH
+    runs_before: frozenset[str]  # Dagster runs on record before it
+    warehouse_before: tuple[int, int]  # the warehouse file's inode and mtime before it
+    warehouse_after: tuple[int, int]
+
+
+FIFTH = "fifth-month"
+
+
+@pytest.fixture(scope="module")
+def a_fifth_month(three_contracts, stop_and_search, ge_helper_process) -> FifthMonth:
+    """After `_three_contracts`' first run, May 2025 of stop and search with 150 rows (half
+    the usual 300) taken by a second run: one run that the volume test and the new-month
+    test each read (it was a run each). The home after it is kept beside the template's."""
+    from pipelines.demo.synthetic import write_delivery
+
+    folder = three_contracts[0]
+    with pytest.MonkeyPatch.context() as patch, ge_helper_process.installed():
+        home = restore_template(folder, patch)
+        before = frozenset(r.run_id for r in dg.DagsterInstance.get().get_runs())
+        path = home.dropzone / "stop_and_search" / "2025-05" / "d.csv"
+        write_delivery(stop_and_search, "2025-05", path, rows=150, seed=9, defect_rate=0)
+        stat = home.warehouse.stat()
+        _run()
+        after = home.warehouse.stat()
+    shutil.copytree(folder / "live" / "home", folder / FIFTH, symlinks=True)
+    return FifthMonth(
+        folder,
+        before,
+        (stat.st_ino, stat.st_mtime_ns),
+        (after.st_ino, after.st_mtime_ns),
+    )
+
+
+def _restore_fifth_month(fifth: FifthMonth, monkeypatch: pytest.MonkeyPatch):
+    """`a_fifth_month`'s home, put back at the path it was made at, as this test's own."""
+    live = fifth.folder / "live"
+    shutil.rmtree(live / "home", ignore_errors=True)
+    shutil.copytree(fifth.folder / FIFTH, live / "home", symlinks=True)
+    return make_home(live, monkeypatch)
 
 
 def test_contracts_run_side_by_side_each_in_one_run_of_its_months(three_contracts, monkeypatch):
@@ -529,23 +573,17 @@ def test_contracts_run_side_by_side_each_in_one_run_of_its_months(three_contract
 
 @pytest.mark.slow
 def test_a_new_month_recomputes_only_the_marts_reading_it_and_an_idle_run_launches_nothing(
-    three_contracts, stop_and_search, monkeypatch
+    a_fifth_month, monkeypatch
 ):
-    from pipelines.demo.synthetic import write_delivery
     from pipelines.oversight.mart_runner import marts_reading
 
     contracts = load_contracts()
     # After a first run of three contracts (stop and search's four months, use of force's
-    # and complaints' two), which computed every mart reading them.
-    home = restore_template(three_contracts[0], monkeypatch)
+    # and complaints' two), which computed every mart reading them, a run of one new month
+    # of stop and search (`a_fifth_month`: 150 rows).
+    home = _restore_fifth_month(a_fifth_month, monkeypatch)
     instance = dg.DagsterInstance.get()
-    before = {r.run_id for r in instance.get_runs()}
-
-    path = home.dropzone / "stop_and_search" / "2025-05" / "s.csv"
-    write_delivery(stop_and_search, "2025-05", path, rows=300, seed=4, defect_rate=0)
-    first_built = home.warehouse.stat().st_ino, home.warehouse.stat().st_mtime_ns
-    assert main(["run"]) == 0
-    runs = [r for r in instance.get_runs() if r.run_id not in before]
+    runs = [r for r in instance.get_runs() if r.run_id not in a_fifth_month.runs_before]
     oversight = [r for r in runs if r.job_name == "oversight"]
     assert len(oversight) == 1
     recomputed = {
@@ -567,12 +605,12 @@ def test_a_new_month_recomputes_only_the_marts_reading_it_and_an_idle_run_launch
     assert curated.asset_materialization.metadata["catalog_rebuilt"].value is False
     assert (
         _query(home, "SELECT count(*) FROM curated.stop_and_search WHERE _period = '2025-05'")[0][0]
-        == 300
+        == 150
     )
     # The warehouse file is the one the first run built, and what an analyst reads in it,
     # comments and rows, is what a fresh build gives (tests/test_catalog_current.py's
     # one-new-month run, held here rather than by two runs of its own).
-    assert (home.warehouse.stat().st_ino, home.warehouse.stat().st_mtime_ns) == first_built
+    assert a_fifth_month.warehouse_after == a_fifth_month.warehouse_before
     kept = catalog_as_read(home.warehouse)
     (months,) = _query(home, "SELECT count(DISTINCT _period) FROM curated.stop_and_search")[0]
     (in_marts,) = _query(
