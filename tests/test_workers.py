@@ -86,9 +86,11 @@ COMPLAINTS_ROWS = 3000
 # a slow one: a step still running after this long is handed out again, so it must outlast
 # the slowest step on a loaded machine. A worker loads the code location and
 # great-expectations before it says "ready." (`load_for_steps`), so a step is only its own
-# work: at load 22 each step here took 1.2 to 5.3 s (printed at the end). Before, its first
-# step also loaded them, 16 to 27 s at load 19-22, and this was 30.
-VISIBILITY_SECONDS = 15
+# work: at load 22 each step here took 1.2 to 5.3 s (printed at the end), at load 18 0.7 to
+# 3.3 s, the slowest seen 6.8 s (load 27): 12 s outlasts it by three quarters again, and what
+# follows the kill waits 12 s, not 15. Before, a worker's first step also loaded them, 16 to
+# 27 s at load 19-22, and this was 30.
+VISIBILITY_SECONDS = 12
 TIMEOUT = 600.0  # a loaded 2-core machine
 
 
