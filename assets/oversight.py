@@ -189,7 +189,7 @@ def build_oversight_assets(contracts: dict[str, Contract]) -> list[dg.AssetsDefi
             warehouse.rebuild(the_lake, current)
         chosen = [m for m in MARTS.values() if oversight_key(m) in context.selected_asset_keys]
         results, all_written = [], []
-        with warehouse_connection(path, current, records_once=True) as con:
+        with warehouse_connection(path, current, records_once=True, lake=the_lake) as con:
             for mart in chosen:
                 written = write_mart(mart.name, con, the_lake, current)
                 if written.table.num_rows == 0:

@@ -5,7 +5,7 @@ deliveries, quarantined rows and breaches, and the breaches still open. Asked of
 warehouse's views, each count opened every curated month, masked quarantine file, breach
 file and event file of the lake, three times each in DuckDB (some 1,070 opens at 94 months
 of one contract). Now what it needs of each file is kept in the home under the file's key,
-size and time (`pipelines.orchestration.run_summary`), the delivery events are the
+size and time (`pipelines.warehouse.record_cache`), the delivery events are the
 register's as already read, and a run opens only the files new or changed since.
 """
 
@@ -28,6 +28,7 @@ from pipelines.lake.register import Breach, DeliveryEvent, Register
 from pipelines.lake.store import FolderLake
 from pipelines.orchestration import run_summary
 from pipelines.validation.row_validation import QUARANTINE_SCHEMA, curated_schema
+from pipelines.warehouse import record_cache
 from pipelines.warehouse.catalog import build_warehouse, connect
 from schemas.contract import load_contracts
 
@@ -197,7 +198,7 @@ def test_a_lost_or_unreadable_cache_changes_no_figure(tmp_path):
     contracts = load_contracts()
     expected = _as_the_views(settings.warehouse)
     assert run_summary.warehouse_counts(settings, contracts) == expected
-    cache = settings.home / ".cache" / "run-summary"
+    cache = record_cache.cache_folder(settings.warehouse, FolderLake(settings.lake))
     kept = sorted(cache.glob("*.parquet"))
     assert [p.name for p in kept] == [
         "breaches.parquet",
@@ -217,7 +218,10 @@ def test_files_written_a_moment_ago_are_read_again_not_kept(tmp_path):
     _month(lake, 2)  # (just now)
     contracts = load_contracts()
     assert run_summary.warehouse_counts(settings, contracts) == _as_the_views(settings.warehouse)
-    known, _ = run_summary._load(settings.home / ".cache" / "run-summary" / "breaches.parquet")
+    known, _ = record_cache._load(
+        record_cache.cache_folder(settings.warehouse, FolderLake(settings.lake))
+        / "breaches.parquet"
+    )
     assert sorted(known) == sorted(
         f"governance/breaches/contract={CONTRACT}/period={_period(m)}/d00{m}.parquet"
         for m in range(2)
@@ -266,3 +270,43 @@ def _fresh_register():
     register._READ.clear()
     yield
     register._READ.clear()
+
+
+def test_the_marts_read_the_kept_records_as_the_views_give_them(tmp_path):
+    """The marts' connection (`records_once`, given the lake) takes the register's events
+    and breach records from what is kept, not from every record file again: the same
+    rows as the warehouse's views, and the same provenance for every mart."""
+    from pipelines.lake.provenance import mart_source_rows
+    from pipelines.oversight.mart_runner import MARTS, warehouse_connection
+
+    settings_, lake = _home(tmp_path, 5)
+    _month(lake, 5, held=True)  # (a held month: its breaches critical, nothing published)
+    contracts = load_contracts()
+    with warehouse_connection(settings_.warehouse, contracts, records_once=True, lake=lake):
+        pass  # (a run before: what it read is kept)
+    with (
+        warehouse_connection(settings_.warehouse, contracts) as views,
+        warehouse_connection(settings_.warehouse, contracts, records_once=True, lake=lake) as kept,
+    ):
+        for name in ("delivery_events", "breach_records"):
+            query = f"SELECT * FROM governance.{name} ORDER BY ALL"
+            assert kept.execute(query).fetchall() == views.execute(query).fetchall(), name
+        for mart in MARTS.values():
+            sources = {c: contracts[c].version for c in mart.source_contracts(contracts)}
+            assert mart_source_rows(kept, sources) == mart_source_rows(views, sources), mart.name
+
+
+def test_a_copied_home_not_yet_rebuilt_is_counted_as_its_catalog_reads(tmp_path):
+    """A home copied elsewhere keeps a catalog whose views read the original's lake until
+    it is rebuilt: the summary says what that catalog says, not what the copy's lake holds."""
+    import shutil
+
+    settings_, lake = _home(tmp_path / "first", 3)
+    copy = tmp_path / "copy"
+    shutil.copytree(tmp_path / "first", copy)
+    _month(lake, 3)  # (the original moves on; the copy's catalog still reads it)
+    _written_earlier(lake)
+    moved = Settings(copy, copy / "dropzone", copy / "lake", copy / "warehouse.duckdb", copy / "dg")
+    lines = run_summary.warehouse_counts(moved, load_contracts())
+    assert lines == _as_the_views(moved.warehouse)
+    assert f"  curated.{CONTRACT}: 12 rows over 4 month(s)" in lines

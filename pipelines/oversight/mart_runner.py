@@ -78,6 +78,7 @@ from pipelines.oversight.mart_queries import (
     sql_string,
 )
 from pipelines.warehouse.catalog import make_lake_readable
+from pipelines.warehouse.record_cache import kept_records, over_files
 from pipelines.warehouse.reference import create_reference
 from schemas.contract import Contract
 
@@ -145,6 +146,7 @@ def warehouse_connection(
     warehouse: Path | str | duckdb.DuckDBPyConnection,
     contracts: dict[str, Contract] | None = None,
     records_once: bool = False,
+    lake: Lake | None = None,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A connection in which `curated.<table>` reads the warehouse, read-only.
 
@@ -154,7 +156,10 @@ def warehouse_connection(
     it is empty rather than an error. An open connection is used as it is.
     `records_once`: the register's records the marts' provenance reads
     (`RECORDS_READ_ONCE`) are read from the lake once, when the connection opens, for a
-    connection that writes several marts.
+    connection that writes several marts; given the `lake` behind the warehouse, they are
+    what `pipelines.warehouse.record_cache` keeps (the register's events as this process
+    read them, each breach file as read once and kept while unchanged), not every record
+    file of the lake read again (issue 21, history row: ~500 file opens at 94 months).
     """
     if isinstance(warehouse, duckdb.DuckDBPyConnection):
         if not warehouse.execute(
@@ -185,6 +190,11 @@ def warehouse_connection(
             con.execute(f"CREATE VIEW curated.{name} AS SELECT * FROM warehouse.curated.{name}")
         for name in sorted(governance):
             kind = "TABLE" if records_once and name in RECORDS_READ_ONCE else "VIEW"
+            if kind == "TABLE" and lake is not None and over_files(con, name, lake):
+                con.register("_records", kept_records(con, lake, Path(warehouse), name))
+                con.execute(f"CREATE TABLE governance.{name} AS SELECT * FROM _records")
+                con.unregister("_records")
+                continue
             con.execute(
                 f"CREATE {kind} governance.{name} AS SELECT * FROM warehouse.governance.{name}"
             )
@@ -312,7 +322,7 @@ def write_marts(
 ) -> list[WrittenMart]:
     """Compute and write several marts (default: all) over one warehouse connection."""
     contracts = contracts or current_contracts()
-    with warehouse_connection(warehouse, contracts, records_once=True) as con:
+    with warehouse_connection(warehouse, contracts, records_once=True, lake=lake) as con:
         return [write_mart(name, con, lake, contracts) for name in (names or list(MARTS))]
 
 
