@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import redirect_stdout
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -106,9 +107,14 @@ def _copy_of(
     shutil.copytree(june.settings.home, tmp_path / "home", symlinks=True)
     make_home(tmp_path, monkeypatch)
     monkeypatch.setenv("DATASHARE_LAKE", f"s3://{LAKE_BUCKET}/{prefix}")
-    for key in _keys(client, june.prefix):
+
+    def copy(key: str) -> None:
         source = {"Bucket": LAKE_BUCKET, "Key": f"{june.prefix}/{key}"}
         client.copy_object(CopySource=source, Bucket=LAKE_BUCKET, Key=f"{prefix}/{key}")
+
+    # Some fifty objects, each a request the server answers while the next is sent.
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(copy, _keys(client, june.prefix)))
     settings = load_settings()
     settings.ensure_folders()
     if rebuild:
