@@ -4,6 +4,7 @@ recorded in the same instance the UI shows."""
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing
 import os
 import sys
@@ -502,6 +503,25 @@ def _start_worker(settings: Settings) -> None:
         dagster = _Dagster(settings)
         dagster.prepare()
         _WORKER = (dagster, open_lake(settings.lake))
+    atexit.register(_end_worker)
+
+
+def _end_worker() -> None:
+    """A worker process's end, once the pool has ended its work (Python's exit, run from
+    `atexit`): its instance closed, as `run_pending` closes its own (each SQLite database
+    checkpointed, no WAL left), the other `atexit` handlers run, the standard streams
+    flushed; then the process ended without Python's teardown of every module and object,
+    one garbage-collector pass after another over what the worker imported (Dagster,
+    great-expectations, pandas, polars...): about a second of CPU that the pool's shutdown,
+    and so the run, waited for. Status 0: a worker ends here only when the pool has told it
+    to, and the pool does not read a worker's status."""
+    atexit.unregister(_end_worker)
+    if _WORKER is not None:
+        _WORKER[0].close()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _execute_in_worker(runs: list[MonthRun]) -> _Done:
