@@ -410,6 +410,34 @@ def test_a_lead_acknowledges_a_breach_under_their_name(desk):
     assert "<td>acknowledged</td><td>alice</td><td>agreed by phone</td>" in answer.text
 
 
+def test_a_step_rebuilds_the_warehouse_only_when_its_views_could_not_show_it(home, monkeypatch):
+    """Each step shows on the desk at once, in the warehouse's history and on the breach's
+    page; the warehouse is rebuilt for the register's first step (the catalog held an empty
+    table where its breach events go), not for the next, whose event file its views already
+    read by pattern (a rebuild is a second or more of CPU, growing with the lake)."""
+    lake = open_lake(home.lake)
+    delivery = deliver(lake, "use_of_force", "2025-11", "2025-11.csv", 10)
+    first = breach(lake, "use_of_force", "2025-11", delivery, "file.columns", "major", "one")
+    second = breach(lake, "use_of_force", "2025-11", delivery, "file.types", "major", "two")
+    build_warehouse(lake, load_contracts(), home.warehouse)
+    UserStore(home.home).add("alice", "lead", PASSWORD)
+    client, token = signed_in(create_app(home, DeskConfig(), today()))
+    builds: list[str] = []
+    real = desk_app.build_warehouse
+
+    def counted(lake, contracts, path):
+        builds.append(str(path))
+        return real(lake, contracts, path)
+
+    monkeypatch.setattr(desk_app, "build_warehouse", counted)
+    for number, b in enumerate((first, second), start=1):
+        answer = client.post(f"/breaches/{b}/ack", data={"note": "seen", "csrftoken": token})
+        assert _flash(answer.text) == f"{b} is now acknowledged (by alice)."
+        assert _history(home, b) == [("acknowledged", "alice", "seen")]
+        assert "<td>acknowledged</td><td>alice</td><td>seen</td>" in answer.text
+        assert builds == [str(home.warehouse)], (number, builds)  # the first step's only
+
+
 def test_waive_and_reopen_need_a_note(desk):
     home, ids, app = desk
     client, token = signed_in(app)
