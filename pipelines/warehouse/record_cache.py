@@ -142,7 +142,9 @@ def _kept(
     fresh = sorted(k for k, stamp in files.items() if known.get(k) != stamp)
     unchanged = sorted(k for k, stamp in files.items() if known.get(k) == stamp)
     parts = []
-    if kept is not None and unchanged:
+    if kept is not None and len(unchanged) == len(known):
+        parts.append(kept)  # (every file it holds still there as it was: all of its rows)
+    elif kept is not None and unchanged:
         parts.append(_rows_of_files(con, kept, unchanged))
     if fresh:
         read = con.sql(query, params=[[lake.url_of(k) for k in fresh]]).to_arrow_table()
@@ -155,7 +157,8 @@ def _kept(
     if cache and (fresh or len(unchanged) != len(known)):
         now = time.time_ns()
         settled = {k: stamp for k, stamp in files.items() if stamp[1] < now - SETTLED_NS}
-        _save(cache / f"{kind}.parquet", settled, _rows_of_files(con, table, sorted(settled)))
+        rows = table if len(settled) == len(files) else _rows_of_files(con, table, sorted(settled))
+        _save(cache / f"{kind}.parquet", settled, rows)
     return table
 
 
