@@ -185,7 +185,11 @@ class Desk:
     def ensure_warehouse(self) -> None:
         """A warehouse with the breach views: built from the lake if missing or older."""
         if not queries.has_breach_views(self.settings.warehouse):
-            build_warehouse(open_lake(self.settings.lake), self.contracts, self.settings.warehouse)
+            self.rebuild()
+
+    def rebuild(self) -> None:
+        """Build the warehouse afresh from the lake (one an earlier version built lacks views)."""
+        build_warehouse(open_lake(self.settings.lake), self.contracts, self.settings.warehouse)
 
     def show_changes(self) -> None:
         """Make the warehouse show the lake as it is now. Its views read the lake's files by
