@@ -211,13 +211,26 @@ def _top(stats: pstats.Stats) -> float:
     return max(v[3] for v in stats.stats.values())
 
 
+# `python -m cProfile -o ...` writes its profile after the program returns, but `datashare
+# run` ends its process once the summary is printed (`pipelines.cli.main._leave`), running
+# only the `atexit` handlers: so the profile is written by one.
+PROFILED = """
+import atexit, cProfile, runpy, sys
+out = sys.argv[1]
+sys.argv = ["datashare", *sys.argv[2:]]
+profile = cProfile.Profile()
+atexit.register(lambda: (profile.disable(), profile.dump_stats(out)))
+profile.enable()
+runpy.run_module("pipelines.cli.main", run_name="__main__")
+"""
+
+
 def where_time_goes(home: Path, *args: str) -> str:
     """Profile one run (cProfile) and name the largest costs, as shares of its time."""
     with tempfile.TemporaryDirectory() as folder:
         prof = Path(folder) / "run.prof"
         subprocess.run(
-            [PYTHON, "-m", "cProfile", "-o", str(prof), "-m", "pipelines.cli.main", "--home",
-             str(home), *args],
+            [PYTHON, "-c", PROFILED, str(prof), "--home", str(home), *args],
             capture_output=True,
             env={**os.environ, "DATASHARE_SETTLE_SECONDS": "0", PROFILE_ENV: folder},
         )  # fmt: skip
