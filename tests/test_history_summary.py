@@ -310,3 +310,24 @@ def test_a_copied_home_not_yet_rebuilt_is_counted_as_its_catalog_reads(tmp_path)
     lines = run_summary.warehouse_counts(moved, load_contracts())
     assert lines == _as_the_views(moved.warehouse)
     assert f"  curated.{CONTRACT}: 12 rows over 4 month(s)" in lines
+
+
+def test_a_cache_of_other_column_types_is_read_again_whole(tmp_path):
+    """Rows kept in other types than DuckDB reads now (another DuckDB wrote them, say) are
+    not mixed with the new files' rows: every file is read again."""
+    import pyarrow.parquet as pq
+
+    settings_, lake = _home(tmp_path, 3)
+    contracts = load_contracts()
+    assert run_summary.warehouse_counts(settings_, contracts) == _as_the_views(settings_.warehouse)
+    kept = record_cache.cache_folder(settings_.warehouse, lake) / "breaches.parquet"
+    table = pq.read_table(kept)
+    at = table.schema.get_field_index("failing_rows")
+    table = table.set_column(at, "failing_rows", table.column(at).cast(pa.int32()))
+    pq.write_table(table, kept)  # (its metadata, and so its files, as they were)
+    _month(lake, 3, breaches=3)
+    _written_earlier(lake)
+    lines = run_summary.warehouse_counts(settings_, contracts)
+    assert lines == _as_the_views(settings_.warehouse)
+    assert "  governance.breaches: 9 rows" in lines
+    assert pq.read_table(kept).schema.field("failing_rows").type == pa.int64()

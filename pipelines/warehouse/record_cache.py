@@ -147,10 +147,9 @@ def _kept(
     elif kept is not None and unchanged:
         parts.append(_rows_of_files(con, kept, unchanged))
     if fresh:
-        read = con.sql(query, params=[[lake.url_of(k) for k in fresh]]).to_arrow_table()
-        keys = [f.removeprefix(prefix) for f in read.column("_file").to_pylist()]
-        at = read.schema.get_field_index("_file")
-        parts.append(read.set_column(at, "_file", pa.array(keys, pa.string())))
+        parts.append(_read(con, lake, query, fresh))
+        if parts[0].schema != parts[-1].schema:  # (kept by another DuckDB, say): read all
+            fresh, parts = sorted(files), [_read(con, lake, query, sorted(files))]
     if not parts:
         return pa.Table.from_batches([], empty)
     table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
@@ -160,6 +159,14 @@ def _kept(
         rows = table if len(settled) == len(files) else _rows_of_files(con, table, sorted(settled))
         _save(cache / f"{kind}.parquet", settled, rows)
     return table
+
+
+def _read(con: duckdb.DuckDBPyConnection, lake: Lake, query: str, keys: list[str]) -> pa.Table:
+    """`query` over the files `keys`, each row's `_file` its key."""
+    read = con.sql(query, params=[[lake.url_of(k) for k in keys]]).to_arrow_table()
+    prefix = lake.url_of("")
+    names = [f.removeprefix(prefix) for f in read.column("_file").to_pylist()]
+    return read.set_column(read.schema.get_field_index("_file"), "_file", pa.array(names))
 
 
 def _rows_of_files(con: duckdb.DuckDBPyConnection, table: pa.Table, files: list[str]) -> pa.Table:
@@ -202,11 +209,12 @@ def _listing(lake: Lake, pattern: str) -> dict[str, tuple[int, int]]:
 
 def _load(path: Path) -> tuple[dict[str, tuple[int, int]], pa.Table | None]:
     """The files a cache holds (key: size and time, as listed when read) and its rows;
-    nothing for a cache missing, unreadable or of another version."""
+    nothing for a cache missing, unreadable, or of another version (of this module's or
+    DuckDB's, which read the rows it holds)."""
     try:
         table = pq.ParquetFile(path).read()
         meta = json.loads(table.schema.metadata[_META])
-        if meta["version"] != CACHE_VERSION:
+        if meta["version"] != CACHE_VERSION or meta.get("duckdb") != duckdb.__version__:
             return {}, None
         files = {k: (int(s), int(t)) for k, (s, t) in meta["files"].items()}
         return files, table.replace_schema_metadata(None)
@@ -217,7 +225,7 @@ def _load(path: Path) -> tuple[dict[str, tuple[int, int]], pa.Table | None]:
 def _save(path: Path, files: dict[str, tuple[int, int]], rows: pa.Table) -> None:
     """Keep `rows` (those of `files`) at `path`, whole or not at all: written aside, then
     moved in, so two runs at once leave one of their caches, each right."""
-    meta = json.dumps({"version": CACHE_VERSION, "files": files})
+    meta = json.dumps({"version": CACHE_VERSION, "duckdb": duckdb.__version__, "files": files})
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
         aside = path.with_name(f".{path.name}.{os.getpid()}")
