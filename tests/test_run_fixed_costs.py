@@ -119,3 +119,16 @@ def test_two_contracts_in_two_workers_end_whole(home: Settings, real_stop_and_se
         jobs = sorted(run.job_name for run in runs)
         assert {run.status for run in runs} == {dg.DagsterRunStatus.SUCCESS}, jobs
         assert len([j for j in jobs if j.endswith("_delivery")]) == 2, jobs
+
+
+def test_a_watched_program_returns_for_its_profiler_or_tracer_to_write():
+    """`python -m cProfile -m pipelines.cli.main ... run` (or `python -m trace`) writes what
+    it saw once the program returns: a run watched so must not end its process itself."""
+    from pipelines.cli.main import _leave
+
+    for watch in (sys.setprofile, sys.settrace):
+        watch(lambda *args: None)
+        try:
+            assert _leave(3) == 3
+        finally:
+            watch(None)

@@ -29,8 +29,8 @@ READS_HOME = (
 )  # fmt: skip
 
 
-# The commands whose process `main` ends itself when it is the program (the `datashare`
-# script, `python -m pipelines.cli.main`), not a function another program called: each
+# The commands whose process ends itself when `datashare` is the program (`program`: the
+# `datashare` script, `python -m pipelines.cli.main`), not when another program calls `main`: each
 # imports Dagster, pandas, polars, pandera and SQLAlchemy, some 280,000 objects that
 # Python's cyclic garbage collector tracks (`_collect_less_often`, `_leave`).
 ENDS_ITS_PROCESS = ("run", "demo")
@@ -57,9 +57,13 @@ def _leave(status: int) -> int:
     printed (load 9-20), on the critical path, writing nothing. The run's files are closed
     by then: the Dagster instance's databases by `run_pending` (checkpointed as they were at
     teardown), DuckDB's and the lake's by their own `with` blocks. A thread still working
-    (none in a run as it is) makes it return instead, to Python's exit, which waits for it."""
+    (none in a run as it is) makes it return instead, to Python's exit, which waits for it;
+    so does a profiler or tracer watching (`python -m cProfile`, `python -m trace`), which
+    writes what it saw once the program returns."""
     main = threading.main_thread()
     if any(t is not main and not t.daemon and t.is_alive() for t in threading.enumerate()):
+        return status
+    if sys.getprofile() is not None or sys.gettrace() is not None:
         return status
     sys.stdout.flush()
     sys.stderr.flush()
@@ -278,7 +282,11 @@ def _quiet_when_the_reader_leaves(command: Callable[..., int]) -> Callable[..., 
 
 
 @_quiet_when_the_reader_leaves
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, as_program: bool = False) -> int:
+    """Run the `datashare` command `argv` (default: the command line) and return its exit
+    status. `as_program` (only `program`, the script's entry point) lets `run` and `demo`
+    end the process once they have said what they did (`_leave`); a caller that calls
+    `main` in its own process always gets the status back."""
     from pipelines.cli.agreement import add_agreement_command, run_agreement_command
     from pipelines.cli.breaches import add_breaches_commands, run_breaches_command
     from pipelines.cli.contracts import add_contracts_commands, run_contracts_command
@@ -329,9 +337,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_worker_command(sub)
     add_lake_command(sub)
     args = parser.parse_args(argv)
-    # Started as the program (`argv` from the command line), not called by a caller in its
-    # own process (the tests), whose collector and exit are its own.
-    ending = argv is None and args.command in ENDS_ITS_PROCESS
+    # Started as the program, not called by a caller in its own process (a test, a script),
+    # whose collector and exit are its own.
+    ending = as_program and args.command in ENDS_ITS_PROCESS
     if ending:
         _collect_less_often()
     if args.command == "contracts":
@@ -377,5 +385,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return cmd_ui(settings, args.host, args.port)
 
 
+def program() -> int:
+    """The `datashare` program (its script, and `python -m pipelines.cli.main`): `main` with
+    the command line, in a process of its own."""
+    return main(as_program=True)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(program())

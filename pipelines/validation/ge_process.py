@@ -16,6 +16,7 @@ checks in its own process instead, saying so in the log: never skipped in silenc
 
 from __future__ import annotations
 
+import atexit
 import gc
 import multiprocessing
 import os
@@ -65,7 +66,12 @@ def _serve(conn: Connection, warm: Callable[[], None]) -> None:
 def _leave() -> None:
     """End the helper at once when told to stop: every task has been answered and each
     closed its own files, so Python's teardown of great-expectations' modules (1.4 to 1.9 s
-    here) would only make the run wait for it, or kill it."""
+    here) would only make the run wait for it, or kill it. Its `atexit` handlers still run
+    (logging's, and the finalizers that remove what a task left to them, such as a
+    temporary folder: nothing of a delivery may stay behind in one)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
