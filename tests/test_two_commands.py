@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -38,3 +39,22 @@ def test_the_demo_ends_with_its_time_and_what_to_open_next(shared_demo: Path) ->
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         (n,) = con.execute("SELECT count(*) FROM governance.breaches").fetchone()
     assert f"{n} rows" in done.stdout.replace(",", ""), done.stdout
+
+
+def test_the_demo_as_a_new_user_starts_it_ends_whole(tmp_path: Path) -> None:
+    # The shared demo home is built in the test process (tests/conftest.py); this is the
+    # `datashare` script itself, as `make demo` starts it: its process ends once the demo
+    # has said what it did (pipelines.cli.main.program), with the exit status, the last
+    # lines and every Dagster database closed (no WAL left beside one).
+    home = tmp_path / "home"
+    script = Path(sys.executable).with_name("datashare")
+    done = subprocess.run(
+        [str(script), "--home", str(home), "demo", "--contracts", "complaints", "--months", "1",
+         "--rows", "50"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert re.fullmatch(r"Demo done in \d+ s\. Next:", done.stdout.splitlines()[-5]), done.stdout
+    assert sorted(p.name for p in (home / "dagster").rglob("*-wal")) == []

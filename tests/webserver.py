@@ -1,8 +1,9 @@
 """The real `dagster-webserver` on a demo home, for the tests that look at the Dagster UI.
 
-`run_demo` runs `datashare demo` as a user would; `running_webserver` starts the webserver on
-that home (its own process group, stopped with its code server afterwards) and waits until
-the `datashare` code location has loaded.
+`running_webserver` starts the webserver on a home (its own process group, stopped with its
+code server afterwards) and waits until the `datashare` code location has loaded. (The demo
+homes are built in the test process, tests/conftest.py; tests/test_two_commands.py runs the
+`datashare demo` script as a user does.)
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT = 90.0
-DEMO_TIMEOUT = 300.0
 
 WORKSPACE_QUERY = """
 {
@@ -104,20 +104,6 @@ def stop(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=15)
-
-
-def run_demo(home: Path, *args: str, timeout: float = DEMO_TIMEOUT) -> subprocess.CompletedProcess:
-    """`datashare --home HOME demo ARGS...`, as a user runs it; fails the test if it fails."""
-    demo = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli.main", "--home", str(home), "demo", *args],
-        cwd=REPO_ROOT,
-        env=env(home),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert demo.returncode == 0, f"demo exited {demo.returncode}\n{demo.stdout}\n{demo.stderr}"
-    return demo
 
 
 @contextmanager
