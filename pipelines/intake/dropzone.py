@@ -136,7 +136,11 @@ def _attach_manifests(files: list[DropFile], known_contracts: set[str]) -> list[
 def copy_stamp(info: os.stat_result) -> tuple[int, int, int, int, int]:
     """What changes whenever a local file's bytes may have: (device, inode, size,
     modification and inode change times in nanoseconds). The inode change time moves on
-    every write and no writer can set it back."""
+    every write and no writer can set it back; but it moves by the kernel's clock tick, so
+    a rewrite of the same size within one tick of the last write (a few milliseconds, on
+    kernels before Linux 6.13, which stamp times coarsely) would not show. The copy is this
+    process's own private temporary file: only a process of the same user could write it,
+    and the re-hash this replaced only ever read the same cached pages again."""
     return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
