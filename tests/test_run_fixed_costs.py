@@ -15,7 +15,6 @@ import pytest
 
 from pipelines.cli.main import main
 from pipelines.home.settings import Settings
-from tests.conftest import REAL_DATA as REAL
 from tests.conftest import drop
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,34 +90,6 @@ def test_main_called_in_a_process_returns_and_leaves_its_collector_alone(home: S
     before = gc.get_threshold()
     assert main(["--home", str(home.home), "run"]) == 0
     assert gc.get_threshold() == before
-
-
-@pytest.mark.slow
-def test_two_contracts_in_two_workers_end_whole(home: Settings, real_stop_and_search: Path):
-    """A run of two contracts side by side (a worker process each) ends as one run does:
-    each worker, told by the pool to stop, closes its Dagster instance and ends without
-    Python's teardown (about a second of CPU each, which the run waited for), and nothing
-    of its work is lost: both months recorded, every Dagster run whole, no WAL left."""
-    street = REAL / "street_crime" / "2023-01-metropolitan-street-burglary-only.csv"
-    drop(home, "stop_and_search", "2022-06", real_stop_and_search)
-    drop(home, "street_crime", "2023-01", street)
-    done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli.main", "--home", str(home.home), "run"],
-        cwd=ROOT,
-        env={**os.environ, "DATASHARE_SETTLE_SECONDS": "0", "DATASHARE_MAX_RUNS": "2"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "Running 2 contract-month(s) through Dagster, 2 contracts at a time:" in done.stdout
-    assert "Ran 2 contract-month(s) through Dagster." in done.stdout, done.stdout[-2000:]
-    assert sorted(p.name for p in (home.dagster_home / "history").rglob("*-wal")) == []
-    with dg.DagsterInstance.from_config(str(home.dagster_home)) as instance:
-        runs = instance.get_runs()
-        jobs = sorted(run.job_name for run in runs)
-        assert {run.status for run in runs} == {dg.DagsterRunStatus.SUCCESS}, jobs
-        assert len([j for j in jobs if j.endswith("_delivery")]) == 2, jobs
 
 
 def test_a_watched_program_returns_for_its_profiler_or_tracer_to_write():
