@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -396,6 +397,17 @@ def test_a_launched_runs_steps_are_forked_from_a_server_that_loaded_the_code_onc
         assert config["start_method"] == {
             "forkserver": {"preload_modules": ["pipelines.orchestration.definitions"]}
         }, config
+    # Steps are forked from the server after that import, so the import must start no
+    # thread pool (a fork copies a pool's locks, not its threads: a step could deadlock on
+    # them): no polars, tokio or Arrow worker threads, only idle allocator/cleanup ones.
+    threads = subprocess.run(
+        [sys.executable, "-c", "import os, pipelines.orchestration.definitions; "
+         "print('\\n'.join(open(f'/proc/self/task/{t}/comm').read().strip() "
+         "for t in os.listdir('/proc/self/task')))"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=True,
+    ).stdout.split()  # fmt: skip
+    pools = [t for t in threads if re.fullmatch(r"polars-\d+|tokio-rt-worker|Arrow.*", t)]
+    assert pools == [], threads
 
 
 # -- the daemon doing the work ---------------------------------------------------------------
