@@ -364,6 +364,11 @@ TEST_SECONDS = {
     "test_an_engineer_opens_a_months_data_docs_from_dagster_on_the_desk": 11,
     "test_run_puts_the_lake_on_s3_and_the_warehouse_reads_it": 10,
     "test_a_killed_run_leaves_a_consistent_state_and_the_next_run_finishes": 8,
+    # Hypothesis tests not marked slow, which would otherwise count as quick and could be
+    # handed out last, a worker finishing 10 s after the other.
+    "test_the_summary_says_what_the_views_say_after_any_runs": 13,
+    "test_a_change_and_every_read_say_what_views_made_afresh_say": 9,
+    "test_the_catalog_shown_after_the_marts_is_the_one_a_rebuild_makes": 7,
 }
 # desk_template, _june_template, three_contracts, _june_on_s3: the unit is the module's
 # tests that share it, run in turn (test_desk.py: 26 tests; test_lake_safety.py: 4
