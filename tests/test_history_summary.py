@@ -30,7 +30,7 @@ from pipelines.orchestration import run_summary
 from pipelines.validation.row_validation import QUARANTINE_SCHEMA, curated_schema
 from pipelines.warehouse import record_cache
 from pipelines.warehouse.catalog import build_warehouse, connect
-from schemas.contract import load_contracts
+from schemas.contract import Contract, load_contracts
 
 CONTRACT = "stop_and_search"
 AN_HOUR_AGO = time.time() - 3600
@@ -100,20 +100,23 @@ def _written_earlier(lake: FolderLake) -> None:
         os.utime(path, (AN_HOUR_AGO, AN_HOUR_AGO))
 
 
-def _home(tmp_path: Path, months: int) -> tuple[Settings, FolderLake]:
+def _home(
+    tmp_path: Path, months: int, contracts: dict[str, Contract] | None = None
+) -> tuple[Settings, FolderLake]:
     lake = FolderLake(tmp_path / "lake")
     for m in range(months):
         _month(lake, m)
     _written_earlier(lake)
-    warehouse = build_warehouse(lake, load_contracts(), tmp_path / "warehouse.duckdb")
+    warehouse = build_warehouse(lake, contracts or load_contracts(), tmp_path / "warehouse.duckdb")
     return Settings(tmp_path, tmp_path / "dropzone", lake.root, warehouse, tmp_path / "dg"), lake
 
 
-def _as_the_views(warehouse: Path) -> list[str]:
-    """The summary's lines as the warehouse's own views give them (the summary as it was)."""
+def _as_the_views(warehouse: Path, contracts: dict[str, Contract] | None = None) -> list[str]:
+    """The summary's lines as the warehouse's own views give them (the summary as it was),
+    for `contracts` (every contract, unless given)."""
     lines = []
     with connect(warehouse) as con:
-        for name in load_contracts():
+        for name in contracts or load_contracts():
             ((rows, months),) = con.execute(
                 f"SELECT count(*), count(DISTINCT _period) FROM curated.{name}"
             ).fetchall()
@@ -246,9 +249,12 @@ def test_files_written_a_moment_ago_are_read_again_not_kept(tmp_path):
 def test_the_summary_says_what_the_views_say_after_any_runs(tmp_path_factory, steps):
     """Months written, rewritten and held back run after run: after each, every line is the
     warehouse views' own."""
+    # The catalog of the one contract written (the other nine's lines are their empty
+    # stand-ins' zeros, the same every step; the tests above count every contract): a third
+    # of each step's rebuild, the most of what a step costs.
+    contracts = {CONTRACT: load_contracts()[CONTRACT]}
     tmp = tmp_path_factory.mktemp("home")
-    settings_, lake = _home(tmp, 1)
-    contracts = load_contracts()
+    settings_, lake = _home(tmp, 1, contracts)
     for m, rows, breaches, held in steps:
         _month(lake, m, rows=rows, breaches=breaches, held=held)
         if held:  # a held month publishes nothing: no curated file of its own
@@ -258,7 +264,7 @@ def test_the_summary_says_what_the_views_say_after_any_runs(tmp_path_factory, st
         _written_earlier(lake)
         build_warehouse(lake, contracts, settings_.warehouse)
         assert run_summary.warehouse_counts(settings_, contracts) == _as_the_views(
-            settings_.warehouse
+            settings_.warehouse, contracts
         )
 
 
