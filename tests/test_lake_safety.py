@@ -64,20 +64,29 @@ def june_published(_june_template, monkeypatch):
     return restore_template(_june_template, monkeypatch)
 
 
+# July's rows: enough that each phase below lasts long enough to be seen by a poll every 5
+# ms (the shortest, staging's file being written, half of what 150,000 rows gave: 1.9 s
+# against 3.8 s at load 16, so some hundreds of milliseconds on a quiet machine), no more:
+# the killed run and the next one each read them all. A killed run left to finish cost 9.1
+# s of CPU at 150,000 rows (its great-expectations helper included), 7.9 s at 50,000.
+JULY_ROWS = 50_000
+
+
 @pytest.fixture(scope="module")
 def _july_delivery(tmp_path_factory, stop_and_search) -> Path:
-    """July 2022's 150,000 synthetic rows (the month after the real June), written once for
+    """July 2022's JULY_ROWS synthetic rows (the month after the real June), written once for
     the module: each kill test drops the same bytes (the same seed), and writing them costs
     seconds, a copy a blink."""
     path = tmp_path_factory.mktemp("july") / "d.csv"
-    write_delivery(stop_and_search, "2022-07", path, rows=150_000, seed=2, defect_rate=0.001)
+    write_delivery(stop_and_search, "2022-07", path, rows=JULY_ROWS, seed=2, defect_rate=0.001)
     return path
 
 
 # Where July's files are while `datashare run` takes it, in the order they appear (a run
-# under load, polled every 5 ms: landed at 14.2 s; staging's temporary file opened at 14.4 s
-# and written from 16.7 s to 18.1 s; staged whole at 18.1 s; curated at 21.3 s, recorded as
-# published 40 ms later; the run ended at 30.3 s, after the catalog and marts). Each case
+# at load 16, polled every 5 ms: landed at 21.3 s; staging's temporary file written from
+# 22.2 s to 24.1 s; staged whole at 24.1 s; curated at 27.4 s; the run ended at 34.9 s,
+# after the catalog and marts; 150,000 rows once gave each phase two to three times as long
+# at a lower load, and cost more than a second of CPU more in each run). Each case
 # kills the run the moment its phase is seen, not after a fixed time: a sleep that outlasts
 # a run that got faster would kill nothing and pass without testing anything. The window
 # between the curated swap and its "published" event (tens of milliseconds) is too short
@@ -153,11 +162,11 @@ def test_a_killed_run_leaves_a_consistent_state_and_the_next_run_finishes(
     # whole, never half.
     months = dict(_count(home, "SELECT _period, count(*) FROM curated.stop_and_search GROUP BY 1"))
     assert months["2022-06"] + _quarantined(home, "2022-06") == 16_332
-    assert months.get("2022-07", 0) in (0, 150_000 - _quarantined(home, "2022-07"))
+    assert months.get("2022-07", 0) in (0, JULY_ROWS - _quarantined(home, "2022-07"))
 
     assert main(["run"]) == 0
     months = dict(_count(home, "SELECT _period, count(*) FROM curated.stop_and_search GROUP BY 1"))
-    assert months["2022-07"] + _quarantined(home, "2022-07") == 150_000
+    assert months["2022-07"] + _quarantined(home, "2022-07") == JULY_ROWS
     (statuses,) = _count(home, "SELECT list(status ORDER BY period) FROM governance.deliveries")
     assert statuses[0] == ["published", "published"]
 
