@@ -37,6 +37,7 @@ from pipelines.oversight.definition import Incremental, Mart, mart_yaml
 from pipelines.oversight.mart_queries import mart_sql, sql_string
 from pipelines.warehouse import reference
 from pipelines.warehouse.catalog import MONTH_COLUMN, MONTH_OF_PERIOD
+from pipelines.warehouse.record_cache import curated_by_delivery, plain_curated_files
 from schemas.contract import Contract
 
 # The connections `mart_runner.warehouse_connection` opened (by id, while open): only in
@@ -44,15 +45,22 @@ from schemas.contract import Contract
 _OWN_CONNECTIONS: set[int] = set()
 
 
-def own_connection(con: duckdb.DuckDBPyConnection) -> None:
+def own_connection(
+    con: duckdb.DuckDBPyConnection, lake: Lake | None = None, kept: Path | None = None
+) -> None:
     """`con` is the runner's own from now on: its curated views may be narrowed, and the
-    answers below are kept for it until `release_connection`."""
+    answers below are kept for it until `release_connection`. `lake` and `kept`: the lake
+    behind its warehouse and where what is read of the lake's files is kept
+    (`record_cache.cache_folder`), for the counts of the curated rows by period."""
     _OWN_CONNECTIONS.add(id(con))
+    if lake is not None and kept is not None:
+        _KEPT[id(con)] = (lake, kept)
 
 
 def release_connection(con: duckdb.DuckDBPyConnection) -> None:
     """Forget `con` and every answer kept for it (it is about to close)."""
     _OWN_CONNECTIONS.discard(id(con))
+    _KEPT.pop(id(con), None)
     _USED.pop(id(con), None)
     _OUTSIDE.pop(id(con), None)
     _REFERENCE.pop(id(con), None)
@@ -73,13 +81,30 @@ _USED: dict[int, dict[str, dict[str, list[list]]]] = {}
 _OUTSIDE: dict[int, dict[str, int]] = {}
 
 
+# Per open connection of this module's whose lake keeps what is read of its files: the lake
+# and the cache folder (`own_connection`).
+_KEPT: dict[int, tuple[Lake, Path]] = {}
+
+_USED_SQL = "SELECT _period, _delivery_id, {count} FROM {table} GROUP BY ALL ORDER BY ALL"
+
+
 def _used_by_period(con: duckdb.DuckDBPyConnection, contract: str) -> dict[str, list[list]]:
     cache = _USED.setdefault(id(con), {})
     if contract not in cache:
-        rows = con.execute(
-            f"SELECT _period, _delivery_id, count(*) FROM curated.{contract} "
-            "GROUP BY ALL ORDER BY ALL"
-        ).fetchall()
+        lake, kept = _KEPT.get(id(con), (None, None))
+        files = plain_curated_files(con, contract, lake) if lake is not None else None
+        if files is None:
+            sql = _USED_SQL.format(count="count(*)", table=f"curated.{contract}")
+            rows = con.execute(sql).fetchall()
+        else:
+            # What each month's file holds is kept while the file is unchanged: a scan of
+            # the whole view opened every month's file three times for one new month
+            # (issue 21, history row). The files the view reads, counted alike.
+            con.register("_used", curated_by_delivery(con, lake, kept, contract, files))
+            try:
+                rows = con.execute(_USED_SQL.format(count="sum(n)", table="_used")).fetchall()
+            finally:
+                con.unregister("_used")
         by_period: dict[str, list[list]] = {}
         for period, delivery, n in rows:
             by_period.setdefault(str(period), []).append([delivery, int(n)])

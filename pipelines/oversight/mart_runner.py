@@ -78,7 +78,7 @@ from pipelines.oversight.mart_queries import (
     sql_string,
 )
 from pipelines.warehouse.catalog import make_lake_readable
-from pipelines.warehouse.record_cache import kept_records, over_files
+from pipelines.warehouse.record_cache import cache_folder, kept_records, over_files
 from pipelines.warehouse.reference import create_reference
 from schemas.contract import Contract
 
@@ -173,7 +173,7 @@ def warehouse_connection(
 
     contracts = contracts or current_contracts()
     con = duckdb.connect()
-    own_connection(con)
+    own_connection(con, lake, cache_folder(Path(warehouse), lake) if lake is not None else None)
     _SOURCES[id(con)] = {}
     # A spill folder of this connection's own: two runs' DuckDBs would share file names.
     spill = tempfile.mkdtemp(prefix="datashare-marts-")
@@ -186,7 +186,30 @@ def warehouse_connection(
         governance = _table_names(con, "warehouse", "governance")
         con.execute("CREATE SCHEMA curated")
         con.execute("CREATE SCHEMA governance")
-        for name in sorted(present):
+        # The reference schema's views are made over empty tables of the curated schemas
+        # standing in for the curated views they read, which are put in after: making a
+        # view binds it, and `key_field_counts` bound over the curated views opened every
+        # month's file once per key field (issue 21, history row). A view is bound again
+        # whenever it is read, over what its names are then.
+        standing_in = _stand_ins(contracts, present)
+        for name, schema in standing_in.items():
+            con.register("_empty", pa.Table.from_batches([], schema))
+            con.execute(f"CREATE TABLE curated.{name} AS SELECT * FROM _empty")
+            con.unregister("_empty")
+        for name in sorted(present - set(standing_in)):
+            con.execute(f"CREATE VIEW curated.{name} AS SELECT * FROM warehouse.curated.{name}")
+        for contract in contracts.values():
+            tables = [contract.name] + ([f"{contract.name}_releases"] if contract.layout else [])
+            for name in tables:
+                if name not in present:
+                    con.register("_empty", pa.Table.from_batches([], curated_schema(contract)))
+                    con.execute(f"CREATE TABLE curated.{name} AS SELECT * FROM _empty")
+                    con.unregister("_empty")
+        # The mappings, targets and agreed values the marts' SQL reads, from the current
+        # files (a warehouse built earlier has its own copy, or none; this one counts).
+        create_reference(con, contracts, comments=False)
+        for name in sorted(standing_in):
+            con.execute(f"DROP TABLE curated.{name}")
             con.execute(f"CREATE VIEW curated.{name} AS SELECT * FROM warehouse.curated.{name}")
         for name in sorted(governance):
             kind = "TABLE" if records_once and name in RECORDS_READ_ONCE else "VIEW"
@@ -198,22 +221,26 @@ def warehouse_connection(
             con.execute(
                 f"CREATE {kind} governance.{name} AS SELECT * FROM warehouse.governance.{name}"
             )
-        for contract in contracts.values():
-            tables = [contract.name] + ([f"{contract.name}_releases"] if contract.layout else [])
-            for name in tables:
-                if name not in present:
-                    con.register("_empty", pa.Table.from_batches([], curated_schema(contract)))
-                    con.execute(f"CREATE TABLE curated.{name} AS SELECT * FROM _empty")
-                    con.unregister("_empty")
-        # The mappings, targets and agreed values the marts' SQL reads, from the current
-        # files (a warehouse built earlier has its own copy, or none; this one counts).
-        create_reference(con, contracts, comments=False)
         yield con
     finally:
         release_connection(con)
         _SOURCES.pop(id(con), None)
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
+
+
+def _stand_ins(contracts: dict[str, Contract], present: set[str]) -> dict[str, pa.Schema]:
+    """The curated views of `present` that the reference schema's views read (a contract's
+    table, or its releases), each with its contract's curated schema: the stand-ins
+    `warehouse_connection` makes them over."""
+    from pipelines.validation.row_validation import curated_schema  # pandera: not at start-up
+
+    found = {}
+    for contract in contracts.values():
+        for name in [contract.name] + ([f"{contract.name}_releases"] if contract.layout else []):
+            if name in present:
+                found[name] = curated_schema(contract)
+    return found
 
 
 def compute_mart(

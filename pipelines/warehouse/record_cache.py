@@ -20,6 +20,7 @@ import contextlib
 import fnmatch
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -30,7 +31,7 @@ import pyarrow.parquet as pq
 
 from pipelines.lake.register import BREACH_SCHEMA, DELIVERY_EVENT_SCHEMA, Register
 from pipelines.lake.store import FolderLake, Lake
-from pipelines.warehouse.catalog import GOVERNANCE_SOURCES
+from pipelines.warehouse.catalog import GOVERNANCE_SOURCES, MONTH_OF_PERIOD
 
 # Bumped when what is kept per file changes: a cache of another version is made again.
 CACHE_VERSION = 1
@@ -85,12 +86,47 @@ def quarantined_by_delivery(
     return _kept(con, lake, cache, "quarantine", pattern, _QUARANTINE_QUERY, _QUARANTINED)
 
 
+def curated_by_delivery(
+    con: duckdb.DuckDBPyConnection, lake: Lake, cache: Path | None, name: str, files: str
+) -> pa.Table:
+    """The rows of the curated files matching `files` (the path a plain curated view reads)
+    counted by file, `_period` and `_delivery_id` (`_file`, `_period`, `_delivery_id`, `n`):
+    what the marts' incremental plan compares with what a mart was computed from."""
+    return _kept(con, lake, cache, f"curated-{name}", files, _CURATED_QUERY, _DELIVERIES)
+
+
 def curated_by_period(
     con: duckdb.DuckDBPyConnection, lake: Lake, cache: Path | None, name: str, files: str
 ) -> pa.Table:
     """The rows of the curated files matching `files` (the path a plain curated view reads)
     counted by `_period` and file (`_file`, `_period`, `n`)."""
-    return _kept(con, lake, cache, f"curated-{name}", files, _CURATED_QUERY, _COUNTS)
+    by_delivery = curated_by_delivery(con, lake, cache, name, files)
+    con.register("_by_delivery", by_delivery)
+    try:
+        return con.sql(
+            "SELECT _file, _period, sum(n)::BIGINT AS n FROM _by_delivery GROUP BY ALL"
+        ).to_arrow_table()
+    finally:
+        con.unregister("_by_delivery")
+
+
+def plain_curated_files(
+    con: duckdb.DuckDBPyConnection, name: str, lake: Lake, catalog: str = "warehouse"
+) -> str | None:
+    """The files the attached warehouse's `curated.<name>` reads, when it is a plain view of
+    this lake's curated files (every row of every file matching one path, and `_month`): the
+    path, as `curated_by_delivery` takes it; None for a view of another shape (releases, the
+    latest snapshot), a table, or a view over another lake's files (a copied home)."""
+    rows = con.execute(
+        "SELECT sql FROM duckdb_views() WHERE database_name = ? AND schema_name = 'curated' "
+        "AND view_name = ?",
+        [catalog, name],
+    ).fetchall()
+    match = _PLAIN_VIEW.fullmatch(rows[0][0].strip()) if rows else None
+    if match is None or match.group("name") != name:
+        return None
+    files = match.group("files")
+    return files if files.startswith(lake.url_of("")) else None
 
 
 def kept_records(
@@ -115,11 +151,25 @@ _QUARANTINE_QUERY = (
     "SELECT _file, _delivery_id, count(*) AS n FROM read_parquet(?, union_by_name = false, "
     "hive_partitioning = false, filename = '_file') GROUP BY ALL"
 )
-_COUNTS = pa.schema([("_file", pa.string()), ("_period", pa.string()), ("n", pa.int64())])
+_DELIVERIES = pa.schema(
+    [
+        ("_file", pa.string()),
+        ("_period", pa.string()),
+        ("_delivery_id", pa.string()),
+        ("n", pa.int64()),
+    ]
+)
 _QUARANTINED = pa.schema([("_file", pa.string()), ("_delivery_id", pa.string()), ("n", pa.int64())])
 _CURATED_QUERY = (
-    "SELECT _file, _period, count(*) AS n FROM read_parquet(?, union_by_name = true, "
-    "hive_partitioning = false, filename = '_file') GROUP BY ALL"
+    "SELECT _file, _period, _delivery_id, count(*) AS n FROM read_parquet(?, "
+    "union_by_name = true, hive_partitioning = false, filename = '_file') GROUP BY ALL"
+)
+# A plain curated view, as the catalog makes one (`catalog._source` with `MONTH_OF_PERIOD`).
+_PLAIN_VIEW = re.compile(
+    r"CREATE VIEW curated\.(?P<name>\w+) AS SELECT \*, "
+    + re.escape(MONTH_OF_PERIOD)
+    + r" FROM read_parquet\('(?P<files>[^']*)', \(union_by_name = true\), "
+    r"\(hive_partitioning = false\)\);"
 )
 
 
@@ -139,6 +189,8 @@ def _kept(
     prefix = lake.url_of("")
     files = _listing(lake, pattern.removeprefix(prefix))
     known, kept = _load(cache / f"{kind}.parquet") if cache else ({}, None)
+    if kept is not None and not set(empty.names) <= set(kept.schema.names):
+        known, kept = {}, None  # (kept by a version that kept less of each file): read all
     fresh = sorted(k for k, stamp in files.items() if known.get(k) != stamp)
     unchanged = sorted(k for k, stamp in files.items() if known.get(k) == stamp)
     parts = []
