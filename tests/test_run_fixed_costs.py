@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import dagster as dg
@@ -103,3 +104,131 @@ def test_a_watched_program_returns_for_its_profiler_or_tracer_to_write():
             assert _leave(3) == 3
         finally:
             watch(None)
+
+
+class _RecordedHelper:
+    """Stands in for the great-expectations helper (`ge_process._Helper`): says when it
+    was started and stopped, and loads nothing."""
+
+    def __init__(self, said: list[str]) -> None:
+        self.said = said
+
+    def __call__(self, warm) -> _RecordedHelper:
+        self.said.append("helper started")
+        return self
+
+    def stop(self) -> None:
+        self.said.append("helper stopped")
+
+
+# `datashare run` as the program, its great-expectations helper replaced by one that writes
+# down, when it is started, whether the command line's sub-commands and the run's modules
+# were imported yet, and whether it was stopped.
+RUN_WITH_A_RECORDED_HELPER = """
+import atexit, json, sys
+from pipelines.validation import ge_process
+seen = {}
+class Recorded:
+    def __init__(self, warm):
+        modules = ("pipelines.cli.breaches", "pipelines.orchestration.pending_runs")
+        seen["started"] = [m for m in modules if m in sys.modules]
+    def stop(self):
+        seen["stopped"] = True
+ge_process._Helper = Recorded
+atexit.register(lambda: json.dump(seen, open(sys.argv[1], "w")))
+from pipelines.cli.main import main
+sys.exit(main(sys.argv[2:], as_program=True))
+"""
+
+
+def test_the_program_starts_loading_great_expectations_before_anything_else(
+    home: Settings, tmp_path: Path
+):
+    """`datashare run` as the program, with a file in the drop zone newer than anything the
+    register has taken, starts the great-expectations helper before it imports the
+    sub-commands' and the run's own modules (0.35 to 0.4 s of CPU, on the one-month run's
+    critical path: the helper's load is the longest thing it waits for), and ends it once
+    its plan says there is nothing to validate here (a file outside the layout). The next
+    run, with nothing new, starts none; nor do the other commands, nor `main` called by
+    another program."""
+    from pipelines.cli.main import _TAKEN, _command_of
+    from pipelines.lake.register import EVERY_CONTRACT
+
+    (home.dropzone / "notes.txt").write_text("not a delivery")
+    noted = tmp_path / "seen.json"
+    for seen in ({"started": [], "stopped": True}, {}):
+        done = subprocess.run(
+            [sys.executable, "-c", RUN_WITH_A_RECORDED_HELPER, str(noted), "--home",
+             str(home.home), "run", "--settle", "0"],
+            cwd=ROOT, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+        assert json.loads(noted.read_text()) == seen
+    assert "Nothing new in the drop zone" in done.stdout
+
+    assert _TAKEN == EVERY_CONTRACT  # the register's files, as the register names them
+    assert _command_of(["--home", "x", "run", "--settle", "0"]) == ("run", "x")
+    assert _command_of(["--home=x", "run"]) == ("run", "x")
+    assert _command_of(["run"]) == ("run", None)
+    assert _command_of(["--help"])[0] is None and _command_of([])[0] is None
+    assert _command_of(["--home", "x", "breaches", "list"]) == ("breaches", "x")
+
+
+def test_a_run_with_nothing_to_validate_ends_the_early_helper_once_it_has_planned(
+    home: Settings, monkeypatch: pytest.MonkeyPatch
+):
+    """A helper started early (`_checks_loading_early`) is ended as soon as the run's plan
+    says there is nothing to validate in this process, before anything else the run does
+    (the late check), once; called by another program, `main` starts none."""
+    from pipelines.cli.main import _checks_loading_early, cmd_run
+    from pipelines.orchestration import pending_runs
+    from pipelines.validation import ge_process
+
+    said: list[str] = []
+    monkeypatch.setattr(ge_process, "_Helper", _RecordedHelper(said))
+    planned = pending_runs.plan_intake
+    monkeypatch.setattr(
+        pending_runs, "plan_intake", lambda *a: said.append("planned") or planned(*a)
+    )
+    late = pending_runs._late
+    monkeypatch.setattr(pending_runs, "_late", lambda *a: said.append("late check") or late(*a))
+
+    with ExitStack() as early:
+        early.enter_context(_checks_loading_early())
+        assert cmd_run(home, checks_done=early.close) == 0
+    assert said[:3] == ["helper started", "planned", "helper stopped"]
+    assert said.count("helper started") == said.count("helper stopped") == 1
+    assert not ge_process.running()
+
+    said.clear()
+    assert main(["--home", str(home.home), "run"]) == 0
+    assert "helper started" not in said and "planned" in said
+
+
+@pytest.mark.usefixtures("ge_helper")
+def test_a_run_that_validates_here_says_its_checks_are_done_once_its_months_are(
+    home: Settings, real_stop_and_search: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A run validating its months in this process keeps the helper it was given until
+    those months are done, and says so then (`checks_done`, which ends a helper the program
+    started early), before the late check and the marts; once, however it ends."""
+    from pipelines.orchestration import pending_runs
+
+    said: list[str] = []
+    ran = pending_runs._execute_contract
+    monkeypatch.setattr(
+        pending_runs, "_execute_contract", lambda *a: said.append("months run") or ran(*a)
+    )
+    late = pending_runs._late
+    monkeypatch.setattr(pending_runs, "_late", lambda *a: said.append("late check") or late(*a))
+    from pipelines.cli.main import _new_files_likely
+
+    assert not _new_files_likely(str(home.home))
+    drop(home, "stop_and_search", "2022-06", real_stop_and_search)
+    assert _new_files_likely(str(home.home))
+
+    report = pending_runs.run_pending(home, checks_done=lambda: said.append("checks done"))
+    assert report.ok and len(report.months) == 1
+    assert said[:3] == ["months run", "checks done", "late check"]
+    assert said.count("checks done") == 1
+    assert not _new_files_likely(str(home.home))  # taken: the next run's guess is "nothing"

@@ -537,6 +537,7 @@ def _execute_all(
     report: RunReport,
     told: _Progress,
     at_most: int,
+    checks_done: Callable[[], None] = lambda: None,
 ) -> None:
     """Each contract's runs, `at_most` contracts at a time (the machine's cores, as the run
     queue has it): the contracts are independent, and each month holds its own lease.
@@ -544,14 +545,19 @@ def _execute_all(
     Side by side, each in a worker process that makes Dagster's definitions, opens the
     instance and imports great-expectations once for all the contracts it runs. Started
     afresh (spawned), not forked: a fork of a process whose polars or Arrow thread pools
-    are running can deadlock. Files outside the layout go first, here."""
+    are running can deadlock. Files outside the layout go first, here. `checks_done` is
+    called once this process will validate nothing more: at once when it validates nothing
+    (no month, or the contracts side by side), else when its months are done."""
     by_contract: dict[str, list[MonthRun]] = {}
     for run in runs:
         by_contract.setdefault(run.contract, []).append(run)
     done: list[tuple[str, _Done]] = []
     unfiled = by_contract.pop(UNFILED, None)
     at_once = min(at_most, len(by_contract), os.cpu_count() or 1)
+    if not (by_contract and at_once <= 1):
+        checks_done()
     with ExitStack() as early:
+        early.callback(checks_done)
         if by_contract and at_once <= 1:
             # The months are validated in this process: great-expectations, whose import is
             # most of a one-month run, loads meanwhile in a second one, on the other core.
@@ -618,12 +624,18 @@ def _execute_contracts(
 
 
 def run_pending(
-    settings: Settings, progress: Callable[[str], None] | None = None, *, compute_marts: bool = True
+    settings: Settings,
+    progress: Callable[[str], None] | None = None,
+    *,
+    compute_marts: bool = True,
+    checks_done: Callable[[], None] = lambda: None,
 ) -> RunReport:
     """Run every contract-month with new files; report what happened. `progress` is told
     of each contract as its months finish (a backfill of years is minutes, not silence).
     `compute_marts=False` leaves the oversight marts to a run that follows at once (the demo's
-    second pass), which computes each of them once instead of twice."""
+    second pass), which computes each of them once instead of twice. `checks_done` is
+    called as soon as this process will validate nothing more (a caller that started
+    great-expectations loading early ends it then: `pipelines.cli.main`)."""
     contracts = load_contracts()
     report = RunReport(settings, contracts)
     dagster = _dagster_for(settings)
@@ -644,6 +656,7 @@ def run_pending(
         report.manifests_seen = sum(f.manifest is not None for f in files)
         report.problems = [f"{f.relative} {reason}" for f, reason in plan.waiting]
     if plan is None:
+        checks_done()
         return report
 
     # One run per contract, for its pending months (per stretch of consecutive ones).
@@ -651,7 +664,9 @@ def run_pending(
     for name in sorted({contract for contract, _ in plan.pending}):
         pending = [p for contract, p in plan.pending if contract == name]
         runs += month_runs(name, pending, periods[name])
-    _execute_all(dagster, lake, runs, report, _Progress(progress, runs), settings.max_runs)
+    _execute_all(
+        dagster, lake, runs, report, _Progress(progress, runs), settings.max_runs, checks_done
+    )
 
     waiting = {(f.contract, f.period) for f, _ in plan.waiting}
     with _phase(report, "the late-delivery check"):
