@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import errno
 import gzip
 import hashlib
 import io
 import json
+import mmap
 import os
 import shutil
 import stat
@@ -742,22 +744,63 @@ def test_settings_keep_an_s3_drop_zone_as_a_url(tmp_path, monkeypatch):
 
 
 @settings(max_examples=30, deadline=None)
-@given(content=st.binary(max_size=3000), chunk=st.integers(min_value=1, max_value=700))
+@given(
+    content=st.binary(max_size=3000),
+    chunk=st.integers(min_value=1, max_value=700),
+    how=st.sampled_from(["streamed", "kernel copy", "no kernel copy"]),
+)
 def test_a_fetched_copy_and_its_hash_are_the_bytes_in_order_however_they_are_chunked(
-    content, chunk
+    content, chunk, how
 ):
-    """Each chunk is hashed in a second thread while it is written: the copy and its
-    SHA-256 are still those of the file's bytes in order, whatever the chunk size."""
+    """However a copy is made, the copy and its SHA-256 are those of the file's bytes in
+    order: streamed (an S3 drop zone's way: each chunk hashed in a second thread while it
+    is written, whatever the chunk size), copied by the kernel and hashed a window at a
+    time where it lies (a folder's), or by a folder where the kernel cannot copy."""
     import pipelines.intake.dropzone as dropzone
 
     with tempfile.TemporaryDirectory() as folder, pytest.MonkeyPatch.context() as mp:
         mp.setattr(dropzone, "CHUNK", chunk)
+        mp.setattr(dropzone, "HASH_WINDOW", mmap.ALLOCATIONGRANULARITY)  # several windows
+        if how == "no kernel copy":
+            mp.setattr(os, "copy_file_range", _no_copy_file_range)
         root = Path(folder) / "dropzone"
-        put(root, "stop_and_search/2025-01/jan.csv", content)
+        put(root, "stop_and_search/2025-01/jan.csv", content * 4)
         zone = FolderDropZone(root, settle_seconds=0)
         (drop,) = zone.deliveries("stop_and_search", "2025-01")
         dest = Path(folder) / "copy"
-        fetched = zone.fetch(drop, dest)
-        assert dest.read_bytes() == content
-        assert fetched.sha256 == hashlib.sha256(content).hexdigest()
+        fetch = dropzone.DropZone.fetch if how == "streamed" else FolderDropZone.fetch
+        fetched = fetch(zone, drop, dest)
+        assert dest.read_bytes() == content * 4
+        assert fetched.sha256 == hashlib.sha256(content * 4).hexdigest()
         assert fetched.copy_unchanged(dest)
+
+
+def _no_copy_file_range(*args, **kwargs):
+    raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+
+@pytest.mark.parametrize("kernel_copy", [True, False])
+def test_a_file_that_grows_while_the_kernel_copies_it_is_left_for_later(
+    tmp_path, monkeypatch, kernel_copy
+):
+    """A folder's file is copied by the kernel (or, where it cannot, read here): one that
+    changes meanwhile is not landed but left until it settles, both ways."""
+    source = tmp_path / "dropzone" / "stop_and_search/2025-01/jan.csv"
+    real, calls = os.copy_file_range, []
+
+    def growing(*args, **kwargs):
+        if not calls:
+            with open(source, "ab") as fh:  # the force's copy goes on
+                fh.write(b"more,rows\n")
+        calls.append(args)
+        if not kernel_copy:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real(*args, **kwargs)
+
+    engine = Engine(tmp_path)
+    put(engine.root, "stop_and_search/2025-01/jan.csv", delivery_bytes("2025-01"))
+    monkeypatch.setattr(os, "copy_file_range", growing)
+    result = engine.take("2025-01")
+    assert not result.received and not result.rejected
+    assert "changed while it was being read" in result.waiting[0]
+    assert engine.landing_files() == [] and engine.register.events() == []

@@ -1,8 +1,9 @@
 """The drop zone: where the force puts deliveries, laid out `<contract>/<YYYY-MM>/<file>`.
 
 Two kinds, one interface: a local folder (the default) and an S3 bucket and prefix
-(`s3://bucket/prefix`). Both list the same `DropFile` records and stream a file's bytes
-to a local file, hashing as they go, so memory stays flat at any file size.
+(`s3://bucket/prefix`). Both list the same `DropFile` records and copy a file's bytes
+to a local file with their SHA-256 (S3's streamed and hashed as they go; a folder's copied
+by the kernel and hashed where the copy lies), so memory stays flat at any file size.
 
 A file's `version` changes whenever its bytes may have: in a folder it is the size and the
 modification time in nanoseconds; in S3 it is the size and the ETag (a digest of the
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import mmap
 import os
 import re
 import stat
@@ -43,6 +45,7 @@ from pipelines.lake.object_store import InS3
 PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 MANIFEST_SUFFIX = ".manifest.json"
 CHUNK = 1 << 20
+HASH_WINDOW = 32 << 20  # bytes of the landing copy mapped at once to hash it
 MANIFEST_LIMIT = 1 << 20  # a manifest is a few dozen bytes; anything past 1 MB is not one
 
 LAYOUT = "<contract>/<YYYY-MM>/<file>"
@@ -343,18 +346,36 @@ class FolderDropZone(DropZone):
             with fh:
                 while chunk := fh.read(CHUNK):
                     yield chunk
-                after = os.fstat(fh.fileno())
-                if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (
-                    before.st_size,
-                    before.st_mtime_ns,
-                    before.st_ctime_ns,
-                ):
-                    raise ChangedWhileReading(
-                        f"{relative} changed while it was being read; it will be taken once "
-                        "it has settled"
-                    )
+                _check_settled(relative, before, os.fstat(fh.fileno()))
 
         return read(), f"{before.st_size}:{before.st_mtime_ns}"
+
+    def fetch(self, drop: DropFile, dest: Path) -> Fetched:
+        """As `DropZone.fetch`, with the bytes copied by the kernel (`copy_file_range`) and
+        the copy hashed where it lies: no pass of the file through this process's buffers
+        to write it. A 2M-row month (436 MB): 0.55-0.58 s of CPU to fetch, now 0.37-0.38."""
+        if drop.refusal:
+            raise drop.refusal
+        fd = self._open_inside(drop.relative)
+        with os.fdopen(fd, "rb") as src, open(dest, "w+b") as out:
+            before = os.fstat(fd)
+            try:
+                while os.copy_file_range(fd, out.fileno(), 1 << 30):
+                    pass
+            except OSError as exc:  # a file system or kernel without it: bytes through here
+                if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                    raise
+                os.lseek(fd, 0, os.SEEK_SET)
+                out.seek(0)
+                out.truncate()
+                while chunk := src.read(CHUNK):
+                    out.write(chunk)
+                out.flush()
+            _check_settled(drop.relative, before, os.fstat(fd))
+            # The hash is of the copy's own bytes, read back from the page cache.
+            digest = _sha256_of(out.fileno())
+            copy = copy_stamp(os.fstat(out.fileno()))
+        return Fetched(digest, f"{before.st_size}:{before.st_mtime_ns}", copy)
 
     def put(self, relative: str, source: Path) -> None:
         target = self.root / relative
@@ -362,6 +383,30 @@ class FolderDropZone(DropZone):
         tmp = target.with_name(f".{target.name}.part")
         tmp.write_bytes(Path(source).read_bytes())
         os.replace(tmp, target)
+
+
+def _check_settled(relative: str, before: os.stat_result, after: os.stat_result) -> None:
+    """ChangedWhileReading if the file's size or times moved while it was read."""
+    if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (
+        before.st_size,
+        before.st_mtime_ns,
+        before.st_ctime_ns,
+    ):
+        raise ChangedWhileReading(
+            f"{relative} changed while it was being read; it will be taken once it has settled"
+        )
+
+
+def _sha256_of(fd: int) -> str:
+    """The SHA-256 of a file, mapped a window at a time (resident memory stays flat)."""
+    digest = hashlib.sha256()
+    size = os.fstat(fd).st_size
+    for offset in range(0, size, HASH_WINDOW):
+        length = min(HASH_WINDOW, size - offset)
+        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+        with mmap.mmap(fd, length, flags=flags, prot=mmap.PROT_READ, offset=offset) as window:
+            digest.update(window)
+    return digest.hexdigest()
 
 
 def _refusal(path: Path, info: os.stat_result) -> RefusedFile | None:
