@@ -75,6 +75,7 @@ from schemas.row_checks import (
 
 READ_BLOCK_BYTES = 4 << 20  # Arrow reads ahead up to 32 blocks: 4 MB keeps that ~128 MB
 BATCH_BYTES = 16 << 20  # ~16 MB of CSV text per batch keeps memory flat at any file size
+NEWEST = pl.CompatLevel.newest()  # string views: cast to the file's strings in one copy
 SAMPLE_ROWS = 20  # row numbers kept per breach, enough for the force to find the pattern
 
 QUARANTINE_SCHEMA = pa.schema(
@@ -496,7 +497,7 @@ def validate_delivery(
                     curated = curated_long(contract, curated, values)
                 curated = curated.select(curated_writer.schema.names)
                 if curated.height:
-                    table = curated.to_arrow().cast(curated_writer.schema)
+                    table = curated.to_arrow(compat_level=NEWEST).cast(curated_writer.schema)
                     background.write(curated_writer, table)
                     if outcome.preview is None:
                         outcome.preview = curated.head(10)
