@@ -337,11 +337,11 @@ def _new_files_likely(home: str | None) -> bool:
     nor does one over S3, or one whose settings the parser will refuse."""
     try:
         settings = load_settings(home)
-    except Exception:
+        if settings.dropzone_is_s3 or settings.lake_is_s3:
+            return False
+        taken = max((p.stat().st_mtime_ns for p in Path(settings.lake).glob(_TAKEN)), default=0)
+    except Exception:  # (a file gone meanwhile, settings the parser will refuse): no guess
         return False
-    if settings.dropzone_is_s3 or settings.lake_is_s3:
-        return False
-    taken = max((p.stat().st_mtime_ns for p in Path(settings.lake).glob(_TAKEN)), default=0)
     for folder, _, files in os.walk(settings.dropzone):
         for name in files:
             with suppress(OSError):  # (gone meanwhile)
