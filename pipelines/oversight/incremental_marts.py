@@ -65,6 +65,7 @@ def release_connection(con: duckdb.DuckDBPyConnection) -> None:
     _OUTSIDE.pop(id(con), None)
     _REFERENCE.pop(id(con), None)
     _PERIOD_SOURCES.pop(id(con), None)
+    _VIEWS.pop(id(con), None)
 
 
 COMPUTED_FROM = b"datashare:computed_from"
@@ -92,7 +93,9 @@ def _used_by_period(con: duckdb.DuckDBPyConnection, contract: str) -> dict[str, 
     cache = _USED.setdefault(id(con), {})
     if contract not in cache:
         lake, kept = _KEPT.get(id(con), (None, None))
-        files = plain_curated_files(con, contract, lake) if lake is not None else None
+        files = None
+        if lake is not None:
+            files = plain_curated_files(_warehouse_views(con).get(contract), lake)
         if files is None:
             sql = _USED_SQL.format(count="count(*)", table=f"curated.{contract}")
             rows = con.execute(sql).fetchall()
@@ -553,6 +556,26 @@ def _period_source(
 
 # Per open connection of this module's, `_period_source`'s answers.
 _PERIOD_SOURCES: dict[int, dict[tuple, str | None]] = {}
+# Per open connection of this module's, the SQL of the attached warehouse's curated views.
+_VIEWS: dict[int, dict[str, str]] = {}
+
+
+def _warehouse_views(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """The SQL of each curated view of the warehouse attached to `con`, by name: read once
+    per connection of this module's (each read of DuckDB's list of views cost 3 ms of CPU,
+    and the marts of a month asked some twenty times); the warehouse is attached
+    read-only, so they do not change while it is open."""
+    if id(con) in _VIEWS:
+        return _VIEWS[id(con)]
+    views = dict(
+        con.execute(
+            "SELECT view_name, sql FROM duckdb_views() WHERE database_name = 'warehouse' "
+            "AND schema_name = 'curated'"
+        ).fetchall()
+    )
+    if id(con) in _OWN_CONNECTIONS:
+        _VIEWS[id(con)] = views
+    return views
 
 
 def _narrowed_source(
@@ -563,12 +586,8 @@ def _narrowed_source(
     the whole view's columns in its order; None where that cannot be said for sure (a view
     of another shape, or files whose columns the view does not list as they are) or where
     every period with rows is read, and the caller reads the whole view as before."""
-    rows = con.execute(
-        "SELECT sql FROM duckdb_views() WHERE database_name = 'warehouse' "
-        "AND schema_name = 'curated' AND view_name = ?",
-        [name],
-    ).fetchall()
-    match = _GLOB.search(rows[0][0]) if rows else None
+    text = _warehouse_views(con).get(name)
+    match = _GLOB.search(text) if text else None
     if match is None or known <= set(periods):
         return None  # (every period with rows: the whole view reads no more files)
     # The view's columns as DuckDB lists them (reading them opens no file): as bound when
@@ -586,7 +605,6 @@ def _narrowed_source(
     files = [glob.replace("period=*", f"period={p}") for p in sorted(set(periods) & known)]
     if not files:
         return shape
-    text = rows[0][0]
     select = text[text.index(" AS SELECT ") + len(" AS ") : match.start()]
     tail = text[match.end() :].rstrip().rstrip(";")
     listing = "[" + ", ".join(f"'{f}'" for f in files) + "]"

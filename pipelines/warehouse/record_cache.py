@@ -110,20 +110,14 @@ def curated_by_period(
         con.unregister("_by_delivery")
 
 
-def plain_curated_files(
-    con: duckdb.DuckDBPyConnection, name: str, lake: Lake, catalog: str = "warehouse"
-) -> str | None:
-    """The files the attached warehouse's `curated.<name>` reads, when it is a plain view of
-    this lake's curated files (every row of every file matching one path, and `_month`): the
-    path, as `curated_by_delivery` takes it; None for a view of another shape (releases, the
-    latest snapshot), a table, or a view over another lake's files (a copied home)."""
-    rows = con.execute(
-        "SELECT sql FROM duckdb_views() WHERE database_name = ? AND schema_name = 'curated' "
-        "AND view_name = ?",
-        [catalog, name],
-    ).fetchall()
-    match = _PLAIN_VIEW.fullmatch(rows[0][0].strip()) if rows else None
-    if match is None or match.group("name") != name:
+def plain_curated_files(sql: str | None, lake: Lake) -> str | None:
+    """The files a warehouse's view `curated.<name>` (its SQL, `sql`) reads, when it is a
+    plain view of this lake's curated files (every row of every file matching one path, and
+    `_month`): the path, as `curated_by_delivery` takes it; None for a view of another shape
+    (releases, the latest snapshot), no view, or a view over another lake's files (a copied
+    home)."""
+    match = _PLAIN_VIEW.fullmatch(sql.strip()) if sql else None
+    if match is None:
         return None
     files = match.group("files")
     return files if files.startswith(lake.url_of("")) else None
@@ -166,7 +160,7 @@ _CURATED_QUERY = (
 )
 # A plain curated view, as the catalog makes one (`catalog._source` with `MONTH_OF_PERIOD`).
 _PLAIN_VIEW = re.compile(
-    r"CREATE VIEW curated\.(?P<name>\w+) AS SELECT \*, "
+    r"CREATE VIEW curated\.\w+ AS SELECT \*, "
     + re.escape(MONTH_OF_PERIOD)
     + r" FROM read_parquet\('(?P<files>[^']*)', \(union_by_name = true\), "
     r"\(hive_partitioning = false\)\);"
