@@ -492,8 +492,12 @@ INSTANCE_QUERY = """
 """
 
 
-def _wait_for(what: str, ready: Callable[[], object], timeout: float, logs: list[Path]):
-    """Poll `ready` until it returns something true; fail with the services' logs."""
+def _wait_for(
+    what: str, ready: Callable[[], object], timeout: float, logs: list[Path], every: float = 0.5
+):
+    """Poll `ready` every `every` seconds until it returns something true; fail with the
+    services' logs. Each look at the instance is a PostgreSQL connection or more (Dagster's
+    storage connects for every query): four a second took CPU the services needed."""
     deadline = time.monotonic() + timeout
     while True:
         found = ready()
@@ -504,7 +508,7 @@ def _wait_for(what: str, ready: Callable[[], object], timeout: float, logs: list
                 f"{what}: not after {timeout:.0f}s\n"
                 + "\n".join(f"--- {log.name}\n{_tail(log)}" for log in logs)
             )
-        time.sleep(0.25)
+        time.sleep(every)
 
 
 def _webserver_ready(url: str) -> bool:

@@ -511,32 +511,39 @@ def test_two_workers_take_deliveries_and_a_killed_worker_loses_and_repeats_nothi
         # ... and a month of complaints once the sensor has asked for the stop-and-search
         # run (a run per contract still: the complaints' comes at a later tick), which the
         # queue then launches beside it.
-        _wait_for(
+        [run] = _wait_for(
             "the stop-and-search run asked for",
             lambda: instance.get_runs(filters=dg.RunsFilter(job_name=job), limit=1),
             TIMEOUT,
             logs,
         )
+        run_id = run.run_id
         client.upload_file(
             str(complaints_file), BUCKET, f"{prefix}/complaints/{COMPLAINTS_PERIOD}/c.csv"
         )
 
         # Kill the worker that runs the stop-and-search validation, once it has started it.
-        def validating() -> tuple[str, str, str] | None:
-            found = instance.get_runs(filters=dg.RunsFilter(job_name=job))
-            if not found:
-                return None
-            run_id = found[0].run_id
+        def validating() -> tuple[str, str] | None:
             started = _step_events(instance, run_id, dg.DagsterEventType.STEP_START)
             step = next((s for s in started if s.startswith("validated")), None)
             handed = _engine_workers(instance, run_id).get(step or "", [])
-            return (run_id, step, handed[0]) if step and handed else None
+            return (step, handed[0]) if step and handed else None
 
-        # Looked for often: a worker that has loaded everything validates the month in a
-        # second or two, and the kill must come while it does.
-        run_id, step, first = _wait_for(
-            "the validation step started", validating, TIMEOUT, logs, every=0.1
+        # Looked for often once the landing step is done, every half second before: each
+        # look is queries of the instance (a PostgreSQL connection each), and ten looks a
+        # second while the run was launched took CPU its start needed. The validation is
+        # sent at the run's next look at its steps, and a worker that has loaded everything
+        # validates the month in a second or two: the kill must come while it does.
+        _wait_for(
+            "the landing step done",
+            lambda: any(
+                s.startswith("landing")
+                for s in _step_events(instance, run_id, dg.DagsterEventType.STEP_SUCCESS)
+            ),
+            TIMEOUT,
+            logs,
         )
+        step, first = _wait_for("the validation step started", validating, TIMEOUT, logs, every=0.1)
         victim = first.split("@")[0]
         _kill_group(workers[victim])  # the worker and the step's process with it
         killed_at = time.monotonic()
