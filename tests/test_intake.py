@@ -747,7 +747,7 @@ def test_settings_keep_an_s3_drop_zone_as_a_url(tmp_path, monkeypatch):
 @given(
     content=st.binary(max_size=3000),
     chunk=st.integers(min_value=1, max_value=700),
-    how=st.sampled_from(["streamed", "kernel copy", "no kernel copy"]),
+    how=st.sampled_from(["streamed", "kernel copy", "no kernel copy", "no copy_file_range"]),
 )
 def test_a_fetched_copy_and_its_hash_are_the_bytes_in_order_however_they_are_chunked(
     content, chunk, how
@@ -755,14 +755,16 @@ def test_a_fetched_copy_and_its_hash_are_the_bytes_in_order_however_they_are_chu
     """However a copy is made, the copy and its SHA-256 are those of the file's bytes in
     order: streamed (an S3 drop zone's way: each chunk hashed in a second thread while it
     is written, whatever the chunk size), copied by the kernel and hashed a window at a
-    time where it lies (a folder's), or by a folder where the kernel cannot copy."""
+    time where it lies (a folder's), or by a folder where the kernel or the system cannot copy."""
     import pipelines.intake.dropzone as dropzone
 
     with tempfile.TemporaryDirectory() as folder, pytest.MonkeyPatch.context() as mp:
         mp.setattr(dropzone, "CHUNK", chunk)
         mp.setattr(dropzone, "HASH_WINDOW", mmap.ALLOCATIONGRANULARITY)  # several windows
-        if how == "no kernel copy":
+        if how == "no kernel copy":  # a file system that cannot
             mp.setattr(os, "copy_file_range", _no_copy_file_range)
+        elif how == "no copy_file_range":  # a system without it (macOS)
+            mp.delattr(os, "copy_file_range")
         root = Path(folder) / "dropzone"
         put(root, "stop_and_search/2025-01/jan.csv", content * 4)
         zone = FolderDropZone(root, settle_seconds=0)

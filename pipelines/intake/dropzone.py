@@ -359,12 +359,7 @@ class FolderDropZone(DropZone):
         fd = self._open_inside(drop.relative)
         with os.fdopen(fd, "rb") as src, open(dest, "w+b") as out:
             before = os.fstat(fd)
-            try:
-                while os.copy_file_range(fd, out.fileno(), 1 << 30):
-                    pass
-            except OSError as exc:  # a file system or kernel without it: bytes through here
-                if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-                    raise
+            if not _kernel_copy(fd, out.fileno()):  # then the bytes pass through here
                 os.lseek(fd, 0, os.SEEK_SET)
                 out.seek(0)
                 out.truncate()
@@ -395,6 +390,22 @@ def _check_settled(relative: str, before: os.stat_result, after: os.stat_result)
         raise ChangedWhileReading(
             f"{relative} changed while it was being read; it will be taken once it has settled"
         )
+
+
+def _kernel_copy(source: int, dest: int) -> bool:
+    """Copy the rest of `source` to `dest` in the kernel; False where the system cannot (no
+    `copy_file_range`, or a file system without it), leaving the caller to copy instead."""
+    copy = getattr(os, "copy_file_range", None)  # Linux only
+    if copy is None:
+        return False
+    try:
+        while copy(source, dest, 1 << 30):
+            pass
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise
+        return False
+    return True
 
 
 def _sha256_of(fd: int) -> str:
