@@ -747,7 +747,16 @@ def test_settings_keep_an_s3_drop_zone_as_a_url(tmp_path, monkeypatch):
 @given(
     content=st.binary(max_size=3000),
     chunk=st.integers(min_value=1, max_value=700),
-    how=st.sampled_from(["streamed", "kernel copy", "no kernel copy", "no copy_file_range"]),
+    how=st.sampled_from(
+        [
+            "streamed",
+            "kernel copy",
+            "no kernel copy",
+            "no copy_file_range",
+            "short kernel copy",
+            "no mmap",
+        ]
+    ),  # fmt: skip
 )
 def test_a_fetched_copy_and_its_hash_are_the_bytes_in_order_however_they_are_chunked(
     content, chunk, how
@@ -755,7 +764,9 @@ def test_a_fetched_copy_and_its_hash_are_the_bytes_in_order_however_they_are_chu
     """However a copy is made, the copy and its SHA-256 are those of the file's bytes in
     order: streamed (an S3 drop zone's way: each chunk hashed in a second thread while it
     is written, whatever the chunk size), copied by the kernel and hashed a window at a
-    time where it lies (a folder's), or by a folder where the kernel or the system cannot copy."""
+    time where it lies (a folder's), or by a folder where the kernel or the system cannot copy,
+    where the kernel's copy stops short (a 0 before the end, as some file systems give), or
+    where the file system refuses to map the copy (some FUSE mounts)."""
     import pipelines.intake.dropzone as dropzone
 
     with tempfile.TemporaryDirectory() as folder, pytest.MonkeyPatch.context() as mp:
@@ -765,6 +776,10 @@ def test_a_fetched_copy_and_its_hash_are_the_bytes_in_order_however_they_are_chu
             mp.setattr(os, "copy_file_range", _no_copy_file_range)
         elif how == "no copy_file_range":  # a system without it (macOS)
             mp.delattr(os, "copy_file_range")
+        elif how == "short kernel copy":  # a few bytes, then "the end"
+            mp.setattr(os, "copy_file_range", _short_copy_file_range(os.copy_file_range))
+        elif how == "no mmap":
+            mp.setattr(dropzone.mmap, "mmap", _no_mmap)
         root = Path(folder) / "dropzone"
         put(root, "stop_and_search/2025-01/jan.csv", content * 4)
         zone = FolderDropZone(root, settle_seconds=0)
@@ -779,6 +794,20 @@ def test_a_fetched_copy_and_its_hash_are_the_bytes_in_order_however_they_are_chu
 
 def _no_copy_file_range(*args, **kwargs):
     raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+
+def _short_copy_file_range(real):
+    calls = []
+
+    def short(source, dest, count, *args, **kwargs):
+        calls.append(count)
+        return real(source, dest, 7, *args, **kwargs) if len(calls) == 1 else 0
+
+    return short
+
+
+def _no_mmap(*args, **kwargs):
+    raise OSError(errno.ENODEV, "No such device")
 
 
 @pytest.mark.parametrize("kernel_copy", [True, False])

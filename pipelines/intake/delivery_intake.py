@@ -1,7 +1,8 @@
 """Intake: take each drop-zone file exactly once, by the SHA-256 of its bytes.
 
 A file version already taken (same path and `DropFile.version`) is skipped. New bytes are
-streamed to a private temporary file, hashed on the way, checked to be still the bytes
+copied to a private temporary file (by the kernel from a folder, streamed from S3) and
+hashed (the copy itself, or the bytes on the way), checked to be still the bytes
 hashed (the same file, size and times, which any write would move) and moved into the
 lake's landing area as an immutable (read-only) copy, then recorded as received. The
 same bytes again, under any name, are recorded as a duplicate and not processed.
@@ -44,7 +45,7 @@ UNFILED = "unfiled"  # the pseudo-contract of files outside the agreed layout
 
 
 class LandingCopyMismatch(RuntimeError):
-    """The landing copy is no longer the bytes hashed as they were read from the drop zone."""
+    """The landing copy is no longer the bytes that were hashed when it was fetched."""
 
 
 def sha256_of(fh: BinaryIO) -> str:
@@ -237,9 +238,10 @@ def _land(lake: Lake, tmp: Path, landing: str, fetched: Fetched, relative: str) 
         with lake.open(landing) as fh:
             if sha256_of(fh) == fetched.sha256:
                 return  # an earlier or racing intake landed the same bytes
-    # The copy was hashed as it was written, from the same buffers: it is those bytes as
-    # long as nothing has written to it since, which its stamp shows without reading the
-    # file a second time (a month of 2M rows is 436 MB: 0.3 to 0.5 s of CPU to hash again).
+    # The copy was hashed when it was fetched (its own bytes, or the same buffers as they
+    # were written): it is those bytes as long as nothing has written to it since, which
+    # its stamp shows without reading the file a second time (a month of 2M rows is
+    # 436 MB: 0.3 to 0.5 s of CPU to hash again).
     if not fetched.copy_unchanged(tmp):
         raise LandingCopyMismatch(
             f"landing copy of {relative} changed after it was hashed; it was not landed"

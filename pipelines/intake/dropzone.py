@@ -359,7 +359,11 @@ class FolderDropZone(DropZone):
         fd = self._open_inside(drop.relative)
         with os.fdopen(fd, "rb") as src, open(dest, "w+b") as out:
             before = os.fstat(fd)
-            if not _kernel_copy(fd, out.fileno()):  # then the bytes pass through here
+            # A kernel copy that stops short (a 0 from `copy_file_range` before the end, as
+            # some file systems give) is made again through reads: a landed prefix would
+            # be a delivery with rows missing and the hash of the prefix.
+            copied = _kernel_copy(fd, out.fileno())
+            if not copied or os.fstat(out.fileno()).st_size != before.st_size:
                 os.lseek(fd, 0, os.SEEK_SET)
                 out.seek(0)
                 out.truncate()
@@ -409,14 +413,21 @@ def _kernel_copy(source: int, dest: int) -> bool:
 
 
 def _sha256_of(fd: int) -> str:
-    """The SHA-256 of a file, mapped a window at a time (resident memory stays flat)."""
+    """The SHA-256 of a file, mapped a window at a time (resident memory stays flat), or
+    read a chunk at a time where the file system refuses to map it (some FUSE mounts)."""
     digest = hashlib.sha256()
     size = os.fstat(fd).st_size
-    for offset in range(0, size, HASH_WINDOW):
-        length = min(HASH_WINDOW, size - offset)
-        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-        with mmap.mmap(fd, length, flags=flags, prot=mmap.PROT_READ, offset=offset) as window:
-            digest.update(window)
+    try:
+        for offset in range(0, size, HASH_WINDOW):
+            length = min(HASH_WINDOW, size - offset)
+            flags = mmap.MAP_PRIVATE | getattr(mmap, "MAP_POPULATE", 0)
+            with mmap.mmap(fd, length, flags=flags, prot=mmap.PROT_READ, offset=offset) as window:
+                digest.update(window)
+    except OSError:
+        digest = hashlib.sha256()
+        os.lseek(fd, 0, os.SEEK_SET)
+        while chunk := os.read(fd, CHUNK):
+            digest.update(chunk)
     return digest.hexdigest()
 
 
