@@ -232,3 +232,19 @@ def test_a_run_that_validates_here_says_its_checks_are_done_once_its_months_are(
     assert said[:3] == ["months run", "checks done", "late check"]
     assert said.count("checks done") == 1
     assert not _new_files_likely(str(home.home))  # taken: the next run's guess is "nothing"
+    # What the drop zone's listing never takes makes no guess of "new" (an idle run would
+    # start the helper every time, nothing ever recording a later take): a desktop's
+    # dot-file, a partial upload, a manifest without its file.
+    zone = Path(home.dropzone)
+    (zone / ".DS_Store").write_bytes(b"\0")
+    (zone / "stop_and_search" / ".hidden").mkdir()
+    (zone / "stop_and_search" / ".hidden" / "x.csv").write_text("a\n")
+    (zone / "stop_and_search" / "2022-07").mkdir()
+    (zone / "stop_and_search" / "2022-07" / "jul.csv.manifest.json").write_text("{}")
+    assert not _new_files_likely(str(home.home))
+    # A file copied in with the force's own old modification time (`cp -p`, `rsync -t`)
+    # arrived now: the guess goes by when it arrived.
+    old = zone / "stop_and_search" / "2022-07" / "jul.csv"
+    old.write_text("a\n")
+    os.utime(old, ns=(0, 0))
+    assert _new_files_likely(str(home.home))

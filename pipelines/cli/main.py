@@ -330,22 +330,28 @@ _TAKEN = "governance/deliveries/contract=*/*.parquet"
 
 def _new_files_likely(home: str | None) -> bool:
     """Whether a run of `home` may have something to validate: its folder drop zone holds a
-    file modified after the register last recorded files taken. Only a guess at what the
-    run's plan will say, to start great-expectations loading early or not
+    file that arrived after the register last recorded files taken. Only a guess at what
+    the run's plan will say, to start great-expectations loading early or not
     (`_checks_loading_early`): a run that then finds months to validate starts it itself,
     later, as without it. So an idle run (the usual one, every few minutes) spawns nothing;
-    nor does one over S3, or one whose settings the parser will refuse."""
+    nor does one over S3, or one whose settings the parser will refuse. Arrival is the
+    inode's change time, which no copier can set back (`cp -p` and `rsync -t` keep the
+    force's modification times); what the drop zone's listing never takes (dot-files and
+    dot-folders, a manifest, which comes with its file) is not looked at."""
     try:
         settings = load_settings(home)
         if settings.dropzone_is_s3 or settings.lake_is_s3:
             return False
-        taken = max((p.stat().st_mtime_ns for p in Path(settings.lake).glob(_TAKEN)), default=0)
+        taken = max((p.stat().st_ctime_ns for p in Path(settings.lake).glob(_TAKEN)), default=0)
     except Exception:  # (a file gone meanwhile, settings the parser will refuse): no guess
         return False
-    for folder, _, files in os.walk(settings.dropzone):
+    for folder, folders, files in os.walk(settings.dropzone):
+        folders[:] = [f for f in folders if not f.startswith(".")]
         for name in files:
+            if name.startswith(".") or name.endswith(".manifest.json"):
+                continue
             with suppress(OSError):  # (gone meanwhile)
-                if os.stat(os.path.join(folder, name)).st_mtime_ns > taken:
+                if os.stat(os.path.join(folder, name)).st_ctime_ns > taken:
                     return True
     return False
 
