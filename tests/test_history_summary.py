@@ -337,3 +337,35 @@ def test_a_cache_of_other_column_types_is_read_again_whole(tmp_path):
     assert lines == _as_the_views(settings_.warehouse)
     assert "  governance.breaches: 9 rows" in lines
     assert pq.read_table(kept).schema.field("failing_rows").type == pa.int64()
+
+
+def test_a_cache_kept_by_the_previous_version_is_made_again(tmp_path):
+    """A home whose cache the previous version kept (version 1: the curated files' rows
+    without their deliveries) is counted as its views say, and its cache made again in
+    this version's form: its rows are never read as this version's."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    settings_, lake = _home(tmp_path, 3)
+    contracts = load_contracts()
+    assert run_summary.warehouse_counts(settings_, contracts) == _as_the_views(settings_.warehouse)
+    folder = record_cache.cache_folder(settings_.warehouse, lake)
+    (curated,) = folder.glob("curated-*.parquet")
+    for kept in folder.glob("*.parquet"):  # each as the previous version wrote it
+        table = pq.read_table(kept)
+        meta = json.loads(table.schema.metadata[record_cache._META])
+        if kept == curated:
+            table = table.drop_columns(["_delivery_id"])
+        meta["version"] = 1
+        pq.write_table(table.replace_schema_metadata({record_cache._META: json.dumps(meta)}), kept)
+    _month(lake, 3)
+    _written_earlier(lake)
+    lines = run_summary.warehouse_counts(settings_, contracts)
+    assert lines == _as_the_views(settings_.warehouse)
+    table = pq.read_table(curated)
+    assert "_delivery_id" in table.schema.names
+    assert (
+        json.loads(table.schema.metadata[record_cache._META])["version"]
+        == record_cache.CACHE_VERSION
+    )
