@@ -226,7 +226,7 @@ class _Session:
             analytics_enabled=False,
         )
         self.context = gx.get_context(mode="ephemeral", project_config=config)
-        self.lightened = _lighten_gx()
+        _lighten_gx()  # once per process (a second session finds it done)
         self.source = self.context.data_sources.add_pandas("delivery_profile")
         self.batches: dict[str, Any] = {}
 

@@ -75,7 +75,9 @@ from schemas.row_checks import (
 
 READ_BLOCK_BYTES = 4 << 20  # Arrow reads ahead up to 32 blocks: 4 MB keeps that ~128 MB
 BATCH_BYTES = 16 << 20  # ~16 MB of CSV text per batch keeps memory flat at any file size
-NEWEST = pl.CompatLevel.newest()  # string views: cast to the file's strings in one copy
+# String views, cast to the file's strings in one copy. (The engine makes no Categorical or
+# Enum column: a dictionary of string views would not cast to the file's strings.)
+NEWEST = pl.CompatLevel.newest()
 SAMPLE_ROWS = 20  # row numbers kept per breach, enough for the force to find the pattern
 
 QUARANTINE_SCHEMA = pa.schema(
