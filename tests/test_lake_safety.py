@@ -65,11 +65,12 @@ def june_published(_june_template, monkeypatch):
 
 
 # July's rows: enough that each phase below lasts long enough to be seen by a poll every 5
-# ms (the shortest, staging's file being written, half of what 150,000 rows gave: 1.9 s
-# against 3.8 s at load 16, so some hundreds of milliseconds on a quiet machine), no more:
-# the killed run and the next one each read them all. A killed run left to finish cost 9.1
-# s of CPU at 150,000 rows (its great-expectations helper included), 7.9 s at 50,000.
-JULY_ROWS = 50_000
+# ms (the shortest, staging's file being written), and that the month is two validation
+# batches (`row_validation.BATCH_BYTES`, 16 MB: 100,000 rows are ~21 MB), so that a kill
+# while staging can find one batch staged and the next not yet read; no more: the killed
+# run and the next one each read them all. A killed run left to finish cost 9.1 s of CPU
+# at 150,000 rows (its great-expectations helper included), 7.9 s at 50,000 (one batch).
+JULY_ROWS = 100_000
 
 
 @pytest.fixture(scope="module")

@@ -125,8 +125,9 @@ def assert_same_as_full(lake: Lake, warehouse: Path, names: list[str] = BY_MONTH
 
 def write_and_check(lake: Lake, warehouse: Path, names: list[str]) -> None:
     """The marts written as a run writes them (`write_marts`: one connection, the register
-    read once), then held to `assert_same_as_full` over the same connection."""
-    with warehouse_connection(warehouse, CONTRACTS, records_once=True) as con:
+    read once, the lake's kept record files for which deliveries each month holds), then
+    held to `assert_same_as_full` over the same connection."""
+    with warehouse_connection(warehouse, CONTRACTS, records_once=True, lake=lake) as con:
         for name in names:
             write_mart(name, con, lake, CONTRACTS)
         _same_as_full(lake, con, names)

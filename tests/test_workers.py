@@ -529,16 +529,17 @@ def test_two_workers_take_deliveries_and_a_killed_worker_loses_and_repeats_nothi
             handed = _engine_workers(instance, run_id).get(step or "", [])
             return (step, handed[0]) if step and handed else None
 
-        # Looked for often once the landing step is done, every half second before: each
+        # Looked for often once the landing step has started, every half second before: each
         # look is queries of the instance (a PostgreSQL connection each), and ten looks a
         # second while the run was launched took CPU its start needed. The validation is
         # sent at the run's next look at its steps, and a worker that has loaded everything
-        # validates the month in a second or two: the kill must come while it does.
+        # validates the month in a second or two: the kill must come while it does (so the
+        # quick looks begin before the landing step ends, not up to half a second after).
         _wait_for(
-            "the landing step done",
+            "the landing step started",
             lambda: any(
                 s.startswith("landing")
-                for s in _step_events(instance, run_id, dg.DagsterEventType.STEP_SUCCESS)
+                for s in _step_events(instance, run_id, dg.DagsterEventType.STEP_START)
             ),
             TIMEOUT,
             logs,
