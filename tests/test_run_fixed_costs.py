@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import shutil
 import subprocess
 import sys
 from contextlib import ExitStack
@@ -242,9 +243,10 @@ def test_a_run_that_validates_here_says_its_checks_are_done_once_its_months_are(
     (zone / "stop_and_search" / "2022-07").mkdir()
     (zone / "stop_and_search" / "2022-07" / "jul.csv.manifest.json").write_text("{}")
     assert not _new_files_likely(str(home.home))
-    # A file copied in with the force's own old modification time (`cp -p`, `rsync -t`)
-    # arrived now: the guess goes by when it arrived.
-    old = zone / "stop_and_search" / "2022-07" / "jul.csv"
-    old.write_text("a\n")
-    os.utime(old, ns=(0, 0))
-    assert _new_files_likely(str(home.home))
+    # A home copied whole (a backup restored, a home moved) is not guessed new: every
+    # file's change time is the copy's, its modification times are kept.
+    moved = Path(home.home).with_name("moved")
+    shutil.copytree(home.home, moved, symlinks=True)
+    for file in (moved / "dropzone").rglob("*"):
+        file.chmod(file.stat().st_mode)  # (its change time now, after the register's copy)
+    assert not _new_files_likely(str(moved))

@@ -334,15 +334,17 @@ def _new_files_likely(home: str | None) -> bool:
     the run's plan will say, to start great-expectations loading early or not
     (`_checks_loading_early`): a run that then finds months to validate starts it itself,
     later, as without it. So an idle run (the usual one, every few minutes) spawns nothing;
-    nor does one over S3, or one whose settings the parser will refuse. Arrival is the
-    inode's change time, which no copier can set back (`cp -p` and `rsync -t` keep the
-    force's modification times); what the drop zone's listing never takes (dot-files and
-    dot-folders, a manifest, which comes with its file) is not looked at."""
+    nor does one over S3, or one whose settings the parser will refuse. What the drop
+    zone's listing never takes (dot-files and dot-folders, a manifest, which comes with its
+    file) is not looked at. Modification times, not change times: a home copied or restored
+    whole has every file's change time new, and each idle run would start the helper. (A
+    file copied in with the force's old modification time, `cp -p`, is not guessed new:
+    its run starts the helper when it plans, as before.)"""
     try:
         settings = load_settings(home)
         if settings.dropzone_is_s3 or settings.lake_is_s3:
             return False
-        taken = max((p.stat().st_ctime_ns for p in Path(settings.lake).glob(_TAKEN)), default=0)
+        taken = max((p.stat().st_mtime_ns for p in Path(settings.lake).glob(_TAKEN)), default=0)
     except Exception:  # (a file gone meanwhile, settings the parser will refuse): no guess
         return False
     for folder, folders, files in os.walk(settings.dropzone):
@@ -351,7 +353,7 @@ def _new_files_likely(home: str | None) -> bool:
             if name.startswith(".") or name.endswith(".manifest.json"):
                 continue
             with suppress(OSError):  # (gone meanwhile)
-                if os.stat(os.path.join(folder, name)).st_ctime_ns > taken:
+                if os.stat(os.path.join(folder, name)).st_mtime_ns > taken:
                     return True
     return False
 
