@@ -352,8 +352,9 @@ def _new_files_likely(home: str | None) -> bool:
         for name in files:
             if name.startswith(".") or name.endswith(".manifest.json"):
                 continue
+            # The entry itself, never what a link names (it may be outside the drop zone).
             with suppress(OSError):  # (gone meanwhile)
-                if os.stat(os.path.join(folder, name)).st_mtime_ns > taken:
+                if os.lstat(os.path.join(folder, name)).st_mtime_ns > taken:
                     return True
     return False
 
