@@ -330,7 +330,7 @@ _TAKEN = "governance/deliveries/contract=*/*.parquet"
 
 def _new_files_likely(home: str | None) -> bool:
     """Whether a run of `home` may have something to validate: its folder drop zone holds a
-    file that arrived after the register last recorded files taken. Only a guess at what
+    file modified after the register last recorded files taken. Only a guess at what
     the run's plan will say, to start great-expectations loading early or not
     (`_checks_loading_early`): a run that then finds months to validate starts it itself,
     later, as without it. So an idle run (the usual one, every few minutes) spawns nothing;
