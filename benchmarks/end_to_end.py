@@ -75,6 +75,10 @@ class Row:
 
 def timed(cmd: list[str], env: dict | None = None) -> Measure:
     """Wall seconds and peak resident memory of one process, as a user would start it."""
+    # Files this script has just written (a 2M-row month is 417 MB) are still being written
+    # back to disk for some seconds: untimed, flush them first, so that neither the run nor
+    # DuckDB's copy pays for the other's writeback (a user's file arrived long before).
+    os.sync()
     with tempfile.NamedTemporaryFile("r", suffix=".time") as stats:
         start = time.perf_counter()
         done = subprocess.run(
