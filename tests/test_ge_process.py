@@ -4,7 +4,9 @@ helper that dies or cannot load never skips a delivery's dataset checks."""
 
 from __future__ import annotations
 
+import functools
 import gc
+import importlib
 import json
 import logging
 import re
@@ -29,8 +31,12 @@ from tests.test_dataset_expectations import HISTORY, _file, _profile, _visible_t
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _cannot_load() -> None:
-    raise ImportError("great_expectations is broken here")
+# A helper's start that fails as a broken install does (the import raises), and one with
+# nothing to load: made of the standard library's callables, which a spawned helper
+# unpickles without importing this module (with the modules it imports, half a second of
+# CPU in each helper that needed neither).
+_CANNOT_LOAD = functools.partial(importlib.import_module, "great_expectations_is_broken_here")
+_NO_OP = object  # called with nothing: an object made, nothing loaded
 
 
 def _half_volume(contract, lake):
@@ -98,8 +104,9 @@ def test_a_killed_helper_means_the_checks_run_here_and_the_log_says_so(
 def test_a_helper_that_cannot_load_fails_loudly_and_the_checks_still_run(
     stop_and_search, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
-    with ge_process.loading_early(_cannot_load):
-        with pytest.raises(ge_process.HelperFailed, match="great_expectations is broken here"):
+    with ge_process.loading_early(_CANNOT_LOAD):
+        broken = "No module named 'great_expectations_is_broken_here'"
+        with pytest.raises(ge_process.HelperFailed, match=broken):
             ge_process.call(len, "x")
         with caplog.at_level(logging.ERROR):
             breaches, page = _half_volume(stop_and_search, FolderLake(tmp_path / "lake"))
@@ -200,15 +207,11 @@ def test_the_helper_judges_every_delivery_as_this_process_does(
     assert found[0] == found[1]
 
 
-def _no_op() -> None:
-    """A helper's start with nothing to load."""
-
-
 def test_tasks_sent_ahead_are_worked_on_while_this_process_goes_on():
     # A backfill sends a month's dataset checks and goes on to the next month's rows: the
     # send must not wait for the work, and each answer must reach its own task, whatever
     # order they are taken in.
-    with ge_process.loading_early(_no_op):
+    with ge_process.loading_early(_NO_OP):
         sent = time.perf_counter()
         slow = ge_process.submit(time.sleep, 1.0)
         short, longer = ge_process.submit(len, "ab"), ge_process.submit(len, "abcd")
@@ -226,7 +229,7 @@ def test_a_task_says_whether_its_answer_has_come_without_waiting_for_it():
     # A backfill finishes a month as soon as great-expectations has judged it, and checks
     # the next months' rows meanwhile: asking must not wait, and must not lose answers.
     # Helpers of its own: the module's shared one (`helper`) must not be killed here.
-    own = ge_process._Helper(_no_op)
+    own = ge_process._Helper(_NO_OP)
     try:
         slow = own.submit(time.sleep, 1.0)
         after = own.submit(len, "abc")
@@ -237,7 +240,7 @@ def test_a_task_says_whether_its_answer_has_come_without_waiting_for_it():
         assert slow.ready() and slow.result() is None
     finally:
         own.stop()
-    dying = ge_process._Helper(_no_op)
+    dying = ge_process._Helper(_NO_OP)
     try:
         gone = dying.submit(time.sleep, 30)
         dying.process.kill()
