@@ -1,10 +1,13 @@
 """Storage analysts can trust: kills, open connections, rebuilds, retention, the audit log."""
 
+import json
 import os
+import select
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -29,17 +32,98 @@ def _count(settings, sql: str):
         return con.execute(sql).fetchall()
 
 
-def _datashare(home, *args: str, **kwargs) -> subprocess.Popen:
+# The killed runs' processes: each is `datashare run` as its script runs it (`program()`:
+# the command line, the home in its environment, a session of its own that the kill takes
+# whole, its own great-expectations helper), forked from one process that imported what a
+# run imports before it plans (Dagster, the CLI, the definitions: what Dagster's forkserver
+# preloads for a launched run's steps, which starts no thread pool to be copied half-held)
+# instead of a new interpreter importing them again for each kill (1.5 to 2 s of CPU each).
+_FORKER = """
+import json, os, signal, sys
+# SIGINT and SIGTERM as a user's shell gives them, not as this test process may have them
+# (after Dagster ran here, under pytest-xdist, SIGTERM is ignored, and so it would be in
+# the run's `tail -F` of each step's log: Dagster would wait 30 s for it to end).
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
+import pipelines.cli.main, pipelines.orchestration.definitions
+import pipelines.orchestration.pending_runs
+print("ready", flush=True)
+for line in sys.stdin:
+    asked = json.loads(line)
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        quiet = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(quiet, fd)
+        os.chdir(asked["cwd"])
+        os.environ.clear()
+        os.environ.update(asked["env"])
+        sys.argv = ["datashare", *asked["argv"]]
+        try:
+            code = pipelines.cli.main.program()
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else 1
+        except BaseException:
+            code = 1
+        os._exit(code)
+    print(pid, flush=True)
+    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+os._exit(0)  # asked to end: no teardown of what it imported (seconds, for nothing)
+"""
+
+
+class _Forked:
+    """A process the forker made, as much of `subprocess.Popen` as the kill tests use: its
+    pid (its process group's too), and its exit status once the forker has reaped it."""
+
+    def __init__(self, forker: subprocess.Popen) -> None:
+        self._out = forker.stdout.fileno()
+        self._said = b""
+        self.pid = int(self._line(None))
+        self.returncode: int | None = None
+
+    def _line(self, timeout: float | None) -> bytes | None:
+        while b"\n" not in self._said:
+            if not select.select([self._out], [], [], timeout)[0]:
+                return None
+            more = os.read(self._out, 64)
+            assert more, "the forker ended"
+            self._said += more
+        line, self._said = self._said.split(b"\n", 1)
+        return line
+
+    def poll(self) -> int | None:
+        if self.returncode is None and (line := self._line(0)) is not None:
+            self.returncode = int(line)
+        return self.returncode
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            self.returncode = int(self._line(None))
+        return self.returncode
+
+
+@pytest.fixture(scope="module")
+def _forker() -> Iterator[subprocess.Popen]:
+    forker = subprocess.Popen(
+        [sys.executable, "-c", _FORKER], cwd=REPO_ROOT, stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert forker.stdout.readline() == b"ready\n", "the forker did not start"
+        yield forker
+    finally:
+        forker.stdin.close()  # its loop ends, and it with it
+        forker.wait(timeout=60)
+
+
+def _datashare(forker: subprocess.Popen, home, *args: str) -> _Forked:
     env = {**os.environ, "DATASHARE_HOME": str(home.home), "DAGSTER_HOME": str(home.dagster_home)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli.main", *args],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        **kwargs,
-    )
+    asked = {"argv": list(args), "env": env, "cwd": str(REPO_ROOT)}
+    forker.stdin.write(json.dumps(asked).encode() + b"\n")
+    forker.stdin.flush()
+    return _Forked(forker)
 
 
 # Each test's whole-pipeline first run is the same, and costs seconds: made once for the
@@ -126,7 +210,7 @@ def _curated(lake: Path) -> bool:
     return (lake / "curated" / Path(*JULY) / "data.parquet").exists()
 
 
-def _kill_when(process: subprocess.Popen, lake: Path, phase) -> bool:
+def _kill_when(process: _Forked, lake: Path, phase) -> bool:
     """Kill `process`'s group the moment `phase(lake)` holds; False if the run ended first
     (or never showed the phase within five minutes)."""
     deadline = time.monotonic() + 300
@@ -144,14 +228,14 @@ def _kill_when(process: subprocess.Popen, lake: Path, phase) -> bool:
 
 @pytest.mark.parametrize("phase", [_landed, _staging, _staged, _curated], ids=lambda f: f.__name__)
 def test_a_killed_run_leaves_a_consistent_state_and_the_next_run_finishes(
-    june_published, _july_delivery, phase, capsys
+    june_published, _july_delivery, _forker, phase, capsys
 ):
     # Last month (the real June 2022) is published; this month's delivery is in flight when
     # the process dies.
     home = june_published
     drop(home, "stop_and_search", "2022-07", _july_delivery)
 
-    process = _datashare(home, "run")
+    process = _datashare(_forker, home, "run")
     seen = _kill_when(process, home.lake, phase)
     process.wait()
     # The phase was seen and the kill is what ended the run (a run that finished before
