@@ -11,6 +11,7 @@ page looked at is kept as a screenshot.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import signal
@@ -20,7 +21,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from urllib.parse import urljoin
 
 import duckdb
@@ -29,7 +30,7 @@ import pytest
 from pipelines.desk.users import UserStore
 from tests.breach_homes import seeded_home
 from tests.browser import VIEWPORT, chromium_browser, screenshots_dir
-from tests.conftest import make_home
+from tests.conftest import SharedGreatExpectations, make_home
 
 pytestmark = pytest.mark.slow
 PASSWORD = "correct horse battery"
@@ -166,10 +167,43 @@ def _count(home, sql: str) -> int:
         return con.execute(sql).fetchone()[0]
 
 
-# The lead's and the viewer's tests share one desk and one Chromium, for their class only:
-# both are gone before any other test runs, as they must be before a test runs Dagster in
-# this thread (a Chromium kept open holds Playwright's event loop in it, and Dagster's run
-# then leaves a coroutine never awaited).
+# The module's tests share one Chromium (a launch, with Playwright's driver, is about two
+# seconds of CPU), each test's pages in contexts of their own. It starts once the engineer's
+# run is over: a Chromium kept open holds Playwright's event loop in this thread, and a
+# Dagster run in it then leaves a coroutine never awaited. So the engineer's run is the
+# module's first step (`engineer_desk`), whichever test comes first.
+
+
+@pytest.fixture(scope="module")
+def engineer_desk(
+    tmp_path_factory: pytest.TempPathFactory,
+    real_stop_and_search,
+    ge_helper_process: SharedGreatExpectations,
+) -> Iterator[tuple[object, str]]:
+    """The real June 2022 file through `datashare run` (in this process, with the worker's
+    great-expectations helper), with the address of a desk on that home set; the home, and
+    that desk's address, served until the module ends (the desk in this process: its
+    command is the lead's). Dagster's instance is the home's meanwhile."""
+    from pipelines.cli.main import main
+    from tests.conftest import drop
+
+    with pytest.MonkeyPatch.context() as patch:
+        home = make_home(tmp_path_factory.mktemp("engineer-home"), patch)
+        drop(home, "stop_and_search", "2022-06", real_stop_and_search)
+        UserStore(home.home).add("victor", "viewer", PASSWORD)
+        with desk_in_this_process(home) as url:
+            with pytest.MonkeyPatch.context() as run_env, ge_helper_process.installed():
+                run_env.setenv("DATASHARE_DESK_URL", url)
+                with redirect_stdout(io.StringIO()):
+                    assert main(["run", "--settle", "0"]) == 0
+            yield home, url
+
+
+@pytest.fixture(scope="module")
+def chromium(engineer_desk):
+    """One Chromium for the module's tests, once the engineer's run is over (above)."""
+    with chromium_browser() as browser:
+        yield browser
 
 
 @pytest.fixture(scope="class")
@@ -185,14 +219,6 @@ def seeded_desk(tmp_path_factory: pytest.TempPathFactory):
         store.add("victor", "viewer", PASSWORD)
         with running_desk(home) as url:
             yield home, ids, url
-
-
-@pytest.fixture(scope="class")
-def chromium():
-    """One Chromium for the class's tests (a launch is about a second of CPU); each test's
-    pages are in contexts of their own (`browser_pages`)."""
-    with chromium_browser() as browser:
-        yield browser
 
 
 class TestOneDeskForALeadAndAViewer:
@@ -310,57 +336,45 @@ class TestOneDeskForALeadAndAViewer:
         )
 
 
-@pytest.mark.usefixtures("ge_helper")  # the worker's great-expectations helper (conftest)
-def test_an_engineer_opens_a_months_data_docs_from_dagster_on_the_desk(
-    home, real_stop_and_search, monkeypatch
-):
+def test_an_engineer_opens_a_months_data_docs_from_dagster_on_the_desk(engineer_desk, chromium):
     """The real June 2022 file through `datashare run`; with the desk's address set, the
     month's `data_docs` link in Dagster is the desk's page (both of the month's checks carry
     it too), served with its stylesheets from the lake, and it works in chromium though
     sandboxed: styled, its table drawn by its scripts, its rows links to the checks."""
     import dagster as dg
 
-    from pipelines.cli.main import main
-    from tests.conftest import drop
-
-    drop(home, "stop_and_search", "2022-06", real_stop_and_search)
-    UserStore(home.home).add("victor", "viewer", PASSWORD)
-    with desk_in_this_process(home) as url:
-        monkeypatch.setenv("DATASHARE_DESK_URL", url)
-        assert main(["run", "--settle", "0"]) == 0
-        event = dg.DagsterInstance.get().get_latest_materialization_event(
-            dg.AssetKey(["validated", "stop_and_search"])
+    home, url = engineer_desk
+    instance = dg.DagsterInstance.get()
+    assert instance.root_directory == str(home.home / "dagster")
+    event = instance.get_latest_materialization_event(dg.AssetKey(["validated", "stop_and_search"]))
+    link = event.asset_materialization.metadata["data_docs"].value
+    assert link.startswith(f"{url}/docs/contract=stop_and_search/period=2022-06/"), link
+    # Both of the month's checks carry the same link, so the check is one click from it.
+    for check in ("contract_conformance", "breaches_to_follow_up"):
+        (record,) = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(dg.AssetKey(["validated", "stop_and_search"]), check), limit=1
         )
-        link = event.asset_materialization.metadata["data_docs"].value
-        assert link.startswith(f"{url}/docs/contract=stop_and_search/period=2022-06/"), link
-        # Both of the month's checks carry the same link, so the check is one click from it.
-        instance = dg.DagsterInstance.get()
-        for check in ("contract_conformance", "breaches_to_follow_up"):
-            (record,) = instance.event_log_storage.get_asset_check_execution_history(
-                dg.AssetCheckKey(dg.AssetKey(["validated", "stop_and_search"]), check), limit=1
-            )
-            evaluation = record.event.dagster_event.event_specific_data
-            assert evaluation.metadata["data_docs"].value == link, check
-        # Chromium once Dagster's run is over (Playwright's event loop then runs here).
-        with chromium_browser() as browser, browser_pages(url, browser) as new_page:
-            page = new_page()
-            _sign_in(page, url, "victor")
-            # The page and each stylesheet it names, as the desk serves them (signed in).
-            served = page.request.get(link)
-            assert served.status == 200
-            assert served.headers["content-type"].startswith("text/html")
-            styles = re.findall(r'href="([^"]+\.css)"', served.text())
-            assert styles
-            for href in styles:
-                css_url = urljoin(link, href)
-                assert css_url.startswith(f"{url}/docs/")
-                css = page.request.get(css_url)
-                assert css.status == 200 and css.headers["content-type"].startswith("text/css")
-            page.goto(link)
-            page.wait_for_load_state("networkidle")
-            assert "Dataset checks" in page.locator("body").inner_text()
-            # Bootstrap's CSS applied (from docs/_static), and the page's scripts ran.
-            assert page.evaluate("typeof window.jQuery") == "function"
-            assert page.evaluate("window.origin") == "null"  # sandboxed: an origin of its own
-            _shot(page, "data-docs")
-            assert page.blocked == []
+        evaluation = record.event.dagster_event.event_specific_data
+        assert evaluation.metadata["data_docs"].value == link, check
+    with browser_pages(url, chromium) as new_page:
+        page = new_page()
+        _sign_in(page, url, "victor")
+        # The page and each stylesheet it names, as the desk serves them (signed in).
+        served = page.request.get(link)
+        assert served.status == 200
+        assert served.headers["content-type"].startswith("text/html")
+        styles = re.findall(r'href="([^"]+\.css)"', served.text())
+        assert styles
+        for href in styles:
+            css_url = urljoin(link, href)
+            assert css_url.startswith(f"{url}/docs/")
+            css = page.request.get(css_url)
+            assert css.status == 200 and css.headers["content-type"].startswith("text/css")
+        page.goto(link)
+        page.wait_for_load_state("networkidle")
+        assert "Dataset checks" in page.locator("body").inner_text()
+        # Bootstrap's CSS applied (from docs/_static), and the page's scripts ran.
+        assert page.evaluate("typeof window.jQuery") == "function"
+        assert page.evaluate("window.origin") == "null"  # sandboxed: an origin of its own
+        _shot(page, "data-docs")
+        assert page.blocked == []
