@@ -359,17 +359,21 @@ def create_reference(
                 f"{age} NULL::HUGEINT AS population WHERE false"
             )
     if comments:
+        # Every object's columns in one query: `duckdb_columns()` costs the same however few
+        # it is asked about (a query per object was eleven, 2 ms each, in every build).
+        columns: dict[str, list[str]] = {}
+        for table, column in con.execute(
+            "SELECT table_name, column_name FROM duckdb_columns() WHERE schema_name = ? "
+            "AND database_name = current_database() ORDER BY table_name, column_index",
+            [SCHEMA],
+        ).fetchall():
+            columns.setdefault(table, []).append(column)
         for name, text in COMMENTS.items():
             kind = (
                 "VIEW" if name.startswith("population") or name == "key_field_counts" else "TABLE"
             )
             escaped = text.replace("'", "''")
             con.execute(f"COMMENT ON {kind} {SCHEMA}.{name} IS '{escaped}'")
-            columns = con.execute(
-                "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? "
-                "AND table_name = ? AND database_name = current_database()",
-                [SCHEMA, name],
-            ).fetchall()
-            for (column,) in columns:
+            for column in columns.get(name, []):
                 escaped = COLUMN_COMMENTS[column].replace("'", "''")
                 con.execute(f"COMMENT ON COLUMN {SCHEMA}.{name}.{column} IS '{escaped}'")
