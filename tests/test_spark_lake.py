@@ -64,8 +64,11 @@ ARCHIVE_FOLDER = "spark-class-archive"
 
 def _archive_name() -> str:
     """The class archive's file name for this JVM, these jars and JVM_OPTIONS."""
+    import pyspark  # wherever it is installed: beside the venv (SPARK_SITE) or in it
+
     java_home = Path(os.path.realpath(shutil.which("java") or "java")).parent.parent
-    files = [*java_home.glob("lib/server/*"), *(SPARK_SITE / "pyspark" / "jars").glob("*.jar")]
+    jars = Path(pyspark.__file__).parent / "jars"
+    files = [*java_home.glob("lib/server/*"), *jars.glob("*.jar")]
     stamp = [JVM_OPTIONS] + [
         f"{f}:{s.st_size}:{s.st_mtime_ns}" for f in sorted(files) for s in [f.stat()]
     ]
