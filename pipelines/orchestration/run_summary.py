@@ -27,8 +27,8 @@ from pipelines.warehouse.record_cache import (
     cache_folder,
     curated_by_period,
     delivery_events,
-    over_files,
     quarantined_by_delivery,
+    reads_lake,
 )
 from schemas.contract import Contract
 
@@ -50,7 +50,7 @@ def warehouse_counts(settings: Settings, contracts: dict[str, Contract]) -> list
     lake = open_lake(settings.lake)
     cache = cache_folder(settings.warehouse, lake)
     lines = []
-    with _counting_connection(settings.warehouse, lake, cache) as con:
+    with _counting_connection(settings.warehouse, lake, cache) as (con, by_delivery):
         # (A view over another lake's files, as in a copied home not yet rebuilt, is counted
         # as a view: what it reads is not this lake's.)
         here = lake.url_of("")
@@ -68,7 +68,6 @@ def warehouse_counts(settings: Settings, contracts: dict[str, Contract]) -> list
                     f"SELECT count(*), count(DISTINCT _period) FROM warehouse.curated.{name}"
                 ).fetchall()
             lines.append(f"  curated.{name}: {rows:,} rows over {months} month(s)")
-        by_delivery = over_files(con, "quarantine_history", lake)
         for table in ("deliveries", "quarantine", "breaches"):
             # governance.quarantine is made here over each file's rows by delivery (`n`).
             what = "coalesce(sum(n), 0)" if table == "quarantine" and by_delivery else "count(*)"
@@ -96,18 +95,28 @@ def open_breaches(con: duckdb.DuckDBPyConnection) -> str:
 @contextmanager
 def _counting_connection(
     warehouse: Path, lake: Lake, cache: Path | None
-) -> Iterator[duckdb.DuckDBPyConnection]:
+) -> Iterator[tuple[duckdb.DuckDBPyConnection, bool]]:
     """An in-memory DuckDB with `warehouse.duckdb` attached read-only (as `warehouse`), in
     which `governance.<view>` is the warehouse's own view, made again from the SQL the
     warehouse keeps for it, over the register's records: the delivery events as the
     register read them, the breach records and quarantined rows by delivery from the
-    cache (`pipelines.warehouse.record_cache`), the rest copied from the warehouse."""
+    cache (`pipelines.warehouse.record_cache`), the rest copied from the warehouse. With it,
+    whether `governance.quarantine_history` is made of the rows by delivery (a view over
+    the lake's files in the warehouse) rather than copied as it is."""
     con = duckdb.connect()
     try:
         path = str(warehouse).replace("'", "''")
         con.execute(f"ATTACH '{path}' AS warehouse (READ_ONLY)")
         make_lake_readable(con, "warehouse")
         con.execute("CREATE SCHEMA governance")
+        # The warehouse's governance views' SQL, read once: what is read from the lake's
+        # files, and the views made again below (a `duckdb_views()` query each was 5 ms).
+        made = dict(
+            con.execute(
+                "SELECT view_name, sql FROM duckdb_views() WHERE database_name = 'warehouse' "
+                "AND schema_name = 'governance'"
+            ).fetchall()
+        )
         kept = {
             "delivery_events": lambda: delivery_events(lake),
             "breach_records": lambda: breach_records(con, lake, cache),
@@ -117,7 +126,7 @@ def _counting_connection(
         }
         copied = list(_RECORDS)
         for name, read in kept.items():
-            if not over_files(con, name, lake):  # (no files when it was built: copied as it is)
+            if not reads_lake(made.get(name), lake):  # (no files when built: copied as it is)
                 copied.append(name)
                 continue
             con.register("_records", read())
@@ -127,15 +136,9 @@ def _counting_connection(
             con.execute(
                 f"CREATE TABLE governance.{name} AS SELECT * FROM warehouse.governance.{name}"
             )
-        made = dict(
-            con.execute(
-                "SELECT view_name, sql FROM duckdb_views() WHERE database_name = 'warehouse' "
-                "AND schema_name = 'governance'"
-            ).fetchall()
-        )
         for name in _VIEWS:
             con.execute(made[name])
-        yield con
+        yield con, reads_lake(made.get("quarantine_history"), lake)
     finally:
         con.close()
 

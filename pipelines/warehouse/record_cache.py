@@ -62,7 +62,13 @@ def over_files(
         "AND view_name = ?",
         [catalog, name],
     ).fetchall()
-    return bool(rows) and f"read_parquet('{lake.url_of('')}" in rows[0][0]
+    return reads_lake(rows[0][0] if rows else None, lake)
+
+
+def reads_lake(sql: str | None, lake: Lake) -> bool:
+    """Whether a view's SQL (`sql`, None for no view) reads `lake`'s files (`over_files`,
+    for a caller that has the views' SQL already)."""
+    return sql is not None and f"read_parquet('{lake.url_of('')}" in sql
 
 
 def delivery_events(lake: Lake) -> pa.Table:
