@@ -9,7 +9,9 @@ whole pipeline on files carrying markup: it is marked slow.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
+from contextlib import redirect_stdout
 
 import duckdb
 import pytest
@@ -20,7 +22,7 @@ from pipelines.home.settings import Settings
 from pipelines.reviews.breach_review import ReviewWritten, write_review
 from tests.breach_homes import MARKUP_HEADER, seeded_home, today
 from tests.browser import chromium_browser, offline_page
-from tests.conftest import REAL_STOP_AND_SEARCH, drop, make_home
+from tests.conftest import REAL_STOP_AND_SEARCH, SharedGreatExpectations, drop, make_home
 
 
 def _seed(home: Settings) -> tuple[Settings, dict[str, str], ReviewWritten]:
@@ -149,10 +151,9 @@ def test_review_command_writes_the_page_and_the_run_summary_links_it(own_seeded,
 # --- in a browser --------------------------------------------------------------------------
 
 
-def test_review_page_and_its_notice_in_a_browser(seeded):
+def test_review_page_and_its_notice_in_a_browser(seeded, browser):
     """The page matches the warehouse and links its notices; a notice prints as a letter;
-    neither runs the markup a delivery carried. One Chromium for both pages (a launch is
-    about a second of CPU), each page in a context of its own."""
+    neither runs the markup a delivery carried. Each page in a context of its own."""
     home, ids, written = seeded
     ((open_count,),) = _query(
         home,
@@ -160,68 +161,95 @@ def test_review_page_and_its_notice_in_a_browser(seeded):
         "WHERE status IN ('open', 'notified', 'acknowledged')",
     )
     ((exports,),) = _query(home, "SELECT count(*) FROM governance.exports")
-    with chromium_browser() as browser:
-        with offline_page("breach-review", browser) as page:
-            page.goto(written.page.as_uri())
-            assert page.locator("tr.breach").count() == open_count
-            assert page.locator("#open-count strong").inner_text() == str(open_count)
-            assert page.locator("tr.export").count() == exports
-            assert page.locator("figure svg polyline").count() >= 1  # the chart, inline
-            assert page.evaluate("window.pwned") is None  # the header's script never ran
-            assert MARKUP_HEADER in page.locator("#open-breaches").inner_text()
-            assert page.blocked == []  # nothing fetched from anywhere
-            # A notice is one click away, from the file alone.
-            page.locator(f"tr.breach:has-text('{ids['dec_late']}') a").click()
-            page.wait_for_load_state()
-            assert page.url.endswith("notices/notice-stop_and_search-2025-12.html")
-            assert page.locator("h1").inner_text() == (
-                "Stop and search: notice of breaches for December 2025"
-            )
-            page.go_back()
-            # Printed: the screen's hint goes, the histories stay.
-            hint = page.locator("#print-hint")
-            assert hint.is_visible()
-            page.emulate_media(media="print")
-            assert not hint.is_visible()
-            assert page.locator("ol.history").first.is_visible()
+    with offline_page("breach-review", browser) as page:
+        page.goto(written.page.as_uri())
+        assert page.locator("tr.breach").count() == open_count
+        assert page.locator("#open-count strong").inner_text() == str(open_count)
+        assert page.locator("tr.export").count() == exports
+        assert page.locator("figure svg polyline").count() >= 1  # the chart, inline
+        assert page.evaluate("window.pwned") is None  # the header's script never ran
+        assert MARKUP_HEADER in page.locator("#open-breaches").inner_text()
+        assert page.blocked == []  # nothing fetched from anywhere
+        # A notice is one click away, from the file alone.
+        page.locator(f"tr.breach:has-text('{ids['dec_late']}') a").click()
+        page.wait_for_load_state()
+        assert page.url.endswith("notices/notice-stop_and_search-2025-12.html")
+        assert page.locator("h1").inner_text() == (
+            "Stop and search: notice of breaches for December 2025"
+        )
+        page.go_back()
+        # Printed: the screen's hint goes, the histories stay.
+        hint = page.locator("#print-hint")
+        assert hint.is_visible()
+        page.emulate_media(media="print")
+        assert not hint.is_visible()
+        assert page.locator("ol.history").first.is_visible()
 
-        # A notice in the browser prints as a letter and escapes markup.
-        notice = written.page.parent / "notices" / "notice-stop_and_search-2025-11.html"
-        with offline_page("breach-notice", browser) as page:
-            page.goto(notice.as_uri())
-            assert page.locator("h3").count() == 1  # the one breach of the month
-            assert page.locator("main b, main script").count() == 0  # no markup from the file
-            text = page.locator("main").inner_text()
-            assert "2025-11-<b>bold</b>.csv" in text and MARKUP_HEADER in text
-            assert page.evaluate("window.pwned") is None
-            width = "getComputedStyle(document.body).maxWidth"
-            assert page.evaluate(width) != "none"
-            page.emulate_media(media="print")
-            assert page.evaluate(width) == "none"  # the print layout uses the whole page
-            assert page.blocked == []
+    # A notice in the browser prints as a letter and escapes markup.
+    notice = written.page.parent / "notices" / "notice-stop_and_search-2025-11.html"
+    with offline_page("breach-notice", browser) as page:
+        page.goto(notice.as_uri())
+        assert page.locator("h3").count() == 1  # the one breach of the month
+        assert page.locator("main b, main script").count() == 0  # no markup from the file
+        text = page.locator("main").inner_text()
+        assert "2025-11-<b>bold</b>.csv" in text and MARKUP_HEADER in text
+        assert page.evaluate("window.pwned") is None
+        width = "getComputedStyle(document.body).maxWidth"
+        assert page.evaluate(width) != "none"
+        page.emulate_media(media="print")
+        assert page.evaluate(width) == "none"  # the print layout uses the whole page
+        assert page.blocked == []
 
 
-@pytest.mark.slow
-@pytest.mark.usefixtures("ge_helper")  # the worker's great-expectations helper (conftest)
-def test_a_run_on_files_with_markup_shows_escaped_everywhere(home, tmp_path, capsys):
-    """The whole pipeline: a delivery whose file name and header carry markup, and a
-    value that is markup; the notice and the page show them as text, counts as the
-    warehouse has them."""
+RUN_ON_MARKUP = "test_a_run_on_files_with_markup_shows_escaped_everywhere"
+
+
+@pytest.fixture(scope="module")
+def markup_run(
+    tmp_path_factory: pytest.TempPathFactory, ge_helper_process: SharedGreatExpectations
+) -> Iterator[Settings]:
+    """A home where `datashare run` (in this process, with the worker's great-expectations
+    helper) took a delivery whose file name and header carry markup, and a value that is
+    markup, then `datashare review` wrote its page."""
+    folder = tmp_path_factory.mktemp("markup-run")
     lines = REAL_STOP_AND_SEARCH.read_text(encoding="utf-8").splitlines()[:41]
     header = lines[0] + ',"<b>Rank</b>"'
     rows = [line + ",<script>window.pwned=1</script>" for line in lines[1:]]
     rows[3] = rows[3].replace("Person search", "<b>Person</b> search", 1)
-    source = tmp_path / "2022-06-<b>x.csv"
+    source = folder / "2022-06-<b>x.csv"
     source.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
-    drop(home, "stop_and_search", "2022-06", source)
-    assert main(["run"]) == 0
-    assert main(["review"]) == 0
-    capsys.readouterr()
+    with pytest.MonkeyPatch.context() as patch:
+        home = make_home(folder, patch)
+        drop(home, "stop_and_search", "2022-06", source)
+        with ge_helper_process.installed(), redirect_stdout(io.StringIO()):
+            assert main(["run"]) == 0
+            assert main(["review"]) == 0
+        yield home
+
+
+@pytest.fixture(scope="module")
+def browser(request: pytest.FixtureRequest) -> Iterator[object]:
+    """One Chromium for the module's browser tests (a launch, with Playwright's driver, is
+    about a second and a half of CPU), each page in a context of its own. Started once the
+    run on files with markup is over, if that test is to run: Dagster must not run in this
+    thread while Playwright's event loop is in it."""
+    if any(getattr(item, "originalname", None) == RUN_ON_MARKUP for item in request.session.items):
+        request.getfixturevalue("markup_run")
+    with chromium_browser() as launched:
+        yield launched
+
+
+@pytest.mark.slow
+def test_a_run_on_files_with_markup_shows_escaped_everywhere(markup_run, browser):
+    """The whole pipeline: a delivery whose file name and header carry markup, and a
+    value that is markup; the notice and the page show them as text, counts as the
+    warehouse has them."""
+    home = markup_run
     ((open_count,),) = _query(
         home, "SELECT count(*) FROM governance.breach_register WHERE status = 'open'"
     )
     assert open_count >= 2  # the unagreed column, the unknown type
-    with offline_page("breach-review-after-a-run") as page:
+    with offline_page("breach-review-after-a-run", browser) as page:
         page.goto(review_path(home).as_uri())
         assert page.locator("tr.breach").count() == open_count
         assert page.locator("main b, main script").count() == 0
