@@ -482,7 +482,12 @@ def check_month(month: Month, model: Model, before: dict[str, Sent], step: list[
             "SELECT * FROM governance.deliveries WHERE contract = ? AND period = ?",
             [contract, period],
         )
-        register = query(con, "SELECT * FROM governance.breach_register")
+        # What the review page reads: `governance.breach_register` (ordered), its history
+        # and the exports. Its breaches are the register the checks below read, every row
+        # of the view (asked for once, not again by a query of the view's rows in another
+        # order: the view reads the lake's files afresh each time).
+        shown_register = read_register(con)
+        register = shown_register["breaches"]
         curated = query(
             con,
             f"SELECT _delivery_id, _source_row FROM curated.{contract} WHERE _period = ?",
@@ -494,7 +499,7 @@ def check_month(month: Month, model: Model, before: dict[str, Sent], step: list[
             [period],
         )
         notice = notice_from_warehouse(con, month.contract, period, month.today)
-        review = render_review(read_register(con), month.root, {}, datetime.now(UTC))
+        review = render_review(shown_register, month.root, {}, datetime.now(UTC))
 
     shown = model.published
     by_id = {d["delivery_id"]: d for d in deliveries if d["status"] != "duplicate"}
