@@ -50,6 +50,32 @@ def _collect_less_often() -> None:
     gc.set_threshold(10_000, 10, 10)
 
 
+def _no_collection_until_the_steps() -> Callable[[], None]:
+    """No garbage collection at all while `datashare run` imports its modules and makes
+    Dagster's definitions and instance; the returned function (`run_pending`'s
+    `steps_begin`, called before its first Dagster run is made) then moves every object
+    there is by then to the collector's permanent generation (`gc.freeze`), and starts it
+    again, less often (`_collect_less_often`). Before the first step of a 2M-row month the
+    collector made one pass over everything (0.18 s, while the instance's storage was
+    imported) and some 120 over the younger objects: 0.32-0.35 s of the main thread's CPU
+    (load 22-23), on the run's critical path, over modules, contracts and definitions kept
+    to the end of the process anyway; frozen, the steps' passes no longer look at them
+    either (0.02 s of collection in the whole run, against 0.33 s). What a full pass would
+    have found unreachable by then (some 6,700 of 245,000 objects, 1.1 MB) is kept to the
+    end of the process, as frozen objects are."""
+    gc.disable()
+    started: list[bool] = []
+
+    def steps_begin() -> None:
+        if not started:
+            started.append(True)
+            gc.freeze()
+            _collect_less_often()
+            gc.enable()
+
+    return steps_begin
+
+
 def _leave(status: int) -> int:
     """End this process with `status` now: as Python's own exit ends it (no thread left
     working, every `atexit` handler run, the standard streams flushed), without its
@@ -100,12 +126,13 @@ def cmd_run(
     compute_marts: bool = True,
     next_steps: bool = True,
     checks_done: Callable[[], None] = lambda: None,
+    steps_begin: Callable[[], None] = lambda: None,
 ) -> int:
     """Process everything pending in the drop zone, recorded in the home's Dagster instance
     (`compute_marts=False`: all but the oversight marts, left to a run that follows;
     `next_steps=False`: the report without what to open next, which the demo says at its
     end; `checks_done`: called once this process will validate nothing more, see
-    `_checks_loading_early`)."""
+    `_checks_loading_early`; `steps_begin`: see `_no_collection_until_the_steps`)."""
     from pipelines.orchestration.pending_runs import (
         run_pending,  # imports Dagster: keep `--help` fast
     )
@@ -116,6 +143,7 @@ def cmd_run(
         progress=lambda line: print(line, flush=True),
         compute_marts=compute_marts,
         checks_done=checks_done,
+        steps_begin=steps_begin,
     )
     checks_done()  # (called already, unless the run stopped before it could be)
     print(report.text(next_steps=next_steps))
@@ -364,16 +392,25 @@ def main(argv: Sequence[str] | None = None, *, as_program: bool = False) -> int:
     """Run the `datashare` command `argv` (default: the command line) and return its exit
     status. `as_program` (only `program`, the script's entry point) lets `run` and `demo`
     end the process once they have said what they did (`_leave`), and `run` start loading
-    great-expectations before anything else (`_checks_loading_early`); a caller that calls
+    great-expectations before anything else (`_checks_loading_early`) and collect no garbage
+    until its steps begin (`_no_collection_until_the_steps`); a caller that calls
     `main` in its own process always gets the status back."""
     with ExitStack() as early:
         command, home = _command_of(sys.argv[1:] if argv is None else argv)
-        if as_program and command == "run" and _new_files_likely(home):
-            early.enter_context(_checks_loading_early())
+        if as_program and command == "run":
+            steps_begin = _no_collection_until_the_steps()
+            if _new_files_likely(home):
+                early.enter_context(_checks_loading_early())
+            return _main(argv, as_program, checks_done=early.close, steps_begin=steps_begin)
         return _main(argv, as_program, checks_done=early.close)
 
 
-def _main(argv: Sequence[str] | None, as_program: bool, checks_done: Callable[[], None]) -> int:
+def _main(
+    argv: Sequence[str] | None,
+    as_program: bool,
+    checks_done: Callable[[], None],
+    steps_begin: Callable[[], None] = lambda: None,
+) -> int:
     """`main`'s work: the parser, then the command."""
     from pipelines.cli.agreement import add_agreement_command, run_agreement_command
     from pipelines.cli.breaches import add_breaches_commands, run_breaches_command
@@ -464,7 +501,7 @@ def _main(argv: Sequence[str] | None, as_program: bool, checks_done: Callable[[]
     if args.command == "run":
         if args.settle is not None:
             settings = dataclasses.replace(settings, settle_seconds=max(args.settle, 0.0))
-        status = cmd_run(settings, checks_done=checks_done)
+        status = cmd_run(settings, checks_done=checks_done, steps_begin=steps_begin)
         return _leave(status) if ending else status
     if args.command == "demo":
         only = set(args.contracts.split(",")) if args.contracts else None

@@ -299,6 +299,9 @@ class _Dagster:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # Called before each job's run is made here, once its definitions and instance are
+        # (`run_pending`'s `steps_begin`).
+        self.steps_begin: Callable[[], None] = lambda: None
 
     def prepare(self) -> None:
         """Make the definitions and open the instance now."""
@@ -339,9 +342,11 @@ class _Dagster:
         elif months:
             # A partition range, run at once by the assets' single-run backfill policy.
             tags = {RANGE_START_TAG: months.first, RANGE_END_TAG: months.last}
+        instance, job_def = self.instance, self.defs.resolve_job_def(job)
+        self.steps_begin()
         return execute_here(
-            self.instance,
-            self.defs.resolve_job_def(job),
+            instance,
+            job_def,
             run_config=QUIET,
             tags=tags,
             asset_selection=[dg.AssetKey(path) for path in assets] if assets else None,
@@ -629,16 +634,20 @@ def run_pending(
     *,
     compute_marts: bool = True,
     checks_done: Callable[[], None] = lambda: None,
+    steps_begin: Callable[[], None] = lambda: None,
 ) -> RunReport:
     """Run every contract-month with new files; report what happened. `progress` is told
     of each contract as its months finish (a backfill of years is minutes, not silence).
     `compute_marts=False` leaves the oversight marts to a run that follows at once (the demo's
     second pass), which computes each of them once instead of twice. `checks_done` is
     called as soon as this process will validate nothing more (a caller that started
-    great-expectations loading early ends it then: `pipelines.cli.main`)."""
+    great-expectations loading early ends it then: `pipelines.cli.main`). `steps_begin` is
+    called before each Dagster run is made in this process, once Dagster's definitions and
+    instance are (the `datashare` program lets its garbage collector start then)."""
     contracts = load_contracts()
     report = RunReport(settings, contracts)
     dagster = _dagster_for(settings)
+    dagster.steps_begin = steps_begin
     lake = open_lake(settings.lake)
     register = Register(lake)
     zone = open_dropzone(settings.dropzone, settings.settle_seconds)
