@@ -4,7 +4,6 @@ before without them."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -249,76 +248,3 @@ def test_the_command_line_still_has_every_command():
                     "contracts", "report", "review", "desk", "users", "agreement", "explain",
                     "worker", "lake"):  # fmt: skip
         assert command in done.stdout
-
-
-# Validates the demo's deliveries of three contracts (one wide) for one month, in a process
-# of its own, and prints what the engine made of them: `pandas-first` imports pandas before
-# anything else, as a process that had it already would (then pandera comes whole, its
-# pandas API too); otherwise the engine's own imports come first, as in a run.
-VALIDATE_THE_DEMO = """
-import json
-import sys
-
-if sys.argv[2] == "pandas-first":
-    import pandas  # noqa: F401
-from pathlib import Path
-
-import pyarrow.parquet as pq
-
-from pipelines.demo.estate import write_demo_deliveries
-from pipelines.lake.store import FolderLake
-from pipelines.validation.row_validation import validate_delivery
-from schemas.contract import load_contracts
-
-root = Path(sys.argv[1])
-write_demo_deliveries(root / "dropzone", rows=400, months=1, only=set(sys.argv[3].split(",")))
-lake = FolderLake(root / "lake")
-contracts = load_contracts()
-seen = {}
-for path in sorted((root / "dropzone").rglob("*.*")):
-    if path.name.endswith(".manifest.json"):
-        continue
-    contract, period = contracts[path.parts[-3]], path.parts[-2]
-    outcome = validate_delivery(contract, path, period, "d", lake, pseudonym_key=b"k" * 32)
-    files = [lake.staging_path(contract.name, period, "d"),
-             lake.quarantine_path(contract.name, period, "d")]
-    seen[str(path.relative_to(root))] = {
-        "counts": [outcome.rows_delivered, outcome.rows_curated, outcome.rows_quarantined],
-        "breaches": sorted(
-            [b.rule, b.severity, b.failing_rows, b.detail] for b in outcome.breaches
-        ),
-        "rows": [pq.read_table(lake.path(f)).to_pylist() if lake.exists(f) else None
-                 for f in files],
-    }
-print(json.dumps({"pandas_api": "pandera.api.pandas" in sys.modules, "seen": seen},
-                 default=str, sort_keys=True))
-"""
-
-
-def _validated(folder: Path, order: str) -> dict:
-    done = subprocess.run(
-        [sys.executable, "-c", VALIDATE_THE_DEMO, str(folder), order,
-         "stop_and_search,borough_crime,complaints"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout)
-
-
-def test_the_row_checks_judge_alike_without_panderas_pandas_api(tmp_path: Path):
-    """The row engine imports pandera's polars API without pandera's pandas API
-    (`pipelines.intake.pandera_polars`: 0.4 s of CPU less to import, pandas included until
-    something else asks for it, as pyarrow does in a run; 0.07-0.1 s net there); a
-    process that had pandas first gets pandera whole, as before. Both judge the same files
-    alike: the same counts, breaches (rule, severity, failing rows, words) and curated and
-    quarantined rows, for a long, a wide (borough_crime) and a pseudonymised delivery,
-    with the demo's faults."""
-    engine_first = _validated(tmp_path / "engine-first", "engine-first")
-    pandas_first = _validated(tmp_path / "pandas-first", "pandas-first")
-    assert engine_first["pandas_api"] is False
-    assert pandas_first["pandas_api"] is True
-    assert set(engine_first["seen"]) == set(pandas_first["seen"])
-    assert len(engine_first["seen"]) >= 3
-    breaches = [b for s in engine_first["seen"].values() for b in s["breaches"]]
-    assert breaches  # the demo's faults were found, so the checks ran
-    assert engine_first["seen"] == pandas_first["seen"]

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 
+import pandera.polars as pa
 import polars as pl
 
-from pipelines.intake.pandera_polars import pa  # pandera without pandas: see there
 from schemas.contract import Contract
 from schemas.row_checks import RowRule
 
