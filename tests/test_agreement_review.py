@@ -375,15 +375,17 @@ def test_agreement_review_command_writes_every_contract(seeded, capsys, tmp_path
     out = capsys.readouterr().out
     lake = open_lake(home.lake)
     today = datetime.now(UTC).astimezone(LONDON).date()
-    for name, contract in load_contracts().items():
-        page, md = review_paths(home.home, name)
-        assert page.exists() and md.exists(), name
-        assert str(page) in out
-        # Built from the governance views read once for the command: the page the warehouse
-        # itself gives.
-        with connect(home.warehouse) as con:
+    # One connection for every contract's review (as the command's one copy serves them);
+    # each review still asks the warehouse's views themselves.
+    with connect(home.warehouse) as con:
+        for name, contract in load_contracts().items():
+            page, md = review_paths(home.home, name)
+            assert page.exists() and md.exists(), name
+            assert str(page) in out
+            # Built from the governance views read once for the command: the page the
+            # warehouse itself gives.
             direct = render_html(build_review(con, contract, lake, today))
-        assert page.read_text(encoding="utf-8") == direct, name
+            assert page.read_text(encoding="utf-8") == direct, name
     # An agreement with nothing on record in the window says so, as a point to discuss.
     page = review_paths(home.home, "workforce")[0].read_text(encoding="utf-8")
     assert "Nothing is on record for the window: is the agreement still in use?" in page
