@@ -639,7 +639,7 @@ def child_gx_pandas(csv: Path, out: Path) -> None:
 READING = "CSV reading (header and encoding pass, waiting for the read-ahead thread)"
 NUMBERING = "  of which source-row numbering (_SourceRowNumbers.take)"
 DUPLICATES = "duplicate-key pre-pass"
-CHECKS = "row checks, typing and profile counts (one polars call per batch: judged_with)"
+CHECKS = "row checks, typing and profile counts (one polars call per batch: judged_columns)"
 FAILURES = "failure-case processing (failure cases, tallies, split, quarantine rows)"
 WRITING = "writing Parquet (to_arrow, the background writer, ParquetWriter)"
 OTHER = "other (breaches, setup, publish)"
@@ -649,7 +649,7 @@ _WRITING_WORDS = re.compile(
     r"\b(curated|curated_writer|background|BackgroundWriter|ExitStack|ParquetWriter)\b"
 )
 _FAILURE_WORDS = re.compile(
-    r"\b(failing_counts|tallies|verdict|is_quarantined|kept|rest|failing|quarantined|"
+    r"\b(failing_counts|tallies|tallied|tally|verdict|is_quarantined|kept|kept_rows|rest|failing|quarantined|"
     r"quarantine_writer|broken)\b"
 )
 
@@ -657,7 +657,7 @@ _FAILURE_WORDS = re.compile(
 def _category(function: str, text: str) -> str:
     if function == "_duplicate_keys" or "_duplicate_keys(" in text:
         return DUPLICATES
-    if re.search(r"\bjudged(_with)?\(", text):
+    if re.search(r"\bjudged(_with|_columns)?\(", text):
         return CHECKS
     if function == "take" or ".take(" in text:
         return NUMBERING

@@ -29,6 +29,20 @@ def test_tables_are_written_in_the_order_given_whatever_their_sizes(tmp_path_fac
     assert pq.read_table(path)["_source_row"].to_pylist() == expected
 
 
+def test_a_table_is_written_in_the_writers_types(tmp_path):
+    # The engine hands over polars' string views; the file keeps its agreed strings.
+    schema = pa.schema([("_source_row", pa.int64()), ("type", pa.large_string())])
+    path = tmp_path / "r.parquet"
+    views = pa.table(
+        {"_source_row": [1, 2], "type": pa.array(["Person search", None], pa.string_view())}
+    )
+    with pq.ParquetWriter(path, schema) as writer, BackgroundWriter() as background:
+        background.write(writer, views)
+    written = pq.read_table(path)
+    assert written.schema == schema
+    assert written["type"].to_pylist() == ["Person search", None]
+
+
 def test_a_failed_write_is_raised_not_lost(tmp_path):
     wrong = pa.table({"other": ["a"]})
     with pytest.raises(ValueError, match="schema"):

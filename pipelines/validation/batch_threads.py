@@ -80,7 +80,9 @@ class BackgroundWriter:
         self._thread.start()
 
     def write(self, writer: pq.ParquetWriter, table: pa.Table) -> None:
-        """Queue `table` to be written by `writer` after every table queued before it."""
+        """Queue `table` to be written by `writer` after every table queued before it, cast
+        to the writer's schema there (a copy of each string column, off the caller's
+        thread)."""
         if self._error is not None:
             raise self._error
         self._waiting.put((writer, table))
@@ -90,7 +92,7 @@ class BackgroundWriter:
             if self._error is None:
                 writer, table = item
                 try:
-                    writer.write_table(table)
+                    writer.write_table(table.cast(writer.schema))
                 except BaseException as exc:  # raised in the caller's thread
                     self._error = exc
 

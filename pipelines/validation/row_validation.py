@@ -60,10 +60,12 @@ from pipelines.validation.month_checks import (
     periods_carried_breach,
 )
 from pipelines.validation.row_verdicts import (
-    broken_rules,
-    judged_with,
-    quarantined_rows,
+    RULE,
+    TYPED,
+    judged_columns,
+    quarantined_expr,
     row_checks,
+    rules_broken,
 )
 from schemas.contract import Column, Contract, WideLayout
 from schemas.row_checks import (
@@ -112,33 +114,52 @@ class ValidationOutcome:
     profile: DeliveryProfile | None = None  # small per-delivery figures for dataset checks
 
 
+# Names of a batch's failures in their query, per rule (no agreed column starts with \x1f).
+_COUNT, _SAMPLE, _FOUND, _MONTHS = "\x1fcount ", "\x1fsample ", "\x1ffound ", "\x1fmonths "
+_N = "\x1fn"
+
+
 @dataclass
 class _RuleTally(RuleFailures):
-    def add(self, rows: list[int]) -> None:
-        self.count += len(rows)
+    def failures(self, contract: Contract, delivered: list[str]) -> list[pl.Expr]:
+        """Over a batch judged by `judged_columns`: how many rows break the rule, the
+        numbers of the first few while the sample has room, and what the failing rows held
+        (`add` keeps them): a few values of a public column, and for a date that must lie
+        in the period, the month each failing date lies in."""
+        rule = self.rule
+        broken = ~pl.col(RULE + rule.id)
+        found = [broken.sum().alias(_COUNT + rule.id)]
         room = SAMPLE_ROWS - len(self.sample)
         if room > 0:
-            self.sample.extend(rows[:room])
-
-    def note(self, contract: Contract, frame: pl.DataFrame, idx: pl.Series) -> None:
-        """Keep what the failing rows held: a few values of a public column, and for a
-        date that must lie in the period, the month each failing date lies in."""
-        rule = self.rule
-        if rule.source_name not in frame.columns or rule.column in contract.classified:
-            return
-        failing = frame[rule.source_name].gather(idx)
+            rows = pl.col("_source_row").filter(broken).head(room)
+            found.append(rows.implode().alias(_SAMPLE + rule.id))
+        if rule.source_name not in delivered or rule.column in contract.classified:
+            return found
+        failing = pl.col(rule.source_name).filter(broken)
         # The commonest first; a value kept is counted in every batch, so that the counts a
         # breach states are exact.
-        for value, n in failing.drop_nulls().value_counts(sort=True).iter_rows():
-            if value in self.values or len(self.values) < VALUES_KEPT:
-                self.values[value] = self.values.get(value, 0) + n
+        values = failing.drop_nulls().alias("v").value_counts(sort=True, name=_N)
+        found.append(values.implode().alias(_FOUND + rule.id))
         column = contract.column(rule.column)
         if column.in_period_rule is not None and column.in_period_rule.name == rule.id:
-            months = failing.to_frame("v").select(_london_month(column, pl.col("v")).alias("m"))[
-                "m"
-            ]
-            for month, n in months.drop_nulls().value_counts().iter_rows():
-                self.months[month] = self.months.get(month, 0) + n
+            months = _london_month(column, failing).drop_nulls().alias("m").value_counts(name=_N)
+            found.append(months.implode().alias(_MONTHS + rule.id))
+        return found
+
+    def add(self, found: dict) -> None:
+        """Count the failures `failures` found in a batch (`found`: its query's row)."""
+        count = found[_COUNT + self.rule.id]
+        if not count:
+            return
+        self.count += count
+        self.sample.extend(found.get(_SAMPLE + self.rule.id) or [])
+        for item in found.get(_FOUND + self.rule.id) or []:
+            value, n = item["v"], item[_N]
+            if value in self.values or len(self.values) < VALUES_KEPT:
+                self.values[value] = self.values.get(value, 0) + n
+        for item in found.get(_MONTHS + self.rule.id) or []:
+            month, n = item["m"], item[_N]
+            self.months[month] = self.months.get(month, 0) + n
 
 
 # Names of a batch's profile counts in their query (no agreed column starts with \x1f).
@@ -413,8 +434,21 @@ def validate_delivery(
     secret = [contract.column(n).source_name for n in contract.pseudonymised]
     # Typed in the checks' query (each column parsed once), but for the pseudonymised
     # columns: those are typed from their tokens, never from the identifier itself.
-    typed_now = [_typed(c) for c in contract.columns if c.source_name not in secret]
+    typed_now = {c.name: _typed(c) for c in contract.columns if c.source_name not in secret}
     typed_later = [_typed(c) for c in contract.columns if c.source_name in secret]
+    rule_ids = list(checks.passes)
+    reasons = {rid: f"{rid}: {by_id[rid].reason}" for rid in by_id}
+    # The rows kept, as the query over a judged batch gives them: typed (but for the
+    # pseudonymised columns, typed after their tokens are made) with their lineage.
+    typed_out = [pl.col(TYPED + name).alias(name) for name in typed_now]
+    if secret:  # still prefixed: a curated name may be a pseudonymised column's delivered one
+        keep = [pl.col(TYPED + name) for name in typed_now] + [*secret, "_source_row", *values]
+    else:
+        keep = [*typed_out, *lineage, *(pl.col(c) for c in ["_source_row", *values])]
+        if not contract.layout:  # in the curated file's order, so taken as they come
+            by_name = {e.meta.output_name(): e for e in keep}
+            keep = [by_name[name] for name in curated_schema(contract).names]
+    quarantining = quarantined_expr(checks)
 
     staging_path = lake.staging_path(contract.name, period, delivery_id)
     quarantine_path = lake.quarantine_path(contract.name, period, delivery_id)
@@ -455,7 +489,7 @@ def validate_delivery(
                 .struct.json_encode()
                 .alias("record"),
             )
-            background.write(quarantine_writer, broken.to_arrow().cast(QUARANTINE_SCHEMA))
+            background.write(quarantine_writer, broken.to_arrow())
 
         numbers = _SourceRowNumbers(sink=quarantine_broken)
         try:
@@ -463,7 +497,7 @@ def validate_delivery(
                 outcome.rows_delivered += frame.height
                 # Which rows break which rules, and every row typed, in one query; the
                 # batch's counts for the profile in another, collected with it.
-                verdict, typed_rows, (counted,) = judged_with(
+                judged, (counted,) = judged_columns(
                     frame, checks, typed_now, [frame.lazy().select(profile_counts)]
                 )
                 for rule in contract.completeness_rules:
@@ -472,41 +506,46 @@ def validate_delivery(
                     counts = value_counts.setdefault(src, {})
                     for value, n in counted[_VALUES + src][0].struct.unnest().iter_rows():
                         counts[value] = counts.get(value, 0) + n
-                if verdict.width:
-                    failing_counts = verdict.select((~pl.all()).sum()).row(0, named=True)
-                    for rule_id, count in failing_counts.items():
-                        if count:
-                            idx = (~verdict[rule_id]).arg_true()
-                            tallies[rule_id].add(frame["_source_row"].gather(idx).to_list())
-                            tallies[rule_id].note(contract, frame, idx)
-                is_quarantined = quarantined_rows(verdict, checks, frame.height)
-                kept = ~is_quarantined
-                failing = frame.filter(is_quarantined)
-                if failing.height:
-                    failing = failing.with_columns(
-                        verdict.filter(is_quarantined)
-                        .select(broken_rules(verdict).alias("rule"))
-                        .to_series()
-                    )
-                rest = frame.select(*secret, "_source_row", *values).filter(kept)
+                # Then, in one call to polars' pool, every rule's failures, the rows kept
+                # and the rows quarantined: one call a batch, not one per rule and step.
+                tallied, kept_rows, failing = pl.collect_all(
+                    [
+                        judged.lazy().select(
+                            pl.lit(0).alias("\x1fnone"),  # a row even with no rules
+                            *(
+                                e
+                                for t in tallies.values()
+                                for e in t.failures(contract, frame.columns)
+                            ),
+                        ),
+                        judged.lazy().filter(~quarantining).select(keep),
+                        judged.lazy()
+                        .filter(quarantining)
+                        .select(*frame.columns, rules_broken(rule_ids).alias("rule")),
+                    ]
+                )
+                row = tallied.row(0, named=True)
+                for tally in tallies.values():
+                    tally.add(row)
                 if secret:
-                    rest = pseudonymise(rest, secret, pseudonym_key)
+                    rest = pseudonymise(kept_rows, secret, pseudonym_key)
                     failing = pseudonymise(failing, secret, pseudonym_key)
-                curated = rest.select(*typed_later, *lineage, "_source_row", *values)
-                if typed_rows.width:  # none when every agreed column is pseudonymised
-                    curated = pl.concat([typed_rows.filter(kept), curated], how="horizontal")
+                    curated = rest.select(
+                        *typed_out, *typed_later, *lineage, "_source_row", *values
+                    )
+                else:
+                    rest = curated = kept_rows
                 if contract.layout:
                     curated = curated_long(contract, curated, values)
-                curated = curated.select(curated_writer.schema.names)
+                if curated.columns != curated_writer.schema.names:
+                    curated = curated.select(curated_writer.schema.names)
                 if curated.height:
-                    table = curated.to_arrow(compat_level=NEWEST).cast(curated_writer.schema)
-                    background.write(curated_writer, table)
+                    background.write(curated_writer, curated.to_arrow(compat_level=NEWEST))
                     if outcome.preview is None:
                         outcome.preview = curated.head(10)
                 outcome.rows_curated += rest.height  # source rows (a wide row makes many)
 
                 if failing.height:
-                    reasons = {rid: f"{rid}: {by_id[rid].reason}" for rid in by_id}
                     quarantined = failing.select(
                         pl.lit(contract.name).alias("contract"),
                         pl.lit(delivery_id).alias("_delivery_id"),
@@ -518,8 +557,7 @@ def validate_delivery(
                         .alias("reasons"),
                         pl.struct(source_cols).struct.json_encode().alias("record"),
                     )
-                    table = quarantined.to_arrow().cast(QUARANTINE_SCHEMA)
-                    background.write(quarantine_writer, table)
+                    background.write(quarantine_writer, quarantined.to_arrow())
                     outcome.rows_quarantined += failing.height
         except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
             if isinstance(numbers.error, DeliveryRejected):

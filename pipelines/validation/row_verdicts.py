@@ -28,6 +28,7 @@ from schemas.row_checks import RowRule
 
 EMPTY_RULES = pl.lit([], dtype=pl.List(pl.String))
 VERDICT = "\x1fverdict"  # the rules' struct in the query; no agreed column is named so
+RULE, TYPED = "\x1frule ", "\x1ftyped "  # `judged_columns`' prefixes (no agreed name has \x1f)
 
 
 class _Captured:
@@ -127,13 +128,47 @@ def judged_with(
     return out[VERDICT].struct.unnest(), out.drop(VERDICT), rest
 
 
+def judged_columns(
+    frame: pl.DataFrame,
+    checks: RowChecks,
+    typed: dict[str, pl.Expr],
+    also: list[pl.LazyFrame] | None = None,
+) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
+    """`frame` with, beside its own columns, one boolean column per rule (named
+    `RULE + rule id`, true where the row passes it) and each of the `typed` columns (named
+    `TYPED + name`), from one query, and the queries `also` collected with it. Prefixed, so
+    that no rule or curated name can meet a delivered one; the batch's later queries read
+    them all from this one frame."""
+    query = frame.lazy().with_columns(
+        *(ok.alias(RULE + rule_id) for rule_id, ok in checks.passes.items()),
+        *(expr.alias(TYPED + name) for name, expr in typed.items()),
+    )
+    out, *rest = pl.collect_all([query, *(also or [])])
+    return out, rest
+
+
 def broken_rules(verdict: pl.DataFrame) -> pl.Expr:
     """Per row, the ids of the rules it breaks, sorted (empty when it breaks none)."""
-    if not verdict.width:
+    return rules_broken(verdict.columns, "")
+
+
+def rules_broken(rule_ids: list[str], prefix: str = RULE) -> pl.Expr:
+    """`broken_rules` over columns named `prefix + rule id` (as `judged_columns` names
+    them), for `rule_ids` in sorted order."""
+    if not rule_ids:
         return EMPTY_RULES
     return pl.concat_list(
-        pl.when(~pl.col(rule_id)).then(pl.lit(rule_id)) for rule_id in verdict.columns
+        pl.when(~pl.col(prefix + rule_id)).then(pl.lit(rule_id)) for rule_id in rule_ids
     ).list.drop_nulls()
+
+
+def quarantined_expr(checks: RowChecks) -> pl.Expr:
+    """True where a row of `judged_columns`' frame breaks a rule whose failing rows are
+    quarantined."""
+    names = [RULE + rule_id for rule_id in checks.passes if rule_id in checks.quarantining]
+    if not names:
+        return pl.lit(False)
+    return ~pl.all_horizontal(names)
 
 
 def quarantined_rows(verdict: pl.DataFrame, checks: RowChecks, height: int) -> pl.Series:
