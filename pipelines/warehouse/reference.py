@@ -24,7 +24,8 @@ Tables:
 Views: `population(ethnic_group, population)` and `population_by_age(ethnic_group,
 age_band, population)`: Census 2021 London residents per group, from
 `curated.census_2021_population`; `key_field_counts`: per contract, period and key field,
-the curated rows and how many miss it (one query per key field, made from the contracts).
+the curated rows and how many miss it (each table read once for its key fields, made from
+the contracts).
 Macros: `ethnic_group(mapping, value)`, `group_order(ethnic_group)`,
 `agreed_value(contract_name, column_name, value)`, `london_month(timestamp)`.
 """
@@ -91,21 +92,34 @@ def _lit(value: object) -> str:
 def key_field_counts_sql(contracts: dict[str, Contract], present: set[str]) -> str:
     """The view `key_field_counts`: per contract, delivery period and key field, the curated
     rows and how many of them miss the field (NULL or a value the agreement counts as
-    missing). Made from the contracts (one query per key field), so the data quality
-    mart's SQL is one plain query over it; tables not in `present` are left out."""
-    parts = []
+    missing). Made from the contracts (a row per key field), so the data quality mart's
+    SQL is one plain query over it; tables not in `present` are left out.
+
+    Each table is read once for all its key fields (a count per field, in one pass), not
+    once per field: stop and search's three key fields read a 2M-row month three times
+    (152 -> 113 ms of CPU)."""
+    by_table: dict[str, list[KeyField]] = {}
     for f in key_fields(contracts):
-        if f.table not in present:
-            continue
-        col = f'"{f.field}"'
-        listed = ", ".join(_lit(v) for v in f.missing_values)
-        blank = f" OR {col}::VARCHAR IN ({listed})" if f.missing_values else ""
-        parts.append(
-            f"SELECT {_lit(f.contract)} AS contract, _period AS period, {_lit(f.field)} AS field,"
-            f" {_lit(f.role)} AS field_role, count(*) AS curated_rows,"
-            f" count(*) FILTER (WHERE {col} IS NULL{blank}) AS missing_rows,"
-            f" {_lit(f.max_missing_percent)}::DOUBLE AS agreed_max_missing_percent"
-            f" FROM curated.{f.table} GROUP BY _period"
+        if f.table in present:
+            by_table.setdefault(f.table, []).append(f)
+    counted, parts = [], []
+    for i, (table, fields) in enumerate(by_table.items()):
+        missing = []
+        for j, f in enumerate(fields):
+            col = f'"{f.field}"'
+            listed = ", ".join(_lit(v) for v in f.missing_values)
+            blank = f" OR {col}::VARCHAR IN ({listed})" if f.missing_values else ""
+            missing.append(f"count(*) FILTER (WHERE {col} IS NULL{blank}) AS missing_{j}")
+            parts.append(
+                f"SELECT {_lit(f.contract)} AS contract, _period AS period,"
+                f" {_lit(f.field)} AS field, {_lit(f.role)} AS field_role, curated_rows,"
+                f" missing_{j} AS missing_rows,"
+                f" {_lit(f.max_missing_percent)}::DOUBLE AS agreed_max_missing_percent"
+                f" FROM counted_{i}"
+            )
+        counted.append(
+            f"counted_{i} AS MATERIALIZED (SELECT _period, count(*) AS curated_rows, "
+            f"{', '.join(missing)} FROM curated.{table} GROUP BY _period)"
         )
     if not parts:
         parts = [
@@ -114,7 +128,8 @@ def key_field_counts_sql(contracts: dict[str, Contract], present: set[str]) -> s
             " NULL::DOUBLE AS agreed_max_missing_percent WHERE false"
         ]
     union = "\nUNION ALL ".join(parts)
-    return f"CREATE OR REPLACE VIEW {SCHEMA}.key_field_counts AS\n{union}"
+    with_ = f"WITH {', '.join(counted)}\n" if counted else ""
+    return f"CREATE OR REPLACE VIEW {SCHEMA}.key_field_counts AS\n{with_}{union}"
 
 
 # libyaml's loader when PyYAML has it: the same safe loading, about ten times faster than

@@ -1,7 +1,7 @@
 -- Data quality: how complete each key field is in the curated rows of every contract and
 -- delivery period, against the completeness the agreement sets.
--- oversight_ref.key_field_counts has one query per key field of every contract (made from
--- the contracts when the warehouse is built); this is the measure over it.
+-- oversight_ref.key_field_counts has a row per key field of every contract and period (made
+-- from the contracts when the warehouse is built); this is the measure over it.
 -- Definition, columns and disclosure control: data_quality.yaml.
 -- Runs as it is: duckdb warehouse.duckdb < data_quality.sql
 SELECT *,
