@@ -39,16 +39,20 @@ class TaskFailed(RuntimeError):
 
 def _serve(conn: Connection, warm: Callable[[], None]) -> None:
     """The helper's loop: load, then run each (function, args) sent, until told to stop."""
-    # Importing great-expectations allocates far more than it frees: with Python's default
-    # thresholds the collector made five passes over everything while loading (0.33 s of
-    # CPU here, finding nothing), on what is often a backfill's slowest path. As the
-    # `datashare` program does for itself (`pipelines.cli.main`).
-    gc.set_threshold(10_000, 10, 10)
+    # Importing great-expectations allocates far more than it frees: even at the program's
+    # thresholds the collector made ~50 passes while loading (0.2 s of CPU, finding next to
+    # nothing), on what is often a backfill's slowest path. So none while loading; then
+    # what was loaded is set aside for good (frozen) and the tasks collect as the
+    # `datashare` program does (`pipelines.cli.main`).
+    gc.disable()
     try:
         warm()
     except BaseException:
         conn.send(("dead", traceback.format_exc()))
         return
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+    gc.enable()
     while True:
         try:
             task = conn.recv()
