@@ -156,6 +156,25 @@ def test_unagreed_column_never_reaches_curated_and_is_named_in_a_breach(stop_and
     assert "Officer badge" in breach.detail and "PC 1234" not in breach.detail
 
 
+@pytest.mark.parametrize("extra", ["rule", "rules", "reasons", "\x1frules", "_source_row"])
+def test_an_unagreed_column_named_like_the_engines_own_is_published_with_its_breach(
+    stop_and_search, tmp_path, extra
+):
+    # The engine adds the rules each quarantined row broke beside the delivered columns: a
+    # delivered column of the same name must neither stop the file nor change what the
+    # quarantine says (a header `rule` once made every batch fail: the month stuck at
+    # "received").
+    rows = [_good_row(**{extra: "x"}), _good_row(**{"Type": "Nonsense type", extra: "y"})]
+    outcome, curated, quarantined = _validate(stop_and_search, tmp_path, _csv(rows))
+    assert outcome.rows_delivered == 2 and outcome.rows_curated == 1
+    assert [r["_source_row"] for r in curated] == [1]
+    assert extra not in curated[0] or extra == "_source_row"
+    assert [(r["_source_row"], r["rules"]) for r in quarantined] == [(2, ["type_known"])]
+    assert sorted(b.rule for b in outcome.breaches) == ["file.unagreed_columns", "type_known"]
+    (breach,) = [b for b in outcome.breaches if b.rule == "file.unagreed_columns"]
+    assert repr(extra) in breach.detail
+
+
 def test_utf8_bom_and_crlf_are_read(stop_and_search, tmp_path):
     text = _csv([_good_row()]).replace("\n", "\r\n")
     outcome, curated, _ = _validate(stop_and_search, tmp_path, b"\xef\xbb\xbf" + text.encode())

@@ -164,6 +164,11 @@ class _RuleTally(RuleFailures):
 
 # Names of a batch's profile counts in their query (no agreed column starts with \x1f).
 _MISSING, _VALUES = "\x1fmissing ", "\x1fvalues "
+# The rules each quarantined row broke, beside the delivered columns: a name no agreed column
+# has, and a delivered column that happens to have it (hostile headers) is left out of the
+# quarantined rows' query rather than clash with it (the quarantine record holds only agreed
+# columns). A delivery with an unagreed column named `rule` is published with its breach.
+_RULES = "\x1frules"
 
 
 def _profile_counts(contract: Contract, categorical: list[str]) -> list[pl.Expr]:
@@ -521,7 +526,10 @@ def validate_delivery(
                         judged.lazy().filter(~quarantining).select(keep),
                         judged.lazy()
                         .filter(quarantining)
-                        .select(*frame.columns, rules_broken(rule_ids).alias("rule")),
+                        .select(
+                            *(c for c in frame.columns if c != _RULES),
+                            rules_broken(rule_ids).alias(_RULES),
+                        ),
                     ]
                 )
                 row = tallied.row(0, named=True)
@@ -551,8 +559,8 @@ def validate_delivery(
                         pl.lit(delivery_id).alias("_delivery_id"),
                         "_source_row",
                         pl.lit(period).alias("_period"),
-                        pl.col("rule").alias("rules"),
-                        pl.col("rule")
+                        pl.col(_RULES).alias("rules"),
+                        pl.col(_RULES)
                         .list.eval(pl.element().replace_strict(reasons))
                         .alias("reasons"),
                         pl.struct(source_cols).struct.json_encode().alias("record"),
