@@ -8,6 +8,8 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -31,7 +33,8 @@ from pipelines.warehouse.catalog import build_warehouse, connect
 from schemas.contract import load_contracts
 from tests.conftest import SharedGreatExpectations, aws_env, drop, make_home
 from tests.s3_server import LAKE_BUCKET
-from tests.test_lake_safety import _datashare
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Each runs the whole pipeline: `pytest -m 'not slow'` leaves them out. Runs in this process
 # use the worker's great-expectations helper (tests/conftest.py), not one each.
@@ -70,6 +73,20 @@ class JuneOnS3:
     prefix: str  # the lake is s3://lake/<prefix>
     out: str  # what the run printed
     pdf: bytes  # the bytes sent as July
+
+
+def _datashare(home: Settings, *args: str) -> subprocess.Popen:
+    """`datashare` started as the program on `home`, in a process group of its own (for the
+    kill), inheriting this process's environment (the lake on S3, the AWS settings)."""
+    env = {**os.environ, "DATASHARE_HOME": str(home.home), "DAGSTER_HOME": str(home.dagster_home)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli.main", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 @pytest.fixture(scope="module")
