@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import io
 import os
 import shutil
@@ -54,42 +53,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:PySpark does not yet fully suppo
 # the other pytest worker. The JVM's CPU over the module: 41 s -> 18 s; what Spark reads and
 # runs is the same.
 JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
-# Spark's classes, loaded and verified from its jars, were a third of the JVM's CPU over the
-# module: the JVM keeps them in a class archive (Java's dynamic CDS) in pytest's cache, made
-# by the first session that finds none (about 8 s more CPU, once) and mapped by every later
-# one. The classes are the same, from the same jars; the archive's name holds the JVM's and
-# the jars' sizes and times, so a new JDK or pyspark makes a new one rather than use a stale.
-ARCHIVE_FOLDER = "spark-class-archive"
-
-
-def _archive_name() -> str:
-    """The class archive's file name for this JVM, these jars and JVM_OPTIONS."""
-    import pyspark  # wherever it is installed: beside the venv (SPARK_SITE) or in it
-
-    java_home = Path(os.path.realpath(shutil.which("java") or "java")).parent.parent
-    jars = Path(pyspark.__file__).parent / "jars"
-    files = [*java_home.glob("lib/server/*"), *jars.glob("*.jar")]
-    stamp = [JVM_OPTIONS] + [
-        f"{f}:{s.st_size}:{s.st_mtime_ns}" for f in sorted(files) for s in [f.stat()]
-    ]
-    return f"spark-{hashlib.sha256(chr(10).join(stamp).encode()).hexdigest()[:16]}.jsa"
-
-
-def _class_archive(config: pytest.Config) -> tuple[str, Path | None, Path | None]:
-    """The JVM option that maps the class archive (or makes it: then also the file the JVM
-    writes at its exit and the name to give it once whole), or nothing without pytest's
-    cache (`-p no:cacheprovider`)."""
-    cache = getattr(config, "cache", None)
-    if cache is None:
-        return "", None, None
-    folder = cache.mkdir(ARCHIVE_FOLDER)
-    archive = folder / _archive_name()
-    if archive.is_file():
-        return f"-XX:SharedArchiveFile={archive}", None, None
-    # Written under a name of this process's own and renamed once the JVM has exited whole:
-    # a JVM given a half-written archive dies (SIGBUS), and two sessions may make one at once.
-    partial = folder / f".{archive.name}.{os.getpid()}"
-    return f"-XX:ArchiveClassesAtExit={partial}", partial, archive
 
 
 def _stop_jvm() -> int | None:
@@ -147,13 +110,11 @@ def home(shared_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def spark(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config):
+def spark(tmp_path_factory: pytest.TempPathFactory):
     """One local Spark session for the module: one core, one shuffle partition, no UI, its
     catalog in a scratch folder, timestamps shown in UTC as the lake stores them."""
     session_class = _spark_or_skip()
     scratch = tmp_path_factory.mktemp("spark-session")
-    archive_option, partial, archive = _class_archive(pytestconfig)
-    jvm_options = f"-Dderby.system.home={scratch} {JVM_OPTIONS} {archive_option}"
     started = time.monotonic()
     spark = (
         session_class.builder.master("local[1]")
@@ -163,24 +124,15 @@ def spark(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config)
         .config("spark.ui.enabled", "false")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.warehouse.dir", str(scratch / "warehouse"))
-        .config("spark.driver.extraJavaOptions", jvm_options)
+        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={scratch} {JVM_OPTIONS}")
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
-    print(f"Spark session started in {time.monotonic() - started:.1f} s ({archive_option})")
+    print(f"Spark session started in {time.monotonic() - started:.1f} s")
     yield spark
     spark.stop()
-    # The JVM ended here, not left to the worker's exit: it holds hundreds of MB, and an
-    # archive it makes is written as it exits.
-    status = _stop_jvm()
-    if partial is not None and archive is not None:
-        if status == 0 and partial.is_file() and partial.stat().st_size > 0:
-            os.replace(partial, archive)
-            for stale in archive.parent.glob("spark-*.jsa"):
-                if stale != archive:
-                    stale.unlink(missing_ok=True)
-        else:
-            partial.unlink(missing_ok=True)
+    # The JVM ended here, not left to the worker's exit: it holds hundreds of MB.
+    _stop_jvm()
 
 
 def _statements(script: str) -> list[str]:
