@@ -1,5 +1,6 @@
 """Storage analysts can trust: kills, open connections, rebuilds, retention, the audit log."""
 
+import contextlib
 import json
 import os
 import select
@@ -67,8 +68,8 @@ for line in sys.stdin:
         except BaseException:
             code = 1
         os._exit(code)
-    print(pid, flush=True)
-    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+    print("pid", pid, flush=True)
+    print("exit", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
 os._exit(0)  # asked to end: no teardown of what it imported (seconds, for nothing)
 """
 
@@ -80,8 +81,17 @@ class _Forked:
     def __init__(self, forker: subprocess.Popen) -> None:
         self._out = forker.stdout.fileno()
         self._said = b""
-        self.pid = int(self._line(None))
+        self.pid = self._said_as(b"pid", self._line(None))
+        assert self.pid > 1, "not a process of its own"  # killpg(0 or 1) would be ours or init's
         self.returncode: int | None = None
+
+    @staticmethod
+    def _said_as(kind: bytes, line: bytes) -> int:
+        """The number in the forker's line `kind N`: each line says what it is, so a line
+        left unread by an earlier case is never taken for another kind."""
+        said, number = line.split()
+        assert said == kind, f"the forker said {line!r} where {kind!r} was due"
+        return int(number)
 
     def _line(self, timeout: float | None) -> bytes | None:
         while b"\n" not in self._said:
@@ -95,12 +105,12 @@ class _Forked:
 
     def poll(self) -> int | None:
         if self.returncode is None and (line := self._line(0)) is not None:
-            self.returncode = int(line)
+            self.returncode = self._said_as(b"exit", line)
         return self.returncode
 
     def wait(self) -> int:
         if self.returncode is None:
-            self.returncode = int(self._line(None))
+            self.returncode = self._said_as(b"exit", self._line(None))
         return self.returncode
 
 
@@ -236,8 +246,13 @@ def test_a_killed_run_leaves_a_consistent_state_and_the_next_run_finishes(
     drop(home, "stop_and_search", "2022-07", _july_delivery)
 
     process = _datashare(_forker, home, "run")
-    seen = _kill_when(process, home.lake, phase)
-    process.wait()
+    try:
+        seen = _kill_when(process, home.lake, phase)
+    finally:  # the forker serves the next case only once this run is reaped
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
     # The phase was seen and the kill is what ended the run (a run that finished before
     # the phase was seen, or before the kill, fails here instead of passing vacuously).
     assert seen, f"the run ended before {phase.__name__[1:]} was seen"
