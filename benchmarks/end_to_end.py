@@ -12,7 +12,8 @@ Rows (the targets are issue 21's "must reach" column):
 - backfill: 37 months of stop and search (13,000 rows each) sent at once;
 - idle: `datashare run` again, nothing new, 37 months published (median of three);
 - one_month: one new 13,000-row month with 37 published (median of three);
-- big_month: one month of 2M rows (and more with --big-rows) on a new home;
+- big_month: one month of 2M rows (and more with --big-rows) on a new home (the median of
+  three runs up to 2M rows);
 - demo: `datashare demo` on a new home (24 months of 10 contracts), then again (nothing new,
   median of three);
 - history: the cost of one new month with 1, 12, 60 and 94 months published, the median of
@@ -319,7 +320,16 @@ def big_month_rows(work: Path, sizes: list[int]) -> list[Row]:
     for size in sizes:
         home = work / f"big-{size}"
         (file,) = send_months(home, [LAST], size)
-        measured = run(home, "run")
+        # The median of three runs, each on a new home given the same file (one run of the
+        # 2M-row month ranged 6.8 to 8.1 s here on a quiet machine); a single run above that.
+        tries = []
+        for _ in range(REPEAT if size <= 2_000_000 else 1):
+            trial = work / f"big-{size}-run"
+            shutil.rmtree(trial, ignore_errors=True)
+            shutil.copytree(home / "dropzone", trial / "dropzone")
+            tries.append(run(trial, "run"))
+            shutil.rmtree(trial, ignore_errors=True)
+        measured = sorted(tries, key=lambda m: m.seconds)[len(tries) // 2]
         copy = duckdb_copy([file], work)
         ratio = measured.seconds / copy.seconds
         met = ratio <= 4 and measured.peak_mb < 1024
