@@ -87,7 +87,7 @@ def test_checks_run_in_the_helper_give_what_checks_in_process_give(stop_and_sear
 
 
 def test_a_killed_helper_means_the_checks_run_here_and_the_log_says_so(
-    stop_and_search, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    no_shared_helper, stop_and_search, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
     with ge_process.loading_early(warm_session):
         ge_process._HELPER.process.kill()
@@ -102,7 +102,7 @@ def test_a_killed_helper_means_the_checks_run_here_and_the_log_says_so(
 
 
 def test_a_helper_that_cannot_load_fails_loudly_and_the_checks_still_run(
-    stop_and_search, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    no_shared_helper, stop_and_search, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
     with ge_process.loading_early(_CANNOT_LOAD):
         broken = "No module named 'great_expectations_is_broken_here'"
@@ -115,7 +115,9 @@ def test_a_helper_that_cannot_load_fails_loudly_and_the_checks_still_run(
     assert any("could not start" in r.getMessage() for r in caplog.records)
 
 
-def test_an_unused_helper_does_not_hold_up_the_run_and_a_done_one_is_ended_at_once():
+def test_an_unused_helper_does_not_hold_up_the_run_and_a_done_one_is_ended_at_once(
+    no_shared_helper,
+):
     # A run whose files were all duplicates never validates: leaving it must not wait for
     # the import to finish. Against the import as measured here, on a helper let finish it,
     # not a fixed figure: both grow with the machine's load (a fixed 2 s failed at load 5).
@@ -174,6 +176,16 @@ def _in_this_process():
         ge_process._HELPER = kept
 
 
+@pytest.fixture
+def no_shared_helper():
+    """For the tests that start and end helpers of their own: the module's shared one
+    (`helper`), if a test before them installed it, set aside meanwhile. Nested
+    `loading_early` keeps an installed helper, so they would be given the shared one (and
+    kill it): they failed whenever xdist ran one of them after the shared helper's tests."""
+    with _in_this_process():
+        yield
+
+
 @hypothesis_settings(max_examples=12, deadline=None)
 @given(
     rows=st.integers(0, 3000),
@@ -207,7 +219,7 @@ def test_the_helper_judges_every_delivery_as_this_process_does(
     assert found[0] == found[1]
 
 
-def test_tasks_sent_ahead_are_worked_on_while_this_process_goes_on():
+def test_tasks_sent_ahead_are_worked_on_while_this_process_goes_on(no_shared_helper):
     # A backfill sends a month's dataset checks and goes on to the next month's rows: the
     # send must not wait for the work, and each answer must reach its own task, whatever
     # order they are taken in.
@@ -225,7 +237,7 @@ def test_tasks_sent_ahead_are_worked_on_while_this_process_goes_on():
             failing.result()
 
 
-def test_a_task_says_whether_its_answer_has_come_without_waiting_for_it():
+def test_a_task_says_whether_its_answer_has_come_without_waiting_for_it(no_shared_helper):
     # A backfill finishes a month as soon as great-expectations has judged it, and checks
     # the next months' rows meanwhile: asking must not wait, and must not lose answers.
     # Helpers of its own: the module's shared one (`helper`) must not be killed here.
