@@ -23,6 +23,13 @@ PIP_INSTALL := install() { \
 
 .PHONY: demo test test-fast lint ui clean chromium screenshots postgresql redis spark
 
+# Python writes each module's bytecode beside it once and reads it after; an environment that
+# says not to (PYTHONDONTWRITEBYTECODE, set in many container images, this machine's too) made
+# every process of the demo and the suite compile the project's modules again, and every
+# pytest worker rewrite the test modules' asserts again: about 0.15 s of CPU a `datashare`
+# process and 5 s a worker. So the recipes here run without it.
+unexport PYTHONDONTWRITEBYTECODE
+
 # Made once; the stamps below install into it (never remade, so `make test` after `make
 # demo` adds to the demo's venv). Without uv, a current pip first: Python 3.11's own pip
 # 23.2 took longer over the runtime alone (250 s, 52 s CPU) than pip 26 over runtime and dev
