@@ -8,6 +8,7 @@ the public `execute_in_process`, and the engineer told what the UI will leave ou
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import dagster as dg
@@ -45,11 +46,23 @@ def _month_materializations(home: Settings) -> set[str]:
 
 
 def test_a_run_is_filed_under_the_code_location(
-    home: Settings, real_stop_and_search: Path, capsys
+    home: Settings, real_stop_and_search: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    programs = []
+    popen = subprocess.Popen
+
+    class Recorded(popen):
+        def __init__(self, args, *rest, **kwargs):
+            programs.append(args[0] if isinstance(args, list | tuple) else args)
+            super().__init__(args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", Recorded)
     drop(home, "stop_and_search", "2022-06", real_stop_and_search)
     assert main(["run"]) == 0
     assert "files runs differently" not in capsys.readouterr().err
+    # The runs' output is shown by a thread (pipelines/orchestration/compute_logs.py), not
+    # by Dagster's `tail` processes, two a run.
+    assert "tail" not in programs
     (run,) = _runs(home)
     assert run.remote_job_origin is not None
     assert run.remote_job_origin.location_name == "datashare"

@@ -324,7 +324,15 @@ class _Dagster:
     def instance(self) -> dg.DagsterInstance:
         from pipelines.orchestration.instance import open_instance
 
-        return open_instance(self.settings)
+        instance = open_instance(self.settings)
+        # The runs' captured output shown on the terminal by a thread, not by four processes
+        # a run (`pipelines.orchestration.compute_logs`); a Dagster whose internals moved
+        # keeps its own.
+        with suppress(ImportError, AttributeError, TypeError):
+            from pipelines.orchestration.compute_logs import mirror_in_process
+
+            mirror_in_process(instance)
+        return instance
 
     def execute(
         self, job: str, months: MonthRun | None = None, assets: list[list[str]] | None = None
