@@ -394,6 +394,51 @@ def test_every_agreed_format_gives_the_same_curated_rows(tmp_path, name, convert
     assert "file.encoding" not in [b.rule for b in outcome.breaches]
 
 
+def test_what_the_hash_saw_spares_validation_a_pass_and_nothing_else(tmp_path, monkeypatch):
+    """Intake sees whether every byte is ASCII as it hashes the copy: validation in the same
+    process then takes the landed file as UTF-8 without reading it all again. A file with
+    other bytes, or a landed file touched since, is read for its encoding as before."""
+    from pipelines.intake import delivery_formats as formats
+
+    passes = []
+    encoding = formats._encoding
+    monkeypatch.setattr(
+        formats, "_encoding", lambda *args: passes.append(args[0]) or encoding(*args)
+    )
+    engine = Engine(tmp_path)
+    put(engine.root, "stop_and_search/2025-01/jan.csv", delivery_bytes("2025-01"))
+    excel = _as_excel_windows_1252(delivery_bytes("2025-02"))
+    put(engine.root, "stop_and_search/2025-02/feb.csv", excel)
+    (plain,) = engine.take("2025-01").received
+    (accented,) = engine.take("2025-02").received
+
+    landed = engine.lake.root / plain.landing_path
+    assert formats.open_delivery(landed).encoding == formats.UTF8
+    assert passes == []
+    other = engine.lake.root / accented.landing_path
+    assert formats.open_delivery(other).encoding == formats.WINDOWS_1252
+    assert passes == [other]
+    # Touched since it landed (its times moved): looked at again, whatever it holds.
+    os.utime(landed, ns=(time.time_ns(), time.time_ns()))
+    assert formats.open_delivery(landed).encoding == formats.UTF8
+    assert passes == [other, landed]
+
+
+@pytest.mark.parametrize("last", [b"\n", b"\xe9\n", b"\x80"])
+def test_the_hash_pass_says_whether_every_byte_is_ascii_in_every_window(
+    tmp_path, monkeypatch, last
+):
+    from pipelines.intake import dropzone
+
+    monkeypatch.setattr(dropzone, "HASH_WINDOW", mmap.ALLOCATIONGRANULARITY)
+    content = b"a,b\n1,2\n" * (3 * mmap.ALLOCATIONGRANULARITY // 8) + last  # four windows
+    path = put(tmp_path, "f.csv", content)
+    with open(path, "rb") as fh:
+        digest, ascii = dropzone._sha256_of(fh.fileno())
+    assert digest == hashlib.sha256(content).hexdigest()
+    assert ascii == content.isascii()
+
+
 def test_windows_1252_from_excel_is_read_with_a_minor_breach(tmp_path):
     content = _as_excel_windows_1252(delivery_bytes("2025-01"))
     outcome, curated = _validate(tmp_path, "d.csv", content)

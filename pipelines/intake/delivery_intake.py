@@ -38,7 +38,7 @@ from pipelines.intake.dropzone import (
     RefusedFile,
 )
 from pipelines.lake.register import Breach, DeliveryEvent, Register
-from pipelines.lake.store import Lake
+from pipelines.lake.store import FolderLake, Lake
 
 KNOWN_SUFFIXES = (".csv.gz", ".csv", ".parquet")
 UNFILED = "unfiled"  # the pseudo-contract of files outside the agreed layout
@@ -308,6 +308,12 @@ def _fetch_and_land(
         suffix = suffix_of(drop.name)
         landing = landing_for(sha, suffix)
         _land(lake, tmp, landing, fetched, drop.relative)
+    if fetched.ascii and isinstance(lake, FolderLake):
+        # The bytes at `landing` are the ones hashed (landed now, or found there with the
+        # same hash): what the hash saw of them spares validation a pass over the file.
+        from pipelines.intake.delivery_formats import landed_as_ascii
+
+        landed_as_ascii(lake.path(landing))
     return _Fetched(common, landing=landing, suffix=suffix)
 
 
