@@ -446,7 +446,9 @@ def in_memory(
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory catalog of the same views over tables read from the lake;
     `month_parts` (`parts_table`; none if not given) names the contracts in parts."""
-    con = duckdb.connect()
+    # One thread: a register of a few thousand rows gains nothing from a second, and copying
+    # each table in with one took half the CPU it took with two (35 -> 15 ms for the five).
+    con = duckdb.connect(config={"threads": 1})
     con.execute("CREATE SCHEMA governance")
     for name, table in (
         ("breach_records", breach_records),
