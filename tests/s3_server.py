@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +39,31 @@ class S3Server:
             aws_secret_access_key="datashare-test",
             region_name="us-east-1",
         )
+
+    def put_many(self, bucket: str, objects: dict[str, bytes]) -> None:
+        """Write many small objects at once through SeaweedFS's filer, which holds what the
+        S3 gateway lists (the same keys, sizes and ETags as `put_object` gives): plain HTTP,
+        where each of boto3's signed requests cost ~2 ms of CPU (1,100 objects: 0.3 s of
+        CPU against 2.2 s)."""
+        filer = self.ports[6]  # running_seaweed's order: s3, s3 grpc, master..., filer
+        local, opened = threading.local(), []
+
+        def put(item: tuple[str, bytes]) -> None:
+            key, body = item
+            if (connection := getattr(local, "connection", None)) is None:
+                connection = local.connection = http.client.HTTPConnection("127.0.0.1", filer)
+                opened.append(connection)
+            connection.request("PUT", f"/buckets/{bucket}/{key}", body=body)
+            answer = connection.getresponse()
+            answer.read()
+            assert answer.status in (200, 201), f"{key}: the filer answered {answer.status}"
+
+        try:
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(put, objects.items()))
+        finally:
+            for connection in opened:
+                connection.close()
 
 
 def _free_ports(count: int) -> list[int]:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import hashlib
-from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
 import pytest
@@ -29,8 +28,7 @@ def test_listing_paginates_past_a_thousand_objects(s3):
     client = server.client()
     count = 1_100
     keys = [f"{CONTRACT}/2025-01/part-{i:05d}.csv" for i in range(count)]
-    with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda k: _put(client, prefix, k, b"Type,Date\n"), keys))
+    server.put_many(BUCKET, {f"{prefix}/{k}": b"Type,Date\n" for k in keys})
     _put(client, prefix, f"{CONTRACT}/2025-01/part-00000.csv.manifest.json", b"{}")
     _put(client, prefix, f"{CONTRACT}/2025-01/.uploading", b"x")
 
