@@ -25,9 +25,10 @@ PIP_INSTALL := install() { \
 
 # Python writes each module's bytecode beside it once and reads it after; an environment that
 # says not to (PYTHONDONTWRITEBYTECODE, set in many container images, this machine's too) made
-# every process of the demo and the suite compile the project's modules again, and every
-# pytest worker rewrite the test modules' asserts again: about 0.15 s of CPU a `datashare`
-# process and 5 s a worker. So the recipes here run without it.
+# every process of the demo and the suite compile the project's modules again: about 0.15 s
+# of CPU a `datashare`, worker or code-server process. So the recipes here run without it.
+# (pytest's rewritten test modules are kept too, but a fresh clone's two workers collect at
+# once, so only a later run reads them.)
 unexport PYTHONDONTWRITEBYTECODE
 
 # Made once; the stamps below install into it (never remade, so `make test` after `make
