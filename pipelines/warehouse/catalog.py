@@ -119,10 +119,35 @@ def _comment(
     kind: str = "VIEW",
 ) -> None:
     """Comment on `target` (a `kind`: "VIEW" or "TABLE", as its maker says), or on its
-    `column`. The kind is the caller's, not asked of DuckDB: a `duckdb_views()` query per
-    comment was 41 queries and a tenth of a build's CPU."""
+    `column`: at once, or, inside `_comments_at_end(con)`, when it ends. The kind is the
+    caller's, not asked of DuckDB: a `duckdb_views()` query per comment was 41 queries and
+    a tenth of a build's CPU."""
     name = f"{target}.{column}" if column else target
-    con.execute(f"COMMENT ON {'COLUMN' if column else kind} {name} IS {_quote(text)}")
+    statement = f"COMMENT ON {'COLUMN' if column else kind} {name} IS {_quote(text)}"
+    if id(con) in _PENDING:
+        _PENDING[id(con)].append(statement)
+    else:
+        con.execute(statement)
+
+
+# Per connection inside `_comments_at_end`, the comments it is to make when that ends.
+_PENDING: dict[int, list[str]] = {}
+
+
+@contextmanager
+def _comments_at_end(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """`_comment`s on `con` made when the block ends, all in one `execute`: ~550 a build,
+    each ~0.3 ms of CPU as a statement of its own and 15% less as one of a script (600
+    comments on views, alternated ten times: 186 -> 160 ms). Nothing the block does reads
+    a comment; if it fails, none is made."""
+    _PENDING[id(con)] = []
+    try:
+        yield
+        statements = _PENDING[id(con)]
+        if statements:
+            con.execute(";\n".join(statements))
+    finally:
+        _PENDING.pop(id(con), None)
 
 
 LINEAGE_COMMENTS = {
@@ -426,10 +451,6 @@ def _replaced_whole(path: Path) -> Iterator[Path]:
 
 def build_warehouse(lake: Lake, contracts: dict[str, Contract], path: Path) -> Path:
     """Write a fresh catalog of the lake to `path`, atomically."""
-    # The curated schemas bring in pandera and polars: imported here, so that reading the
-    # warehouse (`connect`, a run with nothing new) does not pay for them at start-up.
-    from pipelines.validation.row_validation import curated_schema
-
     # A lake an earlier version wrote keeps each mart as one file: moved into its folder
     # first, so that the views below read where this version writes (lake/mart_files.py).
     migrate_mart_files(lake)
@@ -438,65 +459,70 @@ def build_warehouse(lake: Lake, contracts: dict[str, Contract], path: Path) -> P
         con = lake.readable_by(duckdb.connect(str(tmp)))
         try:
             con.execute("BEGIN")  # one commit for the whole catalog, not one per comment
-            for schema in SCHEMAS:
-                con.execute(f"CREATE SCHEMA {schema}")
-            con.execute(
-                "CREATE TABLE governance.catalog AS "
-                "SELECT ? AS lake, now() AS built_at, ? AS built_from",
-                [lake.url, built_from(lake, contracts)],
-            )
-            _comment(
-                con,
-                "governance.catalog",
-                "Where this catalog's views read from (the lake), and when it was built.",
-                kind="TABLE",
-            )
-            _comment(con, "governance.catalog", "The lake: a folder or s3://bucket/prefix.", "lake")
-            _comment(con, "governance.catalog", "When this catalog was built.", "built_at")
-            _comment(con, "governance.catalog", BUILT_FROM_COMMENT, "built_from")
-            for contract in contracts.values():
-                target = f"curated.{contract.name}"
-                pattern = curated_pattern(contract)
-                schema = curated_schema(contract)
-                kind = "VIEW"
-                if contract.layout:
-                    releases = f"{target}_releases"
-                    made = _source(
-                        con, releases, lake, pattern, schema, union=True, extra=MONTH_OF_PERIOD
-                    )
-                    _comment(
-                        con,
-                        releases,
-                        f"Every release of {contract.name}, as delivered: one row per figure "
-                        f"of each release (a {contract.layout.period_name} appears once per "
-                        f"release carrying it); {contract.name} keeps the newest release's.",
-                        kind=made,
-                    )
-                    con.execute(newest_release_view(target, releases, contract.layout.period_name))
-                else:
-                    kind = _source(
-                        con, target, lake, pattern, schema, union=True, extra=MONTH_OF_PERIOD
-                    )
-                _comment(con, target, curated_comment(contract), kind=kind)
-                views = [target, f"{target}_releases"] if contract.layout else [target]
-                if contract.snapshots:
-                    latest = f"{target}_latest"
-                    snap = contract.snapshots
-                    con.execute(latest_view(latest, target, snap.key, snap.snapshot_column))
-                    _comment(con, latest, latest_comment(contract))
-                    views.append(latest)
-                for view in views:
-                    _comment_curated_columns(con, view, contract)
-            _oversight(con, lake)
-            # The mappings, targets and agreed values the marts' SQL files read, so that
-            # `duckdb warehouse.duckdb < pipelines/oversight/marts/<mart>.sql` runs as it is.
-            create_reference(con, contracts)
-            _governance(con, lake, contracts)
+            with _comments_at_end(con):
+                _make_catalog(con, lake, contracts)
             con.execute("COMMIT")
             con.execute("CHECKPOINT")
         finally:
             con.close()
     return path
+
+
+def _make_catalog(con: duckdb.DuckDBPyConnection, lake: Lake, contracts: dict[str, Contract]):
+    """What `build_warehouse` makes in `con`: every schema, view and table, with comments."""
+    # The curated schemas bring in pandera and polars: imported here, so that reading the
+    # warehouse (`connect`, a run with nothing new) does not pay for them at start-up.
+    from pipelines.validation.row_validation import curated_schema
+
+    for schema in SCHEMAS:
+        con.execute(f"CREATE SCHEMA {schema}")
+    con.execute(
+        "CREATE TABLE governance.catalog AS SELECT ? AS lake, now() AS built_at, ? AS built_from",
+        [lake.url, built_from(lake, contracts)],
+    )
+    _comment(
+        con,
+        "governance.catalog",
+        "Where this catalog's views read from (the lake), and when it was built.",
+        kind="TABLE",
+    )
+    _comment(con, "governance.catalog", "The lake: a folder or s3://bucket/prefix.", "lake")
+    _comment(con, "governance.catalog", "When this catalog was built.", "built_at")
+    _comment(con, "governance.catalog", BUILT_FROM_COMMENT, "built_from")
+    for contract in contracts.values():
+        target = f"curated.{contract.name}"
+        pattern = curated_pattern(contract)
+        schema = curated_schema(contract)
+        kind = "VIEW"
+        if contract.layout:
+            releases = f"{target}_releases"
+            made = _source(con, releases, lake, pattern, schema, union=True, extra=MONTH_OF_PERIOD)
+            _comment(
+                con,
+                releases,
+                f"Every release of {contract.name}, as delivered: one row per figure "
+                f"of each release (a {contract.layout.period_name} appears once per "
+                f"release carrying it); {contract.name} keeps the newest release's.",
+                kind=made,
+            )
+            con.execute(newest_release_view(target, releases, contract.layout.period_name))
+        else:
+            kind = _source(con, target, lake, pattern, schema, union=True, extra=MONTH_OF_PERIOD)
+        _comment(con, target, curated_comment(contract), kind=kind)
+        views = [target, f"{target}_releases"] if contract.layout else [target]
+        if contract.snapshots:
+            latest = f"{target}_latest"
+            snap = contract.snapshots
+            con.execute(latest_view(latest, target, snap.key, snap.snapshot_column))
+            _comment(con, latest, latest_comment(contract))
+            views.append(latest)
+        for view in views:
+            _comment_curated_columns(con, view, contract)
+    _oversight(con, lake)
+    # The mappings, targets and agreed values the marts' SQL files read, so that
+    # `duckdb warehouse.duckdb < pipelines/oversight/marts/<mart>.sql` runs as it is.
+    create_reference(con, contracts)
+    _governance(con, lake, contracts)
 
 
 def show_marts(lake: Lake, contracts: dict[str, Contract], path: Path) -> Path:
@@ -531,11 +557,12 @@ def show_marts(lake: Lake, contracts: dict[str, Contract], path: Path) -> Path:
                 "AND database_name = current_database()"
             ).fetchall():
                 con.execute(f"DROP VIEW oversight.{name}")
-            _oversight(con, lake)
-            if first_provenance:  # an empty table until now: the views over its files
-                con.execute("DROP VIEW governance.mart_sources")
-                con.execute("DROP TABLE governance.mart_sources_history")
-                _mart_sources(con, lake)
+            with _comments_at_end(con):
+                _oversight(con, lake)
+                if first_provenance:  # an empty table until now: the views over its files
+                    con.execute("DROP VIEW governance.mart_sources")
+                    con.execute("DROP TABLE governance.mart_sources_history")
+                    _mart_sources(con, lake)
             con.execute("UPDATE governance.catalog SET built_at = now(), built_from = ?", [now])
             con.execute("COMMIT")
             con.execute("CHECKPOINT")
