@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
+import traceback
 from collections import Counter
 from pathlib import Path
 
@@ -108,41 +110,60 @@ def test_a_run_opens_runs_db_a_few_times_not_once_per_query(home: Settings):
     assert _schema(ours) == _schema(theirs / "runs.db")
 
 
+def _writer(dagster_home: Path, to_test: int, from_test: int) -> None:
+    """In a process of its own: a run per month, each run's id said to the test once it
+    has finished, then the next when the test has read its status; then killed."""
+    said, told = os.fdopen(to_test, "w"), os.fdopen(from_test)
+    instance = dg.DagsterInstance.from_config(str(dagster_home))
+    for month in ("2024-01", "2024-02"):
+        result = dg.materialize([deliveries], instance=instance, partition_key=month)
+        print(result.run_id, file=said, flush=True)
+        told.readline()  # the test reads the status meanwhile
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def test_another_process_sees_each_status_as_it_is_written_and_after_a_kill(home: Settings):
     """The UI's processes read runs.db while a writer keeps it open: each run's status is
     there as soon as it is written, and a writer killed without closing anything loses
     none of it (a commit is in the WAL file, whatever is synced)."""
-    writer = f"""
-import os, signal, sys
-import dagster as dg
-sys.path.insert(0, {str(ROOT)!r})
-from tests.test_run_storage import deliveries
-instance = dg.DagsterInstance.get()
-for month in ("2024-01", "2024-02"):
-    result = dg.materialize([deliveries], instance=instance, partition_key=month)
-    print(result.run_id, flush=True)
-    sys.stdin.readline()  # the test reads the status meanwhile
-os.kill(os.getpid(), signal.SIGKILL)
-"""
-    process = subprocess.Popen(
-        [sys.executable, "-c", writer],
-        cwd=ROOT,
-        env={**os.environ, "DAGSTER_HOME": str(home.dagster_home)},
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdin and process.stdout
+    # The writer is a child forked from this process, which has Dagster imported already
+    # (a new `python -c` paid 1.5-2 s of CPU importing it); it opens its own instance and
+    # connections on the home, as another process does. The home's databases are made
+    # first, by this process alone, as the old writer's import of Dagster gave the reader
+    # time to: two processes opening a new home at the same instant race to make
+    # Dagster's own schedules.db ("table jobs already exists"), not what this test is
+    # about. Nothing of this process's is open on the home when it forks (SQLite's state
+    # of an open database must not be copied into a child).
+    with dg.DagsterInstance.from_config(str(home.dagster_home)):
+        pass
+    said_r, said_w = os.pipe()
+    told_r, told_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never back into pytest
+        try:
+            os.close(said_r)
+            os.close(told_w)
+            _writer(home.dagster_home, said_w, told_r)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(1)
+    os.close(said_w)
+    os.close(told_r)
     seen = []
-    with dg.DagsterInstance.from_config(str(home.dagster_home)) as reader:
+    with (
+        os.fdopen(said_r) as said,
+        os.fdopen(told_w, "w") as told,
+        dg.DagsterInstance.from_config(str(home.dagster_home)) as reader,
+    ):
         for _ in range(2):
-            run_id = process.stdout.readline().strip()
+            run_id = said.readline().strip()
             run = reader.get_run_by_id(run_id)
             assert run is not None and run.status == dg.DagsterRunStatus.SUCCESS
             seen.append(run_id)
-            process.stdin.write("\n")
-            process.stdin.flush()
-        assert process.wait(timeout=120) == -9
+            told.write("\n")
+            told.flush()
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == -signal.SIGKILL
     with dg.DagsterInstance.from_config(str(home.dagster_home)) as after:
         assert [r.run_id for r in after.get_runs()] == seen[::-1]
 
