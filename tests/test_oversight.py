@@ -896,25 +896,35 @@ def test_dagster_assets_one_per_mart_with_latest_figures(fixture_lake, tmp_path)
     assert oversight_views(warehouse) == set(chosen)
 
 
-def test_the_oversight_pack_is_one_offline_page_with_a_chart_per_measure(fixture_lake, tmp_path):
+@pytest.fixture(scope="module")
+def command_pack(fixture_lake, tmp_path_factory) -> dict[str, str]:
+    """On a copy of the hand-worked fixtures' lake, whose warehouse was built before any
+    mart was computed: the pack written then (`early`), and the pack `datashare report
+    --refresh` writes (`page`; it computes the marts and rebuilds the warehouse). The
+    module's checks of the pack as a reader sees it read this page too (`pages`)."""
     lake, _ = fixture_lake
-    copy = FolderLake(tmp_path / "lake")
+    root = tmp_path_factory.mktemp("pack")
+    copy = FolderLake(root / "lake")
     shutil.copytree(lake.root, copy.root)
     settings = Settings(
-        home=tmp_path, dropzone=tmp_path / "dropzone", lake=copy.root,
-        warehouse=tmp_path / "warehouse.duckdb", dagster_home=tmp_path / "dagster",
+        home=root, dropzone=root / "dropzone", lake=copy.root,
+        warehouse=root / "warehouse.duckdb", dagster_home=root / "dagster",
     )  # fmt: skip
     build_warehouse(copy, CONTRACTS, settings.warehouse)
-    # Before any mart is computed, the pack says so.
-    early = write_report(settings.warehouse, tmp_path / "early.html").read_text()
-    assert early.count("Not computed yet") == len(MARTS)
+    early = write_report(settings.warehouse, root / "early.html").read_text()
 
     class Args:
-        output = tmp_path / "pack" / "oversight.html"
+        output = root / "pack" / "oversight.html"
         refresh = True
 
     assert run_report_command(Args(), settings) == 0
-    page = Args.output.read_text(encoding="utf-8")
+    return {"early": early, "page": Args.output.read_text(encoding="utf-8")}
+
+
+def test_the_oversight_pack_is_one_offline_page_with_a_chart_per_measure(command_pack):
+    # Before any mart is computed, the pack says so.
+    assert command_pack["early"].count("Not computed yet") == len(MARTS)
+    page = command_pack["page"]
     assert page.startswith("<!DOCTYPE html>")
     for mart in MARTS.values():
         section = page[page.index(f'<section id="{mart.name}">') :]
@@ -1092,21 +1102,11 @@ def test_a_chart_that_is_not_of_the_latest_month_says_which_and_why(quirks):
     assert "Why Jan 2024" in figure and "delivered to Feb 2024" in figure
 
 
-def pack_pages(fixture_lake, quirks, tmp_path_factory) -> list[str]:
-    lake, warehouse = fixture_lake
-    root = tmp_path_factory.mktemp("pack")
-    copy = FolderLake(root / "lake")
-    shutil.copytree(lake.root, copy.root)
-    built = build_warehouse(copy, CONTRACTS, root / "warehouse.duckdb")
-    write_marts(built, copy, contracts=CONTRACTS)
-    build_warehouse(copy, CONTRACTS, built)
-    return [write_report(built, root / "pack.html").read_text(encoding="utf-8"), quirks["page"]]
-
-
 @pytest.fixture(scope="module")
-def pages(fixture_lake, quirks, tmp_path_factory) -> list[str]:
-    """The pack of the hand-worked fixtures and of the quirky deliveries."""
-    return pack_pages(fixture_lake, quirks, tmp_path_factory)
+def pages(command_pack, quirks) -> list[str]:
+    """The pack of the hand-worked fixtures (as `datashare report --refresh` writes it) and
+    of the quirky deliveries."""
+    return [command_pack["page"], quirks["page"]]
 
 
 def text_extent(node: ET.Element) -> tuple[float, float]:
