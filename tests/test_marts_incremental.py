@@ -171,6 +171,25 @@ def template_home(
     return folder, template
 
 
+@pytest.fixture(scope="module")
+def search_home(real_rows: pa.Table, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """`home` of stop and search alone (its anchor month, every contract's catalog), built
+    once for the tests below that start from it: where it was built, and a pristine copy."""
+    folder = tmp_path_factory.mktemp("search") / "home"
+    home(folder, real_rows)
+    shutil.copytree(folder, folder.parent / "pristine")
+    return folder, folder.parent / "pristine"
+
+
+def restored(made: tuple[Path, Path]) -> tuple[FolderLake, Path]:
+    """A home built once put back as it was built, at the very path it was built at (the
+    warehouse's views name the lake by its path): whatever a test before wrote is gone."""
+    folder, pristine = made
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(pristine, folder)
+    return FolderLake(folder / "lake"), folder / "warehouse.duckdb"
+
+
 # One step: a month (index), how many rows and from where, a new tag (restatements), odd
 # values, or the month erased; of stop and search or of street crime.
 steps = st.lists(
@@ -219,12 +238,12 @@ def test_incremental_marts_equal_a_full_recompute(
         write_and_check(lake, warehouse, INCREMENTAL)
 
 
-def test_a_new_month_recomputes_only_the_months_it_reaches(real_rows, tmp_path):
+def test_a_new_month_recomputes_only_the_months_it_reaches(real_rows, search_home):
     """A new month on top of two years recomputes the 12 months its windows reach, and
     leaves the figures of earlier months as the file had them: a month whose rows changed
     without a new delivery (which publishing never does) is not read again, while a full
     recompute would show it."""
-    lake, warehouse = home(tmp_path, real_rows)
+    lake, warehouse = restored(search_home)
     for i in range(24):
         publish(lake, real_rows, month_of(i), i * 50, 40, f"h{i}", False)
     write_marts(warehouse, lake, BY_MONTH, CONTRACTS)
@@ -250,10 +269,10 @@ def test_a_new_month_recomputes_only_the_months_it_reaches(real_rows, tmp_path):
         assert record["rows_in_period"] is True
 
 
-def test_a_row_outside_its_month_recomputes_everything(real_rows, tmp_path):
+def test_a_row_outside_its_month_recomputes_everything(real_rows, search_home):
     """A published row dated in another month than its period (a contract without the
     in-period rule) cannot be sliced by period: every month is computed again."""
-    lake, warehouse = home(tmp_path, real_rows)
+    lake, warehouse = restored(search_home)
     for i in range(14):
         publish(lake, real_rows, month_of(i), i * 50, 40, f"h{i}", False)
     write_marts(warehouse, lake, BY_MONTH, CONTRACTS)
@@ -274,10 +293,10 @@ def test_a_row_outside_its_month_recomputes_everything(real_rows, tmp_path):
         assert json.loads(kept.schema.metadata[COMPUTED_FROM])["rows_in_period"] is False
 
 
-def test_a_mart_file_of_the_previous_version_is_computed_whole_then_kept(real_rows, tmp_path):
+def test_a_mart_file_of_the_previous_version_is_computed_whole_then_kept(real_rows, search_home):
     """A home whose marts an earlier version wrote (no record of what they were computed
     from) gets them computed from every month once, with the record, and sliced after."""
-    lake, warehouse = home(tmp_path, real_rows)
+    lake, warehouse = restored(search_home)
     for i in range(13):
         publish(lake, real_rows, month_of(i), i * 50, 40, f"h{i}", False)
     for name in BY_MONTH:  # as the previous version wrote them
@@ -325,7 +344,7 @@ def test_the_incremental_path_on_an_s3_lake(real_rows, street_rows, s3, tmp_path
 
 
 def test_a_narrowed_read_has_the_whole_views_types_after_a_file_widened_a_column(
-    real_rows, tmp_path
+    real_rows, search_home
 ):
     """A month's file written after the warehouse was built, with a column of a wider type
     than the earlier files (a later contract version taking a flag as the Met's text),
@@ -336,7 +355,7 @@ def test_a_narrowed_read_has_the_whole_views_types_after_a_file_widened_a_column
     the types DuckDB lists for the view up to date; narrowed reads take them from there.)"""
     from pipelines.oversight.incremental_marts import _period_source, _used_by_period
 
-    lake, warehouse = home(tmp_path, real_rows)
+    lake, warehouse = restored(search_home)
     for i in range(3):
         publish(lake, real_rows, month_of(i), i * 50, 40, f"h{i}", False)
     publish(lake, real_rows, month_of(3), 200, 40, "wider", False)
