@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 import threading
 import traceback
 import uuid
@@ -28,8 +26,8 @@ from pipelines.home.event_log_storage import OPEN_AT_ONCE, KeptOpenSqliteEventLo
 from pipelines.home.instance_config import SQLITE, dagster_yaml
 from pipelines.home.settings import Settings, load_settings
 from tests.previous_version import previous_version_code
+from tests.test_run_storage import run_previous_version
 
-ROOT = Path(__file__).resolve().parents[1]
 # The last commit whose dagster.yaml left Dagster's event log as it is (a connection per
 # event): the homes made by the previous version.
 PREVIOUS_VERSION = "3bbe134"
@@ -399,17 +397,10 @@ def previous_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     old = folder / "previous-version"
     previous_version_code(PREVIOUS_VERSION, old)
     home = folder / "home"
-    done = subprocess.run(
-        [sys.executable, "-c", PREVIOUS_RUN, str(home)],
-        cwd=old,
-        env={**os.environ, "PYTHONPATH": str(old), "DAGSTER_HOME": str(home / "dagster")},
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    printed = run_previous_version(old, PREVIOUS_RUN, [str(home)], home / "dagster")
     text = (home / "dagster" / "dagster.yaml").read_text()
     assert "event_log_storage" not in text  # Dagster's own event log storage
-    return home, done.stdout.strip().splitlines()[-1]
+    return home, printed.strip().splitlines()[-1]
 
 
 def _copy(previous_home: tuple[Path, str], target: Path) -> tuple[Settings, str]:

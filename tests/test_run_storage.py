@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import sqlite3
-import subprocess
 import sys
 import traceback
 from collections import Counter
@@ -285,6 +284,40 @@ print(result.run_id)
 """
 
 
+def run_previous_version(old: Path, source: str, argv: list[str], dagster_home: Path) -> str:
+    """`source` run as the previous version's program: in a child forked from this process
+    with every module of this version's `pipelines` and `schemas` forgotten and `old` (that
+    version's code) first on the path, as `python -c source` with PYTHONPATH=old did, but
+    with Dagster and the libraries already imported (a new interpreter paid ~1.5 s of CPU
+    importing them). What it printed; a failure (its traceback) fails the test."""
+    said_r, said_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never back into pytest
+        try:
+            os.close(said_r)
+            os.dup2(said_w, 1)
+            sys.stdout = os.fdopen(1, "w")
+            for name in [n for n in sys.modules if n.split(".")[0] in ("pipelines", "schemas")]:
+                del sys.modules[name]
+            sys.path.insert(0, str(old))
+            os.chdir(old)
+            os.environ["DAGSTER_HOME"] = str(dagster_home)
+            sys.argv = ["-c", *argv]
+            exec(compile(source, "<previous version>", "exec"), {"__name__": "__main__"})
+            sys.stdout.flush()
+            os._exit(0)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(1)
+    os.close(said_w)
+    with os.fdopen(said_r) as said:
+        printed = said.read()
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    assert code == 0, f"the previous version's run exited {code} (its traceback above)"
+    return printed
+
+
 @pytest.fixture(scope="module")
 def previous_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """A home whose instance the previous version made, with a run in it (its run id);
@@ -293,17 +326,10 @@ def previous_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     old = folder / "previous-version"
     previous_version_code(PREVIOUS_VERSION, old)
     home = folder / "home"
-    done = subprocess.run(
-        [sys.executable, "-c", PREVIOUS_RUN, str(home)],
-        cwd=old,
-        env={**os.environ, "PYTHONPATH": str(old), "DAGSTER_HOME": str(home / "dagster")},
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    printed = run_previous_version(old, PREVIOUS_RUN, [str(home)], home / "dagster")
     text = (home / "dagster" / "dagster.yaml").read_text()
     assert "run_storage" not in text  # Dagster's own run storage
-    return home, done.stdout.strip().splitlines()[-1]
+    return home, printed.strip().splitlines()[-1]
 
 
 def _copy(previous_home: tuple[Path, str], target: Path) -> tuple[Settings, str]:
