@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sqlite3
 import threading
 import traceback
@@ -26,7 +27,7 @@ from pipelines.home.event_log_storage import OPEN_AT_ONCE, KeptOpenSqliteEventLo
 from pipelines.home.instance_config import SQLITE, dagster_yaml
 from pipelines.home.settings import Settings, load_settings
 from tests.previous_version import previous_version_code
-from tests.test_run_storage import run_previous_version
+from tests.test_run_storage import CHILD_SECONDS, run_previous_version
 
 # The last commit whose dagster.yaml left Dagster's event log as it is (a connection per
 # event): the homes made by the previous version.
@@ -312,6 +313,8 @@ def _forked(work: Callable[[], None]) -> int:
     connections, as another process does; nothing of this process's is open on the home."""
     pid = os.fork()
     if pid == 0:  # the child: never back into pytest
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.alarm(CHILD_SECONDS)  # a child stuck on a lock copied by the fork dies
         try:
             work()
         except BaseException:

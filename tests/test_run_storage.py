@@ -32,6 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PREVIOUS_VERSION = "9dc7ca0"
 
 MONTHS = dg.StaticPartitionsDefinition(["2024-01", "2024-02", "2024-03"])
+# The longest a child forked from the test's process may live (SIGALRM ends it): a fork
+# copies only this thread, and a child that waited on a lock another thread held would
+# otherwise hang the test for ever rather than fail it.
+CHILD_SECONDS = 300
 
 
 @dg.asset(partitions_def=MONTHS)
@@ -139,6 +143,8 @@ def test_another_process_sees_each_status_as_it_is_written_and_after_a_kill(home
     told_r, told_w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never back into pytest
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.alarm(CHILD_SECONDS)  # a child stuck on a lock copied by the fork dies
         try:
             os.close(said_r)
             os.close(told_w)
@@ -293,6 +299,8 @@ def run_previous_version(old: Path, source: str, argv: list[str], dagster_home: 
     said_r, said_w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never back into pytest
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.alarm(CHILD_SECONDS)  # a child stuck on a lock copied by the fork dies
         try:
             os.close(said_r)
             os.dup2(said_w, 1)
