@@ -135,6 +135,18 @@ def _restored(made: tuple[Path, Path]) -> tuple[Settings, FolderLake]:
     return made, lake
 
 
+def _grown(three: tuple[Path, Path], months: int) -> tuple[Settings, FolderLake]:
+    """`_home` of `months` (3 or more) months: the three-month home put back, and the
+    months after written as `_home` writes them. Its catalog, built over three months, is
+    the one `_home` would build (its views read the lake's files by pattern: the same
+    record sets have files), as a run leaves a catalog when later months come."""
+    settings_, lake = _restored(three)
+    for m in range(3, months):
+        _month(lake, m)
+    _written_earlier(lake)
+    return settings_, lake
+
+
 def _as_the_views(warehouse: Path, contracts: dict[str, Contract] | None = None) -> list[str]:
     """The summary's lines as the warehouse's own views give them (the summary as it was),
     for `contracts` (every contract, unless given)."""
@@ -176,17 +188,14 @@ class Logged:
         self.con.close()
 
 
-def test_one_new_month_opens_as_many_lake_files_at_12_months_as_at_3(
-    tmp_path, monkeypatch, three_months
-):
+def test_one_new_month_opens_as_many_lake_files_at_12_months_as_at_3(monkeypatch, three_months):
     """The summary after one new month, on 3 and on 12 months summarised by the run before:
     the same lake files opened (the new month's only), and every line as the views say.
     On the old code each count opened every month's files (three times each)."""
     monkeypatch.setattr(run_summary, "duckdb", SimpleNamespace(connect=Logged))
     opened = {}
     for months in (3, 12):
-        made = _restored(three_months) if months == 3 else None
-        settings, lake = made or _home(tmp_path / str(months), months)
+        settings, lake = _grown(three_months, months)
         assert run_summary.warehouse_counts(settings, load_contracts()) == _as_the_views(
             settings.warehouse
         )  # (the run before: what it read is kept)
@@ -205,8 +214,8 @@ def test_one_new_month_opens_as_many_lake_files_at_12_months_as_at_3(
         assert all(_period(months) in p for p in opened[months]), opened[months]
 
 
-def test_a_file_changed_or_gone_is_counted_as_it_is_now(tmp_path):
-    settings, lake = _home(tmp_path, 4)
+def test_a_file_changed_or_gone_is_counted_as_it_is_now(three_months):
+    settings, lake = _grown(three_months, 4)
     contracts = load_contracts()
     assert run_summary.warehouse_counts(settings, contracts) == _as_the_views(settings.warehouse)
     # Month 1 validated again: its breach file rewritten with three breaches, not two; month 2's
@@ -320,14 +329,14 @@ def _fresh_register():
     register_module._READ.clear()
 
 
-def test_the_marts_read_the_kept_records_as_the_views_give_them(tmp_path):
+def test_the_marts_read_the_kept_records_as_the_views_give_them(three_months):
     """The marts' connection (`records_once`, given the lake) takes the register's events
     and breach records from what is kept, not from every record file again: the same
     rows as the warehouse's views, and the same provenance for every mart."""
     from pipelines.lake.provenance import mart_source_rows
     from pipelines.oversight.mart_runner import MARTS, warehouse_connection
 
-    settings_, lake = _home(tmp_path, 5)
+    settings_, lake = _grown(three_months, 5)
     _month(lake, 5, held=True)  # (a held month: its breaches critical, nothing published)
     contracts = load_contracts()
     with warehouse_connection(settings_.warehouse, contracts, records_once=True, lake=lake):
