@@ -78,7 +78,7 @@ from pipelines.oversight.mart_queries import (
     sql_string,
 )
 from pipelines.warehouse.catalog import make_lake_readable
-from pipelines.warehouse.record_cache import cache_folder, kept_records, over_files
+from pipelines.warehouse.record_cache import cache_folder, kept_records, reads_lake
 from pipelines.warehouse.reference import create_reference
 from schemas.contract import Contract
 
@@ -110,13 +110,19 @@ __all__ = [
 # --- running ---------------------------------------------------------------------------
 
 
-def _table_names(con: duckdb.DuckDBPyConnection, catalog: str, schema: str) -> set[str]:
-    rows = con.execute(
-        "SELECT table_name FROM information_schema.tables "
-        "WHERE table_catalog = ? AND table_schema = ?",
-        [catalog, schema],
-    ).fetchall()
-    return {r[0] for r in rows}
+def _warehouse_objects(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str | None]]:
+    """The attached warehouse's curated and governance tables and views: schema -> name ->
+    the view's SQL (None for a table). One query: `information_schema.tables` per schema
+    and `duckdb_views()` per record set read once were four, 12 ms of CPU; this is 4."""
+    found: dict[str, dict[str, str | None]] = {"curated": {}, "governance": {}}
+    for schema, name, sql in con.execute(
+        "SELECT schema_name, view_name, sql FROM duckdb_views() WHERE database_name = "
+        "'warehouse' AND schema_name IN ('curated', 'governance') UNION ALL "
+        "SELECT schema_name, table_name, NULL FROM duckdb_tables() WHERE database_name = "
+        "'warehouse' AND schema_name IN ('curated', 'governance')"
+    ).fetchall():
+        found[schema][name] = sql
+    return found
 
 
 # DuckDB's own memory while it computes the marts. Left at its default (80% of the machine),
@@ -189,8 +195,8 @@ def warehouse_connection(
         con.execute(f"SET memory_limit = '{MART_MEMORY_LIMIT}'")
         con.execute(f"ATTACH {sql_string(str(warehouse))} AS warehouse (READ_ONLY)")
         make_lake_readable(con, "warehouse")
-        present = _table_names(con, "warehouse", "curated")
-        governance = _table_names(con, "warehouse", "governance")
+        objects = _warehouse_objects(con)
+        present, governance = set(objects["curated"]), set(objects["governance"])
         con.execute("CREATE SCHEMA curated")
         con.execute("CREATE SCHEMA governance")
         # The reference schema's views are made over empty tables of the curated schemas
@@ -223,7 +229,7 @@ def warehouse_connection(
         for name in sorted(governance):
             if not (records_once and name in RECORDS_READ_ONCE):
                 continue
-            if lake is not None and over_files(con, name, lake):
+            if lake is not None and reads_lake(objects["governance"][name], lake):
                 con.register("_records", kept_records(con, lake, Path(warehouse), name))
                 con.execute(f"CREATE TABLE governance.{name} AS SELECT * FROM _records")
                 con.unregister("_records")
