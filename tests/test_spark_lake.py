@@ -51,8 +51,12 @@ pytestmark = pytest.mark.filterwarnings("ignore:PySpark does not yet fully suppo
 # optimizing of Spark's classes was half the JVM's CPU over this module, 41 s of 48, and the
 # tables are too small to gain from it) and one GC thread, as the machine's other core runs
 # the other pytest worker. The JVM's CPU over the module: 41 s -> 18 s; what Spark reads and
-# runs is the same.
-JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+# runs is the same. Nor does it verify the bytecode of Spark's jars as it loads their thousands
+# of classes (the JDK's own are not verified either): a build's jars, not code from elsewhere.
+JVM_OPTIONS = (
+    "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+    " -XX:+UnlockDiagnosticVMOptions -XX:-BytecodeVerificationRemote"
+)
 
 
 def _stop_jvm() -> int | None:
@@ -111,8 +115,9 @@ def home(shared_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def spark(tmp_path_factory: pytest.TempPathFactory):
-    """One local Spark session for the module: one core, one shuffle partition, no UI, its
-    catalog in a scratch folder, timestamps shown in UTC as the lake stores them."""
+    """One local Spark session for the module: one core, one shuffle partition, no UI, no
+    generated code, its catalog in a scratch folder, timestamps shown in UTC as the lake
+    stores them."""
     session_class = _spark_or_skip()
     scratch = tmp_path_factory.mktemp("spark-session")
     started = time.monotonic()
@@ -123,6 +128,11 @@ def spark(tmp_path_factory: pytest.TempPathFactory):
         .config("spark.default.parallelism", "1")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.session.timeZone", "UTC")
+        # Spark's expressions evaluated as they are, not compiled to Java first (a Janino
+        # compile per query, which tables this small never repay): the same files,
+        # partitions, schema and values read, as the two paths give the same answers.
+        .config("spark.sql.codegen.wholeStage", "false")
+        .config("spark.sql.codegen.factoryMode", "NO_CODEGEN")
         .config("spark.sql.warehouse.dir", str(scratch / "warehouse"))
         .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={scratch} {JVM_OPTIONS}")
         .getOrCreate()
