@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import shutil
 import signal
@@ -17,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import boto3
 
@@ -64,6 +66,37 @@ class S3Server:
         finally:
             for connection in opened:
                 connection.close()
+
+    def has_objects(self, bucket: str, folder: str) -> bool:
+        """Whether any object's key starts with `folder` (a key prefix ending in "/"), asked
+        of SeaweedFS's filer, which holds what the S3 gateway lists: for a test that polls
+        while a run writes, a plain HTTP GET (~0.13 ms of CPU) where boto3's signed
+        `list_objects_v2` costs ~1.2 ms."""
+        assert folder.endswith("/"), folder
+        connection = http.client.HTTPConnection("127.0.0.1", self.ports[6])
+        try:
+            return self._filer_has_files(connection, f"/buckets/{bucket}/{folder}")
+        finally:
+            connection.close()
+
+    def _filer_has_files(self, connection: http.client.HTTPConnection, folder: str) -> bool:
+        # A folder left empty once its objects were deleted lists no entries, as S3 lists
+        # no keys; one within it counts only if it holds a file.
+        connection.request("GET", quote(folder), headers={"Accept": "application/json"})
+        answer = connection.getresponse()
+        body = answer.read()
+        if answer.status == 404:
+            return False
+        assert answer.status == 200, f"{folder}: the filer answered {answer.status}"
+        for entry in json.loads(body).get("Entries") or []:
+            if not entry["Mode"] & _DIRECTORY:
+                return True
+            if self._filer_has_files(connection, entry["FullPath"] + "/"):
+                return True
+        return False
+
+
+_DIRECTORY = 1 << 31  # Go's os.ModeDir, in a filer entry's Mode
 
 
 def _free_ports(count: int) -> list[int]:
