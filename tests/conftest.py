@@ -357,7 +357,7 @@ TEST_SECONDS = {
     "test_the_s3_store_stopped_mid_run_and_started_again": 20,
     "test_a_killed_run_with_the_lake_on_s3_leaves_a_whole_month_and_the_next_run_finishes": 19,
     "test_incremental_marts_equal_a_full_recompute": 18,
-    "test_the_summary_says_what_the_views_say_after_any_runs": 16,
+    "test_the_summary_says_what_the_views_say_after_any_runs": 10,
     "test_a_change_and_every_read_say_what_views_made_afresh_say": 12,
     "test_a_killed_run_leaves_a_consistent_state_and_the_next_run_finishes": 11,
     "test_one_new_months_run_reads_as_many_register_files_at_12_months_as_at_3": 11,
@@ -409,6 +409,8 @@ FIXTURE_SECONDS = {
     "engineer_desk": 5,  # test_desk_browser.py: the engineer's run, before the module's Chromium
     "markup_run": 4,  # test_review_page.py: the run on files with markup
     "hostile_home": 3,  # test_hostile_input.py: the links' and the bomb's home, taken by one run
+    "forker": 2,  # test_faults.py: the process its runs are forked from (tests/forked_runs.py)
+    "command_pack": 2,  # test_oversight.py: the pack `datashare report --refresh` writes
 }
 # How long the shared demo home takes to build: the other worker is given at least this much
 # work that does not need it first, rather than waiting on its lock (as it did when the
