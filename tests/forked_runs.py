@@ -79,17 +79,23 @@ class Forker:
         """`program` (`module:function`) with `argv`, its output written to `out`. One left
         running by a test that failed is killed and reaped first: the forker serves the
         next only once the last is reaped."""
-        if self.last is not None and self.last.poll() is None:
-            with suppress(ProcessLookupError):
-                os.killpg(self.last.pid, signal.SIGKILL)
-            self.last.wait(timeout=60)
+        self._end_last()
         asked = {"program": program, "argv": argv, "env": env, "cwd": str(REPO_ROOT)}
         self.process.stdin.write(json.dumps({**asked, "out": str(out)}).encode() + b"\n")
         self.process.stdin.flush()
         self.last = Forked(self.process, out)
         return self.last
 
+    def _end_last(self) -> None:
+        """The last process, if a test that failed left it running, killed and reaped (the
+        forker reads its next order only once it has reaped the last)."""
+        if self.last is not None and self.last.poll() is None:
+            with suppress(ProcessLookupError):
+                os.killpg(self.last.pid, signal.SIGKILL)
+            self.last.wait(timeout=60)
+
     def close(self) -> None:
+        self._end_last()  # else the forker waits on it, and both outlive the module
         self.process.stdin.close()  # its loop ends, and it with it
         self.process.wait(timeout=60)
 

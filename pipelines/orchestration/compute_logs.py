@@ -8,6 +8,8 @@ processes a run, started and ended around every run (40-60 ms of CPU and 70 ms o
 each at load 8, three runs a month), and the tail, ended with SIGTERM, can lose what
 was written last. Here a thread of this process copies what the file gains to the
 terminal instead, a last time once the capture ends: nothing to orphan, nothing lost.
+So a caller that pipes `datashare run`'s output and stops reading it (the pipe full) holds
+the run at a step's end, where Dagster's tail would have been killed and its lines lost.
 """
 
 from __future__ import annotations
