@@ -1,6 +1,6 @@
-"""Processes of their own for the fault tests, forked from one process that imported what a
-run imports (Dagster, the CLI, the definitions) instead of each a new interpreter importing
-them again (about two seconds of CPU each).
+"""Processes of their own for the fault and lake-safety tests, forked from one process that
+imported what a run imports (Dagster, the CLI, the definitions) instead of each a new
+interpreter importing them again (about two seconds of CPU each).
 
 Each is a program as its script runs it: `datashare` (`pipelines.cli.main:program`) or
 `python -m tests.sensor_launch` (`tests.sensor_launch:main`), with the environment and

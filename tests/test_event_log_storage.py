@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import sqlite3
 import threading
-import traceback
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -27,7 +25,7 @@ from pipelines.home.event_log_storage import OPEN_AT_ONCE, KeptOpenSqliteEventLo
 from pipelines.home.instance_config import SQLITE, dagster_yaml
 from pipelines.home.settings import Settings, load_settings
 from tests.previous_version import previous_version_code
-from tests.test_run_storage import CHILD_SECONDS, run_previous_version
+from tests.test_run_storage import fork_child, run_previous_version
 
 # The last commit whose dagster.yaml left Dagster's event log as it is (a connection per
 # event): the homes made by the previous version.
@@ -307,21 +305,8 @@ def _killed_writer(dagster_home: Path, run_id: str) -> None:
 
 
 def _forked(work: Callable[[], None]) -> int:
-    """`work` in a child forked from this process, which never returns here: its exit
-    status. A fork rather than a new interpreter: the child has Dagster imported already
-    (a new `python -c` paid 1.5-1.8 s of CPU importing it) and opens its own instance and
-    connections, as another process does; nothing of this process's is open on the home."""
-    pid = os.fork()
-    if pid == 0:  # the child: never back into pytest
-        signal.signal(signal.SIGALRM, signal.SIG_DFL)
-        signal.alarm(CHILD_SECONDS)  # a child stuck on a lock copied by the fork dies
-        try:
-            work()
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(1)
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    """`work` in a child forked from this process (`fork_child`): its exit status."""
+    return os.waitstatus_to_exitcode(os.waitpid(fork_child(work), 0)[1])
 
 
 def test_events_committed_before_a_process_is_killed_are_kept(home: Settings):

@@ -1,12 +1,8 @@
 """Storage analysts can trust: kills, open connections, rebuilds, retention, the audit log."""
 
 import contextlib
-import json
 import os
-import select
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import date
@@ -15,12 +11,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.cli.main import REPO_ROOT, main
+from pipelines.cli.main import main
 from pipelines.demo.synthetic import write_delivery
 from pipelines.lake.retention import enforce_retention, expiry
 from pipelines.lake.store import FolderLake
 from schemas.contract import load_contracts
 from tests.conftest import SharedGreatExpectations, build_template, drop, restore_template
+from tests.forked_runs import Forked, Forker
 
 # Each runs the whole pipeline: `pytest -m 'not slow'` leaves them out. The runs in this
 # process use the worker's great-expectations helper (conftest's ge_helper: about 5 s of
@@ -33,107 +30,24 @@ def _count(settings, sql: str):
         return con.execute(sql).fetchall()
 
 
-# The killed runs' processes: each is `datashare run` as its script runs it (`program()`:
-# the command line, the home in its environment, a session of its own that the kill takes
-# whole, its own great-expectations helper), forked from one process that imported what a
-# run imports before it plans (Dagster, the CLI, the definitions: what Dagster's forkserver
-# preloads for a launched run's steps, which starts no thread pool to be copied half-held)
-# instead of a new interpreter importing them again for each kill (1.5 to 2 s of CPU each).
-_FORKER = """
-import json, os, signal, sys
-# SIGINT and SIGTERM as a user's shell gives them, not as this test process may have them
-# (after Dagster ran here, under pytest-xdist, SIGTERM is ignored, and so it would be in
-# the run's `tail -F` of each step's log: Dagster would wait 30 s for it to end).
-signal.signal(signal.SIGINT, signal.default_int_handler)
-signal.signal(signal.SIGTERM, signal.SIG_DFL)
-import pipelines.cli.main, pipelines.orchestration.definitions
-import pipelines.orchestration.pending_runs
-print("ready", flush=True)
-for line in sys.stdin:
-    asked = json.loads(line)
-    pid = os.fork()
-    if pid == 0:
-        os.setsid()
-        quiet = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(quiet, fd)
-        os.chdir(asked["cwd"])
-        os.environ.clear()
-        os.environ.update(asked["env"])
-        sys.argv = ["datashare", *asked["argv"]]
-        try:
-            code = pipelines.cli.main.program()
-        except SystemExit as stop:
-            code = stop.code if isinstance(stop.code, int) else 1
-        except BaseException:
-            code = 1
-        os._exit(code)
-    print("pid", pid, flush=True)
-    print("exit", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
-os._exit(0)  # asked to end: no teardown of what it imported (seconds, for nothing)
-"""
-
-
-class _Forked:
-    """A process the forker made, as much of `subprocess.Popen` as the kill tests use: its
-    pid (its process group's too), and its exit status once the forker has reaped it."""
-
-    def __init__(self, forker: subprocess.Popen) -> None:
-        self._out = forker.stdout.fileno()
-        self._said = b""
-        self.pid = self._said_as(b"pid", self._line(None))
-        assert self.pid > 1, "not a process of its own"  # killpg(0 or 1) would be ours or init's
-        self.returncode: int | None = None
-
-    @staticmethod
-    def _said_as(kind: bytes, line: bytes) -> int:
-        """The number in the forker's line `kind N`: each line says what it is, so a line
-        left unread by an earlier case is never taken for another kind."""
-        said, number = line.split()
-        assert said == kind, f"the forker said {line!r} where {kind!r} was due"
-        return int(number)
-
-    def _line(self, timeout: float | None) -> bytes | None:
-        while b"\n" not in self._said:
-            if not select.select([self._out], [], [], timeout)[0]:
-                return None
-            more = os.read(self._out, 64)
-            assert more, "the forker ended"
-            self._said += more
-        line, self._said = self._said.split(b"\n", 1)
-        return line
-
-    def poll(self) -> int | None:
-        if self.returncode is None and (line := self._line(0)) is not None:
-            self.returncode = self._said_as(b"exit", line)
-        return self.returncode
-
-    def wait(self) -> int:
-        if self.returncode is None:
-            self.returncode = self._said_as(b"exit", self._line(None))
-        return self.returncode
-
-
+# The killed runs' processes: each is `datashare run` as its script runs it (the command
+# line, the home in its environment, a session of its own that the kill takes whole, its own
+# great-expectations helper), forked from one process that imported what a run imports
+# (tests/forked_runs.py) instead of a new interpreter importing it again for each kill (1.5
+# to 2 s of CPU each).
 @pytest.fixture(scope="module")
-def _forker() -> Iterator[subprocess.Popen]:
-    forker = subprocess.Popen(
-        [sys.executable, "-c", _FORKER], cwd=REPO_ROOT, stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE, start_new_session=True,
-    )  # fmt: skip
+def _forker() -> Iterator[Forker]:
+    forker = Forker()
     try:
-        assert forker.stdout.readline() == b"ready\n", "the forker did not start"
         yield forker
     finally:
-        forker.stdin.close()  # its loop ends, and it with it
-        forker.wait(timeout=60)
+        forker.close()
 
 
-def _datashare(forker: subprocess.Popen, home, *args: str) -> _Forked:
+def _datashare(forker: Forker, home, *args: str) -> Forked:
     env = {**os.environ, "DATASHARE_HOME": str(home.home), "DAGSTER_HOME": str(home.dagster_home)}
-    asked = {"argv": list(args), "env": env, "cwd": str(REPO_ROOT)}
-    forker.stdin.write(json.dumps(asked).encode() + b"\n")
-    forker.stdin.flush()
-    return _Forked(forker)
+    out = home.home.with_name(f"{home.home.name}-run.out")  # beside the home, not in it
+    return forker.start("pipelines.cli.main:program", list(args), env, out)
 
 
 # Each test's whole-pipeline first run is the same, and costs seconds: made once for the
@@ -220,7 +134,7 @@ def _curated(lake: Path) -> bool:
     return (lake / "curated" / Path(*JULY) / "data.parquet").exists()
 
 
-def _kill_when(process: _Forked, lake: Path, phase) -> bool:
+def _kill_when(process: Forked, lake: Path, phase) -> bool:
     """Kill `process`'s group the moment `phase(lake)` holds; False if the run ended first
     (or never showed the phase within five minutes)."""
     deadline = time.monotonic() + 300

@@ -11,6 +11,7 @@ import sqlite3
 import sys
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -36,6 +37,25 @@ MONTHS = dg.StaticPartitionsDefinition(["2024-01", "2024-02", "2024-03"])
 # copies only this thread, and a child that waited on a lock another thread held would
 # otherwise hang the test for ever rather than fail it.
 CHILD_SECONDS = 300
+
+
+def fork_child(work: Callable[[], None]) -> int:
+    """`work` in a child forked from this process, which never returns into pytest (status
+    1 unless `work` ends the child itself; a traceback on stderr if it raised): its pid. A
+    fork rather than a new interpreter: the child has Dagster imported already (a new
+    `python -c` paid 1.5-1.8 s of CPU importing it) and opens its own instance and
+    connections, as another process does; nothing of this process's may be open on the home."""
+    pid = os.fork()
+    if pid == 0:
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.alarm(CHILD_SECONDS)  # a child stuck on a lock copied by the fork dies
+        try:
+            work()
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(1)
+    return pid
 
 
 @dg.asset(partitions_def=MONTHS)
@@ -141,18 +161,13 @@ def test_another_process_sees_each_status_as_it_is_written_and_after_a_kill(home
         pass
     said_r, said_w = os.pipe()
     told_r, told_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never back into pytest
-        signal.signal(signal.SIGALRM, signal.SIG_DFL)
-        signal.alarm(CHILD_SECONDS)  # a child stuck on a lock copied by the fork dies
-        try:
-            os.close(said_r)
-            os.close(told_w)
-            _writer(home.dagster_home, said_w, told_r)
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(1)
+
+    def writer() -> None:
+        os.close(said_r)
+        os.close(told_w)
+        _writer(home.dagster_home, said_w, told_r)
+
+    pid = fork_child(writer)
     os.close(said_w)
     os.close(told_r)
     seen = []
@@ -297,27 +312,22 @@ def run_previous_version(old: Path, source: str, argv: list[str], dagster_home: 
     with Dagster and the libraries already imported (a new interpreter paid ~1.5 s of CPU
     importing them). What it printed; a failure (its traceback) fails the test."""
     said_r, said_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never back into pytest
-        signal.signal(signal.SIGALRM, signal.SIG_DFL)
-        signal.alarm(CHILD_SECONDS)  # a child stuck on a lock copied by the fork dies
-        try:
-            os.close(said_r)
-            os.dup2(said_w, 1)
-            sys.stdout = os.fdopen(1, "w")
-            for name in [n for n in sys.modules if n.split(".")[0] in ("pipelines", "schemas")]:
-                del sys.modules[name]
-            sys.path.insert(0, str(old))
-            os.chdir(old)
-            os.environ["DAGSTER_HOME"] = str(dagster_home)
-            sys.argv = ["-c", *argv]
-            exec(compile(source, "<previous version>", "exec"), {"__name__": "__main__"})
-            sys.stdout.flush()
-            os._exit(0)
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(1)
+
+    def previous() -> None:
+        os.close(said_r)
+        os.dup2(said_w, 1)
+        sys.stdout = os.fdopen(1, "w")
+        for name in [n for n in sys.modules if n.split(".")[0] in ("pipelines", "schemas")]:
+            del sys.modules[name]
+        sys.path.insert(0, str(old))
+        os.chdir(old)
+        os.environ["DAGSTER_HOME"] = str(dagster_home)
+        sys.argv = ["-c", *argv]
+        exec(compile(source, "<previous version>", "exec"), {"__name__": "__main__"})
+        sys.stdout.flush()
+        os._exit(0)
+
+    pid = fork_child(previous)
     os.close(said_w)
     with os.fdopen(said_r) as said:
         printed = said.read()
