@@ -82,11 +82,14 @@ REAL_PERIOD = "2022-06"
 REAL_ROWS = 16_332  # the June 2022 stop-and-search file's rows (all pass the contract)
 COMPLAINTS_PERIOD = "2024-01"
 COMPLAINTS_ROWS = 3000
-# The month whose validating worker is killed: synthetic, four times the real June file's
-# rows (one validation batch still), so that its step lasts long enough to be seen and
-# killed mid-way: a warm worker validated the real file (16,332 rows) in a fraction of a
-# second, and CI runs found the step done before the kill came.
-KILLED_ROWS = 60_000
+# The month whose validating worker is killed: synthetic, nine times the real June file's
+# rows, so that its step lasts long enough to be seen and killed mid-way: a warm worker
+# validated the real file (16,332 rows) in a fraction of a second, and CI runs found the step
+# done before the kill came; at 60,000 rows one quiet run in three still did. At 150,000 the
+# step takes ~1 s on a quiet machine (the kill landed mid-step in 3 runs of 3), well inside
+# VISIBILITY_SECONDS. Its curated month has several row groups, so the analysts' query below
+# also reads one S3 object on several DuckDB threads (tests/test_s3_reads.py).
+KILLED_ROWS = 150_000
 # How soon Redis gives a dead worker's step to another. Redis cannot tell a dead worker from
 # a slow one: a step still running after this long is handed out again, so it must outlast
 # the slowest step on a loaded machine. A worker loads the code location and
@@ -567,8 +570,8 @@ def test_two_workers_take_deliveries_and_a_killed_worker_loses_and_repeats_nothi
         if step in _step_events(instance, run_id, dg.DagsterEventType.STEP_SUCCESS):
             # The race this test runs was lost: the step ended between the look that saw it
             # start and the kill, so no step was killed mid-way and there is nothing to
-            # judge. Said as a skip, not passed: it happened in 1 of 3 quiet runs at
-            # KILLED_ROWS, and in most CI runs with the real June file.
+            # judge. Said as a skip, not passed: it happened in 1 of 3 quiet runs at 60,000
+            # rows, and in most CI runs with the real June file.
             pytest.skip("the step finished before its worker was killed: not a kill mid-step")
 
         jobs = {job, delivery_job_name("complaints")}
