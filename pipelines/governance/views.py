@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import threading
 import weakref
 
@@ -435,11 +436,73 @@ GOVERNANCE_COLUMN_COMMENTS: dict[str, dict[str, str]] = {
 }
 
 
-def create_breach_views(con: duckdb.DuckDBPyConnection) -> None:
+BREACH_VIEWS_SQL = (BREACHES_SQL, BREACH_DELIVERIES_SQL, BREACH_HISTORY_SQL, BREACH_REGISTER_SQL)
+
+
+def create_breach_views(con: duckdb.DuckDBPyConnection, read_once: bool = False) -> None:
     """The breach views, over `governance.breach_records`, `breach_events`,
-    `delivery_events`, `clauses` and `month_parts` (tables or views already in `con`)."""
-    for sql in (BREACHES_SQL, BREACH_DELIVERIES_SQL, BREACH_HISTORY_SQL, BREACH_REGISTER_SQL):
-        con.execute(sql)
+    `delivery_events`, `clauses` and `month_parts` (tables or views already in `con`).
+    `read_once`: made as `reading_once` rewrites them, for record sets that are views over
+    the lake's files."""
+    for sql in BREACH_VIEWS_SQL:
+        con.execute(reading_once(sql) if read_once else sql)
+
+
+# The record sets that are, in the warehouse, views over the lake's files; and the views of
+# this module made over them, in an order in which each comes after those it reads.
+RECORD_SETS = ("delivery_events", "breach_records", "breach_events")
+_VIEWS = {
+    re.match(r"\s*CREATE VIEW governance\.(\w+) AS\n", sql).group(1): sql
+    for sql in (DELIVERIES_SQL, *BREACH_VIEWS_SQL)
+}
+_NAMED = re.compile(rf"\bgovernance\.({'|'.join((*RECORD_SETS, *_VIEWS))})\b")
+
+
+def reading_once(sql: str) -> str:
+    """`sql`, a view of this module, rewritten so that a query of it reads each record set
+    (`RECORD_SETS`) once, giving the same rows.
+
+    DuckDB inlines a view at each reference, and the register refers to the delivery events
+    and breach records nine times through the views it is made of: over the lake's files,
+    nine reads of a growing set of files (each file an HTTP request or more on S3), which
+    need not even see the same files while a run writes. Here each record set it reads is a
+    materialized CTE, read once, and each view it reads is a CTE over those, its SQL
+    derived from the same text as the view's, so the two cannot drift apart.
+    """
+    name, body = _split(sql)
+    needed: list[str] = []
+
+    def visit(text: str) -> None:
+        for ref in _NAMED.findall(text):
+            if ref not in needed:
+                if ref in _VIEWS:
+                    visit(_split(_VIEWS[ref])[1])
+                needed.append(ref)
+
+    visit(body)
+    ctes = [
+        f"_{ref} AS MATERIALIZED (SELECT * FROM governance.{ref})"
+        for ref in RECORD_SETS
+        if ref in needed
+    ]
+    ctes += [f"_{ref} AS (\n{_local(_split(_VIEWS[ref])[1])}\n)" for ref in _VIEWS if ref in needed]
+    if not ctes:
+        return sql
+    return (
+        f"CREATE VIEW governance.{name} AS\nWITH " + ",\n".join(ctes)
+        + f"\nSELECT * FROM (\n{_local(body)}\n)"
+    )  # fmt: skip
+
+
+def _split(sql: str) -> tuple[str, str]:
+    """A view's name and the query it is."""
+    found = re.match(r"\s*CREATE VIEW governance\.(\w+) AS\n(.*)", sql, re.DOTALL)
+    return found.group(1), found.group(2).strip()
+
+
+def _local(text: str) -> str:
+    """`text` reading `reading_once`'s CTEs (`_name`) in place of the governance objects."""
+    return _NAMED.sub(r"_\1", text)
 
 
 def in_memory(

@@ -32,6 +32,7 @@ from pipelines.governance.views import (
     clause_table,
     create_breach_views,
     parts_table,
+    reading_once,
 )
 from pipelines.lake.mart_files import mart_keys, migrate_mart_files
 from pipelines.lake.object_store import let_duckdb_read_s3
@@ -651,7 +652,7 @@ def _governance(con: duckdb.DuckDBPyConnection, lake: Lake, contracts: dict[str,
     _comment(
         con, "governance.delivery_events", "Every event in every delivery's history.", kind=kind
     )
-    con.execute(DELIVERIES_SQL)
+    con.execute(reading_once(DELIVERIES_SQL))
     _comment(
         con,
         "governance.deliveries",
@@ -695,7 +696,7 @@ def _governance(con: duckdb.DuckDBPyConnection, lake: Lake, contracts: dict[str,
         BREACH_EVENT_SCHEMA,
     )
     _comment(con, "governance.breach_events", "Each step of each breach's lifecycle.", kind=kind)
-    create_breach_views(con)
+    create_breach_views(con, read_once=True)
     for name, text in BREACH_COMMENTS.items():
         _comment(con, name, text)
     for name, schema, text in [
