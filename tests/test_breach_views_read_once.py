@@ -6,7 +6,8 @@ HTTP request or more on S3, and nine reads of a folder a run writes to need not 
 warehouse's views are `views.reading_once` of the same SQL: they must give exactly the rows
 the views give over tables (`views.in_memory`, what `datashare breaches` reads), on a register
 with re-sends, supersessions, lead's steps, held, rejected and late months and a month in
-parts, while reading each file set once.
+parts, while reading each file set once; and so must `governance.audit_log`, which reads
+the register's history.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from pipelines.governance.audit_log import AUDIT_LOG_SQL, record_export
 from pipelines.governance.views import clause_table, in_memory, parts_table
 from pipelines.lake.register import DeliveryEvent, Register
 from pipelines.lake.store import open_lake
@@ -34,6 +36,7 @@ READS = {
     "breach_deliveries": {"breach_records", "delivery_events"},
     "breach_history": {"breach_records", "delivery_events", "breach_events"},
     "breach_register": {"breach_records", "delivery_events", "breach_events"},
+    "audit_log": {"breach_records", "delivery_events", "breach_events", "exports"},
 }
 
 
@@ -67,6 +70,7 @@ def warehouse(tmp_path_factory) -> tuple[Path, int]:
            action="delivery rejected", raised_at=T0 + timedelta(days=60, minutes=1))  # fmt: skip
     deliver(lake, S, "2025-10", "2025-10-again.csv", 3_900, at=T0 + timedelta(62))
     late(lake, S, "2025-11")
+    record_export(lake, S, "2025-08", "notice-2025-08.pdf (2 breaches)", "lead", "monthly")
     # A month in parts: one part rejected, then re-sent under its name; the other part is
     # not a re-send of it.
     part = deliver(lake, C, "2025-08", "north.csv", 0, "rejected", at=T0)
@@ -117,6 +121,10 @@ def test_the_warehouse_views_give_the_rows_the_views_give_over_tables(warehouse,
             con.sql(f"SELECT * FROM governance.{name}").to_arrow_table()
             for name in ("breach_records", "breach_events", "delivery_events")
         ]
+        others = {
+            name: con.sql(f"SELECT * FROM governance.{name}").to_arrow_table()
+            for name in ("erasures", "exports")
+        }
         got = con.execute(f"SELECT * FROM governance.{view} ORDER BY ALL").fetchall()
         columns = con.execute(
             "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = "
@@ -125,6 +133,10 @@ def test_the_warehouse_views_give_the_rows_the_views_give_over_tables(warehouse,
         ).fetchall()
     assert tables[1].num_rows == steps
     with in_memory(*tables, clause_table(contracts), parts_table(contracts)) as memory:
+        for name, table in others.items():  # what the audit log reads besides
+            memory.register("_source", table)
+            memory.execute(f"CREATE TABLE governance.{name} AS SELECT * FROM _source")
+        memory.execute(AUDIT_LOG_SQL)
         want = memory.execute(f"SELECT * FROM governance.{view} ORDER BY ALL").fetchall()
         want_columns = memory.execute(
             "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = "

@@ -459,8 +459,9 @@ _NAMED = re.compile(rf"\bgovernance\.({'|'.join((*RECORD_SETS, *_VIEWS))})\b")
 
 
 def reading_once(sql: str) -> str:
-    """`sql`, a view of this module, rewritten so that a query of it reads each record set
-    (`RECORD_SETS`) once, giving the same rows.
+    """`sql`, a view over the record sets (`RECORD_SETS`) and this module's views (one of
+    them, or another such as `governance.audit_log`), rewritten so that a query of it reads
+    each record set once, giving the same rows.
 
     DuckDB inlines a view at each reference, and the register refers to the delivery events
     and breach records nine times through the views it is made of: over the lake's files,

@@ -708,7 +708,7 @@ def _governance(con: duckdb.DuckDBPyConnection, lake: Lake, contracts: dict[str,
         name = f"governance.{name}"
         kind = _source(con, name, lake, GOVERNANCE_SOURCES[name], schema)
         _comment(con, name, text, kind=kind)
-    con.execute(AUDIT_LOG_SQL)
+    con.execute(reading_once(AUDIT_LOG_SQL))
     _comment(
         con,
         "governance.audit_log",
