@@ -5,7 +5,6 @@ recorded in the same instance the UI shows."""
 from __future__ import annotations
 
 import atexit
-import multiprocessing
 import os
 import sys
 import time
@@ -15,6 +14,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import cached_property
+from multiprocessing.util import Finalize
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,6 +38,7 @@ from pipelines.orchestration.job_names import (
 )
 from pipelines.orchestration.month_runs import MonthRun, month_runs
 from pipelines.orchestration.run_failures import explain, failure_words
+from pipelines.orchestration.worker_forkserver import environment, take_environment, worker_context
 from pipelines.oversight.definition import marts_dir
 from pipelines.warehouse.catalog import build_warehouse, catalog_current
 from schemas.contract import Contract, load_contracts
@@ -510,25 +511,29 @@ def _profiled(name: str) -> Iterator[None]:
     profile.dump_stats(Path(folder) / f"worker-{name}-{os.getpid()}.prof")
 
 
-def _start_worker(settings: Settings) -> None:
+def _start_worker(settings: Settings, environ: dict[str, str]) -> None:
     global _WORKER
+    take_environment(environ)
     with _profiled("start"):
         dagster = _Dagster(settings)
         dagster.prepare()
         _WORKER = (dagster, open_lake(settings.lake))
-    atexit.register(_end_worker)
+    # The last of multiprocessing's finalizers, which run when the pool's process returns
+    # from its work, however it was started: a process forked from the forkserver is then
+    # ended with `os._exit`, so Python's `atexit` handlers would never run in it.
+    Finalize(None, _end_worker, exitpriority=-100)
 
 
 def _end_worker() -> None:
-    """A worker process's end, once the pool has ended its work (Python's exit, run from
-    `atexit`): its instance closed, as `run_pending` closes its own (each SQLite database
-    checkpointed, no WAL left), the other `atexit` handlers run, the standard streams
-    flushed; then the process ended without Python's teardown of every module and object,
-    one garbage-collector pass after another over what the worker imported (Dagster,
-    great-expectations, pandas, polars...): about a second of CPU that the pool's shutdown,
-    and so the run, waited for. Status 0: a worker ends here only when the pool has told it
-    to, and the pool does not read a worker's status."""
-    atexit.unregister(_end_worker)
+    """A worker process's end, once the pool has ended its work (the last of
+    multiprocessing's finalizers): its instance closed, as `run_pending` closes its own
+    (each SQLite database checkpointed, no WAL left), the `atexit` handlers run (as a
+    spawned worker's interpreter ran them), the standard streams flushed; then the process
+    ended without Python's teardown of every module and object, one garbage-collector pass
+    after another over what the worker imported (Dagster, great-expectations, pandas,
+    polars...): about a second of CPU that the pool's shutdown, and so the run, waited
+    for. Status 0: a worker ends here only when the pool has told it to, and the pool does
+    not read a worker's status."""
     if _WORKER is not None:
         _WORKER[0].close()
     atexit._run_exitfuncs()
@@ -556,11 +561,12 @@ def _execute_all(
     queue has it): the contracts are independent, and each month holds its own lease.
 
     Side by side, each in a worker process that makes Dagster's definitions, opens the
-    instance and imports great-expectations once for all the contracts it runs. Started
-    afresh (spawned), not forked: a fork of a process whose polars or Arrow thread pools
-    are running can deadlock. Files outside the layout go first, here. `checks_done` is
-    called once this process will validate nothing more: at once when it validates nothing
-    (no month, or the contracts side by side), else when its months are done."""
+    instance once for all the contracts it runs. Forked from a server process that imported
+    what they import (`worker_forkserver`), not from this one: a fork of a process whose
+    polars or Arrow thread pools are running can deadlock. Files outside the layout go
+    first, here. `checks_done` is called once this process will validate nothing more: at
+    once when it validates nothing (no month, or the contracts side by side), else when its
+    months are done."""
     by_contract: dict[str, list[MonthRun]] = {}
     for run in runs:
         by_contract.setdefault(run.contract, []).append(run)
@@ -610,9 +616,9 @@ def _execute_contracts(
     else:
         with ProcessPoolExecutor(
             at_once,
-            multiprocessing.get_context("spawn"),
+            worker_context(),
             initializer=_start_worker,
-            initargs=(dagster.settings,),
+            initargs=(dagster.settings, environment()),
         ) as pool:
             # The contracts with the most months first: the short ones then fill in at the
             # end, rather than one worker running a long contract alone.
