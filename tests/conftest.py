@@ -499,12 +499,14 @@ def _demo_free_first(units: list[list[pytest.Item]]) -> list[list[pytest.Item]]:
 
 
 @pytest.hookimpl(optionalhook=True)
-def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """`-n auto`: one worker more than the machine has cores. With two workers on two cores
     the suite used 158% CPU: tests waiting (for a daemon's tick, a server, a browser, a file
     to settle) left a core idle; a third worker fills it (955 tests, 8 Dec 2026: 384 s and
     169% with three, 400-405 s with two)."""
-    return (os.cpu_count() or 1) + 1
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist's own hook reads it
+    return len(os.sched_getaffinity(0)) + 1  # the cores this process may use
 
 
 # Where the workers tell the controller which unit each test belongs to (a JSON object of

@@ -5,6 +5,8 @@ fork copies half-held, and what a worker takes from the run rather than from it.
 from __future__ import annotations
 
 import os
+import sys
+import types
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -66,9 +68,12 @@ def test_a_launched_runs_steps_find_what_dagster_preloads_for_them():
     # One forkserver a process, started with the list of whoever asks first: this one
     # starts with what Dagster's executor preloads for LOCAL_STEPS (its own module, then
     # the definitions), so a step forked from it finds that imported.
-    import pipelines.orchestration.definitions as definitions
+    from pipelines.orchestration.definitions import LOCAL_STEPS_PRELOAD
 
-    assert PRELOAD[:2] == ["dagster._core.executor.multiprocess", definitions.__name__]
+    assert PRELOAD[: 1 + len(LOCAL_STEPS_PRELOAD)] == [
+        "dagster._core.executor.multiprocess",
+        *LOCAL_STEPS_PRELOAD,
+    ]
 
 
 def test_run_from_another_checkout_the_workers_are_spawned(tmp_path, monkeypatch):
@@ -80,3 +85,20 @@ def test_run_from_another_checkout_the_workers_are_spawned(tmp_path, monkeypatch
     assert worker_context().get_start_method() == "spawn"
     monkeypatch.chdir(Path(__file__).resolve().parents[1])
     assert worker_context().get_start_method() == "forkserver"
+
+
+def test_run_with_the_project_put_on_its_path_another_way_the_workers_are_spawned(
+    tmp_path, monkeypatch
+):
+    # This process's `pipelines` from a copy on its own path (a script's `sys.path`, pytest's
+    # root) while it runs from a folder without one: the server, a fresh interpreter, would
+    # import the copy the venv's editable install maps instead.
+    copy = tmp_path / "copy" / "pipelines"
+    copy.mkdir(parents=True)
+    (copy / "__init__.py").write_text("")
+    elsewhere = types.ModuleType("pipelines")
+    elsewhere.__path__ = [str(copy)]
+    monkeypatch.chdir(tmp_path)
+    assert worker_context().get_start_method() == "forkserver"  # this project: the venv's
+    monkeypatch.setitem(sys.modules, "pipelines", elsewhere)
+    assert worker_context().get_start_method() == "spawn"

@@ -165,7 +165,7 @@ class PositionalReads(io.RawIOBase):
         self._positions.at = at + len(data)
         return data
 
-    def readinto(self, buffer) -> int:
+    def readinto(self, buffer: bytearray | memoryview) -> int:
         data = self.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)

@@ -45,8 +45,11 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 # step forked from it starts clean. This module is named as the one to preload: with no
 # `preload_modules` Dagster 1.13 preloads only its own executor module (the setting reads as
 # an empty list, not as "the job's module"), and each step imported the code location again.
+# (`datashare run`'s workers fork from the same server: worker_forkserver.PRELOAD starts with
+# this list, since a process has one forkserver.)
+LOCAL_STEPS_PRELOAD = [__name__]
 LOCAL_STEPS = dg.multiprocess_executor.configured(
-    {"start_method": {"forkserver": {"preload_modules": [__name__]}}}, name="multiprocess"
+    {"start_method": {"forkserver": {"preload_modules": LOCAL_STEPS_PRELOAD}}}, name="multiprocess"
 )
 
 

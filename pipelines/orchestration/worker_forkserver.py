@@ -35,8 +35,10 @@ finalizers (`pending_runs._start_worker`), not an `atexit` handler.
 
 from __future__ import annotations
 
+import importlib.machinery
 import multiprocessing
 import os
+import site
 import sys
 from multiprocessing.context import BaseContext
 from pathlib import Path
@@ -73,18 +75,40 @@ def worker_context() -> BaseContext:
 
 def _same_project() -> bool:
     """Whether the server's imports find this process's project. Python 3.11's forkserver
-    imports its preload with its own `sys.path`, the current folder first (it is given this
-    process's path and does not use it), while a spawned worker takes this process's path
-    before it imports: run from a folder holding another checkout, the server would load
-    that one's code."""
-    here = Path.cwd()
+    imports its preload with a `sys.path` of its own, a fresh interpreter's (the current
+    folder first, then `PYTHONPATH` and the venv, whose editable install maps the project's
+    packages): it is given this process's path and does not use it, while a spawned worker
+    takes this process's path before it imports. Run from a folder holding another checkout,
+    or with the project put on this process's path another way (a script's `sys.path`,
+    pytest's root), the server would load other code than this process runs."""
     for name in PACKAGES:
         module = sys.modules.get(name)
-        if module is None or not (here / name / "__init__.py").exists():
+        if module is None:
             continue
-        if (here / name).resolve() != Path(module.__path__[0]).resolve():
+        found = _fresh_interpreter_finds(name)
+        if found is None or found != Path(module.__path__[0]).resolve():
             return False
     return True
+
+
+def _fresh_interpreter_finds(name: str) -> Path | None:
+    """Where `python -c` started here, in this environment, would find package `name`."""
+    entries = [os.getcwd(), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    spec = importlib.machinery.PathFinder.find_spec(name, [*entries, *site.getsitepackages()])
+    if spec is None:
+        # The editable install's finder (a meta path finder after the path's), or another.
+        for finder in sys.meta_path:
+            if finder is importlib.machinery.PathFinder or not hasattr(finder, "find_spec"):
+                continue
+            try:
+                spec = finder.find_spec(name, None)
+            except Exception:  # a finder of another package that cannot answer this
+                continue
+            if spec is not None:
+                break
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))).resolve()
 
 
 def environment() -> dict[str, str]:
